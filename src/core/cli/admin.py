@@ -1,0 +1,301 @@
+"""``pilotwms``: the operator command.
+
+Subcommands::
+
+    pilotwms init DIR [--user NAME] [--host H] [--port P] [--force]
+    pilotwms serve [--config F] [--processes N] [--port P] [--no-tls]
+    pilotwms services                                  # installed services
+    pilotwms db init|upgrade|version [--config F]
+    pilotwms ca init --dir D [--name N]
+    pilotwms cert issue (--user NAME | --host NAME) [--ca D] [--out D] [--days N]
+    pilotwms proxy init [--cert F] [--key F] [--group G] [--hours H] [--limited] [--out F]
+    pilotwms proxy info [FILE]
+    pilotwms token issue --user U [--group G] [--lifetime S] [--out F] [--config F]
+    pilotwms call SYSTEM/SERVICE METHOD [ARG ...]      # ARGs are JSON, else strings
+
+``--config`` defaults to ``$PILOTWMS_CONFIG``; user-side commands (``proxy init``, ``call``)
+read ``$PILOTWMS_CLIENT_CONFIG`` (default ``~/.pilotwms/client.yaml``).
+
+Example::
+
+    pilotwms init /tmp/demo && pilotwms serve --config /tmp/demo/config.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from core.cli.common import print_json, run
+from core.config.loader import load_config
+from core.exceptions import ConfigError, CredentialError, InvalidArgument
+from core.version import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pilotwms", description="pilotwms operator command")
+    parser.add_argument("--version", action="version", version=f"pilotwms {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="make a complete self-contained instance in DIR")
+    p.add_argument("directory", type=Path)
+    p.add_argument("--user", default="alice", help="name of the demo user (default alice)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8443)
+    p.add_argument("--force", action="store_true", help="replace a non-empty DIR")
+
+    p = sub.add_parser("serve", help="run the services")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--processes", type=int, help="worker processes (0 = one per CPU)")
+    p.add_argument("--port", type=int, help="override Server.Port (0 = any free port)")
+    p.add_argument("--no-tls", action="store_true",
+                   help="plain HTTP, only behind a TLS-terminating balancer")
+    p.add_argument("--log-level", default="INFO")
+
+    sub.add_parser("services", help="list the installed services")
+
+    p = sub.add_parser("db", help="database schemas")
+    p.add_argument("action", choices=["init", "upgrade", "version"])
+    p.add_argument("--config", type=Path)
+
+    p = sub.add_parser("ca", help="certification authority")
+    p.add_argument("action", choices=["init"])
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--name", default="pilotwms dev CA")
+
+    p = sub.add_parser("cert", help="certificates")
+    p.add_argument("action", choices=["issue"])
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user")
+    who.add_argument("--host")
+    p.add_argument("--ca", type=Path, default=Path(os.environ.get("PILOTWMS_CA", "ca")))
+    p.add_argument("--out", type=Path, help="directory for the cert and key (default: .)")
+    p.add_argument("--days", type=int, default=365)
+
+    p = sub.add_parser("proxy", help="RFC 3820 proxies")
+    p.add_argument("action", choices=["init", "info"])
+    p.add_argument("file", nargs="?", type=Path, help="proxy file for 'info'")
+    p.add_argument("--cert", type=Path)
+    p.add_argument("--key", type=Path)
+    p.add_argument("--group", "-g")
+    p.add_argument("--hours", type=float, default=24.0)
+    p.add_argument("--limited", action="store_true")
+    p.add_argument("--out", type=Path)
+
+    p = sub.add_parser("token", help="access tokens of this instance's issuer")
+    p.add_argument("action", choices=["issue"])
+    p.add_argument("--config", type=Path)
+    p.add_argument("--user", required=True)
+    p.add_argument("--group", "-g")
+    p.add_argument("--lifetime", type=int, help="seconds (default Auth.Signing.Lifetime)")
+    p.add_argument("--out", type=Path, help="write the token to this file (mode 600)")
+
+    p = sub.add_parser("call", help="call a service method and print the reply")
+    p.add_argument("service", help="System/Service")
+    p.add_argument("method")
+    p.add_argument("args", nargs="*")
+    return parser
+
+
+def _server_config(path: Path | None) -> Any:
+    return load_config(path)
+
+
+def cmd_init(ns: argparse.Namespace) -> int:
+    from core.cli.instance import create_instance
+
+    inst = create_instance(ns.directory, user=ns.user, host=ns.host, port=ns.port,
+                           force=ns.force)
+    print(f"pilotwms instance ready in {inst.directory}")
+    print(f"  start it:  pilotwms serve --config {inst.config}")
+    print(f"  use it:    export PILOTWMS_CLIENT_CONFIG={inst.client_config}")
+    return 0
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from core.rpc.runner import select_services, serve
+
+    logging.basicConfig(level=ns.log_level.upper(),
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    config = _server_config(ns.config)
+    if ns.port is not None:
+        config = config.model_copy(
+            update={"server": config.server.model_copy(update={"port": ns.port})})
+    serve(config, select_services(config), processes=ns.processes, tls=not ns.no_tls)
+    return 0
+
+
+def cmd_services(ns: argparse.Namespace) -> int:
+    from core.rpc.runner import available_services
+
+    for name, cls in sorted(available_services().items()):
+        print(f"{name:40s} {cls.__module__}.{cls.__qualname__}")
+    return 0
+
+
+def cmd_db(ns: argparse.Namespace) -> int:
+    from core.cli import dbcmd
+
+    config = _server_config(ns.config)
+    action = {"init": dbcmd.init_all, "upgrade": dbcmd.upgrade_all,
+              "version": dbcmd.versions}[ns.action]
+    for system, version in action(config).items():
+        shown = "not initialised" if version is None else f"version {version}"
+        print(f"{system}: {shown}")
+    return 0
+
+
+def cmd_ca(ns: argparse.Namespace) -> int:
+    from core.security.ca import CertificateAuthority
+
+    ca = CertificateAuthority.create(ns.dir, name=ns.name)
+    print(f"CA created in {ns.dir}; hashed directory: {ca.certificates_dir}")
+    return 0
+
+
+def cmd_cert(ns: argparse.Namespace) -> int:
+    from core.security.ca import CertificateAuthority, write_pem
+
+    ca = CertificateAuthority.load(ns.ca)
+    kind = "user" if ns.user else "host"
+    name = ns.user or ns.host
+    cert, key = ca.issue(name, kind=kind, days=ns.days)
+    out = ns.out or Path(".")
+    out.mkdir(parents=True, exist_ok=True)
+    cert_path = write_pem(out / f"{kind}cert.pem", cert, 0o644)
+    key_path = write_pem(out / f"{kind}key.pem", key, 0o600)
+    print(f"{cert_path}\n{key_path}")
+    return 0
+
+
+def _user_credential_paths(ns: argparse.Namespace) -> tuple[Path, Path]:
+    if ns.cert:
+        return ns.cert, ns.key or ns.cert
+    env_cert, env_key = os.environ.get("X509_USER_CERT"), os.environ.get("X509_USER_KEY")
+    if env_cert:
+        return Path(env_cert), Path(env_key or env_cert)
+    try:
+        from core.client_config import load_client_config
+
+        client = load_client_config()
+        if client.cert:
+            return client.cert, client.key or client.cert
+    except ConfigError:
+        pass
+    globus = Path.home() / ".globus"
+    return globus / "usercert.pem", globus / "userkey.pem"
+
+
+def _proxy_info(path: Path) -> dict[str, Any]:
+    from core.security.x509 import dn_string, identity_from_chain, load_pem_chain
+
+    chain = load_pem_chain(path.read_bytes())
+    info = identity_from_chain(chain)
+    return {
+        "path": str(path),
+        "subject": dn_string(chain[0].subject),
+        "identity": info.dn,
+        "issuer": dn_string(chain[0].issuer),
+        "group": info.group,
+        "isProxy": info.is_proxy,
+        "isLimitedProxy": info.is_limited_proxy,
+        "timeleft": str(timedelta(seconds=info.seconds_left())),
+    }
+
+
+def cmd_proxy(ns: argparse.Namespace) -> int:
+    from core.security.proxy import create_proxy, default_proxy_path, write_proxy_file
+
+    if ns.action == "info":
+        path = ns.file or default_proxy_path()
+        for key, value in _proxy_info(path).items():
+            print(f"{key:15s}: {value}")
+        return 0
+    cert_path, key_path = _user_credential_paths(ns)
+    try:
+        cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
+    except OSError as exc:
+        raise CredentialError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    password = None
+    if b"ENCRYPTED" in key_pem:
+        if not sys.stdin.isatty():
+            raise CredentialError(f"{key_path} is encrypted and there is no terminal to ask")
+        password = getpass.getpass(f"Enter passphrase for {key_path}: ").encode()
+    if ns.hours <= 0:
+        raise InvalidArgument("--hours must be positive")
+    pem = create_proxy(cert_pem, key_pem, group=ns.group, limited=ns.limited,
+                       lifetime=timedelta(hours=ns.hours), password=password)
+    path = write_proxy_file(pem, ns.out or default_proxy_path())
+    for key, value in _proxy_info(path).items():
+        print(f"{key:15s}: {value}")
+    return 0
+
+
+def cmd_token(ns: argparse.Namespace) -> int:
+    from core.security.authenticate import Authenticator
+    from core.security.tokens import TokenIssuer
+
+    config = _server_config(ns.config)
+    if config.auth.signing is None:
+        raise ConfigError("Auth.Signing is not configured: this instance issues no tokens")
+    registry = Authenticator(config).registry
+    if not registry.has_user(ns.user):
+        raise InvalidArgument(f"no user {ns.user} in the registry")
+    group = ns.group or registry.default_group(ns.user)
+    if group is None or not registry.is_member(ns.user, group):
+        raise InvalidArgument(f"{ns.user} is not a member of group {group}")
+    gconf = registry.group(group)
+    assert gconf is not None  # noqa: S101 - membership checked above
+    token = TokenIssuer(config.auth.signing).issue(ns.user, group=group, vo=gconf.vo,
+                                                   lifetime=ns.lifetime)
+    if ns.out:
+        fd = os.open(ns.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as stream:
+            stream.write(token + "\n")
+        os.chmod(ns.out, 0o600)
+        print(f"token for {ns.user}@{group} written to {ns.out}")
+    else:
+        print(token)
+    return 0
+
+
+def _arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def cmd_call(ns: argparse.Namespace) -> int:
+    from core.client_config import make_client
+
+    with make_client(ns.service) as client:
+        print_json(client.call(ns.method, *[_arg(a) for a in ns.args]))
+    return 0
+
+
+COMMANDS = {
+    "init": cmd_init, "serve": cmd_serve, "services": cmd_services, "db": cmd_db,
+    "ca": cmd_ca, "cert": cmd_cert, "proxy": cmd_proxy, "token": cmd_token, "call": cmd_call,
+}
+
+
+def _main(argv: Sequence[str]) -> int:
+    ns = _parser().parse_args(argv)
+    return COMMANDS[ns.command](ns)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""``pilotwms db init|upgrade|version``: create and upgrade every system's schema.
+
+Schemas are found through the ``pilotwms.schemas`` entry points (``System = module:SCHEMA``);
+each goes to its system's database (``Systems.<S>.Database``, else ``Database``).
+
+Example::
+
+    pilotwms db init --config /srv/pilotwms/config.yaml
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from core.config.schema import Config
+from core.db import Schema, init_schema, make_engine, schema_version, upgrade_schema
+from core.exceptions import ConfigError
+
+ENTRY_POINT_GROUP = "pilotwms.schemas"
+
+
+def installed_schemas() -> list[Schema]:
+    schemas = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        schema = ep.load()
+        if not isinstance(schema, Schema):
+            raise ConfigError(f"entry point {ep.name} is not a Schema")
+        schemas.append(schema)
+    return sorted(schemas, key=lambda s: s.system)
+
+
+def database_url(config: Config, system: str) -> str:
+    try:
+        return config.database_url(system)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _each(config: Config, action: str) -> dict[str, int | None]:
+    results: dict[str, int | None] = {}
+    for schema in installed_schemas():
+        engine = make_engine(database_url(config, schema.system))
+        try:
+            if action == "init":
+                results[schema.system] = init_schema(engine, schema)
+            elif action == "upgrade":
+                results[schema.system] = upgrade_schema(engine, schema)
+            else:
+                results[schema.system] = schema_version(engine, schema.system)
+        finally:
+            engine.dispose()
+    return results
+
+
+def init_all(config: Config) -> dict[str, int | None]:
+    return _each(config, "init")
+
+
+def upgrade_all(config: Config) -> dict[str, int | None]:
+    return _each(config, "upgrade")
+
+
+def versions(config: Config) -> dict[str, int | None]:
+    return _each(config, "version")

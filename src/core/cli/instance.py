@@ -1,0 +1,149 @@
+"""``pilotwms init DIR``: a complete, self-contained instance for trying pilotwms.
+
+DIR receives: ``config.yaml`` (server), ``client.yaml`` (user side), a dev CA in ``ca/`` with its
+hashed directory ``ca/certificates``, a host certificate for localhost/127.0.0.1 in ``host/``,
+users with certificates in ``users/<name>/`` (the demo user, an administrator), the token
+signing key ``jwk.json`` and the SQLite database ``pilotwms.db`` with every schema created.
+
+Example::
+
+    pilotwms init /tmp/demo && pilotwms serve --config /tmp/demo/config.yaml &
+    PILOTWMS_CLIENT_CONFIG=/tmp/demo/client.yaml pilotwms call Framework/Registry whoami
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.config.loader import load_config
+from core.exceptions import AlreadyExists, InvalidArgument
+from core.security.ca import CertificateAuthority, write_pem
+from core.security.tokens import generate_signing_key
+
+VO = "demo"
+USER_GROUP = "demo_user"
+ADMIN_GROUP = "demo_admin"
+PILOT_GROUP = "demo_pilot"
+
+
+@dataclass
+class Instance:
+    directory: Path
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "config.yaml"
+
+    @property
+    def client_config(self) -> Path:
+        return self.directory / "client.yaml"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.directory / "ca" / "certificates"
+
+    def user_cert(self, user: str) -> tuple[Path, Path]:
+        base = self.directory / "users" / user
+        return base / "usercert.pem", base / "userkey.pem"
+
+
+def _user_dn(name: str) -> str:
+    return f"/O=pilotwms/OU=Users/CN={name}"
+
+
+def server_config_data(directory: Path, *, user: str, host: str, port: int) -> dict[str, Any]:
+    url = f"https://{host}:{port}"
+    return {
+        "Database": f"sqlite:///{directory / 'pilotwms.db'}",
+        "Server": {
+            "Host": host,
+            "Port": port,
+            "HostCert": "host/hostcert.pem",
+            "HostKey": "host/hostkey.pem",
+            "CADir": "ca/certificates",
+            "Processes": 1,
+        },
+        "Auth": {"Signing": {"Issuer": url, "KeyFile": "jwk.json", "Audience": "pilotwms"}},
+        "Registry": {
+            "DefaultGroup": USER_GROUP,
+            "VOs": {VO: {"DefaultGroup": USER_GROUP, "Description": "demo VO"}},
+            "Users": {
+                user: {"DNs": [_user_dn(user)]},
+                "admin": {"DNs": [_user_dn("admin")]},
+                "pilot": {"DNs": []},
+            },
+            "Groups": {
+                USER_GROUP: {"VO": VO, "Users": [user, "admin"], "Properties": ["NormalUser"]},
+                ADMIN_GROUP: {
+                    "VO": VO,
+                    "Users": ["admin"],
+                    "Properties": ["NormalUser", "JobAdministrator", "Operator"],
+                },
+                PILOT_GROUP: {
+                    "VO": VO,
+                    "Users": ["pilot"],
+                    "Properties": ["GenericPilot", "LimitedDelegation"],
+                },
+            },
+            "Hosts": {
+                "localhost": {"DN": "/O=pilotwms/OU=Hosts/CN=localhost",
+                              "Properties": ["TrustedHost"]},
+            },
+        },
+    }
+
+
+def create_instance(
+    directory: Path, *, user: str = "alice", host: str = "127.0.0.1", port: int = 8443,
+    force: bool = False,
+) -> Instance:
+    """Make the instance; refuses to overwrite a non-empty DIR unless ``force``."""
+    if not user.isidentifier() or user in ("admin", "pilot"):
+        raise InvalidArgument(f"user name {user!r} must be an identifier other than admin/pilot")
+    directory = directory.resolve()
+    if directory.exists() and any(directory.iterdir()):
+        if not force:
+            raise AlreadyExists(f"{directory} is not empty (use --force to replace it)")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    inst = Instance(directory)
+
+    for sub in ("host", "users"):
+        (directory / sub).mkdir()
+    ca = CertificateAuthority.create(directory / "ca", name="pilotwms demo CA")
+    cert, key = ca.issue("localhost", kind="host", extra_dns_names=[host])
+    write_pem(directory / "host" / "hostcert.pem", cert, 0o644)
+    write_pem(directory / "host" / "hostkey.pem", key, 0o600)
+    for name in (user, "admin"):
+        cert, key = ca.issue(name, kind="user")
+        cert_path, key_path = inst.user_cert(name)
+        cert_path.parent.mkdir(parents=True, exist_ok=True)
+        write_pem(cert_path, cert, 0o644)
+        write_pem(key_path, key, 0o600)
+    generate_signing_key(directory / "jwk.json")
+
+    header = "# pilotwms instance made by `pilotwms init`; see docs/admin-guide.md\n"
+    inst.config.write_text(header + yaml.safe_dump(
+        server_config_data(directory, user=user, host=host, port=port), sort_keys=False))
+    cert_path, key_path = inst.user_cert(user)
+    client = {
+        "URLs": [f"https://{host}:{port}"],
+        "CADir": "ca/certificates",
+        "Cert": str(cert_path.relative_to(directory)),
+        "Key": str(key_path.relative_to(directory)),
+        "Group": USER_GROUP,
+        "VO": VO,
+    }
+    inst.client_config.write_text(
+        "# pilotwms client settings; point PILOTWMS_CLIENT_CONFIG here\n"
+        + yaml.safe_dump(client, sort_keys=False))
+
+    from core.cli.dbcmd import init_all  # the schemas of every installed system
+
+    init_all(load_config(inst.config))
+    return inst

@@ -1,0 +1,111 @@
+"""The user side: where the servers are and which credentials to present.
+
+``client.yaml`` (found through ``$PILOTWMS_CLIENT_CONFIG``, default ``~/.pilotwms/client.yaml``)::
+
+    URLs: [https://127.0.0.1:8443]
+    CADir: ca/certificates         # relative paths are relative to this file
+    Cert: users/alice/usercert.pem # optional: used only when no token nor proxy is found
+    Key: users/alice/userkey.pem
+    Group: demo_user               # default group for new proxies and logins
+    VO: demo
+
+Credentials are looked for in this order (the first found wins):
+
+1. a bearer token: ``$BEARER_TOKEN``, the file ``$BEARER_TOKEN_FILE``, ``/tmp/bt_u<uid>``;
+2. a proxy: ``$X509_USER_PROXY``, ``/tmp/x509up_u<uid>``;
+3. a certificate and key: ``$X509_USER_CERT``/``$X509_USER_KEY``, ``Cert``/``Key`` above.
+
+Example::
+
+    >>> cfg = ClientConfig.model_validate({"URLs": ["https://h:8443"]})
+    >>> find_credentials(cfg, environ={}, uid=-1).describe()
+    'no credentials'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError
+
+from core.config.schema import Section
+from core.exceptions import ConfigError, CredentialError
+from core.rpc.client import Credentials, RPCClient
+from core.security.tokens import read_token_file
+
+ENV_CLIENT_CONFIG = "PILOTWMS_CLIENT_CONFIG"
+
+
+class ClientConfig(Section):
+    urls: list[str] = Field(min_length=1)
+    ca_dir: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    group: str | None = None
+    vo: str | None = None
+
+
+def client_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env.get(ENV_CLIENT_CONFIG) or Path.home() / ".pilotwms" / "client.yaml")
+
+
+def load_client_config(path: str | Path | None = None,
+                       environ: Mapping[str, str] | None = None) -> ClientConfig:
+    target = Path(path) if path is not None else client_config_path(environ)
+    try:
+        data = yaml.safe_load(target.read_text())
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the client configuration {target}: {exc.strerror} "
+            f"(set {ENV_CLIENT_CONFIG}, or run 'pilotwms init DIR')"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{target}: not valid YAML: {exc}") from None
+    try:
+        return ClientConfig.model_validate(data or {},
+                                           context={"base_dir": target.parent.resolve()})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{target}: {problems}") from None
+
+
+def find_credentials(cfg: ClientConfig, environ: Mapping[str, str] | None = None,
+                     uid: int | None = None) -> Credentials:
+    """The credentials to present, in the documented order."""
+    env = os.environ if environ is None else environ
+    uid = os.getuid() if uid is None else uid
+    if env.get("BEARER_TOKEN"):
+        return Credentials(token=env["BEARER_TOKEN"].strip())
+    token_file = env.get("BEARER_TOKEN_FILE") or (f"/tmp/bt_u{uid}" if uid >= 0 else "")  # noqa: S108
+    if token_file and Path(token_file).is_file():
+        return Credentials(token=read_token_file(Path(token_file)))
+    proxy = env.get("X509_USER_PROXY") or (f"/tmp/x509up_u{uid}" if uid >= 0 else "")  # noqa: S108
+    if proxy and Path(proxy).is_file():
+        return Credentials(cert=proxy)
+    if env.get("X509_USER_PROXY"):
+        raise CredentialError(f"X509_USER_PROXY names a missing file {proxy}")
+    cert = env.get("X509_USER_CERT") or (str(cfg.cert) if cfg.cert else None)
+    key = env.get("X509_USER_KEY") or (str(cfg.key) if cfg.key else None)
+    if cert:
+        return Credentials(cert=cert, key=key)
+    return Credentials()
+
+
+def make_client(service: str, cfg: ClientConfig | None = None,
+                credentials: Credentials | None = None) -> RPCClient:
+    """An :class:`RPCClient` for ``service`` set up from the client configuration."""
+    cfg = cfg or load_client_config()
+    creds = credentials or find_credentials(cfg)
+    if creds.token is None and creds.cert is None:
+        raise CredentialError(
+            "No credentials found: log in with 'dlogin', or make a proxy with "
+            "'pilotwms proxy init' (or 'dinit')"
+        )
+    return RPCClient(service, urls=cfg.urls, credentials=creds, ca_dir=cfg.ca_dir,
+                     client_vo=cfg.vo)

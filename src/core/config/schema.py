@@ -1,0 +1,274 @@
+"""Typed sections of the configuration file.
+
+YAML keys are written the DIRAC/DiracX way (``Registry``, ``DefaultGroup``, ``JobShare``); the
+Python attributes are their snake_case twins (``cfg.registry.default_group``). Unknown keys are
+errors, so a typo never silently disables a setting.
+
+Example::
+
+    >>> from core.config.schema import Config
+    >>> cfg = Config.model_validate({
+    ...     "Registry": {
+    ...         "VOs": {"demo": {"DefaultGroup": "demo_user"}},
+    ...         "Users": {"alice": {"DNs": ["/O=pilotwms/OU=Users/CN=alice"]}},
+    ...         "Groups": {"demo_user": {"VO": "demo", "Users": ["alice"],
+    ...                                  "Properties": ["NormalUser"]}},
+    ...     }
+    ... })
+    >>> cfg.registry.groups["demo_user"].properties
+    ['NormalUser']
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_pascal
+
+#: properties DIRAC knows; others are allowed (sites define their own) but these are documented
+KNOWN_PROPERTIES = frozenset(
+    {
+        "NormalUser",
+        "GenericPilot",
+        "JobAdministrator",
+        "Operator",
+        "TrustedHost",
+        "ServiceAdministrator",
+        "CSAdministrator",
+        "FileCatalogManagement",
+        "ProductionManagement",
+        "ProxyManagement",
+        "LimitedDelegation",
+        "PrivateLimitedDelegation",
+        "FullDelegation",
+        "JobSharing",
+        "SiteManager",
+        "AlarmsManagement",
+    }
+)
+
+
+def _alias(name: str) -> str:
+    special = {"vos": "VOs", "dns": "DNs", "dn": "DN", "vo": "VO", "urls": "URLs",
+               "ca_dir": "CADir", "jwks_file": "JWKSFile", "jwks": "JWKS",
+               "trusted_balancers": "TrustedBalancers"}
+    return special.get(name, to_pascal(name))
+
+
+class Section(BaseModel):
+    """Base of every section: PascalCase keys in YAML, frozen, unknown keys refused."""
+
+    model_config = ConfigDict(
+        alias_generator=_alias, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _resolve_paths(cls, value: Any, info: ValidationInfo) -> Any:
+        """Relative paths are relative to the config file's directory (context ``base_dir``)."""
+        base = (info.context or {}).get("base_dir")
+        if base is not None and isinstance(value, Path) and not value.is_absolute():
+            return Path(base) / value
+        return value
+
+
+# -- Registry --------------------------------------------------------------------------------
+
+
+class VOConfig(Section):
+    default_group: str | None = None
+    description: str = ""
+
+
+class TokenSubject(Section):
+    issuer: str
+    subject: str
+
+
+class UserConfig(Section):
+    dns: list[str] = Field(default_factory=list)
+    token_subjects: list[TokenSubject] = Field(default_factory=list)
+    email: str | None = None
+
+
+class GroupConfig(Section):
+    vo: str
+    users: list[str] = Field(default_factory=list)
+    properties: list[str] = Field(default_factory=list)
+    job_share: int = Field(default=1000, ge=0)
+
+
+class HostConfig(Section):
+    dn: str
+    properties: list[str] = Field(default_factory=lambda: ["TrustedHost"])
+
+
+class RegistryConfig(Section):
+    default_group: str | None = None
+    vos: dict[str, VOConfig] = Field(default_factory=dict)
+    users: dict[str, UserConfig] = Field(default_factory=dict)
+    groups: dict[str, GroupConfig] = Field(default_factory=dict)
+    hosts: dict[str, HostConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegistryConfig:
+        for gname, group in self.groups.items():
+            if group.vo not in self.vos:
+                raise ValueError(f"Groups.{gname}.VO: unknown VO {group.vo!r}")
+            for user in group.users:
+                if user not in self.users:
+                    raise ValueError(f"Groups.{gname}.Users: unknown user {user!r}")
+        for vname, vo in self.vos.items():
+            if vo.default_group is not None:
+                group = self.groups.get(vo.default_group)
+                if group is None or group.vo != vname:
+                    raise ValueError(
+                        f"VOs.{vname}.DefaultGroup: {vo.default_group!r} is not a group of {vname}"
+                    )
+        if self.default_group is not None and self.default_group not in self.groups:
+            raise ValueError(f"DefaultGroup: unknown group {self.default_group!r}")
+        seen: dict[str, str] = {}
+        for uname, user in self.users.items():
+            for dn in user.dns:
+                if dn in seen:
+                    raise ValueError(f"Users.{uname}.DNs: {dn!r} already belongs to {seen[dn]}")
+                seen[dn] = uname
+        return self
+
+
+# -- Systems -----------------------------------------------------------------------------------
+
+
+class ServiceConfig(Section):
+    #: method -> rights (one rule or a list of rules, any of which grants access); key "Default"
+    authorization: dict[str, str | list[str]] = Field(default_factory=dict)
+    #: where clients find the service; empty means the instance's own server URL
+    urls: list[str] = Field(default_factory=list)
+
+
+class SystemConfig(Section):
+    #: SQLAlchemy URL; the environment variable PILOTWMS_DB_<SYSTEM> overrides it
+    database: str | None = None
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+
+
+# -- Server ------------------------------------------------------------------------------------
+
+
+class ServerConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    host_cert: Path | None = None
+    host_key: Path | None = None
+    ca_dir: Path | None = None
+    #: worker processes sharing the port (0 = one per CPU)
+    processes: int = Field(default=1, ge=0)
+    #: threads running blocking service code (DB, disk) off the IOLoop
+    executor_threads: int = Field(default=16, ge=1)
+    #: "System/Service" names to host; empty means every service the installation provides
+    services: list[str] = Field(default_factory=list)
+    #: addresses or networks of TLS-terminating balancers whose X-SSL-CERT header is trusted
+    trusted_balancers: list[str] = Field(default_factory=list)
+    #: largest request body accepted, in bytes
+    max_body_size: int = Field(default=100 * 1024 * 1024, ge=1024)
+
+    @field_validator("trusted_balancers")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or network: {item!r}") from exc
+        return value
+
+
+# -- Auth (tokens) -------------------------------------------------------------------------------
+
+
+class IssuerConfig(Section):
+    """An OpenID Connect / OAuth2 issuer whose access tokens services accept."""
+
+    issuer: str
+    vo: str
+    #: JWKS as a file (JSON) or inline; one of them is required
+    jwks_file: Path | None = None
+    jwks: dict[str, Any] | None = None
+    #: expected "aud"; when unset the audience is not checked
+    audience: str | None = None
+    #: claim carrying the groups (WLCG profile: "wlcg.groups"; many IdPs: "groups")
+    groups_claim: str = "wlcg.groups"
+    #: claim value -> pilotwms group, e.g. {"/demo/pilots": "demo_pilot"}
+    group_map: dict[str, str] = Field(default_factory=dict)
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+
+    @model_validator(mode="after")
+    def _keys(self) -> IssuerConfig:
+        if self.jwks_file is None and self.jwks is None:
+            raise ValueError(f"issuer {self.issuer}: JWKSFile or JWKS is required")
+        return self
+
+
+class SigningConfig(Section):
+    """pilotwms's own token issuer (``pilotwms token issue``, pilot tokens)."""
+
+    issuer: str
+    #: private JWK (JSON) used to sign; its public half is published to the services
+    key_file: Path
+    audience: str = "pilotwms"
+    lifetime: int = Field(default=3600, ge=60)
+
+
+class AuthConfig(Section):
+    signing: SigningConfig | None = None
+    issuers: list[IssuerConfig] = Field(default_factory=list)
+
+
+# -- Operations ----------------------------------------------------------------------------------
+
+
+class OperationsConfig(Section):
+    max_parametric_jobs: int = Field(default=10_000, ge=1)
+    max_rescheduling: int = Field(default=3, ge=0)
+    max_input_data: int = Field(default=500, ge=1)
+    max_sandbox_size_mib: int = Field(default=10, ge=1)
+
+
+class Config(Section):
+    """The whole configuration file."""
+
+    #: default database of every system without its own (env PILOTWMS_DB overrides)
+    database: str | None = None
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    systems: dict[str, SystemConfig] = Field(default_factory=dict)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    resources: dict[str, Any] = Field(default_factory=dict)
+    operations: OperationsConfig = Field(default_factory=OperationsConfig)
+
+    def database_url(self, system: str) -> str:
+        """``Systems.<system>.Database``, else the top-level ``Database``."""
+        sysconf = self.systems.get(system)
+        url = (sysconf.database if sysconf else None) or self.database
+        if not url:
+            raise ValueError(
+                f"no database for {system}: set Database or Systems.{system}.Database"
+            )
+        return url
+
+    def service_config(self, system: str, service: str) -> ServiceConfig:
+        """The section of ``system/service``, or an empty one."""
+        sysconf = self.systems.get(system)
+        if sysconf is None:
+            return ServiceConfig()
+        return sysconf.services.get(service, ServiceConfig())

@@ -1,0 +1,197 @@
+"""The one exception tree of pilotwms.
+
+Code inside pilotwms never returns result dictionaries: it returns values or raises a
+:class:`PilotWMSError`. The RPC boundary (``core.rpc``) turns an exception into DIRAC's
+``{"OK": false, "Message": ..., "Errno": ...}`` envelope and the RPC client turns it back into
+the same class, so ``except JobNotFound`` works on both sides of the wire.
+
+Each class states:
+
+* ``errno``: the number sent as ``Errno`` (POSIX numbers where one fits, DIRAC's 15xx for the WMS);
+* ``strerror``: DIRAC prefixes messages with it: ``"<strerror> ( <errno> : <message>)"``;
+* ``http_status``: 200 for ordinary failures (DIRAC replies ``OK: false`` at HTTP 200), 401 for
+  authentication and authorisation failures.
+
+Example::
+
+    >>> from core.exceptions import JobNotFound, error_class
+    >>> err = JobNotFound("Job 12 not found")
+    >>> err.errno, err.http_status
+    (2, 200)
+    >>> error_class("JobNotFound") is JobNotFound
+    True
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from typing import Any, ClassVar
+
+_REGISTRY: dict[str, type[PilotWMSError]] = {}
+
+
+class PilotWMSError(Exception):
+    """Base of every error pilotwms raises on purpose.
+
+    ``extra`` holds top-level keys that DIRAC puts beside ``Message`` in the wire reply
+    (for example ``InvalidJobIDs``); they are carried across the wire both ways.
+    """
+
+    errno: int = _errno.EIO
+    strerror: ClassVar[str] = "pilotwms error"
+    http_status: ClassVar[int] = 200
+
+    def __init__(self, message: str = "", **extra: Any) -> None:
+        super().__init__(message or self.strerror)
+        self.message = message or self.strerror
+        self.extra: dict[str, Any] = extra
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def wire_message(self) -> str:
+        """The message as DIRAC formats it when an errno is set."""
+        return f"{self.strerror} ( {self.errno} : {self.message})"
+
+
+_REGISTRY["PilotWMSError"] = PilotWMSError
+
+
+def error_class(name: str) -> type[PilotWMSError]:
+    """The exception class called ``name``, or :class:`PilotWMSError` when it is unknown."""
+    return _REGISTRY.get(name, PilotWMSError)
+
+
+def _posix(code: int) -> str:
+    return os.strerror(code)
+
+
+# -- generic ---------------------------------------------------------------------------------
+
+
+class InvalidArgument(PilotWMSError, ValueError):
+    """A caller passed a value of the wrong type or out of range."""
+
+    errno = _errno.EINVAL
+    strerror = _posix(_errno.EINVAL)
+
+
+class NotFound(PilotWMSError, LookupError):
+    """The thing asked for does not exist."""
+
+    errno = _errno.ENOENT
+    strerror = _posix(_errno.ENOENT)
+
+
+class AlreadyExists(PilotWMSError):
+    """The thing to create exists already."""
+
+    errno = _errno.EEXIST
+    strerror = _posix(_errno.EEXIST)
+
+
+class ConfigError(PilotWMSError):
+    """The configuration is missing, malformed or inconsistent; the message names the key."""
+
+    errno = _errno.EINVAL
+    strerror = "Configuration error"
+
+
+class DatabaseError(PilotWMSError):
+    """A database call failed for a reason other than bad input."""
+
+    errno = _errno.EIO
+    strerror = "Database error"
+
+
+class ServiceUnavailable(PilotWMSError):
+    """No server in the URL list answered (client side)."""
+
+    errno = _errno.ECONNREFUSED
+    strerror = "Service unavailable"
+
+
+class MethodNotFound(PilotWMSError):
+    """The service has no method of that name (HTTP 501)."""
+
+    errno = _errno.ENOSYS
+    strerror = "Method not implemented"
+    http_status = 501
+
+
+class BadRequest(PilotWMSError):
+    """The request itself is malformed: no ``method``, undecodable ``args`` (HTTP 400)."""
+
+    errno = _errno.EINVAL
+    strerror = "Bad request"
+    http_status = 400
+
+
+# -- security --------------------------------------------------------------------------------
+
+
+class NotAuthenticated(PilotWMSError):
+    """No valid credential came with the request (HTTP 401)."""
+
+    errno = _errno.EACCES
+    strerror = "Not authenticated"
+    http_status = 401
+
+
+class NotAuthorized(PilotWMSError):
+    """The caller is known but lacks the rights for this call (HTTP 401, as DIRAC does)."""
+
+    errno = _errno.EPERM
+    strerror = "Unauthorized query"
+    http_status = 401
+
+
+class CredentialError(PilotWMSError):
+    """A certificate, proxy, key or token cannot be read, made or verified."""
+
+    errno = _errno.EACCES
+    strerror = "Credential error"
+
+
+# -- workload management (DIRAC's errnos) ---------------------------------------------------------
+
+
+class InvalidJDL(InvalidArgument):
+    """The job description is malformed; the message names the attribute or position."""
+
+    errno = 1501
+    strerror = "Invalid job description"
+
+
+class JobSubmissionError(PilotWMSError):
+    """The job could not be submitted."""
+
+    errno = 1503
+    strerror = "Job submission error"
+
+
+class JobNotFound(NotFound):
+    """No job with that ID."""
+
+
+class InvalidTransition(PilotWMSError):
+    """A job status change that DIRAC's state machine refuses."""
+
+    errno = 1507
+    strerror = "Job status error"
+
+
+class NoMatch(PilotWMSError):
+    """No waiting job fits the resource that asked for one."""
+
+    errno = 1510
+    strerror = "No match found"
+
+
+class WrongPilotVersion(PilotWMSError):
+    """The pilot's version is not one the server accepts."""
+
+    errno = 1511
+    strerror = "Pilot version does not match"

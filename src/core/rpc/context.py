@@ -1,0 +1,57 @@
+"""What every service of one server process shares: config, authenticator, executor, engines.
+
+Built once per process by :func:`core.rpc.server.build_application` (after any fork, so that no
+database connection or thread crosses a ``fork``).
+
+Example::
+
+    >>> from core.config.schema import Config
+    >>> ctx = ServerContext(Config.model_validate({"Database": "sqlite://"}))
+    >>> ctx.database_url("WorkloadManagement")
+    'sqlite://'
+    >>> ctx.close()
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.engine import Engine
+
+from core.config.schema import Config
+from core.db import make_engine
+from core.exceptions import ConfigError
+from core.security.authenticate import Authenticator
+
+
+class ServerContext:
+    def __init__(self, config: Config, authenticator: Authenticator | None = None) -> None:
+        self.config = config
+        self.authenticator = authenticator or Authenticator(config)
+        self.executor = ThreadPoolExecutor(
+            max_workers=config.server.executor_threads, thread_name_prefix="rpc"
+        )
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+
+    def database_url(self, system: str) -> str:
+        try:
+            return self.config.database_url(system)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def engine(self, system: str) -> Engine:
+        """The engine of ``system``'s database; systems sharing a URL share the engine."""
+        url = self.database_url(system)
+        with self._lock:
+            engine = self._engines.get(url)
+            if engine is None:
+                engine = self._engines[url] = make_engine(url)
+            return engine
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()

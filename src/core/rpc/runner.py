@@ -1,0 +1,166 @@
+"""Run services: one process, or N worker processes sharing one listening port.
+
+The listening sockets are bound before forking, so every worker accepts on the same port and the
+kernel spreads connections; each worker then builds its own context (engines, thread pool) so
+nothing crosses a ``fork``. The parent supervises: it restarts a worker that dies unexpectedly
+and forwards SIGTERM/SIGINT to all workers for a graceful stop (in-flight requests finish, new
+connections are refused).
+
+Services are found through the ``pilotwms.services`` entry points (``"System/Service" =
+module:Class``), so ``core`` never imports the systems built on it.
+
+Example::
+
+    pilotwms serve --config /srv/pilotwms/config.yaml --processes 4
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
+from typing import Any
+
+from tornado.netutil import bind_sockets
+
+from core.config.schema import Config
+from core.exceptions import ConfigError
+from core.rpc.context import ServerContext
+from core.rpc.server import make_http_server
+from core.rpc.service import Service
+
+log = logging.getLogger("pilotwms.serve")
+
+ENTRY_POINT_GROUP = "pilotwms.services"
+
+
+def available_services() -> dict[str, type[Service]]:
+    """Every installed service class, by ``System/Service``."""
+    found: dict[str, type[Service]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Service)):
+            raise ConfigError(f"entry point {ep.name} is not a Service class")
+        found[cls.path()] = cls
+    return found
+
+
+def select_services(config: Config,
+                    available: dict[str, type[Service]] | None = None) -> list[type[Service]]:
+    """The services named in ``Server.Services`` (all available ones when empty)."""
+    available = available_services() if available is None else available
+    wanted = config.server.services or sorted(available)
+    missing = [name for name in wanted if name not in available]
+    if missing:
+        raise ConfigError(
+            f"Server.Services: unknown service(s) {', '.join(missing)}; "
+            f"available: {', '.join(sorted(available))}"
+        )
+    return [available[name] for name in wanted]
+
+
+async def _worker_main(config: Config, services: list[type[Service]],
+                       sockets: list[socket.socket], tls: bool) -> None:
+    ctx = ServerContext(config)
+    server = make_http_server(ctx, services, tls=tls)
+    server.add_sockets(sockets)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.stop()
+    try:
+        await asyncio.wait_for(server.close_all_connections(), timeout=10)
+    finally:
+        ctx.close()
+
+
+def _run_worker(config: Config, services: list[type[Service]], sockets: list[socket.socket],
+                tls: bool) -> None:
+    asyncio.run(_worker_main(config, services, sockets, tls))
+
+
+def serve(
+    config: Config,
+    services: Iterable[type[Service]],
+    *,
+    processes: int | None = None,
+    tls: bool = True,
+    on_listening: Callable[[str], Any] | None = None,
+) -> None:
+    """Bind ``Server.Host:Server.Port`` and serve until SIGTERM/SIGINT."""
+    services = list(services)
+    count = config.server.processes if processes is None else processes
+    if count == 0:
+        count = os.cpu_count() or 1
+    sockets = bind_sockets(config.server.port, config.server.host, reuse_port=False)
+    port = sockets[0].getsockname()[1]
+    scheme = "https" if tls else "http"
+    host = config.server.host
+    shown = f"[{host}]" if ":" in host else host
+    url = f"{scheme}://{shown}:{port}"
+    message = f"pilotwms serving {len(services)} service(s) at {url} with {count} process(es)"
+    if on_listening is not None:
+        on_listening(url)
+    print(message, flush=True)
+    if count == 1:
+        _run_worker(config, services, sockets, tls)
+        return
+    _supervise(count, lambda: _run_worker(config, services, sockets, tls))
+
+
+def _supervise(count: int, work: Callable[[], None]) -> None:
+    children: dict[int, float] = {}
+    stopping = False
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                work()
+            except BaseException:  # noqa: BLE001 - report anything, then leave the child
+                log.exception("worker failed")
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = time.monotonic()
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for _ in range(count):
+        spawn()
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        started = children.pop(pid, None)
+        if started is None or stopping:
+            continue
+        log.error("worker %d exited with status %d; restarting", pid, status)
+        if time.monotonic() - started < 1:
+            time.sleep(1)  # do not spin on a worker that cannot start
+        spawn()

@@ -1,0 +1,307 @@
+"""The Tornado HTTPS server: DIRAC's RPC envelope on ``POST /<System>/<Service>``.
+
+One process hosts any set of services. For each request the handler
+
+1. reads the form (``method``, ``args`` as a JSON list, ``clientVO``, ``clientSetup``,
+   ``extraCredentials``, ``rawContent``) -- a missing ``method`` is HTTP 400;
+2. finds who is calling (:meth:`RPCHandler.identify`): a bearer token, else the verified TLS
+   client chain, else a trusted balancer's ``X-SSL-CERT`` header, else nobody;
+3. finds the method (unknown: HTTP 501) and checks its rules (refused: HTTP 401);
+4. checks the argument types, runs the method (blocking ones in the thread pool), and encodes
+   ``{"OK": true, "Value": ...}``; a :class:`~core.exceptions.PilotWMSError` becomes
+   ``{"OK": false, "Message": ..., "Errno": ...}`` at its HTTP status (200 for ordinary errors);
+   anything else is a bug: HTTP 500, logged with the request id that the reply carries.
+
+Example (a server on a free port, called with ``requests``; see tests/core/rpc for more)::
+
+    from core.rpc.server import RPCServer
+    server = RPCServer(config, [MyService])
+    server.listen()            # binds Server.Host:Server.Port with TLS
+    IOLoop.current().start()
+
+Caveat: TLS client chains are read with ``get_verified_chain()``, public from Python 3.13 and
+private (but present) in 3.10-3.12.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import logging
+import os
+import ssl
+import urllib.parse
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+from cryptography import x509 as cx509
+from tornado.httpserver import HTTPServer
+from tornado.iostream import SSLIOStream
+
+from core.config.schema import Config
+from core.exceptions import (
+    BadRequest,
+    CredentialError,
+    MethodNotFound,
+    NotAuthenticated,
+    NotAuthorized,
+    PilotWMSError,
+)
+from core.rpc.context import ServerContext
+from core.rpc.jencode import decode, encode
+from core.rpc.service import Call, MethodSpec, Reply, Service
+from core.security.identity import ANONYMOUS, Identity
+from core.security.rights import Rule, allowed, parse_rules
+from core.security.x509 import load_pem_chain, verified_chain_der, verify_chain
+
+log = logging.getLogger("pilotwms.rpc")
+
+DEFAULT_CA_DIR = "/etc/grid-security/certificates"
+
+
+def ca_directory(config: Config) -> Path:
+    """``Server.CADir``, else ``$X509_CERT_DIR``, else /etc/grid-security/certificates."""
+    if config.server.ca_dir is not None:
+        return config.server.ca_dir
+    return Path(os.environ.get("X509_CERT_DIR") or DEFAULT_CA_DIR)
+
+
+def server_ssl_context(config: Config) -> ssl.SSLContext:
+    """TLS for the server: host cert, client certs optional but verified, proxies allowed.
+
+    A client certificate is optional so that token users can connect; one that is presented
+    must verify against the CA directory or the handshake fails.
+    """
+    conf = config.server
+    if conf.host_cert is None or conf.host_key is None:
+        raise CredentialError("Server.HostCert and Server.HostKey are required for HTTPS")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(conf.host_cert), str(conf.host_key))
+    except (OSError, ssl.SSLError) as exc:
+        raise CredentialError(f"cannot load the host certificate: {exc}") from None
+    ca_dir = ca_directory(config)
+    if not ca_dir.is_dir():
+        raise CredentialError(f"CA directory {ca_dir} does not exist")
+    ctx.load_verify_locations(capath=str(ca_dir))
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS
+    return ctx
+
+
+class HostedService:
+    """A service instance plus its effective rules (code defaults overridden by config)."""
+
+    def __init__(self, service: Service, config: Config) -> None:
+        self.service = service
+        self.specs: dict[str, MethodSpec] = type(service).methods()
+        auth = config.service_config(service.system, service.name).authorization
+        default = auth.get("Default")
+        self.rules: dict[str, tuple[Rule, ...]] = {}
+        for wire, spec in self.specs.items():
+            override = auth.get(wire, default if wire not in ("ping", "echo") else None)
+            self.rules[wire] = parse_rules(override) if override is not None else spec.rights
+
+
+class RPCHandler(tornado.web.RequestHandler):
+    """Serves every method of one service."""
+
+    SUPPORTED_METHODS = ("POST",)  # type: ignore[assignment]
+
+    def initialize(self, hosted: HostedService, ctx: ServerContext,
+                   balancers: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
+        self.hosted = hosted
+        self.ctx = ctx
+        self.balancers = balancers
+        self.request_id = ""
+
+    def prepare(self) -> None:
+        self.request_id = uuid.uuid4().hex[:16]
+
+    # -- identity ------------------------------------------------------------------------------
+
+    def _tls_chain(self) -> list[cx509.Certificate] | None:
+        stream = self.request.connection.stream  # type: ignore[attr-defined]
+        if not isinstance(stream, SSLIOStream):
+            return None
+        cached = getattr(stream, "_pilotwms_chain", None)
+        if cached is not None:
+            return cached or None
+        ders = verified_chain_der(stream.socket)
+        # the verified chain ends with the CA: identity code stops at the end-entity cert
+        chain = [cx509.load_der_x509_certificate(d) for d in ders]
+        stream._pilotwms_chain = chain  # type: ignore[attr-defined]
+        return chain or None
+
+    def _balancer_chain(self) -> list[cx509.Certificate] | None:
+        pem = self.request.headers.get("X-SSL-CERT")
+        if not pem or not self.balancers:
+            return None
+        try:
+            addr = ipaddress.ip_address(self.request.remote_ip or "")
+        except ValueError:
+            return None
+        if not any(addr in net for net in self.balancers):
+            log.warning("ignoring X-SSL-CERT from untrusted %s", addr)
+            return None
+        verify = self.request.headers.get("X-Ssl_client_verify", "SUCCESS")
+        if verify.upper() != "SUCCESS":
+            raise NotAuthenticated(f"balancer reports client verification {verify}")
+        chain = load_pem_chain(urllib.parse.unquote(pem).encode())
+        try:
+            verify_chain(chain, ca_directory(self.ctx.config))
+        except CredentialError as exc:
+            raise NotAuthenticated(f"certificate from balancer refused: {exc}") from None
+        return chain
+
+    def identify(self) -> Identity:
+        authz = self.request.headers.get("Authorization")
+        authenticator = self.ctx.authenticator
+        if authz:
+            scheme, _, token = authz.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise NotAuthenticated("Authorization header must be 'Bearer <token>'")
+            return authenticator.from_token(token.strip())
+        chain = self._tls_chain() or self._balancer_chain()
+        if chain:
+            try:
+                return authenticator.from_chain(chain)
+            except CredentialError as exc:
+                raise NotAuthenticated(str(exc)) from None
+        return ANONYMOUS
+
+    # -- request -----------------------------------------------------------------------------
+
+    def _form(self, name: str) -> str | None:
+        value = self.get_body_argument(name, default=None)
+        return value if value not in (None, "") else None
+
+    async def post(self) -> None:
+        method = self._form("method")
+        if method is None:
+            raise BadRequest("No method given")
+        raw_args = self._form("args")
+        args = decode(raw_args) if raw_args is not None else []
+        if not isinstance(args, list):
+            raise BadRequest("args must be a JSON list of positional arguments")
+        spec = self.hosted.specs.get(method)
+        if spec is None:
+            raise MethodNotFound(f"{method} is not implemented")
+        ident = self.identify()
+        extra_raw = self._form("extraCredentials")
+        if extra_raw is not None:
+            ident = self.ctx.authenticator.apply_extra_credentials(ident, decode(extra_raw))
+        client_vo = self._form("clientVO")
+        self.ctx.authenticator.check_vo(ident, client_vo)
+        if not allowed(ident, self.hosted.rules[method]):
+            if not ident.authenticated:
+                raise NotAuthenticated(f"{method} needs credentials of a registered user")
+            raise NotAuthorized(f"{ident.username}@{ident.group} may not call {method}")
+        spec.check_args(args)
+        call = Call(
+            identity=ident,
+            request_id=self.request_id,
+            client_vo=client_vo,
+            client_setup=self._form("clientSetup"),
+            remote_ip=self.request.remote_ip,
+            raw_content=(self._form("rawContent") or "").lower() in ("true", "1", "yes"),
+        )
+        service = self.hosted.service
+        if spec.is_async:
+            body = self._envelope(await spec.func(service, call, *args), call, spec)
+        else:
+            loop = asyncio.get_running_loop()
+            work = functools.partial(self._run_blocking, spec, service, call, args)
+            body = await loop.run_in_executor(self.ctx.executor, work)
+        self.finish(body)
+
+    def _run_blocking(self, spec: MethodSpec, service: Service, call: Call,
+                      args: list[Any]) -> bytes:
+        # encoding happens here too, so a large reply never blocks the IOLoop
+        return self._envelope(spec.func(service, call, *args), call, spec)
+
+    def _envelope(self, result: Any, call: Call, spec: MethodSpec) -> bytes:
+        if call.raw_content and spec.raw and isinstance(result, bytes | bytearray):
+            self.set_header("Content-Type", "application/octet-stream")
+            return bytes(result)
+        self.set_header("Content-Type", "application/json")
+        if isinstance(result, Reply):
+            return encode({"OK": True, "Value": result.value, **result.extra}).encode()
+        return encode({"OK": True, "Value": result}).encode()
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        exc = exc_info[1] if exc_info else None
+        self.set_header("Content-Type", "application/json")
+        if isinstance(exc, PilotWMSError):
+            body = {
+                "OK": False,
+                "Message": exc.wire_message(),
+                "Errno": exc.errno,
+                "ExceptionClass": type(exc).__name__,
+                **exc.extra,
+            }
+        elif isinstance(exc, tornado.web.HTTPError) and status_code < 500:
+            body = {"OK": False, "Message": exc.log_message or self._reason, "Errno": 22}
+        else:
+            body = {
+                "OK": False,
+                "Message": f"Internal server error (request id {self.request_id})",
+                "Errno": 5,
+                "RequestID": self.request_id,
+            }
+        self.finish(encode(body))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, PilotWMSError):
+            if self._finished:
+                return
+            self.send_error(e.http_status, exc_info=(type(e), e, e.__traceback__))
+            return
+        if not isinstance(e, tornado.web.HTTPError):
+            log.exception("request %s to %s failed", self.request_id, self.request.path)
+        super()._handle_request_exception(e)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, PilotWMSError):
+            return
+        super().log_exception(typ, value, tb)
+
+
+class NotFoundHandler(tornado.web.RequestHandler):
+    """Unknown paths: 404 with an envelope (DIRAC clients then try the next URL)."""
+
+    def prepare(self) -> None:
+        self.set_status(404)
+        self.set_header("Content-Type", "application/json")
+        self.finish(encode({"OK": False, "Message": f"No service at {self.request.path}",
+                            "Errno": 2}))
+
+
+def build_application(ctx: ServerContext,
+                      service_classes: Iterable[type[Service]]) -> tornado.web.Application:
+    balancers = [ipaddress.ip_network(b, strict=False)
+                 for b in ctx.config.server.trusted_balancers]
+    routes: list[Any] = []
+    for cls in service_classes:
+        hosted = HostedService(cls(ctx), ctx.config)
+        routes.append((f"/{cls.system}/{cls.name}", RPCHandler,
+                       {"hosted": hosted, "ctx": ctx, "balancers": balancers}))
+    return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
+                                   compress_response=True)
+
+
+def make_http_server(ctx: ServerContext, service_classes: Iterable[type[Service]],
+                     *, tls: bool = True) -> HTTPServer:
+    """An HTTPServer for the services; ``tls=False`` only behind a TLS-terminating balancer."""
+    app = build_application(ctx, service_classes)
+    ssl_options = server_ssl_context(ctx.config) if tls else None
+    return HTTPServer(app, ssl_options=ssl_options,
+                      max_body_size=ctx.config.server.max_body_size, decompress_request=True)

@@ -1,0 +1,1 @@
+"""Authentication and authorisation: X509 chains and proxies, tokens, identities, rights."""

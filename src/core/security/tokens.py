@@ -1,0 +1,226 @@
+"""JSON Web Tokens: pilotwms's own issuer and the verification of any configured issuer.
+
+JOSE work is done by ``joserfc``, the JOSE library of the Authlib project (``authlib.jose`` is
+deprecated in its favour since Authlib 1.4); the OAuth2 server of later issues is Authlib itself.
+
+Our own tokens carry ``sub`` (the registry user name), ``vo``, ``dirac_group`` and a ``scope`` of
+``"vo:<vo> group:<group>"``. Tokens of external issuers are mapped by
+:mod:`core.security.authenticate` using the issuer's ``GroupsClaim`` and ``GroupMap``.
+
+Example::
+
+    >>> import tempfile, pathlib
+    >>> from core.config.schema import AuthConfig, SigningConfig
+    >>> key = pathlib.Path(tempfile.mkdtemp()) / "jwk.json"
+    >>> generate_signing_key(key)
+    >>> signing = SigningConfig(issuer="https://127.0.0.1:8443", key_file=key)
+    >>> token = TokenIssuer(signing).issue("alice", group="demo_user", vo="demo")
+    >>> claims = TokenVerifier(AuthConfig(signing=signing)).verify(token)
+    >>> claims["sub"], claims["dirac_group"]
+    ('alice', 'demo_user')
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwk import KeySet, RSAKey
+
+from core.config.schema import AuthConfig, IssuerConfig, SigningConfig
+from core.exceptions import ConfigError, CredentialError, NotAuthenticated
+
+#: accepted clock skew between issuer and service, in seconds
+LEEWAY = 30
+
+
+def generate_signing_key(path: Path) -> None:
+    """Write a new RSA private JWK to ``path`` (mode 600; an existing key is kept)."""
+    if path.exists():
+        return
+    key = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as stream:
+        json.dump(key.as_dict(private=True), stream)
+
+
+def _load_jwk(path: Path) -> RSAKey:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read signing key {path}: {exc}") from None
+    return RSAKey.import_key(data)
+
+
+class TokenIssuer:
+    """Signs access tokens for pilotwms's own issuer."""
+
+    def __init__(self, signing: SigningConfig) -> None:
+        self.signing = signing
+        self.key = _load_jwk(signing.key_file)
+
+    def public_jwks(self) -> dict[str, Any]:
+        return {"keys": [self.key.as_dict(private=False)]}
+
+    def issue(
+        self,
+        username: str,
+        *,
+        group: str,
+        vo: str,
+        lifetime: int | None = None,
+        scopes: list[str] | None = None,
+        extra_claims: dict[str, Any] | None = None,
+    ) -> str:
+        """An access token for ``username`` acting in ``group``; ``lifetime`` in seconds."""
+        if not username or not group or not vo:
+            raise ValueError("a token needs a user, a group and a VO")
+        now = int(time.time())
+        scope = [f"vo:{vo}", f"group:{group}", *(scopes or [])]
+        claims: dict[str, Any] = {
+            "iss": self.signing.issuer,
+            "sub": username,
+            "aud": self.signing.audience,
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + (lifetime or self.signing.lifetime),
+            "jti": uuid.uuid4().hex,
+            "vo": vo,
+            "dirac_group": group,
+            "preferred_username": username,
+            "scope": " ".join(scope),
+        }
+        claims.update(extra_claims or {})
+        header = {"alg": "RS256", "kid": self.key.kid, "typ": "JWT"}
+        return jwt.encode(header, claims, self.key)
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT without checking anything; only to pick the issuer's keys."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise NotAuthenticated("Malformed bearer token: not a JWT")
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (binascii.Error, ValueError):
+        raise NotAuthenticated("Malformed bearer token: bad payload") from None
+    if not isinstance(claims, dict):
+        raise NotAuthenticated("Malformed bearer token: payload is not an object")
+    return claims
+
+
+class _Trusted:
+    def __init__(self, conf: IssuerConfig | None, keys: KeySet, audience: str | None,
+                 algorithms: list[str]) -> None:
+        self.conf = conf
+        self.keys = keys
+        self.audience = audience
+        self.algorithms = algorithms
+
+
+class TokenVerifier:
+    """Verifies bearer tokens of the configured issuers (and of our own signing key).
+
+    ``is_revoked(jti)`` is consulted after the signature checks (revocation is in the login
+    issue); tokens without ``exp`` are refused.
+    """
+
+    def __init__(
+        self, auth: AuthConfig, is_revoked: Callable[[str], bool] | None = None
+    ) -> None:
+        self._issuers: dict[str, _Trusted] = {}
+        self._is_revoked = is_revoked
+        if auth.signing is not None:
+            key = _load_jwk(auth.signing.key_file)
+            public = RSAKey.import_key(key.as_dict(private=False))
+            self._issuers[auth.signing.issuer.rstrip("/")] = _Trusted(
+                None, KeySet([public]), auth.signing.audience, ["RS256"]
+            )
+        for conf in auth.issuers:
+            jwks = conf.jwks
+            if jwks is None and conf.jwks_file is not None:
+                try:
+                    jwks = json.loads(conf.jwks_file.read_text())
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(f"issuer {conf.issuer}: cannot read JWKS: {exc}") from None
+            try:
+                keys = KeySet.import_key_set(jwks or {"keys": []})  # type: ignore[arg-type]
+            except (JoseError, ValueError, KeyError) as exc:
+                raise ConfigError(f"issuer {conf.issuer}: bad JWKS: {exc}") from None
+            self._issuers[conf.issuer.rstrip("/")] = _Trusted(
+                conf, keys, conf.audience, conf.algorithms
+            )
+
+    def issuer_config(self, issuer: str) -> IssuerConfig | None:
+        """The configuration of an external issuer; None for our own."""
+        trusted = self._issuers.get(issuer.rstrip("/"))
+        return trusted.conf if trusted else None
+
+    def is_own(self, issuer: str) -> bool:
+        trusted = self._issuers.get(issuer.rstrip("/"))
+        return trusted is not None and trusted.conf is None
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The verified claims; :class:`NotAuthenticated` says why a token is refused."""
+        issuer = unverified_claims(token).get("iss")
+        if not isinstance(issuer, str):
+            raise NotAuthenticated("Bearer token has no issuer")
+        trusted = self._issuers.get(issuer.rstrip("/"))
+        if trusted is None:
+            raise NotAuthenticated(f"Bearer token from an untrusted issuer: {issuer}")
+        try:
+            decoded = jwt.decode(token, trusted.keys, algorithms=trusted.algorithms)
+        except BadSignatureError:
+            raise NotAuthenticated("Bearer token signature is not valid") from None
+        except (JoseError, ValueError) as exc:
+            raise NotAuthenticated(f"Bearer token cannot be verified: {exc}") from None
+        options: dict[str, Any] = {
+            "exp": {"essential": True},
+            "iss": {"essential": True, "value": issuer},
+        }
+        if trusted.audience:
+            options["aud"] = {"essential": True, "value": trusted.audience}
+        registry = jwt.JWTClaimsRegistry(leeway=LEEWAY, **options)
+        claims = dict(decoded.claims)
+        try:
+            registry.validate(claims)
+        except ExpiredTokenError:
+            raise NotAuthenticated("Bearer token has expired") from None
+        except MissingClaimError as exc:
+            raise NotAuthenticated(f"Bearer token misses a claim: {exc.description}") from None
+        except InvalidClaimError as exc:
+            raise NotAuthenticated(f"Bearer token has a bad claim: {exc.description}") from None
+        except JoseError as exc:
+            raise NotAuthenticated(f"Bearer token refused: {exc}") from None
+        jti = claims.get("jti")
+        if self._is_revoked is not None and isinstance(jti, str) and self._is_revoked(jti):
+            raise NotAuthenticated("Bearer token has been revoked")
+        return claims
+
+
+def read_token_file(path: Path) -> str:
+    """The token stored in a bearer token file (WLCG: first line, whitespace stripped)."""
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise CredentialError(f"cannot read token file {path}: {exc.strerror}") from None
+    if not text:
+        raise CredentialError(f"token file {path} is empty")
+    return text.split()[0]
