@@ -7,10 +7,10 @@
 #   PILOTWMS_DIRAC_PYTHON=/usr/bin/python3 ... # interpreter for the venv (default: Debian's 3.11)
 #   PILOTWMS_DIRAC_FORCE=1 ...                 # rebuild even if the stamp matches
 #
-# Why not a plain `pip install DIRAC` (Debian 12): M2Crypto has no Linux wheel (built from the sdist,
-# needs swig + libssl-dev + gcc), and gfal2-python needs gfal2 >= 2.22 while Debian 12 ships 2.21. So:
-# install DIRAC's requirements minus gfal2-python, then DIRAC itself with --no-deps, then borrow the
-# gfal2 binding of Debian's python3-gfal2 (same cp311 ABI) with a symlink.
+# Why not a plain `pip install DIRAC` (Debian 12): M2Crypto has no Linux wheel (built from the
+# sdist, needs swig + libssl-dev + gcc), and gfal2-python needs gfal2 >= 2.22 while Debian 12 ships
+# 2.21. So: install DIRAC's requirements minus gfal2-python, then DIRAC itself with --no-deps, then
+# borrow the gfal2 binding of Debian's python3-gfal2 (same cp311 ABI) with a symlink.
 # On success prints the venv's python path on the last line of stdout.
 set -euo pipefail
 export CI=true DEBIAN_FRONTEND=noninteractive PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -64,12 +64,13 @@ if ((${#missing[@]})); then
   command -v apt-get >/dev/null || die "missing system packages ${missing[*]} and no apt-get"
   SUDO=()
   if [[ $(id -u) != 0 ]]; then
-    command -v sudo >/dev/null || die "missing system packages ${missing[*]}; run as root or install them"
+    command -v sudo >/dev/null \
+      || die "missing system packages ${missing[*]}; run as root or install them"
     SUDO=(sudo -n)
   fi
   log "apt-get install ${missing[*]}"
-  "${SUDO[@]}" apt-get install -y -q "${missing[@]}" >&2 \
-    || { "${SUDO[@]}" apt-get update -q >&2 && "${SUDO[@]}" apt-get install -y -q "${missing[@]}" >&2; } \
+  apt_install() { "${SUDO[@]}" apt-get install -y -q "${missing[@]}" >&2; }
+  apt_install || { "${SUDO[@]}" apt-get update -q >&2 && apt_install; } \
     || die "apt-get install ${missing[*]} failed"
 fi
 
@@ -114,9 +115,9 @@ ln -sf "$GFAL" "$SITE/"
 
 # Smoke test, with DIRAC's root pinned away from sys.base_prefix.
 mkdir -p "$TMP/root"
-DIRAC_ROOT_PATH=$TMP/root "$VPY" -c \
-  'import DIRAC, M2Crypto, gfal2; from DIRAC.Core.Tornado.Client.TornadoClient import TornadoClient' \
-  >&2 || die "the DIRAC venv does not import DIRAC/M2Crypto/gfal2"
+DIRAC_ROOT_PATH=$TMP/root "$VPY" -c 'import DIRAC, M2Crypto, gfal2
+from DIRAC.Core.Tornado.Client.TornadoClient import TornadoClient' >&2 \
+  || die "the DIRAC venv does not import DIRAC/M2Crypto/gfal2"
 
 echo "$WANT" >"$STAMP"
 log "done in $((SECONDS - start)) s"

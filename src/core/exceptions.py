@@ -3,7 +3,7 @@
 Code inside pilotwms never returns result dictionaries: it returns values or raises a
 :class:`PilotWMSError`. The RPC boundary (``core.rpc``) turns an exception into DIRAC's
 ``{"OK": false, "Message": ..., "Errno": ...}`` envelope and the RPC client turns it back into
-the same class, so ``except JobNotFound`` works on both sides of the wire.
+the same class, so ``except JobNotFoundError`` works on both sides of the wire.
 
 Each class states:
 
@@ -14,11 +14,11 @@ Each class states:
 
 Example::
 
-    >>> from core.exceptions import JobNotFound, error_class
-    >>> err = JobNotFound("Job 12 not found")
+    >>> from core.exceptions import JobNotFoundError, error_class
+    >>> err = JobNotFoundError("Job 12 not found")
     >>> err.errno, err.http_status
     (2, 200)
-    >>> error_class("JobNotFound") is JobNotFound
+    >>> error_class("JobNotFoundError") is JobNotFoundError
     True
 """
 
@@ -71,21 +71,21 @@ def _posix(code: int) -> str:
 # -- generic ---------------------------------------------------------------------------------
 
 
-class InvalidArgument(PilotWMSError, ValueError):
+class InvalidArgumentError(PilotWMSError, ValueError):
     """A caller passed a value of the wrong type or out of range."""
 
     errno = _errno.EINVAL
     strerror = _posix(_errno.EINVAL)
 
 
-class NotFound(PilotWMSError, LookupError):
+class NotFoundError(PilotWMSError, LookupError):
     """The thing asked for does not exist."""
 
     errno = _errno.ENOENT
     strerror = _posix(_errno.ENOENT)
 
 
-class AlreadyExists(PilotWMSError):
+class AlreadyExistsError(PilotWMSError):
     """The thing to create exists already."""
 
     errno = _errno.EEXIST
@@ -106,14 +106,14 @@ class DatabaseError(PilotWMSError):
     strerror = "Database error"
 
 
-class ServiceUnavailable(PilotWMSError):
+class ServiceUnavailableError(PilotWMSError):
     """No server in the URL list answered (client side)."""
 
     errno = _errno.ECONNREFUSED
     strerror = "Service unavailable"
 
 
-class MethodNotFound(PilotWMSError):
+class MethodNotFoundError(PilotWMSError):
     """The service has no method of that name (HTTP 501)."""
 
     errno = _errno.ENOSYS
@@ -121,7 +121,7 @@ class MethodNotFound(PilotWMSError):
     http_status = 501
 
 
-class BadRequest(PilotWMSError):
+class BadRequestError(PilotWMSError):
     """The request itself is malformed: no ``method``, undecodable ``args`` (HTTP 400)."""
 
     errno = _errno.EINVAL
@@ -132,7 +132,7 @@ class BadRequest(PilotWMSError):
 # -- security --------------------------------------------------------------------------------
 
 
-class NotAuthenticated(PilotWMSError):
+class NotAuthenticatedError(PilotWMSError):
     """No valid credential came with the request (HTTP 401)."""
 
     errno = _errno.EACCES
@@ -140,7 +140,7 @@ class NotAuthenticated(PilotWMSError):
     http_status = 401
 
 
-class NotAuthorized(PilotWMSError):
+class NotAuthorizedError(PilotWMSError):
     """The caller is known but lacks the rights for this call (HTTP 401, as DIRAC does)."""
 
     errno = _errno.EPERM
@@ -158,7 +158,7 @@ class CredentialError(PilotWMSError):
 # -- workload management (DIRAC's errnos) ---------------------------------------------------------
 
 
-class InvalidJDL(InvalidArgument):
+class InvalidJDLError(InvalidArgumentError):
     """The job description is malformed; the message names the attribute or position."""
 
     errno = 1501
@@ -172,25 +172,25 @@ class JobSubmissionError(PilotWMSError):
     strerror = "Job submission error"
 
 
-class JobNotFound(NotFound):
+class JobNotFoundError(NotFoundError):
     """No job with that ID."""
 
 
-class InvalidTransition(PilotWMSError):
+class InvalidTransitionError(PilotWMSError):
     """A job status change that DIRAC's state machine refuses."""
 
     errno = 1507
     strerror = "Job status error"
 
 
-class NoMatch(PilotWMSError):
+class NoMatchError(PilotWMSError):
     """No waiting job fits the resource that asked for one."""
 
     errno = 1510
     strerror = "No match found"
 
 
-class WrongPilotVersion(PilotWMSError):
+class WrongPilotVersionError(PilotWMSError):
     """The pilot's version is not one the server accepts."""
 
     errno = 1511

@@ -71,13 +71,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", help="where to build the DIRAC root (default: temporary, removed)")
     p.add_argument("--vo", help="/DIRAC/VirtualOrganization (sent as clientVO; default 'unknown')")
     p.add_argument("--debug", action="store_true", help="DIRAC log level DEBUG (on stderr)")
-    p.add_argument("--resolve-only", action="store_true",
-                   help="do not call: print the service URL(s) DIRAC's clients resolved")
+    p.add_argument(
+        "--resolve-only",
+        action="store_true",
+        help="do not call: print the service URL(s) DIRAC's clients resolved",
+    )
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--method", help="remote method to call on --url")
     mode.add_argument("--wms-submit", metavar="JDL_FILE", help="WMSClient().submitJob(JDL_FILE)")
-    mode.add_argument("--wms-status", metavar="JOBIDS",
-                      help="JobMonitoringClient().getJobsStatus([ids]); comma-separated")
+    mode.add_argument(
+        "--wms-status",
+        metavar="JOBIDS",
+        help="JobMonitoringClient().getJobsStatus([ids]); comma-separated",
+    )
     mode.add_argument("--wms-kill", metavar="JOBIDS", help="WMSClient().killJob(id or [ids])")
     p.add_argument("--args", default="[]", help="JSON list of positional arguments (--method)")
     ns = p.parse_args(argv)

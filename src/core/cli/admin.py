@@ -32,11 +32,11 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core.cli.common import print_json, run
 from core.config.loader import load_config
-from core.exceptions import ConfigError, CredentialError, InvalidArgument
+from core.exceptions import ConfigError, CredentialError, InvalidArgumentError
 from core.version import __version__
 
 
@@ -165,7 +165,7 @@ def cmd_cert(ns: argparse.Namespace) -> int:
     from core.security.ca import CertificateAuthority, write_pem
 
     ca = CertificateAuthority.load(ns.ca)
-    kind = "user" if ns.user else "host"
+    kind: Literal["user", "host"] = "user" if ns.user else "host"
     name = ns.user or ns.host
     cert, key = ca.issue(name, kind=kind, days=ns.days)
     out = ns.out or Path(".")
@@ -230,7 +230,7 @@ def cmd_proxy(ns: argparse.Namespace) -> int:
             raise CredentialError(f"{key_path} is encrypted and there is no terminal to ask")
         password = getpass.getpass(f"Enter passphrase for {key_path}: ").encode()
     if ns.hours <= 0:
-        raise InvalidArgument("--hours must be positive")
+        raise InvalidArgumentError("--hours must be positive")
     pem = create_proxy(cert_pem, key_pem, group=ns.group, limited=ns.limited,
                        lifetime=timedelta(hours=ns.hours), password=password)
     path = write_proxy_file(pem, ns.out or default_proxy_path())
@@ -248,10 +248,10 @@ def cmd_token(ns: argparse.Namespace) -> int:
         raise ConfigError("Auth.Signing is not configured: this instance issues no tokens")
     registry = Authenticator(config).registry
     if not registry.has_user(ns.user):
-        raise InvalidArgument(f"no user {ns.user} in the registry")
+        raise InvalidArgumentError(f"no user {ns.user} in the registry")
     group = ns.group or registry.default_group(ns.user)
     if group is None or not registry.is_member(ns.user, group):
-        raise InvalidArgument(f"{ns.user} is not a member of group {group}")
+        raise InvalidArgumentError(f"{ns.user} is not a member of group {group}")
     gconf = registry.group(group)
     assert gconf is not None  # noqa: S101 - membership checked above
     token = TokenIssuer(config.auth.signing).issue(ns.user, group=group, vo=gconf.vo,

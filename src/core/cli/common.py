@@ -5,7 +5,7 @@ status 2; Ctrl-C exits 130; anything else is a bug and shows its traceback.
 
 Example::
 
-    >>> def main(argv): raise InvalidArgument("bad")
+    >>> def main(argv): raise InvalidArgumentError("bad")
     >>> run(main, [])  # prints "ERROR: bad" to stderr
     2
 """
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from core.exceptions import InvalidArgument, PilotWMSError  # noqa: F401 - doctest uses it
+from core.exceptions import InvalidArgumentError, PilotWMSError  # noqa: F401 - doctest uses it
 from core.rpc.jencode import encode
 
 EXIT_OK = 0

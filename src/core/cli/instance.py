@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from core.config.loader import load_config
-from core.exceptions import AlreadyExists, InvalidArgument
+from core.exceptions import AlreadyExistsError, InvalidArgumentError
 from core.security.ca import CertificateAuthority, write_pem
 from core.security.tokens import generate_signing_key
 
@@ -104,11 +104,12 @@ def create_instance(
 ) -> Instance:
     """Make the instance; refuses to overwrite a non-empty DIR unless ``force``."""
     if not user.isidentifier() or user in ("admin", "pilot"):
-        raise InvalidArgument(f"user name {user!r} must be an identifier other than admin/pilot")
+        raise InvalidArgumentError(
+            f"user name {user!r} must be an identifier other than admin/pilot")
     directory = directory.resolve()
     if directory.exists() and any(directory.iterdir()):
         if not force:
-            raise AlreadyExists(f"{directory} is not empty (use --force to replace it)")
+            raise AlreadyExistsError(f"{directory} is not empty (use --force to replace it)")
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     inst = Instance(directory)

@@ -130,16 +130,16 @@ class RegistryConfig(Section):
                     raise ValueError(f"Groups.{gname}.Users: unknown user {user!r}")
         for vname, vo in self.vos.items():
             if vo.default_group is not None:
-                group = self.groups.get(vo.default_group)
-                if group is None or group.vo != vname:
+                default = self.groups.get(vo.default_group)
+                if default is None or default.vo != vname:
                     raise ValueError(
                         f"VOs.{vname}.DefaultGroup: {vo.default_group!r} is not a group of {vname}"
                     )
         if self.default_group is not None and self.default_group not in self.groups:
             raise ValueError(f"DefaultGroup: unknown group {self.default_group!r}")
         seen: dict[str, str] = {}
-        for uname, user in self.users.items():
-            for dn in user.dns:
+        for uname, uconf in self.users.items():
+            for dn in uconf.dns:
                 if dn in seen:
                     raise ValueError(f"Users.{uname}.DNs: {dn!r} already belongs to {seen[dn]}")
                 seen[dn] = uname

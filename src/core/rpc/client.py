@@ -4,11 +4,11 @@ A client talks to one service (``"WorkloadManagement/JobMonitoring"``) at one or
 It reuses connections (one ``requests.Session`` per client), tries the servers starting at a
 random one and fails over to the next on connection errors and on HTTP 404/502/503/504, and
 turns ``{"OK": false}`` replies back into the exception class the server raised, so callers
-write ``except JobNotFound:`` whichever side raised it.
+write ``except JobNotFoundError:`` whichever side raised it.
 
 Failover is never attempted after a request may have reached a server (read timeout): the call
 could have been executed, and repeating a submission would duplicate it. That case raises
-:class:`~core.exceptions.ServiceUnavailable` saying so.
+:class:`~core.exceptions.ServiceUnavailableError` saying so.
 
 Example::
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import requests
 
-from core.exceptions import PilotWMSError, ServiceUnavailable, error_class
+from core.exceptions import PilotWMSError, ServiceUnavailableError, error_class
 from core.rpc.jencode import decode, encode
 
 #: seconds: (connect, read); a read may be long (bulk submissions, large sandboxes)
@@ -143,7 +143,7 @@ class RPCClient:
                 errors.append(f"{url}: {type(exc).__name__}")
                 continue
             except requests.exceptions.Timeout as exc:
-                raise ServiceUnavailable(
+                raise ServiceUnavailableError(
                     f"{url} did not answer {method} within {self.timeout[1]} s; the call may "
                     f"have been executed"
                 ) from exc
@@ -152,7 +152,7 @@ class RPCClient:
                 continue
             self._next = index
             return response
-        raise ServiceUnavailable(f"{self.service}.{method}: no server answered: "
+        raise ServiceUnavailableError(f"{self.service}.{method}: no server answered: "
                                  + "; ".join(errors))
 
     def envelope(self, method: str, *args: Any) -> dict[str, Any]:

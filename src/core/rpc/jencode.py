@@ -28,7 +28,7 @@ import json
 from datetime import date, datetime, timezone
 from typing import Any
 
-from core.exceptions import BadRequest
+from core.exceptions import BadRequestError
 
 DT_FORMAT = "%Y-%m-%d %H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
@@ -55,7 +55,7 @@ def _hook(obj: dict[str, Any]) -> Any:
         return obj
     value = obj.get("obj")
     if not isinstance(value, str):
-        raise BadRequest(f"JEncode marker {kind!r} without a string 'obj'")
+        raise BadRequestError(f"JEncode marker {kind!r} without a string 'obj'")
     try:
         if kind == "dt":
             # DIRAC sends "%Y-%m-%d %H:%M:%S"; older clients may add microseconds
@@ -66,8 +66,8 @@ def _hook(obj: dict[str, Any]) -> Any:
         if kind == "b64":
             return base64.b64decode(value, validate=True)
     except (ValueError, binascii.Error) as exc:
-        raise BadRequest(f"Bad JEncode {kind!r} value {value!r}: {exc}") from exc
-    raise BadRequest(f"Unknown JEncode marker {kind!r}")
+        raise BadRequestError(f"Bad JEncode {kind!r} value {value!r}: {exc}") from exc
+    raise BadRequestError(f"Unknown JEncode marker {kind!r}")
 
 
 def encode(obj: Any) -> str:
@@ -76,8 +76,8 @@ def encode(obj: Any) -> str:
 
 
 def decode(text: str | bytes) -> Any:
-    """Parse JEncode text; bad JSON or markers raise :class:`~core.exceptions.BadRequest`."""
+    """Parse JEncode text; bad JSON or markers raise :class:`~core.exceptions.BadRequestError`."""
     try:
         return json.loads(text, object_hook=_hook)
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"Cannot decode JSON: {exc}") from exc
+        raise BadRequestError(f"Cannot decode JSON: {exc}") from exc

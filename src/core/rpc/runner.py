@@ -1,8 +1,9 @@
 """Run services: one process, or N worker processes sharing one listening port.
 
-The listening sockets are bound before forking, so every worker accepts on the same port and the
-kernel spreads connections; each worker then builds its own context (engines, thread pool) so
-nothing crosses a ``fork``. The parent supervises: it restarts a worker that dies unexpectedly
+The listening sockets are bound before forking: one socket per worker on the same port with
+``SO_REUSEPORT``, so the kernel spreads new connections evenly over the workers (a single shared
+socket lets whichever worker wakes first take everything). Each worker then builds its own
+context (engines, thread pool) so nothing crosses a ``fork``. The parent supervises: it restarts a worker that dies unexpectedly
 and forwards SIGTERM/SIGINT to all workers for a graceful stop (in-flight requests finish, new
 connections are refused).
 
@@ -100,8 +101,11 @@ def serve(
     count = config.server.processes if processes is None else processes
     if count == 0:
         count = os.cpu_count() or 1
-    sockets = bind_sockets(config.server.port, config.server.host, reuse_port=False)
+    reuse = count > 1
+    sockets = bind_sockets(config.server.port, config.server.host, reuse_port=reuse)
     port = sockets[0].getsockname()[1]
+    per_worker = [sockets] + [bind_sockets(port, config.server.host, reuse_port=True)
+                              for _ in range(count - 1)]
     scheme = "https" if tls else "http"
     host = config.server.host
     shown = f"[{host}]" if ":" in host else host
@@ -113,21 +117,28 @@ def serve(
     if count == 1:
         _run_worker(config, services, sockets, tls)
         return
-    _supervise(count, lambda: _run_worker(config, services, sockets, tls))
+    def work(slot: int) -> None:
+        for index, group in enumerate(per_worker):
+            if index != slot:
+                for sock in group:
+                    sock.close()
+        _run_worker(config, services, per_worker[slot], tls)
+
+    _supervise(count, work)
 
 
-def _supervise(count: int, work: Callable[[], None]) -> None:
-    children: dict[int, float] = {}
+def _supervise(count: int, work: Callable[[int], None]) -> None:
+    children: dict[int, tuple[int, float]] = {}
     stopping = False
 
-    def spawn() -> None:
+    def spawn(slot: int) -> None:
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                work()
+                work(slot)
             except BaseException:  # noqa: BLE001 - report anything, then leave the child
                 log.exception("worker failed")
                 code = 1
@@ -135,7 +146,7 @@ def _supervise(count: int, work: Callable[[], None]) -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        children[pid] = time.monotonic()
+        children[pid] = (slot, time.monotonic())
 
     def forward(signum: int, _frame: Any) -> None:
         nonlocal stopping
@@ -148,8 +159,8 @@ def _supervise(count: int, work: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for _ in range(count):
-        spawn()
+    for slot in range(count):
+        spawn(slot)
     while children:
         try:
             pid, status = os.wait()
@@ -157,10 +168,11 @@ def _supervise(count: int, work: Callable[[], None]) -> None:
             break
         except InterruptedError:
             continue
-        started = children.pop(pid, None)
-        if started is None or stopping:
+        entry = children.pop(pid, None)
+        if entry is None or stopping:
             continue
+        slot, started = entry
         log.error("worker %d exited with status %d; restarting", pid, status)
         if time.monotonic() - started < 1:
             time.sleep(1)  # do not spin on a worker that cannot start
-        spawn()
+        spawn(slot)

@@ -44,11 +44,11 @@ from tornado.iostream import SSLIOStream
 
 from core.config.schema import Config
 from core.exceptions import (
-    BadRequest,
+    BadRequestError,
     CredentialError,
-    MethodNotFound,
-    NotAuthenticated,
-    NotAuthorized,
+    MethodNotFoundError,
+    NotAuthenticatedError,
+    NotAuthorizedError,
     PilotWMSError,
 )
 from core.rpc.context import ServerContext
@@ -111,7 +111,7 @@ class HostedService:
 class RPCHandler(tornado.web.RequestHandler):
     """Serves every method of one service."""
 
-    SUPPORTED_METHODS = ("POST",)  # type: ignore[assignment]
+    SUPPORTED_METHODS = ("POST",)
 
     def initialize(self, hosted: HostedService, ctx: ServerContext,
                    balancers: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
@@ -126,7 +126,7 @@ class RPCHandler(tornado.web.RequestHandler):
     # -- identity ------------------------------------------------------------------------------
 
     def _tls_chain(self) -> list[cx509.Certificate] | None:
-        stream = self.request.connection.stream  # type: ignore[attr-defined]
+        stream = getattr(self.request.connection, "stream", None)
         if not isinstance(stream, SSLIOStream):
             return None
         cached = getattr(stream, "_pilotwms_chain", None)
@@ -151,12 +151,12 @@ class RPCHandler(tornado.web.RequestHandler):
             return None
         verify = self.request.headers.get("X-Ssl_client_verify", "SUCCESS")
         if verify.upper() != "SUCCESS":
-            raise NotAuthenticated(f"balancer reports client verification {verify}")
+            raise NotAuthenticatedError(f"balancer reports client verification {verify}")
         chain = load_pem_chain(urllib.parse.unquote(pem).encode())
         try:
             verify_chain(chain, ca_directory(self.ctx.config))
         except CredentialError as exc:
-            raise NotAuthenticated(f"certificate from balancer refused: {exc}") from None
+            raise NotAuthenticatedError(f"certificate from balancer refused: {exc}") from None
         return chain
 
     def identify(self) -> Identity:
@@ -165,14 +165,14 @@ class RPCHandler(tornado.web.RequestHandler):
         if authz:
             scheme, _, token = authz.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise NotAuthenticated("Authorization header must be 'Bearer <token>'")
+                raise NotAuthenticatedError("Authorization header must be 'Bearer <token>'")
             return authenticator.from_token(token.strip())
         chain = self._tls_chain() or self._balancer_chain()
         if chain:
             try:
                 return authenticator.from_chain(chain)
             except CredentialError as exc:
-                raise NotAuthenticated(str(exc)) from None
+                raise NotAuthenticatedError(str(exc)) from None
         return ANONYMOUS
 
     # -- request -----------------------------------------------------------------------------
@@ -184,14 +184,14 @@ class RPCHandler(tornado.web.RequestHandler):
     async def post(self) -> None:
         method = self._form("method")
         if method is None:
-            raise BadRequest("No method given")
+            raise BadRequestError("No method given")
         raw_args = self._form("args")
         args = decode(raw_args) if raw_args is not None else []
         if not isinstance(args, list):
-            raise BadRequest("args must be a JSON list of positional arguments")
+            raise BadRequestError("args must be a JSON list of positional arguments")
         spec = self.hosted.specs.get(method)
         if spec is None:
-            raise MethodNotFound(f"{method} is not implemented")
+            raise MethodNotFoundError(f"{method} is not implemented")
         ident = self.identify()
         extra_raw = self._form("extraCredentials")
         if extra_raw is not None:
@@ -200,8 +200,8 @@ class RPCHandler(tornado.web.RequestHandler):
         self.ctx.authenticator.check_vo(ident, client_vo)
         if not allowed(ident, self.hosted.rules[method]):
             if not ident.authenticated:
-                raise NotAuthenticated(f"{method} needs credentials of a registered user")
-            raise NotAuthorized(f"{ident.username}@{ident.group} may not call {method}")
+                raise NotAuthenticatedError(f"{method} needs credentials of a registered user")
+            raise NotAuthorizedError(f"{ident.username}@{ident.group} may not call {method}")
         spec.check_args(args)
         call = Call(
             identity=ident,
@@ -210,6 +210,7 @@ class RPCHandler(tornado.web.RequestHandler):
             client_setup=self._form("clientSetup"),
             remote_ip=self.request.remote_ip,
             raw_content=(self._form("rawContent") or "").lower() in ("true", "1", "yes"),
+            url=self.request.full_url(),
         )
         service = self.hosted.service
         if spec.is_async:

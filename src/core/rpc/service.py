@@ -9,7 +9,7 @@ positional arguments from the request's ``args``. They return a value or raise a
 Argument types are checked against the method's annotations before the call (``int``, ``str``,
 ``float``, ``bool``, ``list``, ``dict``, ``bytes``, ``datetime``, unions and ``X | None``;
 parameters of generic types like ``list[int]`` are checked for their outer type only), so bad
-input is answered with a clear :class:`~core.exceptions.InvalidArgument`, not a crash.
+input is answered with a clear :class:`~core.exceptions.InvalidArgumentError`, not a crash.
 
 Blocking methods (plain ``def``) run in the server's thread pool; ``async def`` methods run on
 the IOLoop and must not block.
@@ -27,7 +27,7 @@ Example::
     >>> Greeter.methods()["sayHello"].check_args([1])
     Traceback (most recent call last):
     ...
-    core.exceptions.InvalidArgument: sayHello: argument 1 ('who') must be str, not int
+    core.exceptions.InvalidArgumentError: sayHello: argument 1 ('who') must be str, not int
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from core.exceptions import InvalidArgument
+from core.exceptions import InvalidArgumentError
 from core.security.identity import Identity
 from core.security.rights import Rule, parse_rules
 from core.version import __version__
@@ -64,6 +64,7 @@ class Call:
     client_setup: str | None = None
     remote_ip: str | None = None
     raw_content: bool = False
+    url: str | None = None
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Param:
         ):
             return
         wanted = " or ".join(sorted({t.__name__ for t in self.accepted}))
-        raise InvalidArgument(
+        raise InvalidArgumentError(
             f"{method}: argument {index} ({self.name!r}) must be {wanted}, "
             f"not {type(value).__name__}"
         )
@@ -156,7 +157,7 @@ class MethodSpec:
             upto = f"{required}" if required == len(fixed) else f"{required} to {len(fixed)}"
             if variadic is not None:
                 upto = f"at least {required}"
-            raise InvalidArgument(
+            raise InvalidArgumentError(
                 f"{self.wire_name} takes {upto} argument(s), {len(args)} given"
             )
         for index, value in enumerate(args):
@@ -262,6 +263,8 @@ class Service:
             "service uptime": int(time.monotonic() - self._started_monotonic),
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
             "name": self.path(),
+            "URL": call.url,
+            "pid": os.getpid(),
             "hostname": socket.gethostname(),
             "cpu times": {
                 "user time": cpu.user,

@@ -36,7 +36,7 @@ from typing import Any
 from cryptography import x509 as cx509
 
 from core.config.schema import Config
-from core.exceptions import NotAuthenticated, NotAuthorized
+from core.exceptions import NotAuthenticatedError, NotAuthorizedError
 from core.security.identity import Identity
 from core.security.registry import Registry
 from core.security.tokens import TokenVerifier
@@ -92,7 +92,7 @@ class Authenticator:
         """Identity of a chain that TLS (or :func:`verify_chain`) has verified; leaf first."""
         info = identity_from_chain(chain)
         leaf = chain[0]
-        common = {
+        common: dict[str, Any] = {
             "identity": info.dn,
             "subject": dn_string(leaf.subject),
             "issuer": dn_string(leaf.issuer),
@@ -106,7 +106,7 @@ class Authenticator:
             return Identity(
                 auth_method="x509", username=name, dn=info.dn, properties=frozenset(
                     hconf.properties), valid_dn=True, valid_group=False, is_host=True,
-                hostname=name, **common,  # type: ignore[arg-type]
+                hostname=name, **common,
             )
         username = self.registry.user_for_dn(info.dn)
         return self.for_user(username, dn=info.dn, group=info.group, auth_method="x509", **common)
@@ -114,7 +114,7 @@ class Authenticator:
     # -- tokens ----------------------------------------------------------------------------------
 
     def from_token(self, token: str) -> Identity:
-        """Identity of a bearer token; an invalid token raises :class:`NotAuthenticated`.
+        """Identity of a bearer token; an invalid token raises :class:`NotAuthenticatedError`.
 
         Our own tokens name the user in ``sub`` and the group in ``dirac_group``. For external
         issuers the user is found by (issuer, sub) in ``Users.<u>.TokenSubjects``; the group is
@@ -127,7 +127,7 @@ class Authenticator:
         subject = str(claims.get("sub", ""))
         scopes = frozenset(str(claims.get("scope", "")).split())
         left = max(0, int(claims["exp"]) - int(time.time()))
-        fields = {"identity": subject, "subject": subject, "issuer": issuer,
+        fields: dict[str, Any] = {"identity": subject, "subject": subject, "issuer": issuer,
                   "seconds_left": left, "scopes": scopes}
         requested = next((s[6:] for s in scopes if s.startswith("group:")), None)
         if self.verifier.is_own(issuer):
@@ -165,13 +165,13 @@ class Authenticator:
         if extra in (None, "", "hosts"):
             return ident
         if "TrustedHost" not in ident.properties or not ident.authenticated:
-            raise NotAuthorized("extraCredentials are only accepted from trusted hosts")
+            raise NotAuthorizedError("extraCredentials are only accepted from trusted hosts")
         if not (isinstance(extra, list | tuple) and len(extra) == 2):
-            raise NotAuthorized("extraCredentials must be [DN, group]")
+            raise NotAuthorizedError("extraCredentials must be [DN, group]")
         dn, group = str(extra[0]), str(extra[1])
         username = self.registry.user_for_dn(dn)
         if username is None:
-            raise NotAuthenticated(f"extraCredentials name an unknown DN {dn}")
+            raise NotAuthenticatedError(f"extraCredentials name an unknown DN {dn}")
         delegated = self.for_user(username, dn=dn, group=group, auth_method=ident.auth_method,
                                   identity=dn, subject=dn, issuer=ident.issuer,
                                   seconds_left=ident.seconds_left, extra_credentials=extra)
@@ -179,7 +179,10 @@ class Authenticator:
 
     def check_vo(self, ident: Identity, client_vo: str | None) -> None:
         """DIRAC's ``clientVO``: a client that names a VO must be acting in it."""
-        if client_vo and ident.authenticated and ident.vo and ident.vo != client_vo:
-            raise NotAuthorized(
+        # DIRAC's client sends the literal "unknown" when the user configured no VO
+        if not client_vo or client_vo == "unknown" or not ident.authenticated:
+            return
+        if ident.vo and ident.vo != client_vo:
+            raise NotAuthorizedError(
                 f"Client VO {client_vo} does not match the VO {ident.vo} of group {ident.group}"
             )

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
 
-from core.exceptions import CredentialError, InvalidArgument
+from core.exceptions import CredentialError, InvalidArgumentError
 from core.security.x509 import key_matches, load_pem_chain, load_pem_key
 
 __all__ = [
@@ -62,8 +62,8 @@ _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
-def write_pem(path: Path | str, data: bytes, mode: int = 0o644) -> Path:
-    """Write ``data`` to ``path`` atomically with permissions ``mode``.
+def write_pem(path: Path | str, data: bytes, mode: int = 0o600) -> Path:
+    """Write ``data`` to ``path`` atomically with permissions ``mode`` (default: private).
 
     The data goes to a fresh file in the same directory, created private (0600) and
     set to ``mode`` before anything is written, then renamed over ``path``: readers see the
@@ -114,14 +114,14 @@ def write_hashed_dir(
     """
     certs = list(ca_certs)
     if names is not None and len(names) != len(certs):
-        raise InvalidArgument("names must give one file name per certificate")
+        raise InvalidArgumentError("names must give one file name per certificate")
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for index, cert in enumerate(certs):
         stem = names[index] if names is not None else _slug(cert)
         if not stem or "/" in stem or stem.startswith("."):
-            raise InvalidArgument(f"bad certificate file name {stem!r}")
+            raise InvalidArgumentError(f"bad certificate file name {stem!r}")
         pem_path = target / f"{stem}.pem"
         digest = subject_hash(cert)
         for link in target.iterdir():  # drop links to the file about to be rewritten
@@ -181,7 +181,7 @@ class CertificateAuthority:
     ) -> CertificateAuthority:
         """Make a new self-signed CA (RSA 2048) and save it in ``directory``."""
         if days <= 0:
-            raise InvalidArgument("days must be positive")
+            raise InvalidArgumentError("days must be positive")
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -248,7 +248,7 @@ class CertificateAuthority:
     def certificates_dir(self) -> Path:
         """The hashed CA directory (OpenSSL ``capath``) next to the CA files."""
         if self.directory is None:
-            raise InvalidArgument("this CA was not saved in a directory")
+            raise InvalidArgumentError("this CA was not saved in a directory")
         return self.directory / CERTIFICATES_DIR
 
     @property
@@ -276,13 +276,13 @@ class CertificateAuthority:
         The validity never goes beyond the CA's.
         """
         if kind not in ("user", "host"):
-            raise InvalidArgument(f"kind must be 'user' or 'host', not {kind!r}")
+            raise InvalidArgumentError(f"kind must be 'user' or 'host', not {kind!r}")
         if not common_name or "/" in common_name or not common_name.isprintable():
-            raise InvalidArgument(f"invalid common name {common_name!r}")
+            raise InvalidArgumentError(f"invalid common name {common_name!r}")
         if days <= 0:
-            raise InvalidArgument("days must be positive")
+            raise InvalidArgumentError("days must be positive")
         if key_size < 2048:
-            raise InvalidArgument("keys shorter than 2048 bits are refused by OpenSSL 3")
+            raise InvalidArgumentError("keys shorter than 2048 bits are refused by OpenSSL 3")
         key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
         unit = "Users" if kind == "user" else "Hosts"
         subject = _name(

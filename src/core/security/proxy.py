@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from core.exceptions import CredentialError, InvalidArgument
+from core.exceptions import CredentialError, InvalidArgumentError
 from core.security.ca import write_pem
 from core.security.x509 import (
     DIRAC_GROUP_OID,
@@ -81,11 +81,11 @@ def create_proxy(
     from a limited proxy is limited too. Returns the proxy file content (see the module doc).
     """
     if lifetime <= timedelta(0):
-        raise InvalidArgument("the proxy lifetime must be positive")
+        raise InvalidArgumentError("the proxy lifetime must be positive")
     if key_size < 2048:
-        raise InvalidArgument("proxy keys shorter than 2048 bits are refused by OpenSSL 3")
+        raise InvalidArgumentError("proxy keys shorter than 2048 bits are refused by OpenSSL 3")
     if group is not None and (not group or not group.isprintable()):
-        raise InvalidArgument(f"invalid group name {group!r}")
+        raise InvalidArgumentError(f"invalid group name {group!r}")
     group_der = der_ia5string(group) if group is not None else None
 
     signer_chain = load_pem_chain(chain_pem)

@@ -43,7 +43,7 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet, RSAKey
 
 from core.config.schema import AuthConfig, IssuerConfig, SigningConfig
-from core.exceptions import ConfigError, CredentialError, NotAuthenticated
+from core.exceptions import ConfigError, CredentialError, NotAuthenticatedError
 
 #: accepted clock skew between issuer and service, in seconds
 LEEWAY = 30
@@ -115,14 +115,14 @@ def unverified_claims(token: str) -> dict[str, Any]:
     """The payload of a JWT without checking anything; only to pick the issuer's keys."""
     parts = token.split(".")
     if len(parts) != 3:
-        raise NotAuthenticated("Malformed bearer token: not a JWT")
+        raise NotAuthenticatedError("Malformed bearer token: not a JWT")
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
     except (binascii.Error, ValueError):
-        raise NotAuthenticated("Malformed bearer token: bad payload") from None
+        raise NotAuthenticatedError("Malformed bearer token: bad payload") from None
     if not isinstance(claims, dict):
-        raise NotAuthenticated("Malformed bearer token: payload is not an object")
+        raise NotAuthenticatedError("Malformed bearer token: payload is not an object")
     return claims
 
 
@@ -178,19 +178,19 @@ class TokenVerifier:
         return trusted is not None and trusted.conf is None
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The verified claims; :class:`NotAuthenticated` says why a token is refused."""
+        """The verified claims; :class:`NotAuthenticatedError` says why a token is refused."""
         issuer = unverified_claims(token).get("iss")
         if not isinstance(issuer, str):
-            raise NotAuthenticated("Bearer token has no issuer")
+            raise NotAuthenticatedError("Bearer token has no issuer")
         trusted = self._issuers.get(issuer.rstrip("/"))
         if trusted is None:
-            raise NotAuthenticated(f"Bearer token from an untrusted issuer: {issuer}")
+            raise NotAuthenticatedError(f"Bearer token from an untrusted issuer: {issuer}")
         try:
             decoded = jwt.decode(token, trusted.keys, algorithms=trusted.algorithms)
         except BadSignatureError:
-            raise NotAuthenticated("Bearer token signature is not valid") from None
+            raise NotAuthenticatedError("Bearer token signature is not valid") from None
         except (JoseError, ValueError) as exc:
-            raise NotAuthenticated(f"Bearer token cannot be verified: {exc}") from None
+            raise NotAuthenticatedError(f"Bearer token cannot be verified: {exc}") from None
         options: dict[str, Any] = {
             "exp": {"essential": True},
             "iss": {"essential": True, "value": issuer},
@@ -202,16 +202,18 @@ class TokenVerifier:
         try:
             registry.validate(claims)
         except ExpiredTokenError:
-            raise NotAuthenticated("Bearer token has expired") from None
+            raise NotAuthenticatedError("Bearer token has expired") from None
         except MissingClaimError as exc:
-            raise NotAuthenticated(f"Bearer token misses a claim: {exc.description}") from None
+            raise NotAuthenticatedError(
+                f"Bearer token misses a claim: {exc.description}") from None
         except InvalidClaimError as exc:
-            raise NotAuthenticated(f"Bearer token has a bad claim: {exc.description}") from None
+            raise NotAuthenticatedError(
+                f"Bearer token has a bad claim: {exc.description}") from None
         except JoseError as exc:
-            raise NotAuthenticated(f"Bearer token refused: {exc}") from None
+            raise NotAuthenticatedError(f"Bearer token refused: {exc}") from None
         jti = claims.get("jti")
         if self._is_revoked is not None and isinstance(jti, str) and self._is_revoked(jti):
-            raise NotAuthenticated("Bearer token has been revoked")
+            raise NotAuthenticatedError("Bearer token has been revoked")
         return claims
 
 

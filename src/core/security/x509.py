@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
 
-from core.exceptions import CredentialError, InvalidArgument
+from core.exceptions import CredentialError, InvalidArgumentError
 
 __all__ = [
     "DIRAC_GROUP_OID",
@@ -104,7 +104,7 @@ TAG_SEQUENCE = 0x30
 def der_length(length: int) -> bytes:
     """DER length octets: short form below 128, else 0x80|n followed by n big-endian bytes."""
     if length < 0:
-        raise InvalidArgument(f"negative DER length {length}")
+        raise InvalidArgumentError(f"negative DER length {length}")
     if length < 0x80:
         return bytes([length])
     body = length.to_bytes((length.bit_length() + 7) // 8, "big")
@@ -121,9 +121,9 @@ def der_oid(dotted: str) -> bytes:
     try:
         arcs = [int(arc) for arc in dotted.split(".")]
     except ValueError:
-        raise InvalidArgument(f"not a dotted OID: {dotted!r}") from None
+        raise InvalidArgumentError(f"not a dotted OID: {dotted!r}") from None
     if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] >= 40) or min(arcs) < 0:
-        raise InvalidArgument(f"not a valid OID: {dotted!r}")
+        raise InvalidArgumentError(f"not a valid OID: {dotted!r}")
     body = bytearray()
     for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
         chunk = [arc & 0x7F]
@@ -156,7 +156,7 @@ def der_ia5string(text: str) -> bytes:
     try:
         raw = text.encode("ascii")
     except UnicodeEncodeError:
-        raise InvalidArgument(f"IA5String must be ASCII: {text!r}") from None
+        raise InvalidArgumentError(f"IA5String must be ASCII: {text!r}") from None
     return der_tlv(TAG_IA5STRING, raw)
 
 
@@ -221,7 +221,7 @@ def encode_proxy_cert_info(
     """DER of ``ProxyCertInfo ::= SEQUENCE { pCPathLenConstraint INTEGER OPTIONAL,
     proxyPolicy SEQUENCE { policyLanguage OID, policy OCTET STRING OPTIONAL } }``."""
     if path_len is not None and path_len < 0:
-        raise InvalidArgument("the proxy path length constraint cannot be negative")
+        raise InvalidArgumentError("the proxy path length constraint cannot be negative")
     proxy_policy = der_oid(policy_language)
     if policy is not None:
         proxy_policy += der_octet_string(policy)
@@ -482,7 +482,7 @@ class X509Identity:
         """Whole seconds until ``not_after`` (0 once expired)."""
         now = now or datetime.now(timezone.utc)
         if now.tzinfo is None:
-            raise InvalidArgument("now must be timezone-aware")
+            raise InvalidArgumentError("now must be timezone-aware")
         return max(0, int((self.not_after - now).total_seconds()))
 
 
@@ -570,7 +570,7 @@ def verify_chain(
     store = crypto.X509Store()
     if now is not None:
         if now.tzinfo is None:
-            raise InvalidArgument("now must be timezone-aware")
+            raise InvalidArgumentError("now must be timezone-aware")
         # pyOpenSSL converts with timetuple(): give it UTC fields
         store.set_time(now.astimezone(timezone.utc))
     store.set_flags(_ALLOW_PROXY_CERTS)
@@ -615,7 +615,7 @@ def verified_chain_der(ssl_sock_or_obj: Any) -> list[bytes]:
     if getter is None:
         getter = getattr(getattr(ssl_sock_or_obj, "_sslobj", None), "get_verified_chain", None)
     if getter is None:
-        raise InvalidArgument(f"{type(ssl_sock_or_obj).__name__} has no TLS verified chain")
+        raise InvalidArgumentError(f"{type(ssl_sock_or_obj).__name__} has no TLS verified chain")
     certs = getter() or []
     return [
         cert if isinstance(cert, bytes) else cert.public_bytes(_ssl.ENCODING_DER)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.exceptions import NotAuthorized, NotFound
+from core.exceptions import NotAuthorizedError, NotFoundError
 from core.rpc.service import Call, Service, rpc_method
 
 
@@ -33,13 +33,13 @@ class RegistryService(Service):
     @rpc_method("getGroupsForUser", rights=["JobAdministrator", "Operator", "TrustedHost"])
     def get_groups_for_user(self, call: Call, username: str) -> dict[str, Any]:
         if not self.ctx.authenticator.registry.has_user(username):
-            raise NotFound(f"No user {username} in the registry")
+            raise NotFoundError(f"No user {username} in the registry")
         return self._groups_of(username)
 
     def _groups_of(self, username: str) -> dict[str, Any]:
         registry = self.ctx.authenticator.registry
         if not registry.has_user(username):
-            raise NotAuthorized("hosts have no groups")
+            raise NotAuthorizedError("hosts have no groups")
         result = {}
         for name in registry.groups_of(username):
             group = registry.group(name)

@@ -41,7 +41,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import TypeAlias, overload
 
-from core.exceptions import InvalidJDL
+from core.exceptions import InvalidJDLError
 
 __all__ = [
     "JDL",
@@ -73,9 +73,24 @@ class Expr(str):
 
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-_WS = re.compile(r"(?:\s+|#[^\n]*|//[^\n]*|/\*.*?\*/)*", re.S).match
+_WS = re.compile(r"\s*(?:(?:#[^\n]*|//[^\n]*|/\*.*?\*/)\s*)*", re.S).match
 _NAME = _NAME_RE.match
 _STRING = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.S).match
+_STR = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
+_STR_NOGROUP = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+# One call reads blanks and comments, ``Name =``, then a quoted string, a simple word or a list
+# of quoted strings (groups 3, 4, 5 or 6 for an empty list), and a ';' (group 7) when there.
+# Group 2 marks where the value starts, for the general path when no simple value matched.
+_ATTR = re.compile(
+    r"\s*(?:(?:\#[^\n]*|//[^\n]*)\s*)*"
+    r"([A-Za-z_][A-Za-z0-9_.]*)\s*=(?!=)\s*()"
+    r"(?:" + _STR
+    + r"|([\w.:/%+@$~-]+)(?=[ \t]*(?:[;\]]|\Z))"
+    + r"|\{\s*((?:" + _STR_NOGROUP + r"\s*,\s*)*" + _STR_NOGROUP + r")\s*,?\s*\}"
+    + r"|(\{\s*\})"
+    + r")?[ \t]*(;)?"
+).match
+_LIST_ITEMS = re.compile(_STR).findall
 _UNESCAPE = re.compile(r'\\(["\\])').sub
 _ESCAPE = re.compile(r'\\(?=["\\]|\Z)|"').sub
 # A simple bare word (number, bool, site name, path, %s placeholder) then blanks.
@@ -104,9 +119,9 @@ def _found(text: str, pos: int) -> str:
     return repr(word.group(0)) if word else repr(text[pos])
 
 
-def _error(text: str, pos: int, message: str, *, found: bool = True) -> InvalidJDL:
+def _error(text: str, pos: int, message: str, *, found: bool = True) -> InvalidJDLError:
     tail = f", found {_found(text, pos)}" if found else ""
-    return InvalidJDL(f"{_position(text, pos)}: {message}{tail}")
+    return InvalidJDLError(f"{_position(text, pos)}: {message}{tail}")
 
 
 def _classify(word: str) -> JDLValue:
@@ -135,7 +150,7 @@ class _Parser:
         self.text = text
         self.end = len(text)
 
-    def fail(self, pos: int, message: str, *, found: bool = True) -> InvalidJDL:
+    def fail(self, pos: int, message: str, *, found: bool = True) -> InvalidJDLError:
         return _error(self.text, pos, message, found=found)
 
     def document(self) -> JDL:
@@ -156,44 +171,71 @@ class _Parser:
         end = self.end
         values: dict[str, JDLValue] = {}
         names: dict[str, str] = {}
-        expect = "';' or ']'" if closer else "';' or the end of the text"
         start = pos
+        value: JDLValue
+        attr = _ATTR
+        classify = _classify
         while True:
-            pos = _WS(text, pos).end()
-            if pos >= end:
-                if closer:
-                    raise self.fail(start - 1, "missing ']' to close this '['", found=False)
-                break
-            char = text[pos]
-            if char == closer:
-                pos += 1
-                break
-            if char == ";":
-                pos += 1
-                continue
-            match = _NAME(text, pos)
+            # Fast path: one regex call reads blanks, ``Name =`` and a simple value.
+            match = attr(text, pos)
             if match is None:
-                raise self.fail(pos, "expected an attribute name")
-            name = match.group()
-            key = name.lower()
-            if key in values:
-                raise self.fail(pos, f"duplicate attribute '{name}'", found=False)
-            pos = _WS(text, match.end()).end()
-            if text.startswith("=", pos) and not text.startswith("==", pos):
-                pos = _WS(text, pos + 1).end()
-            else:
-                raise self.fail(pos, f"expected '=' after attribute name '{name}'")
-            value, pos = self.value(pos, name, False)
-            values[key] = value
-            names[key] = name
-            pos = _WS(text, pos).end()
-            if pos < end:
+                pos = _WS(text, pos).end()
+                if pos >= end:
+                    if closer:
+                        raise self.fail(start - 1, "missing ']' to close this '['", found=False)
+                    break
                 char = text[pos]
+                if char == closer:
+                    pos += 1
+                    break
                 if char == ";":
                     pos += 1
-                elif char != closer:
-                    raise self.fail(pos, f"expected {expect} after value of attribute '{name}'")
+                    continue
+                raise self.fail(pos, self.name_error(pos))
+            name, _, string, word, items, empty, semicolon = match.groups()
+            key = name.lower()
+            if key in values:
+                raise self.fail(match.start(1), f"duplicate attribute '{name}'", found=False)
+            names[key] = name
+            if string is not None:
+                values[key] = _UNESCAPE(r"\1", string) if "\\" in string else string
+            elif word is not None:
+                values[key] = classify(word)
+            elif items is not None:
+                values[key] = [
+                    _UNESCAPE(r"\1", item) if "\\" in item else item
+                    for item in _LIST_ITEMS(items)
+                ]
+            elif empty is not None:
+                values[key] = []
+            else:
+                values[key], pos = self.value(match.end(2), name, False)
+                pos = self.after_value(pos, name, closer)
+                continue
+            pos = match.end()
+            if semicolon is None:
+                pos = self.after_value(pos, name, closer)
         return JDL._trusted(values, names), pos
+
+    def name_error(self, pos: int) -> str:
+        match = _NAME(self.text, pos)
+        if match is None:
+            return "expected an attribute name"
+        name = match.group()
+        return f"expected '=' after attribute name '{name}'"
+
+    def after_value(self, pos: int, name: str, closer: str) -> int:
+        """Skip the ``;`` after a value; the closer or the end of the text may stand instead."""
+        text = self.text
+        pos = _WS(text, pos).end()
+        if pos < self.end:
+            char = text[pos]
+            if char == ";":
+                return pos + 1
+            if char != closer:
+                expect = "';' or ']'" if closer else "';' or the end of the text"
+                raise self.fail(pos, f"expected {expect} after value of attribute '{name}'")
+        return pos
 
     def value(self, pos: int, name: str, in_list: bool) -> tuple[JDLValue, int]:
         text = self.text
@@ -326,7 +368,7 @@ class _Parser:
 def parse_jdl(text: str) -> JDL:
     """Parse a JDL text; the outer ``[ ]`` are optional.
 
-    Raises :class:`~core.exceptions.InvalidJDL` whose message starts with ``line L, column C:``
+    Raises :class:`~core.exceptions.InvalidJDLError` whose message starts with ``line L, column C:``
     and says what was expected.
 
     >>> parse_jdl("Priority = 3; Tags = {}").get_int("priority")
@@ -334,17 +376,17 @@ def parse_jdl(text: str) -> JDL:
     >>> parse_jdl('[ Arguments = "a" "b" ]')
     Traceback (most recent call last):
     ...
-    core.exceptions.InvalidJDL: line 1, column 19: expected ';' or ']' after value of attribute \
+    core.exceptions.InvalidJDLError: line 1, column 19: expected ';' or ']' after value of attribute \
 'Arguments', found '"b"'
     """
     if not isinstance(text, str):
-        raise InvalidJDL(f"a JDL must be text, not {type(text).__name__}")
+        raise InvalidJDLError(f"a JDL must be text, not {type(text).__name__}")
     return _Parser(text).document()
 
 
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
-        raise InvalidJDL(f"invalid JDL attribute name {name!r}")
+        raise InvalidJDLError(f"invalid JDL attribute name {name!r}")
     return name
 
 
@@ -354,11 +396,11 @@ def _check_value(value: object, name: str) -> JDLValue:
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidJDL(f"attribute '{name}': {value} cannot be written in a JDL")
+            raise InvalidJDLError(f"attribute '{name}': {value} cannot be written in a JDL")
         return value
     if isinstance(value, (list, tuple)):
         return [_check_value(item, name) for item in value]
-    raise InvalidJDL(f"attribute '{name}': a JDL cannot hold a {type(value).__name__}")
+    raise InvalidJDLError(f"attribute '{name}': a JDL cannot hold a {type(value).__name__}")
 
 
 def _copy_value(value: JDLValue) -> JDLValue:
@@ -458,12 +500,12 @@ class JDL(MutableMapping[str, JDLValue]):
 
     # -- typed getters -----------------------------------------------------------------------
 
-    def _bad(self, name: str, expected: str, value: JDLValue) -> InvalidJDL:
+    def _bad(self, name: str, expected: str, value: JDLValue) -> InvalidJDLError:
         spelled = self.name_of(name) or name
         shown = format_value(value) if not isinstance(value, JDL) else "[ ... ]"
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        return InvalidJDL(f"attribute '{spelled}' must be {expected}, got {shown}")
+        return InvalidJDLError(f"attribute '{spelled}' must be {expected}, got {shown}")
 
     @overload
     def get_str(self, name: str) -> str | None: ...
@@ -611,7 +653,7 @@ def _bare_ok(expr: str, in_list: bool) -> bool:
         probe = expr + ("}" if in_list else ";")
         try:
             value, pos = _Parser(probe).value(0, "probe", in_list)
-        except InvalidJDL:
+        except InvalidJDLError:
             value, pos = None, -1
         ok = pos == len(expr) and isinstance(value, Expr) and value == expr
     if len(_bare_cache) > 4096:
@@ -640,7 +682,7 @@ def format_value(value: JDLValue, *, in_list: bool = False) -> str:
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidJDL(f"{value} cannot be written in a JDL")
+            raise InvalidJDLError(f"{value} cannot be written in a JDL")
         return repr(value)
     if isinstance(value, list):
         if not value:
@@ -648,7 +690,7 @@ def format_value(value: JDLValue, *, in_list: bool = False) -> str:
         return "{ " + ", ".join(format_value(item, in_list=True) for item in value) + " }"
     if isinstance(value, JDL):
         return _format_record(value, "", True)
-    raise InvalidJDL(f"a JDL cannot hold a {type(value).__name__}")
+    raise InvalidJDLError(f"a JDL cannot hold a {type(value).__name__}")
 
 
 def _format_list(items: list[JDLValue], pad: str, sorted_: bool) -> str:

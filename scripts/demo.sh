@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The pilotwms demo on the embedded default (SQLite, one machine): install into .venv, make a
+# fresh instance in ./demo, start the services, and call them as a user would -- with a
+# certificate, with an RFC 3820 proxy carrying a group, and with a bearer token.
+#
+#   bash scripts/demo.sh            # PILOTWMS_DEMO_PORT=8443 by default
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+VENV=${PILOTWMS_VENV:-$REPO/.venv}
+DEMO=${PILOTWMS_DEMO_DIR:-$REPO/demo}
+PORT=${PILOTWMS_DEMO_PORT:-8443}
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  if [[ $(id -u) -eq 0 ]]; then apt-get update -q && apt-get install -y -q python3-venv
+  else sudo -n apt-get update -q && sudo -n apt-get install -y -q python3-venv; fi
+fi
+[[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q -e .
+export PATH=$VENV/bin:$PATH
+
+say "pilotwms init $DEMO"
+pilotwms init "$DEMO" --force --port "$PORT"
+
+say "pilotwms serve (log: $DEMO/server.log)"
+pilotwms serve --config "$DEMO/config.yaml" >"$DEMO/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  grep -q "pilotwms serving" "$DEMO/server.log" && break
+  kill -0 $SERVER 2>/dev/null || { cat "$DEMO/server.log"; exit 1; }
+  sleep 0.2
+done
+head -1 "$DEMO/server.log"
+
+# the demo uses only its own credentials, whatever this shell has
+export PILOTWMS_CLIENT_CONFIG=$DEMO/client.yaml
+unset BEARER_TOKEN X509_USER_CERT X509_USER_KEY
+export X509_USER_PROXY=$DEMO/no-proxy BEARER_TOKEN_FILE=$DEMO/no-token
+rm -f "$X509_USER_PROXY"
+
+say "whoami with alice's certificate (plain requests.post, as a DIRAC script does)"
+python - "$DEMO" "$PORT" <<'PY'
+import json, sys, requests
+demo, port = sys.argv[1], sys.argv[2]
+reply = requests.post(f"https://127.0.0.1:{port}/Framework/Registry", data={"method": "whoami"},
+                      cert=(f"{demo}/users/alice/usercert.pem", f"{demo}/users/alice/userkey.pem"),
+                      verify=f"{demo}/ca/certificates", timeout=30)
+print(reply.status_code, json.dumps(reply.json(), indent=1))
+PY
+
+say "whoami with the admin's RFC 3820 proxy carrying group demo_admin"
+pilotwms proxy init --cert "$DEMO/users/admin/usercert.pem" --key "$DEMO/users/admin/userkey.pem" \
+  -g demo_admin --out "$DEMO/admin-proxy.pem"
+X509_USER_PROXY=$DEMO/admin-proxy.pem pilotwms call Framework/Registry whoami
+
+say "whoami with a bearer token (pilotwms token issue)"
+pilotwms token issue --config "$DEMO/config.yaml" --user alice --out "$DEMO/alice.token"
+BEARER_TOKEN_FILE=$DEMO/alice.token pilotwms call Framework/Registry whoami
+
+say "without credentials the server answers 401"
+python - "$DEMO" "$PORT" <<'PY'
+import sys, requests
+demo, port = sys.argv[1], sys.argv[2]
+reply = requests.post(f"https://127.0.0.1:{port}/Framework/Registry", data={"method": "whoami"},
+                      verify=f"{demo}/ca/certificates", timeout=30)
+print(reply.status_code, reply.text)
+PY
+say "demo finished"

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Install what the test suite needs on a fresh Debian/Ubuntu machine, then run all of it:
+# lint (ruff), types (mypy), and pytest against real components.
+#
+#   bash scripts/test.sh [PYTEST_ARGS...]
+#
+# Installs when missing: Debian packages (mariadb-server, openssl, and what the DIRAC client
+# needs), a venv in .venv with pilotwms and its test tools, the real DIRAC client in
+# .cache/dirac-venv. The tests start their own servers (MariaDB on a free 127.0.0.1 port with a
+# private datadir, pilotwms servers) and stop them afterwards.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+VENV=${PILOTWMS_VENV:-$REPO/.venv}
+log() { printf '\n== %s\n' "$*"; }
+
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo -n "$@"; fi; }
+
+log "system packages"
+missing=()
+command -v mariadbd >/dev/null 2>&1 || [[ -x /usr/sbin/mariadbd ]] || missing+=(mariadb-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v voms-proxy-init >/dev/null 2>&1 || missing+=(voms-clients)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if ((${#missing[@]})); then
+  as_root apt-get update -q
+  as_root apt-get install -y -q "${missing[@]}"
+fi
+echo "ok"
+
+log "python venv ($VENV)"
+if [[ ! -x $VENV/bin/python ]]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q --upgrade pip
+"$VENV/bin/pip" install -q -e ".[test]"
+echo "ok"
+
+log "DIRAC client for the interoperability tests"
+PILOTWMS_DIRAC_CLIENT_PYTHON=$(bash scripts/install-dirac-client.sh | tail -n 1)
+export PILOTWMS_DIRAC_CLIENT_PYTHON
+echo "$PILOTWMS_DIRAC_CLIENT_PYTHON"
+
+log "ruff"
+"$VENV/bin/ruff" check src tests bench
+log "mypy"
+"$VENV/bin/mypy"
+
+log "pytest"
+"$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,57 @@
+"""Shared fixtures: real MariaDB and SQLite databases, a real PKI, real servers.
+
+* ``db_url``: every test using it runs twice, on SQLite (a file in tmp_path) and on MariaDB (a
+  fresh database on the private server this session starts, or on
+  ``$PILOTWMS_TEST_MYSQL_URL``, an admin URL allowed to create databases).
+* ``instance``: a ``pilotwms init`` instance (dev CA, host cert, users alice and admin, token key)
+  made once per session; tests must not modify it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.cli.instance import Instance, create_instance
+from core.config.loader import load_config
+from core.config.schema import Config
+from tests.support.mariadb import MariaDBServer, fresh_database
+
+
+@pytest.fixture(scope="session")
+def mariadb_admin_url() -> Iterator[str]:
+    url = os.environ.get("PILOTWMS_TEST_MYSQL_URL")
+    if url:
+        yield url
+        return
+    server = MariaDBServer()
+    try:
+        server.start()
+        yield server.admin_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    admin_url = request.getfixturevalue("mariadb_admin_url")
+    with fresh_database(admin_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Instance:
+    return create_instance(tmp_path_factory.mktemp("instance") / "inst", port=8443)
+
+
+@pytest.fixture
+def config(instance: Instance, tmp_path: Path) -> Config:
+    """The instance's configuration with a private SQLite database for this test."""
+    cfg = load_config(instance.config, environ={})
+    return cfg.model_copy(update={"database": f"sqlite:///{tmp_path / 'pilotwms.db'}"})

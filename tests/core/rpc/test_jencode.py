@@ -1,0 +1,72 @@
+"""JEncode: every wire type round-trips and matches DIRAC's markers byte for byte."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from core.exceptions import BadRequestError
+from core.rpc.jencode import decode, encode
+
+UTC = timezone.utc
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None, True, False, 0, -7, 2**53, 1.5, "", "héllo ☃", [], {}, [1, "a", None],
+        {"nested": {"list": [1, [2, [3]]]}},
+        datetime(2026, 11, 22, 10, 11, 12, tzinfo=UTC),
+        date(2026, 2, 28),
+        b"", b"\x00\xff binary",
+        {"when": [datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC)], "raw": [b"x"]},
+    ],
+)
+def test_round_trip(value: object) -> None:
+    assert decode(encode(value)) == value
+
+
+def test_markers_are_dirac_s() -> None:
+    text = encode([datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC), date(2026, 1, 2), b"ab"])
+    assert json.loads(text) == [
+        {"__dCls": "dt", "obj": "2026-01-02 03:04:05"},
+        {"__dCls": "date", "obj": "2026-01-02"},
+        {"__dCls": "b64", "obj": "YWI="},
+    ]
+
+
+def test_tuples_become_lists_and_int_keys_strings() -> None:
+    assert decode(encode({"t": (1, (2, 3))})) == {"t": [1, [2, 3]]}
+    assert decode(encode({12: "job", 13: "other"})) == {"12": "job", "13": "other"}
+
+
+def test_datetimes_are_sent_in_utc_and_decoded_aware() -> None:
+    paris = timezone(timedelta(hours=1))
+    decoded = decode(encode(datetime(2026, 1, 1, 12, 0, 0, tzinfo=paris)))
+    assert decoded == datetime(2026, 1, 1, 11, 0, 0, tzinfo=UTC)
+    assert decoded.tzinfo is UTC
+    # naive values are taken as UTC already, as DIRAC stores them
+    naive = datetime(2026, 1, 1, 12)  # noqa: DTZ001
+    assert decode(encode(naive)) == datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+def test_dirac_microsecond_variant_is_accepted() -> None:
+    value = decode('{"__dCls": "dt", "obj": "2026-01-02 03:04:05.123456"}')
+    assert value == datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{", '{"__dCls": "dt", "obj": "yesterday"}', '{"__dCls": "b64", "obj": "@@@"}',
+     '{"__dCls": "nope", "obj": "x"}', '{"__dCls": "dt", "obj": 5}'],
+)
+def test_bad_input_is_a_bad_request(text: str) -> None:
+    with pytest.raises(BadRequestError):
+        decode(text)
+
+
+def test_unsupported_type_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="object"):
+        encode(object())

@@ -1,0 +1,114 @@
+"""Engines, UTC columns and schema init/upgrade on both backends (SQLite and MariaDB)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from core.db import (
+    Schema,
+    UTCDateTime,
+    init_schema,
+    make_engine,
+    schema_version,
+    upgrade_schema,
+    write_transaction,
+)
+from core.exceptions import ConfigError, DatabaseError
+from core.tables import FRAMEWORK_SCHEMA, component_heartbeats
+
+
+def _schema(extra_column: bool = False, migrations: int = 0) -> tuple[Schema, sa.Table]:
+    md = sa.MetaData()
+    cols = [sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("when", UTCDateTime, nullable=True)]
+    if extra_column:
+        cols.append(sa.Column("note", sa.String(64), nullable=True))
+    table = sa.Table("things", md, *cols)
+
+    def add_note(conn: sa.Connection) -> None:
+        # migrations use SQLAlchemy constructs; ALTER is rendered per dialect
+        col = sa.Column("note", sa.String(64), nullable=True)
+        conn.execute(sa.schema.DDL(
+            f"ALTER TABLE things ADD COLUMN {col.compile(dialect=conn.dialect)} "
+            f"{col.type.compile(dialect=conn.dialect)}"))
+
+    return Schema("Demo", md, migrations=[add_note][:migrations]), table
+
+
+def test_init_then_upgrade(db_url: str) -> None:
+    engine = make_engine(db_url)
+    v0, _ = _schema()
+    assert schema_version(engine, "Demo") is None
+    assert init_schema(engine, v0) == 0
+    assert schema_version(engine, "Demo") == 0
+    assert init_schema(engine, v0) == 0  # idempotent
+    v1, table = _schema(extra_column=True, migrations=1)
+    assert upgrade_schema(engine, v1) == 1
+    assert schema_version(engine, "Demo") == 1
+    when = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone(timedelta(hours=2)))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(table).values(id=1, when=when, note="upgraded"))
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(table)).one()
+    assert row.note == "upgraded"
+    assert row.when == datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
+    assert row.when.tzinfo is timezone.utc
+    engine.dispose()
+
+
+def test_newer_schema_than_code_is_refused(db_url: str) -> None:
+    engine = make_engine(db_url)
+    v1, _ = _schema(extra_column=True, migrations=1)
+    init_schema(engine, v1)
+    v0, _ = _schema()
+    with pytest.raises(DatabaseError, match="newer than this pilotwms"):
+        upgrade_schema(engine, v0)
+    engine.dispose()
+
+
+def test_naive_datetimes_are_refused(db_url: str) -> None:
+    engine = make_engine(db_url)
+    schema, table = _schema()
+    init_schema(engine, schema)
+    with pytest.raises(sa.exc.StatementError, match="naive datetime"), engine.begin() as conn:
+        conn.execute(sa.insert(table).values(id=1, when=datetime(2026, 1, 1)))  # noqa: DTZ001
+    engine.dispose()
+
+
+def test_framework_schema_and_concurrent_writers(db_url: str) -> None:
+    """Eight threads read-modify-write one counter in write transactions: no update is lost."""
+    engine = make_engine(db_url)
+    init_schema(engine, FRAMEWORK_SCHEMA)
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(component_heartbeats).values(
+            component="c", instance="i", hostname="h", pid=0, started=now, last_beat=now))
+    hb = component_heartbeats
+
+    def bump() -> None:
+        for _ in range(20):
+            with write_transaction(engine) as conn:
+                query = sa.select(hb.c.pid).where(hb.c.component == "c")
+                if engine.dialect.name != "sqlite":
+                    query = query.with_for_update()
+                pid = conn.execute(query).scalar_one()
+                conn.execute(sa.update(hb).where(hb.c.component == "c").values(pid=pid + 1))
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(hb.c.pid)).scalar_one() == 160
+    engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["postgresql://x/y", "mysql+mysqldb://u@h/d", "::nonsense"])
+def test_unsupported_urls(url: str) -> None:
+    with pytest.raises(ConfigError):
+        make_engine(url)

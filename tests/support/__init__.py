@@ -1,0 +1,1 @@
+"""Helpers for the test suite: real servers (MariaDB, pilotwms) started and stopped by tests."""
