@@ -26,11 +26,13 @@ private (but present) in 3.10-3.12.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import ipaddress
 import logging
 import os
 import ssl
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Sequence
@@ -167,7 +169,21 @@ class RPCHandler(tornado.web.RequestHandler):
             if scheme.lower() != "bearer" or not token.strip():
                 raise NotAuthenticatedError("Authorization header must be 'Bearer <token>'")
             return authenticator.from_token(token.strip())
-        chain = self._tls_chain() or self._balancer_chain()
+        stream = getattr(self.request.connection, "stream", None)
+        cached = getattr(stream, "_pilotwms_identity", None)
+        if cached is not None:
+            # same TLS connection, same chain: only the time left changes
+            ident, expires = cached
+            return dataclasses.replace(ident, seconds_left=max(0, int(expires - time.time())))
+        tls_chain = self._tls_chain()
+        if tls_chain:
+            try:
+                ident = authenticator.from_chain(tls_chain)
+            except CredentialError as exc:
+                raise NotAuthenticatedError(str(exc)) from None
+            stream._pilotwms_identity = (ident, time.time() + ident.seconds_left)  # type: ignore[union-attr]
+            return ident
+        chain = self._balancer_chain()
         if chain:
             try:
                 return authenticator.from_chain(chain)
