@@ -3,9 +3,9 @@
 The listening sockets are bound before forking: one socket per worker on the same port with
 ``SO_REUSEPORT``, so the kernel spreads new connections evenly over the workers (a single shared
 socket lets whichever worker wakes first take everything). Each worker then builds its own
-context (engines, thread pool) so nothing crosses a ``fork``. The parent supervises: it restarts a worker that dies unexpectedly
-and forwards SIGTERM/SIGINT to all workers for a graceful stop (in-flight requests finish, new
-connections are refused).
+context (engines, thread pool) so nothing crosses a ``fork``. The parent supervises: it
+restarts a worker that dies unexpectedly and forwards SIGTERM/SIGINT to all workers for a
+graceful stop (in-flight requests finish, new connections are refused).
 
 Services are found through the ``pilotwms.services`` entry points (``"System/Service" =
 module:Class``), so ``core`` never imports the systems built on it.
