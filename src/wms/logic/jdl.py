@@ -1,4 +1,4 @@
-"""JDL (ClassAd-like job description) value model, parser and DIRAC-style writer.
+"""JDL (ClassAd-like job description) value model, parsing and DIRAC-style writing.
 
 A JDL is a record of ``Name = value;`` attributes. Values are modelled as:
 
@@ -42,6 +42,7 @@ from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import TypeAlias, overload
 
 from core.exceptions import InvalidJDLError
+from wms.logic._jdl_parse import Expr, parse, read_value
 
 __all__ = [
     "JDL",
@@ -55,316 +56,6 @@ __all__ = [
 JDLValue: TypeAlias = "str | int | float | bool | list[JDLValue] | JDL"
 
 
-class Expr(str):
-    """A bare ClassAd expression or word, written back verbatim (unquoted).
-
-    It compares equal to the plain ``str`` with the same text. An ``Expr`` that would not read
-    back as itself when written bare (``Expr("5")``, ``Expr("a; b")``) is written quoted and so
-    reads back as a plain ``str`` with the same text.
-
-    >>> Expr("other.Site == \\"X\\"") == 'other.Site == "X"'
-    True
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return f"Expr({str.__repr__(self)})"
-
-
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-_WS = re.compile(r"\s*(?:(?:#[^\n]*|//[^\n]*|/\*.*?\*/)\s*)*", re.S).match
-_NAME = _NAME_RE.match
-_STRING = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.S).match
-_STR = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
-_STR_NOGROUP = r'"[^"\\]*(?:\\.[^"\\]*)*"'
-# One call reads blanks and comments, ``Name =``, then a quoted string, a simple word or a list
-# of quoted strings (groups 3, 4, 5 or 6 for an empty list), and a ';' (group 7) when there.
-# Group 2 marks where the value starts, for the general path when no simple value matched.
-_ATTR = re.compile(
-    r"\s*(?:(?:\#[^\n]*|//[^\n]*)\s*)*"
-    r"([A-Za-z_][A-Za-z0-9_.]*)\s*=(?!=)\s*()"
-    r"(?:" + _STR
-    + r"|([\w.:/%+@$~-]+)(?=[ \t]*(?:[;\]]|\Z))"
-    + r"|\{\s*((?:" + _STR_NOGROUP + r"\s*,\s*)*" + _STR_NOGROUP + r")\s*,?\s*\}"
-    + r"|(\{\s*\})"
-    + r")?[ \t]*(;)?"
-).match
-_LIST_ITEMS = re.compile(_STR).findall
-_UNESCAPE = re.compile(r'\\(["\\])').sub
-_ESCAPE = re.compile(r'\\(?=["\\]|\Z)|"').sub
-# A simple bare word (number, bool, site name, path, %s placeholder) then blanks.
-_SIMPLE = re.compile(r"([\w.:/%+@$~-]+)[ \t]*").match
-_INT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)").fullmatch
-_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][+-]?[0-9]+)?").fullmatch
-# After a newline ends a bare expression: an attribute name and '=', a closer or the end.
-_NEXT_ATTR = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*[ \t]*=(?!=)").match
-_BARE_CHUNK = re.compile(r"[^;\[\]{}()\",\n#/]+").match
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?").fullmatch
-_OPERATOR_CHARS = "&|+-*/<>=!?:."
-_DIGITS = re.compile(r"[+-]?[0-9]+").fullmatch
-_CLOSER = {"(": ")", "[": "]", "{": "}"}
-
-
-def _position(text: str, pos: int) -> str:
-    line = text.count("\n", 0, pos) + 1
-    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
-    return f"line {line}, column {column}"
-
-
-def _found(text: str, pos: int) -> str:
-    if pos >= len(text):
-        return "the end of the text"
-    word = re.match(r'"[^"\n]{0,20}"?|[^\s]{1,20}', text[pos:])
-    return repr(word.group(0)) if word else repr(text[pos])
-
-
-def _error(text: str, pos: int, message: str, *, found: bool = True) -> InvalidJDLError:
-    tail = f", found {_found(text, pos)}" if found else ""
-    return InvalidJDLError(f"{_position(text, pos)}: {message}{tail}")
-
-
-def _classify(word: str) -> JDLValue:
-    """The value of a bare word: int, float, bool, or the word itself as an :class:`Expr`."""
-    first = word[0]
-    if first.isdigit() or first in "+-.":
-        if _INT(word):
-            return int(word)
-        if _FLOAT(word):
-            return float(word)
-        return Expr(word)
-    low = word.lower()
-    if low == "true":
-        return True
-    if low == "false":
-        return False
-    return Expr(word)
-
-
-class _Parser:
-    """A recursive-descent parser over regex tokens; one instance per text."""
-
-    __slots__ = ("text", "end")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.end = len(text)
-
-    def fail(self, pos: int, message: str, *, found: bool = True) -> InvalidJDLError:
-        return _error(self.text, pos, message, found=found)
-
-    def document(self) -> JDL:
-        text = self.text
-        pos = _WS(text, 0).end()
-        if pos < self.end and text[pos] == "[":
-            jdl, pos = self.record(pos + 1, "]")
-            pos = _WS(text, pos).end()
-            if pos < self.end:
-                raise self.fail(pos, "unexpected text after the closing ']'")
-            return jdl
-        jdl, _ = self.record(pos, "")
-        return jdl
-
-    def record(self, pos: int, closer: str) -> tuple[JDL, int]:
-        """Attributes up to ``closer`` (``"]"``, or ``""`` for the end of the text)."""
-        text = self.text
-        end = self.end
-        values: dict[str, JDLValue] = {}
-        names: dict[str, str] = {}
-        start = pos
-        value: JDLValue
-        attr = _ATTR
-        classify = _classify
-        while True:
-            # Fast path: one regex call reads blanks, ``Name =`` and a simple value.
-            match = attr(text, pos)
-            if match is None:
-                pos = _WS(text, pos).end()
-                if pos >= end:
-                    if closer:
-                        raise self.fail(start - 1, "missing ']' to close this '['", found=False)
-                    break
-                char = text[pos]
-                if char == closer:
-                    pos += 1
-                    break
-                if char == ";":
-                    pos += 1
-                    continue
-                raise self.fail(pos, self.name_error(pos))
-            name, _, string, word, items, empty, semicolon = match.groups()
-            key = name.lower()
-            if key in values:
-                raise self.fail(match.start(1), f"duplicate attribute '{name}'", found=False)
-            names[key] = name
-            if string is not None:
-                values[key] = _UNESCAPE(r"\1", string) if "\\" in string else string
-            elif word is not None:
-                values[key] = classify(word)
-            elif items is not None:
-                values[key] = [
-                    _UNESCAPE(r"\1", item) if "\\" in item else item
-                    for item in _LIST_ITEMS(items)
-                ]
-            elif empty is not None:
-                values[key] = []
-            else:
-                values[key], pos = self.value(match.end(2), name, False)
-                pos = self.after_value(pos, name, closer)
-                continue
-            pos = match.end()
-            if semicolon is None:
-                pos = self.after_value(pos, name, closer)
-        return JDL._trusted(values, names), pos
-
-    def name_error(self, pos: int) -> str:
-        match = _NAME(self.text, pos)
-        if match is None:
-            return "expected an attribute name"
-        name = match.group()
-        return f"expected '=' after attribute name '{name}'"
-
-    def after_value(self, pos: int, name: str, closer: str) -> int:
-        """Skip the ``;`` after a value; the closer or the end of the text may stand instead."""
-        text = self.text
-        pos = _WS(text, pos).end()
-        if pos < self.end:
-            char = text[pos]
-            if char == ";":
-                return pos + 1
-            if char != closer:
-                expect = "';' or ']'" if closer else "';' or the end of the text"
-                raise self.fail(pos, f"expected {expect} after value of attribute '{name}'")
-        return pos
-
-    def value(self, pos: int, name: str, in_list: bool) -> tuple[JDLValue, int]:
-        text = self.text
-        if pos >= self.end:
-            raise self.fail(pos, f"expected a value for attribute '{name}'")
-        char = text[pos]
-        if char == '"':
-            match = _STRING(text, pos)
-            if match is None:
-                raise self.fail(
-                    pos, f"unterminated string in the value of attribute '{name}'", found=False
-                )
-            body = match.group(1)
-            if "\\" in body:
-                body = _UNESCAPE(r"\1", body)
-            return body, match.end()
-        if char == "{":
-            return self.list_value(pos + 1, name)
-        if char == "[":
-            return self.record(pos + 1, "]")
-        match = _SIMPLE(text, pos)
-        if match is not None:
-            after = match.end()
-            if after >= self.end or text[after] in (";]}," if in_list else ";]}"):
-                return _classify(match.group(1)), after
-        return self.bare(pos, name, in_list)
-
-    def list_value(self, pos: int, name: str) -> tuple[list[JDLValue], int]:
-        text = self.text
-        items: list[JDLValue] = []
-        pos = _WS(text, pos).end()
-        if text.startswith("}", pos):
-            return items, pos + 1
-        while True:
-            item, pos = self.value(pos, name, True)
-            items.append(item)
-            pos = _WS(text, pos).end()
-            if text.startswith(",", pos):
-                pos = _WS(text, pos + 1).end()
-                if text.startswith("}", pos):
-                    return items, pos + 1
-            elif text.startswith("}", pos):
-                return items, pos + 1
-            else:
-                raise self.fail(pos, f"expected ',' or '}}' in the list value of attribute '{name}'")
-
-    def line_ends(self, pos: int, parts: list[str]) -> bool:
-        """Whether a newline at ``pos`` ends a bare expression.
-
-        The expression goes on to the next line only when this line ends with an operator or
-        the next one starts with one (``a &&`` / ``&& b``), and the next line does not start
-        a new attribute (``Name =``).
-        """
-        text = self.text
-        pos = _WS(text, pos).end()
-        if pos >= self.end or text[pos] in "]};" or _NEXT_ATTR(text, pos) is not None:
-            return True
-        if text[pos] in _OPERATOR_CHARS:
-            return False
-        before = "".join(parts).rstrip()
-        return not before or before[-1] not in _OPERATOR_CHARS + "(,"
-
-    def bare(self, pos: int, name: str, in_list: bool) -> tuple[JDLValue, int]:
-        """A bare expression: up to ``;``/``]`` (or ``,``/``}`` in a list) outside brackets."""
-        text = self.text
-        end = self.end
-        start = pos
-        parts: list[str] = []
-        stack: list[str] = []
-        while pos < end:
-            match = _BARE_CHUNK(text, pos)
-            if match is not None:
-                parts.append(match.group())
-                pos = match.end()
-                if pos >= end:
-                    break
-            char = text[pos]
-            if char == '"':
-                string = _STRING(text, pos)
-                if string is None:
-                    raise self.fail(
-                        pos, f"unterminated string in the value of attribute '{name}'", found=False
-                    )
-                parts.append(string.group())
-                pos = string.end()
-            elif char in "([{":
-                stack.append(_CLOSER[char])
-                parts.append(char)
-                pos += 1
-            elif char in ")]}":
-                if stack:
-                    if stack.pop() != char:
-                        raise self.fail(pos, f"unbalanced '{char}' in the value of attribute '{name}'")
-                    parts.append(char)
-                    pos += 1
-                elif char == ")":
-                    raise self.fail(pos, f"unbalanced ')' in the value of attribute '{name}'")
-                else:
-                    break
-            elif char == ";" or (char == "," and in_list):
-                if not stack:
-                    break
-                parts.append(char)
-                pos += 1
-            elif char == ",":
-                parts.append(char)
-                pos += 1
-            elif char in "#/" and (
-                (char == "#" or text.startswith("//", pos))
-                and (pos == start or text[pos - 1] in " \t\r\n")
-            ):
-                newline = text.find("\n", pos)
-                pos = end if newline < 0 else newline
-            elif char in "#/":
-                parts.append(char)
-                pos += 1
-            else:  # a newline
-                if not stack and self.line_ends(pos, parts):
-                    break
-                parts.append(char)
-                pos += 1
-        word = "".join(parts).strip()
-        if not word:
-            raise self.fail(start, f"expected a value for attribute '{name}'")
-        if stack:
-            raise self.fail(pos, f"missing '{stack[-1]}' in the value of attribute '{name}'")
-        return _classify(word), pos
-
-
 def parse_jdl(text: str) -> JDL:
     """Parse a JDL text; the outer ``[ ]`` are optional.
 
@@ -373,19 +64,25 @@ def parse_jdl(text: str) -> JDL:
 
     >>> parse_jdl("Priority = 3; Tags = {}").get_int("priority")
     3
-    >>> parse_jdl('[ Arguments = "a" "b" ]')
-    Traceback (most recent call last):
-    ...
-    core.exceptions.InvalidJDLError: line 1, column 19: expected ';' or ']' after value of attribute \
-'Arguments', found '"b"'
+    >>> try:
+    ...     parse_jdl('[ Arguments = "a" "b" ]')
+    ... except InvalidJDLError as error:
+    ...     print(error)
+    line 1, column 19: expected ';' or ']' after value of attribute 'Arguments', found '"b"'
     """
     if not isinstance(text, str):
         raise InvalidJDLError(f"a JDL must be text, not {type(text).__name__}")
-    return _Parser(text).document()
+    return parse(text, JDL._trusted)
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*").fullmatch
+_DIGITS = re.compile(r"[+-]?[0-9]+").fullmatch
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?").fullmatch
+_ESCAPE = re.compile(r'\\(?=["\\]|\Z)|"').sub
 
 
 def _check_name(name: object) -> str:
-    if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
+    if not isinstance(name, str) or _NAME(name) is None:
         raise InvalidJDLError(f"invalid JDL attribute name {name!r}")
     return name
 
@@ -482,7 +179,7 @@ class JDL(MutableMapping[str, JDLValue]):
         return self._names.get(name.lower())
 
     def rename(self, name: str, spelling: str) -> None:
-        """Change the stored spelling of an existing attribute (same name, other case)."""
+        """Change the stored spelling of an attribute (``spelling`` is ``name`` in another case)."""
         key = name.lower()
         if key not in self._values or _check_name(spelling).lower() != key:
             raise KeyError(name)
@@ -490,9 +187,7 @@ class JDL(MutableMapping[str, JDLValue]):
 
     def copy(self) -> JDL:
         """A deep copy (lists and nested records are copied too)."""
-        return JDL._trusted(
-            {k: _copy_value(v) for k, v in self._values.items()}, dict(self._names)
-        )
+        return JDL._trusted({k: _copy_value(v) for k, v in self._values.items()}, dict(self._names))
 
     def to_text(self, sorted_: bool = True) -> str:
         """The JDL text, DIRAC style; attributes sorted by name as DIRAC's ``asJDL`` does."""
@@ -563,14 +258,10 @@ class JDL(MutableMapping[str, JDLValue]):
         value = self._values.get(name.lower())
         if value is None:
             return default
-        if isinstance(value, bool):
-            raise self._bad(name, "a number", value)
-        if isinstance(value, (int, float)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str):
-            text = value.strip()
-            if _NUMBER(text):
-                return float(text)
+        if isinstance(value, str) and _NUMBER(value.strip()):
+            return float(value)
         raise self._bad(name, "a number", value)
 
     @overload
@@ -652,7 +343,7 @@ def _bare_ok(expr: str, in_list: bool) -> bool:
     if expr and expr == expr.strip():
         probe = expr + ("}" if in_list else ";")
         try:
-            value, pos = _Parser(probe).value(0, "probe", in_list)
+            value, pos = read_value(probe, in_list, JDL._trusted)
         except InvalidJDLError:
             value, pos = None, -1
         ok = pos == len(expr) and isinstance(value, Expr) and value == expr
@@ -663,7 +354,9 @@ def _bare_ok(expr: str, in_list: bool) -> bool:
 
 
 def _quote(text: str) -> str:
-    return '"' + _ESCAPE(lambda m: "\\" + m.group(), text) + '"'
+    if '"' in text or "\\" in text:
+        text = _ESCAPE(lambda m: "\\" + m.group(), text)
+    return '"' + text + '"'
 
 
 def format_value(value: JDLValue, *, in_list: bool = False) -> str:

@@ -1,0 +1,476 @@
+"""Validate and normalise a user JDL into a typed :class:`JobDescription`, and write it back as
+the processed JDL the server stores (DIRAC's: ``JobID``, ``Owner``, ``OwnerGroup``,
+``VirtualOrganization`` and a nested ``JobRequirements``).
+
+Defaults and bounds are DIRAC's (``JobDescription/*`` in its Operations section): StdOutput
+``std.out``, StdError ``std.err``, JobName ``Name``, JobType ``User`` (allowed: User, Test,
+Hospital), Priority 1 (0..10), LogLevel ``INFO``, CPUTime 86400 (100..500000), at most 500
+InputData files, at most 1024 processors. As DIRAC's job manager does, an out-of-bounds CPUTime
+or Priority is brought into the bounds (``JobLimits(clamp=False)`` refuses it instead).
+
+Site-like lists (Site, BannedSites, GridCE, Platform, Tags) also accept DIRAC's comma-separated
+strings (``Site = "A, B"``); ``ANY`` and empty entries are dropped from Site and Platform.
+
+>>> from wms.logic.jdl import parse_jdl
+>>> desc = describe_job(
+...     parse_jdl('Executable = "run.sh"; Site = "LCG.CERN.cern"; NumberOfProcessors = 4;'
+...               'InputData = "/vo/data/f1"; MaxRAM = 2500'),
+...     owner="alice", owner_group="vo_user", vo="vo")
+>>> desc.input_data, desc.site_summary, desc.requirement_tags
+(['LFN:/vo/data/f1'], 'LCG.CERN.cern', ['4Processors', 'MultiProcessor', '3GB'])
+>>> print(processed_jdl(desc, 17)["JobRequirements"].to_text())
+[
+    CPUTime = 86400;
+    JobTypes = { "User" };
+    MaxRAM = 2500;
+    NumberOfProcessors = 4;
+    Owner = "alice";
+    OwnerGroup = "vo_user";
+    Sites = { "LCG.CERN.cern" };
+    Tags =
+        {
+            "4Processors",
+            "MultiProcessor",
+            "3GB"
+        };
+    UserPriority = 1;
+    VirtualOrganization = "vo";
+]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from core.exceptions import InvalidJDLError
+from wms.logic.jdl import JDL, JDLValue
+from wms.logic.parametric import is_parametric
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "LOG_LEVELS",
+    "STANDARD_ATTRIBUTES",
+    "JobDescription",
+    "JobLimits",
+    "describe_job",
+    "processed_jdl",
+]
+
+#: DIRAC's log level names (``LogLevels``); ``WARNING`` is read as ``WARN``.
+LOG_LEVELS = ("DEBUG", "VERBOSE", "INFO", "WARN", "NOTICE", "ERROR", "ALWAYS", "FATAL")
+
+#: The attributes :func:`describe_job` reads (others are kept verbatim in ``extra``), plus the
+#: ones the server sets itself and drops from a user JDL.
+STANDARD_ATTRIBUTES = (
+    "Executable", "Arguments", "StdOutput", "StdError", "InputSandbox", "OutputSandbox",
+    "InputData", "OutputData", "OutputSE", "OutputPath", "JobName", "JobGroup", "JobType",
+    "Priority", "LogLevel", "CPUTime", "Site", "BannedSites", "BannedSite", "GridCE", "Platform",
+    "Tags", "Tag", "NumberOfProcessors", "MinNumberOfProcessors", "MaxNumberOfProcessors",
+    "MaxRAM", "WholeNode", "ExecutionEnvironment",
+)  # fmt: skip
+_SERVER_ATTRIBUTES = ("JobID", "JobRequirements", "Owner", "OwnerGroup", "VirtualOrganization",
+                      "OwnerDN")  # fmt: skip
+_KNOWN = {name.lower() for name in STANDARD_ATTRIBUTES + _SERVER_ATTRIBUTES}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Widths of the jobs-table columns these attributes go into.
+_MAX_LENGTH = {"JobName": 128, "JobGroup": 32, "JobType": 32, "Site": 100}
+
+
+@dataclass(frozen=True, slots=True)
+class JobLimits:
+    """Bounds and defaults of a job description (DIRAC's ``JobDescription`` options)."""
+
+    max_input_data: int = 500
+    default_cpu_time: int = 86400
+    min_cpu_time: int = 100
+    max_cpu_time: int = 500000
+    default_priority: int = 1
+    min_priority: int = 0
+    max_priority: int = 10
+    allowed_job_types: tuple[str, ...] = ("User", "Test", "Hospital")
+    max_parametric_jobs: int = 10000
+    max_processors: int = 1024
+    #: True: an out-of-bounds CPUTime or Priority is clamped (DIRAC); False: it is refused.
+    clamp: bool = True
+    #: InputData LFNs must lie under ``/<vo>/`` (as DiracX requires).
+    lfn_vo_prefix: bool = True
+
+
+DEFAULT_LIMITS = JobLimits()
+
+
+@dataclass(slots=True, kw_only=True)
+class JobDescription:
+    """A validated, normalised job description.
+
+    ``min_number_of_processors`` is None when the JDL does not set it (1 in effect); the
+    difference matters to DIRAC's tags: a JDL that sets a minimum and no maximum may use any
+    number of processors, hence ``MultiProcessor``.
+    """
+
+    owner: str
+    owner_group: str
+    vo: str
+    executable: str
+    arguments: str = ""
+    std_output: str = "std.out"
+    std_error: str = "std.err"
+    input_sandbox: list[str] = field(default_factory=list)
+    output_sandbox: list[str] = field(default_factory=list)
+    input_data: list[str] = field(default_factory=list)
+    output_data: list[str] = field(default_factory=list)
+    output_se: list[str] = field(default_factory=list)
+    output_path: str = ""
+    job_name: str = "Name"
+    job_group: str = ""
+    job_type: str = "User"
+    priority: int = 1
+    log_level: str = "INFO"
+    cpu_time: int = 86400
+    sites: list[str] = field(default_factory=list)
+    banned_sites: list[str] = field(default_factory=list)
+    grid_ces: list[str] = field(default_factory=list)
+    platforms: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    number_of_processors: int | None = None
+    min_number_of_processors: int | None = None
+    max_number_of_processors: int | None = None
+    max_ram: int | None = None
+    whole_node: bool = False
+    execution_environment: dict[str, str] = field(default_factory=dict)
+    extra: JDL = field(default_factory=JDL)
+
+    @property
+    def site_summary(self) -> str:
+        """The jobs-table ``Site``: ``ANY``, the single site, or ``Multiple``."""
+        if not self.sites:
+            return "ANY"
+        return self.sites[0] if len(self.sites) == 1 else "Multiple"
+
+    @property
+    def requirement_tags(self) -> list[str]:
+        """The tags a resource must offer, derived as DIRAC's JobScheduling does.
+
+        ``<N>Processors`` and ``MultiProcessor`` for N > 1 processors; ``MultiProcessor`` for
+        a processor range reaching above 1; ``WholeNode`` (and ``MultiProcessor``) when asked
+        for by ``WholeNode = true`` or the tag; ``<N>GB`` for MaxRAM (MB, rounded up); then the
+        user's tags. No duplicates, first occurrence kept.
+        """
+        tags: list[str] = []
+        if self.number_of_processors is not None:
+            if self.number_of_processors > 1:
+                tags += [f"{self.number_of_processors}Processors", "MultiProcessor"]
+        elif self.min_number_of_processors is not None or self.max_number_of_processors:
+            low = self.min_number_of_processors or 1
+            high = self.max_number_of_processors
+            if low > 1:
+                tags += [f"{low}Processors", "MultiProcessor"]
+            if high is None or high > 1:
+                tags.append("MultiProcessor")
+        if self.whole_node or "WholeNode" in self.tags:
+            tags += ["WholeNode", "MultiProcessor"]
+        if self.max_ram:
+            tags.append(f"{math.ceil(self.max_ram / 1024)}GB")
+        tags += self.tags
+        return list(dict.fromkeys(tags))
+
+
+# -- reading helpers ----------------------------------------------------------------------------
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _strings(jdl: JDL, name: str) -> list[str]:
+    """A list of non-empty, stripped strings, without duplicates."""
+    return _unique([item.strip() for item in jdl.get_str_list(name) if item.strip()])
+
+
+def _names(jdl: JDL, name: str, *, drop_any: bool = False) -> list[str]:
+    """A list of names; DIRAC's comma-separated strings are split; ``ANY`` dropped on request."""
+    result: list[str] = []
+    for item in jdl.get_str_list(name):
+        for part in item.split(","):
+            part = part.strip()
+            if part and not (drop_any and part.upper() == "ANY"):
+                result.append(part)
+    return _unique(result)
+
+
+def _text(jdl: JDL, name: str, default: str) -> str:
+    value = jdl.get_str(name, default).strip()
+    limit = _MAX_LENGTH.get(name)
+    if limit is not None and len(value) > limit:
+        raise InvalidJDLError(f"attribute '{name}' is longer than {limit} characters")
+    return value
+
+
+def _bounded(jdl: JDL, name: str, default: int, low: int, high: int, *, clamp: bool = False) -> int:
+    value = jdl.get_int(name, default)
+    if low <= value <= high:
+        return value
+    if clamp:
+        return max(low, min(value, high))
+    raise InvalidJDLError(f"attribute '{name}' must be between {low} and {high}, got {value}")
+
+
+def _optional_int(jdl: JDL, name: str, low: int, high: int) -> int | None:
+    if name not in jdl:
+        return None
+    return _bounded(jdl, name, 0, low, high)
+
+
+def _check_claims(jdl: JDL, owner: str, owner_group: str, vo: str) -> None:
+    for name, actual, message in (
+        ("Owner", owner, "Wrong Owner in JDL"),
+        ("OwnerGroup", owner_group, "Wrong Owner Group in JDL"),
+        ("VirtualOrganization", vo, "Wrong Virtual Organization in JDL"),
+    ):
+        claimed = jdl.get_str(name, "").strip()
+        if claimed and claimed != actual:
+            raise InvalidJDLError(f"{message}: {name} is '{claimed}', the submitter's '{actual}'")
+
+
+def _input_sandbox(jdl: JDL) -> list[str]:
+    entries = _strings(jdl, "InputSandbox")
+    for entry in entries:
+        if entry[:4].upper() == "LFN:" and not entry.startswith("LFN:/"):
+            raise InvalidJDLError(f"InputSandbox: LFN entries must start with 'LFN:/': '{entry}'")
+    return entries
+
+
+def _input_data(jdl: JDL, vo: str, limits: JobLimits) -> list[str]:
+    lfns: list[str] = []
+    for entry in _strings(jdl, "InputData"):
+        if entry[:4].upper() == "LFN:":
+            entry = "LFN:" + entry[4:]
+        elif entry.startswith("/"):
+            entry = "LFN:" + entry
+        if not entry.startswith("LFN:/"):
+            raise InvalidJDLError(f"InputData: files must start with 'LFN:/' or '/': '{entry}'")
+        if "//" in entry:
+            raise InvalidJDLError(f"InputData: '{entry}' contains '//'")
+        if limits.lfn_vo_prefix and not entry.startswith(f"LFN:/{vo}/"):
+            raise InvalidJDLError(f"InputData: '{entry}' is not under LFN:/{vo}/")
+        lfns.append(entry)
+    lfns = _unique(lfns)
+    if len(lfns) > limits.max_input_data:
+        raise InvalidJDLError(
+            f"Number of Input Data Files ({len(lfns)}) greater than current limit: "
+            f"{limits.max_input_data}"
+        )
+    return lfns
+
+
+def _environment(jdl: JDL) -> dict[str, str]:
+    environment: dict[str, str] = {}
+    for entry in jdl.get_str_list("ExecutionEnvironment"):
+        name, equals, value = entry.partition("=")
+        name = name.strip()
+        if not equals or _ENV_NAME.fullmatch(name) is None:
+            raise InvalidJDLError(
+                f"ExecutionEnvironment: entries must be 'NAME=value', got '{entry}'"
+            )
+        environment[name] = value
+    return environment
+
+
+def _log_level(jdl: JDL) -> str:
+    level = jdl.get_str("LogLevel", "INFO").strip().upper()
+    level = "WARN" if level == "WARNING" else level
+    if level not in LOG_LEVELS:
+        raise InvalidJDLError(f"LogLevel: '{level}' is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+# -- the description ----------------------------------------------------------------------------
+
+
+def describe_job(
+    jdl: JDL, *, owner: str, owner_group: str, vo: str, limits: JobLimits = DEFAULT_LIMITS
+) -> JobDescription:
+    """Validate and normalise ``jdl`` submitted by ``owner`` in ``owner_group`` of ``vo``.
+
+    Raises :class:`~core.exceptions.InvalidJDLError` naming the attribute at fault. A parametric
+    JDL must be expanded first (:func:`wms.logic.parametric.expand_parametric`).
+    """
+    if is_parametric(jdl):
+        raise InvalidJDLError("a parametric JDL must be expanded into its jobs first")
+    _check_claims(jdl, owner, owner_group, vo)
+    executable = jdl.get_str("Executable", "").strip()
+    if not executable:
+        raise InvalidJDLError("attribute 'Executable' is mandatory and must not be empty")
+    job_type = _text(jdl, "JobType", "User")
+    if job_type not in limits.allowed_job_types:
+        raise InvalidJDLError(
+            f"JobType '{job_type}' is not allowed (allowed: {', '.join(limits.allowed_job_types)})"
+        )
+    maximum = limits.max_processors
+    number = _optional_int(jdl, "NumberOfProcessors", 1, maximum)
+    low = _optional_int(jdl, "MinNumberOfProcessors", 1, maximum)
+    high = _optional_int(jdl, "MaxNumberOfProcessors", 1, maximum)
+    if low is not None and high is not None and high < low:
+        raise InvalidJDLError(
+            f"MaxNumberOfProcessors ({high}) must not be less than MinNumberOfProcessors ({low})"
+        )
+    if number is not None and not (low or 1) <= number <= (high or maximum):
+        raise InvalidJDLError(
+            f"NumberOfProcessors ({number}) is outside MinNumberOfProcessors.."
+            f"MaxNumberOfProcessors ({low or 1}..{high or maximum})"
+        )
+    max_ram = _optional_int(jdl, "MaxRAM", 1, 2**31 - 1)
+    sites = _names(jdl, "Site", drop_any=True)
+    banned = _names(jdl, "BannedSites") or _names(jdl, "BannedSite")
+    for site in sites:
+        if len(site) > _MAX_LENGTH["Site"]:
+            raise InvalidJDLError(f"Site: '{site}' is longer than {_MAX_LENGTH['Site']} characters")
+    if sites:
+        allowed_sites = [site for site in sites if site not in banned]
+        if not allowed_sites:
+            raise InvalidJDLError("Site: every requested site is also in BannedSites")
+        sites, banned = allowed_sites, []
+    extra = JDL()
+    for name, value in jdl.items():
+        if name.lower() not in _KNOWN:
+            extra[name] = value
+    return JobDescription(
+        owner=owner,
+        owner_group=owner_group,
+        vo=vo,
+        executable=executable,
+        arguments=jdl.get_str("Arguments", ""),
+        std_output=_text(jdl, "StdOutput", "std.out") or "std.out",
+        std_error=_text(jdl, "StdError", "std.err") or "std.err",
+        input_sandbox=_input_sandbox(jdl),
+        output_sandbox=_strings(jdl, "OutputSandbox"),
+        input_data=_input_data(jdl, vo, limits),
+        output_data=_strings(jdl, "OutputData"),
+        output_se=_names(jdl, "OutputSE"),
+        output_path=_text(jdl, "OutputPath", ""),
+        job_name=_text(jdl, "JobName", "Name") or "Name",
+        job_group=_text(jdl, "JobGroup", ""),
+        job_type=job_type,
+        priority=_bounded(
+            jdl,
+            "Priority",
+            limits.default_priority,
+            limits.min_priority,
+            limits.max_priority,
+            clamp=limits.clamp,
+        ),
+        log_level=_log_level(jdl),
+        cpu_time=_bounded(
+            jdl,
+            "CPUTime",
+            limits.default_cpu_time,
+            limits.min_cpu_time,
+            limits.max_cpu_time,
+            clamp=limits.clamp,
+        ),
+        sites=sites,
+        banned_sites=banned,
+        grid_ces=_names(jdl, "GridCE"),
+        platforms=_names(jdl, "Platform", drop_any=True),
+        tags=_unique(_names(jdl, "Tags") + _names(jdl, "Tag")),
+        number_of_processors=number,
+        min_number_of_processors=low,
+        max_number_of_processors=high,
+        max_ram=max_ram,
+        whole_node=jdl.get_bool("WholeNode", False),
+        execution_environment=_environment(jdl),
+        extra=extra.copy(),
+    )
+
+
+def _one_or_list(items: list[str]) -> JDLValue:
+    return items[0] if len(items) == 1 else list(items)
+
+
+def processed_jdl(desc: JobDescription, job_id: int) -> JDL:
+    """The JDL the server stores for job ``job_id``: every attribute (defaults included, the
+    user's other attributes verbatim), ``JobID``, the owner's identity and ``JobRequirements``.
+
+    >>> desc = describe_job(JDL({"Executable": "ls"}), owner="u", owner_group="g", vo="v")
+    >>> jdl = processed_jdl(desc, 5)
+    >>> jdl["JobID"], jdl["Owner"], jdl["JobRequirements"]["CPUTime"], "OwnerDN" in jdl
+    (5, 'u', 86400, False)
+    """
+    jdl = JDL()
+    for name, value in desc.extra.items():
+        jdl[name] = value
+    jdl["JobID"] = int(job_id)
+    jdl["Owner"] = desc.owner
+    jdl["OwnerGroup"] = desc.owner_group
+    jdl["VirtualOrganization"] = desc.vo
+    jdl["Executable"] = desc.executable
+    if desc.arguments:
+        jdl["Arguments"] = desc.arguments
+    jdl["StdOutput"] = desc.std_output
+    jdl["StdError"] = desc.std_error
+    jdl["JobName"] = desc.job_name
+    if desc.job_group:
+        jdl["JobGroup"] = desc.job_group
+    jdl["JobType"] = desc.job_type
+    jdl["Priority"] = desc.priority
+    jdl["LogLevel"] = desc.log_level
+    jdl["CPUTime"] = desc.cpu_time
+    lists: tuple[tuple[str, list[str]], ...] = (
+        ("InputSandbox", desc.input_sandbox),
+        ("OutputSandbox", desc.output_sandbox),
+        ("InputData", desc.input_data),
+        ("OutputData", desc.output_data),
+        ("BannedSites", desc.banned_sites),
+        ("Tags", desc.tags),
+    )
+    for name, items in lists:
+        if items:
+            jdl[name] = list(items)
+    for name, items in (
+        ("OutputSE", desc.output_se),
+        ("Site", desc.sites),
+        ("GridCE", desc.grid_ces),
+        ("Platform", desc.platforms),
+    ):
+        if items:
+            jdl[name] = _one_or_list(items)
+    if desc.output_path:
+        jdl["OutputPath"] = desc.output_path
+    processors = (
+        ("NumberOfProcessors", desc.number_of_processors),
+        ("MinNumberOfProcessors", desc.min_number_of_processors),
+        ("MaxNumberOfProcessors", desc.max_number_of_processors),
+        ("MaxRAM", desc.max_ram),
+    )
+    for name, number in processors:
+        if number is not None:
+            jdl[name] = number
+    if desc.whole_node:
+        jdl["WholeNode"] = True
+    if desc.execution_environment:
+        jdl["ExecutionEnvironment"] = [f"{k}={v}" for k, v in desc.execution_environment.items()]
+    fields: dict[str, JDLValue] = {
+        "Owner": desc.owner,
+        "OwnerGroup": desc.owner_group,
+        "VirtualOrganization": desc.vo,
+        "UserPriority": desc.priority,
+        "CPUTime": desc.cpu_time,
+        "JobTypes": [desc.job_type],
+    }
+    requirements = JDL(fields)
+    for name, items in (
+        ("Sites", desc.sites),
+        ("BannedSites", desc.banned_sites),
+        ("GridCEs", desc.grid_ces),
+        ("Platforms", desc.platforms),
+        ("Tags", desc.requirement_tags),
+    ):
+        if items:
+            requirements[name] = list(items)
+    for name, number in processors:
+        if number is not None:
+            requirements[name] = number
+    jdl["JobRequirements"] = requirements
+    return jdl
