@@ -24,7 +24,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from core.db import Schema, UTCDateTime
+from core.db import UTCDateTime
 
 metadata = sa.MetaData()
 
@@ -154,5 +154,3 @@ JOB_ATTRIBUTES: dict[str, sa.Column[object]] = {
     "UserPriority": jobs.c.user_priority,
     "RescheduleCounter": jobs.c.reschedule_counter,
 }
-
-WMS_SCHEMA = Schema("WorkloadManagement", metadata, migrations=[])

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from core.db import init_schema, make_engine, schema_version
-from wms.db.tables import WMS_SCHEMA, job_jdls, job_logging, jobs
+from wms.db.schema import WMS_SCHEMA
+from wms.db.tables import job_jdls, job_logging, jobs
 
 
 def test_schema_on_both_backends(db_url: str) -> None:

@@ -1,0 +1,288 @@
+"""Queries on the job tables. No rules here: callers (``wms.logic``) decide what may change.
+
+Every function takes an open ``Connection`` so that logic composes several of them in one
+transaction, and works on many jobs at once: one statement per table, never one per job.
+
+Example::
+
+    >>> from datetime import datetime, timezone
+    >>> from core.db import init_schema, make_engine
+    >>> from wms.db.schema import WMS_SCHEMA
+    >>> engine = make_engine("sqlite://"); _ = init_schema(engine, WMS_SCHEMA)
+    >>> now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> with engine.begin() as conn:
+    ...     ids = insert_jobs(conn, [NewJob(owner="alice", owner_group="g", vo="v",
+    ...                                     status="Received", minor_status="Job accepted",
+    ...                                     original_jdl="[]")], now=now, source="JobManager")
+    ...     status_of(conn, ids)[ids[0]].status
+    'Received'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from wms.db.tables import (
+    heartbeat_data,
+    input_data,
+    job_commands,
+    job_jdls,
+    job_logging,
+    job_parameters,
+    jobs,
+)
+
+#: rows per statement for bulk inserts (keeps packets under MariaDB's max_allowed_packet)
+CHUNK = 1000
+
+
+@dataclass
+class NewJob:
+    """What is inserted for one job."""
+
+    owner: str
+    owner_group: str
+    vo: str
+    status: str
+    minor_status: str
+    original_jdl: str
+    job_type: str = "User"
+    job_group: str = ""
+    job_name: str = "Name"
+    site: str = "ANY"
+    user_priority: int = 1
+    application_status: str = "Unknown"
+    input_data: list[str] = field(default_factory=list)
+    parametric_parent: int | None = None
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    job_id: int
+    status: str
+    minor_status: str
+    application_status: str
+    owner: str
+    owner_group: str
+    vo: str
+    site: str
+    reschedule_counter: int
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A new (status, minor, application status) for one job; None keeps the current value."""
+
+    job_id: int
+    status: str | None = None
+    minor_status: str | None = None
+    application_status: str | None = None
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
+                source: str) -> list[int]:
+    """Insert jobs with their JDL, input data and first logging record; IDs in input order."""
+    ids: list[int] = []
+    for chunk in _chunks(new):
+        rows = [{
+            "owner": j.owner, "owner_group": j.owner_group, "vo": j.vo, "status": j.status,
+            "minor_status": j.minor_status, "application_status": j.application_status,
+            "job_type": j.job_type, "job_group": j.job_group, "job_name": j.job_name,
+            "site": j.site, "user_priority": j.user_priority, "submission_time": now,
+            "last_update_time": now, "parametric_parent": j.parametric_parent,
+        } for j in chunk]
+        result = conn.execute(
+            sa.insert(jobs).returning(jobs.c.job_id, sort_by_parameter_order=True), rows)
+        ids.extend(int(x) for x in result.scalars().all())
+    conn.execute(sa.insert(job_jdls), [
+        {"job_id": job_id, "original_jdl": j.original_jdl, "processed_jdl": None}
+        for job_id, j in zip(ids, new, strict=True)])
+    data = [{"job_id": job_id, "lfn": lfn} for job_id, j in zip(ids, new, strict=True)
+            for lfn in dict.fromkeys(j.input_data)]
+    if data:
+        conn.execute(sa.insert(input_data), data)
+    add_logging(conn, [(job_id, j.status, j.minor_status, j.application_status)
+                       for job_id, j in zip(ids, new, strict=True)], now=now, source=source)
+    return ids
+
+
+def set_processed_jdls(conn: Connection, jdls: dict[int, str]) -> None:
+    if not jdls:
+        return
+    conn.execute(
+        sa.update(job_jdls).where(job_jdls.c.job_id == sa.bindparam("b_id"))
+        .values(processed_jdl=sa.bindparam("b_jdl")),
+        [{"b_id": job_id, "b_jdl": text} for job_id, text in jdls.items()])
+
+
+def add_logging(conn: Connection, records: Sequence[tuple[int, str, str, str]], *,
+                now: datetime, source: str) -> None:
+    """Append (job_id, status, minor, application) records to the job histories."""
+    if records:
+        conn.execute(sa.insert(job_logging), [
+            {"job_id": r[0], "status": r[1], "minor_status": r[2], "application_status": r[3],
+             "status_time": now, "source": source[:32]} for r in records])
+
+
+def status_of(conn: Connection, job_ids: Iterable[int], *,
+              for_update: bool = False) -> dict[int, StatusRow]:
+    """Current status and ownership of the jobs that exist among ``job_ids``."""
+    found: dict[int, StatusRow] = {}
+    wanted = sorted(set(job_ids))
+    for chunk in _chunks(wanted):
+        query = sa.select(jobs.c.job_id, jobs.c.status, jobs.c.minor_status,
+                          jobs.c.application_status, jobs.c.owner, jobs.c.owner_group,
+                          jobs.c.vo, jobs.c.site, jobs.c.reschedule_counter
+                          ).where(jobs.c.job_id.in_(chunk))
+        if for_update and conn.dialect.name != "sqlite":
+            query = query.with_for_update()
+        for row in conn.execute(query):
+            found[row.job_id] = StatusRow(*row)
+    return found
+
+
+def apply_status_changes(conn: Connection, changes: Sequence[StatusChange], current:
+                         dict[int, StatusRow], *, now: datetime, source: str,
+                         extra: dict[str, Any] | None = None) -> None:
+    """Write already-checked changes and log them; ``extra`` sets more columns on all jobs.
+
+    Jobs getting the same new values are updated by one statement.
+    """
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    records = []
+    for change in changes:
+        row = current[change.job_id]
+        new = (change.status or row.status, change.minor_status or row.minor_status,
+               change.application_status or row.application_status)
+        groups.setdefault(new, []).append(change.job_id)
+        records.append((change.job_id, *new))
+    for (status, minor, app), ids in groups.items():
+        values: dict[str, Any] = {"status": status, "minor_status": minor,
+                                  "application_status": app, "last_update_time": now}
+        values.update(extra or {})
+        for chunk in _chunks(ids):
+            conn.execute(sa.update(jobs).where(jobs.c.job_id.in_(chunk)).values(**values))
+    add_logging(conn, records, now=now, source=source)
+
+
+def update_jobs(conn: Connection, job_ids: Sequence[int], **values: Any) -> None:
+    """Set columns on jobs (no status logic, no logging)."""
+    for chunk in _chunks(list(job_ids)):
+        conn.execute(sa.update(jobs).where(jobs.c.job_id.in_(chunk)).values(**values))
+
+
+def jdls_of(conn: Connection, job_ids: Iterable[int],
+            processed: bool = True) -> dict[int, str]:
+    column = job_jdls.c.processed_jdl if processed else job_jdls.c.original_jdl
+    out: dict[int, str] = {}
+    for chunk in _chunks(sorted(set(job_ids))):
+        for job_id, text in conn.execute(
+                sa.select(job_jdls.c.job_id, column).where(job_jdls.c.job_id.in_(chunk))):
+            if text is not None:
+                out[job_id] = text
+    return out
+
+
+def input_data_of(conn: Connection, job_ids: Iterable[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for chunk in _chunks(sorted(set(job_ids))):
+        for job_id, lfn in conn.execute(sa.select(input_data.c.job_id, input_data.c.lfn)
+                                        .where(input_data.c.job_id.in_(chunk))
+                                        .order_by(input_data.c.job_id, input_data.c.lfn)):
+            out.setdefault(job_id, []).append(lfn)
+    return out
+
+
+def set_parameters(conn: Connection, params: dict[int, dict[str, str]],
+                   attempts: dict[int, int]) -> None:
+    """Upsert parameters of the jobs' current attempt (delete + insert: portable, bulk)."""
+    rows = [{"job_id": job_id, "attempt": attempts[job_id], "name": name[:100],
+             "value": str(value)} for job_id, values in params.items()
+            for name, value in values.items()]
+    if not rows:
+        return
+    for job_id, values in params.items():  # one statement per job, not per parameter
+        conn.execute(sa.delete(job_parameters).where(
+            job_parameters.c.job_id == job_id, job_parameters.c.attempt == attempts[job_id],
+            job_parameters.c.name.in_([name[:100] for name in values])))
+    conn.execute(sa.insert(job_parameters), rows)
+
+
+def parameters_of(conn: Connection, job_ids: Iterable[int], *,
+                  attempt: int | None = None) -> dict[int, dict[str, str]]:
+    """Parameters of the latest attempt (or of ``attempt``) per job."""
+    out: dict[int, dict[str, str]] = {}
+    seen_attempt: dict[int, int] = {}
+    for chunk in _chunks(sorted(set(job_ids))):
+        query = sa.select(job_parameters).where(job_parameters.c.job_id.in_(chunk))
+        if attempt is not None:
+            query = query.where(job_parameters.c.attempt == attempt)
+        for row in conn.execute(query.order_by(job_parameters.c.attempt.desc())):
+            best = seen_attempt.setdefault(row.job_id, row.attempt)
+            if row.attempt == best:
+                out.setdefault(row.job_id, {})[row.name] = row.value
+    return out
+
+
+def logging_of(conn: Connection, job_id: int) -> list[tuple[str, str, str, datetime, str]]:
+    query = (sa.select(job_logging.c.status, job_logging.c.minor_status,
+                       job_logging.c.application_status, job_logging.c.status_time,
+                       job_logging.c.source)
+             .where(job_logging.c.job_id == job_id)
+             .order_by(job_logging.c.status_time, job_logging.c.id))
+    return [tuple(row) for row in conn.execute(query)]
+
+
+def add_heartbeat(conn: Connection, job_id: int, data: dict[str, Any], now: datetime) -> None:
+    if data:
+        conn.execute(sa.insert(heartbeat_data), [
+            {"job_id": job_id, "name": str(k)[:100], "value": str(v), "heartbeat_time": now}
+            for k, v in data.items()])
+
+
+def heartbeats_of(conn: Connection, job_id: int) -> list[tuple[str, str, datetime]]:
+    query = (sa.select(heartbeat_data.c.name, heartbeat_data.c.value,
+                       heartbeat_data.c.heartbeat_time)
+             .where(heartbeat_data.c.job_id == job_id)
+             .order_by(heartbeat_data.c.heartbeat_time, heartbeat_data.c.id))
+    return [tuple(row) for row in conn.execute(query)]
+
+
+def add_commands(conn: Connection, job_ids: Sequence[int], command: str, now: datetime,
+                 arguments: str = "") -> None:
+    if job_ids:
+        conn.execute(sa.insert(job_commands), [
+            {"job_id": job_id, "command": command, "arguments": arguments,
+             "status": "Received", "reception_time": now} for job_id in job_ids])
+
+
+def take_commands(conn: Connection, job_id: int, now: datetime) -> dict[str, str]:
+    """Pending commands of a job, marked as sent (delivered in a heartbeat reply)."""
+    rows = conn.execute(sa.select(job_commands.c.id, job_commands.c.command,
+                                  job_commands.c.arguments)
+                        .where(job_commands.c.job_id == job_id,
+                               job_commands.c.status == "Received")).all()
+    if rows:
+        conn.execute(sa.update(job_commands).where(job_commands.c.id.in_([r.id for r in rows]))
+                     .values(status="Sent", execution_time=now))
+    return {row.command: row.arguments for row in rows}
+
+
+def delete_jobs(conn: Connection, job_ids: Sequence[int]) -> None:
+    """Remove jobs and everything attached (the tables cascade on MariaDB and SQLite)."""
+    for chunk in _chunks(list(job_ids)):
+        for table in (heartbeat_data, job_commands, job_logging, job_parameters, input_data,
+                      job_jdls):
+            conn.execute(sa.delete(table).where(table.c.job_id.in_(chunk)))
+        conn.execute(sa.delete(jobs).where(jobs.c.job_id.in_(chunk)))
