@@ -154,6 +154,8 @@ class ServiceConfig(Section):
     authorization: dict[str, str | list[str]] = Field(default_factory=dict)
     #: where clients find the service; empty means the instance's own server URL
     urls: list[str] = Field(default_factory=list)
+    #: service-specific options, validated by the service itself (DIRAC keeps them here too)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class SystemConfig(Section):
@@ -237,7 +239,20 @@ class AuthConfig(Section):
 # -- Operations ----------------------------------------------------------------------------------
 
 
+class JobSchedulingConfig(Section):
+    """Matching limits, DIRAC's ``JobScheduling`` section.
+
+    ``RunningLimit: {<Site>: {<Attribute>: {<Value>: N}}}`` caps running jobs of a site with
+    that attribute value (e.g. ``{LCG.CERN.cern: {JobType: {MCSimulation: 500}}}``);
+    ``MatchingDelay`` has the same shape and gives seconds between two matches.
+    """
+
+    running_limit: dict[str, dict[str, dict[str, int]]] = Field(default_factory=dict)
+    matching_delay: dict[str, dict[str, dict[str, int]]] = Field(default_factory=dict)
+
+
 class OperationsConfig(Section):
+    job_scheduling: JobSchedulingConfig = Field(default_factory=JobSchedulingConfig)
     max_parametric_jobs: int = Field(default=10_000, ge=1)
     max_rescheduling: int = Field(default=3, ge=0)
     max_input_data: int = Field(default=500, ge=1)
