@@ -172,6 +172,14 @@ class JobSubmissionError(PilotWMSError):
     strerror = "Job submission error"
 
 
+class JobManagementError(PilotWMSError):
+    """Some of the jobs of a kill/delete/reschedule could not be handled; the extra keys
+    ``InvalidJobIDs``, ``NonauthorizedJobIDs`` and ``FailedJobIDs`` say which."""
+
+    errno = 1502
+    strerror = "Job management error"
+
+
 class JobNotFoundError(NotFoundError):
     """No job with that ID."""
 

@@ -255,6 +255,9 @@ class OperationsConfig(Section):
     job_scheduling: JobSchedulingConfig = Field(default_factory=JobSchedulingConfig)
     max_parametric_jobs: int = Field(default=10_000, ge=1)
     max_rescheduling: int = Field(default=3, ge=0)
+    #: seconds a rescheduled job waits before it is matched again, by attempt (last repeats)
+    reschedule_delays: list[int] = Field(default_factory=lambda: [60, 180, 300, 600],
+                                         min_length=1)
     max_input_data: int = Field(default=500, ge=1)
     max_sandbox_size_mib: int = Field(default=10, ge=1)
 

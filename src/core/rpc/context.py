@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -33,6 +34,9 @@ class ServerContext:
             max_workers=config.server.executor_threads, thread_name_prefix="rpc"
         )
         self._engines: dict[str, Engine] = {}
+        #: service instances and their running periodic callbacks (set by the server)
+        self.services: list[Any] = []
+        self.background: list[Any] = []
         self._lock = threading.Lock()
 
     def database_url(self, system: str) -> str:
@@ -51,6 +55,8 @@ class ServerContext:
             return engine
 
     def close(self) -> None:
+        for callback in self.background:
+            callback.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         for engine in self._engines.values():
             engine.dispose()

@@ -42,6 +42,7 @@ from typing import Any
 import tornado.web
 from cryptography import x509 as cx509
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 from tornado.iostream import SSLIOStream
 
 from core.config.schema import Config
@@ -308,17 +309,40 @@ def build_application(ctx: ServerContext,
                  for b in ctx.config.server.trusted_balancers]
     routes: list[Any] = []
     for cls in service_classes:
-        hosted = HostedService(cls(ctx), ctx.config)
+        service = cls(ctx)
+        ctx.services.append(service)
+        hosted = HostedService(service, ctx.config)
         routes.append((f"/{cls.system}/{cls.name}", RPCHandler,
                        {"hosted": hosted, "ctx": ctx, "balancers": balancers}))
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
                                    compress_response=True)
 
 
+def _start_background_tasks(ctx: ServerContext, services: Iterable[Service]) -> None:
+    """Run each service's periodic tasks in the thread pool; a failing run is logged only."""
+    loop = asyncio.get_running_loop()
+
+    for service in services:
+        for period, task in service.background_tasks():
+            async def tick(task: Any = task, name: str = service.path()) -> None:
+                try:
+                    await loop.run_in_executor(ctx.executor, task)
+                except Exception:  # noqa: BLE001 - a sweep must never stop the server
+                    log.exception("background task of %s failed", name)
+
+            callback = PeriodicCallback(tick, period * 1000, jitter=0.1)
+            callback.start()
+            ctx.background.append(callback)
+
+
 def make_http_server(ctx: ServerContext, service_classes: Iterable[type[Service]],
                      *, tls: bool = True) -> HTTPServer:
-    """An HTTPServer for the services; ``tls=False`` only behind a TLS-terminating balancer."""
+    """An HTTPServer for the services; ``tls=False`` only behind a TLS-terminating balancer.
+
+    Must be called with the IOLoop running (it starts the services' background tasks).
+    """
     app = build_application(ctx, service_classes)
+    _start_background_tasks(ctx, ctx.services)
     ssl_options = server_ssl_context(ctx.config) if tls else None
     return HTTPServer(app, ssl_options=ssl_options,
                       max_body_size=ctx.config.server.max_body_size, decompress_request=True)

@@ -228,6 +228,13 @@ class Service:
         super().__init_subclass__(**kwargs)
         cls._methods = {}
 
+    def background_tasks(self) -> list[tuple[float, Callable[[], None]]]:
+        """``(period in seconds, blocking function)`` pairs the server runs periodically in
+        its thread pool, in every worker process (so they must be safe to run concurrently:
+        sweeps that re-check state in a transaction). Override to add some; none by default.
+        """
+        return []
+
     @classmethod
     def path(cls) -> str:
         return f"{cls.system}/{cls.name}"

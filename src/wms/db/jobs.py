@@ -117,13 +117,17 @@ def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
     return ids
 
 
-def set_processed_jdls(conn: Connection, jdls: dict[int, str]) -> None:
-    if not jdls:
-        return
-    conn.execute(
-        sa.update(job_jdls).where(job_jdls.c.job_id == sa.bindparam("b_id"))
-        .values(processed_jdl=sa.bindparam("b_jdl")),
-        [{"b_id": job_id, "b_jdl": text} for job_id, text in jdls.items()])
+def set_jdls(conn: Connection, *, processed: dict[int, str],
+             originals: dict[int, str] | None = None) -> None:
+    """Store processed JDLs (and replace original ones, e.g. after ``%j`` substitution)."""
+    for column, items in (("processed_jdl", processed), ("original_jdl", originals or {})):
+        if not items:
+            continue
+        statement = (sa.update(job_jdls).where(job_jdls.c.job_id == sa.bindparam("b_id"))
+                     .values({column: sa.bindparam("b_jdl")}))
+        pairs = list(items.items())
+        for chunk in _chunks(pairs):
+            conn.execute(statement, [{"b_id": job_id, "b_jdl": text} for job_id, text in chunk])
 
 
 def add_logging(conn: Connection, records: Sequence[tuple[int, str, str, str]], *,

@@ -100,6 +100,11 @@ TRANSITIONS: Final = MappingProxyType(
 )
 
 
+def parse_status(value: str) -> JobStatus:
+    """The :class:`JobStatus` spelled ``value``; unknown names raise InvalidTransitionError."""
+    return _status(value)
+
+
 def _status(value: str) -> JobStatus:
     try:
         return JobStatus(value)

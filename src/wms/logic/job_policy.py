@@ -1,0 +1,86 @@
+"""Who may act on which job (DIRAC's JobPolicy, simplified to its effective rules).
+
+* the owner (same user name, any of their groups) acts on their own jobs;
+* ``JobAdministrator`` acts on every job;
+* members of a group with the ``JobSharing`` property act on the group's jobs;
+* ``GenericPilot`` (and, later, a job-scoped credential) reports on jobs, never manages them.
+
+Example::
+
+    >>> from core.security.identity import Identity
+    >>> alice = Identity(auth_method="x509", username="alice", group="g", vo="v",
+    ...                  valid_dn=True, valid_group=True, properties=frozenset({"NormalUser"}))
+    >>> may_manage(alice, owner="alice", owner_group="g")
+    True
+    >>> may_manage(alice, owner="bob", owner_group="g")
+    False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from core.exceptions import InvalidArgumentError
+from core.security.identity import Identity
+from wms.db.jobs import StatusRow
+
+JOB_ADMINISTRATOR = "JobAdministrator"
+JOB_SHARING = "JobSharing"
+GENERIC_PILOT = "GenericPilot"
+
+
+def may_manage(ident: Identity, *, owner: str, owner_group: str) -> bool:
+    """Kill, delete, reschedule, read: owner, administrators, sharing group members."""
+    if not ident.authenticated:
+        return False
+    if JOB_ADMINISTRATOR in ident.properties:
+        return True
+    if ident.username == owner:
+        return True
+    return JOB_SHARING in ident.properties and ident.group == owner_group
+
+
+def may_report(ident: Identity, *, owner: str, owner_group: str) -> bool:
+    """Status, parameters, heartbeats: pilots and whoever may manage the job."""
+    if ident.authenticated and GENERIC_PILOT in ident.properties:
+        return True
+    return may_manage(ident, owner=owner, owner_group=owner_group)
+
+
+@dataclass
+class JobSelection:
+    """Requested job IDs sorted into those that exist and may be acted on, and the rest."""
+
+    valid: list[int] = field(default_factory=list)
+    invalid: list[int] = field(default_factory=list)
+    nonauthorized: list[int] = field(default_factory=list)
+
+
+def select_jobs(ident: Identity, requested: Iterable[int], rows: Mapping[int, StatusRow], *,
+                report: bool = False) -> JobSelection:
+    check = may_report if report else may_manage
+    out = JobSelection()
+    for job_id in dict.fromkeys(requested):
+        row = rows.get(job_id)
+        if row is None:
+            out.invalid.append(job_id)
+        elif check(ident, owner=row.owner, owner_group=row.owner_group):
+            out.valid.append(job_id)
+        else:
+            out.nonauthorized.append(job_id)
+    return out
+
+
+def job_ids_argument(value: object) -> list[int]:
+    """DIRAC clients send one ID or a list, as ints or digit strings."""
+    items = value if isinstance(value, list | tuple) else [value]
+    ids = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int | str):
+            raise InvalidArgumentError(f"not a job ID: {item!r}")
+        try:
+            ids.append(int(item))
+        except ValueError:
+            raise InvalidArgumentError(f"not a job ID: {item!r}") from None
+    return ids

@@ -1,0 +1,147 @@
+"""From Received to Waiting: the checks DIRAC's optimisers make, done in one pass.
+
+For a batch of jobs (those just submitted or confirmed, or those a sweep finds pending):
+
+1. rescheduled jobs whose back-off delay has passed go back to ``Received``;
+2. sanity: the stored JDL parses and validates again for its owner (else ``Failed``/"Illegal
+   Job JDL");
+3. input data: a resolver passed in by the caller may refuse the job ("Input Data Not
+   Available") -- the data-management issue provides it; without one, input data is accepted;
+4. scheduling: the requested sites minus the banned ones must not be empty (else ``Failed``/
+   "No candidate sites available"); the site mask is applied at match time, so a job for a
+   site banned today waits rather than fails;
+5. ``Checking`` then ``Waiting``/"Pilot Agent Submission", both logged, and the job enters its
+   task queue through the ``enqueue`` function given by the caller.
+
+Everything happens in one write transaction per batch. Submission calls :func:`optimise`
+right after storing, so a job is Waiting within the same request; :func:`pending_jobs` lets an
+agent (and a server at start) pick up anything left in Received/Checking by a crash.
+
+Example::
+
+    >>> from core.db import init_schema, make_engine
+    >>> from wms.db.schema import WMS_SCHEMA
+    >>> from wms.logic.submission import DEFAULT_LIMITS, Submitter, submit
+    >>> engine = make_engine("sqlite://"); _ = init_schema(engine, WMS_SCHEMA)
+    >>> ids = submit(engine, '[Executable="ls";]', Submitter("al", "g", "v"),
+    ...              DEFAULT_LIMITS).job_ids
+    >>> optimise(engine, ids, enqueue=lambda conn, items, now: None).waiting
+    [1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from core.db import utcnow, write_transaction
+from core.exceptions import InvalidJDLError
+from wms.db import jobs as jobs_db
+from wms.db.tables import jobs
+from wms.logic.jdl import parse_jdl
+from wms.logic.job_description import DEFAULT_LIMITS, JobDescription, JobLimits, describe_job
+from wms.logic.states import JobStatus, MinorStatus
+
+SOURCE = "Optimizer"
+Enqueue = Callable[[Connection, Sequence[tuple[int, JobDescription]], datetime], None]
+#: resolver(job_id -> LFNs) -> {job_id: reason} of the jobs whose input data is not available
+InputDataCheck = Callable[[dict[int, list[str]]], dict[int, str]]
+
+
+@dataclass
+class OptimiseResult:
+    waiting: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
+
+
+def reschedule_delay(counter: int, delays: Sequence[int]) -> int:
+    """Seconds to wait before the ``counter``-th attempt (the last delay repeats)."""
+    return int(delays[min(max(counter - 1, 0), len(delays) - 1)])
+
+
+def optimise(
+    engine: Engine,
+    job_ids: Sequence[int],
+    *,
+    enqueue: Enqueue,
+    limits: JobLimits = DEFAULT_LIMITS,
+    check_input_data: InputDataCheck | None = None,
+    reschedule_delays: Sequence[int] = (60, 180, 300, 600),
+    now: datetime | None = None,
+) -> OptimiseResult:
+    """Move the given jobs that are Received (or due Rescheduled) to Waiting."""
+    now = now or utcnow()
+    result = OptimiseResult()
+    with write_transaction(engine) as conn:
+        rows = jobs_db.status_of(conn, job_ids, for_update=True)
+        times = dict(conn.execute(sa.select(jobs.c.job_id, jobs.c.reschedule_time)
+                                  .where(jobs.c.job_id.in_(list(rows)))).all()) if rows else {}
+        due = []
+        for job_id, row in rows.items():
+            if row.status == JobStatus.RESCHEDULED:
+                since = times.get(job_id) or now
+                wait = reschedule_delay(row.reschedule_counter, reschedule_delays)
+                if since + timedelta(seconds=wait) <= now:
+                    due.append(job_id)
+        jobs_db.apply_status_changes(
+            conn, [jobs_db.StatusChange(j, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
+                   for j in due], rows, now=now, source=SOURCE)
+        rows = jobs_db.status_of(conn, list(rows))
+        todo = [j for j, row in rows.items() if row.status in (JobStatus.RECEIVED,
+                                                                 JobStatus.CHECKING)]
+        result.skipped = sorted(set(job_ids) - set(todo))
+        texts = jobs_db.jdls_of(conn, todo)
+        described: dict[int, JobDescription] = {}
+        for job_id in todo:
+            row = rows[job_id]
+            try:
+                text = texts.get(job_id)
+                if text is None:
+                    raise InvalidJDLError("no JDL stored")
+                described[job_id] = describe_job(parse_jdl(text), owner=row.owner,
+                                                 owner_group=row.owner_group, vo=row.vo,
+                                                 limits=limits)
+            except InvalidJDLError:
+                result.failed[job_id] = MinorStatus.ILLEGAL_JOB_JDL
+        for job_id, desc in described.items():
+            if desc.sites and not set(desc.sites) - set(desc.banned_sites):
+                result.failed[job_id] = MinorStatus.NO_CANDIDATE_SITE_FOUND
+        if check_input_data is not None:
+            wanted = {j: d.input_data for j, d in described.items()
+                      if d.input_data and j not in result.failed}
+            for job_id in check_input_data(wanted) if wanted else {}:
+                result.failed[job_id] = MinorStatus.INPUT_NOT_AVAILABLE
+        fail_changes = [jobs_db.StatusChange(j, JobStatus.FAILED, reason)
+                        for j, reason in result.failed.items()]
+        jobs_db.apply_status_changes(conn, fail_changes, rows, now=now, source=SOURCE,
+                                     extra={"end_exec_time": now})
+        good = [j for j in described if j not in result.failed]
+        checking = [j for j in good if rows[j].status == JobStatus.RECEIVED]
+        jobs_db.apply_status_changes(
+            conn, [jobs_db.StatusChange(j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED)
+                   for j in checking], rows, now=now, source=SOURCE)
+        rows = jobs_db.status_of(conn, good)
+        jobs_db.apply_status_changes(
+            conn, [jobs_db.StatusChange(j, JobStatus.WAITING, MinorStatus.PILOT_AGENT_SUBMISSION)
+                   for j in good], rows, now=now, source=SOURCE)
+        enqueue(conn, [(j, described[j]) for j in good], now)
+        result.waiting = sorted(good)
+    return result
+
+
+def pending_jobs(conn: Connection, *, older_than: timedelta, now: datetime,
+                 limit: int = 1000) -> list[int]:
+    """Jobs a crash may have left behind (Received/Checking untouched for ``older_than``) and
+    rescheduled jobs, oldest first."""
+    query = (sa.select(jobs.c.job_id)
+             .where(sa.or_(
+                 sa.and_(jobs.c.status.in_([JobStatus.RECEIVED, JobStatus.CHECKING]),
+                         jobs.c.last_update_time <= now - older_than),
+                 jobs.c.status == JobStatus.RESCHEDULED))
+             .order_by(jobs.c.last_update_time).limit(limit))
+    return [int(x) for x in conn.execute(query).scalars()]

@@ -1,0 +1,121 @@
+"""Reports from running jobs: statuses, application statuses, parameters and heartbeats.
+
+Rules:
+
+* a status change must be allowed by DIRAC's table (:mod:`wms.logic.states`); setting the
+  current status again (to change the minor status) is always allowed; ``force`` skips the
+  check (administrators' repairs);
+* the first ``Running`` sets StartExecTime; a final status sets EndExecTime;
+* a heartbeat stores its dynamic data, sets HeartBeatTime, brings a ``Matched`` or ``Stalled``
+  job to ``Running`` (as DIRAC does), and returns the job's pending commands (``Kill``);
+* updates of jobs in a final state are refused, except application status and parameters.
+
+Example::
+
+    >>> from core.db import init_schema, make_engine
+    >>> from core.security.identity import Identity
+    >>> from wms.db.schema import WMS_SCHEMA
+    >>> from wms.logic.submission import DEFAULT_LIMITS, Submitter, submit
+    >>> engine = make_engine("sqlite://"); _ = init_schema(engine, WMS_SCHEMA)
+    >>> [job] = submit(engine, '[Executable="ls";]', Submitter("al", "g", "v"),
+    ...                DEFAULT_LIMITS).job_ids
+    >>> al = Identity(auth_method="x509", username="al", group="g", vo="v", valid_dn=True,
+    ...               valid_group=True)
+    >>> set_status(engine, al, job, "Running", source="test")
+    Traceback (most recent call last):
+    ...
+    core.exceptions.InvalidTransitionError: Job status change Received -> Running not allowed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+
+from core.db import utcnow, write_transaction
+from core.exceptions import InvalidArgumentError, JobNotFoundError, NotAuthorizedError
+from core.security.identity import Identity
+from wms.db import jobs as jobs_db
+from wms.logic.job_policy import may_report
+from wms.logic.states import FINAL, JobStatus, check_transition, parse_status
+
+
+def _row(conn: Connection, ident: Identity, job_id: int) -> jobs_db.StatusRow:
+    row = jobs_db.status_of(conn, [job_id], for_update=True).get(job_id)
+    if row is None:
+        raise JobNotFoundError(f"Job {job_id} not found")
+    if not may_report(ident, owner=row.owner, owner_group=row.owner_group):
+        raise NotAuthorizedError(f"{ident.username} may not update job {job_id}")
+    return row
+
+
+def _apply(conn: Connection, row: jobs_db.StatusRow, status: str | None, minor: str | None,
+           app: str | None, source: str, when: datetime, force: bool) -> None:
+    extra: dict[str, Any] = {}
+    if status:
+        new = parse_status(status)
+        if not force:
+            check_transition(row.status, new)
+        if new == JobStatus.RUNNING and row.status != JobStatus.RUNNING:
+            extra["start_exec_time"] = when
+        if new in FINAL:
+            extra["end_exec_time"] = when
+        status = new.value
+    elif row.status in FINAL and minor and not force:
+        raise InvalidArgumentError(f"Job {row.job_id} is {row.status}: minor status is final")
+    change = jobs_db.StatusChange(row.job_id, status or None, minor or None, app or None)
+    jobs_db.apply_status_changes(conn, [change], {row.job_id: row}, now=when, source=source,
+                                 extra=extra)
+
+
+def set_status(engine: Engine, ident: Identity, job_id: int, status: str = "",
+               minor: str = "", application: str = "", *, source: str = "Unknown",
+               when: datetime | None = None, force: bool = False) -> None:
+    when = when or utcnow()
+    with write_transaction(engine) as conn:
+        row = _row(conn, ident, job_id)
+        _apply(conn, row, status, minor, application, source, when, force)
+
+
+def set_status_bulk(engine: Engine, ident: Identity, job_id: int,
+                    updates: Mapping[datetime, Mapping[str, str]], *,
+                    force: bool = False) -> None:
+    """Apply timestamped updates in time order (DIRAC's setJobStatusBulk); all or nothing."""
+    with write_transaction(engine) as conn:
+        for when in sorted(updates):
+            row = _row(conn, ident, job_id)
+            item = updates[when]
+            _apply(conn, row, item.get("Status"), item.get("MinorStatus"),
+                   item.get("ApplicationStatus"), item.get("Source", "Unknown"), when, force)
+
+
+def set_parameters(engine: Engine, ident: Identity, params: Mapping[int, Mapping[str, Any]]
+                   ) -> None:
+    """Set parameters of the jobs' current attempt."""
+    with write_transaction(engine) as conn:
+        rows = {job_id: _row(conn, ident, job_id) for job_id in params}
+        jobs_db.set_parameters(conn, {j: {k: str(v) for k, v in p.items()}
+                                      for j, p in params.items()},
+                               {j: row.reschedule_counter for j, row in rows.items()})
+
+
+def heartbeat(engine: Engine, ident: Identity, job_id: int, dynamic: Mapping[str, Any],
+              static: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, str]:
+    """Record a heartbeat; returns the job's pending commands (e.g. ``{"Kill": ""}``)."""
+    now = now or utcnow()
+    with write_transaction(engine) as conn:
+        row = _row(conn, ident, job_id)
+        jobs_db.update_jobs(conn, [job_id], heartbeat_time=now)
+        if row.status in (JobStatus.MATCHED, JobStatus.STALLED):
+            extra = {"start_exec_time": now} if row.status == JobStatus.MATCHED else {}
+            jobs_db.apply_status_changes(
+                conn, [jobs_db.StatusChange(job_id, JobStatus.RUNNING, "Job Heartbeat")],
+                {job_id: row}, now=now, source="Heartbeat", extra=extra)
+        jobs_db.add_heartbeat(conn, job_id, dict(dynamic), now)
+        if static:
+            jobs_db.set_parameters(conn, {job_id: {k: str(v) for k, v in static.items()}},
+                                   {job_id: row.reschedule_counter})
+        return jobs_db.take_commands(conn, job_id, now)

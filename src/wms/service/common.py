@@ -1,0 +1,68 @@
+"""What the WMS services share: engine, limits, the task-queue hooks, job-ID arguments.
+
+Example::
+
+    >>> from core.config.schema import Config
+from core.db import utcnow
+    >>> limits_from(Config()).max_parametric_jobs
+    10000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Connection, Engine
+
+from core.config.schema import Config
+from core.db import utcnow
+from core.rpc.context import ServerContext
+from wms.logic import matching, optimizer
+from wms.logic.job_description import JobDescription, JobLimits
+from wms.logic.job_manager import ActionResult
+from wms.logic.optimizer import OptimiseResult
+
+SYSTEM = "WorkloadManagement"
+
+
+def limits_from(config: Config) -> JobLimits:
+    ops = config.operations
+    return JobLimits(max_input_data=ops.max_input_data,
+                     max_parametric_jobs=ops.max_parametric_jobs)
+
+
+def engine_of(ctx: ServerContext) -> Engine:
+    return ctx.engine(SYSTEM)
+
+
+def enqueue(conn: Connection, items: Sequence[tuple[int, JobDescription]],
+            now: datetime) -> None:
+    matching.enqueue_jobs(conn, [matching.tq_job_from_description(job_id, desc)
+                                 for job_id, desc in items], now)
+
+
+def dequeue(conn: Connection, job_ids: Sequence[int]) -> None:
+    matching.dequeue_jobs(conn, job_ids)
+
+
+def optimise(ctx: ServerContext, job_ids: Sequence[int]) -> OptimiseResult:
+    return optimizer.optimise(engine_of(ctx), job_ids, enqueue=enqueue,
+                              limits=limits_from(ctx.config),
+                              reschedule_delays=ctx.config.operations.reschedule_delays)
+
+
+def sweep_pending(ctx: ServerContext, *, older_than: float = 30.0) -> OptimiseResult:
+    """Optimise what a crash left in Received/Checking and rescheduled jobs now due."""
+    engine = engine_of(ctx)
+    now = utcnow()
+    with engine.connect() as conn:
+        pending = optimizer.pending_jobs(conn, older_than=timedelta(seconds=older_than),
+                                         now=now)
+    return optimise(ctx, pending) if pending else OptimiseResult()
+
+
+def action_extra(result: ActionResult) -> dict[str, object]:
+    """DIRAC's extra reply keys for a kill/delete/reschedule."""
+    return {"InvalidJobIDs": result.invalid, "NonauthorizedJobIDs": result.nonauthorized,
+            "FailedJobIDs": sorted(result.failed)}

@@ -1,0 +1,121 @@
+"""``WorkloadManagement/JobManager``: submit, confirm, kill, delete, reschedule, reset, remove.
+
+Replies carry DIRAC's extra keys: ``JobID`` and ``requireProxyUpload`` for submissions;
+``InvalidJobIDs``, ``NonauthorizedJobIDs`` and ``FailedJobIDs`` when some jobs of an action could
+not be handled (the reply is then ``OK: false``, as DIRAC's).
+
+Example (wire)::
+
+    requests.post(url + "/WorkloadManagement/JobManager",
+                  data={"method": "submitJob", "args": '["[Executable=\\"/bin/true\\";]"]'}, ...)
+    # {"OK": true, "Value": 12, "JobID": 12, "requireProxyUpload": false}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from core.exceptions import JobManagementError
+from core.rpc.service import Call, Reply, Service, rpc_method
+from wms.db import jobs as jobs_db
+from wms.logic import job_manager, submission
+from wms.logic.job_manager import ActionResult
+from wms.logic.job_policy import job_ids_argument, select_jobs
+from wms.service.common import (
+    SYSTEM,
+    action_extra,
+    dequeue,
+    engine_of,
+    limits_from,
+    optimise,
+    sweep_pending,
+)
+
+SUBMITTERS = ["NormalUser", "JobAdministrator", "ProductionManagement"]
+
+
+class JobManagerService(Service):
+    system = SYSTEM
+    name = "JobManager"
+
+    def _reply(self, result: ActionResult, what: str) -> Reply:
+        if not result.complete:
+            reasons = "; ".join(result.failed.values())
+            raise JobManagementError(f"Some jobs failed {what}" + (f": {reasons}" if reasons
+                                                                   else ""),
+                                     **action_extra(result))
+        return Reply(result.done, {"requireProxyUpload": False})
+
+    #: seconds between sweeps for jobs left in Received/Checking or due after rescheduling
+    SWEEP_PERIOD = 20.0
+
+    def background_tasks(self) -> list[tuple[float, Callable[[], None]]]:
+        return [(self.SWEEP_PERIOD, self._sweep)]
+
+    def _sweep(self) -> None:
+        sweep_pending(self.ctx)
+
+    @rpc_method("submitJob", rights=SUBMITTERS)
+    def submit_job(self, call: Call, jdl: str) -> Reply:
+        ident = call.identity
+        who = submission.Submitter(ident.username or "", ident.group or "", ident.vo or "")
+        result = submission.submit(engine_of(self.ctx), jdl, who, limits_from(self.ctx.config))
+        if not result.parametric:
+            optimise(self.ctx, result.job_ids)
+            value: Any = result.job_ids[0]
+        else:
+            value = result.job_ids
+        return Reply(value, {"JobID": value, "requireProxyUpload": False})
+
+    @rpc_method("confirmBulkSubmission", rights=SUBMITTERS)
+    def confirm_bulk_submission(self, call: Call, job_ids: list[Any]) -> Reply:
+        engine = engine_of(self.ctx)
+        ids = job_ids_argument(job_ids)
+        with engine.connect() as conn:
+            rows = jobs_db.status_of(conn, ids)
+        sel = select_jobs(call.identity, ids, rows)
+        confirmed = submission.confirm_bulk(engine, sel.valid)
+        optimise(self.ctx, confirmed)
+        result = ActionResult(done=confirmed, invalid=sel.invalid,
+                              nonauthorized=sel.nonauthorized)
+        return self._reply(result, "confirmation")
+
+    @rpc_method("killJob")
+    def kill_job(self, call: Call, job_ids: int | str | list[Any], force: bool = False) -> Reply:
+        result = job_manager.kill_jobs(engine_of(self.ctx), call.identity,
+                                       job_ids_argument(job_ids), dequeue=dequeue)
+        return self._reply(result, "killing")
+
+    @rpc_method("deleteJob")
+    def delete_job(self, call: Call, job_ids: int | str | list[Any],
+                   force: bool = False) -> Reply:
+        result = job_manager.delete_jobs(engine_of(self.ctx), call.identity,
+                                         job_ids_argument(job_ids), dequeue=dequeue)
+        return self._reply(result, "deletion")
+
+    @rpc_method("rescheduleJob")
+    def reschedule_job(self, call: Call, job_ids: int | str | list[Any]) -> Reply:
+        result = job_manager.reschedule_jobs(
+            engine_of(self.ctx), call.identity, job_ids_argument(job_ids), dequeue=dequeue,
+            max_rescheduling=self.ctx.config.operations.max_rescheduling)
+        optimise(self.ctx, result.done)  # those whose back-off is already over go on now
+        return self._reply(result, "rescheduling")
+
+    @rpc_method("resetJob", rights="JobAdministrator")
+    def reset_job(self, call: Call, job_ids: int | str | list[Any]) -> Reply:
+        result = job_manager.reschedule_jobs(
+            engine_of(self.ctx), call.identity, job_ids_argument(job_ids), dequeue=dequeue,
+            max_rescheduling=self.ctx.config.operations.max_rescheduling, reset=True)
+        optimise(self.ctx, result.done)
+        return self._reply(result, "resetting")
+
+    @rpc_method("removeJob", rights="JobAdministrator")
+    def remove_job(self, call: Call, job_ids: int | str | list[Any]) -> Reply:
+        result = job_manager.remove_jobs(engine_of(self.ctx), call.identity,
+                                         job_ids_argument(job_ids), dequeue=dequeue)
+        return self._reply(result, "removal")
+
+    @rpc_method("getMaxParametricJobs")
+    def get_max_parametric_jobs(self, call: Call) -> int:
+        return self.ctx.config.operations.max_parametric_jobs

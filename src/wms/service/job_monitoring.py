@@ -1,0 +1,200 @@
+"""``WorkloadManagement/JobMonitoring``: read-only views of jobs, DIRAC's method names.
+
+Dictionaries keyed by job ID travel with string keys (JSON), as DIRAC's do.
+
+Example (wire)::
+
+    {"method": "getJobsStatus", "args": "[[12, 13]]"}
+    # {"OK": true, "Value": {"12": {"Status": "Waiting"}, "13": {"Status": "Done"}}}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from core.exceptions import InvalidArgumentError, JobNotFoundError
+from core.rpc.service import Call, Service, rpc_method
+from wms.db import job_queries
+from wms.db import jobs as jobs_db
+from wms.logic import monitoring
+from wms.logic.job_policy import job_ids_argument
+from wms.service.common import SYSTEM, engine_of
+
+IDS = int | str | list[Any]
+MAX_PAGE = 10_000
+
+
+class JobMonitoringService(Service):
+    system = SYSTEM
+    name = "JobMonitoring"
+
+    def _attrs(self, call: Call, job_ids: IDS, names: list[str] | None
+               ) -> dict[int, dict[str, Any]]:
+        with engine_of(self.ctx).connect() as conn:
+            return monitoring.attributes(conn, call.identity, job_ids_argument(job_ids), names)
+
+    def _one(self, call: Call, job_id: int | str) -> int:
+        [jid] = job_ids_argument(job_id)
+        if not self._attrs(call, jid, ["JobID"]):
+            raise JobNotFoundError(f"Job {jid} not found")
+        return jid
+
+    @rpc_method("getJobsStatus")
+    def get_jobs_status(self, call: Call, job_ids: IDS) -> dict[int, dict[str, Any]]:
+        return self._attrs(call, job_ids, ["Status"])
+
+    @rpc_method("getJobsMinorStatus")
+    def get_jobs_minor_status(self, call: Call, job_ids: IDS) -> dict[int, dict[str, Any]]:
+        return self._attrs(call, job_ids, ["MinorStatus"])
+
+    @rpc_method("getJobsApplicationStatus")
+    def get_jobs_application_status(self, call: Call, job_ids: IDS
+                                    ) -> dict[int, dict[str, Any]]:
+        return self._attrs(call, job_ids, ["ApplicationStatus"])
+
+    @rpc_method("getJobsStates")
+    def get_jobs_states(self, call: Call, job_ids: IDS) -> dict[int, dict[str, Any]]:
+        return self._attrs(call, job_ids, ["Status", "MinorStatus", "ApplicationStatus"])
+
+    @rpc_method("getJobsSites")
+    def get_jobs_sites(self, call: Call, job_ids: IDS) -> dict[int, dict[str, Any]]:
+        return self._attrs(call, job_ids, ["Site"])
+
+    @rpc_method("getJobSummary")
+    def get_job_summary(self, call: Call, job_id: int | str) -> dict[str, Any]:
+        found = self._attrs(call, job_id, None)
+        if not found:
+            raise JobNotFoundError(f"Job {job_id} not found")
+        return next(iter(found.values()))
+
+    @rpc_method("getJobsSummary")
+    def get_jobs_summary(self, call: Call, job_ids: IDS) -> dict[int, dict[str, Any]]:
+        return self._attrs(call, job_ids, None)
+
+    @rpc_method("getJobAttributes")
+    def get_job_attributes(self, call: Call, job_id: int | str,
+                           names: list[str] | None = None) -> dict[str, Any]:
+        found = self._attrs(call, job_id, names or None)
+        if not found:
+            raise JobNotFoundError(f"Job {job_id} not found")
+        return next(iter(found.values()))
+
+    @rpc_method("getJobs")
+    def get_jobs(self, call: Call, cond: dict[str, Any] | None = None,
+                 cut_date: datetime | str | None = None) -> list[int]:
+        filters = monitoring.filters_from_dict(cond)
+        if cut_date:
+            filters.append(("LastUpdateTime", "ge", _when(cut_date)))
+        with engine_of(self.ctx).connect() as conn:
+            _, rows = job_queries.search_jobs(conn, filters,
+                                              scope=monitoring.scope_for(call.identity))
+        return [int(r["JobID"]) for r in rows]
+
+    @rpc_method("getCounters")
+    def get_counters(self, call: Call, attributes: list[str],
+                     cond: dict[str, Any] | None = None,
+                     cut_date: datetime | str | None = None) -> list[list[Any]]:
+        filters = monitoring.filters_from_dict(cond)
+        if cut_date:
+            filters.append(("LastUpdateTime", "ge", _when(cut_date)))
+        with engine_of(self.ctx).connect() as conn:
+            counts = job_queries.counters(conn, attributes, filters,
+                                          monitoring.scope_for(call.identity))
+        return [[values, count] for values, count in counts]
+
+    @rpc_method("search")
+    def search(self, call: Call, parameters: list[str] | None = None,
+               search: list[Any] | None = None, sort: list[Any] | None = None,
+               page: int = 1, per_page: int = 100) -> dict[str, Any]:
+        """Paged search: ``search`` = [{parameter, operator, value(s)}], ``sort`` =
+        [{parameter, direction}]; returns {"Total": n, "Records": [...]} (page from 1)."""
+        if page < 1 or not 1 <= per_page <= MAX_PAGE:
+            raise InvalidArgumentError(f"page must be >= 1 and per_page in 1..{MAX_PAGE}")
+        order = [(str(s["parameter"]), str(s.get("direction", "asc"))) for s in sort or []
+                 if isinstance(s, dict) and "parameter" in s] or [("JobID", "asc")]
+        with engine_of(self.ctx).connect() as conn:
+            total, rows = job_queries.search_jobs(
+                conn, monitoring.filters_from_search(search or []),
+                columns=parameters or ["JobID", "Status", "MinorStatus", "Owner", "Site"],
+                sort=order, scope=monitoring.scope_for(call.identity),
+                limit=per_page, offset=(page - 1) * per_page)
+        return {"Total": total, "Records": rows}
+
+    def _distinct(self, call: Call, name: str, cond: dict[str, Any] | None = None
+                  ) -> list[Any]:
+        with engine_of(self.ctx).connect() as conn:
+            return job_queries.distinct(conn, name, monitoring.filters_from_dict(cond),
+                                        monitoring.scope_for(call.identity))
+
+    @rpc_method("getStates")
+    def get_states(self, call: Call) -> list[Any]:
+        return self._distinct(call, "Status")
+
+    @rpc_method("getSites")
+    def get_sites(self, call: Call) -> list[Any]:
+        return self._distinct(call, "Site")
+
+    @rpc_method("getOwners")
+    def get_owners(self, call: Call) -> list[Any]:
+        return self._distinct(call, "Owner")
+
+    @rpc_method("getJobGroups")
+    def get_job_groups(self, call: Call, cond: dict[str, Any] | None = None,
+                       cut_date: datetime | str | None = None) -> list[Any]:
+        return self._distinct(call, "JobGroup", cond)
+
+    @rpc_method("getJobParameters")
+    def get_job_parameters(self, call: Call, job_ids: IDS,
+                           names: list[str] | None = None) -> dict[int, dict[str, str]]:
+        with engine_of(self.ctx).connect() as conn:
+            visible = monitoring.attributes(conn, call.identity, job_ids_argument(job_ids),
+                                            ["JobID"])
+            params = jobs_db.parameters_of(conn, list(visible))
+        return {job_id: {k: v for k, v in params.get(job_id, {}).items()
+                         if not names or k in names} for job_id in visible}
+
+    @rpc_method("getJobsParameters")
+    def get_jobs_parameters(self, call: Call, job_ids: IDS,
+                            names: list[str] | None = None) -> dict[int, dict[str, str]]:
+        return self.get_job_parameters(call, job_ids, names)
+
+    @rpc_method("getJobLoggingInfo")
+    def get_job_logging_info(self, call: Call, job_id: int | str) -> list[Any]:
+        jid = self._one(call, job_id)
+        with engine_of(self.ctx).connect() as conn:
+            return list(jobs_db.logging_of(conn, jid))
+
+    @rpc_method("getJobJDL")
+    def get_job_jdl(self, call: Call, job_id: int | str, original: bool = False) -> str:
+        jid = self._one(call, job_id)
+        with engine_of(self.ctx).connect() as conn:
+            texts = jobs_db.jdls_of(conn, [jid], processed=not original)
+            if jid not in texts:  # not yet processed: the original is what exists
+                texts = jobs_db.jdls_of(conn, [jid], processed=False)
+        return texts.get(jid, "")
+
+    @rpc_method("getInputData")
+    def get_input_data(self, call: Call, job_id: int | str) -> list[str]:
+        jid = self._one(call, job_id)
+        with engine_of(self.ctx).connect() as conn:
+            return jobs_db.input_data_of(conn, [jid]).get(jid, [])
+
+    @rpc_method("getJobHeartBeatData")
+    def get_job_heartbeat_data(self, call: Call, job_id: int | str) -> list[Any]:
+        jid = self._one(call, job_id)
+        with engine_of(self.ctx).connect() as conn:
+            return list(jobs_db.heartbeats_of(conn, jid))
+
+
+def _when(value: datetime | str) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    from datetime import timezone
+
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    raise InvalidArgumentError(f"bad date {value!r}: use YYYY-mm-dd [HH:MM:SS]")
