@@ -80,3 +80,45 @@ def test_dirac_client_ping_and_whoami_with_our_proxy(
 
     missing = dirac_call(dirac_python, url, proxy, instance.ca_dir, "--method", "nothing")
     assert missing["OK"] is False and "is not implemented" in missing["Message"]
+
+
+@pytest.fixture
+def wms_server(config: Config) -> Iterator[ThreadedServer]:
+    from core.db import init_schema, make_engine
+    from wms.db.schema import WMS_SCHEMA
+
+    engine = make_engine(config.database_url("WorkloadManagement"))
+    init_schema(engine, WMS_SCHEMA)
+    engine.dispose()
+    with ThreadedServer(config, available_services().values()) as srv:
+        yield srv
+
+
+def test_dirac_wms_client_submits_reads_and_kills(
+        dirac_python: str, wms_server: ThreadedServer, instance: Instance,
+        tmp_path: Path) -> None:
+    """The issue's "done when": DIRAC's own WMSClient and JobMonitoringClient."""
+    cert, key = instance.user_cert("alice")
+    proxy = tmp_path / "proxy.pem"
+    subprocess.run([sys.executable, "-m", "core.cli.admin", "proxy", "init", "--cert",
+                    str(cert), "--key", str(key), "-g", "demo_user", "--out", str(proxy)],
+                   check=True, capture_output=True, timeout=60)
+    jdl = tmp_path / "job.jdl"
+    jdl.write_text('[\n  Executable = "/bin/echo";\n  Arguments = "hello from DIRAC";\n'
+                   '  JobName = "dirac-client-job";\n  CPUTime = 3600;\n]\n')
+    submitted = dirac_call(dirac_python, wms_server.url, proxy, instance.ca_dir,
+                           "--wms-submit", str(jdl))
+    assert submitted["OK"] is True, submitted
+    job_id = int(submitted["Value"])
+
+    status = dirac_call(dirac_python, wms_server.url, proxy, instance.ca_dir,
+                        "--wms-status", str(job_id))
+    assert status["OK"] is True, status
+    assert {int(k): v for k, v in status["Value"].items()} == {job_id: {"Status": "Waiting"}}
+
+    killed = dirac_call(dirac_python, wms_server.url, proxy, instance.ca_dir,
+                        "--wms-kill", str(job_id))
+    assert killed["OK"] is True, killed
+    status = dirac_call(dirac_python, wms_server.url, proxy, instance.ca_dir,
+                        "--wms-status", str(job_id))
+    assert {int(k): v for k, v in status["Value"].items()} == {job_id: {"Status": "Killed"}}

@@ -1,0 +1,217 @@
+"""``WorkloadManagement/SandboxStore``: DIRAC's sandbox service, plus a streaming upload.
+
+RPC methods (DIRAC's names and arguments):
+
+* ``streamFromClient([name, assignTo], token, size, data)``: ``name`` is ``<md5>.<ext>``,
+  ``data`` the archive (b64 bytes in JEncode); returns ``SB:<SEName>|<path>``. ``assignTo``
+  (``{"Job:1": "Input"}``) assigns the new sandbox at once.
+* ``streamToClient(fileId, token)``: the archive; raw bytes with ``rawContent``.
+* ``assignSandboxesToEntities``, ``getSandboxesAssignedToEntity``, ``unassignEntities``.
+
+Large archives: ``PUT /WorkloadManagement/SandboxStore/upload/<md5>.<ext>`` (body = the
+archive, streamed: written to disk and hashed chunk by chunk, never held in memory), same
+credentials and rules as ``streamFromClient``; the reply is the usual envelope. A
+``Content-Length`` over ``MaxSizeMiB`` is refused before any byte is read (clients sending
+``Expect: 100-continue`` do not even send the body); a chunked body is cut off as soon as it
+passes the limit. The route comes from :meth:`SandboxStoreService.extra_routes`.
+
+Settings: ``Resources.SandboxStore`` (BasePath, SEName, MaxSizeMiB, CleanupAfterDays,
+UnassignedGraceHours), see :class:`wms.logic.sandboxes.StoreSettings`.
+
+Example (a client; see tests/wms/service/test_sandbox_store.py)::
+
+    from wms.sandbox_client import download_sandbox, upload_sandbox
+    url = upload_sandbox(rpc_client, ["job.sh", "input.txt"])   # "SB:ProductionSandboxSE|..."
+    download_sandbox(rpc_client, url, "outdir")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import tornado.web
+from sqlalchemy.engine import Engine
+
+from core.exceptions import (
+    InvalidArgumentError,
+    NotAuthenticatedError,
+    NotAuthorizedError,
+    PilotWMSError,
+)
+from core.rpc.context import ServerContext
+from core.rpc.jencode import encode
+from core.rpc.server import HostedService, RPCHandler
+from core.rpc.service import Call, Service, rpc_method
+from core.security.rights import allowed
+from wms.logic import sandboxes as logic
+from wms.logic.sandboxes import Requester, SandboxTooBigError, StoreSettings
+
+SYSTEM = "WorkloadManagement"
+UPLOAD_METHOD = "streamFromClient"  # the PUT route follows this method's rules
+T = TypeVar("T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def settings_from(ctx: ServerContext) -> StoreSettings:
+    """The store settings of this server (``Resources.SandboxStore``)."""
+    return StoreSettings.from_section(
+        ctx.config.resources.get("SandboxStore", {}),
+        default_max_mib=ctx.config.operations.max_sandbox_size_mib,
+        database_url=ctx.database_url(SYSTEM),
+    )
+
+
+class SandboxStoreService(Service):
+    system = SYSTEM
+    name = "SandboxStore"
+
+    def __init__(self, ctx: ServerContext) -> None:
+        super().__init__(ctx)
+        self.settings = settings_from(ctx)
+
+    @property
+    def engine(self) -> Engine:
+        return self.ctx.engine(SYSTEM)
+
+    @rpc_method("streamFromClient")
+    def stream_from_client(self, call: Call, file_id: list | str, token: str | None,
+                           size: int, data: bytes) -> str:
+        name, assign_to = _parse_file_id(file_id)
+        owner = Requester.from_identity(call.identity)
+        url = logic.store_bytes(self.engine, self.settings, owner, name, data, size)
+        if assign_to:
+            logic.assign(self.engine, self.settings, owner,
+                         {entity: [(url, sb_type)] for entity, sb_type in assign_to.items()})
+        return url
+
+    @rpc_method("streamToClient", raw=True)
+    def stream_to_client(self, call: Call, file_id: str | list,
+                         token: str | None = None) -> bytes:
+        if isinstance(file_id, list):  # tolerate [url, ...] as some clients wrap it
+            file_id = file_id[0] if file_id and isinstance(file_id[0], str) else ""
+        return logic.read_sandbox(self.engine, self.settings,
+                                  Requester.from_identity(call.identity), file_id)
+
+    @rpc_method("assignSandboxesToEntities")
+    def assign_sandboxes_to_entities(self, call: Call, assignments: dict,
+                                     *_ignored: Any) -> int:
+        """Returns the number of new assignments (existing ones are not repeated)."""
+        return logic.assign(self.engine, self.settings,
+                            Requester.from_identity(call.identity), assignments)
+
+    @rpc_method("getSandboxesAssignedToEntity")
+    def get_sandboxes_assigned_to_entity(self, call: Call, entity_id: str,
+                                         *_ignored: Any) -> dict[str, list[str]]:
+        return logic.assigned_to(self.engine, self.settings,
+                                 Requester.from_identity(call.identity), entity_id)
+
+    @rpc_method("unassignEntities", rights=["JobAdministrator", "TrustedHost"])
+    def unassign_entities(self, call: Call, entity_ids: list | str, *_ignored: Any) -> int:
+        ids = [entity_ids] if isinstance(entity_ids, str) else entity_ids
+        return logic.unassign(self.engine, ids)
+
+    # -- streaming upload route -------------------------------------------------------------
+
+    def extra_routes(self, hosted: HostedService, balancers: Sequence[Network]) -> list[Any]:
+        """Routes beside ``POST /<system>/<name>`` (wired by the server, see the report)."""
+        return [(rf"/{self.path()}/upload/([^/]+)", SandboxUploadHandler,
+                 {"hosted": hosted, "ctx": self.ctx, "balancers": balancers})]
+
+
+def _parse_file_id(file_id: list | str) -> tuple[str, dict[str, str]]:
+    """DIRAC's ``[name, assignTo]`` (assignTo ``{}`` or ``{entity: type}``), or a bare name."""
+    if isinstance(file_id, str):
+        return file_id, {}
+    if not file_id or not isinstance(file_id[0], str) or len(file_id) > 2:
+        raise InvalidArgumentError("fileId must be [<md5>.<ext>, assignTo]")
+    assign_to = file_id[1] if len(file_id) == 2 else {}
+    if not isinstance(assign_to, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in assign_to.items()):
+        raise InvalidArgumentError("assignTo must be a dict {entity: 'Input'|'Output'}")
+    return file_id[0], assign_to
+
+
+@tornado.web.stream_request_body
+class SandboxUploadHandler(RPCHandler):
+    """``PUT .../upload/<md5>.<ext>``: body streamed to disk through the executor."""
+
+    SUPPORTED_METHODS = ("PUT",)
+
+    def initialize(self, hosted: HostedService, ctx: ServerContext,
+                   balancers: Sequence[Network]) -> None:
+        super().initialize(hosted, ctx, balancers)
+        service = hosted.service
+        assert isinstance(service, SandboxStoreService)  # noqa: S101 - wired by extra_routes
+        self.store = service
+        self.writer: logic.SandboxWriter | None = None
+        self.failure: PilotWMSError | None = None
+        self.owner = Requester(None, None, None)
+        self.name = ("", "")
+
+    async def _blocking(self, func: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.ctx.executor, functools.partial(func, *args))
+
+    async def prepare(self) -> None:  # type: ignore[override] # tornado awaits it
+        super().prepare()
+        settings = self.store.settings
+        self.name = logic.parse_file_name(self.path_args[0])
+        ident = self.identify()
+        if not allowed(ident, self.hosted.rules[UPLOAD_METHOD]):
+            if not ident.authenticated:
+                raise NotAuthenticatedError("uploads need credentials of a registered user")
+            raise NotAuthorizedError(f"{ident.username}@{ident.group} may not upload")
+        self.owner = Requester.from_identity(ident)
+        if not self.owner.username or not self.owner.group:
+            raise NotAuthorizedError("uploading a sandbox needs a user identity with a group")
+        length = self.request.headers.get("Content-Length")
+        expected = int(length) if length and length.isdigit() else None
+        if expected is not None and expected > settings.max_bytes:
+            raise SandboxTooBigError(logic.SANDBOX_TOO_BIG)
+        # a chunked body past the limit is drained up to 1 MiB more (so that the client reads
+        # the reply), then the connection is cut
+        self.request.connection.set_max_body_size(  # type: ignore[union-attr]
+            settings.max_bytes + 1024 * 1024)
+        self.writer = await self._blocking(logic.SandboxWriter, settings, expected)
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self.failure is not None or self.writer is None:
+            return  # already refused: drain without storing
+        try:
+            await self._blocking(self.writer.write, chunk)
+        except PilotWMSError as exc:
+            self.failure = exc
+            await self._blocking(self.writer.abort)
+
+    async def put(self, _name: str) -> None:
+        if self.failure is not None:
+            raise self.failure
+        writer, self.writer = self.writer, None
+        assert writer is not None  # noqa: S101 - made in prepare
+        md5, ext = self.name
+        url = await self._blocking(logic.register_upload, self.store.engine,
+                                   self.store.settings, self.owner, writer, md5, ext)
+        self.set_header("Content-Type", "application/json")
+        self.finish(encode({"OK": True, "Value": url}))
+
+    def _release(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            self.ctx.executor.submit(writer.abort)
+
+    def on_finish(self) -> None:
+        self._release()
+
+    def on_connection_close(self) -> None:
+        self._release()
+        super().on_connection_close()
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], SandboxTooBigError):
+            status_code = 413  # HTTP's own "Content Too Large", same envelope
+        super().send_error(status_code, **kwargs)
