@@ -85,7 +85,7 @@ def upload_sandbox(rpc_client: RPCClient, paths: Iterable[str | os.PathLike[str]
 
 def _verify(rpc_client: RPCClient) -> Any:
     # RPCClient keeps its CA setting per request (not on the session); see the report
-    return getattr(rpc_client, "_verify", True)
+    return rpc_client.verify
 
 
 def put_archive(rpc_client: RPCClient, archive: Path, name: str, size: int) -> str:

@@ -106,6 +106,11 @@ class RPCClient:
                 else cert
         self._next = random.randrange(len(self.urls))  # noqa: S311 - load spreading only
 
+    @property
+    def verify(self) -> str | bool:
+        """What TLS verification uses: the CA directory, or True for the system default."""
+        return self._verify
+
     @staticmethod
     def _service_url(url: str, service: str) -> str:
         url = url.rstrip("/")

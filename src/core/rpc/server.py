@@ -314,6 +314,7 @@ def build_application(ctx: ServerContext,
         hosted = HostedService(service, ctx.config)
         routes.append((f"/{cls.system}/{cls.name}", RPCHandler,
                        {"hosted": hosted, "ctx": ctx, "balancers": balancers}))
+        routes.extend(service.extra_routes(hosted, balancers))
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
                                    compress_response=True)
 

@@ -38,7 +38,7 @@ import socket
 import time
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -233,6 +233,12 @@ class Service:
         its thread pool, in every worker process (so they must be safe to run concurrently:
         sweeps that re-check state in a transaction). Override to add some; none by default.
         """
+        return []
+
+    def extra_routes(self, hosted: Any, balancers: Sequence[Any]) -> list[Any]:
+        """Tornado routes beside ``POST /<system>/<name>`` (e.g. a streaming upload), as
+        ``(pattern, handler, kwargs)``; ``hosted`` is this service's ``HostedService``. None by
+        default."""
         return []
 
     @classmethod

@@ -32,6 +32,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -68,7 +69,7 @@ _PFN = re.compile(
     r"(?P<b>[0-9a-f]{3})/(?P<md5>[0-9a-f]{32})\.(?P<ext>[^/]+)$"
 )
 _SETTINGS_KEYS = frozenset({"BasePath", "SEName", "MaxSizeMiB", "CleanupAfterDays",
-                            "UnassignedGraceHours"})
+                            "UnassignedGraceHours", "CleanupIntervalMinutes"})
 
 
 class SandboxTooBigError(InvalidArgumentError):
@@ -85,12 +86,16 @@ class HashMismatchError(InvalidArgumentError):
 # -- settings ---------------------------------------------------------------------------------
 
 
+SECTION = "Systems.WorkloadManagement.Services.SandboxStore.Options"
+
+
 @dataclass(frozen=True)
 class StoreSettings:
-    """The ``Resources.SandboxStore`` section (to move into the typed config schema).
+    """The ``Systems.WorkloadManagement.Services.SandboxStore.Options`` section.
 
     ``CleanupAfterDays``: never-assigned sandboxes older than this are deleted;
-    ``UnassignedGraceHours``: sandboxes no entity uses any more are kept this long.
+    ``UnassignedGraceHours``: sandboxes no entity uses any more are kept this long;
+    ``CleanupIntervalMinutes``: how often the service runs the cleanup (0: never).
     """
 
     base_path: Path
@@ -98,6 +103,7 @@ class StoreSettings:
     max_size_mib: int = 10
     cleanup_after_days: float = 7.0
     unassigned_grace_hours: float = 24.0
+    cleanup_interval_minutes: float = 60.0
 
     @property
     def max_bytes(self) -> int:
@@ -112,20 +118,22 @@ class StoreSettings:
                      database_url: str) -> StoreSettings:
         """Settings from the config section; BasePath defaults to ``<sqlite dir>/sandboxes``."""
         if not isinstance(section, Mapping):
-            raise ConfigError("Resources.SandboxStore must be a mapping")
+            raise ConfigError(f"{SECTION} must be a mapping")
         unknown = sorted(set(section) - _SETTINGS_KEYS)
         if unknown:
-            raise ConfigError(f"Resources.SandboxStore: unknown key(s) {', '.join(unknown)}")
+            raise ConfigError(f"{SECTION}: unknown key(s) {', '.join(unknown)}")
         base = section.get("BasePath")
         if base is None:
             url = sa.engine.make_url(database_url)
             if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-                raise ConfigError("Resources.SandboxStore.BasePath is required unless the "
+                raise ConfigError(f"{SECTION}.BasePath is required unless the "
                                   "WorkloadManagement database is an SQLite file")
             base = Path(url.database).resolve().parent / "sandboxes"
+        if not isinstance(base, str | os.PathLike):
+            raise ConfigError(f"{SECTION}.BasePath must be a path")
         base = Path(base)
         if not base.is_absolute():
-            raise ConfigError(f"Resources.SandboxStore.BasePath must be absolute, not {base}")
+            raise ConfigError(f"{SECTION}.BasePath must be absolute, not {base}")
         try:
             settings = cls(
                 base_path=base,
@@ -133,11 +141,12 @@ class StoreSettings:
                 max_size_mib=int(section.get("MaxSizeMiB", default_max_mib)),
                 cleanup_after_days=float(section.get("CleanupAfterDays", 7.0)),
                 unassigned_grace_hours=float(section.get("UnassignedGraceHours", 24.0)),
+                cleanup_interval_minutes=float(section.get("CleanupIntervalMinutes", 60.0)),
             )
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"Resources.SandboxStore: {exc}") from None
+            raise ConfigError(f"{SECTION}: {exc}") from None
         if settings.max_size_mib < 1 or not settings.se_name or "|" in settings.se_name:
-            raise ConfigError("Resources.SandboxStore: MaxSizeMiB >= 1 and a SEName without '|'")
+            raise ConfigError(f"{SECTION}: MaxSizeMiB >= 1 and a SEName without '|'")
         return settings
 
 
@@ -264,34 +273,39 @@ class SandboxWriter:
         self.path = Path(name)
         self._file: IO[bytes] | None = os.fdopen(fd, "wb")
         self._md5 = hashlib.md5(usedforsecurity=False)
+        self._lock = threading.Lock()  # a dropped connection may abort during a write
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
-        if self._file is None:
-            raise ValueError("writer is closed")
-        self.size += len(chunk)
-        if self.size > self.settings.max_bytes:
-            self.abort()
-            raise SandboxTooBigError(SANDBOX_TOO_BIG)
-        self._md5.update(chunk)
-        self._file.write(chunk)
+        with self._lock:
+            if self._file is None:
+                raise ValueError("writer is closed")
+            self.size += len(chunk)
+            if self.size <= self.settings.max_bytes:
+                self._md5.update(chunk)
+                self._file.write(chunk)
+                return
+        self.abort()
+        raise SandboxTooBigError(SANDBOX_TOO_BIG)
 
     def hexdigest(self) -> str:
         return self._md5.hexdigest()
 
     def close(self) -> None:
         """Flush to disk; the file stays for :func:`register_upload`."""
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+                self._file = None
 
     def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self.path.unlink(missing_ok=True)
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> SandboxWriter:
         return self

@@ -16,7 +16,9 @@ credentials and rules as ``streamFromClient``; the reply is the usual envelope. 
 passes the limit. The route comes from :meth:`SandboxStoreService.extra_routes`.
 
 Settings: ``Resources.SandboxStore`` (BasePath, SEName, MaxSizeMiB, CleanupAfterDays,
-UnassignedGraceHours), see :class:`wms.logic.sandboxes.StoreSettings`.
+UnassignedGraceHours, CleanupIntervalMinutes), see :class:`wms.logic.sandboxes.StoreSettings`.
+The cleanup of unused sandboxes runs as a background task every CleanupIntervalMinutes, in
+every worker (it is safe to run concurrently: rows are re-checked under a lock).
 
 Example (a client; see tests/wms/service/test_sandbox_store.py)::
 
@@ -30,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import tornado.web
@@ -50,6 +54,7 @@ from core.security.rights import allowed
 from wms.logic import sandboxes as logic
 from wms.logic.sandboxes import Requester, SandboxTooBigError, StoreSettings
 
+log = logging.getLogger("pilotwms.sandboxes")
 SYSTEM = "WorkloadManagement"
 UPLOAD_METHOD = "streamFromClient"  # the PUT route follows this method's rules
 T = TypeVar("T")
@@ -57,9 +62,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def settings_from(ctx: ServerContext) -> StoreSettings:
-    """The store settings of this server (``Resources.SandboxStore``)."""
+    """The store settings: ``Systems.WorkloadManagement.Services.SandboxStore.Options``."""
     return StoreSettings.from_section(
-        ctx.config.resources.get("SandboxStore", {}),
+        ctx.config.service_config(SYSTEM, "SandboxStore").options,
         default_max_mib=ctx.config.operations.max_sandbox_size_mib,
         database_url=ctx.database_url(SYSTEM),
     )
@@ -76,6 +81,18 @@ class SandboxStoreService(Service):
     @property
     def engine(self) -> Engine:
         return self.ctx.engine(SYSTEM)
+
+    def background_tasks(self) -> list[tuple[float, Callable[[], None]]]:
+        period = self.settings.cleanup_interval_minutes * 60
+        return [(period, self.clean_unused)] if period > 0 else []
+
+    def clean_unused(self) -> None:
+        """One cleanup pass (see :func:`wms.logic.sandboxes.clean_unused`)."""
+        report = logic.clean_unused(self.engine, self.settings,
+                                    timedelta(days=self.settings.cleanup_after_days))
+        if report.sandboxes or report.stale_uploads:
+            log.info("sandbox cleanup: %d sandboxes (%d bytes), %d interrupted uploads",
+                     report.sandboxes, report.bytes, report.stale_uploads)
 
     @rpc_method("streamFromClient")
     def stream_from_client(self, call: Call, file_id: list | str, token: str | None,

@@ -1,0 +1,129 @@
+"""Submission speed: bulk parametric jobs/s to Waiting, and single submissions over HTTPS.
+
+    python bench/submission.py [--jobs 10000] [--singles 600] [--mysql-url URL]
+
+Bulk: one parametric JDL of ``--jobs`` children, stored, confirmed and optimised into task
+queues (the real matcher code), directly against the database, on SQLite and on MariaDB
+(``--mysql-url``, or a private server started with tests.support.mariadb).
+Singles: ``--singles`` submitJob calls over HTTPS from 4 client processes to a
+``pilotwms serve --processes 2`` on SQLite. Targets (issue 3): >= 2,000 jobs/s bulk,
+>= 300/s single.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from core.db import init_schema, make_engine
+from core.exceptions import PilotWMSError
+from wms.db.schema import WMS_SCHEMA
+from wms.logic import optimizer
+from wms.logic.job_description import JobLimits
+from wms.logic.submission import Submitter, confirm_bulk, submit
+from wms.service.common import enqueue
+
+PARAMETRIC = ('[Executable = "analysis.sh"; Arguments = "--seed %s --index %n"; '
+              'JobName = "scan_%n"; CPUTime = 3600; Site = {"LCG.CERN.cern", "LCG.CNAF.it"};'
+              ' Parameters = {N}; ParameterStart = 1000; ParameterStep = 7;]')
+
+
+def bulk(url: str, count: int) -> None:
+    engine = make_engine(url)
+    init_schema(engine, WMS_SCHEMA)
+    jdl = PARAMETRIC.replace("{N}", str(count))
+    started = time.perf_counter()
+    ids = submit(engine, jdl, Submitter("alice", "demo_user", "demo"),
+                 JobLimits(max_parametric_jobs=count)).job_ids
+    stored = time.perf_counter()
+    confirm_bulk(engine, ids)
+    result = optimizer.optimise(engine, ids, enqueue=enqueue)
+    done = time.perf_counter()
+    assert len(result.waiting) == count, result.failed
+    print(f"  bulk {count} jobs on {engine.dialect.name:6s}: stored in {stored - started:5.2f} s,"
+          f" Waiting after {done - started:5.2f} s = {count / (done - started):7.0f} jobs/s")
+    engine.dispose()
+
+
+def single_client(url: str, ca: str, cert: tuple[str, str], n: int,
+                  out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    session = requests.Session()
+    jdl = json.dumps(['[Executable = "/bin/true"; JobName = "single";]'])
+    for _ in range(n):
+        reply = session.post(url, data={"method": "submitJob", "args": jdl}, cert=cert,
+                             verify=ca, timeout=60)
+        assert reply.json()["OK"], reply.text
+    out.put(n)
+
+
+def singles(total: int) -> None:
+    pilotwms = [sys.executable, "-m", "core.cli.admin"]
+    with tempfile.TemporaryDirectory() as tmp:
+        inst = Path(tmp) / "inst"
+        subprocess.run([*pilotwms, "init", str(inst), "--port", "0"], check=True,
+                       capture_output=True)
+        server = subprocess.Popen([*pilotwms, "serve", "--config", str(inst / "config.yaml"),
+                                   "--processes", "2", "--log-level", "WARNING"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None
+            base = server.stdout.readline().split(" at ")[1].split()[0]
+            url = f"{base}/WorkloadManagement/JobManager"
+            ca = str(inst / "ca/certificates")
+            cert = (str(inst / "users/alice/usercert.pem"), str(inst / "users/alice/userkey.pem"))
+            queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+            procs = [multiprocessing.Process(target=single_client,
+                                             args=(url, ca, cert, total // 4, queue))
+                     for _ in range(4)]
+            started = time.perf_counter()
+            for proc in procs:
+                proc.start()
+            count = sum(queue.get(timeout=600) for _ in procs)
+            elapsed = time.perf_counter() - started
+            for proc in procs:
+                proc.join()
+            print(f"  single submissions over HTTPS (SQLite, 2 server processes, 4 clients): "
+                  f"{count} in {elapsed:5.2f} s = {count / elapsed:6.0f} jobs/s (each to Waiting)")
+        finally:
+            server.terminate()
+            server.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--singles", type=int, default=600)
+    parser.add_argument("--mysql-url", help="admin URL of a MariaDB allowed to create databases")
+    args = parser.parse_args()
+    print("bulk parametric submission, to Waiting:")
+    with tempfile.TemporaryDirectory() as tmp:
+        bulk(f"sqlite:///{tmp}/bench.db", args.jobs)
+    from tests.support.mariadb import MariaDBServer, fresh_database
+
+    server = None
+    admin = args.mysql_url
+    if admin is None:
+        server = MariaDBServer()
+        server.start()
+        admin = server.admin_url
+    try:
+        with fresh_database(admin) as url:
+            bulk(url, args.jobs)
+    except PilotWMSError as exc:
+        print("  MariaDB run failed:", exc)
+    finally:
+        if server is not None:
+            server.stop()
+    singles(args.singles)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,488 @@
+"""The matcher: hand each waiting job to exactly one pilot whose resource fits it.
+
+**What a resource offers** (:func:`parse_resource`, DIRAC's ``resourceDescription`` keys):
+``Site`` (mandatory), ``GridCE``, ``Queue``/``CEQueue``, ``Platform``/``Platforms``,
+``JobType``, ``CPUTime``, ``NumberOfProcessors``, ``MaxRAM`` (MB), ``WholeNode``,
+``Tag``/``Tags``, ``RequiredTag``/``RequiredTags`` (lists or comma-separated strings),
+``OwnerGroup``, ``Owner``, ``VirtualOrganization``, ``JobID``, ``PilotReference``,
+``PilotBenchmark``; ``ANY`` is a wildcard. N processors offer the tags ``<k>Processors`` for
+2 <= k <= N and ``MultiProcessor`` when N > 1; ``WholeNode`` only when the resource says so;
+MaxRAM offers ``<k>GB`` for 1 <= k <= MaxRAM/1000 (DIRAC's rounding); required tags are offered
+too.
+
+**Rules.** A task queue matches when: its VO is the caller's and its group/owner are allowed
+(a GenericPilot takes any group of its VO unless its token scopes say ``match:group:<g>`` /
+``match:owner:<u>``, or the resource names ``OwnerGroup``/``Owner``; other callers take only
+their own jobs); its CPU-time bucket is <= the resource's CPUTime; for Site, GridCE, Platform and
+JobType it has no requirement or one of the resource's values (a resource without GridCE or
+Platform only takes queues without that requirement; without JobType, any type); the site is
+not among its BannedSites; all its tags are offered and it has every required tag; the site is
+not Banned in the site mask (sites never set are allowed unless ``unknown_sites_allowed`` is
+off); and no running limit (``Operations.JobScheduling.RunningLimit``: Running, Matched and
+Stalled jobs at the site with that attribute value, as DIRAC counts) or matching delay
+(``MatchingDelay``: seconds after a match of that value at the site) excludes it.
+
+**Choice.** Among the matching queues one is drawn with probability proportional to its
+weight (:func:`wms.logic.task_queues.tq_weights`: group JobShare split among the group's owners
+with waiting jobs, then among the owner's queues by job priority); in it, the job with the
+smallest pick key ``-ln(U)/priority`` is taken (weighted by priority).
+
+**Claim** (one transaction): ``SELECT ... FOR UPDATE SKIP LOCKED`` on the queue's head row
+joined to the job and its JDL (MariaDB; SQLite serialises writers with ``BEGIN IMMEDIATE``),
+then Waiting -> Matched / "Assigned" / ApplicationStatus "Unknown" with the pilot's Site,
+a logging record (source "Matcher") and the removal from the queue. A locked or empty queue is
+dropped and another drawn; a job no longer Waiting is removed from its queue and skipped.
+
+**SQL statements per match**: 5 (candidate queues with share data, claim, job update,
+logging insert, queue delete) plus COMMIT (and BEGIN IMMEDIATE on SQLite); +1 when the site has
+running limits (per limited attribute), +2 when it has matching delays. DIRAC needs ~10.
+
+Example::
+
+    >>> from datetime import datetime, timezone
+    >>> from core.db import init_schema, make_engine, write_transaction
+    >>> from wms.db import jobs as jobs_db
+    >>> from wms.db.schema import WMS_SCHEMA
+    >>> engine = make_engine("sqlite://"); _ = init_schema(engine, WMS_SCHEMA)
+    >>> now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> with write_transaction(engine) as conn:
+    ...     [job_id] = jobs_db.insert_jobs(conn, [jobs_db.NewJob(
+    ...         owner="alice", owner_group="user", vo="demo", status="Waiting",
+    ...         minor_status="Pilot Agent Submission", original_jdl="[]")],
+    ...         now=now, source="JobManager")
+    ...     enqueue_jobs(conn, [TQJob(job_id, "alice", "user", "demo", 3600)], now)
+    >>> scope = MatchScope(vo="demo")
+    >>> result = match_job(engine, {"Site": "LCG.CERN.cern", "CPUTime": 86400},
+    ...                    settings=MatchSettings(), scope=scope, now=now)
+    >>> result.as_dirac()["JobID"] == job_id, result.owner_group
+    (True, 'user')
+    >>> match_job(engine, {"Site": "LCG.CERN.cern", "CPUTime": 86400},
+    ...           settings=MatchSettings(), scope=scope, now=now)
+    Traceback (most recent call last):
+    ...
+    core.exceptions.NoMatchError: No match found
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy.engine import Connection, Engine
+
+from core.config.schema import Config
+from core.db import utcnow, write_transaction
+from core.exceptions import InvalidArgumentError, NoMatchError
+from core.security.identity import Identity
+from wms.db import jobs as jobs_db
+from wms.db import task_queues as tq_db
+from wms.db.tables import JOB_ATTRIBUTES
+from wms.logic.jdl import parse_jdl
+from wms.logic.states import JobStatus, MinorStatus
+from wms.logic.task_queues import (
+    TQJob,
+    dequeue_jobs,
+    enqueue_jobs,
+    remove_empty_task_queues,
+    tq_job_from_description,
+    tq_weights,
+)
+
+__all__ = [
+    "MatchResult",
+    "MatchScope",
+    "MatchSettings",
+    "Resource",
+    "TQJob",
+    "active_task_queues",
+    "dequeue_jobs",
+    "enqueue_jobs",
+    "match_job",
+    "matching_task_queues",
+    "offered_tags",
+    "parse_resource",
+    "remove_empty_task_queues",
+    "scope_for",
+    "tq_job_from_description",
+]
+
+log = logging.getLogger(__name__)
+SOURCE = "Matcher"
+#: statuses counted against running limits (DIRAC's Limiter)
+LIMITED_STATUSES = (JobStatus.RUNNING, JobStatus.MATCHED, JobStatus.STALLED)
+#: job attributes a running limit applies to at queue level (else at job level)
+_TQ_LEVEL = {"JobType": "JobType", "Owner": "Owner", "OwnerGroup": "OwnerGroup", "VO": "VO"}
+Limits = Mapping[str, Mapping[str, Mapping[str, int]]]
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """The configuration the matcher uses."""
+
+    #: group -> JobShare (groups not listed: 1000)
+    shares: Mapping[str, int] = field(default_factory=dict)
+    running_limits: Limits = field(default_factory=dict)
+    matching_delays: Limits = field(default_factory=dict)
+    #: sites never set in the mask may match (False: only sites marked Active)
+    unknown_sites_allowed: bool = True
+    #: queues tried per request before answering "no match"
+    max_attempts: int = 20
+
+    @classmethod
+    def from_config(cls, config: Config) -> MatchSettings:
+        """From the registry (JobShare), Operations.JobScheduling and the Matcher's options
+        (``UnknownSitesAllowed``, ``MaxAttempts``)."""
+        options = config.service_config("WorkloadManagement", "Matcher").options
+        scheduling = config.operations.job_scheduling
+        return cls(
+            shares={name: group.job_share for name, group in config.registry.groups.items()},
+            running_limits=scheduling.running_limit,
+            matching_delays=scheduling.matching_delay,
+            unknown_sites_allowed=bool(options.get("UnknownSitesAllowed", True)),
+            max_attempts=int(options.get("MaxAttempts", 20)),
+        )
+
+
+@dataclass(frozen=True)
+class MatchScope:
+    """Whose jobs a caller may take: a VO, and optionally only some groups and owners."""
+
+    vo: str | None
+    owner_groups: tuple[str, ...] | None = None
+    owners: tuple[str, ...] | None = None
+
+
+def scope_for(identity: Identity, resource_vo: str | None = None) -> MatchScope:
+    """The scope of a caller (DIRAC's ``_checkCredentials``).
+
+    A GenericPilot takes jobs of any group of its VO (a host: of ``VirtualOrganization``);
+    token scopes ``match:group:<g>`` and ``match:owner:<u>`` narrow that. Anyone else takes
+    only jobs of its own group (JobSharing) or its own user and group.
+    """
+    vo = identity.vo or resource_vo
+    if not vo:
+        raise InvalidArgumentError("the resource must give its VirtualOrganization")
+    if "GenericPilot" in identity.properties:
+        groups = tuple(sorted(s[12:] for s in identity.scopes if s.startswith("match:group:")))
+        owners = tuple(sorted(s[12:] for s in identity.scopes if s.startswith("match:owner:")))
+        return MatchScope(vo, groups or None, owners or None)
+    group = (identity.group or "",)
+    if "JobSharing" in identity.properties:
+        return MatchScope(vo, group)
+    return MatchScope(vo, group, (identity.username or "",))
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A parsed resource description."""
+
+    site: str | None
+    cpu_time: int | None
+    grid_ces: tuple[str, ...] | None
+    platforms: tuple[str, ...] | None
+    job_types: tuple[str, ...] | None
+    tags: tuple[str, ...] | None
+    required_tags: tuple[str, ...]
+    owner_groups: tuple[str, ...] | None
+    owners: tuple[str, ...] | None
+    vo: str | None
+    job_id: int | None
+    queue: str | None = None
+    pilot_reference: str | None = None
+    pilot_benchmark: float | None = None
+
+
+def _names(value: Any) -> list[str]:
+    """A list of names from a list or a comma-separated string (DIRAC sends both)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else str(value).strip("[]").split(",")
+    return list(dict.fromkeys(str(item).strip("\"' ") for item in items if str(item).strip()))
+
+
+def _first(desc: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in desc and desc[name] not in (None, ""):
+            return desc[name]
+    return None
+
+
+def _number(desc: Mapping[str, Any], name: str) -> float | None:
+    value = desc.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"resource {name} must be a number, got {value!r}") from None
+
+
+def _wildcard(values: list[str]) -> bool:
+    return any(v.strip().lower() == "any" for v in values)
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() not in ("", "0", "false", "no", "none")
+
+
+def offered_tags(tags: Sequence[str], processors: int | None, max_ram_mb: float | None,
+                 whole_node: bool) -> list[str]:
+    """The tags a resource offers: its own plus those of its processors, RAM and node.
+
+    >>> offered_tags(["GPU"], 4, 2500, False)
+    ['GPU', '2Processors', '3Processors', '4Processors', 'MultiProcessor', '1GB', '2GB']
+    """
+    out = list(tags)
+    if processors and processors > 1:
+        out += [f"{k}Processors" for k in range(2, min(processors, 1024) + 1)]
+        out.append("MultiProcessor")
+    if max_ram_mb:
+        out += [f"{k}GB" for k in range(1, min(int(max_ram_mb / 1000), 1024) + 1)]
+    if whole_node:
+        out.append("WholeNode")
+    return list(dict.fromkeys(out))
+
+
+def parse_resource(description: Mapping[str, Any] | str) -> Resource:
+    """Read DIRAC's resourceDescription (a dict, or a JDL text as old pilots send)."""
+    desc: Mapping[str, Any] = (dict(parse_jdl(description).items())
+                               if isinstance(description, str) else description)
+    sites = _names(desc.get("Site"))
+    if len(sites) > 1:
+        raise InvalidArgumentError("resource Site must be one site")
+    site = sites[0] if sites and not _wildcard(sites) else None
+
+    def values(*names: str) -> tuple[str, ...] | None:
+        found = _names(_first(desc, *names))
+        return None if _wildcard(found) else tuple(found)
+
+    tags = _names(_first(desc, "Tag", "Tags"))
+    required = tuple(_names(_first(desc, "RequiredTag", "RequiredTags")))
+    cpu = _number(desc, "CPUTime")
+    processors = _number(desc, "NumberOfProcessors")
+    job_id = _number(desc, "JobID")
+    benchmark = _number(desc, "PilotBenchmark")
+    offered = None if _wildcard(tags) else tuple(offered_tags(
+        tags + list(required), int(processors) if processors else None,
+        _number(desc, "MaxRAM"), "WholeNode" in desc and _truthy(desc["WholeNode"])))
+    job_types = values("JobType", "JobTypes")
+    return Resource(
+        site=site,
+        cpu_time=int(cpu) if cpu is not None else None,
+        grid_ces=values("GridCE", "GridCEs"),
+        platforms=values("Platform", "Platforms"),
+        job_types=job_types or None,
+        tags=offered,
+        required_tags=required,
+        owner_groups=tuple(_names(desc["OwnerGroup"])) if desc.get("OwnerGroup") else None,
+        owners=tuple(_names(desc["Owner"])) if desc.get("Owner") else None,
+        vo=str(desc["VirtualOrganization"]) if desc.get("VirtualOrganization") else None,
+        job_id=int(job_id) if job_id is not None else None,
+        queue=str(_first(desc, "Queue", "CEQueue")) if _first(desc, "Queue", "CEQueue")
+        else None,
+        pilot_reference=str(desc["PilotReference"]) if desc.get("PilotReference") else None,
+        pilot_benchmark=benchmark,
+    )
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """A claimed job, and what DIRAC's matcher replies (:meth:`as_dirac`)."""
+
+    job_id: int
+    jdl: str
+    owner: str
+    owner_group: str
+    vo: str
+    site: str
+    tq_id: int
+    resource: Resource | None = None
+
+    def as_dirac(self) -> dict[str, Any]:
+        """DIRAC's requestJob value: JDL, JobID, Owner, Group, PilotInfoReportedFlag."""
+        return {"JDL": self.jdl, "JobID": self.job_id, "Owner": self.owner,
+                "Group": self.owner_group, "PilotInfoReportedFlag": True}
+
+
+def _narrow(allowed: tuple[str, ...] | None, asked: tuple[str, ...] | None
+            ) -> tuple[str, ...] | None:
+    if allowed is None:
+        return asked
+    if asked is None:
+        return allowed
+    return tuple(x for x in asked if x in allowed)
+
+
+def _filter(res: Resource, scope: MatchScope | None, settings: MatchSettings,
+            *, with_site_mask: bool = True) -> tq_db.TQFilter:
+    groups = _narrow(scope.owner_groups if scope else None, res.owner_groups)
+    owners = _narrow(scope.owners if scope else None, res.owners)
+    vo = scope.vo if scope else res.vo
+    if scope is not None and res.vo is not None and res.vo != scope.vo:
+        groups = ()  # a pilot of one VO asking for another VO's jobs gets none
+    offered: dict[str, Sequence[str] | None] = {
+        "Site": [res.site] if res.site else None,
+        "GridCE": res.grid_ces, "Platform": res.platforms, "JobType": res.job_types}
+    mask: Literal["ignore", "not_banned", "active"] = (
+        "ignore" if res.site is None or not with_site_mask else
+        "not_banned" if settings.unknown_sites_allowed else "active")
+    return tq_db.TQFilter(vo=vo, owner_groups=groups, owners=owners, cpu_time=res.cpu_time,
+                          site=res.site, site_mask=mask, offered=offered, tags=res.tags,
+                          required_tags=res.required_tags)
+
+
+def _negative_conditions(conn: Connection, site: str, settings: MatchSettings, now: datetime
+                         ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(queue-level, job-level) exclusions from the site's running limits and delays."""
+    excluded: dict[str, list[str]] = {}
+    for attribute, limits in settings.running_limits.get(site, {}).items():
+        if attribute not in JOB_ATTRIBUTES:
+            log.warning("RunningLimit/%s/%s: not a job attribute, ignored", site, attribute)
+            continue
+        counts = tq_db.running_counts(conn, site, attribute, list(limits), LIMITED_STATUSES)
+        for value, limit in limits.items():
+            if counts.get(value, 0) >= limit:
+                excluded.setdefault(attribute, []).append(value)
+    if settings.matching_delays.get(site):
+        for attribute, values in tq_db.active_delays(conn, site, now).items():
+            excluded.setdefault(attribute, []).extend(values)
+    tq_level = {_TQ_LEVEL[a]: v for a, v in excluded.items() if a in _TQ_LEVEL}
+    job_level = {a: v for a, v in excluded.items() if a not in _TQ_LEVEL}
+    return tq_level, job_level
+
+
+def _weighted_choice(weights: dict[int, float], rng: random.Random) -> int:
+    ids = list(weights)
+    return rng.choices(ids, weights=[weights[i] for i in ids])[0]
+
+
+OnMatch = Callable[[Connection, MatchResult], None]
+
+
+def match_job(engine: Engine, resource: Mapping[str, Any] | str | Resource, *,
+              settings: MatchSettings, scope: MatchScope | None, now: datetime | None = None,
+              rng: random.Random | None = None, on_match: OnMatch | None = None) -> MatchResult:
+    """Claim one waiting job for ``resource`` (see the module docstring) or raise
+    :class:`~core.exceptions.NoMatchError`. ``on_match`` runs in the claim's transaction (e.g.
+    to record the pilot -> job mapping)."""
+    res = resource if isinstance(resource, Resource) else parse_resource(resource)
+    if res.site is None:
+        raise InvalidArgumentError("Missing Site Name in Resource JDL")
+    if res.cpu_time is None:
+        raise InvalidArgumentError("resource CPUTime is mandatory")
+    now = now or utcnow()
+    rng = rng or random.Random()  # noqa: S311 - a scheduling draw, not a secret
+    base = _filter(res, scope, settings)
+    if base.owner_groups == () or base.owners == ():
+        raise NoMatchError("No match found")
+    delays = settings.matching_delays.get(res.site, {})
+    delay_attrs = [a for a in delays if a in JOB_ATTRIBUTES]
+    result: MatchResult | None = None
+    with write_transaction(engine) as conn:
+        tq_excluded, job_excluded = _negative_conditions(conn, res.site, settings, now)
+        candidates = tq_db.matching_task_queues(conn, replace(base, exclude=tq_excluded))
+        weights = tq_weights(
+            [(c.tq_id, c.owner_group, c.owner, c.job_priority) for c in candidates],
+            settings.shares,
+            owner_sums={(c.owner_group, c.owner): c.owner_priority_sum for c in candidates},
+            group_owners={c.owner_group: c.group_owners for c in candidates})
+        stale: list[int] = []
+        for _ in range(settings.max_attempts):
+            if not weights:
+                break
+            tq_id = _weighted_choice(weights, rng) if res.job_id is None else None
+            row = tq_db.claim_next_job(
+                conn, tq_id, job_id=res.job_id, exclude=job_excluded, attributes=delay_attrs,
+                tq_ids=list(weights) if res.job_id is not None else None)
+            if row is None:
+                if tq_id is None:
+                    break
+                del weights[tq_id]
+                continue
+            if row.status != JobStatus.WAITING:
+                stale.append(row.job_id)  # killed or rescheduled meanwhile: not ours to give
+                tq_db.remove_jobs(conn, [row.job_id])
+                continue
+            result = _claim(conn, row, res, now, delays)
+            if on_match is not None:
+                on_match(conn, result)
+            break
+        if stale:
+            log.warning("jobs no longer Waiting removed from the task queues: %s", stale)
+    if result is None:
+        raise NoMatchError("No match found")
+    return result
+
+
+def _claim(conn: Connection, row: tq_db.ClaimRow, res: Resource, now: datetime,
+           delays: Mapping[str, Mapping[str, int]]) -> MatchResult:
+    assert res.site is not None  # noqa: S101 - checked by match_job
+    current = {row.job_id: jobs_db.StatusRow(
+        row.job_id, row.status, row.minor_status, row.application_status, row.owner,
+        row.owner_group, row.vo, row.site, row.reschedule_counter)}
+    jobs_db.apply_status_changes(
+        conn, [jobs_db.StatusChange(row.job_id, JobStatus.MATCHED, MinorStatus.ASSIGNED,
+                                    MinorStatus.APPLICATION_STATUS_UNKNOWN)],
+        current, now=now, source=SOURCE, extra={"site": res.site})
+    tq_db.remove_jobs(conn, [row.job_id])
+    due = [(attribute, str(row.attributes[attribute]),
+            now + timedelta(seconds=delays[attribute][str(row.attributes[attribute])]))
+           for attribute in row.attributes
+           if str(row.attributes[attribute]) in delays.get(attribute, {})]
+    if due:
+        tq_db.set_delays(conn, res.site, due)
+    jdl = row.jdl
+    if jdl is None:
+        jdl = jobs_db.jdls_of(conn, [row.job_id], processed=False).get(row.job_id, "")
+    return MatchResult(job_id=row.job_id, jdl=jdl, owner=row.owner, owner_group=row.owner_group,
+                       vo=row.vo, site=res.site, tq_id=row.tq_id, resource=res)
+
+
+# -- views ----------------------------------------------------------------------------------------
+
+_DIRAC_KINDS = {"Site": "Sites", "BannedSite": "BannedSites", "GridCE": "GridCEs",
+                "Platform": "Platforms", "JobType": "JobTypes", "Tag": "Tags"}
+
+
+def _dirac_view(info: dict[int, dict[str, Any]], shares: Mapping[str, int]
+                ) -> dict[int, dict[str, Any]]:
+    weights = tq_weights([(tq_id, i["owner_group"], i["owner"], i["job_priority"])
+                          for tq_id, i in info.items()], shares)
+    out: dict[int, dict[str, Any]] = {}
+    for tq_id, item in info.items():
+        view: dict[str, Any] = {
+            "Priority": round(weights[tq_id], 4), "Jobs": item["jobs"], "Owner": item["owner"],
+            "OwnerGroup": item["owner_group"], "VO": item["vo"], "CPUTime": item["cpu_time"],
+            "UserPriority": item["job_priority"]}
+        for kind, values in item["requirements"].items():
+            view[_DIRAC_KINDS.get(kind, kind)] = values
+        out[tq_id] = view
+    return out
+
+
+def active_task_queues(engine: Engine, settings: MatchSettings) -> dict[int, dict[str, Any]]:
+    """Every non-empty queue in DIRAC's ``getActiveTaskQueues`` shape (tq_id -> fields)."""
+    with engine.connect() as conn:
+        info = tq_db.task_queue_info(conn)
+    return _dirac_view(info, settings.shares)
+
+
+def matching_task_queues(engine: Engine, resource: Mapping[str, Any] | str, *,
+                         settings: MatchSettings, scope: MatchScope | None = None,
+                         now: datetime | None = None) -> dict[int, dict[str, Any]]:
+    """The non-empty queues a resource would match (``getMatchingTaskQueues``); without a Site
+    the site-related conditions are left out."""
+    res = parse_resource(resource)
+    flt = _filter(res, scope, settings)
+    now = now or utcnow()
+    with engine.connect() as conn:
+        if res.site is not None:
+            tq_excluded, _ = _negative_conditions(conn, res.site, settings, now)
+            flt = replace(flt, exclude=tq_excluded)
+        ids = tq_db.matching_task_queue_ids(conn, flt) if flt.owner_groups != () else []
+        info = tq_db.task_queue_info(conn, ids)
+    return _dirac_view(info, settings.shares)
