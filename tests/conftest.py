@@ -18,6 +18,7 @@ import pytest
 from core.cli.instance import Instance, create_instance
 from core.config.loader import load_config
 from core.config.schema import Config
+from tests.support.credentials import Creds
 from tests.support.mariadb import MariaDBServer, fresh_database
 
 
@@ -55,3 +56,9 @@ def config(instance: Instance, tmp_path: Path) -> Config:
     """The instance's configuration with a private SQLite database for this test."""
     cfg = load_config(instance.config, environ={})
     return cfg.model_copy(update={"database": f"sqlite:///{tmp_path / 'pilotwms.db'}"})
+
+
+@pytest.fixture(scope="session")
+def creds(instance: Instance, tmp_path_factory: pytest.TempPathFactory) -> Creds:
+    """Certificates, proxies and tokens of every kind (see tests/support/credentials.py)."""
+    return Creds(instance, tmp_path_factory.mktemp("creds"), load_config(instance.config))

@@ -30,6 +30,8 @@ Example::
         print(Dirac().getJobStatus(result["Value"]))
 """
 
+# ruff: noqa: N802, N803, N815 - DIRAC's camelCase API is the point of this module
+
 from __future__ import annotations
 
 import glob
@@ -59,12 +61,12 @@ SUMMARY_HEADERS = ["Status", "MinorStatus", "ApplicationStatus", "Site", "JobGro
 NOT_AVAILABLE = "Not available yet."
 
 
-def S_OK(value: Any = None) -> Result:  # noqa: N802 - DIRAC's name
+def S_OK(value: Any = None) -> Result:
     """DIRAC's success result."""
     return {"OK": True, "Value": value}
 
 
-def S_ERROR(message: str | int = "", payload: str = "") -> Result:  # noqa: N802 - DIRAC's name
+def S_ERROR(message: str | int = "", payload: str = "") -> Result:
     """DIRAC's error result: ``S_ERROR("msg")`` or ``S_ERROR(errno, "msg")``."""
     if isinstance(message, int):
         return {"OK": False, "Message": payload, "Errno": message}
@@ -99,30 +101,30 @@ class Job:
                  stderr: str = "std.err") -> None:
         self.stdout = stdout
         self.stderr = stderr
-        self.errorDict: dict[str, list[str]] = {}  # noqa: N815 - DIRAC's attribute
-        self.numberOfParameters = 0  # noqa: N815
-        self.parameterSeqs: dict[str, list[Any]] = {}  # noqa: N815
+        self.errorDict: dict[str, list[str]] = {}
+        self.numberOfParameters = 0
+        self.parameterSeqs: dict[str, list[Any]] = {}
         self.steps: list[tuple[str, str, str, bool]] = []  # command, arguments, log, local
-        self.addToInputSandbox: list[str] = []  # noqa: N815
-        self.addToOutputSandbox: list[str] = []  # noqa: N815
+        self.addToInputSandbox: list[str] = []
+        self.addToOutputSandbox: list[str] = []
         self.attributes = JDL({"JobType": "User", "Priority": 1, "JobName": "Name",
                                "StdOutput": stdout, "StdError": stderr, "LogLevel": "INFO"})
         if script is not None:
             self._reportError("workflow XML scripts are not supported: use setExecutable",
                               "__init__")
 
-    def _reportError(self, message: str, method: str = "", **_kwargs: Any  # noqa: N802
+    def _reportError(self, message: str, method: str = "", **_kwargs: Any
                      ) -> Result:
         self.errorDict.setdefault(method or "Job", []).append(message)
         return S_ERROR(message)
 
     # -- what runs -----------------------------------------------------------------------
 
-    def setExecutable(self, executable: str, arguments: str = "",  # noqa: N802
-                      logFile: str = "", modulesList: list[str] | None = None,  # noqa: N803
+    def setExecutable(self, executable: str, arguments: str = "",
+                      logFile: str = "", modulesList: list[str] | None = None,
                       parameters: list[Any] | None = None,
-                      paramValues: list[Any] | None = None,  # noqa: N803
-                      includeInSandbox: bool = True) -> Result:  # noqa: N803
+                      paramValues: list[Any] | None = None,
+                      includeInSandbox: bool = True) -> Result:
         """A command to run: an absolute path or a command on the worker node's PATH, or a
         local script given by a relative path (uploaded in the input sandbox, as ``dsub``
         does; DIRAC also uploads existing absolute paths). Several calls run in sequence."""
@@ -138,7 +140,7 @@ class Job:
             self.addToOutputSandbox.append(logFile)
         return S_OK(len(self.steps))
 
-    def setExecutionEnv(self, environmentDict: dict[str, Any]) -> Result:  # noqa: N802,N803
+    def setExecutionEnv(self, environmentDict: dict[str, Any]) -> Result:
         if not isinstance(environmentDict, dict):
             return self._reportError("Expected dictionary of environment variables",
                                      "setExecutionEnv")
@@ -155,22 +157,22 @@ class Job:
         self.attributes[name] = value
         return S_OK()
 
-    def setName(self, jobName: str) -> Result:  # noqa: N802,N803
+    def setName(self, jobName: str) -> Result:
         return self._set_str("JobName", jobName, "setName", "job name")
 
-    def setJobGroup(self, jobGroup: str) -> Result:  # noqa: N802,N803
+    def setJobGroup(self, jobGroup: str) -> Result:
         return self._set_str("JobGroup", jobGroup, "setJobGroup", "job group name")
 
-    def setType(self, jobType: str) -> Result:  # noqa: N802,N803
+    def setType(self, jobType: str) -> Result:
         return self._set_str("JobType", jobType, "setType", "job type")
 
-    def setPriority(self, priority: int) -> Result:  # noqa: N802
+    def setPriority(self, priority: int) -> Result:
         if not isinstance(priority, int) or isinstance(priority, bool):
             return self._reportError("Expected int for priority", "setPriority")
         self.attributes["Priority"] = priority
         return S_OK()
 
-    def setCPUTime(self, timeInSecs: int | str) -> Result:  # noqa: N802,N803
+    def setCPUTime(self, timeInSecs: int | str) -> Result:
         try:
             seconds = int(timeInSecs)
         except (TypeError, ValueError):
@@ -179,7 +181,7 @@ class Job:
         self.attributes["CPUTime"] = seconds
         return S_OK()
 
-    def setLogLevel(self, logLevel: str) -> Result:  # noqa: N802,N803
+    def setLogLevel(self, logLevel: str) -> Result:
         if not isinstance(logLevel, str):
             return self._reportError("Expected string for logging level", "setLogLevel")
         if logLevel.upper() not in LOG_LEVELS:
@@ -187,20 +189,20 @@ class Job:
         self.attributes["LogLevel"] = logLevel
         return S_OK()
 
-    def setPlatform(self, platform: str) -> Result:  # noqa: N802
+    def setPlatform(self, platform: str) -> Result:
         if not isinstance(platform, str):
             return self._reportError("Expected string for platform", "setPlatform")
         if platform.lower() != "any":
             self.attributes["Platform"] = platform
         return S_OK()
 
-    def setTag(self, tags: str | list[str]) -> Result:  # noqa: N802
+    def setTag(self, tags: str | list[str]) -> Result:
         if not isinstance(tags, str | list):
             return self._reportError("Expected string or list for job tags", "setTag")
         self.attributes["Tags"] = _multi(_names(tags))
         return S_OK()
 
-    def setDestination(self, destination: str | list[str]) -> Result:  # noqa: N802
+    def setDestination(self, destination: str | list[str]) -> Result:
         if isinstance(destination, str):
             destination = destination.replace(" ", "").split(",")
         if not isinstance(destination, list):
@@ -211,15 +213,15 @@ class Job:
             self.attributes["Site"] = _multi(sites)
         return S_OK()
 
-    def setBannedSites(self, sites: str | list[str]) -> Result:  # noqa: N802
+    def setBannedSites(self, sites: str | list[str]) -> Result:
         if not isinstance(sites, str | list) or (isinstance(sites, list) and not sites):
             return self._reportError("Expected site string or list of sites", "setBannedSites")
         self.attributes["BannedSites"] = _multi(_names(sites))
         return S_OK()
 
-    def setNumberOfProcessors(self, numberOfProcessors: int = 0,  # noqa: N802,N803
-                              minNumberOfProcessors: int = 0,  # noqa: N803
-                              maxNumberOfProcessors: int = 0) -> Result:  # noqa: N803
+    def setNumberOfProcessors(self, numberOfProcessors: int = 0,
+                              minNumberOfProcessors: int = 0,
+                              maxNumberOfProcessors: int = 0) -> Result:
         """DIRAC's rules: an exact number, or a min/max range (min defaults to 1);
         contradictory arguments raise :class:`BadJobParameterError`."""
         number, low, high = (numberOfProcessors or 0, minNumberOfProcessors or 0,
@@ -247,7 +249,7 @@ class Job:
         self.attributes["MinNumberOfProcessors"] = low
         return S_OK()
 
-    def setRAMRequirements(self, ramRequired: int = 0, maxRAM: int = 0) -> Result:  # noqa: N802,N803
+    def setRAMRequirements(self, ramRequired: int = 0, maxRAM: int = 0) -> Result:
         if ramRequired and maxRAM and ramRequired > maxRAM:
             return self._reportError("Invalid settings, ramRequired is higher than maxRAM",
                                      "setRAMRequirements")
@@ -259,7 +261,7 @@ class Job:
 
     # -- sandboxes and data --------------------------------------------------------------
 
-    def setInputSandbox(self, files: str | list[str]) -> Result:  # noqa: N802
+    def setInputSandbox(self, files: str | list[str]) -> Result:
         if isinstance(files, str):
             files = [files]
         if not isinstance(files, list) or not files:
@@ -273,7 +275,7 @@ class Job:
         self.attributes["InputSandbox"] = resolved
         return S_OK()
 
-    def setOutputSandbox(self, files: str | list[str]) -> Result:  # noqa: N802
+    def setOutputSandbox(self, files: str | list[str]) -> Result:
         if isinstance(files, str):
             files = [files]
         if not isinstance(files, list) or not files:
@@ -283,7 +285,7 @@ class Job:
         self.attributes["OutputSandbox"] = list(files)
         return S_OK()
 
-    def setInputData(self, lfns: str | list[str]) -> Result:  # noqa: N802
+    def setInputData(self, lfns: str | list[str]) -> Result:
         if isinstance(lfns, list) and lfns:
             self.attributes["InputData"] = ["LFN:" + x.replace("LFN:", "") for x in lfns]
         elif isinstance(lfns, str):
@@ -293,8 +295,8 @@ class Job:
                                      "setInputData")
         return S_OK()
 
-    def setOutputData(self, lfns: str | list[str], outputSE: str | list[str] | None = None,  # noqa: N802,N803
-                      outputPath: str = "") -> Result:  # noqa: N803
+    def setOutputData(self, lfns: str | list[str], outputSE: str | list[str] | None = None,
+                      outputPath: str = "") -> Result:
         if isinstance(lfns, list) and lfns:
             self.attributes["OutputData"] = _multi(list(lfns))
         elif isinstance(lfns, str):
@@ -315,8 +317,8 @@ class Job:
             self.attributes["OutputPath"] = outputPath.lstrip("/")
         return S_OK()
 
-    def setParameterSequence(self, name: str, parameterList: list[Any],  # noqa: N802,N803
-                             addToWorkflow: bool | str = False) -> Result:  # noqa: N803
+    def setParameterSequence(self, name: str, parameterList: list[Any],
+                             addToWorkflow: bool | str = False) -> Result:
         """Values of ``%(name)s`` for a parametric job (all sequences of one length)."""
         if self.numberOfParameters == 0:
             self.numberOfParameters = len(parameterList)
@@ -369,7 +371,7 @@ class Job:
             jdl["Parameters"] = self.numberOfParameters
         return jdl
 
-    def _toJDL(self, xmlFile: str = "", jobDescriptionObject: Any = None) -> str:  # noqa: N802,N803
+    def _toJDL(self, xmlFile: str = "", jobDescriptionObject: Any = None) -> str:
         """The JDL text (DIRAC's method name; with the outer brackets)."""
         return self._to_jdl().to_text()
 
@@ -411,7 +413,7 @@ def _plain(value: JDLValue) -> str:
 class Dirac:
     """DIRAC's ``Dirac`` API for jobs; results are DIRAC's dictionaries."""
 
-    def __init__(self, useCertificates: bool = False, vo: str | None = None,  # noqa: N803
+    def __init__(self, useCertificates: bool = False, vo: str | None = None,
                  *, client: WMSClient | None = None) -> None:
         self._client = client
 
@@ -431,7 +433,7 @@ class Dirac:
 
     # -- submission ----------------------------------------------------------------------
 
-    def submitJob(self, job: Job | str, mode: str = "wms") -> Result:  # noqa: N802
+    def submitJob(self, job: Job | str, mode: str = "wms") -> Result:
         """Submit a :class:`Job`, a JDL text or a JDL file: ``Value`` is the job ID, or the
         list of IDs of a parametric job."""
         if mode.lower() != "wms":
@@ -460,7 +462,7 @@ class Dirac:
 
     # -- actions -------------------------------------------------------------------------
 
-    def _filtered_action(self, jobID: Any, targets: tuple[str, ...],  # noqa: N803
+    def _filtered_action(self, jobID: Any, targets: tuple[str, ...],
                          action: Callable[[list[int]], list[int]]) -> Result:
         """DIRAC's way: only the jobs whose status may change to one of ``targets``."""
         try:
@@ -476,21 +478,21 @@ class Dirac:
 
         return self._call(run)
 
-    def killJob(self, jobID: Any) -> Result:  # noqa: N802,N803
+    def killJob(self, jobID: Any) -> Result:
         return self._filtered_action(jobID, ("Killed", "Deleted"), self.wms.kill)
 
-    def deleteJob(self, jobID: Any) -> Result:  # noqa: N802,N803
+    def deleteJob(self, jobID: Any) -> Result:
         return self._filtered_action(jobID, ("Killed", "Deleted"), self.wms.delete)
 
-    def rescheduleJob(self, jobID: Any) -> Result:  # noqa: N802,N803
+    def rescheduleJob(self, jobID: Any) -> Result:
         return self._filtered_action(jobID, ("Rescheduled",), self.wms.reschedule)
 
     # -- monitoring ----------------------------------------------------------------------
 
-    def _one(self, jobID: Any) -> int:  # noqa: N803
+    def _one(self, jobID: Any) -> int:
         return _check_ids(jobID, multiple=False)[0]
 
-    def getJobStatus(self, jobID: Any) -> Result:  # noqa: N802,N803
+    def getJobStatus(self, jobID: Any) -> Result:
         """{jobID: {Status, MinorStatus, ApplicationStatus, Site}}."""
         def run() -> dict[int, dict[str, Any]]:
             ids = _check_ids(jobID, multiple=True)
@@ -499,8 +501,8 @@ class Dirac:
             return {job: {**value, "Site": sites.get(job, "")} for job, value in states.items()}
         return self._call(run)
 
-    def getJobSummary(self, jobID: Any, outputFile: str | None = None,  # noqa: N802,N803
-                      printOutput: bool = False) -> Result:  # noqa: N803
+    def getJobSummary(self, jobID: Any, outputFile: str | None = None,
+                      printOutput: bool = False) -> Result:
         def run() -> dict[int, dict[str, Any]]:
             ids = _check_ids(jobID, multiple=True)
             found = self.wms.summary(ids)
@@ -519,7 +521,7 @@ class Dirac:
             return summary
         return self._call(run)
 
-    def getJobAttributes(self, jobID: Any, printOutput: bool = False) -> Result:  # noqa: N802,N803
+    def getJobAttributes(self, jobID: Any, printOutput: bool = False) -> Result:
         def run() -> dict[str, Any]:
             value = self.wms.attributes(self._one(jobID))
             if printOutput:
@@ -527,7 +529,7 @@ class Dirac:
             return value
         return self._call(run)
 
-    def getJobParameters(self, jobID: Any, printOutput: bool = False) -> Result:  # noqa: N802,N803
+    def getJobParameters(self, jobID: Any, printOutput: bool = False) -> Result:
         try:
             job = self._one(jobID)
         except ValueError as exc:
@@ -543,7 +545,7 @@ class Dirac:
             pprint.pprint(params)
         return S_OK(params)
 
-    def getJobLoggingInfo(self, jobID: Any, printOutput: bool = False) -> Result:  # noqa: N802,N803
+    def getJobLoggingInfo(self, jobID: Any, printOutput: bool = False) -> Result:
         """[(Status, MinorStatus, ApplicationStatus, DateTime, Source), ...]."""
         def run() -> list[tuple[Any, ...]]:
             rows = [tuple(r) for r in self.wms.logging_info(self._one(jobID))]
@@ -553,7 +555,7 @@ class Dirac:
             return rows
         return self._call(run)
 
-    def peekJob(self, jobID: Any, printOutput: bool = False) -> Result:  # noqa: N802,N803
+    def peekJob(self, jobID: Any, printOutput: bool = False) -> Result:
         """The standard output reported so far (``StandardOutput``), else DIRAC's
         "Not available yet."."""
         def run() -> str:
@@ -567,8 +569,8 @@ class Dirac:
             return stdout
         return self._call(run)
 
-    def getJobJDL(self, jobID: Any, original: bool = False,  # noqa: N802,N803
-                  printOutput: bool = False) -> Result:  # noqa: N803
+    def getJobJDL(self, jobID: Any, original: bool = False,
+                  printOutput: bool = False) -> Result:
         """The JDL as DIRAC's dictionary of parameters."""
         def run() -> dict[str, Any]:
             value = _jdl_parameters(self.wms.jdl(self._one(jobID), original))
@@ -577,7 +579,7 @@ class Dirac:
             return value
         return self._call(run)
 
-    def getJobInputData(self, jobID: Any) -> Result:  # noqa: N802,N803
+    def getJobInputData(self, jobID: Any) -> Result:
         def run() -> dict[int, list[str]]:
             out: dict[int, list[str]] = {}
             for job in _check_ids(jobID, multiple=True):
@@ -588,11 +590,11 @@ class Dirac:
             return out
         return self._call(run)
 
-    def selectJobs(self, status: str | None = None, minorStatus: str | None = None,  # noqa: N802,N803
-                   applicationStatus: str | None = None, site: str | None = None,  # noqa: N803
-                   owner: str | None = None, ownerGroup: str | None = None,  # noqa: N803
-                   jobGroup: str | None = None, date: str | date | None = None,  # noqa: N803
-                   printErrors: bool = True) -> Result:  # noqa: N803
+    def selectJobs(self, status: str | None = None, minorStatus: str | None = None,
+                   applicationStatus: str | None = None, site: str | None = None,
+                   owner: str | None = None, ownerGroup: str | None = None,
+                   jobGroup: str | None = None, date: str | date | None = None,
+                   printErrors: bool = True) -> Result:
         """IDs (as strings, DIRAC's way) of the jobs last updated since ``date`` (default
         today, UTC) matching the conditions; none selected is an error when ``printErrors``."""
         options = {"Status": status, "MinorStatus": minorStatus,
@@ -621,8 +623,8 @@ class Dirac:
             sizes += sum(p.stat().st_size for p in files)
         return [sizes]
 
-    def getOutputSandbox(self, jobID: Any, outputDir: str | None = None,  # noqa: N802,N803
-                         oversized: bool = True, noJobDir: bool = False,  # noqa: N803
+    def getOutputSandbox(self, jobID: Any, outputDir: str | None = None,
+                         oversized: bool = True, noJobDir: bool = False,
                          unpack: bool = True) -> Result:
         """Unpack the job's output sandbox into ``<outputDir or cwd>/<jobID>``."""
         try:
@@ -637,7 +639,7 @@ class Dirac:
                 return S_ERROR(f"Job output directory {directory} already exists")
         return self._call(lambda: self._download(job, "Output", directory))
 
-    def getInputSandbox(self, jobID: Any, outputDir: str | None = None) -> Result:  # noqa: N802,N803
+    def getInputSandbox(self, jobID: Any, outputDir: str | None = None) -> Result:
         """Unpack the job's input sandbox into ``<outputDir or cwd>/InputSandbox<jobID>``."""
         try:
             job = self._one(jobID)

@@ -127,7 +127,7 @@ def test_processors_follow_dirac_rules() -> None:
 
 def test_setter_errors_stop_the_submission() -> None:
     job = hello_job()
-    assert job.setPriority("high")["OK"] is False  # type: ignore[arg-type]
+    assert job.setPriority("high")["OK"] is False
     assert job.setCPUTime("lots")["OK"] is False
     assert job.setLogLevel("LOUD")["OK"] is False
     result = Dirac(client=None).submitJob(job)  # refused before any call

@@ -129,31 +129,34 @@ def reschedule_jobs(engine: Engine, ident: Identity, job_ids: Sequence[int], *,
             rows = jobs_db.status_of(conn, list(rows))
         go, too_many = [], []
         for job_id, row in rows.items():
-            if not allowed(row.status, JobStatus.RESCHEDULED) or row.status in (
-                    JobStatus.RESCHEDULED,):
-                result.failed[job_id] = f"Job {job_id} in status {row.status} can't be " \
-                                        "rescheduled"
+            if row.status == JobStatus.RESCHEDULED or not allowed(row.status,
+                                                                   JobStatus.RESCHEDULED):
+                result.failed[job_id] = (f"Job {job_id} in status {row.status} can't be "
+                                         "rescheduled")
             elif row.reschedule_counter >= max_rescheduling:
                 too_many.append(job_id)
             else:
                 go.append(job_id)
-        stop = [job_id for job_id in go if rows[job_id].status in ON_WORKER]
+        moving = go + too_many
+        stop = [job_id for job_id in moving if rows[job_id].status in ON_WORKER]
         jobs_db.add_commands(conn, stop, "Kill", now)
-        dequeue(conn, go)
+        dequeue(conn, moving)
+        # over the limit: Rescheduled then Failed, both allowed by the table and both logged
         jobs_db.apply_status_changes(
             conn, [jobs_db.StatusChange(j, JobStatus.RESCHEDULED, MinorStatus.RESCHEDULED)
-                   for j in go], rows, now=now, source=SOURCE,
-            extra={"reschedule_time": now, "reschedule_counter":
-                   jobs_table.c.reschedule_counter + 1, "heartbeat_time": None,
-                   "start_exec_time": None, "end_exec_time": None})
-        failing = [j for j in too_many if allowed(rows[j].status, JobStatus.FAILED)]
+                   for j in go] +
+            [jobs_db.StatusChange(j, JobStatus.RESCHEDULED, MinorStatus.MAX_RESCHEDULING)
+             for j in too_many], rows, now=now, source=SOURCE,
+            extra={"reschedule_time": now, "heartbeat_time": None, "start_exec_time": None,
+                   "end_exec_time": None})
+        jobs_db.update_jobs(conn, go, reschedule_counter=jobs_table.c.reschedule_counter + 1)
+        current = jobs_db.status_of(conn, too_many)
         jobs_db.apply_status_changes(
             conn, [jobs_db.StatusChange(j, JobStatus.FAILED, MinorStatus.MAX_RESCHEDULING)
-                   for j in failing], rows, now=now, source=SOURCE,
+                   for j in too_many], current, now=now, source=SOURCE,
             extra={"end_exec_time": now})
         for job_id in too_many:
             result.failed[job_id] = f"Job {job_id}: {MinorStatus.MAX_RESCHEDULING}"
-        dequeue(conn, failing)
         result.done = sorted(go)
     return result
 

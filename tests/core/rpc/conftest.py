@@ -1,23 +1,20 @@
-"""A test service with one method per kind of rule, and credentials of every kind."""
+"""A test service with one method per kind of rule (credentials: tests/support/credentials)."""
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.cli.instance import Instance
 from core.config.schema import Config
 from core.exceptions import JobNotFoundError
 from core.rpc.service import Call, Reply, Service, rpc_method
-from core.security.ca import CertificateAuthority, write_pem
-from core.security.proxy import create_proxy
-from core.security.tokens import TokenIssuer
+from tests.support.credentials import Creds
 from tests.support.servers import ThreadedServer
+
+__all__ = ["Creds", "ProbeService"]
 
 
 class ProbeService(Service):
@@ -72,43 +69,6 @@ class ProbeService(Service):
     @rpc_method("download", rights="all", raw=True)
     def download(self, call: Call, size: int) -> bytes:
         return b"\x01" * size
-
-
-class Creds:
-    """Paths of every kind of credential, made from the session's instance."""
-
-    def __init__(self, instance: Instance, base: Path, config: Config) -> None:
-        self.instance = instance
-        self.ca_dir = instance.ca_dir
-        self.alice = instance.user_cert("alice")
-        self.admin = instance.user_cert("admin")
-        ca = CertificateAuthority.load(instance.directory / "ca")
-        cert, key = ca.issue("stranger", kind="user")
-        self.stranger = (write_pem(base / "stranger.pem", cert), write_pem(base / "sk.pem", key))
-        cert, key = ca.issue("localhost", kind="host")
-        self.host = (write_pem(base / "host.pem", cert), write_pem(base / "hk.pem", key))
-        other = CertificateAuthority.create(base / "other-ca", name="other CA")
-        cert, key = other.issue("alice", kind="user")
-        self.foreign = (write_pem(base / "foreign.pem", cert), write_pem(base / "fk.pem", key))
-        self.base = base
-        assert config.auth.signing is not None
-        self.issuer = TokenIssuer(config.auth.signing)
-
-    def proxy(self, who: tuple[Path, Path], group: str | None = None,
-              limited: bool = False, name: str = "proxy") -> Path:
-        pem = create_proxy(who[0].read_bytes(), who[1].read_bytes(), group=group,
-                           limited=limited)
-        return write_pem(self.base / f"{name}-{uuid.uuid4().hex}.pem", pem, 0o600)
-
-    def token(self, user: str, group: str, **kw: Any) -> str:
-        return self.issuer.issue(user, group=group, vo="demo", **kw)
-
-
-@pytest.fixture(scope="module")
-def creds(instance: Instance, tmp_path_factory: pytest.TempPathFactory) -> Creds:
-    from core.config.loader import load_config
-
-    return Creds(instance, tmp_path_factory.mktemp("creds"), load_config(instance.config))
 
 
 @pytest.fixture

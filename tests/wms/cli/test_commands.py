@@ -166,10 +166,10 @@ def test_dsub_parametric(served: Served) -> None:
 
 
 def test_dsub_errors(served: Served, tmp_path: Path) -> None:
-    bad = cmd("dsub", "--CPUTime", "5", "/bin/true")
-    assert bad.returncode == 2 and bad.stdout == ""
-    assert bad.stderr.startswith("ERROR [\n    CPUTime = 5;\n    Executable = \"/bin/true\";")
-    assert "]: " in bad.stderr and "CPUTime" in bad.stderr.split("]: ", 1)[1]
+    bad = cmd("dsub", "-J", '[Owner = "bob";]', "/bin/true")
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr == ('ERROR [\n    Executable = "/bin/true";\n    Owner = "bob";\n]: '
+                          "Wrong Owner in JDL: Owner is 'bob', the submitter's 'alice'\n")
     missing = cmd("dsub", "nope.sh", cwd=tmp_path)
     assert (missing.returncode, missing.stderr) == (2, 'ERROR: Executable file "nope.sh" '
                                                        "not found\n")
