@@ -75,7 +75,7 @@ def fill(url: str, n_jobs: int) -> None:
 def pilot_loop(url: str, start: Any, out: Any, limit: int) -> None:
     """Match until ``limit`` matches or 3 misses in a row; put (job IDs, latencies) on ``out``."""
     engine = make_engine(url)
-    settings, scope = MatchSettings(), MatchScope("demo")
+    settings, scope = MatchSettings(candidate_cache_seconds=1.0), MatchScope("demo")
     got: list[int] = []
     latencies: list[float] = []
     misses = 0

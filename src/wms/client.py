@@ -335,12 +335,11 @@ class WMSClient:
         data = {"method": "streamToClient", "args": encode([sb_url, ""]), "rawContent": "true"}
         if client.client_vo:
             data["clientVO"] = client.client_vo
-        verify = getattr(client, "_verify", True)  # the CA setting RPCClient uses
         errors: list[str] = []
         for url in client.urls:
             try:
                 response = client.session.post(url, data=data, timeout=client.timeout,
-                                               verify=verify, stream=True)
+                                               verify=client.verify, stream=True)
             except (requests.exceptions.ConnectionError, requests.exceptions.SSLError) as exc:
                 errors.append(f"{url}: {type(exc).__name__}")
                 continue

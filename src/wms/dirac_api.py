@@ -1,36 +1,26 @@
-"""DIRAC's ``Dirac`` and ``Job`` API on top of pilotwms: change the imports, keep the script.
+"""DIRAC's ``Dirac`` and ``Job`` API on pilotwms: change the imports, keep the script.
 
-This module is the compatibility surface, so it keeps DIRAC's camelCase names and its result
-dictionaries (``{"OK": True, "Value": ...}`` / ``{"OK": False, "Message": ...}``, built by
-:func:`S_OK` and :func:`S_ERROR`, which exist only here). Everything else in pilotwms raises
-exceptions; use :class:`wms.client.WMSClient` in new code.
+It keeps DIRAC's camelCase names and result dictionaries (:func:`S_OK`/:func:`S_ERROR` exist
+only here); new code should use :class:`wms.client.WMSClient`, which raises exceptions.
 
-The one deliberate difference: DIRAC's ``Job`` writes ``Executable = "dirac-jobexec"`` with a
-workflow XML (``jobDescription.xml``) in the input sandbox; this ``Job`` writes the real
-command. One ``setExecutable`` gives ``Executable``/``Arguments`` directly (a local script
-named by a relative path is put in the input sandbox and run by its base name; absolute paths
-are the worker node's own, as with ``dsub``). Several steps, or a step with a
-``logFile``, become ``Executable = "/bin/sh"`` running the steps in order, stopping at the
-first failure (as DIRAC's workflow does), each step's output going to its ``logFile`` (added
-to the output sandbox) or else to the job's standard output. Without ``logFile`` DIRAC writes
-``Script<n>_<name>.log`` files; here that output is in ``std.out``. ``setParameterSequence``
-makes a parametric JDL (``Parameters.<name>``, ``%(name)s``); ``addToWorkflow`` has no
-workflow to feed: use ``%(name)s`` in the arguments instead. ``JobGroup`` has no default (DIRAC
-uses the VO name), and sites and platforms are not checked against a configuration.
+Difference: DIRAC's ``Job`` runs ``dirac-jobexec`` with a workflow XML; this one writes the real
+command: ``Executable``/``Arguments`` for one ``setExecutable`` (a relative script path is
+uploaded and run by base name; absolute paths are the worker node's, as with ``dsub``), else
+``/bin/sh -c`` running the steps in order up to the first failure, each into its ``logFile``
+(added to the output sandbox) or std.out (no ``Script<n>_*.log`` files). Parameter sequences
+give ``Parameters.<name>`` and ``%(name)s`` (``addToWorkflow`` is ignored). No default
+``JobGroup`` (DIRAC: the VO); sites and platforms are not checked against a configuration.
 
 Example::
 
     from wms.dirac_api import Dirac, Job          # was: from DIRAC.Interfaces.API...
     job = Job()
-    job.setName("hello")
     job.setExecutable("/bin/echo", arguments="hello world")
-    job.setCPUTime(600)
     result = Dirac().submitJob(job)               # {'OK': True, 'Value': 12, 'JobID': 12}
-    if result["OK"]:
-        print(Dirac().getJobStatus(result["Value"]))
 """
 
-# ruff: noqa: N802, N803, N815 - DIRAC's camelCase API is the point of this module
+# DIRAC's camelCase names are the point of this module:
+# ruff: noqa: N802, N803, N815
 
 from __future__ import annotations
 
@@ -46,12 +36,10 @@ from urllib.parse import quote
 
 from core.exceptions import PilotWMSError
 from wms.client import WMSClient, job_ids
-from wms.logic.jdl import JDL, Expr, JDLValue, parse_jdl
+from wms.logic.jdl import JDL, JDLValue, format_value, parse_jdl
 from wms.logic.job_description import LOG_LEVELS
 from wms.logic.parametric import is_parametric
 from wms.logic.states import allowed
-
-__all__ = ["S_ERROR", "S_OK", "BadJobParameterError", "Dirac", "Job"]
 
 T = TypeVar("T")
 Result = dict[str, Any]
@@ -74,18 +62,18 @@ def S_ERROR(message: str | int = "", payload: str = "") -> Result:
 
 
 def _from_exception(exc: PilotWMSError) -> Result:
-    """The result DIRAC's client would give for this server error (extra keys kept)."""
+    """DIRAC's client's result for a server error (extra keys kept)."""
     result = {"OK": False, "Message": exc.wire_message(), "Errno": exc.errno}
     result.update(exc.extra)
     return result
 
 
 class BadJobParameterError(ValueError):
-    """DIRAC's exception for contradictory ``setNumberOfProcessors`` arguments."""
+    """Contradictory ``setNumberOfProcessors`` arguments (DIRAC's exception)."""
 
 
 def _multi(values: list[str]) -> JDLValue:
-    """DIRAC writes one value as a scalar and several as a list."""
+    """One value as a scalar, several as a list (as DIRAC writes them)."""
     return values[0] if len(values) == 1 else list(values)
 
 
@@ -95,12 +83,11 @@ def _names(value: str | list[str]) -> list[str]:
 
 
 class Job:
-    """A job description, set up with DIRAC's ``Job`` methods (see the module notes)."""
+    """A job description made with DIRAC's ``Job`` methods."""
 
     def __init__(self, script: str | None = None, stdout: str = "std.out",
                  stderr: str = "std.err") -> None:
-        self.stdout = stdout
-        self.stderr = stderr
+        self.stdout, self.stderr = stdout, stderr
         self.errorDict: dict[str, list[str]] = {}
         self.numberOfParameters = 0
         self.parameterSeqs: dict[str, list[Any]] = {}
@@ -110,24 +97,21 @@ class Job:
         self.attributes = JDL({"JobType": "User", "Priority": 1, "JobName": "Name",
                                "StdOutput": stdout, "StdError": stderr, "LogLevel": "INFO"})
         if script is not None:
-            self._reportError("workflow XML scripts are not supported: use setExecutable",
-                              "__init__")
+            self._reportError("workflow XML is not supported", "__init__")
 
-    def _reportError(self, message: str, method: str = "", **_kwargs: Any
-                     ) -> Result:
-        self.errorDict.setdefault(method or "Job", []).append(message)
+    def _reportError(self, message: str, method: str = "Job", **_kw: Any) -> Result:
+        self.errorDict.setdefault(method, []).append(message)
         return S_ERROR(message)
 
-    # -- what runs -----------------------------------------------------------------------
+    def _set(self, name: str, value: JDLValue) -> Result:
+        self.attributes[name] = value
+        return S_OK()
 
-    def setExecutable(self, executable: str, arguments: str = "",
-                      logFile: str = "", modulesList: list[str] | None = None,
-                      parameters: list[Any] | None = None,
-                      paramValues: list[Any] | None = None,
+    def setExecutable(self, executable: str, arguments: str = "", logFile: str = "",
+                      modulesList: Any = None, parameters: Any = None, paramValues: Any = None,
                       includeInSandbox: bool = True) -> Result:
-        """A command to run: an absolute path or a command on the worker node's PATH, or a
-        local script given by a relative path (uploaded in the input sandbox, as ``dsub``
-        does; DIRAC also uploads existing absolute paths). Several calls run in sequence."""
+        """A command, or a local script named by a relative path (uploaded, as with dsub;
+        DIRAC also uploads existing absolute paths). Several calls run in sequence."""
         if not all(isinstance(x, str) for x in (executable, arguments, logFile)):
             return self._reportError("Expected strings for executable and arguments",
                                      "setExecutable")
@@ -144,63 +128,55 @@ class Job:
         if not isinstance(environmentDict, dict):
             return self._reportError("Expected dictionary of environment variables",
                                      "setExecutionEnv")
-        if environmentDict:
-            env = [f"{key}={quote(str(value))}" for key, value in environmentDict.items()]
-            self.attributes["ExecutionEnvironment"] = _multi(env)
-        return S_OK()
+        env = [f"{key}={quote(str(value))}" for key, value in environmentDict.items()]
+        return self._set("ExecutionEnvironment", _multi(env)) if env else S_OK()
 
-    # -- plain attributes ----------------------------------------------------------------
-
-    def _set_str(self, name: str, value: Any, method: str, what: str) -> Result:
+    def _text(self, name: str, value: Any, method: str) -> Result:
         if not isinstance(value, str):
-            return self._reportError(f"Expected string for {what}", method)
-        self.attributes[name] = value
-        return S_OK()
+            return self._reportError(f"Expected string for {name}", method)
+        return self._set(name, value)
 
     def setName(self, jobName: str) -> Result:
-        return self._set_str("JobName", jobName, "setName", "job name")
+        return self._text("JobName", jobName, "setName")
 
     def setJobGroup(self, jobGroup: str) -> Result:
-        return self._set_str("JobGroup", jobGroup, "setJobGroup", "job group name")
+        return self._text("JobGroup", jobGroup, "setJobGroup")
 
     def setType(self, jobType: str) -> Result:
-        return self._set_str("JobType", jobType, "setType", "job type")
+        return self._text("JobType", jobType, "setType")
 
     def setPriority(self, priority: int) -> Result:
         if not isinstance(priority, int) or isinstance(priority, bool):
             return self._reportError("Expected int for priority", "setPriority")
-        self.attributes["Priority"] = priority
-        return S_OK()
+        return self._set("Priority", priority)
 
     def setCPUTime(self, timeInSecs: int | str) -> Result:
         try:
-            seconds = int(timeInSecs)
+            return self._set("CPUTime", int(timeInSecs))
         except (TypeError, ValueError):
             return self._reportError("Expected numerical string or int for CPU time in seconds",
                                      "setCPUTime")
-        self.attributes["CPUTime"] = seconds
-        return S_OK()
 
     def setLogLevel(self, logLevel: str) -> Result:
-        if not isinstance(logLevel, str):
-            return self._reportError("Expected string for logging level", "setLogLevel")
-        if logLevel.upper() not in LOG_LEVELS:
+        if not isinstance(logLevel, str) or logLevel.upper() not in LOG_LEVELS:
             return self._reportError(f'Error Level "{logLevel}" not valid', "setLogLevel")
-        self.attributes["LogLevel"] = logLevel
-        return S_OK()
+        return self._set("LogLevel", logLevel)
 
     def setPlatform(self, platform: str) -> Result:
         if not isinstance(platform, str):
             return self._reportError("Expected string for platform", "setPlatform")
-        if platform.lower() != "any":
-            self.attributes["Platform"] = platform
-        return S_OK()
+        return self._set("Platform", platform) if platform.lower() != "any" else S_OK()
+
+    def _names(self, name: str, value: Any, method: str) -> Result:
+        if not isinstance(value, str | list) or not value:
+            return self._reportError(f"Expected string or list for {name}", method)
+        return self._set(name, _multi(_names(value)))
 
     def setTag(self, tags: str | list[str]) -> Result:
-        if not isinstance(tags, str | list):
-            return self._reportError("Expected string or list for job tags", "setTag")
-        self.attributes["Tags"] = _multi(_names(tags))
-        return S_OK()
+        return self._names("Tags", tags, "setTag")
+
+    def setBannedSites(self, sites: str | list[str]) -> Result:
+        return self._names("BannedSites", sites, "setBannedSites")
 
     def setDestination(self, destination: str | list[str]) -> Result:
         if isinstance(destination, str):
@@ -209,35 +185,22 @@ class Job:
             return self._reportError("Invalid destination site, expected string or list",
                                      "setDestination")
         sites = sorted({s for s in destination if s.lower() not in ("any", "")})
-        if sites:
-            self.attributes["Site"] = _multi(sites)
-        return S_OK()
+        return self._set("Site", _multi(sites)) if sites else S_OK()
 
-    def setBannedSites(self, sites: str | list[str]) -> Result:
-        if not isinstance(sites, str | list) or (isinstance(sites, list) and not sites):
-            return self._reportError("Expected site string or list of sites", "setBannedSites")
-        self.attributes["BannedSites"] = _multi(_names(sites))
-        return S_OK()
-
-    def setNumberOfProcessors(self, numberOfProcessors: int = 0,
-                              minNumberOfProcessors: int = 0,
+    def setNumberOfProcessors(self, numberOfProcessors: int = 0, minNumberOfProcessors: int = 0,
                               maxNumberOfProcessors: int = 0) -> Result:
-        """DIRAC's rules: an exact number, or a min/max range (min defaults to 1);
-        contradictory arguments raise :class:`BadJobParameterError`."""
+        """DIRAC's rules; contradictions raise :class:`BadJobParameterError`."""
         number, low, high = (numberOfProcessors or 0, minNumberOfProcessors or 0,
                              maxNumberOfProcessors or 0)
-        if low and high and low == high:
+        if low and low == high:
             number, low, high = low, 0, 0
         if number:
-            if low:
-                raise BadJobParameterError(
-                    "minNumberOfProcessors cannot be used with numberOfProcessors")
-            if high:
-                raise BadJobParameterError(
-                    "maxNumberOfProcessors cannot be used with numberOfProcessors")
-            self.attributes["NumberOfProcessors"] = number
-            self.attributes["MaxNumberOfProcessors"] = number
-            return S_OK()
+            for other, label in ((low, "min"), (high, "max")):
+                if other:
+                    raise BadJobParameterError(
+                        f"{label}NumberOfProcessors cannot be used with numberOfProcessors")
+            self._set("NumberOfProcessors", number)
+            return self._set("MaxNumberOfProcessors", number)
         if not low and not high:
             return S_OK()
         low = low or 1
@@ -245,76 +208,60 @@ class Job:
             if high < low:
                 raise BadJobParameterError(
                     "minNumberOfProcessors must be less than or equal to maxNumberOfProcessors")
-            self.attributes["MaxNumberOfProcessors"] = high
-        self.attributes["MinNumberOfProcessors"] = low
-        return S_OK()
+            self._set("MaxNumberOfProcessors", high)
+        return self._set("MinNumberOfProcessors", low)
 
     def setRAMRequirements(self, ramRequired: int = 0, maxRAM: int = 0) -> Result:
         if ramRequired and maxRAM and ramRequired > maxRAM:
             return self._reportError("Invalid settings, ramRequired is higher than maxRAM",
                                      "setRAMRequirements")
-        if ramRequired:
-            self.attributes["MinRAM"] = ramRequired
-        if maxRAM:
-            self.attributes["MaxRAM"] = maxRAM
+        for name, value in (("MinRAM", ramRequired), ("MaxRAM", maxRAM)):
+            if value:
+                self._set(name, value)
         return S_OK()
 
-    # -- sandboxes and data --------------------------------------------------------------
+    def _files(self, name: str, files: Any, method: str) -> list[str]:
+        files = [files] if isinstance(files, str) else files
+        if not isinstance(files, list) or not files:
+            self._reportError(f"Expected file string or list of files for {name}", method)
+            return []
+        return [str(f) for f in files]
 
     def setInputSandbox(self, files: str | list[str]) -> Result:
-        if isinstance(files, str):
-            files = [files]
-        if not isinstance(files, list) or not files:
-            return self._reportError(
-                "Expected file string or list of files for input sandbox contents",
-                "setInputSandbox")
         resolved: list[JDLValue] = []
-        for name in files:
-            matches = sorted(glob.glob(name)) if "*" in name else [name]
-            resolved.extend(m.rstrip("/") for m in matches)
-        self.attributes["InputSandbox"] = resolved
-        return S_OK()
+        for name in self._files("InputSandbox", files, "setInputSandbox"):
+            resolved.extend(m.rstrip("/") for m in (sorted(glob.glob(name)) if "*" in name
+                                                     else [name]))
+        return self._set("InputSandbox", resolved) if resolved else S_ERROR("no files")
 
     def setOutputSandbox(self, files: str | list[str]) -> Result:
-        if isinstance(files, str):
-            files = [files]
-        if not isinstance(files, list) or not files:
-            return self._reportError(
-                "Expected file string or list of files for output sandbox contents",
-                "setOutputSandbox")
-        self.attributes["OutputSandbox"] = list(files)
-        return S_OK()
+        names: list[JDLValue] = list(self._files("OutputSandbox", files, "setOutputSandbox"))
+        return self._set("OutputSandbox", names) if names else S_ERROR("no files")
 
     def setInputData(self, lfns: str | list[str]) -> Result:
         if isinstance(lfns, list) and lfns:
-            self.attributes["InputData"] = ["LFN:" + x.replace("LFN:", "") for x in lfns]
-        elif isinstance(lfns, str):
-            self.attributes["InputData"] = lfns
-        else:
-            return self._reportError("Expected lfn string or list of lfns for input data",
-                                     "setInputData")
-        return S_OK()
+            return self._set("InputData", ["LFN:" + x.replace("LFN:", "") for x in lfns])
+        if isinstance(lfns, str):
+            return self._set("InputData", lfns)
+        return self._reportError("Expected lfn string or list of lfns for input data",
+                                 "setInputData")
 
     def setOutputData(self, lfns: str | list[str], outputSE: str | list[str] | None = None,
                       outputPath: str = "") -> Result:
-        if isinstance(lfns, list) and lfns:
-            self.attributes["OutputData"] = _multi(list(lfns))
-        elif isinstance(lfns, str):
-            self.attributes["OutputData"] = lfns
-        else:
-            return self._reportError(
-                "Expected file name string or list of file names for output data",
-                "setOutputData")
+        names = self._files("OutputData", lfns, "setOutputData")
+        if not names:
+            return S_ERROR("no files")
+        self._set("OutputData", _multi(names))
         if outputSE:
-            if not isinstance(outputSE, str | list):
+            ses = [outputSE] if isinstance(outputSE, str) else outputSE
+            if not isinstance(ses, list):
                 return self._reportError("Expected string or list for OutputSE",
                                          "setOutputData")
-            ses = [outputSE] if isinstance(outputSE, str) else outputSE
-            self.attributes["OutputSE"] = _multi([s.strip() for s in ses])
+            self._set("OutputSE", _multi([s.strip() for s in ses]))
         if outputPath:
             if not isinstance(outputPath, str):
                 return self._reportError("Expected string for OutputPath", "setOutputData")
-            self.attributes["OutputPath"] = outputPath.lstrip("/")
+            self._set("OutputPath", outputPath.lstrip("/"))
         return S_OK()
 
     def setParameterSequence(self, name: str, parameterList: list[Any],
@@ -328,21 +275,17 @@ class Job:
         self.parameterSeqs[name] = list(parameterList)
         return S_OK()
 
-    # -- the JDL -------------------------------------------------------------------------
-
     def _command(self) -> tuple[str, str]:
         if len(self.steps) == 1 and not self.steps[0][2]:
             return self.steps[0][0], self.steps[0][1]
         parts = []
         for command, arguments, log, local in self.steps:
             text = f"{shlex.quote('./' + command if local else command)} {arguments}".strip()
-            if log:
-                text = f"( {text} ) > {shlex.quote(log)} 2>&1"
-            parts.append(text)
+            parts.append(f"( {text} ) > {shlex.quote(log)} 2>&1" if log else text)
         return "/bin/sh", "-c " + shlex.quote(" && ".join(parts))
 
     def _to_jdl(self) -> JDL:
-        """The job description as a :class:`JDL` (with parameter sequences applied)."""
+        """The job description as a :class:`JDL`."""
         jdl = self.attributes.copy()
         if self.steps:
             jdl["Executable"], arguments = self._command()
@@ -351,23 +294,21 @@ class Job:
         inputs = [*jdl.get_list("InputSandbox"), *self.addToInputSandbox]
         if inputs:
             jdl["InputSandbox"] = list(dict.fromkeys(inputs))
-        outputs = [*jdl.get_list("OutputSandbox"), *self.addToOutputSandbox, self.stderr,
-                   self.stdout]
-        jdl["OutputSandbox"] = list(dict.fromkeys(outputs))
-        if self.numberOfParameters:
-            for name, values in self.parameterSeqs.items():
-                placeholder = f"%({name})s"
-                if name == "InputSandbox":
-                    jdl["InputSandbox"] = [*jdl.get_list("InputSandbox"), placeholder]
-                    vector: list[JDLValue] = list(values)
-                elif name in jdl and isinstance(jdl[name], list):
+        jdl["OutputSandbox"] = list(dict.fromkeys([*jdl.get_list("OutputSandbox"),
+                                                   *self.addToOutputSandbox, self.stderr,
+                                                   self.stdout]))
+        for name, values in self.parameterSeqs.items():
+            placeholder = f"%({name})s"
+            vector: list[JDLValue] = list(values)
+            if name == "InputSandbox":
+                jdl["InputSandbox"] = [*jdl.get_list("InputSandbox"), placeholder]
+            else:
+                if name in jdl and isinstance(jdl[name], list):
                     current = jdl.get_list(name)
                     vector = [[*current, *(v if isinstance(v, list) else [v])] for v in values]
-                    jdl[name] = placeholder
-                else:
-                    vector = list(values)
-                    jdl[name] = placeholder
-                jdl[f"Parameters.{name}"] = vector
+                jdl[name] = placeholder
+            jdl[f"Parameters.{name}"] = vector
+        if self.numberOfParameters:
             jdl["Parameters"] = self.numberOfParameters
         return jdl
 
@@ -377,18 +318,14 @@ class Job:
 
 
 def _check_ids(job_id: Any, multiple: bool) -> list[int]:
-    if isinstance(job_id, list | tuple | dict):
-        if not multiple:
-            raise ValueError("Expected int or string, not list")
-        return job_ids([str(j) for j in job_id])
-    if isinstance(job_id, bool) or not isinstance(job_id, int | str):
-        raise ValueError("Expected (list of) integer or string for existing jobID")
-    return job_ids([str(job_id)])
+    if isinstance(job_id, list | tuple | dict) and not multiple:
+        raise ValueError("Expected int or string, not list")
+    items = job_id if isinstance(job_id, list | tuple | dict) else [job_id]
+    return job_ids([str(j) for j in items])
 
 
 def _jdl_parameters(text: str) -> dict[str, Any]:
-    """DIRAC's ``getJobJDL`` dictionary: lists of strings (``LFN:`` dropped), other values as
-    unquoted text, nested records as JDL text."""
+    """DIRAC's ``getJobJDL`` dict: lists of strings (no ``LFN:``), other values as text."""
     out: dict[str, Any] = {}
     for name, value in parse_jdl(text).items():
         if isinstance(value, list):
@@ -399,19 +336,13 @@ def _jdl_parameters(text: str) -> dict[str, Any]:
 
 
 def _plain(value: JDLValue) -> str:
-    if isinstance(value, JDL):
-        return value.to_text()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Expr | str):
-        return str(value)
-    if isinstance(value, list):
-        return ", ".join(_plain(v) for v in value)
+    if isinstance(value, JDL | list | bool):
+        return format_value(value)
     return str(value)
 
 
 class Dirac:
-    """DIRAC's ``Dirac`` API for jobs; results are DIRAC's dictionaries."""
+    """DIRAC's ``Dirac`` API for jobs."""
 
     def __init__(self, useCertificates: bool = False, vo: str | None = None,
                  *, client: WMSClient | None = None) -> None:
@@ -423,19 +354,20 @@ class Dirac:
             self._client = WMSClient()
         return self._client
 
-    def _call(self, func: Callable[[], T]) -> Result:
+    def _call(self, func: Callable[[], T], show: bool = False) -> Result:
+        """S_OK(func()), or the error as DIRAC reports it; ``show``: ``printOutput``."""
         try:
-            return S_OK(func())
+            value = func()
         except PilotWMSError as exc:
             return _from_exception(exc)
         except ValueError as exc:
             return S_ERROR(str(exc))
-
-    # -- submission ----------------------------------------------------------------------
+        if show:
+            pprint.pprint(value)
+        return S_OK(value)
 
     def submitJob(self, job: Job | str, mode: str = "wms") -> Result:
-        """Submit a :class:`Job`, a JDL text or a JDL file: ``Value`` is the job ID, or the
-        list of IDs of a parametric job."""
+        """Submit a :class:`Job`, JDL text or file: ``Value`` = job ID (list if parametric)."""
         if mode.lower() != "wms":
             return S_ERROR(f"submission mode {mode!r} is not supported (only 'wms')")
         if isinstance(job, Job):
@@ -444,50 +376,38 @@ class Dirac:
                                          for method, errors in job.errorDict.items()))
             if not job.steps:
                 return S_ERROR("the job has no executable: call setExecutable first")
-            jdl = job._to_jdl()
-        else:
-            text = Path(job).read_text() if os.path.exists(job) else job
-            try:
-                jdl = parse_jdl(text)
-            except PilotWMSError as exc:
-                return _from_exception(exc)
-        parametric = is_parametric(jdl)
-        result = self._call(lambda: self.wms.submit(jdl))
+
+        def run() -> int | list[int]:
+            if isinstance(job, Job):
+                jdl = job._to_jdl()
+            else:
+                jdl = parse_jdl(Path(job).read_text() if os.path.exists(job) else job)
+            ids = self.wms.submit(jdl)
+            return ids if is_parametric(jdl) else ids[0]
+
+        result = self._call(run)
         if result["OK"]:
-            ids = result["Value"]
-            result["Value"] = ids if parametric else ids[0]
-            result["JobID"] = result["Value"]
-            result["requireProxyUpload"] = False
+            result.update(JobID=result["Value"], requireProxyUpload=False)
         return result
 
-    # -- actions -------------------------------------------------------------------------
-
-    def _filtered_action(self, jobID: Any, targets: tuple[str, ...],
-                         action: Callable[[list[int]], list[int]]) -> Result:
-        """DIRAC's way: only the jobs whose status may change to one of ``targets``."""
-        try:
-            ids = _check_ids(jobID, multiple=True)
-        except ValueError as exc:
-            return S_ERROR(str(exc))
-
+    def _filtered(self, jobID: Any, targets: tuple[str, ...], action: str) -> Result:
+        """DIRAC's way: act on the jobs whose status may change to one of ``targets``."""
         def run() -> list[int]:
-            statuses = self.wms.status(ids)
-            chosen = [j for j in ids if j in statuses
-                      and any(allowed(statuses[j], t) and statuses[j] != t for t in targets)]
-            return action(chosen) if chosen else []
-
+            ids = _check_ids(jobID, multiple=True)
+            now = self.wms.status(ids)
+            chosen = [j for j in ids if j in now
+                      and any(allowed(now[j], t) and now[j] != t for t in targets)]
+            return list(getattr(self.wms, action)(chosen)) if chosen else []
         return self._call(run)
 
     def killJob(self, jobID: Any) -> Result:
-        return self._filtered_action(jobID, ("Killed", "Deleted"), self.wms.kill)
+        return self._filtered(jobID, ("Killed", "Deleted"), "kill")
 
     def deleteJob(self, jobID: Any) -> Result:
-        return self._filtered_action(jobID, ("Killed", "Deleted"), self.wms.delete)
+        return self._filtered(jobID, ("Killed", "Deleted"), "delete")
 
     def rescheduleJob(self, jobID: Any) -> Result:
-        return self._filtered_action(jobID, ("Rescheduled",), self.wms.reschedule)
-
-    # -- monitoring ----------------------------------------------------------------------
+        return self._filtered(jobID, ("Rescheduled",), "reschedule")
 
     def _one(self, jobID: Any) -> int:
         return _check_ids(jobID, multiple=False)[0]
@@ -496,8 +416,7 @@ class Dirac:
         """{jobID: {Status, MinorStatus, ApplicationStatus, Site}}."""
         def run() -> dict[int, dict[str, Any]]:
             ids = _check_ids(jobID, multiple=True)
-            states = self.wms.states(ids)
-            sites = self.wms.sites(ids)
+            states, sites = self.wms.states(ids), self.wms.sites(ids)
             return {job: {**value, "Site": sites.get(job, "")} for job, value in states.items()}
         return self._call(run)
 
@@ -506,78 +425,44 @@ class Dirac:
         def run() -> dict[int, dict[str, Any]]:
             ids = _check_ids(jobID, multiple=True)
             found = self.wms.summary(ids)
-            summary = {job: {key: found.get(job, {}).get(key, "None") for key in
-                             SUMMARY_HEADERS} for job in ids}
+            summary = {job: {key: found.get(job, {}).get(key, "None")
+                             for key in SUMMARY_HEADERS} for job in ids}
             if outputFile:
-                if os.path.exists(outputFile):
-                    raise ValueError(f"Output file {outputFile} already exists")
-                lines = ["JobID".ljust(12) + "".join(h.ljust(35) for h in SUMMARY_HEADERS)]
-                for job, values in summary.items():
-                    lines.append(str(job).ljust(12) + "".join(
-                        str(values[h]).ljust(35) for h in SUMMARY_HEADERS))
-                Path(outputFile).write_text("\n".join(lines) + "\n")
-            if printOutput:
-                pprint.pprint(summary)
+                Path(outputFile).write_text(pprint.pformat(summary) + "\n")
             return summary
-        return self._call(run)
+        return self._call(run, printOutput)
 
     def getJobAttributes(self, jobID: Any, printOutput: bool = False) -> Result:
-        def run() -> dict[str, Any]:
-            value = self.wms.attributes(self._one(jobID))
-            if printOutput:
-                pprint.pprint(value)
-            return value
-        return self._call(run)
+        return self._call(lambda: self.wms.attributes(self._one(jobID)), printOutput)
 
     def getJobParameters(self, jobID: Any, printOutput: bool = False) -> Result:
-        try:
+        def run() -> dict[str, str]:
             job = self._one(jobID)
-        except ValueError as exc:
-            return S_ERROR(str(exc))
-        result = self._call(lambda: self.wms.parameters([job]))
-        if not result["OK"]:
-            return result
-        if job not in result["Value"]:
-            return S_ERROR(f"Failed to get job parameters for {job}")
-        params = dict(result["Value"][job])
-        params.pop("StandardOutput", None)
-        if printOutput:
-            pprint.pprint(params)
-        return S_OK(params)
+            found = self.wms.parameters([job])
+            if job not in found:
+                raise ValueError(f"Failed to get job parameters for {job}")
+            return {k: v for k, v in found[job].items() if k != "StandardOutput"}
+        return self._call(run, printOutput)
 
     def getJobLoggingInfo(self, jobID: Any, printOutput: bool = False) -> Result:
         """[(Status, MinorStatus, ApplicationStatus, DateTime, Source), ...]."""
-        def run() -> list[tuple[Any, ...]]:
-            rows = [tuple(r) for r in self.wms.logging_info(self._one(jobID))]
-            if printOutput:
-                for row in rows:
-                    print(f"{row[4]}  {row[0]}  {row[1]}  {row[2]}  {row[3]}")
-            return rows
-        return self._call(run)
+        return self._call(lambda: [tuple(r) for r in self.wms.logging_info(self._one(jobID))],
+                          printOutput)
 
     def peekJob(self, jobID: Any, printOutput: bool = False) -> Result:
-        """The standard output reported so far (``StandardOutput``), else DIRAC's
-        "Not available yet."."""
+        """``StandardOutput`` so far, else "Not available yet." (as DIRAC)."""
         def run() -> str:
             job = self._one(jobID)
-            params = self.wms.parameters([job], ["StandardOutput"])
-            if job not in params:
+            found = self.wms.parameters([job], ["StandardOutput"])
+            if job not in found:
                 raise ValueError(f"Could not retrieve job attributes of job {job}")
-            stdout = params[job].get("StandardOutput") or NOT_AVAILABLE
-            if printOutput:
-                print(stdout)
-            return stdout
-        return self._call(run)
+            return found[job].get("StandardOutput") or NOT_AVAILABLE
+        return self._call(run, printOutput)
 
-    def getJobJDL(self, jobID: Any, original: bool = False,
-                  printOutput: bool = False) -> Result:
+    def getJobJDL(self, jobID: Any, original: bool = False, printOutput: bool = False) -> Result:
         """The JDL as DIRAC's dictionary of parameters."""
-        def run() -> dict[str, Any]:
-            value = _jdl_parameters(self.wms.jdl(self._one(jobID), original))
-            if printOutput:
-                pprint.pprint(value)
-            return value
-        return self._call(run)
+        return self._call(lambda: _jdl_parameters(self.wms.jdl(self._one(jobID), original)),
+                          printOutput)
 
     def getJobInputData(self, jobID: Any) -> Result:
         def run() -> dict[int, list[str]]:
@@ -595,8 +480,7 @@ class Dirac:
                    owner: str | None = None, ownerGroup: str | None = None,
                    jobGroup: str | None = None, date: str | date | None = None,
                    printErrors: bool = True) -> Result:
-        """IDs (as strings, DIRAC's way) of the jobs last updated since ``date`` (default
-        today, UTC) matching the conditions; none selected is an error when ``printErrors``."""
+        """IDs (strings, as DIRAC's) of matching jobs updated since ``date`` (default today)."""
         options = {"Status": status, "MinorStatus": minorStatus,
                    "ApplicationStatus": applicationStatus, "Owner": owner, "Site": site,
                    "JobGroup": jobGroup, "OwnerGroup": ownerGroup}
@@ -607,45 +491,39 @@ class Dirac:
             return S_ERROR("No jobs selected")
         return result
 
-    # -- sandboxes -----------------------------------------------------------------------
-
-    def _download(self, job: int, sb_type: str, directory: Path) -> list[int]:
-        made = not directory.exists()
-        try:
-            entries = self.wms.download_job_sandbox(job, sb_type, directory)
-        except PilotWMSError:
-            if made and directory.is_dir() and not any(directory.iterdir()):
-                directory.rmdir()
-            raise
-        sizes = 0
-        for entry in entries:
-            files = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
-            sizes += sum(p.stat().st_size for p in files)
-        return [sizes]
+    def _download(self, jobID: Any, sb_type: str, place: Callable[[int], Path]) -> Result:
+        """Unpack into ``place(job)`` (removed if made here and the download fails)."""
+        def run() -> list[int]:
+            job = self._one(jobID)
+            directory = place(job)
+            made = not directory.exists()
+            try:
+                entries = self.wms.download_job_sandbox(job, sb_type, directory)
+            except PilotWMSError:
+                if made and directory.is_dir() and not any(directory.iterdir()):
+                    directory.rmdir()
+                raise
+            files = [p for e in entries for p in ([e] if e.is_file() else e.rglob("*"))]
+            return [sum(p.stat().st_size for p in files if p.is_file())]
+        return self._call(run)
 
     def getOutputSandbox(self, jobID: Any, outputDir: str | None = None,
                          oversized: bool = True, noJobDir: bool = False,
                          unpack: bool = True) -> Result:
-        """Unpack the job's output sandbox into ``<outputDir or cwd>/<jobID>``."""
-        try:
-            job = self._one(jobID)
-        except ValueError as exc:
-            return S_ERROR(str(exc))
-        if outputDir:
-            directory = Path(outputDir) if noJobDir else Path(outputDir) / str(job)
-        else:
-            directory = Path.cwd() / str(job)
-            if directory.exists():
-                return S_ERROR(f"Job output directory {directory} already exists")
-        return self._call(lambda: self._download(job, "Output", directory))
+        """Into ``<outputDir or cwd>/<jobID>``."""
+        def place(job: int) -> Path:
+            if outputDir:
+                return Path(outputDir) if noJobDir else Path(outputDir) / str(job)
+            if (Path.cwd() / str(job)).exists():
+                raise ValueError(f"Job output directory {Path.cwd() / str(job)} already exists")
+            return Path.cwd() / str(job)
+        return self._download(jobID, "Output", place)
 
     def getInputSandbox(self, jobID: Any, outputDir: str | None = None) -> Result:
-        """Unpack the job's input sandbox into ``<outputDir or cwd>/InputSandbox<jobID>``."""
-        try:
-            job = self._one(jobID)
-        except ValueError as exc:
-            return S_ERROR(str(exc))
-        directory = Path(outputDir or Path.cwd()) / f"InputSandbox{job}"
-        if directory.exists():
-            return S_ERROR(f"Job input sandbox directory {directory} already exists")
-        return self._call(lambda: self._download(job, "Input", directory))
+        """Into ``<outputDir or cwd>/InputSandbox<jobID>``."""
+        def place(job: int) -> Path:
+            directory = Path(outputDir or Path.cwd()) / f"InputSandbox{job}"
+            if directory.exists():
+                raise ValueError(f"Job input sandbox directory {directory} already exists")
+            return directory
+        return self._download(jobID, "Input", place)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.core.rpc.conftest import Creds
+from tests.support.credentials import Creds
 from tests.support.servers import ThreadedServer
 
 from core.client_config import ClientConfig
@@ -35,18 +35,12 @@ SERVICES = [RegistryService, JobManagerService, JobMonitoringService, JobStateUp
 JDL = '[Executable = "/bin/echo"; Arguments = "hello"; JobName = "greeting"; CPUTime = 600;]'
 
 
-@pytest.fixture(scope="module")
-def creds(instance: Any, tmp_path_factory: pytest.TempPathFactory) -> Creds:
-    from core.config.loader import load_config
-
-    return Creds(instance, tmp_path_factory.mktemp("creds"), load_config(instance.config))
-
-
 @pytest.fixture
 def wms_server(config: Config, db_url: str, tmp_path: Path) -> Iterator[ThreadedServer]:
     data = config.model_dump(by_alias=True, exclude_none=True)
     data["Database"] = db_url
-    data["Resources"] = {"SandboxStore": {"BasePath": str(tmp_path / "store")}}
+    data["Systems"] = {"WorkloadManagement": {"Services": {"SandboxStore": {"Options": {
+        "BasePath": str(tmp_path / "store")}}}}}
     engine = make_engine(db_url)
     init_schema(engine, WMS_SCHEMA)
     engine.dispose()

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.core.rpc.conftest import Creds
+from tests.support.credentials import Creds
 from tests.support.servers import ThreadedServer
-from tests.wms.test_client import creds, finish, make_client, wms_server  # noqa: F401
+from tests.wms.test_client import finish, make_client, wms_server  # noqa: F401
 
 from wms.client import WMSClient
 from wms.dirac_api import S_ERROR, S_OK, BadJobParameterError, Dirac, Job

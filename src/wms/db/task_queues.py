@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection
 
-from wms.db.tables import JOB_ATTRIBUTES, job_jdls, jobs
+from wms.db.tables import JOB_ATTRIBUTES, job_jdls, job_logging, jobs
 from wms.db.tq_tables import (
     site_mask,
     task_queues,
@@ -92,17 +93,13 @@ class TQFilter:
 
 @dataclass(frozen=True)
 class CandidateTQ:
-    """A matching task queue with what the share computation needs."""
+    """A matching task queue."""
 
     tq_id: int
     owner: str
     owner_group: str
     vo: str
     job_priority: int
-    #: sum of ``job_priority`` over the owner's non-empty queues in this group
-    owner_priority_sum: float
-    #: owners of this group with non-empty queues
-    group_owners: int
 
 
 @dataclass(frozen=True)
@@ -227,120 +224,230 @@ def remove_empty_task_queue(conn: Connection, tq_id: int) -> bool:
 # -- matching ---------------------------------------------------------------------------------
 
 
-def _requirement(tq: Any, kind: str, values: Sequence[str] | None = None,
-                 *, negate_values: bool = False) -> sa.ColumnElement[bool]:
-    """EXISTS a requirement of ``kind`` on the queue (with a value in / not in ``values``)."""
-    req = tq_requirements.alias()
-    conds: list[sa.ColumnElement[bool]] = [req.c.tq_id == tq.c.tq_id, req.c.kind == kind]
-    if values is not None:
-        conds.append(req.c.value.not_in(list(values)) if negate_values
-                     else req.c.value.in_(list(values)))
-    return sa.exists().where(*conds)
+def _has_jobs(tq: Any) -> sa.ColumnElement[bool]:
+    """The queue has at least one job. A LIMIT 1 scalar subquery, not EXISTS: MariaDB turns
+    EXISTS into a semi-join that materialises the whole ``tq_jobs`` index on every match."""
+    return (sa.select(tq_jobs.c.job_id).where(tq_jobs.c.tq_id == tq.c.tq_id).limit(1)
+            .scalar_subquery().is_not(None))
 
 
-def _conditions(tq: Any, flt: TQFilter) -> list[sa.ColumnElement[bool]]:
-    conds: list[sa.ColumnElement[bool]] = []
-    if flt.vo is not None:
-        conds.append(tq.c.vo == flt.vo)
-    if flt.owner_groups is not None:
-        conds.append(tq.c.owner_group.in_(list(flt.owner_groups)))
-    if flt.owners is not None:
-        conds.append(tq.c.owner.in_(list(flt.owners)))
-    if flt.cpu_time is not None:
-        conds.append(tq.c.cpu_time <= flt.cpu_time)
-    for kind, values in flt.offered.items():
-        if values is not None:
-            conds.append(sa.or_(~_requirement(tq, kind), _requirement(tq, kind, values))
-                         if values else ~_requirement(tq, kind))
-    if flt.site is not None:
-        conds.append(~_requirement(tq, "BannedSite", [flt.site]))
-        if flt.site_mask == "not_banned":
-            conds.append(~sa.exists().where(site_mask.c.site == flt.site,
-                                            site_mask.c.status == "Banned"))
-        elif flt.site_mask == "active":
-            conds.append(sa.exists().where(site_mask.c.site == flt.site,
-                                           site_mask.c.status == "Active"))
-    if flt.tags is not None:
-        conds.append(~_requirement(tq, "Tag", flt.tags, negate_values=True)
-                     if flt.tags else ~_requirement(tq, "Tag"))
-    for tag in dict.fromkeys(flt.required_tags):
-        conds.append(_requirement(tq, "Tag", [tag]))
-    for name, values in flt.exclude.items():
-        if not values:
+# Statements are built once per "shape" of the filter (which conditions are present) and cached;
+# values travel as bound parameters (lists as expanding IN parameters). Building SQLAlchemy
+# constructs costs far more than running these statements, so this matters for matches/s.
+
+_Shape = tuple[Any, ...]
+
+
+def _shape(flt: TQFilter) -> tuple[_Shape, dict[str, Any]]:
+    """The filter's shape (hashable) and its bound values."""
+    params: dict[str, Any] = {}
+    shape: list[Any] = []
+    for name, value in (("vo", flt.vo), ("groups", flt.owner_groups), ("owners", flt.owners),
+                        ("cpu", flt.cpu_time), ("site", flt.site)):
+        shape.append(value is not None)
+        if value is not None:
+            params[name] = list(value) if isinstance(value, (list, tuple)) else value
+    offered = []
+    for kind, values in sorted(flt.offered.items()):
+        if values is None:
             continue
-        column = TQ_COLUMNS.get(name)
-        if column is not None:
-            conds.append(tq.c[column.name].not_in(list(values)))
+        offered.append((kind, bool(values)))
+        if values:
+            params[f"offer_{kind}"] = list(values)
+    shape.append(tuple(offered))
+    shape.append(flt.site_mask if flt.site is not None else "ignore")
+    shape.append(None if flt.tags is None else bool(flt.tags))
+    if flt.tags:
+        params["tags"] = list(flt.tags)
+    required = list(dict.fromkeys(flt.required_tags))
+    shape.append(len(required))
+    params.update({f"rtag_{i}": tag for i, tag in enumerate(required)})
+    excluded = []
+    for name, values in sorted(flt.exclude.items()):
+        if values:
+            excluded.append(name)
+            params[f"ex_{name}"] = list(values)
+    shape.append(tuple(excluded))
+    shape.append(flt.only_with_jobs)
+    return tuple(shape), params
+
+
+def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+    return sa.func.sum(sa.case((condition, 1), else_=0))
+
+
+def _matching(shape: _Shape) -> sa.Select[Any]:
+    """The matching queues in one pass: queue columns in WHERE, requirements counted per queue
+    in HAVING over a LEFT JOIN (no correlated EXISTS per kind: MariaDB would materialise each)."""
+    has_vo, has_groups, has_owners, has_cpu, has_site, offered, mask, tags, n_required, \
+        excluded, only_with_jobs = shape
+    tq, req = task_queues.alias("tq"), tq_requirements.alias("r")
+    kind, value = req.c.kind, req.c.value
+    where: list[sa.ColumnElement[bool]] = []
+    having: list[sa.ColumnElement[bool]] = []
+    if has_vo:
+        where.append(tq.c.vo == sa.bindparam("vo"))
+    if has_groups:
+        where.append(tq.c.owner_group.in_(sa.bindparam("groups", expanding=True)))
+    if has_owners:
+        where.append(tq.c.owner.in_(sa.bindparam("owners", expanding=True)))
+    if has_cpu:
+        where.append(tq.c.cpu_time <= sa.bindparam("cpu"))
+    for name, with_values in offered:
+        if with_values:
+            offer: sa.BindParameter[Any] = sa.bindparam(f"offer_{name}", expanding=True)
+            having.append(sa.or_(_count(kind == name) == 0,
+                                 _count(sa.and_(kind == name, value.in_(offer))) > 0))
         else:
-            conds.append(~_requirement(tq, name, values))
-    if flt.only_with_jobs:
-        conds.append(sa.exists().where(tq_jobs.c.tq_id == tq.c.tq_id))
-    return conds
+            having.append(_count(kind == name) == 0)
+    if has_site:
+        having.append(_count(sa.and_(kind == "BannedSite", value == sa.bindparam("site"))) == 0)
+        if mask == "not_banned":
+            where.append(~sa.exists().where(site_mask.c.site == sa.bindparam("site"),
+                                            site_mask.c.status == "Banned"))
+        elif mask == "active":
+            where.append(sa.exists().where(site_mask.c.site == sa.bindparam("site"),
+                                           site_mask.c.status == "Active"))
+    if tags is not None:
+        having.append(_count(sa.and_(kind == "Tag", value.not_in(
+            sa.bindparam("tags", expanding=True)))) == 0 if tags else _count(kind == "Tag") == 0)
+    for i in range(n_required):
+        having.append(_count(sa.and_(kind == "Tag", value == sa.bindparam(f"rtag_{i}"))) > 0)
+    for name in excluded:
+        column = TQ_COLUMNS.get(name)
+        values: sa.BindParameter[Any] = sa.bindparam(f"ex_{name}", expanding=True)
+        if column is not None:
+            where.append(tq.c[column.name].not_in(values))
+        else:
+            having.append(_count(sa.and_(kind == name, value.in_(values))) == 0)
+    if only_with_jobs:
+        where.append(_has_jobs(tq))
+    columns = [tq.c.tq_id, tq.c.owner, tq.c.owner_group, tq.c.vo, tq.c.job_priority]
+    return (sa.select(*columns)
+            .select_from(tq.outerjoin(req, req.c.tq_id == tq.c.tq_id))
+            .where(*where).group_by(*columns).having(sa.and_(sa.true(), *having))
+            .order_by(tq.c.tq_id))
+
+
+@functools.lru_cache(maxsize=256)
+def _candidates_statement(shape: _Shape) -> sa.Select[Any]:
+    return _matching(shape)
+
+
+def _share_statement() -> sa.Select[Any]:
+    return (sa.select(task_queues.c.owner_group, task_queues.c.owner,
+                      sa.func.sum(task_queues.c.job_priority))
+            .where(_has_jobs(task_queues))
+            .group_by(task_queues.c.owner_group, task_queues.c.owner))
+
+
+_SHARE_STATEMENT = _share_statement()
+
+
+def share_data(conn: Connection) -> dict[tuple[str, str], float]:
+    """(group, owner) -> sum of job priorities of the owner's non-empty queues."""
+    return {(g, o): float(total or 0) for g, o, total in conn.execute(_SHARE_STATEMENT)}
+
+
+@functools.lru_cache(maxsize=256)
+def _ids_statement(shape: _Shape) -> sa.Select[Any]:
+    matched = _matching(shape).subquery("m")
+    return sa.select(matched.c.tq_id).order_by(matched.c.tq_id)
 
 
 def matching_task_queues(conn: Connection, flt: TQFilter) -> list[CandidateTQ]:
-    """The queues passing ``flt``, with their owner's priority sum and their group's number of
-    owners (over all non-empty queues), in one statement."""
-    tq = task_queues.alias("tq")
-    others = task_queues.alias("o")
-    owner_sums = (sa.select(others.c.owner_group, others.c.owner,
-                            sa.func.sum(others.c.job_priority).label("psum"))
-                  .where(sa.exists().where(tq_jobs.c.tq_id == others.c.tq_id))
-                  .group_by(others.c.owner_group, others.c.owner).subquery("os"))
-    group_counts = (sa.select(owner_sums.c.owner_group, sa.func.count().label("owners"))
-                    .group_by(owner_sums.c.owner_group).subquery("gc"))
-    query = (sa.select(tq.c.tq_id, tq.c.owner, tq.c.owner_group, tq.c.vo, tq.c.job_priority,
-                       owner_sums.c.psum, group_counts.c.owners)
-             .select_from(tq.join(owner_sums, sa.and_(owner_sums.c.owner_group == tq.c.owner_group,
-                                                      owner_sums.c.owner == tq.c.owner))
-                          .join(group_counts, group_counts.c.owner_group == tq.c.owner_group))
-             .where(*_conditions(tq, flt))
-             .order_by(tq.c.tq_id))
-    return [CandidateTQ(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5] or 0), int(r[6]))
-            for r in conn.execute(query)]
+    """The queues passing ``flt``, in one statement."""
+    shape, params = _shape(flt)
+    return [CandidateTQ(int(r[0]), r[1], r[2], r[3], int(r[4]))
+            for r in conn.execute(_candidates_statement(shape), params)]
 
 
 def matching_task_queue_ids(conn: Connection, flt: TQFilter) -> list[int]:
     """Only the IDs of the queues passing ``flt`` (empty queues included if asked)."""
-    tq = task_queues.alias("tq")
-    query = sa.select(tq.c.tq_id).where(*_conditions(tq, flt)).order_by(tq.c.tq_id)
-    return [int(x) for x in conn.execute(query).scalars()]
+    shape, params = _shape(flt)
+    return [int(x) for x in conn.execute(_ids_statement(shape), params).scalars()]
+
+
+@functools.lru_cache(maxsize=256)
+def _claim_statement(by_tq: bool, by_job: bool, by_tq_ids: bool, excluded: tuple[str, ...],
+                     attributes: tuple[str, ...], mask: str) -> sa.Select[Any]:
+    columns = [tq_jobs.c.job_id, tq_jobs.c.tq_id, jobs.c.status, jobs.c.minor_status,
+               jobs.c.application_status, jobs.c.owner, jobs.c.owner_group, jobs.c.vo,
+               jobs.c.site, jobs.c.reschedule_counter, job_jdls.c.processed_jdl]
+    extra = [JOB_ATTRIBUTES[name].label(f"a_{i}") for i, name in enumerate(attributes)]
+    query = (sa.select(*columns, *extra)
+             .select_from(tq_jobs.join(jobs, jobs.c.job_id == tq_jobs.c.job_id)
+                          .outerjoin(job_jdls, job_jdls.c.job_id == tq_jobs.c.job_id)))
+    if by_tq:
+        query = query.where(tq_jobs.c.tq_id == sa.bindparam("tq_id"))
+    if by_job:
+        query = query.where(tq_jobs.c.job_id == sa.bindparam("job_id"))
+    if by_tq_ids:
+        query = query.where(tq_jobs.c.tq_id.in_(sa.bindparam("tq_ids", expanding=True)))
+    for i, name in enumerate(excluded):
+        query = query.where(JOB_ATTRIBUTES[name].not_in(sa.bindparam(f"ex_{i}", expanding=True)))
+    if mask == "not_banned":
+        query = query.where(~sa.exists().where(site_mask.c.site == sa.bindparam("site"),
+                                               site_mask.c.status == "Banned"))
+    elif mask == "active":
+        query = query.where(sa.exists().where(site_mask.c.site == sa.bindparam("site"),
+                                              site_mask.c.status == "Active"))
+    return query.order_by(tq_jobs.c.pick_key).limit(1).with_for_update(skip_locked=True)
 
 
 def claim_next_job(conn: Connection, tq_id: int | None, *, job_id: int | None = None,
                    tq_ids: Sequence[int] | None = None,
                    exclude: Mapping[str, Sequence[str]] | None = None,
-                   attributes: Sequence[str] = ()) -> ClaimRow | None:
+                   attributes: Sequence[str] = (), site: str | None = None,
+                   site_mask_mode: str = "ignore") -> ClaimRow | None:
     """Lock and return the queued job with the smallest pick key in queue ``tq_id`` (or job
-    ``job_id`` in any of ``tq_ids``), skipping rows other transactions hold (MariaDB ``SKIP LOCKED``).
+    ``job_id`` in any of ``tq_ids``), skipping rows other transactions hold (MariaDB
+    ``SKIP LOCKED``).
 
     ``exclude`` maps DIRAC job attribute names to values the job must not have; ``attributes``
-    are extra job attributes to return.
+    are extra job attributes to return. ``site_mask_mode`` (see :class:`TQFilter`) checks
+    ``site`` in the site mask in the same statement.
     """
-    columns = [tq_jobs.c.job_id, tq_jobs.c.tq_id, jobs.c.status, jobs.c.minor_status,
-               jobs.c.application_status, jobs.c.owner, jobs.c.owner_group, jobs.c.vo, jobs.c.site,
-               jobs.c.reschedule_counter, job_jdls.c.processed_jdl]
-    extra = [JOB_ATTRIBUTES[name].label(f"a_{i}") for i, name in enumerate(attributes)]
-    query = (sa.select(*columns, *extra)
-             .select_from(tq_jobs.join(jobs, jobs.c.job_id == tq_jobs.c.job_id)
-                          .outerjoin(job_jdls, job_jdls.c.job_id == tq_jobs.c.job_id)))
-    if tq_id is not None:
-        query = query.where(tq_jobs.c.tq_id == tq_id)
-    if job_id is not None:
-        query = query.where(tq_jobs.c.job_id == job_id)
-    if tq_ids is not None:
-        query = query.where(tq_jobs.c.tq_id.in_(list(tq_ids)))
-    for name, values in (exclude or {}).items():
-        if values:
-            query = query.where(JOB_ATTRIBUTES[name].not_in(list(values)))
-    query = query.order_by(tq_jobs.c.pick_key).limit(1).with_for_update(skip_locked=True)
-    row = conn.execute(query).first()
+    excluded = tuple(name for name, values in sorted((exclude or {}).items()) if values)
+    params: dict[str, Any] = {"tq_id": tq_id, "job_id": job_id,
+                              "tq_ids": list(tq_ids or []), "site": site}
+    params.update({f"ex_{i}": list((exclude or {})[name]) for i, name in enumerate(excluded)})
+    statement = _claim_statement(tq_id is not None, job_id is not None, tq_ids is not None,
+                                 excluded, tuple(attributes),
+                                 site_mask_mode if site is not None else "ignore")
+    row = conn.execute(statement, params).first()
     if row is None:
         return None
     return ClaimRow(job_id=int(row[0]), tq_id=int(row[1]), status=row[2], minor_status=row[3],
                     application_status=row[4], owner=row[5], owner_group=row[6], vo=row[7],
                     site=row[8], reschedule_counter=int(row[9]), jdl=row[10],
                     attributes={name: row[11 + i] for i, name in enumerate(attributes)})
+
+
+_MARK_MATCHED = (sa.update(jobs)
+                 .where(jobs.c.job_id == sa.bindparam("b_job_id"),
+                        jobs.c.status == sa.bindparam("b_from"))
+                 .values(status=sa.bindparam("b_status"), minor_status=sa.bindparam("b_minor"),
+                         application_status=sa.bindparam("b_app"), site=sa.bindparam("b_site"),
+                         last_update_time=sa.bindparam("b_now")))
+_LOG = sa.insert(job_logging)
+_UNQUEUE = sa.delete(tq_jobs).where(tq_jobs.c.job_id == sa.bindparam("b_job_id"))
+
+
+def take_job(conn: Connection, job_id: int, *, from_status: str, status: str, minor: str,
+             application: str, site: str, now: datetime, source: str) -> bool:
+    """Compare-and-set the job's status (only if it is ``from_status``), log the change and
+    take the job out of its queue, with prepared statements (3). False if the job was not in
+    ``from_status`` (nothing is logged then, but it still leaves the queue)."""
+    done = conn.execute(_MARK_MATCHED, {
+        "b_job_id": job_id, "b_from": from_status, "b_status": status, "b_minor": minor,
+        "b_app": application, "b_site": site, "b_now": now}).rowcount == 1
+    if done:
+        conn.execute(_LOG, {"job_id": job_id, "status": status, "minor_status": minor,
+                            "application_status": application, "status_time": now,
+                            "source": source[:32]})
+    conn.execute(_UNQUEUE, {"b_job_id": job_id})
+    return done
 
 
 def running_counts(conn: Connection, site: str, attribute: str, values: Sequence[str],

@@ -33,9 +33,12 @@ then Waiting -> Matched / "Assigned" / ApplicationStatus "Unknown" with the pilo
 a logging record (source "Matcher") and the removal from the queue. A locked or empty queue is
 dropped and another drawn; a job no longer Waiting is removed from its queue and skipped.
 
-**SQL statements per match**: 5 (candidate queues with share data, claim, job update,
-logging insert, queue delete) plus COMMIT (and BEGIN IMMEDIATE on SQLite); +1 when the site has
-running limits (per limited attribute), +2 when it has matching delays. DIRAC needs ~10.
+**SQL statements per match**: 5 (matching queues, claim, compare-and-set update, logging
+insert, queue delete) plus COMMIT (and BEGIN IMMEDIATE on SQLite, where the queues are read
+from a WAL snapshot before taking the write lock, so the lock is held for 4 statements only);
++1 every ``share_refresh_seconds`` per process (owners' priority sums for the shares), +1 per
+limited attribute when the site has running limits, +2 when it has matching delays. Statements
+are built once and cached, values are bound. DIRAC needs ~10 per match.
 
 Example::
 
@@ -67,6 +70,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -131,11 +135,16 @@ class MatchSettings:
     unknown_sites_allowed: bool = True
     #: queues tried per request before answering "no match"
     max_attempts: int = 20
+    #: seconds a process keeps the per-owner priority sums used by the shares
+    share_refresh_seconds: float = 10.0
+    #: seconds a process reuses the matching queues of one resource description (0: never;
+    #: never for sites with running limits or matching delays)
+    candidate_cache_seconds: float = 0.0
 
     @classmethod
     def from_config(cls, config: Config) -> MatchSettings:
         """From the registry (JobShare), Operations.JobScheduling and the Matcher's options
-        (``UnknownSitesAllowed``, ``MaxAttempts``)."""
+        (``UnknownSitesAllowed``, ``MaxAttempts``, ``CandidateCacheSeconds``, default 1)."""
         options = config.service_config("WorkloadManagement", "Matcher").options
         scheduling = config.operations.job_scheduling
         return cls(
@@ -144,6 +153,7 @@ class MatchSettings:
             matching_delays=scheduling.matching_delay,
             unknown_sites_allowed=bool(options.get("UnknownSitesAllowed", True)),
             max_attempts=int(options.get("MaxAttempts", 20)),
+            candidate_cache_seconds=float(options.get("CandidateCacheSeconds", 1.0)),
         )
 
 
@@ -335,9 +345,11 @@ def _filter(res: Resource, scope: MatchScope | None, settings: MatchSettings,
                           required_tags=res.required_tags)
 
 
-def _negative_conditions(conn: Connection, site: str, settings: MatchSettings, now: datetime
+def _negative_conditions(conn: Connection, site: str, settings: MatchSettings, now: datetime,
+                         *, job_level: bool = False
                          ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """(queue-level, job-level) exclusions from the site's running limits and delays."""
+    """(queue-level, job-level) exclusions from the site's running limits and delays; with
+    ``job_level`` every exclusion is applied to jobs."""
     excluded: dict[str, list[str]] = {}
     for attribute, limits in settings.running_limits.get(site, {}).items():
         if attribute not in JOB_ATTRIBUTES:
@@ -350,9 +362,10 @@ def _negative_conditions(conn: Connection, site: str, settings: MatchSettings, n
     if settings.matching_delays.get(site):
         for attribute, values in tq_db.active_delays(conn, site, now).items():
             excluded.setdefault(attribute, []).extend(values)
-    tq_level = {_TQ_LEVEL[a]: v for a, v in excluded.items() if a in _TQ_LEVEL}
-    job_level = {a: v for a, v in excluded.items() if a not in _TQ_LEVEL}
-    return tq_level, job_level
+    if job_level:
+        return {}, excluded
+    return ({_TQ_LEVEL[a]: v for a, v in excluded.items() if a in _TQ_LEVEL},
+            {a: v for a, v in excluded.items() if a not in _TQ_LEVEL})
 
 
 def _weighted_choice(weights: dict[int, float], rng: random.Random) -> int:
@@ -361,6 +374,60 @@ def _weighted_choice(weights: dict[int, float], rng: random.Random) -> int:
 
 
 OnMatch = Callable[[Connection, MatchResult], None]
+
+
+_share_cache: dict[str, tuple[float, dict[tuple[str, str], float]]] = {}
+
+
+def _owner_sums(conn: Connection, settings: MatchSettings) -> dict[tuple[str, str], float]:
+    """(group, owner) -> priority sum, cached per process for ``share_refresh_seconds``."""
+    key = conn.engine.url.render_as_string(hide_password=True)
+    cached = _share_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < settings.share_refresh_seconds:
+        return cached[1]
+    sums = tq_db.share_data(conn)
+    _share_cache[key] = (time.monotonic(), sums)
+    return sums
+
+
+_candidate_cache: dict[tuple[Any, ...], tuple[float, dict[int, float]]] = {}
+
+
+def _candidate_weights(conn: Connection, flt: tq_db.TQFilter, settings: MatchSettings,
+                       *, cacheable: bool = False) -> dict[int, float]:
+    """tq_id -> weight of the matching queues (a copy: callers may drop entries).
+
+    With ``cacheable`` and ``candidate_cache_seconds`` > 0 a non-empty answer is reused by
+    this process for that long (claims re-check everything; an emptied queue costs one more
+    draw; a new queue waits at most that long)."""
+    key: tuple[Any, ...] = ()
+    if cacheable and settings.candidate_cache_seconds > 0:
+        key = (conn.engine.url.render_as_string(hide_password=True), repr(flt))
+        cached = _candidate_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < settings.candidate_cache_seconds:
+            return dict(cached[1])
+    weights = _compute_weights(conn, flt, settings)
+    if key and weights:
+        if len(_candidate_cache) > 1000:
+            _candidate_cache.clear()
+        _candidate_cache[key] = (time.monotonic(), weights)
+    return dict(weights)
+
+
+def _compute_weights(conn: Connection, flt: tq_db.TQFilter, settings: MatchSettings
+                     ) -> dict[int, float]:
+    candidates = tq_db.matching_task_queues(conn, flt)
+    if not candidates:
+        return {}
+    sums = _owner_sums(conn, settings)
+    if any((c.owner_group, c.owner) not in sums for c in candidates):
+        _share_cache.clear()  # a new owner since the last refresh
+        sums = _owner_sums(conn, settings)
+    owners: dict[str, int] = {}
+    for group, _ in sums:
+        owners[group] = owners.get(group, 0) + 1
+    return tq_weights([(c.tq_id, c.owner_group, c.owner, c.job_priority) for c in candidates],
+                      settings.shares, owner_sums=sums, group_owners=owners)
 
 
 def match_job(engine: Engine, resource: Mapping[str, Any] | str | Resource, *,
@@ -376,59 +443,85 @@ def match_job(engine: Engine, resource: Mapping[str, Any] | str | Resource, *,
         raise InvalidArgumentError("resource CPUTime is mandatory")
     now = now or utcnow()
     rng = rng or random.Random()  # noqa: S311 - a scheduling draw, not a secret
-    base = _filter(res, scope, settings)
-    if base.owner_groups == () or base.owners == ():
+    full = _filter(res, scope, settings)
+    if full.owner_groups == () or full.owners == ():
         raise NoMatchError("No match found")
-    delays = settings.matching_delays.get(res.site, {})
-    delay_attrs = [a for a in delays if a in JOB_ATTRIBUTES]
+    # the site mask is checked by the claim statement itself (exact even with cached queues)
+    base = replace(full, site_mask="ignore")
+    site = res.site
+    limited = bool(settings.running_limits.get(site) or settings.matching_delays.get(site))
     result: MatchResult | None = None
-    with write_transaction(engine) as conn:
-        tq_excluded, job_excluded = _negative_conditions(conn, res.site, settings, now)
-        candidates = tq_db.matching_task_queues(conn, replace(base, exclude=tq_excluded))
-        weights = tq_weights(
-            [(c.tq_id, c.owner_group, c.owner, c.job_priority) for c in candidates],
-            settings.shares,
-            owner_sums={(c.owner_group, c.owner): c.owner_priority_sum for c in candidates},
-            group_owners={c.owner_group: c.group_owners for c in candidates})
-        stale: list[int] = []
-        for _ in range(settings.max_attempts):
-            if not weights:
-                break
-            tq_id = _weighted_choice(weights, rng) if res.job_id is None else None
-            row = tq_db.claim_next_job(
-                conn, tq_id, job_id=res.job_id, exclude=job_excluded, attributes=delay_attrs,
-                tq_ids=list(weights) if res.job_id is not None else None)
-            if row is None:
-                if tq_id is None:
-                    break
-                del weights[tq_id]
-                continue
-            if row.status != JobStatus.WAITING:
-                stale.append(row.job_id)  # killed or rescheduled meanwhile: not ours to give
-                tq_db.remove_jobs(conn, [row.job_id])
-                continue
-            result = _claim(conn, row, res, now, delays)
-            if on_match is not None:
-                on_match(conn, result)
-            break
-        if stale:
-            log.warning("jobs no longer Waiting removed from the task queues: %s", stale)
+    if engine.dialect.name == "sqlite":
+        # SQLite has one writer at a time: choose the queues from a WAL snapshot outside the
+        # write lock, then re-check limits (at job level) and claim under it.
+        with engine.connect() as conn:
+            tq_excluded, _ = _negative_conditions(conn, site, settings, now)
+            weights = _candidate_weights(conn, replace(base, exclude=tq_excluded), settings,
+                                         cacheable=not limited)
+        if weights:
+            with write_transaction(engine) as conn:
+                job_excluded = (_negative_conditions(conn, site, settings, now, job_level=True)[1]
+                                if limited else {})
+                result = _claim_loop(conn, weights, res, job_excluded, settings, now, rng,
+                                     on_match, full.site_mask)
+    else:
+        with write_transaction(engine) as conn:
+            tq_excluded, job_excluded = _negative_conditions(conn, site, settings, now)
+            weights = _candidate_weights(conn, replace(base, exclude=tq_excluded), settings,
+                                         cacheable=not limited)
+            result = _claim_loop(conn, weights, res, job_excluded, settings, now, rng, on_match,
+                                 full.site_mask)
     if result is None:
         raise NoMatchError("No match found")
     return result
 
 
-def _claim(conn: Connection, row: tq_db.ClaimRow, res: Resource, now: datetime,
-           delays: Mapping[str, Mapping[str, int]]) -> MatchResult:
+def _claim_loop(conn: Connection, weights: dict[int, float], res: Resource,
+                job_excluded: Mapping[str, Sequence[str]], settings: MatchSettings,
+                now: datetime, rng: random.Random, on_match: OnMatch | None,
+                mask: str) -> MatchResult | None:
+    """Draw queues and claim their head job until one is claimed (or attempts run out)."""
     assert res.site is not None  # noqa: S101 - checked by match_job
-    current = {row.job_id: jobs_db.StatusRow(
-        row.job_id, row.status, row.minor_status, row.application_status, row.owner,
-        row.owner_group, row.vo, row.site, row.reschedule_counter)}
-    jobs_db.apply_status_changes(
-        conn, [jobs_db.StatusChange(row.job_id, JobStatus.MATCHED, MinorStatus.ASSIGNED,
-                                    MinorStatus.APPLICATION_STATUS_UNKNOWN)],
-        current, now=now, source=SOURCE, extra={"site": res.site})
-    tq_db.remove_jobs(conn, [row.job_id])
+    delays = settings.matching_delays.get(res.site, {})
+    delay_attrs = [a for a in delays if a in JOB_ATTRIBUTES]
+    stale: list[int] = []
+    result: MatchResult | None = None
+    for _ in range(settings.max_attempts):
+        if not weights:
+            break
+        tq_id = _weighted_choice(weights, rng) if res.job_id is None else None
+        row = tq_db.claim_next_job(
+            conn, tq_id, job_id=res.job_id, exclude=job_excluded, attributes=delay_attrs,
+            tq_ids=list(weights) if res.job_id is not None else None, site=res.site,
+            site_mask_mode=mask)
+        if row is None:
+            if tq_id is None:
+                break
+            del weights[tq_id]
+            continue
+        result = _claim(conn, row, res, now, delays)
+        if result is None:
+            stale.append(row.job_id)  # killed or rescheduled meanwhile: not ours to give
+            continue
+        if on_match is not None:
+            on_match(conn, result)
+        break
+    if stale:
+        log.warning("jobs no longer Waiting removed from the task queues: %s", stale)
+    return result
+
+
+def _claim(conn: Connection, row: tq_db.ClaimRow, res: Resource, now: datetime,
+           delays: Mapping[str, Mapping[str, int]]) -> MatchResult | None:
+    """Waiting -> Matched (compare-and-set), logged, out of the queue; None (and out of the
+    queue) when the job is no longer Waiting."""
+    assert res.site is not None  # noqa: S101 - checked by match_job
+    if row.status != JobStatus.WAITING or not tq_db.take_job(
+            conn, row.job_id, from_status=JobStatus.WAITING, status=JobStatus.MATCHED,
+            minor=MinorStatus.ASSIGNED, application=MinorStatus.APPLICATION_STATUS_UNKNOWN,
+            site=res.site, now=now, source=SOURCE):
+        tq_db.remove_jobs(conn, [row.job_id])
+        return None
     due = [(attribute, str(row.attributes[attribute]),
             now + timedelta(seconds=delays[attribute][str(row.attributes[attribute])]))
            for attribute in row.attributes

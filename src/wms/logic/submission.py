@@ -57,6 +57,15 @@ class Submitter:
 class SubmitResult:
     job_ids: list[int]
     parametric: bool
+    #: job ID -> the ``SB:`` references of its input sandbox (to assign to the job)
+    input_sandboxes: dict[int, list[str]]
+
+
+def sandbox_references(jdl_text: str) -> list[str]:
+    """The ``SB:`` entries of a JDL's InputSandbox (checked before anything is stored)."""
+    jdl = parse_jdl(jdl_text)
+    return [str(item) for item in jdl.get_list("InputSandbox", [])
+            if str(item).startswith("SB:")]
 
 
 def _describe(jdl: JDL, who: Submitter, limits: JobLimits) -> JobDescription:
@@ -95,7 +104,10 @@ def submit(engine: Engine, jdl_text: str, who: Submitter, limits: JobLimits,
                 originals[job_id] = child.to_text()
             processed[job_id] = processed_jdl(desc, job_id).to_text()
         jobs_db.set_jdls(conn, processed=processed, originals=originals)
-    return SubmitResult(job_ids=ids, parametric=parametric)
+    sandboxes = {job_id: [s for s in desc.input_sandbox if s.startswith("SB:")]
+                 for job_id, desc in zip(ids, descriptions, strict=True)}
+    return SubmitResult(job_ids=ids, parametric=parametric,
+                        input_sandboxes={j: s for j, s in sandboxes.items() if s})
 
 
 def confirm_bulk(engine: Engine, job_ids: Sequence[int], now: datetime | None = None

@@ -22,6 +22,7 @@ from wms.logic import matching, optimizer
 from wms.logic.job_description import JobDescription, JobLimits
 from wms.logic.job_manager import ActionResult
 from wms.logic.optimizer import OptimiseResult
+from wms.logic.sandboxes import StoreSettings
 
 SYSTEM = "WorkloadManagement"
 
@@ -60,6 +61,15 @@ def sweep_pending(ctx: ServerContext, *, older_than: float = 30.0) -> OptimiseRe
         pending = optimizer.pending_jobs(conn, older_than=timedelta(seconds=older_than),
                                          now=now)
     return optimise(ctx, pending) if pending else OptimiseResult()
+
+
+def sandbox_settings(ctx: ServerContext) -> StoreSettings:
+    """The store settings: ``Systems.WorkloadManagement.Services.SandboxStore.Options``."""
+    return StoreSettings.from_section(
+        ctx.config.service_config(SYSTEM, "SandboxStore").options,
+        default_max_mib=ctx.config.operations.max_sandbox_size_mib,
+        database_url=ctx.database_url(SYSTEM),
+    )
 
 
 def action_extra(result: ActionResult) -> dict[str, object]:

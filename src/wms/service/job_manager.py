@@ -19,7 +19,7 @@ from typing import Any
 from core.exceptions import JobManagementError
 from core.rpc.service import Call, Reply, Service, rpc_method
 from wms.db import jobs as jobs_db
-from wms.logic import job_manager, submission
+from wms.logic import job_manager, sandboxes, submission
 from wms.logic.job_manager import ActionResult
 from wms.logic.job_policy import job_ids_argument, select_jobs
 from wms.service.common import (
@@ -29,6 +29,7 @@ from wms.service.common import (
     engine_of,
     limits_from,
     optimise,
+    sandbox_settings,
     sweep_pending,
 )
 
@@ -58,9 +59,23 @@ class JobManagerService(Service):
 
     @rpc_method("submitJob", rights=SUBMITTERS)
     def submit_job(self, call: Call, jdl: str) -> Reply:
+        """Store the job(s); ``SB:`` input sandboxes must exist and be the caller's, and are
+        assigned to the new jobs (DIRAC's JobSanity step), so a job never waits for a sandbox
+        that is not there."""
         ident = call.identity
+        engine = engine_of(self.ctx)
+        references = submission.sandbox_references(jdl)
+        requester = sandboxes.Requester.from_identity(ident)
+        if references:
+            settings = sandbox_settings(self.ctx)
+            for ref in dict.fromkeys(references):
+                sandboxes.find_readable(engine, settings, requester, ref)
         who = submission.Submitter(ident.username or "", ident.group or "", ident.vo or "")
-        result = submission.submit(engine_of(self.ctx), jdl, who, limits_from(self.ctx.config))
+        result = submission.submit(engine, jdl, who, limits_from(self.ctx.config))
+        if result.input_sandboxes:
+            sandboxes.assign(engine, sandbox_settings(self.ctx), requester, {
+                f"Job:{job_id}": [(ref, "Input") for ref in refs]
+                for job_id, refs in result.input_sandboxes.items()})
         if not result.parametric:
             optimise(self.ctx, result.job_ids)
             value: Any = result.job_ids[0]

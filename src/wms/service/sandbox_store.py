@@ -52,22 +52,13 @@ from core.rpc.server import HostedService, RPCHandler
 from core.rpc.service import Call, Service, rpc_method
 from core.security.rights import allowed
 from wms.logic import sandboxes as logic
-from wms.logic.sandboxes import Requester, SandboxTooBigError, StoreSettings
+from wms.logic.sandboxes import Requester, SandboxTooBigError
+from wms.service.common import SYSTEM, sandbox_settings
 
 log = logging.getLogger("pilotwms.sandboxes")
-SYSTEM = "WorkloadManagement"
 UPLOAD_METHOD = "streamFromClient"  # the PUT route follows this method's rules
 T = TypeVar("T")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def settings_from(ctx: ServerContext) -> StoreSettings:
-    """The store settings: ``Systems.WorkloadManagement.Services.SandboxStore.Options``."""
-    return StoreSettings.from_section(
-        ctx.config.service_config(SYSTEM, "SandboxStore").options,
-        default_max_mib=ctx.config.operations.max_sandbox_size_mib,
-        database_url=ctx.database_url(SYSTEM),
-    )
 
 
 class SandboxStoreService(Service):
@@ -76,7 +67,7 @@ class SandboxStoreService(Service):
 
     def __init__(self, ctx: ServerContext) -> None:
         super().__init__(ctx)
-        self.settings = settings_from(ctx)
+        self.settings = sandbox_settings(ctx)
 
     @property
     def engine(self) -> Engine:
