@@ -8,8 +8,7 @@ dictionary keys (they travel as strings on the wire).
 :meth:`WMSClient.submit` does what DIRAC's ``WMSClient.submitJob`` does on the client side:
 local files of the ``InputSandbox`` are packed, uploaded to the SandboxStore and the sandbox
 URL is appended to the list; parametric submissions are confirmed (``confirmBulkSubmission``).
-It also assigns the uploaded sandbox to the new jobs (DIRAC's JobSanity optimiser does that
-on the server side).
+The server checks the ``SB:`` references and assigns them to the new jobs.
 
 Example::
 
@@ -161,14 +160,9 @@ class WMSClient:
         value = self.rpc("JobManager").call("submitJob", desc.to_text())
         if isinstance(value, list):
             ids = [int(v) for v in value]
-            if sb_url:
-                self.assign_sandboxes(ids, sb_url, "Input")
             self._confirm(ids)
             return ids
-        ids = [int(value)]
-        if sb_url:
-            self.assign_sandboxes(ids, sb_url, "Input")
-        return ids
+        return [int(value)]
 
     def _confirm(self, ids: list[int]) -> None:
         error: PilotWMSError | None = None
