@@ -1,4 +1,5 @@
-"""Queries on the site mask: each site's status (``Active`` or ``Banned``) and its history.
+"""Queries on the site mask (each site's status, ``Active`` or ``Banned``, and its history) and
+on the per-site matching limits (running jobs per attribute value, matching delays).
 
 Example::
 
@@ -23,7 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from wms.db.tq_tables import site_mask, site_mask_logging
+from wms.db.tables import JOB_ATTRIBUTES, jobs
+from wms.db.tq_tables import site_mask, site_mask_logging, tq_match_delays
 
 ACTIVE = "Active"
 BANNED = "Banned"
@@ -67,3 +69,38 @@ def site_logging(conn: Connection, sites: Sequence[str]) -> dict[str, list[dict[
         out[row["site"]].append({k: row[k] for k in ("status", "update_time", "author",
                                                      "comment")})
     return out
+
+
+# -- per-site matching limits ------------------------------------------------------------------
+
+
+def running_counts(conn: Connection, site: str, attribute: str, values: Sequence[str],
+                   statuses: Sequence[str]) -> dict[str, int]:
+    """Jobs at ``site`` in ``statuses`` per value of ``attribute`` (only ``values``)."""
+    column = JOB_ATTRIBUTES[attribute]
+    query = (sa.select(column, sa.func.count())
+             .where(jobs.c.site == site, jobs.c.status.in_(list(statuses)),
+                    column.in_(list(values)))
+             .group_by(column))
+    return {str(value): int(count) for value, count in conn.execute(query)}
+
+
+def active_delays(conn: Connection, site: str, now: datetime) -> dict[str, list[str]]:
+    """attribute -> values that may not be matched at ``site`` yet."""
+    out: dict[str, list[str]] = {}
+    query = sa.select(tq_match_delays.c.attribute, tq_match_delays.c.value).where(
+        tq_match_delays.c.site == site, tq_match_delays.c.until > now)
+    for attribute, value in conn.execute(query):
+        out.setdefault(attribute, []).append(value)
+    return out
+
+
+def set_delays(conn: Connection, site: str, delays: Sequence[tuple[str, str, datetime]]) -> None:
+    """Record (attribute, value, until) delays at ``site`` (replacing older ones)."""
+    for attribute, value, _ in delays:
+        conn.execute(sa.delete(tq_match_delays).where(
+            tq_match_delays.c.site == site, tq_match_delays.c.attribute == attribute,
+            tq_match_delays.c.value == value))
+    if delays:
+        conn.execute(sa.insert(tq_match_delays), [
+            {"site": site, "attribute": a, "value": v, "until": u} for a, v, u in delays])

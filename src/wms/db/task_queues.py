@@ -34,13 +34,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection
 
 from wms.db.tables import JOB_ATTRIBUTES, job_jdls, job_logging, jobs
-from wms.db.tq_tables import (
-    site_mask,
-    task_queues,
-    tq_jobs,
-    tq_match_delays,
-    tq_requirements,
-)
+from wms.db.tq_tables import site_mask, task_queues, tq_jobs, tq_requirements
 
 #: rows per statement for bulk inserts and IN lists
 CHUNK = 1000
@@ -231,9 +225,8 @@ def _has_jobs(tq: Any) -> sa.ColumnElement[bool]:
             .scalar_subquery().is_not(None))
 
 
-# Statements are built once per "shape" of the filter (which conditions are present) and cached;
-# values travel as bound parameters (lists as expanding IN parameters). Building SQLAlchemy
-# constructs costs far more than running these statements, so this matters for matches/s.
+# Statements are built once per "shape" of the filter and cached; values are bound (lists as
+# expanding IN parameters): building SQLAlchemy constructs costs more than running them.
 
 _Shape = tuple[Any, ...]
 
@@ -334,14 +327,10 @@ def _candidates_statement(shape: _Shape) -> sa.Select[Any]:
     return _matching(shape)
 
 
-def _share_statement() -> sa.Select[Any]:
-    return (sa.select(task_queues.c.owner_group, task_queues.c.owner,
-                      sa.func.sum(task_queues.c.job_priority))
-            .where(_has_jobs(task_queues))
-            .group_by(task_queues.c.owner_group, task_queues.c.owner))
-
-
-_SHARE_STATEMENT = _share_statement()
+_SHARE_STATEMENT = (sa.select(task_queues.c.owner_group, task_queues.c.owner,
+                              sa.func.sum(task_queues.c.job_priority))
+                    .where(_has_jobs(task_queues))
+                    .group_by(task_queues.c.owner_group, task_queues.c.owner))
 
 
 def share_data(conn: Connection) -> dict[tuple[str, str], float]:
@@ -368,31 +357,67 @@ def matching_task_queue_ids(conn: Connection, flt: TQFilter) -> list[int]:
     return [int(x) for x in conn.execute(_ids_statement(shape), params).scalars()]
 
 
-@functools.lru_cache(maxsize=256)
-def _claim_statement(by_tq: bool, by_job: bool, by_tq_ids: bool, excluded: tuple[str, ...],
-                     attributes: tuple[str, ...], mask: str) -> sa.Select[Any]:
-    columns = [tq_jobs.c.job_id, tq_jobs.c.tq_id, jobs.c.status, jobs.c.minor_status,
-               jobs.c.application_status, jobs.c.owner, jobs.c.owner_group, jobs.c.vo,
-               jobs.c.site, jobs.c.reschedule_counter, job_jdls.c.processed_jdl]
-    extra = [JOB_ATTRIBUTES[name].label(f"a_{i}") for i, name in enumerate(attributes)]
-    query = (sa.select(*columns, *extra)
-             .select_from(tq_jobs.join(jobs, jobs.c.job_id == tq_jobs.c.job_id)
-                          .outerjoin(job_jdls, job_jdls.c.job_id == tq_jobs.c.job_id)))
+_JOB_COLUMNS = (jobs.c.status, jobs.c.minor_status, jobs.c.application_status, jobs.c.owner,
+                jobs.c.owner_group, jobs.c.vo, jobs.c.site, jobs.c.reschedule_counter,
+                job_jdls.c.processed_jdl)
+
+
+def _head_conditions(by_tq: bool, by_job: bool, by_tq_ids: bool, excluded: tuple[str, ...],
+                     mask: str, *, correlated: bool) -> list[sa.ColumnElement[bool]]:
+    conds: list[sa.ColumnElement[bool]] = []
     if by_tq:
-        query = query.where(tq_jobs.c.tq_id == sa.bindparam("tq_id"))
+        conds.append(tq_jobs.c.tq_id == sa.bindparam("tq_id"))
     if by_job:
-        query = query.where(tq_jobs.c.job_id == sa.bindparam("job_id"))
+        conds.append(tq_jobs.c.job_id == sa.bindparam("job_id"))
     if by_tq_ids:
-        query = query.where(tq_jobs.c.tq_id.in_(sa.bindparam("tq_ids", expanding=True)))
+        conds.append(tq_jobs.c.tq_id.in_(sa.bindparam("tq_ids", expanding=True)))
     for i, name in enumerate(excluded):
-        query = query.where(JOB_ATTRIBUTES[name].not_in(sa.bindparam(f"ex_{i}", expanding=True)))
+        values: sa.BindParameter[Any] = sa.bindparam(f"ex_{i}", expanding=True)
+        if correlated:  # a subquery: not locked, unlike a joined table
+            conds.append(~sa.exists().where(jobs.c.job_id == tq_jobs.c.job_id,
+                                            JOB_ATTRIBUTES[name].in_(values)))
+        else:
+            conds.append(JOB_ATTRIBUTES[name].not_in(values))
     if mask == "not_banned":
-        query = query.where(~sa.exists().where(site_mask.c.site == sa.bindparam("site"),
-                                               site_mask.c.status == "Banned"))
+        conds.append(~sa.exists().where(site_mask.c.site == sa.bindparam("site"),
+                                        site_mask.c.status == "Banned"))
     elif mask == "active":
-        query = query.where(sa.exists().where(site_mask.c.site == sa.bindparam("site"),
-                                              site_mask.c.status == "Active"))
-    return query.order_by(tq_jobs.c.pick_key).limit(1).with_for_update(skip_locked=True)
+        conds.append(sa.exists().where(site_mask.c.site == sa.bindparam("site"),
+                                       site_mask.c.status == "Active"))
+    return conds
+
+
+@functools.lru_cache(maxsize=256)
+def _joined_claim_statement(by_tq: bool, by_job: bool, by_tq_ids: bool,
+                            excluded: tuple[str, ...], attributes: tuple[str, ...],
+                            mask: str) -> sa.Select[Any]:
+    """SQLite: one statement (the write lock is already held)."""
+    extra = [JOB_ATTRIBUTES[name].label(f"a_{i}") for i, name in enumerate(attributes)]
+    return (sa.select(tq_jobs.c.job_id, tq_jobs.c.tq_id, *_JOB_COLUMNS, *extra)
+            .select_from(tq_jobs.join(jobs, jobs.c.job_id == tq_jobs.c.job_id)
+                         .outerjoin(job_jdls, job_jdls.c.job_id == tq_jobs.c.job_id))
+            .where(*_head_conditions(by_tq, by_job, by_tq_ids, excluded, mask,
+                                     correlated=False))
+            .order_by(tq_jobs.c.pick_key).limit(1))
+
+
+@functools.lru_cache(maxsize=256)
+def _head_statement(by_tq: bool, by_job: bool, by_tq_ids: bool, excluded: tuple[str, ...],
+                    mask: str) -> sa.Select[Any]:
+    """MariaDB: lock the queue's head row only. (Joined to ``jobs``, a LIMIT 1 ... FOR UPDATE
+    SKIP LOCKED locks every row of the queue on MariaDB 10.11, which serialises matchers.)"""
+    return (sa.select(tq_jobs.c.job_id, tq_jobs.c.tq_id)
+            .where(*_head_conditions(by_tq, by_job, by_tq_ids, excluded, mask, correlated=True))
+            .order_by(tq_jobs.c.pick_key).limit(1).with_for_update(skip_locked=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _job_statement(attributes: tuple[str, ...]) -> sa.Select[Any]:
+    extra = [JOB_ATTRIBUTES[name].label(f"a_{i}") for i, name in enumerate(attributes)]
+    return (sa.select(jobs.c.job_id, sa.literal(0), *_JOB_COLUMNS, *extra)
+            .select_from(jobs.outerjoin(job_jdls, job_jdls.c.job_id == jobs.c.job_id))
+            .where(jobs.c.job_id == sa.bindparam("job_id"))
+            .with_for_update(skip_locked=True))
 
 
 def claim_next_job(conn: Connection, tq_id: int | None, *, job_id: int | None = None,
@@ -402,7 +427,8 @@ def claim_next_job(conn: Connection, tq_id: int | None, *, job_id: int | None = 
                    site_mask_mode: str = "ignore") -> ClaimRow | None:
     """Lock and return the queued job with the smallest pick key in queue ``tq_id`` (or job
     ``job_id`` in any of ``tq_ids``), skipping rows other transactions hold (MariaDB
-    ``SKIP LOCKED``).
+    ``SKIP LOCKED``: the queue row, then the job row, 2 statements; SQLite: 1 statement).
+    None when there is none, or when the job row is held by another transaction.
 
     ``exclude`` maps DIRAC job attribute names to values the job must not have; ``attributes``
     are extra job attributes to return. ``site_mask_mode`` (see :class:`TQFilter`) checks
@@ -412,10 +438,18 @@ def claim_next_job(conn: Connection, tq_id: int | None, *, job_id: int | None = 
     params: dict[str, Any] = {"tq_id": tq_id, "job_id": job_id,
                               "tq_ids": list(tq_ids or []), "site": site}
     params.update({f"ex_{i}": list((exclude or {})[name]) for i, name in enumerate(excluded)})
-    statement = _claim_statement(tq_id is not None, job_id is not None, tq_ids is not None,
-                                 excluded, tuple(attributes),
-                                 site_mask_mode if site is not None else "ignore")
-    row = conn.execute(statement, params).first()
+    shape = (tq_id is not None, job_id is not None, tq_ids is not None, excluded,
+             site_mask_mode if site is not None else "ignore")
+    row: Sequence[Any] | None
+    if conn.dialect.name == "sqlite":
+        row = conn.execute(_joined_claim_statement(*shape[:4], tuple(attributes), shape[4]),
+                           params).first()
+    else:
+        head = conn.execute(_head_statement(*shape), params).first()
+        if head is None:
+            return None
+        found = conn.execute(_job_statement(tuple(attributes)), {"job_id": head[0]}).first()
+        row = None if found is None else (found[0], head[1], *found[2:])
     if row is None:
         return None
     return ClaimRow(job_id=int(row[0]), tq_id=int(row[1]), status=row[2], minor_status=row[3],
@@ -448,38 +482,6 @@ def take_job(conn: Connection, job_id: int, *, from_status: str, status: str, mi
                             "source": source[:32]})
     conn.execute(_UNQUEUE, {"b_job_id": job_id})
     return done
-
-
-def running_counts(conn: Connection, site: str, attribute: str, values: Sequence[str],
-                   statuses: Sequence[str]) -> dict[str, int]:
-    """Jobs at ``site`` in ``statuses`` per value of ``attribute`` (only ``values``)."""
-    column = JOB_ATTRIBUTES[attribute]
-    query = (sa.select(column, sa.func.count())
-             .where(jobs.c.site == site, jobs.c.status.in_(list(statuses)),
-                    column.in_(list(values)))
-             .group_by(column))
-    return {str(value): int(count) for value, count in conn.execute(query)}
-
-
-def active_delays(conn: Connection, site: str, now: datetime) -> dict[str, list[str]]:
-    """attribute -> values that may not be matched at ``site`` yet."""
-    out: dict[str, list[str]] = {}
-    query = sa.select(tq_match_delays.c.attribute, tq_match_delays.c.value).where(
-        tq_match_delays.c.site == site, tq_match_delays.c.until > now)
-    for attribute, value in conn.execute(query):
-        out.setdefault(attribute, []).append(value)
-    return out
-
-
-def set_delays(conn: Connection, site: str, delays: Sequence[tuple[str, str, datetime]]) -> None:
-    """Record (attribute, value, until) delays at ``site`` (replacing older ones)."""
-    for attribute, value, _ in delays:
-        conn.execute(sa.delete(tq_match_delays).where(
-            tq_match_delays.c.site == site, tq_match_delays.c.attribute == attribute,
-            tq_match_delays.c.value == value))
-    if delays:
-        conn.execute(sa.insert(tq_match_delays), [
-            {"site": site, "attribute": a, "value": v, "until": u} for a, v, u in delays])
 
 
 # -- inspection ---------------------------------------------------------------------------------

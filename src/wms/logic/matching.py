@@ -27,18 +27,21 @@ weight (:func:`wms.logic.task_queues.tq_weights`: group JobShare split among the
 with waiting jobs, then among the owner's queues by job priority); in it, the job with the
 smallest pick key ``-ln(U)/priority`` is taken (weighted by priority).
 
-**Claim** (one transaction): ``SELECT ... FOR UPDATE SKIP LOCKED`` on the queue's head row
-joined to the job and its JDL (MariaDB; SQLite serialises writers with ``BEGIN IMMEDIATE``),
-then Waiting -> Matched / "Assigned" / ApplicationStatus "Unknown" with the pilot's Site,
-a logging record (source "Matcher") and the removal from the queue. A locked or empty queue is
-dropped and another drawn; a job no longer Waiting is removed from its queue and skipped.
+**Claim** (one transaction): on MariaDB ``SELECT ... FOR UPDATE SKIP LOCKED`` of the queue's
+head row, then of its job row (with the JDL); on SQLite one joined SELECT, writers being
+serialised by ``BEGIN IMMEDIATE``. The site mask is checked in the same statement. Then a
+compare-and-set Waiting -> Matched / "Assigned" / ApplicationStatus "Unknown" with the pilot's
+Site, a logging record (source "Matcher") and the removal from the queue. A locked or empty
+queue is dropped and another drawn; a job no longer Waiting is removed from its queue and
+skipped.
 
-**SQL statements per match**: 5 (matching queues, claim, compare-and-set update, logging
-insert, queue delete) plus COMMIT (and BEGIN IMMEDIATE on SQLite, where the queues are read
-from a WAL snapshot before taking the write lock, so the lock is held for 4 statements only);
-+1 every ``share_refresh_seconds`` per process (owners' priority sums for the shares), +1 per
-limited attribute when the site has running limits, +2 when it has matching delays. Statements
-are built once and cached, values are bound. DIRAC needs ~10 per match.
+**SQL statements per match**: MariaDB 6 (matching queues, head row, job row, update, logging
+insert, queue delete) + COMMIT; SQLite 5 + BEGIN IMMEDIATE/COMMIT, the queues being read from a
+WAL snapshot before the write lock is taken (held for 4 statements). +1 every
+``share_refresh_seconds`` per process (owners' priority sums), +1 per limited attribute when
+the site has running limits, +2 with matching delays; the matching queues of a resource may be
+reused for ``candidate_cache_seconds`` (not at limited sites). Statements are built once and
+cached, values bound. DIRAC needs ~10 per match.
 
 Example::
 
@@ -83,14 +86,17 @@ from core.db import utcnow, write_transaction
 from core.exceptions import InvalidArgumentError, NoMatchError
 from core.security.identity import Identity
 from wms.db import jobs as jobs_db
+from wms.db import site_mask as mask_db
 from wms.db import task_queues as tq_db
 from wms.db.tables import JOB_ATTRIBUTES
-from wms.logic.jdl import parse_jdl
 from wms.logic.states import JobStatus, MinorStatus
 from wms.logic.task_queues import (
+    Resource,
     TQJob,
     dequeue_jobs,
     enqueue_jobs,
+    offered_tags,
+    parse_resource,
     remove_empty_task_queues,
     tq_job_from_description,
     tq_weights,
@@ -187,119 +193,6 @@ def scope_for(identity: Identity, resource_vo: str | None = None) -> MatchScope:
 
 
 @dataclass(frozen=True)
-class Resource:
-    """A parsed resource description."""
-
-    site: str | None
-    cpu_time: int | None
-    grid_ces: tuple[str, ...] | None
-    platforms: tuple[str, ...] | None
-    job_types: tuple[str, ...] | None
-    tags: tuple[str, ...] | None
-    required_tags: tuple[str, ...]
-    owner_groups: tuple[str, ...] | None
-    owners: tuple[str, ...] | None
-    vo: str | None
-    job_id: int | None
-    queue: str | None = None
-    pilot_reference: str | None = None
-    pilot_benchmark: float | None = None
-
-
-def _names(value: Any) -> list[str]:
-    """A list of names from a list or a comma-separated string (DIRAC sends both)."""
-    if value is None:
-        return []
-    items = value if isinstance(value, (list, tuple)) else str(value).strip("[]").split(",")
-    return list(dict.fromkeys(str(item).strip("\"' ") for item in items if str(item).strip()))
-
-
-def _first(desc: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        if name in desc and desc[name] not in (None, ""):
-            return desc[name]
-    return None
-
-
-def _number(desc: Mapping[str, Any], name: str) -> float | None:
-    value = desc.get(name)
-    if value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"resource {name} must be a number, got {value!r}") from None
-
-
-def _wildcard(values: list[str]) -> bool:
-    return any(v.strip().lower() == "any" for v in values)
-
-
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() not in ("", "0", "false", "no", "none")
-
-
-def offered_tags(tags: Sequence[str], processors: int | None, max_ram_mb: float | None,
-                 whole_node: bool) -> list[str]:
-    """The tags a resource offers: its own plus those of its processors, RAM and node.
-
-    >>> offered_tags(["GPU"], 4, 2500, False)
-    ['GPU', '2Processors', '3Processors', '4Processors', 'MultiProcessor', '1GB', '2GB']
-    """
-    out = list(tags)
-    if processors and processors > 1:
-        out += [f"{k}Processors" for k in range(2, min(processors, 1024) + 1)]
-        out.append("MultiProcessor")
-    if max_ram_mb:
-        out += [f"{k}GB" for k in range(1, min(int(max_ram_mb / 1000), 1024) + 1)]
-    if whole_node:
-        out.append("WholeNode")
-    return list(dict.fromkeys(out))
-
-
-def parse_resource(description: Mapping[str, Any] | str) -> Resource:
-    """Read DIRAC's resourceDescription (a dict, or a JDL text as old pilots send)."""
-    desc: Mapping[str, Any] = (dict(parse_jdl(description).items())
-                               if isinstance(description, str) else description)
-    sites = _names(desc.get("Site"))
-    if len(sites) > 1:
-        raise InvalidArgumentError("resource Site must be one site")
-    site = sites[0] if sites and not _wildcard(sites) else None
-
-    def values(*names: str) -> tuple[str, ...] | None:
-        found = _names(_first(desc, *names))
-        return None if _wildcard(found) else tuple(found)
-
-    tags = _names(_first(desc, "Tag", "Tags"))
-    required = tuple(_names(_first(desc, "RequiredTag", "RequiredTags")))
-    cpu = _number(desc, "CPUTime")
-    processors = _number(desc, "NumberOfProcessors")
-    job_id = _number(desc, "JobID")
-    benchmark = _number(desc, "PilotBenchmark")
-    offered = None if _wildcard(tags) else tuple(offered_tags(
-        tags + list(required), int(processors) if processors else None,
-        _number(desc, "MaxRAM"), "WholeNode" in desc and _truthy(desc["WholeNode"])))
-    job_types = values("JobType", "JobTypes")
-    return Resource(
-        site=site,
-        cpu_time=int(cpu) if cpu is not None else None,
-        grid_ces=values("GridCE", "GridCEs"),
-        platforms=values("Platform", "Platforms"),
-        job_types=job_types or None,
-        tags=offered,
-        required_tags=required,
-        owner_groups=tuple(_names(desc["OwnerGroup"])) if desc.get("OwnerGroup") else None,
-        owners=tuple(_names(desc["Owner"])) if desc.get("Owner") else None,
-        vo=str(desc["VirtualOrganization"]) if desc.get("VirtualOrganization") else None,
-        job_id=int(job_id) if job_id is not None else None,
-        queue=str(_first(desc, "Queue", "CEQueue")) if _first(desc, "Queue", "CEQueue")
-        else None,
-        pilot_reference=str(desc["PilotReference"]) if desc.get("PilotReference") else None,
-        pilot_benchmark=benchmark,
-    )
-
-
-@dataclass(frozen=True)
 class MatchResult:
     """A claimed job, and what DIRAC's matcher replies (:meth:`as_dirac`)."""
 
@@ -355,12 +248,12 @@ def _negative_conditions(conn: Connection, site: str, settings: MatchSettings, n
         if attribute not in JOB_ATTRIBUTES:
             log.warning("RunningLimit/%s/%s: not a job attribute, ignored", site, attribute)
             continue
-        counts = tq_db.running_counts(conn, site, attribute, list(limits), LIMITED_STATUSES)
+        counts = mask_db.running_counts(conn, site, attribute, list(limits), LIMITED_STATUSES)
         for value, limit in limits.items():
             if counts.get(value, 0) >= limit:
                 excluded.setdefault(attribute, []).append(value)
     if settings.matching_delays.get(site):
-        for attribute, values in tq_db.active_delays(conn, site, now).items():
+        for attribute, values in mask_db.active_delays(conn, site, now).items():
             excluded.setdefault(attribute, []).extend(values)
     if job_level:
         return {}, excluded
@@ -527,7 +420,7 @@ def _claim(conn: Connection, row: tq_db.ClaimRow, res: Resource, now: datetime,
            for attribute in row.attributes
            if str(row.attributes[attribute]) in delays.get(attribute, {})]
     if due:
-        tq_db.set_delays(conn, res.site, due)
+        mask_db.set_delays(conn, res.site, due)
     jdl = row.jdl
     if jdl is None:
         jdl = jobs_db.jdls_of(conn, [row.job_id], processed=False).get(row.job_id, "")

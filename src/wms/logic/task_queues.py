@@ -24,6 +24,8 @@ concurrent enqueuers find or create the same queue.
 * **Empty queues** are kept and reused by later jobs with the same requirements; the matcher
   ignores them. :func:`remove_empty_task_queues` deletes them (race-safe, one queue per
   transaction), for an agent to call from time to time.
+* **Resources**: :func:`parse_resource` reads DIRAC's ``resourceDescription`` (see
+  :mod:`wms.logic.matching` for the keys) and :func:`offered_tags` derives the tags it offers.
 
 Example::
 
@@ -47,21 +49,27 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
 from core.db import write_transaction
+from core.exceptions import InvalidArgumentError
 from wms.db import task_queues as tq_db
+from wms.logic.jdl import parse_jdl
 from wms.logic.job_description import JobDescription
 
 __all__ = [
     "CPU_SEGMENTS",
+    "Resource",
     "DEFAULT_GROUP_SHARE",
     "TQ_MIN_WEIGHT",
     "TQJob",
     "cpu_bucket",
     "dequeue_jobs",
     "enqueue_jobs",
+    "offered_tags",
+    "parse_resource",
     "remove_empty_task_queues",
     "tq_job_from_description",
     "tq_key",
@@ -209,3 +217,119 @@ def tq_weights(queues: Sequence[tuple[int, str, str, int]], shares: Mapping[str,
         weight = share * prio / total if prio > 0 and total > 0 else TQ_MIN_WEIGHT
         weights[tq_id] = max(weight, TQ_MIN_WEIGHT)
     return weights
+
+
+# -- what a resource offers (DIRAC's resourceDescription) -------------------------------------
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A parsed resource description."""
+
+    site: str | None
+    cpu_time: int | None
+    grid_ces: tuple[str, ...] | None
+    platforms: tuple[str, ...] | None
+    job_types: tuple[str, ...] | None
+    tags: tuple[str, ...] | None
+    required_tags: tuple[str, ...]
+    owner_groups: tuple[str, ...] | None
+    owners: tuple[str, ...] | None
+    vo: str | None
+    job_id: int | None
+    queue: str | None = None
+    pilot_reference: str | None = None
+    pilot_benchmark: float | None = None
+
+
+def _names(value: Any) -> list[str]:
+    """A list of names from a list or a comma-separated string (DIRAC sends both)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else str(value).strip("[]").split(",")
+    return list(dict.fromkeys(str(item).strip("\"' ") for item in items if str(item).strip()))
+
+
+def _first(desc: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in desc and desc[name] not in (None, ""):
+            return desc[name]
+    return None
+
+
+def _number(desc: Mapping[str, Any], name: str) -> float | None:
+    value = desc.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"resource {name} must be a number, got {value!r}") from None
+
+
+def _wildcard(values: list[str]) -> bool:
+    return any(v.strip().lower() == "any" for v in values)
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() not in ("", "0", "false", "no", "none")
+
+
+def offered_tags(tags: Sequence[str], processors: int | None, max_ram_mb: float | None,
+                 whole_node: bool) -> list[str]:
+    """The tags a resource offers: its own plus those of its processors, RAM and node.
+
+    >>> offered_tags(["GPU"], 4, 2500, False)
+    ['GPU', '2Processors', '3Processors', '4Processors', 'MultiProcessor', '1GB', '2GB']
+    """
+    out = list(tags)
+    if processors and processors > 1:
+        out += [f"{k}Processors" for k in range(2, min(processors, 1024) + 1)]
+        out.append("MultiProcessor")
+    if max_ram_mb:
+        out += [f"{k}GB" for k in range(1, min(int(max_ram_mb / 1000), 1024) + 1)]
+    if whole_node:
+        out.append("WholeNode")
+    return list(dict.fromkeys(out))
+
+
+def parse_resource(description: Mapping[str, Any] | str) -> Resource:
+    """Read DIRAC's resourceDescription (a dict, or a JDL text as old pilots send)."""
+    desc: Mapping[str, Any] = (dict(parse_jdl(description).items())
+                               if isinstance(description, str) else description)
+    sites = _names(desc.get("Site"))
+    if len(sites) > 1:
+        raise InvalidArgumentError("resource Site must be one site")
+    site = sites[0] if sites and not _wildcard(sites) else None
+
+    def values(*names: str) -> tuple[str, ...] | None:
+        found = _names(_first(desc, *names))
+        return None if _wildcard(found) else tuple(found)
+
+    tags = _names(_first(desc, "Tag", "Tags"))
+    required = tuple(_names(_first(desc, "RequiredTag", "RequiredTags")))
+    cpu = _number(desc, "CPUTime")
+    processors = _number(desc, "NumberOfProcessors")
+    job_id = _number(desc, "JobID")
+    benchmark = _number(desc, "PilotBenchmark")
+    offered = None if _wildcard(tags) else tuple(offered_tags(
+        tags + list(required), int(processors) if processors else None,
+        _number(desc, "MaxRAM"), "WholeNode" in desc and _truthy(desc["WholeNode"])))
+    job_types = values("JobType", "JobTypes")
+    return Resource(
+        site=site,
+        cpu_time=int(cpu) if cpu is not None else None,
+        grid_ces=values("GridCE", "GridCEs"),
+        platforms=values("Platform", "Platforms"),
+        job_types=job_types or None,
+        tags=offered,
+        required_tags=required,
+        owner_groups=tuple(_names(desc["OwnerGroup"])) if desc.get("OwnerGroup") else None,
+        owners=tuple(_names(desc["Owner"])) if desc.get("Owner") else None,
+        vo=str(desc["VirtualOrganization"]) if desc.get("VirtualOrganization") else None,
+        job_id=int(job_id) if job_id is not None else None,
+        queue=str(_first(desc, "Queue", "CEQueue")) if _first(desc, "Queue", "CEQueue")
+        else None,
+        pilot_reference=str(desc["PilotReference"]) if desc.get("PilotReference") else None,
+        pilot_benchmark=benchmark,
+    )
