@@ -34,7 +34,6 @@ from pydantic import Field, ValidationError
 from core.config.schema import Section
 from core.exceptions import ConfigError, CredentialError
 from core.rpc.client import Credentials, RPCClient
-from core.security.tokens import read_token_file
 
 ENV_CLIENT_CONFIG = "PILOTWMS_CLIENT_CONFIG"
 
@@ -73,6 +72,17 @@ def load_client_config(path: str | Path | None = None,
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"{target}: {problems}") from None
+
+
+def read_token_file(path: Path) -> str:
+    """The token stored in a bearer token file (WLCG: first word, whitespace stripped)."""
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise CredentialError(f"cannot read token file {path}: {exc.strerror}") from None
+    if not text:
+        raise CredentialError(f"token file {path} is empty")
+    return text.split()[0]
 
 
 def find_credentials(cfg: ClientConfig, environ: Mapping[str, str] | None = None,

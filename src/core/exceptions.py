@@ -155,6 +155,17 @@ class CredentialError(PilotWMSError):
     strerror = "Credential error"
 
 
+class SandboxTooBigError(InvalidArgumentError):
+    """A sandbox exceeds the store's ``MaxSizeMiB``; the message is DIRAC's."""
+
+    errno = _errno.EFBIG
+    strerror = os.strerror(_errno.EFBIG)
+
+
+class HashMismatchError(InvalidArgumentError):
+    """The received bytes do not have the md5 the client named them by."""
+
+
 # -- workload management (DIRAC's errnos) ---------------------------------------------------------
 
 

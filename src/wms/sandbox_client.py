@@ -36,9 +36,6 @@ from core.exceptions import InvalidArgumentError, PilotWMSError, ServiceUnavaila
 from core.rpc.client import RPCClient, error_from_reply
 from core.rpc.jencode import decode
 
-# imported for its exception classes, so that replies re-raise them by name
-from wms.logic import sandboxes as _sandbox_errors  # noqa: F401
-
 #: archives up to this size go through streamFromClient (base64 in a form), larger ones PUT
 STREAM_THRESHOLD = 8 * 1024 * 1024
 _CHUNK = 1024 * 1024

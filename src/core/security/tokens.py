@@ -43,7 +43,7 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet, RSAKey
 
 from core.config.schema import AuthConfig, IssuerConfig, SigningConfig
-from core.exceptions import ConfigError, CredentialError, NotAuthenticatedError
+from core.exceptions import ConfigError, NotAuthenticatedError
 
 #: accepted clock skew between issuer and service, in seconds
 LEEWAY = 30
@@ -215,14 +215,3 @@ class TokenVerifier:
         if self._is_revoked is not None and isinstance(jti, str) and self._is_revoked(jti):
             raise NotAuthenticatedError("Bearer token has been revoked")
         return claims
-
-
-def read_token_file(path: Path) -> str:
-    """The token stored in a bearer token file (WLCG: first line, whitespace stripped)."""
-    try:
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise CredentialError(f"cannot read token file {path}: {exc.strerror}") from None
-    if not text:
-        raise CredentialError(f"token file {path} is empty")
-    return text.split()[0]

@@ -47,9 +47,11 @@ from sqlalchemy.engine import Engine
 from core.db import utcnow, write_transaction
 from core.exceptions import (
     ConfigError,
+    HashMismatchError,
     InvalidArgumentError,
     NotAuthorizedError,
     NotFoundError,
+    SandboxTooBigError,
 )
 from core.security.identity import Identity
 from wms.db import sandboxes as db
@@ -71,16 +73,6 @@ _PFN = re.compile(
 _SETTINGS_KEYS = frozenset({"BasePath", "SEName", "MaxSizeMiB", "CleanupAfterDays",
                             "UnassignedGraceHours", "CleanupIntervalMinutes"})
 
-
-class SandboxTooBigError(InvalidArgumentError):
-    """The sandbox exceeds ``MaxSizeMiB``; the message is DIRAC's."""
-
-    errno = _errno.EFBIG
-    strerror = os.strerror(_errno.EFBIG)
-
-
-class HashMismatchError(InvalidArgumentError):
-    """The received bytes do not have the md5 the client named them by."""
 
 
 # -- settings ---------------------------------------------------------------------------------
