@@ -31,7 +31,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -73,8 +73,14 @@ def optimise(
     check_input_data: InputDataCheck | None = None,
     reschedule_delays: Sequence[int] = (60, 180, 300, 600),
     now: datetime | None = None,
+    known: Mapping[int, JobDescription] | None = None,
 ) -> OptimiseResult:
-    """Move the given jobs that are Received (or due Rescheduled) to Waiting."""
+    """Move the given jobs that are Received (or due Rescheduled) to Waiting.
+
+    ``known`` holds descriptions the caller validated moments ago (the submission request):
+    those jobs skip re-reading and re-validating their stored JDL.
+    """
+    known = known or {}
     now = now or utcnow()
     result = OptimiseResult()
     with write_transaction(engine) as conn:
@@ -95,9 +101,11 @@ def optimise(
         todo = [j for j, row in rows.items() if row.status in (JobStatus.RECEIVED,
                                                                  JobStatus.CHECKING)]
         result.skipped = sorted(set(job_ids) - set(todo))
-        texts = jobs_db.jdls_of(conn, todo)
-        described: dict[int, JobDescription] = {}
+        described = {j: known[j] for j in todo if j in known}
+        texts = jobs_db.jdls_of(conn, [j for j in todo if j not in described])
         for job_id in todo:
+            if job_id in described:
+                continue
             row = rows[job_id]
             try:
                 text = texts.get(job_id)

@@ -59,6 +59,8 @@ class SubmitResult:
     parametric: bool
     #: job ID -> the ``SB:`` references of its input sandbox (to assign to the job)
     input_sandboxes: dict[int, list[str]]
+    #: job ID -> its validated description (lets the optimiser skip re-validation)
+    descriptions: dict[int, JobDescription]
 
 
 def sandbox_references(jdl_text: str) -> list[str]:
@@ -97,17 +99,20 @@ def submit(engine: Engine, jdl_text: str, who: Submitter, limits: JobLimits,
         ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE)
         originals: dict[int, str] = {}
         processed: dict[int, str] = {}
+        final: dict[int, JobDescription] = {}
         for job_id, child, desc, row in zip(ids, children, descriptions, new, strict=True):
             if parametric and "%j" in row.original_jdl:
                 child = substitute_job_id(child, job_id)
                 desc = _describe(child, who, limits)
                 originals[job_id] = child.to_text()
+            final[job_id] = desc
             processed[job_id] = processed_jdl(desc, job_id).to_text()
         jobs_db.set_jdls(conn, processed=processed, originals=originals)
     sandboxes = {job_id: [s for s in desc.input_sandbox if s.startswith("SB:")]
                  for job_id, desc in zip(ids, descriptions, strict=True)}
     return SubmitResult(job_ids=ids, parametric=parametric,
-                        input_sandboxes={j: s for j, s in sandboxes.items() if s})
+                        input_sandboxes={j: s for j, s in sandboxes.items() if s},
+                        descriptions=final)
 
 
 def confirm_bulk(engine: Engine, job_ids: Sequence[int], now: datetime | None = None

@@ -10,7 +10,7 @@ from core.db import utcnow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection, Engine
@@ -47,10 +47,12 @@ def dequeue(conn: Connection, job_ids: Sequence[int]) -> None:
     matching.dequeue_jobs(conn, job_ids)
 
 
-def optimise(ctx: ServerContext, job_ids: Sequence[int]) -> OptimiseResult:
+def optimise(ctx: ServerContext, job_ids: Sequence[int],
+             known: Mapping[int, JobDescription] | None = None) -> OptimiseResult:
     return optimizer.optimise(engine_of(ctx), job_ids, enqueue=enqueue,
                               limits=limits_from(ctx.config),
-                              reschedule_delays=ctx.config.operations.reschedule_delays)
+                              reschedule_delays=ctx.config.operations.reschedule_delays,
+                              known=known)
 
 
 def sweep_pending(ctx: ServerContext, *, older_than: float = 30.0) -> OptimiseResult:

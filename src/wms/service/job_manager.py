@@ -77,7 +77,7 @@ class JobManagerService(Service):
                 f"Job:{job_id}": [(ref, "Input") for ref in refs]
                 for job_id, refs in result.input_sandboxes.items()})
         if not result.parametric:
-            optimise(self.ctx, result.job_ids)
+            optimise(self.ctx, result.job_ids, result.descriptions)
             value: Any = result.job_ids[0]
         else:
             value = result.job_ids
