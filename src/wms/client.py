@@ -202,6 +202,24 @@ class WMSClient:
 
     # -- monitoring --------------------------------------------------------------------------
 
+    def search(self, filters: Sequence[tuple[str, str, Any]], columns: Sequence[str], *,
+               per_page: int = 10_000) -> list[dict[str, Any]]:
+        """Every job matching ``filters`` ([(Attribute, operator, value)], operators eq, neq,
+        in, not in, like, gt, lt, ge, le) with only ``columns``, fetched page by page (one
+        call per ``per_page`` jobs), sorted by JobID."""
+        search = [{"parameter": name, "operator": op, "value": value}
+                  for name, op, value in filters]
+        monitoring = self.rpc("JobMonitoring")
+        records: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            reply = monitoring.call("search", list(columns), search,
+                                    [{"parameter": "JobID", "direction": "asc"}], page, per_page)
+            records.extend(reply["Records"])
+            if len(records) >= reply["Total"] or not reply["Records"]:
+                return records
+            page += 1
+
     def _per_job(self, method: str, ids: JobIDs) -> dict[int, Any]:
         wanted = job_ids(ids)
         if not wanted:

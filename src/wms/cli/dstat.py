@@ -19,8 +19,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from core.cli.common import run
+from core.exceptions import InvalidArgumentError
 from wms.cli._common import FORMATS, format_table, split_ids
 from wms.client import WMSClient
 from wms.logic.states import ACTIVE, JOB_STATUSES
@@ -81,6 +83,12 @@ def _main(argv: Sequence[str]) -> int:
     jobs = split_ids(opts.jobs, opts.input_file)
     with WMSClient() as wms:
         if not jobs:
+            found = _search(wms, opts, statuses, fields)
+            if found is not None:
+                rows = [[job, *(summary.get(f) for f in fields)]
+                        for job, summary in found.items()]
+                print(format_table(rows, headers, opts.fmt.lower(), sort="JobID"))
+                return 0
             owner = opts.user
             if owner is None:
                 owner = str(wms.whoami().get("username") or "")
@@ -104,6 +112,34 @@ def _main(argv: Sequence[str]) -> int:
         rows.append([job, *(summary.get(f) for f in fields)])
     print(format_table(rows, headers, opts.fmt.lower(), sort="JobID"))
     return 0
+
+
+def _search(wms: WMSClient, opts: argparse.Namespace, statuses: list[str] | None,
+            fields: list[str]) -> dict[int, dict[str, Any]] | None:
+    """The listing in as few calls as possible (the paged search, only the shown columns);
+    None when a field is not a job attribute the search knows (then summaries are used)."""
+    owner = opts.user
+    if owner is None:
+        owner = str(wms.whoami().get("username") or "")
+    elif owner == "*" or owner.lower() == "__all__":
+        owner = None
+    cut = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=opts.days)
+    cut = cut.replace(hour=0, minute=0, second=0)
+    filters: list[tuple[str, str, Any]] = [("LastUpdateTime", "ge", cut)]
+    if owner is not None:
+        filters.append(("Owner", "eq", owner))
+    if statuses is not None:
+        known = {s.lower(): s for s in map(str, JOB_STATUSES)}
+        filters.append(("Status", "in", [known[s] for s in statuses if s in known]))
+    if opts.job_group:
+        filters.append(("JobGroup", "eq", opts.job_group))
+    if opts.job_name:
+        filters.append(("JobName", "eq", opts.job_name))
+    try:
+        records = wms.search(filters, ["JobID", *fields])
+    except InvalidArgumentError:
+        return None
+    return {int(r["JobID"]): r for r in records}
 
 
 if __name__ == "__main__":
