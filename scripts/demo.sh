@@ -68,4 +68,18 @@ reply = requests.post(f"https://127.0.0.1:{port}/Framework/Registry", data={"met
                       verify=f"{demo}/ca/certificates", timeout=30)
 print(reply.status_code, reply.text)
 PY
+say "jobs: dsub (one job, and a parametric one), dstat, dlogging, dkill"
+echo '#!/bin/sh
+echo "hello from job $1"' > "$DEMO/hello.sh"
+pilotwms proxy init -g demo_user --out "$DEMO/alice-proxy.pem" >/dev/null   # alice's, from client.yaml
+export X509_USER_PROXY=$DEMO/alice-proxy.pem
+(cd "$DEMO" && dsub -N demo-hello hello.sh world)
+(cd "$DEMO" && dsub -N scan --Parametric 0:3 hello.sh %s)
+dstat
+JOB=$(dstat -f csv | sed -n 2p | cut -d, -f1)
+dlogging "$JOB"
+dkill -v "$JOB"
+dstat -a -f csv
+echo "(jobs stay Waiting: pilots, which run them, come with the next release of this demo)"
+
 say "demo finished"
