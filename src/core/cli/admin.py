@@ -98,6 +98,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lifetime", type=int, help="seconds (default Auth.Signing.Lifetime)")
     p.add_argument("--out", type=Path, help="write the token to this file (mode 600)")
 
+    p = sub.add_parser("agent", help="run an agent (see 'pilotwms agents')")
+    p.add_argument("name")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--once", action="store_true", help="one cycle, then exit")
+    p.add_argument("--period", type=float, help="seconds between idle cycles")
+    p.add_argument("--log-level", default="INFO")
+
+    sub.add_parser("agents", help="list the installed agents")
+
     p = sub.add_parser("call", help="call a service method and print the reply")
     p.add_argument("service", help="System/Service")
     p.add_argument("method")
@@ -267,6 +276,33 @@ def cmd_token(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _agent_classes() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group="pilotwms.agents")}
+
+
+def cmd_agents(ns: argparse.Namespace) -> int:
+    for name, ep in sorted(_agent_classes().items()):
+        print(f"{name:30s} {ep.value}")
+    return 0
+
+
+def cmd_agent(ns: argparse.Namespace) -> int:
+    import signal
+
+    logging.basicConfig(level=ns.log_level.upper(),
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    known = _agent_classes()
+    if ns.name not in known:
+        raise InvalidArgumentError(f"no agent {ns.name}; installed: {', '.join(sorted(known))}")
+    agent = known[ns.name].load()(_server_config(ns.config), period=ns.period)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop())
+    agent.run(once=ns.once)
+    return 0
+
+
 def _arg(text: str) -> Any:
     try:
         return json.loads(text)
@@ -285,6 +321,7 @@ def cmd_call(ns: argparse.Namespace) -> int:
 COMMANDS = {
     "init": cmd_init, "serve": cmd_serve, "services": cmd_services, "db": cmd_db,
     "ca": cmd_ca, "cert": cmd_cert, "proxy": cmd_proxy, "token": cmd_token, "call": cmd_call,
+    "agent": cmd_agent, "agents": cmd_agents,
 }
 
 

@@ -251,8 +251,27 @@ class JobSchedulingConfig(Section):
     matching_delay: dict[str, dict[str, dict[str, int]]] = Field(default_factory=dict)
 
 
+class StalledJobsConfig(Section):
+    """When silent jobs are declared stalled, failed or rescheduled, and when old jobs go.
+
+    Minutes, not DIRAC's hours: pilots send heartbeats every minute or so.
+    """
+
+    #: Running without a heartbeat for this long -> Stalled
+    stalled_after_minutes: float = Field(default=10.0, gt=0)
+    #: Stalled without a heartbeat for this long -> Failed (or Rescheduled, see below)
+    fail_after_minutes: float = Field(default=20.0, gt=0)
+    #: reschedule stalled jobs instead of failing them (up to MaxRescheduling)
+    reschedule_stalled: bool = False
+    #: Matched for this long without starting -> Rescheduled
+    matched_timeout_minutes: float = Field(default=15.0, gt=0)
+    #: jobs in a final state are removed after this many days (0: never)
+    remove_final_after_days: float = Field(default=30.0, ge=0)
+
+
 class OperationsConfig(Section):
     job_scheduling: JobSchedulingConfig = Field(default_factory=JobSchedulingConfig)
+    stalled_jobs: StalledJobsConfig = Field(default_factory=StalledJobsConfig)
     max_parametric_jobs: int = Field(default=10_000, ge=1)
     max_rescheduling: int = Field(default=3, ge=0)
     #: seconds a rescheduled job waits before it is matched again, by attempt (last repeats)

@@ -290,3 +290,17 @@ def delete_jobs(conn: Connection, job_ids: Sequence[int]) -> None:
                       job_jdls):
             conn.execute(sa.delete(table).where(table.c.job_id.in_(chunk)))
         conn.execute(sa.delete(jobs).where(jobs.c.job_id.in_(chunk)))
+
+
+def silent_jobs(conn: Connection, statuses: Sequence[str], before: datetime, *,
+                by_update: bool = False, limit: int = 10_000) -> list[int]:
+    """Jobs in ``statuses`` not heard of since ``before``: last heartbeat (else start, else
+    last update), or only the last update with ``by_update``."""
+    if by_update:
+        seen: Any = jobs.c.last_update_time
+    else:
+        seen = sa.func.coalesce(jobs.c.heartbeat_time, jobs.c.start_exec_time,
+                                jobs.c.last_update_time)
+    query = (sa.select(jobs.c.job_id).where(jobs.c.status.in_(list(statuses)), seen < before)
+             .order_by(jobs.c.job_id).limit(limit))
+    return [int(x) for x in conn.execute(query).scalars()]
