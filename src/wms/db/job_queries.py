@@ -137,3 +137,8 @@ def owner_scope(owner: str | None, group: str | None) -> sa.ColumnElement[bool] 
     if group is not None:
         clauses.append(jobs.c.owner_group == group)
     return sa.or_(*clauses)
+
+
+def job_id_scope(job_ids: Sequence[int]) -> sa.ColumnElement[bool]:
+    """Only these jobs."""
+    return jobs.c.job_id.in_(list(job_ids))

@@ -12,6 +12,11 @@ Example::
 from __future__ import annotations
 
 from core.db import Schema
-from wms.db import sandbox_tables, tables, tq_tables  # noqa: F401 - they register tables
+from wms.db import (  # noqa: F401 - they register their tables
+    pilot_tables,
+    sandbox_tables,
+    tables,
+    tq_tables,
+)
 
 WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[])

@@ -31,8 +31,9 @@ GENERIC_PILOT = "GenericPilot"
 
 
 def may_manage(ident: Identity, *, owner: str, owner_group: str) -> bool:
-    """Kill, delete, reschedule, read: owner, administrators, sharing group members."""
-    if not ident.authenticated:
+    """Kill, delete, reschedule, read: owner, administrators, sharing group members.
+    Job-scoped credentials manage nothing."""
+    if not ident.authenticated or job_scope(ident):
         return False
     if JOB_ADMINISTRATOR in ident.properties:
         return True
@@ -41,8 +42,13 @@ def may_manage(ident: Identity, *, owner: str, owner_group: str) -> bool:
     return JOB_SHARING in ident.properties and ident.group == owner_group
 
 
-def may_report(ident: Identity, *, owner: str, owner_group: str) -> bool:
-    """Status, parameters, heartbeats: pilots and whoever may manage the job."""
+def may_report(ident: Identity, *, owner: str, owner_group: str,
+               job_id: int | None = None) -> bool:
+    """Status, parameters, heartbeats: pilots and whoever may manage the job; a job-scoped
+    credential only for its own job."""
+    scoped = job_scope(ident)
+    if scoped:
+        return ident.authenticated and job_id in scoped
     if ident.authenticated and GENERIC_PILOT in ident.properties:
         return True
     return may_manage(ident, owner=owner, owner_group=owner_group)
@@ -59,13 +65,13 @@ class JobSelection:
 
 def select_jobs(ident: Identity, requested: Iterable[int], rows: Mapping[int, StatusRow], *,
                 report: bool = False) -> JobSelection:
-    check = may_report if report else may_manage
     out = JobSelection()
     for job_id in dict.fromkeys(requested):
         row = rows.get(job_id)
         if row is None:
             out.invalid.append(job_id)
-        elif check(ident, owner=row.owner, owner_group=row.owner_group):
+        elif (may_report(ident, owner=row.owner, owner_group=row.owner_group, job_id=job_id)
+              if report else may_manage(ident, owner=row.owner, owner_group=row.owner_group)):
             out.valid.append(job_id)
         else:
             out.nonauthorized.append(job_id)
@@ -84,3 +90,16 @@ def job_ids_argument(value: object) -> list[int]:
         except ValueError:
             raise InvalidArgumentError(f"not a job ID: {item!r}") from None
     return ids
+
+
+def job_scope(ident: Identity) -> set[int]:
+    """Jobs a job-scoped credential is limited to (empty: not job-scoped).
+
+    The matcher gives each matched job a token with the scope ``job:<id>``: the job wrapper
+    may then report on that job only, never on others.
+    """
+    scoped = set()
+    for scope in ident.scopes:
+        if scope.startswith("job:") and scope[4:].isdigit():
+            scoped.add(int(scope[4:]))
+    return scoped

@@ -22,10 +22,13 @@ from sqlalchemy.engine import Connection
 
 from core.security.identity import Identity
 from wms.db import job_queries
-from wms.logic.job_policy import GENERIC_PILOT, JOB_ADMINISTRATOR, JOB_SHARING
+from wms.logic.job_policy import GENERIC_PILOT, JOB_ADMINISTRATOR, JOB_SHARING, job_scope
 
 
 def scope_for(ident: Identity) -> sa.ColumnElement[bool] | None:
+    scoped = job_scope(ident)
+    if scoped:
+        return job_queries.job_id_scope(sorted(scoped))
     if JOB_ADMINISTRATOR in ident.properties or GENERIC_PILOT in ident.properties:
         return None
     group = ident.group if JOB_SHARING in ident.properties else None

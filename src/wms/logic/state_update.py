@@ -47,7 +47,7 @@ def _row(conn: Connection, ident: Identity, job_id: int) -> jobs_db.StatusRow:
     row = jobs_db.status_of(conn, [job_id], for_update=True).get(job_id)
     if row is None:
         raise JobNotFoundError(f"Job {job_id} not found")
-    if not may_report(ident, owner=row.owner, owner_group=row.owner_group):
+    if not may_report(ident, owner=row.owner, owner_group=row.owner_group, job_id=job_id):
         raise NotAuthorizedError(f"{ident.username} may not update job {job_id}")
     return row
 

@@ -3,7 +3,6 @@
 Example::
 
     >>> from core.config.schema import Config
-from core.db import utcnow
     >>> limits_from(Config()).max_parametric_jobs
     10000
 """
@@ -18,11 +17,14 @@ from sqlalchemy.engine import Connection, Engine
 from core.config.schema import Config
 from core.db import utcnow
 from core.rpc.context import ServerContext
+from core.security.identity import Identity
+from wms.db import jobs as jobs_db
 from wms.logic import matching, optimizer
 from wms.logic.job_description import JobDescription, JobLimits
 from wms.logic.job_manager import ActionResult
+from wms.logic.job_policy import job_scope
 from wms.logic.optimizer import OptimiseResult
-from wms.logic.sandboxes import StoreSettings
+from wms.logic.sandboxes import Requester, StoreSettings
 
 SYSTEM = "WorkloadManagement"
 
@@ -72,6 +74,18 @@ def sandbox_settings(ctx: ServerContext) -> StoreSettings:
         default_max_mib=ctx.config.operations.max_sandbox_size_mib,
         database_url=ctx.database_url(SYSTEM),
     )
+
+
+def sandbox_requester(ctx: ServerContext, ident: Identity) -> Requester:
+    """Whose sandboxes a caller handles: its own; for a job-scoped credential (a job wrapper),
+    the job owner's, so the output sandbox it uploads belongs to the job's owner."""
+    scoped = job_scope(ident)
+    if len(scoped) == 1 and ident.authenticated:
+        with engine_of(ctx).connect() as conn:
+            row = jobs_db.status_of(conn, scoped).get(next(iter(scoped)))
+        if row is not None:
+            return Requester(row.owner, row.owner_group, row.vo)
+    return Requester.from_identity(ident)
 
 
 def action_extra(result: ActionResult) -> dict[str, object]:

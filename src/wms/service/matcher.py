@@ -22,8 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
+from core.db import utcnow
+from core.exceptions import NotAuthorizedError
 from core.rpc.service import Call, Service, rpc_method
+from core.security.tokens import TokenIssuer
+from wms.db import pilots as pilots_db
 from wms.logic import matching
+from wms.logic.job_policy import job_scope
 
 SYSTEM = "WorkloadManagement"
 PILOTS = ["GenericPilot", "Pilot", "JobSharing"]
@@ -35,6 +42,7 @@ class MatcherService(Service):
 
     #: seconds between removals of empty task queues
     CLEANUP_PERIOD = 300.0
+    _issuer: TokenIssuer | None = None
 
     def background_tasks(self) -> list[tuple[float, Callable[[], None]]]:
         return [(self.CLEANUP_PERIOD, self._cleanup)]
@@ -45,13 +53,36 @@ class MatcherService(Service):
     def _settings(self) -> matching.MatchSettings:
         return matching.MatchSettings.from_config(self.ctx.config)
 
+    #: lifetime of the job-scoped token given with each match, in seconds
+    JOB_TOKEN_LIFETIME = 3 * 86400
+
     @rpc_method("requestJob", rights=PILOTS)
     def request_job(self, call: Call, resource_description: dict | str) -> dict[str, Any]:
+        """The match; with ``PilotReference`` the pilot is recorded as running the job, and
+        when the server issues tokens the reply carries ``JobToken``: a credential valid for
+        this job only (status, heartbeats, parameters, its sandboxes)."""
+        if job_scope(call.identity):
+            raise NotAuthorizedError("a job-scoped credential cannot request jobs")
         resource = matching.parse_resource(resource_description)
         scope = matching.scope_for(call.identity, resource.vo)
+        now = utcnow()
+
+        def record(conn: Connection, result: matching.MatchResult) -> None:
+            if resource.pilot_reference:
+                pilots_db.add_job(conn, resource.pilot_reference, result.job_id, now)
+
         result = matching.match_job(self.ctx.engine(SYSTEM), resource,
-                                    settings=self._settings(), scope=scope)
-        return result.as_dirac()
+                                    settings=self._settings(), scope=scope, on_match=record)
+        reply = result.as_dirac()
+        signing = self.ctx.config.auth.signing
+        ident = call.identity
+        if signing is not None and ident.username and ident.group and ident.vo:
+            if self._issuer is None:
+                self._issuer = TokenIssuer(signing)
+            reply["JobToken"] = self._issuer.issue(
+                ident.username, group=ident.group, vo=ident.vo,
+                lifetime=self.JOB_TOKEN_LIFETIME, scopes=[f"job:{result.job_id}"])
+        return reply
 
     @rpc_method("getMatchingTaskQueues", rights=["JobAdministrator", "TrustedHost",
                                                  "GenericPilot"])

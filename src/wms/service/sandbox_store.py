@@ -53,7 +53,7 @@ from core.rpc.service import Call, Service, rpc_method
 from core.security.rights import allowed
 from wms.logic import sandboxes as logic
 from wms.logic.sandboxes import Requester, SandboxTooBigError
-from wms.service.common import SYSTEM, sandbox_settings
+from wms.service.common import SYSTEM, sandbox_requester, sandbox_settings
 
 log = logging.getLogger("pilotwms.sandboxes")
 UPLOAD_METHOD = "streamFromClient"  # the PUT route follows this method's rules
@@ -89,7 +89,7 @@ class SandboxStoreService(Service):
     def stream_from_client(self, call: Call, file_id: list | str, token: str | None,
                            size: int, data: bytes) -> str:
         name, assign_to = _parse_file_id(file_id)
-        owner = Requester.from_identity(call.identity)
+        owner = sandbox_requester(self.ctx, call.identity)
         url = logic.store_bytes(self.engine, self.settings, owner, name, data, size)
         if assign_to:
             logic.assign(self.engine, self.settings, owner,
@@ -102,20 +102,20 @@ class SandboxStoreService(Service):
         if isinstance(file_id, list):  # tolerate [url, ...] as some clients wrap it
             file_id = file_id[0] if file_id and isinstance(file_id[0], str) else ""
         return logic.read_sandbox(self.engine, self.settings,
-                                  Requester.from_identity(call.identity), file_id)
+                                  sandbox_requester(self.ctx, call.identity), file_id)
 
     @rpc_method("assignSandboxesToEntities")
     def assign_sandboxes_to_entities(self, call: Call, assignments: dict,
                                      *_ignored: Any) -> int:
         """Returns the number of new assignments (existing ones are not repeated)."""
         return logic.assign(self.engine, self.settings,
-                            Requester.from_identity(call.identity), assignments)
+                            sandbox_requester(self.ctx, call.identity), assignments)
 
     @rpc_method("getSandboxesAssignedToEntity")
     def get_sandboxes_assigned_to_entity(self, call: Call, entity_id: str,
                                          *_ignored: Any) -> dict[str, list[str]]:
         return logic.assigned_to(self.engine, self.settings,
-                                 Requester.from_identity(call.identity), entity_id)
+                                 sandbox_requester(self.ctx, call.identity), entity_id)
 
     @rpc_method("unassignEntities", rights=["JobAdministrator", "TrustedHost"])
     def unassign_entities(self, call: Call, entity_ids: list | str, *_ignored: Any) -> int:
@@ -173,7 +173,7 @@ class SandboxUploadHandler(RPCHandler):
             if not ident.authenticated:
                 raise NotAuthenticatedError("uploads need credentials of a registered user")
             raise NotAuthorizedError(f"{ident.username}@{ident.group} may not upload")
-        self.owner = Requester.from_identity(ident)
+        self.owner = sandbox_requester(self.ctx, ident)
         if not self.owner.username or not self.owner.group:
             raise NotAuthorizedError("uploading a sandbox needs a user identity with a group")
         length = self.request.headers.get("Content-Length")

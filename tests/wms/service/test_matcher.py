@@ -76,9 +76,10 @@ def test_request_job_replies_like_dirac(server: ThreadedServer, creds: Creds,
     [job_id] = add_waiting(db_url, [("alice", "demo_user")])
     status, reply = call(server, creds, "pilot", "Matcher", "requestJob", RESOURCE)
     assert status == 200 and reply["OK"], reply
-    assert reply["Value"] == {"JDL": "[Executable = \"ls\";]", "JobID": job_id,
-                              "Owner": "alice", "Group": "demo_user",
-                              "PilotInfoReportedFlag": True}
+    value = dict(reply["Value"])
+    assert value.pop("JobToken").count(".") == 2  # a job-scoped JWT, tested with the pilots
+    assert value == {"JDL": "[Executable = \"ls\";]", "JobID": job_id,
+                     "Owner": "alice", "Group": "demo_user", "PilotInfoReportedFlag": True}
     status, reply = call(server, creds, "pilot", "Matcher", "requestJob", RESOURCE)
     assert status == 200 and not reply["OK"] and reply["Errno"] == 1510, reply
     assert reply["Message"] == "No match found ( 1510 : No match found)"

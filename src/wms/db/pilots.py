@@ -1,0 +1,127 @@
+"""Queries on the pilot tables (no rules: :mod:`wms.logic.pilots` has them).
+
+Example::
+
+    >>> from core.db import init_schema, make_engine, utcnow
+    >>> from wms.db.schema import WMS_SCHEMA
+    >>> engine = make_engine("sqlite://"); _ = init_schema(engine, WMS_SCHEMA)
+    >>> with engine.begin() as conn:
+    ...     add_pilots(conn, ["local://h/1"], vo="demo", owner_group="demo_pilot",
+    ...                grid_type="Local", site="S", ce="ce", queue="q", now=utcnow())
+    ...     pilot_info(conn, ["local://h/1"])["local://h/1"]["Status"]
+    'Submitted'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from wms.db.pilot_tables import pilot_agents, pilot_jobs, pilot_output
+
+_WIRE = {
+    "PilotID": pilot_agents.c.pilot_id, "PilotJobReference": pilot_agents.c.pilot_reference,
+    "PilotStamp": pilot_agents.c.pilot_stamp, "VO": pilot_agents.c.vo,
+    "OwnerGroup": pilot_agents.c.owner_group, "GridType": pilot_agents.c.grid_type,
+    "GridSite": pilot_agents.c.site, "DestinationSite": pilot_agents.c.ce,
+    "Queue": pilot_agents.c.queue, "Status": pilot_agents.c.status,
+    "StatusReason": pilot_agents.c.status_reason,
+    "SubmissionTime": pilot_agents.c.submission_time,
+    "LastUpdateTime": pilot_agents.c.last_update_time, "Host": pilot_agents.c.host,
+    "OutputReady": pilot_agents.c.output_ready,
+}
+
+
+def add_pilots(conn: Connection, refs: Sequence[str], *, vo: str, owner_group: str,
+               grid_type: str, site: str, ce: str, queue: str, now: datetime,
+               stamps: dict[str, str] | None = None) -> None:
+    if refs:
+        conn.execute(sa.insert(pilot_agents), [
+            {"pilot_reference": ref, "pilot_stamp": (stamps or {}).get(ref, ""), "vo": vo,
+             "owner_group": owner_group, "grid_type": grid_type, "site": site, "ce": ce,
+             "queue": queue, "status": "Submitted", "submission_time": now,
+             "last_update_time": now} for ref in refs])
+
+
+def pilot_ids(conn: Connection, refs: Sequence[str]) -> dict[str, int]:
+    query = sa.select(pilot_agents.c.pilot_reference, pilot_agents.c.pilot_id).where(
+        pilot_agents.c.pilot_reference.in_(list(refs)))
+    return {ref: int(pid) for ref, pid in conn.execute(query)}
+
+
+def update_pilots(conn: Connection, refs: Sequence[str], **values: Any) -> int:
+    if not refs:
+        return 0
+    return int(conn.execute(sa.update(pilot_agents).where(
+        pilot_agents.c.pilot_reference.in_(list(refs))).values(**values)).rowcount)
+
+
+def pilot_info(conn: Connection, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
+    cols = [c.label(name) for name, c in _WIRE.items()]
+    query = sa.select(*cols).where(pilot_agents.c.pilot_reference.in_(list(refs)))
+    return {row["PilotJobReference"]: dict(row) for row in conn.execute(query).mappings()}
+
+
+def pilots_of_queue(conn: Connection, site: str, ce: str, queue: str,
+                    statuses: Sequence[str]) -> dict[str, str]:
+    """reference -> status of the queue's pilots in ``statuses``."""
+    query = sa.select(pilot_agents.c.pilot_reference, pilot_agents.c.status).where(
+        pilot_agents.c.site == site, pilot_agents.c.ce == ce, pilot_agents.c.queue == queue,
+        pilot_agents.c.status.in_(list(statuses)))
+    return {ref: status for ref, status in conn.execute(query)}
+
+
+def pilots_without_output(conn: Connection, statuses: Sequence[str], limit: int = 500
+                          ) -> list[tuple[str, str, str, str]]:
+    """(reference, site, ce, queue) of finished pilots whose output was not retrieved."""
+    query = (sa.select(pilot_agents.c.pilot_reference, pilot_agents.c.site,
+                       pilot_agents.c.ce, pilot_agents.c.queue)
+             .where(pilot_agents.c.status.in_(list(statuses)),
+                    pilot_agents.c.output_ready == sa.false()).limit(limit))
+    return [tuple(row) for row in conn.execute(query)]
+
+
+def add_job(conn: Connection, ref: str, job_id: int, now: datetime) -> None:
+    ids = pilot_ids(conn, [ref])
+    if ref in ids:
+        conn.execute(sa.delete(pilot_jobs).where(pilot_jobs.c.pilot_id == ids[ref],
+                                                 pilot_jobs.c.job_id == job_id))
+        conn.execute(sa.insert(pilot_jobs).values(pilot_id=ids[ref], job_id=job_id,
+                                                  start_time=now))
+
+
+def pilots_of_job(conn: Connection, job_id: int) -> list[str]:
+    query = (sa.select(pilot_agents.c.pilot_reference)
+             .join(pilot_jobs, pilot_jobs.c.pilot_id == pilot_agents.c.pilot_id)
+             .where(pilot_jobs.c.job_id == job_id).order_by(pilot_jobs.c.start_time))
+    return [str(x) for x in conn.execute(query).scalars()]
+
+
+def jobs_of_pilot(conn: Connection, ref: str) -> list[int]:
+    query = (sa.select(pilot_jobs.c.job_id)
+             .join(pilot_agents, pilot_jobs.c.pilot_id == pilot_agents.c.pilot_id)
+             .where(pilot_agents.c.pilot_reference == ref).order_by(pilot_jobs.c.job_id))
+    return [int(x) for x in conn.execute(query).scalars()]
+
+
+def store_output(conn: Connection, ref: str, out: str, err: str) -> bool:
+    ids = pilot_ids(conn, [ref])
+    if ref not in ids:
+        return False
+    conn.execute(sa.delete(pilot_output).where(pilot_output.c.pilot_id == ids[ref]))
+    conn.execute(sa.insert(pilot_output).values(pilot_id=ids[ref], std_output=out,
+                                                std_error=err))
+    update_pilots(conn, [ref], output_ready=True)
+    return True
+
+
+def output_of(conn: Connection, ref: str) -> tuple[str, str] | None:
+    query = (sa.select(pilot_output.c.std_output, pilot_output.c.std_error)
+             .join(pilot_agents, pilot_output.c.pilot_id == pilot_agents.c.pilot_id)
+             .where(pilot_agents.c.pilot_reference == ref))
+    row = conn.execute(query).first()
+    return None if row is None else (row[0], row[1])

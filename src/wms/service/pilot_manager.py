@@ -1,0 +1,106 @@
+"""``WorkloadManagement/PilotManager``: the pilots, as DIRAC's PilotManager exposes them.
+
+* site directors (TrustedHost/Operator): ``addPilotReferences``, ``setPilotStatus``,
+  ``storePilotOutput``;
+* pilots (GenericPilot): ``registerPilot``, ``storePilotOutput`` (their log at the end);
+* administrators: ``getPilotInfo``, ``getPilotOutput``; job owners: ``getPilots(jobID)`` and
+  ``getJobPilotOutput(jobID)`` for the pilots that ran their jobs.
+
+Example (wire)::
+
+    {"method": "registerPilot", "args": '["local://h/12", {"Site": "S", "CE": "ce"}]'}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.exceptions import NotAuthorizedError, NotFoundError
+from core.rpc.service import Call, Service, rpc_method
+from wms.db import jobs as jobs_db
+from wms.db import pilots as pilots_db
+from wms.logic import pilots
+from wms.logic.job_policy import job_ids_argument, may_manage
+from wms.service.common import SYSTEM, engine_of
+
+DIRECTORS = ["TrustedHost", "Operator", "JobAdministrator"]
+REPORTERS = [*DIRECTORS, "GenericPilot"]
+
+
+class PilotManagerService(Service):
+    system = SYSTEM
+    name = "PilotManager"
+
+    @rpc_method("addPilotReferences", rights=DIRECTORS)
+    def add_pilot_references(self, call: Call, refs: list[str], owner_group: str,
+                             grid_type: str = "DIRAC", stamps: dict[str, Any] | None = None,
+                             site: str = "Unknown", ce: str = "Unknown",
+                             queue: str = "Unknown") -> None:
+        group = self.ctx.authenticator.registry.group(owner_group)
+        pilots.add_pilots(engine_of(self.ctx), [str(r) for r in refs],
+                          vo=group.vo if group else "", owner_group=owner_group,
+                          grid_type=grid_type, site=site, ce=ce, queue=queue,
+                          stamps={str(k): str(v) for k, v in (stamps or {}).items()})
+
+    @rpc_method("setPilotStatus", rights=DIRECTORS)
+    def set_pilot_status(self, call: Call, ref: str, status: str,
+                         destination: str | None = None, reason: str | None = None,
+                         grid_site: str | None = None, queue: str | None = None) -> list[str]:
+        return pilots.set_status(engine_of(self.ctx), [ref], status, reason=reason or "",
+                                 ce=destination or "", site=grid_site or "",
+                                 queue=queue or "")
+
+    @rpc_method("registerPilot", rights=REPORTERS)
+    def register_pilot(self, call: Call, ref: str, info: dict[str, Any]) -> None:
+        ident = call.identity
+        pilots.register(engine_of(self.ctx), ref, info, vo=ident.vo or "",
+                        owner_group=ident.group or "")
+
+    @rpc_method("storePilotOutput", rights=REPORTERS)
+    def store_pilot_output(self, call: Call, ref: str, output: str, error: str = "") -> None:
+        with engine_of(self.ctx).begin() as conn:
+            if not pilots_db.store_output(conn, ref, output, error):
+                raise NotFoundError(f"unknown pilot {ref}")
+
+    @rpc_method("getPilotInfo", rights=DIRECTORS)
+    def get_pilot_info(self, call: Call, refs: str | list[str]) -> dict[str, Any]:
+        wanted = [refs] if isinstance(refs, str) else [str(r) for r in refs]
+        with engine_of(self.ctx).connect() as conn:
+            info = pilots_db.pilot_info(conn, wanted)
+            for ref, row in info.items():
+                row["Jobs"] = pilots_db.jobs_of_pilot(conn, ref)
+        return info
+
+    @rpc_method("getPilotOutput", rights=DIRECTORS)
+    def get_pilot_output(self, call: Call, ref: str) -> dict[str, str]:
+        with engine_of(self.ctx).connect() as conn:
+            found = pilots_db.output_of(conn, ref)
+        if found is None:
+            raise NotFoundError(f"no output stored for pilot {ref}")
+        return {"StdOut": found[0], "StdErr": found[1]}
+
+    def _owned_job(self, call: Call, job_id: int | str) -> int:
+        [jid] = job_ids_argument(job_id)
+        with engine_of(self.ctx).connect() as conn:
+            row = jobs_db.status_of(conn, [jid]).get(jid)
+        if row is None:
+            raise NotFoundError(f"Job {jid} not found")
+        if not may_manage(call.identity, owner=row.owner, owner_group=row.owner_group):
+            raise NotAuthorizedError(f"{call.identity.username} may not read job {jid}")
+        return jid
+
+    @rpc_method("getPilots")
+    def get_pilots(self, call: Call, job_id: int | str) -> dict[str, Any]:
+        jid = self._owned_job(call, job_id)
+        with engine_of(self.ctx).connect() as conn:
+            return pilots_db.pilot_info(conn, pilots_db.pilots_of_job(conn, jid))
+
+    @rpc_method("getJobPilotOutput")
+    def get_job_pilot_output(self, call: Call, job_id: int | str) -> dict[str, str]:
+        jid = self._owned_job(call, job_id)
+        with engine_of(self.ctx).connect() as conn:
+            refs = pilots_db.pilots_of_job(conn, jid)
+            found = pilots_db.output_of(conn, refs[-1]) if refs else None
+        if found is None:
+            raise NotFoundError(f"no pilot output for job {jid} yet")
+        return {"StdOut": found[0], "StdErr": found[1]}

@@ -1,0 +1,121 @@
+"""Pilots over HTTPS: bookkeeping, the pilot-job link, and job-scoped tokens from the matcher
+(they act on their job only; output sandboxes they upload belong to the job's owner)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from core.config.schema import Config
+from core.db import init_schema, make_engine
+from core.rpc.runner import available_services
+from tests.support.credentials import Creds
+from tests.support.servers import ThreadedServer
+from wms.db.schema import WMS_SCHEMA
+
+
+@pytest.fixture
+def server(config: Config, db_url: str) -> Iterator[ThreadedServer]:
+    cfg = config.model_copy(update={"database": db_url})
+    if not db_url.startswith("sqlite"):  # the sandbox store needs a directory on MariaDB
+        data = cfg.model_dump(by_alias=True, exclude_none=True)
+        data["Systems"] = {"WorkloadManagement": {"Services": {"SandboxStore": {"Options": {
+            "BasePath": str(config.database_url("WorkloadManagement")
+                            .removeprefix("sqlite:///").rsplit("/", 1)[0] + "/sb")}}}}}
+        cfg = Config.model_validate(data)
+    engine = make_engine(db_url)
+    init_schema(engine, WMS_SCHEMA)
+    engine.dispose()
+    with ThreadedServer(cfg, available_services().values()) as srv:
+        yield srv
+
+
+def call(server: ThreadedServer, creds: Creds, service: str, method: str, *args: Any,
+         token: str | None = None, cert: Any = None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    reply = requests.post(f"{server.url}/WorkloadManagement/{service}",
+                          data={"method": method, "args": json.dumps(list(args))},
+                          headers=headers, cert=cert, verify=str(creds.ca_dir), timeout=60)
+    return reply.json()  # type: ignore[no-any-return]
+
+
+def test_pilot_life_and_job_token(server: ThreadedServer, creds: Creds) -> None:
+    alice = tuple(map(str, creds.alice))
+    host = tuple(map(str, creds.host))
+    pilot = creds.token("pilot", "demo_pilot")
+    ref = "local://wn1/1234"
+    jdl = '[Executable = "/bin/echo"; Arguments = "x";]'
+    job = call(server, creds, "JobManager", "submitJob", jdl, cert=alice)["Value"]
+    other = call(server, creds, "JobManager", "submitJob", jdl, cert=alice)["Value"]
+
+    assert call(server, creds, "PilotManager", "addPilotReferences", [ref], "demo_pilot",
+                "Local", None, "Demo.Site", "ce1", "q1", cert=host)["OK"]
+    assert call(server, creds, "PilotManager", "addPilotReferences", [ref], "demo_pilot",
+                cert=alice)["OK"] is False  # users don't submit pilots
+    assert call(server, creds, "PilotManager", "registerPilot", ref,
+                {"Site": "Demo.Site", "CE": "ce1", "Queue": "q1", "Host": "wn1"},
+                token=pilot)["OK"]
+    match = call(server, creds, "Matcher", "requestJob",
+                 {"Site": "Demo.Site", "CPUTime": 86400, "PilotReference": ref}, token=pilot)
+    assert match["OK"], match
+    matched, job_token = match["Value"]["JobID"], match["Value"]["JobToken"]
+    assert matched in (job, other)
+    unmatched = other if matched == job else job
+
+    # the job token acts on its job only, and cannot take more jobs
+    assert call(server, creds, "JobStateUpdate", "setJobStatus", matched, "Running",
+                "Application", "JobWrapper", token=job_token)["OK"]
+    refused = call(server, creds, "JobStateUpdate", "setJobStatus", unmatched, "Killed",
+                   "x", "JobWrapper", token=job_token)
+    assert refused["OK"] is False and "may not update" in refused["Message"]
+    assert call(server, creds, "Matcher", "requestJob", {"Site": "Demo.Site"},
+                token=job_token)["OK"] is False
+    assert call(server, creds, "JobManager", "killJob", matched, token=job_token)["OK"] is False
+    seen = call(server, creds, "JobMonitoring", "getJobsStatus", [job, other], token=job_token)
+    assert list(seen["Value"]) == [str(matched)]
+
+    # an output sandbox uploaded with the job token belongs to the job's owner
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:bz2") as tar:
+        info = tarfile.TarInfo("std.out")
+        info.size = 6
+        tar.addfile(info, io.BytesIO(b"hello\n"))
+    data = buffer.getvalue()
+    name = hashlib.md5(data).hexdigest() + ".tar.bz2"  # noqa: S324 - DIRAC's naming
+    upload = call(server, creds, "SandboxStore", "streamFromClient",
+                  [name, {f"Job:{matched}": "Output"}], "", len(data),
+                  {"__dCls": "b64", "obj": __import__("base64").b64encode(data).decode()},
+                  token=job_token)
+    assert upload["OK"], upload
+    assigned = call(server, creds, "SandboxStore", "getSandboxesAssignedToEntity",
+                    f"Job:{matched}", cert=alice)["Value"]
+    assert assigned["Output"] == [upload["Value"]]
+    raw = requests.post(f"{server.url}/WorkloadManagement/SandboxStore",
+                        data={"method": "streamToClient", "args": json.dumps([upload["Value"]]),
+                              "rawContent": "true"}, cert=alice, verify=str(creds.ca_dir),
+                        timeout=60)
+    assert raw.content == data
+
+    # bookkeeping, seen by the job's owner and by administrators
+    assert call(server, creds, "PilotManager", "storePilotOutput", ref, "pilot log", "",
+                token=pilot)["OK"]
+    pilots = call(server, creds, "PilotManager", "getPilots", matched, cert=alice)["Value"]
+    assert list(pilots) == [ref] and pilots[ref]["Status"] == "Running"
+    assert pilots[ref]["GridSite"] == "Demo.Site" and pilots[ref]["Host"] == "wn1"
+    assert call(server, creds, "PilotManager", "getJobPilotOutput", matched,
+                cert=alice)["Value"] == {"StdOut": "pilot log", "StdErr": ""}
+    assert call(server, creds, "PilotManager", "setPilotStatus", ref, "Done", None, "finished",
+                cert=host)["Value"] == [ref]
+    assert call(server, creds, "PilotManager", "setPilotStatus", ref, "Running",
+                cert=host)["Value"] == []  # final statuses stay
+    assert call(server, creds, "PilotManager", "setPilotStatus", ref, "Lost",
+                cert=host)["OK"] is False
+    info = call(server, creds, "PilotManager", "getPilotInfo", [ref], cert=host)["Value"][ref]
+    assert info["Status"] == "Done" and info["Jobs"] == [matched]
