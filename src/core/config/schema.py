@@ -61,7 +61,8 @@ KNOWN_PROPERTIES = frozenset(
 def _alias(name: str) -> str:
     special = {"vos": "VOs", "dns": "DNs", "dn": "DN", "vo": "VO", "urls": "URLs",
                "ca_dir": "CADir", "jwks_file": "JWKSFile", "jwks": "JWKS",
-               "trusted_balancers": "TrustedBalancers"}
+               "trusted_balancers": "TrustedBalancers", "max_cpu_time": "MaxCPUTime",
+               "max_ram": "MaxRAM"}
     return special.get(name, to_pascal(name))
 
 
@@ -236,6 +237,47 @@ class AuthConfig(Section):
     issuers: list[IssuerConfig] = Field(default_factory=list)
 
 
+# -- Resources: sites, computing elements, queues --------------------------------------------------
+
+
+class QueueConfig(Section):
+    """A batch queue (Slurm partition, HTCondor pool, ...) of a CE, as pilots see it."""
+
+    #: CPU seconds a pilot may use (what it offers jobs as CPUTime)
+    max_cpu_time: int = Field(default=86_400, ge=60)
+    #: wall-clock seconds a pilot may run (0: unlimited)
+    max_wall_time: int = Field(default=0, ge=0)
+    number_of_processors: int = Field(default=1, ge=1)
+    #: MB per pilot (0: unknown)
+    max_ram: int = Field(default=0, ge=0)
+    tags: list[str] = Field(default_factory=list)
+    required_tags: list[str] = Field(default_factory=list)
+    platform: str | None = None
+    max_waiting_pilots: int = Field(default=10, ge=0)
+    max_total_pilots: int = Field(default=100, ge=0)
+    #: pilots submitted per cycle at most
+    max_pilots_to_submit: int = Field(default=20, ge=0)
+
+
+class CEConfig(Section):
+    """A computing element: ``CEType`` names the plugin (Local, SSH, Slurm, HTCondor, ARC,
+    Cloud); ``Settings`` are checked by the plugin itself."""
+
+    ce_type: str = Field(alias="CEType")
+    settings: dict[str, Any] = Field(default_factory=dict)
+    queues: dict[str, QueueConfig] = Field(default_factory=dict)
+
+
+class SiteConfig(Section):
+    ces: dict[str, CEConfig] = Field(default_factory=dict, alias="CEs")
+    #: storage elements close to the site (used by data-driven scheduling)
+    ses: list[str] = Field(default_factory=list, alias="SEs")
+
+
+class ResourcesConfig(Section):
+    sites: dict[str, SiteConfig] = Field(default_factory=dict)
+
+
 # -- Operations ----------------------------------------------------------------------------------
 
 
@@ -290,7 +332,7 @@ class Config(Section):
     systems: dict[str, SystemConfig] = Field(default_factory=dict)
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
-    resources: dict[str, Any] = Field(default_factory=dict)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     operations: OperationsConfig = Field(default_factory=OperationsConfig)
 
     def database_url(self, system: str) -> str:

@@ -15,8 +15,9 @@ credentials and rules as ``streamFromClient``; the reply is the usual envelope. 
 ``Expect: 100-continue`` do not even send the body); a chunked body is cut off as soon as it
 passes the limit. The route comes from :meth:`SandboxStoreService.extra_routes`.
 
-Settings: ``Resources.SandboxStore`` (BasePath, SEName, MaxSizeMiB, CleanupAfterDays,
-UnassignedGraceHours, CleanupIntervalMinutes), see :class:`wms.logic.sandboxes.StoreSettings`.
+Settings: ``Systems.WorkloadManagement.Services.SandboxStore.Options`` (BasePath, SEName,
+MaxSizeMiB, CleanupAfterDays, UnassignedGraceHours, CleanupIntervalMinutes), see
+:class:`wms.logic.sandboxes.StoreSettings`.
 The cleanup of unused sandboxes runs as a background task every CleanupIntervalMinutes, in
 every worker (it is safe to run concurrently: rows are re-checked under a lock).
 

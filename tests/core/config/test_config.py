@@ -89,3 +89,20 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     cfg = parse_config({}, environ={})
     with pytest.raises(ValueError, match="frozen"):
         cfg.server.port = 1  # type: ignore[misc]
+
+
+def test_resources_sites_ces_queues() -> None:
+    cfg = parse_config({"Resources": {"Sites": {"Demo.Local.site": {
+        "SEs": ["DemoSE"],
+        "CEs": {"localhost": {"CEType": "Local", "Settings": {"WorkDir": "/tmp/pilots"},
+                              "Queues": {"default": {"MaxCPUTime": 3600, "MaxRAM": 2048,
+                                                     "NumberOfProcessors": 4,
+                                                     "Tags": ["GPU"]}}}}}}}}, environ={})
+    site = cfg.resources.sites["Demo.Local.site"]
+    queue = site.ces["localhost"].queues["default"]
+    assert site.ses == ["DemoSE"] and site.ces["localhost"].ce_type == "Local"
+    assert (queue.max_cpu_time, queue.max_ram, queue.number_of_processors) == (3600, 2048, 4)
+    assert queue.max_waiting_pilots == 10 and queue.tags == ["GPU"]
+    with pytest.raises(ConfigError, match="Queues.default.MaxCPUTime"):
+        parse_config({"Resources": {"Sites": {"S": {"CEs": {"c": {
+            "CEType": "Local", "Queues": {"default": {"MaxCPUTime": 1}}}}}}}}, environ={})
