@@ -22,6 +22,12 @@ missing=()
 command -v mariadbd >/dev/null 2>&1 || [[ -x /usr/sbin/mariadbd ]] || missing+=(mariadb-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v voms-proxy-init >/dev/null 2>&1 || missing+=(voms-clients)
+command -v slurmctld >/dev/null 2>&1 || [[ -x /usr/sbin/slurmctld ]] || missing+=(slurmctld)
+command -v slurmd >/dev/null 2>&1 || [[ -x /usr/sbin/slurmd ]] || missing+=(slurmd)
+command -v sbatch >/dev/null 2>&1 || missing+=(slurm-client)
+command -v munged >/dev/null 2>&1 || [[ -x /usr/sbin/munged ]] || missing+=(munge)
+[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   as_root apt-get update -q

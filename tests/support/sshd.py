@@ -1,0 +1,120 @@
+"""A private OpenSSH server on 127.0.0.1 and a free port, key-only, for a local test user.
+
+The user ``pwmsce`` is created when absent (and removed again afterwards), its password field
+set to ``*`` (not locked: with ``UsePAM no`` a locked ``!`` account refuses even keys). Host
+key, client key, ``authorized_keys`` and the pinned ``known_hosts`` live in a temp dir. sshd is
+started by absolute path (it re-executes itself). Needs ``openssh-server`` and
+``openssh-client`` (scripts/test.sh installs them) and root (useradd).
+"""
+
+from __future__ import annotations
+
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.mariadb import free_port
+
+USER = "pwmsce"
+SSHD = "/usr/sbin/sshd"
+
+
+class SSHServer:
+    def __init__(self, user: str = USER) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="pwsshd-"))
+        self.base.chmod(0o755)
+        self.port = free_port()
+        self.user = user
+        self.key = self.base / "client_ed25519"
+        self.known_hosts = self.base / "known_hosts"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.created_user = False
+        self.home = Path()
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """SSH CE settings to log in to this server."""
+        return {"Host": "127.0.0.1", "Port": self.port, "User": self.user,
+                "KeyFile": str(self.key), "KnownHosts": str(self.known_hosts),
+                "ConnectTimeout": 5}
+
+    def start(self) -> None:
+        for tool, package in ((SSHD, "openssh-server"), ("ssh", "openssh-client"),
+                              ("ssh-keygen", "openssh-client")):
+            if not (Path(tool).exists() or shutil.which(tool)):
+                raise RuntimeError(f"{tool} not found: install the Debian package '{package}' "
+                                   "(scripts/test.sh does)")
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+        try:
+            pwd.getpwnam(self.user)
+        except KeyError:
+            subprocess.run(["useradd", "-m", "-d", str(self.base / "home"), "-s", "/bin/bash",
+                            self.user], check=True, capture_output=True)
+            self.created_user = True
+        subprocess.run(["usermod", "-p", "*", self.user], check=True, capture_output=True)
+        entry = pwd.getpwnam(self.user)
+        self.home = Path(entry.pw_dir)
+        for name in ("host_ed25519", "client_ed25519"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                            str(self.base / name)], check=True, capture_output=True)
+        ssh_dir = self.home / ".ssh"
+        ssh_dir.mkdir(mode=0o700, exist_ok=True)
+        auth = ssh_dir / "authorized_keys"
+        auth.write_text((self.base / "client_ed25519.pub").read_text())
+        auth.chmod(0o600)
+        for path in (ssh_dir, auth):
+            shutil.chown(path, entry.pw_uid, entry.pw_gid)
+        cfg = self.base / "sshd_config"
+        cfg.write_text(f"""ListenAddress 127.0.0.1
+Port {self.port}
+HostKey {self.base / 'host_ed25519'}
+PidFile {self.base / 'sshd.pid'}
+AuthorizedKeysFile .ssh/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+UsePAM no
+AllowUsers {self.user}
+X11Forwarding no
+PrintMotd no
+MaxSessions 50
+MaxStartups 50:30:100
+LogLevel VERBOSE
+""")
+        subprocess.run([SSHD, "-t", "-f", str(cfg)], check=True, capture_output=True)
+        log = open(self.base / "sshd.log", "wb")  # noqa: SIM115 - kept for the process life
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        host_pub = (self.base / "host_ed25519.pub").read_text().split()
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sshd exited: {(self.base / 'sshd.log').read_text()}")
+            res = subprocess.run(
+                ["ssh", "-p", str(self.port), "-i", str(self.key), "-o", "IdentitiesOnly=yes",
+                 "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+                 "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5",
+                 f"{self.user}@127.0.0.1", "true"],
+                capture_output=True, stdin=subprocess.DEVNULL,
+            )
+            if res.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"sshd not usable within 20 s: {(self.base / 'sshd.log').read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if self.created_user:
+            # fails (harmlessly) while processes of the user remain: tests kill their pilots
+            subprocess.run(["userdel", self.user], capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
