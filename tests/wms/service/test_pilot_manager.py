@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import requests
+from tests.support.credentials import Creds
+from tests.support.servers import ThreadedServer
 
 from core.config.schema import Config
 from core.db import init_schema, make_engine
 from core.rpc.runner import available_services
-from tests.support.credentials import Creds
-from tests.support.servers import ThreadedServer
 from wms.db.schema import WMS_SCHEMA
 
 

@@ -1,0 +1,302 @@
+"""The job wrapper: run one matched job in a private directory, reporting as DIRAC does.
+
+Running/"Job Initialization" -> ("Downloading InputSandbox") -> "Application" -> "Application
+Finished Successfully" | "... With Errors" (ApplicationStatus "Exit code N") -> "Uploading Output
+Sandbox" -> "Output Sandbox Uploaded" -> Done/"Execution Complete" or Failed/"Application
+Finished With Errors". A watchdog kill ends Failed with its reason; a Kill command leaves the
+job Killed. Calls about the job use the match's ``JobToken`` when there is one.
+
+Example::
+
+    match = rpc.call("WorkloadManagement/Matcher", "requestJob", resource)
+    status = JobWrapper(match, rpc, WrapperOptions(workdir="/scratch/pilot")).run()
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import tarfile
+import threading
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from pilot.jdl import as_list, parse_jdl
+from pilot.rpc import RpcClient, RpcError
+from pilot.watchdog import CPU_LIMIT, KILL_SIGNAL, KILLED, WALL_LIMIT, Watchdog, kill_tree
+
+STATE = "WorkloadManagement/JobStateUpdate"
+SANDBOX = "WorkloadManagement/SandboxStore"
+SOURCE = "JobWrapper"
+SANDBOX_TOO_BIG = "Sandbox is too big. Please upload it to a grid storage element"
+__all__ = ["CPU_LIMIT", "KILL_SIGNAL", "WALL_LIMIT", "JobWrapper", "WrapperOptions"]
+
+
+@dataclass
+class WrapperOptions:
+    workdir: str = "."
+    heartbeat: float = 60.0
+    check: float = 5.0
+    cpu_limit_factor: float = 1.2  # DIRAC's 20% margin over the job's CPUTime
+    max_wall: float | None = None
+    max_sandbox_mib: float = 10.0
+    keep_jobdirs: bool = False
+    processors: int = 1
+    parameters: dict[str, Any] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    log: Callable[[str], None] = print
+
+
+class JobWrapper:
+    def __init__(self, match: dict[str, Any], rpc: RpcClient, options: WrapperOptions) -> None:
+        self.match = match
+        self.job_id = int(match["JobID"])
+        self.jdl = parse_jdl(str(match.get("JDL", "")))
+        token = match.get("JobToken")
+        self.rpc = rpc.with_token(str(token)) if token else rpc
+        self.opts = options
+        self.dir = os.path.join(os.path.abspath(options.workdir), str(self.job_id))
+        self.lines: list[str] = []
+        self.watchdog: Watchdog | None = None
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        self.lines.append(f"{stamp} UTC job {self.job_id}: {message}")
+        self.opts.log(f"job {self.job_id}: {message}")
+
+    def report(self, status: str = "", minor: str = "") -> None:
+        self.log(f"status {status or '-'} / {minor}")
+        self.rpc.call(STATE, "setJobStatus", self.job_id, status, minor, SOURCE)
+
+    def app_status(self, text: str) -> None:
+        self.rpc.call(STATE, "setJobApplicationStatus", self.job_id, text, SOURCE)
+
+    def parameters(self, pairs: dict[str, Any]) -> None:
+        self.rpc.call(STATE, "setJobParameters", self.job_id,
+                      [[k, str(v)] for k, v in pairs.items()])
+
+    # -- the job ------------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Run the job; returns the final status reported (``Killed`` for a Kill command)."""
+        try:
+            return self._run()
+        except Exception as exc:  # noqa: BLE001 - whatever happens, the job must end
+            self.log(f"exception: {exc}\n{traceback.format_exc()}")
+            if self.watchdog is not None:
+                self.watchdog.terminate("Exception During Execution")
+            try:
+                self.report("Failed", "Exception During Execution")
+            except RpcError as again:
+                self.log(f"cannot report the failure: {again}")
+            return "Failed"
+        finally:
+            self._send_log()
+            if not self.opts.keep_jobdirs:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _run(self) -> str:
+        os.makedirs(self.dir, exist_ok=True)
+        self.report("Running", "Job Initialization")
+        self.parameters(dict(self.opts.parameters, NumberOfProcessors=self.opts.processors,
+                             CPUNormalizationFactor=1, JobWrapperPID=os.getpid()))
+        sandboxes = [s for s in as_list(self.jdl.get("InputSandbox")) if s.startswith("SB:")]
+        if sandboxes:
+            self.report("", "Downloading InputSandbox")
+            try:
+                for url in sandboxes:
+                    self.download(url)
+            except (RpcError, OSError, tarfile.TarError, ValueError) as exc:
+                self.log(f"input sandbox: {exc}")
+                self.report("Failed", "Failed Downloading InputSandbox")
+                return "Failed"
+        self.report("", "Application")
+        code = self.execute()
+        reason = self.watchdog.reason if self.watchdog else None
+        if reason == KILLED:
+            self.log("killed on the server's request; the job stays Killed")
+            return "Killed"
+        if reason is not None:
+            self.app_status(f"Exit code {code}")
+            self.report("Failed", reason)
+            return "Failed"
+        if code is None:
+            self.report("Failed", "Application not found")
+            return "Failed"
+        self.app_status(f"Exit code {code}")
+        self.report("", "Application Finished Successfully" if code == 0
+                    else "Application Finished With Errors")
+        uploaded = self.upload_outputs()
+        if code == 0 and uploaded:
+            self.report("Done", "Execution Complete")
+            return "Done"
+        self.report("Failed", "Application Finished With Errors" if code else
+                    "Uploading Output Sandbox")
+        return "Failed"
+
+    def download(self, url: str) -> None:
+        data = self.rpc.call(SANDBOX, "streamToClient", url, "", raw=True)
+        if not isinstance(data, bytes):
+            raise ValueError(f"{url}: not an archive")
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            safe_extract(tar, self.dir)
+        self.log(f"input sandbox {url}: {len(data)} bytes")
+
+    def command(self) -> list[str]:
+        exe = str(self.jdl.get("Executable", ""))
+        local = os.path.join(self.dir, exe)
+        if exe and not os.path.isabs(exe) and os.path.isfile(local):
+            os.chmod(local, os.stat(local).st_mode | stat.S_IXUSR)
+            exe = local
+        return [exe] + shlex.split(str(self.jdl.get("Arguments", "")))
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({"DIRACJOBID": str(self.job_id), "JOBID": str(self.job_id),
+                    "DIRAC_PROCESSORS": str(self.opts.processors)})
+        for item in as_list(self.jdl.get("ExecutionEnvironment")):
+            name, _, value = item.partition("=")
+            if name:
+                env[name] = value
+        return env
+
+    def cpu_limit(self) -> float | None:
+        try:
+            cpu_time = float(self.jdl.get("CPUTime", 0))
+        except (TypeError, ValueError):
+            return None
+        if cpu_time <= 0:
+            return None
+        return cpu_time * self.opts.cpu_limit_factor * self.opts.processors
+
+    def execute(self) -> int | None:
+        """Run the payload under the watchdog; its exit code (None: could not start)."""
+        out_name = str(self.jdl.get("StdOutput", "std.out"))
+        err_name = str(self.jdl.get("StdError", "std.err"))
+        cmd = self.command()
+        self.log(f"running {cmd}")
+        with open(os.path.join(self.dir, out_name), "ab") as out:
+            err = out if err_name == out_name else open(  # noqa: SIM115 - closed below
+                os.path.join(self.dir, err_name), "ab")
+            try:
+                proc = subprocess.Popen(cmd, cwd=self.dir,  # noqa: S603 - the job's payload
+                                        env=self.environment(),
+                                        stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                        start_new_session=True)
+            except OSError as exc:
+                self.log(f"cannot start {cmd[0]!r}: {exc}")
+                err.write(f"cannot start {cmd[0]!r}: {exc}\n".encode())
+                return None
+            finally:
+                if err is not out:
+                    err.close()
+        self.watchdog = Watchdog(
+            proc.pid, heartbeat=self.heartbeat, workdir=self.dir, period=self.opts.heartbeat,
+            check=self.opts.check, cpu_limit=self.cpu_limit(), wall_limit=self.opts.max_wall,
+            log=self.log)
+        self.watchdog.start()
+        try:
+            while proc.poll() is None:
+                if self.opts.stop.wait(0.05):
+                    self.watchdog.terminate(KILL_SIGNAL)
+            return proc.returncode
+        finally:
+            self.watchdog.stop()
+            self.watchdog.join(30)
+            kill_tree(proc.pid, proc.pid, grace=0.5)  # leftovers of a finished payload
+            proc.wait()
+
+    def heartbeat(self, dynamic: dict[str, Any], static: dict[str, Any]) -> dict[str, Any]:
+        reply = self.rpc.call(STATE, "sendHeartBeat", self.job_id, dynamic, static)
+        return reply if isinstance(reply, dict) else {}
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def output_files(self) -> list[str]:
+        names = [str(self.jdl.get("StdOutput", "std.out")), str(self.jdl.get("StdError",
+                                                                                "std.err"))]
+        for name in as_list(self.jdl.get("OutputSandbox")):
+            if name.startswith("LFN:"):
+                continue
+            found = glob.glob(os.path.join(self.dir, name))
+            names.extend(os.path.relpath(p, self.dir) for p in sorted(found))
+        result: list[str] = []
+        for name in names:
+            path = os.path.normpath(os.path.join(self.dir, name))
+            if path.startswith(self.dir + os.sep) and os.path.exists(path) \
+                    and name not in result:
+                result.append(name)
+        return result
+
+    def upload_outputs(self) -> bool:
+        files = self.output_files()
+        if not files:
+            return True
+        self.report("", "Uploading Output Sandbox")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:bz2") as tar:
+            for name in files:
+                tar.add(os.path.join(self.dir, name), arcname=name)
+        data = buffer.getvalue()
+        if len(data) > self.opts.max_sandbox_mib * 1024 * 1024:
+            return self._too_big(f"{len(data)} bytes")
+        md5 = hashlib.md5(data).hexdigest()  # noqa: S324 - DIRAC's content key
+        try:
+            url = self.rpc.call(SANDBOX, "streamFromClient",
+                                [f"{md5}.tar.bz2", {f"Job:{self.job_id}": "Output"}], "",
+                                len(data), data)
+        except RpcError as exc:
+            if "too big" in str(exc):
+                return self._too_big(str(exc))
+            self.log(f"output sandbox upload failed: {exc}")
+            self.parameters({"OutputSandbox": f"upload failed: {exc}"})
+            return False
+        self.log(f"output sandbox {url}: {', '.join(files)}")
+        self.report("", "Output Sandbox Uploaded")
+        return True
+
+    def _too_big(self, detail: str) -> bool:
+        self.log(f"output sandbox not uploaded ({detail}): {SANDBOX_TOO_BIG}")
+        self.parameters({"OutputSandbox": SANDBOX_TOO_BIG})
+        return False
+
+    def _send_log(self) -> None:
+        """The wrapper's own log as job parameter ``JobWrapperLog`` (last 16 kB)."""
+        text = "\n".join(self.lines)[-16384:]
+        try:
+            self.parameters({"JobWrapperLog": text})
+        except RpcError as exc:
+            self.opts.log(f"job {self.job_id}: cannot send the wrapper log: {exc}")
+
+
+def safe_extract(tar: tarfile.TarFile, dest: str) -> None:
+    """Extract regular files and directories only, never outside ``dest``."""
+    root = os.path.realpath(dest)
+    for member in tar.getmembers():
+        target = os.path.realpath(os.path.join(root, member.name))
+        if os.path.isabs(member.name) or not (target == root or target.startswith(
+                root + os.sep)):
+            raise ValueError(f"unsafe path in sandbox: {member.name!r}")
+        if member.isdir():
+            os.makedirs(target, exist_ok=True)
+        elif member.isfile():
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            source = tar.extractfile(member)
+            if source is None:
+                continue
+            with source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out)
+            os.chmod(target, (member.mode & 0o755) | 0o600)
+        else:
+            raise ValueError(f"unsupported member in sandbox: {member.name!r}")
+
