@@ -311,8 +311,26 @@ class StalledJobsConfig(Section):
     remove_final_after_days: float = Field(default=30.0, ge=0)
 
 
+class PilotConfig(Section):
+    """How the site director makes pilots: their identity, where they call, their options."""
+
+    #: registry user and group the pilot tokens are issued for (a GenericPilot group)
+    user: str = "pilot"
+    group: str | None = None
+    #: server URLs the pilots call (default: this server's own URL)
+    urls: list[str] = Field(default_factory=list)
+    token_lifetime: int = Field(default=2 * 86_400, ge=600)
+    python: str = "python3"
+    max_failed_matches: int = Field(default=10, ge=1)
+    poll: float = Field(default=10.0, gt=0)
+    heartbeat: float = Field(default=60.0, gt=0)
+    #: a queue whose submissions fail is left alone for this long
+    failing_queue_backoff_minutes: float = Field(default=10.0, ge=0)
+
+
 class OperationsConfig(Section):
     job_scheduling: JobSchedulingConfig = Field(default_factory=JobSchedulingConfig)
+    pilot: PilotConfig = Field(default_factory=PilotConfig)
     stalled_jobs: StalledJobsConfig = Field(default_factory=StalledJobsConfig)
     max_parametric_jobs: int = Field(default=10_000, ge=1)
     max_rescheduling: int = Field(default=3, ge=0)

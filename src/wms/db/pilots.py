@@ -47,17 +47,32 @@ def add_pilots(conn: Connection, refs: Sequence[str], *, vo: str, owner_group: s
              "last_update_time": now} for ref in refs])
 
 
+def _named(refs: Sequence[str]) -> sa.ColumnElement[bool]:
+    """A pilot is named by its CE reference or by the stamp its site director gave it (the
+    pilot knows only the stamp: the CE reference exists after submission)."""
+    names = [r for r in refs if r]
+    return sa.or_(pilot_agents.c.pilot_reference.in_(names),
+                  pilot_agents.c.pilot_stamp.in_(names))
+
+
 def pilot_ids(conn: Connection, refs: Sequence[str]) -> dict[str, int]:
-    query = sa.select(pilot_agents.c.pilot_reference, pilot_agents.c.pilot_id).where(
-        pilot_agents.c.pilot_reference.in_(list(refs)))
-    return {ref: int(pid) for ref, pid in conn.execute(query)}
+    """name (reference or stamp, as given) -> pilot id."""
+    wanted = set(refs)
+    query = sa.select(pilot_agents.c.pilot_reference, pilot_agents.c.pilot_stamp,
+                      pilot_agents.c.pilot_id).where(_named(refs))
+    out: dict[str, int] = {}
+    for ref, stamp, pid in conn.execute(query):
+        for name in (ref, stamp):
+            if name in wanted:
+                out[name] = int(pid)
+    return out
 
 
 def update_pilots(conn: Connection, refs: Sequence[str], **values: Any) -> int:
     if not refs:
         return 0
-    return int(conn.execute(sa.update(pilot_agents).where(
-        pilot_agents.c.pilot_reference.in_(list(refs))).values(**values)).rowcount)
+    return int(conn.execute(sa.update(pilot_agents).where(_named(refs)).values(**values))
+               .rowcount)
 
 
 def pilot_info(conn: Connection, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
