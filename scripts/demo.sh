@@ -68,18 +68,39 @@ reply = requests.post(f"https://127.0.0.1:{port}/Framework/Registry", data={"met
                       verify=f"{demo}/ca/certificates", timeout=30)
 print(reply.status_code, reply.text)
 PY
-say "jobs: dsub (one job, and a parametric one), dstat, dlogging, dkill"
-echo '#!/bin/sh
-echo "hello from job $1"' > "$DEMO/hello.sh"
+say "the site director sends local pilots (log: $DEMO/director.log)"
+pilotwms agent SiteDirector --config "$DEMO/config.yaml" --period 2 >"$DEMO/director.log" 2>&1 &
+DIRECTOR=$!
+trap 'kill $DIRECTOR $SERVER 2>/dev/null; wait $DIRECTOR $SERVER 2>/dev/null || true' EXIT
+
+say "jobs: dsub (a job, a parametric one, one that fails, one to kill)"
 pilotwms proxy init -g demo_user --out "$DEMO/alice-proxy.pem" >/dev/null   # alice's, from client.yaml
 export X509_USER_PROXY=$DEMO/alice-proxy.pem
-(cd "$DEMO" && dsub -N demo-hello hello.sh world)
-(cd "$DEMO" && dsub -N scan --Parametric 0:3 hello.sh %s)
+printf '#!/bin/sh\necho "hello from job $1 on $(hostname)"\n' > "$DEMO/hello.sh"
+cd "$DEMO"
+dsub -N demo-hello hello.sh world
+dsub -N scan --Parametric 0:3 hello.sh %s
+printf '#!/bin/sh\necho "this job fails" >&2\nexit 3\n' > fail.sh
+dsub -N fails fail.sh
+LONG=$(dsub -N long /bin/sleep 600)
 dstat
-JOB=$(dstat -f csv | sed -n 2p | cut -d, -f1)
-dlogging "$JOB"
-dkill -v "$JOB"
-dstat -a -f csv
-echo "(jobs stay Waiting: pilots, which run them, come with the next release of this demo)"
+
+say "dkill $LONG while it waits or runs"
+sleep 3
+dkill -v "$LONG"
+
+say "dstat until every job has ended (at most 3 minutes)"
+for _ in $(seq 90); do
+  active=$(dstat -f csv | tail -n +2 | wc -l)
+  [ "$active" -eq 0 ] && break
+  sleep 2
+done
+dstat -a
+dlogging 1
+
+say "doutput: the outputs, into ./<JobID>/"
+doutput 1 2 3 4 5
+for d in 1 2 3 4; do echo "--- $d/std.out"; cat "$d/std.out"; done
+cd "$REPO"
 
 say "demo finished"

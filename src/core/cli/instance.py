@@ -69,6 +69,13 @@ def server_config_data(directory: Path, *, user: str, host: str, port: int) -> d
             "Processes": 1,
         },
         "Auth": {"Signing": {"Issuer": url, "KeyFile": "jwk.json", "Audience": "pilotwms"}},
+        # one site with local pilots: `pilotwms agent SiteDirector` feeds it
+        "Resources": {"Sites": {"Demo.Local.site": {"CEs": {"localhost": {
+            "CEType": "Local", "Settings": {"WorkDir": str(directory / "pilots")},
+            "Queues": {"default": {"MaxCPUTime": 172800, "MaxWaitingPilots": 2,
+                                   "MaxTotalPilots": 2}}}}}}},
+        "Operations": {"Pilot": {"User": "pilot", "Group": PILOT_GROUP, "MaxFailedMatches": 5,
+                                 "Poll": 1, "Heartbeat": 10}},
         "Registry": {
             "DefaultGroup": USER_GROUP,
             "VOs": {VO: {"DefaultGroup": USER_GROUP, "Description": "demo VO"}},
