@@ -29,17 +29,10 @@ def installed_schemas() -> list[Schema]:
     return sorted(schemas, key=lambda s: s.system)
 
 
-def database_url(config: Config, system: str) -> str:
-    try:
-        return config.database_url(system)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
 def _each(config: Config, action: str) -> dict[str, int | None]:
     results: dict[str, int | None] = {}
     for schema in installed_schemas():
-        engine = make_engine(database_url(config, schema.system))
+        engine = make_engine(config.database_url(schema.system))
         try:
             if action == "init":
                 results[schema.system] = init_schema(engine, schema)

@@ -35,6 +35,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
+from core.exceptions import ConfigError
+
 #: properties DIRAC knows; others are allowed (sites define their own) but these are documented
 KNOWN_PROPERTIES = frozenset(
     {
@@ -358,7 +360,7 @@ class Config(Section):
         sysconf = self.systems.get(system)
         url = (sysconf.database if sysconf else None) or self.database
         if not url:
-            raise ValueError(
+            raise ConfigError(
                 f"no database for {system}: set Database or Systems.{system}.Database"
             )
         return url

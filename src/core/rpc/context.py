@@ -22,7 +22,6 @@ from sqlalchemy.engine import Engine
 
 from core.config.schema import Config
 from core.db import make_engine
-from core.exceptions import ConfigError
 from core.security.authenticate import Authenticator
 
 
@@ -40,10 +39,7 @@ class ServerContext:
         self._lock = threading.Lock()
 
     def database_url(self, system: str) -> str:
-        try:
-            return self.config.database_url(system)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        return self.config.database_url(system)
 
     def engine(self, system: str) -> Engine:
         """The engine of ``system``'s database; systems sharing a URL share the engine."""
