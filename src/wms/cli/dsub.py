@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -236,7 +237,9 @@ def build_jdl(opts: argparse.Namespace, stdin_lines: Sequence[str] | None,
     if opts.arguments:
         args = opts.arguments[1:] if opts.arguments[0] == "--" else opts.arguments
         if args:
-            jdl[jdl.name_of("Arguments") or "Arguments"] = " ".join(args)
+            # the job wrapper splits Arguments like a POSIX shell: quote what needs it, so
+            # ``dsub /bin/sh -c "exit 3"`` runs with the two arguments it was given
+            jdl[jdl.name_of("Arguments") or "Arguments"] = shlex.join(args)
     return jdl
 
 

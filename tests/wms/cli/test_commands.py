@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import pytest
 from core.client_config import load_client_config
 from core.rpc.client import Credentials, RPCClient
 from wms.client import WMSClient
+from wms.logic.jdl import parse_jdl
 
 PY = sys.executable
 
@@ -119,6 +121,16 @@ def test_dsub_prints_ids_and_verbose_jdl(served: Served) -> None:
         assert (summary["JobName"], summary["Status"]) == ("verbose", "Waiting")
         original = wms.jdl(job, original=True)
     assert 'Arguments = "a -n";' in original and "InputSandbox" not in original
+
+
+def test_dsub_keeps_each_argument_whole(served: Served) -> None:
+    """The wrapper splits Arguments like a shell: an argument with spaces stays one."""
+    proc = cmd("dsub", "/bin/sh", "-c", "exit 3", "it's")
+    assert proc.returncode == 0, proc.stderr
+    job = int(proc.stdout.split()[-1])
+    with served.wms() as wms:
+        jdl = parse_jdl(wms.jdl(job, original=True))
+    assert shlex.split(str(jdl["Arguments"])) == ["-c", "exit 3", "it's"]
 
 
 def test_dsub_relative_script_with_directives(served: Served, tmp_path: Path) -> None:
