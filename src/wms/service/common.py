@@ -49,12 +49,16 @@ def dequeue(conn: Connection, job_ids: Sequence[int]) -> None:
     matching.dequeue_jobs(conn, job_ids)
 
 
-def optimise(ctx: ServerContext, job_ids: Sequence[int],
-             known: Mapping[int, JobDescription] | None = None) -> OptimiseResult:
+def optimise(ctx: ServerContext, job_ids: Sequence[int]) -> OptimiseResult:
     return optimizer.optimise(engine_of(ctx), job_ids, enqueue=enqueue,
                               limits=limits_from(ctx.config),
-                              reschedule_delays=ctx.config.operations.reschedule_delays,
-                              known=known)
+                              reschedule_delays=ctx.config.operations.reschedule_delays)
+
+
+def optimise_new(conn: Connection, described: Mapping[int, JobDescription],
+                 now: datetime) -> OptimiseResult:
+    """Optimise jobs just stored in ``conn``'s transaction (the submission request)."""
+    return optimizer.optimise_new(conn, described, enqueue=enqueue, now=now)
 
 
 def sweep_pending(ctx: ServerContext, *, older_than: float = 30.0) -> OptimiseResult:
