@@ -1,0 +1,242 @@
+"""User metadata: fields declared by administrators, values on directories (inherited below
+them) and on files, and queries (see :mod:`dms.db.metadata` for the syntax).
+
+A field may be set on an entry only when no directory above it already defines it, and on a
+directory only when nothing below defines it either (DIRAC's "Metadata conflict"), so every
+file has at most one effective value per field and queries stay plain indexed joins.
+
+Example::
+
+    >>> from core.db import init_schema, make_engine
+    >>> from dms.db.schema import DMS_SCHEMA
+    >>> from dms.logic.namespace import create_directories
+    >>> from dms.logic.rights import CatalogSettings, Requester
+    >>> engine = make_engine("sqlite://"); _ = init_schema(engine, DMS_SCHEMA)
+    >>> root = Requester("admin", "admin", "demo", admin=True)
+    >>> add_field(engine, root, "run", "int")
+    True
+    >>> _ = create_directories(engine, CatalogSettings(), root, ["/demo/r1"])
+    >>> set_metadata(engine, root, "/demo/r1", {"run": 7})
+    >>> find_files(engine, root, {"run": {">": 3}}, "/")
+    []
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from core.db import write_transaction
+from core.exceptions import InvalidArgumentError, NotAuthorizedError, NotFoundError
+from dms.bulk import DENIED, NO_SUCH, BulkResult
+from dms.db import catalog as db
+from dms.db import metadata as meta_db
+from dms.db.tables import directories, files
+from dms.logic.namespace import Resolved, normalise, resolve
+from dms.logic.rights import EXECUTE, READ, WRITE, Requester, may
+from dms.paths import ancestors, normalise_lfn
+
+FIELD_NAME_MAX = 64
+
+
+def _admin(req: Requester) -> None:
+    if not req.admin:
+        raise NotAuthorizedError("only catalog administrators manage metadata fields")
+
+
+def add_field(engine: Engine, req: Requester, name: str, kind: str) -> bool:
+    """Declare a typed field (int, float, string, date; DIRAC's INT/FLOAT/VARCHAR/DATETIME
+    spellings too). True if new; declaring it again with the same type is a no-op."""
+    _admin(req)
+    if (not isinstance(name, str) or not name.isidentifier() or len(name) > FIELD_NAME_MAX
+            or name in meta_db.STANDARD or name == meta_db.PATH_KEY):
+        raise InvalidArgumentError(f"bad metadata field name {name!r}")
+    try:
+        canonical = meta_db.canonical_type(kind)
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from None
+    with write_transaction(engine) as conn:
+        try:
+            return meta_db.add_field(conn, name, canonical)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+
+
+def delete_field(engine: Engine, req: Requester, name: str) -> None:
+    _admin(req)
+    with write_transaction(engine) as conn:
+        if name not in meta_db.fields(conn):
+            raise NotFoundError(f"no metadata field {name!r}")
+        meta_db.delete_field(conn, name)
+
+
+def get_fields(engine: Engine) -> dict[str, str]:
+    """name -> canonical type."""
+    with engine.connect() as conn:
+        return meta_db.fields(conn)
+
+
+def _entry(conn: Connection, req: Requester, path: str, need: int) -> tuple[Resolved, Any]:
+    try:
+        path = normalise_lfn(path)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(str(exc)) from None
+    res = resolve(conn, [path])
+    row = res.entry(path)
+    if not res.reachable(req, path):
+        if all(a in res.dirs for a in ancestors(path)):
+            raise NotAuthorizedError(f"{path}: {DENIED}")
+        raise NotFoundError(f"{path}: {NO_SUCH}")
+    if row is None:
+        raise NotFoundError(f"{path}: {NO_SUCH}")
+    if need and not may(req, row, need):
+        raise NotAuthorizedError(f"{path}: {DENIED}")
+    return res, row
+
+
+def _typed(kinds: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+    out = {}
+    for name, value in values.items():
+        if name not in kinds:
+            raise InvalidArgumentError(f"unknown metadata field {name!r}")
+        try:
+            out[name] = (kinds[name], meta_db.convert(kinds[name], value))
+        except ValueError as exc:
+            raise InvalidArgumentError(f"{name}: {exc}") from None
+    return out
+
+
+def set_metadata(engine: Engine, req: Requester, path: str, values: Mapping[str, Any]) -> None:
+    """Set field values on a directory or a file (``w`` on it)."""
+    if not isinstance(values, Mapping) or not values:
+        raise InvalidArgumentError("setMetadata needs a non-empty {field: value} dict")
+    with write_transaction(engine) as conn:
+        res, row = _entry(conn, req, path, WRITE)
+        kinds = meta_db.fields(conn)
+        typed = _typed(kinds, values)
+        is_dir = hasattr(row, "path_hash")
+        dir_id = row.dir_id
+        above = meta_db.dir_values(conn, dir_id, kinds)
+        conflicts = []
+        for name, (_kind, value) in typed.items():
+            if name in above and (above[name][1] != dir_id or not is_dir) and \
+                    above[name][0] != value:
+                conflicts.append(name)
+        if is_dir:
+            conflicts += sorted(meta_db.defined_below(conn, dir_id, list(typed)))
+        if conflicts:
+            raise InvalidArgumentError(
+                f"Metadata conflict detected for {', '.join(sorted(set(conflicts)))} "
+                f"on {path}: defined above or below it")
+        if is_dir:
+            meta_db.set_values(conn, dir_id=dir_id, values=typed)
+        else:
+            own = {n: v for n, v in typed.items() if n not in above}
+            if own:
+                meta_db.set_values(conn, file_id=row.file_id, values=own)
+
+
+def remove_metadata(engine: Engine, req: Requester, targets: Mapping[str, Any]) -> BulkResult:
+    """``{path: [field, ...]}`` (or one field name): remove values set on those entries."""
+    result = BulkResult()
+    wanted = normalise(targets, result)
+    with write_transaction(engine) as conn:
+        for path, raw in wanted.items():
+            names = targets[raw]
+            names = [names] if isinstance(names, str) else list(names or [])
+            try:
+                _res, row = _entry(conn, req, path, WRITE)
+            except (NotFoundError, NotAuthorizedError) as exc:
+                result.fail(raw, DENIED if isinstance(exc, NotAuthorizedError) else NO_SUCH)
+                continue
+            if hasattr(row, "path_hash"):
+                meta_db.delete_values(conn, dir_id=row.dir_id, names=names)
+            else:
+                meta_db.delete_values(conn, file_id=row.file_id, names=names)
+            result.ok(raw)
+    return result
+
+
+def get_user_metadata(engine: Engine, req: Requester, path: str,
+                      inherited: bool = True) -> dict[str, Any]:
+    """The effective ``{field: value}`` of a directory or file (own and inherited)."""
+    with engine.connect() as conn:
+        _res, row = _entry(conn, req, path, READ)
+        kinds = meta_db.fields(conn)
+        values = {n: v for n, (v, _d) in meta_db.dir_values(conn, row.dir_id, kinds,
+                                                           inherited).items()}
+        if not hasattr(row, "path_hash"):
+            if not inherited:
+                values = {}
+            values.update(meta_db.file_values(conn, row.file_id, kinds))
+        return values
+
+
+def query_ids(conn: Connection, query: Mapping[str, Any], path: str = "/",
+              since_id: int = 0) -> sa.Select[Any] | None:
+    """The SELECT of (file_id, dir_id, name, owner, owner_group, mode, path) matching
+    ``query`` under ``path``; None when ``path`` does not exist."""
+    if not isinstance(query, Mapping):
+        raise InvalidArgumentError("a metadata query is a dict")
+    top = query.get(meta_db.PATH_KEY, path) or "/"
+    try:
+        top = normalise_lfn(str(top))
+        conds = meta_db.file_conditions(query, meta_db.fields(conn))
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from None
+    top_row = db.get_dirs(conn, [top]).get(top)
+    if top_row is None:
+        return None
+    select = (sa.select(files.c.file_id, files.c.dir_id, files.c.name, files.c.owner,
+                        files.c.owner_group, files.c.mode, directories.c.path)
+              .join(directories, directories.c.dir_id == files.c.dir_id)
+              .where(*conds))
+    if top != "/":
+        select = select.where(files.c.dir_id.in_(db.subtree_ids(top_row.dir_id)))
+    if since_id:
+        select = select.where(files.c.file_id > since_id)
+    return select
+
+
+def readable_filter(conn: Connection, req: Requester, rows: list[Any]) -> list[Any]:
+    """Keep the rows (with dir_id, path, owner, owner_group, mode) ``req`` may read."""
+    if req.admin:
+        return rows
+    dir_paths = {row.dir_id: row.path for row in rows}
+    needed = {a for p in dir_paths.values() for a in ancestors(p)} | set(dir_paths.values())
+    dirs = db.get_dirs(conn, needed)
+    through: dict[int, bool] = {}
+    for dir_id, dpath in dir_paths.items():
+        chain = ancestors(dpath) + [dpath]
+        through[dir_id] = all(c in dirs and may(req, dirs[c], EXECUTE) for c in chain)
+    return [row for row in rows if through[row.dir_id] and may(req, row, READ)]
+
+
+def find_file_rows(engine: Engine, req: Requester, query: Mapping[str, Any], path: str = "/"
+                   ) -> list[Any]:
+    with engine.connect() as conn:
+        select = query_ids(conn, query, path)
+        if select is None:
+            return []
+        return readable_filter(conn, req, list(conn.execute(select)))
+
+
+def find_files(engine: Engine, req: Requester, query: Mapping[str, Any], path: str = "/"
+               ) -> list[str]:
+    """The LFNs (sorted) of the readable files matching ``query`` under ``path``."""
+    rows = find_file_rows(engine, req, query, path)
+    return sorted(row.path.rstrip("/") + "/" + row.name for row in rows)
+
+
+def find_directories(engine: Engine, req: Requester, query: Mapping[str, Any],
+                     path: str = "/") -> list[str]:
+    """Directories holding matching files (DIRAC's findDirectoriesByMetadata, by files)."""
+    rows = find_file_rows(engine, req, query, path)
+    return sorted({row.path for row in rows})
+
+
+def lfns(rows: Iterable[Any]) -> list[str]:
+    return [row.path.rstrip("/") + "/" + row.name for row in rows]
