@@ -164,14 +164,12 @@ class SEFileHandler(RPCHandler):
 
     async def prepare(self) -> None:  # type: ignore[override] # tornado awaits it
         super().prepare()
+        if self.request.method != "PUT":
+            return  # checked in get(), once the (empty) body is read: the connection stays
         se_name, lfn = self.path_args
         se = self.store.disk_se(se_name)
-        ident = self.identify()
-        write = self.request.method == "PUT"
-        self.store.check(ident, se, lfn, write)
+        self.store.check(self.identify(), se, lfn, True)
         self.target = se_store.confined(se.base, lfn)
-        if not write:
-            return
         length = self.request.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
         limit = se.max_bytes or 1 << 50
@@ -198,8 +196,10 @@ class SEFileHandler(RPCHandler):
         self.finish(encode({"OK": True, "Value": {"Size": info.size,
                                                   "Checksum": info.checksum}}))
 
-    async def get(self, _se: str, lfn: str) -> None:
-        assert self.target is not None  # noqa: S101 - set in prepare
+    async def get(self, se_name: str, lfn: str) -> None:
+        se = self.store.disk_se(se_name)
+        self.store.check(self.identify(), se, lfn, False)
+        self.target = se_store.confined(se.base, lfn)
         try:
             stream: IO[bytes] = await self._blocking(open, self.target, "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):

@@ -64,6 +64,9 @@ class _Reader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def tell(self) -> int:  # requests subtracts it from len() to size the body
+        return self.done
+
     def read(self, size: int = -1) -> bytes:
         data = self.stream.read(CHUNK if size is None or size < 0 else max(size, CHUNK))
         self.done += len(data)
@@ -124,18 +127,27 @@ class HTTPSStorage(StoragePlugin):
     def _upload(self, path: str, source: Path, declared: str,
                 progress: Progress | None) -> FileInfo:
         """PUT ``source`` declaring ``declared`` as its adler32 (tests declare a wrong one)."""
-        body = _Reader(source, progress)
-        try:
-            response = self.rpc.session.put(
-                self.url(path), data=body, timeout=self.timeout, verify=self.rpc.verify,
-                headers={"Content-Type": "application/octet-stream",
-                         "Content-Length": str(len(body)),
-                         CHECKSUM_HEADER: normalise_checksum(declared)})
-        except requests.exceptions.RequestException as exc:
-            raise StorageUnavailableError(
-                f"{self.se_name}: upload of {path}: {type(exc).__name__}") from None
-        finally:
-            body.close()
+        # a server that refuses an upload before reading it closes the connection; the next
+        # request on that pooled connection fails at once: one retry on a fresh connection
+        # (an upload is idempotent: same bytes, same path)
+        for attempt in (1, 2):
+            body = _Reader(source, progress)
+            try:
+                response = self.rpc.session.put(
+                    self.url(path), data=body, timeout=self.timeout, verify=self.rpc.verify,
+                    headers={"Content-Type": "application/octet-stream",
+                             "Content-Length": str(len(body)),
+                             CHECKSUM_HEADER: normalise_checksum(declared)})
+                break
+            except requests.exceptions.ConnectionError as exc:
+                if attempt == 2 or isinstance(exc, requests.exceptions.ConnectTimeout):
+                    raise StorageUnavailableError(
+                        f"{self.se_name}: upload of {path}: {type(exc).__name__}") from None
+            except requests.exceptions.RequestException as exc:
+                raise StorageUnavailableError(
+                    f"{self.se_name}: upload of {path}: {type(exc).__name__}") from None
+            finally:
+                body.close()
         value = self._reply(response, f"upload of {path}")
         info = FileInfo(int(value["Size"]), normalise_checksum(value["Checksum"]))
         verify(declared, info, f"{self.se_name}:{path} as stored")
@@ -146,12 +158,18 @@ class HTTPSStorage(StoragePlugin):
         expected = normalise_checksum(checksum) if checksum else None
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            response = self.rpc.session.get(self.url(path), stream=True, timeout=self.timeout,
-                                            verify=self.rpc.verify)
-        except requests.exceptions.RequestException as exc:
-            raise StorageUnavailableError(
-                f"{self.se_name}: download of {path}: {type(exc).__name__}") from None
+        for attempt in (1, 2):  # one retry, as for uploads
+            try:
+                response = self.rpc.session.get(self.url(path), stream=True,
+                                                timeout=self.timeout, verify=self.rpc.verify)
+                break
+            except requests.exceptions.ConnectionError as exc:
+                if attempt == 2 or isinstance(exc, requests.exceptions.ConnectTimeout):
+                    raise StorageUnavailableError(
+                        f"{self.se_name}: download of {path}: {type(exc).__name__}") from None
+            except requests.exceptions.RequestException as exc:
+                raise StorageUnavailableError(
+                    f"{self.se_name}: download of {path}: {type(exc).__name__}") from None
         with response:
             if response.status_code != 200 or \
                     response.headers.get("Content-Type", "").startswith("application/json"):
