@@ -41,7 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.exceptions import InvalidArgumentError, NotFoundError, PilotWMSError
+from core.exceptions import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+    PilotWMSError,
+)
 from dms.bulk import BulkResult
 from dms.storage import StorageElements
 from dms.storage.base import (
@@ -144,9 +149,14 @@ class DataManager:
         """Upload ``local_path`` to ``se`` and register it as ``lfn`` (see the module doc)."""
         local = adler32_file(local_path)
         guid = guid or str(uuid.uuid4()).upper()
+        catalog_known = self._check_new(lfn)
         errors: list[str] = []
         for index, target in enumerate([se, *[s for s in failover_ses if s != se]]):
             try:
+                if not catalog_known and self.ses[target].exists(lfn):
+                    # the catalog cannot tell whether this copy is registered: never
+                    # overwrite it
+                    raise StorageError(f"{lfn} exists already on {target}")
                 self.ses[target].put(lfn, local_path, checksum=local.checksum,
                                      progress=progress)
             except (StorageError, NotFoundError) as exc:
@@ -157,6 +167,23 @@ class DataManager:
                                failover=index > 0)
             return self._register_new(result, se)
         raise StorageError(f"upload of {lfn} failed on every SE: " + "; ".join(errors))
+
+    def _check_new(self, lfn: str) -> bool:
+        """Refuse an LFN that is registered already; True when the catalog said it is new,
+        False when the catalog could not be asked (jobs go on: a request registers later)."""
+        try:
+            found = self.catalog.get_file_metadata([lfn])
+        except PilotWMSError as exc:
+            if self.submit_request is None:
+                raise CatalogError(f"cannot check {lfn} in the catalog: {exc.message}") \
+                    from None
+            return False
+        if lfn in found.successful:
+            raise AlreadyExistsError(f"{lfn} is registered already")
+        reason = found.failed.get(lfn, "")
+        if "no such file" not in reason.lower():
+            raise CatalogError(f"{lfn}: {reason or 'no answer from the catalog'}")
+        return True
 
     def _entry(self, result: PutResult) -> dict[str, Any]:
         return {"PFN": self.ses[result.se].url(result.lfn), "Size": result.size,
