@@ -171,8 +171,12 @@ def update_rows(conn: Connection, table: sa.Table, key: str, values: Mapping[int
 
 # -- files ------------------------------------------------------------------------------------
 
-def get_files(conn: Connection, wanted: Mapping[int, Iterable[str]]) -> dict[tuple[int, str],
-                                                                             Row[Any]]:
+#: the file columns needed for rights and replica lookups (no dates to convert)
+LITE = ("file_id", "dir_id", "name", "size", "owner", "owner_group", "mode", "status")
+
+
+def get_files(conn: Connection, wanted: Mapping[int, Iterable[str]], full: bool = True
+              ) -> dict[tuple[int, str], Row[Any]]:
     """(dir_id, name) -> file row for the pairs that exist (``wanted``: dir_id -> names).
 
     Directories are batched together: ``dir_id IN (...) AND name IN (...)`` uses the unique
@@ -184,7 +188,8 @@ def get_files(conn: Connection, wanted: Mapping[int, Iterable[str]]) -> dict[tup
     for dir_batch in chunks(by_dir, 50):
         names = sorted({n for d in dir_batch for n in wanted[d]})
         for name_batch in chunks(names):
-            query = sa.select(files).where(files.c.dir_id.in_(dir_batch),
+            cols = [files] if full else [files.c[c] for c in LITE]
+            query = sa.select(*cols).where(files.c.dir_id.in_(dir_batch),
                                            files.c.name.in_(name_batch))
             for row in conn.execute(query):
                 if (row.dir_id, row.name) in pairs:
@@ -267,7 +272,8 @@ def get_replicas(conn: Connection, file_ids: Iterable[int], all_status: bool = T
     """file_id -> {SE name: replica row (with ``se`` = SE name)}."""
     out: dict[int, dict[str, Row[Any]]] = defaultdict(dict)
     for batch in chunks(set(file_ids)):
-        query = (sa.select(replicas, storage_elements.c.name.label("se"))
+        query = (sa.select(replicas.c.file_id, replicas.c.pfn, replicas.c.status,
+                           storage_elements.c.name.label("se"))
                  .join(storage_elements, storage_elements.c.se_id == replicas.c.se_id)
                  .where(replicas.c.file_id.in_(batch)))
         if not all_status:
