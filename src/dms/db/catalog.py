@@ -268,9 +268,9 @@ def se_names(conn: Connection) -> dict[int, str]:
 
 
 def get_replicas(conn: Connection, file_ids: Iterable[int], all_status: bool = True
-                 ) -> dict[int, dict[str, Row[Any]]]:
+                 ) -> dict[int, dict[str, Any]]:
     """file_id -> {SE name: replica row (with ``se`` = SE name)}."""
-    out: dict[int, dict[str, Row[Any]]] = defaultdict(dict)
+    out: dict[int, dict[str, Any]] = defaultdict(dict)
     for batch in chunks(set(file_ids)):
         query = (sa.select(replicas.c.file_id, replicas.c.pfn, replicas.c.status,
                            storage_elements.c.name.label("se"))

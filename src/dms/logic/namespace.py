@@ -89,9 +89,9 @@ def resolve(conn: Connection, paths: Iterable[str], full: bool = True) -> Resolv
     for path in paths:
         if path in dirs or path == "/":
             continue
-        parent = dirs.get(parent_of(path))
-        if parent is not None:
-            by_dir[parent.dir_id].append(name_of(path))
+        parent_row = dirs.get(parent_of(path))
+        if parent_row is not None:
+            by_dir[parent_row.dir_id].append(name_of(path))
     found = db.get_files(conn, by_dir, full) if by_dir else {}
     by_id = {row.dir_id: path for path, row in dirs.items()}
     file_rows = {join(by_id[d], n): row for (d, n), row in found.items()}
