@@ -179,21 +179,21 @@ def get_files(conn: Connection, wanted: Mapping[int, Iterable[str]], full: bool 
               ) -> dict[tuple[int, str], Row[Any]]:
     """(dir_id, name) -> file row for the pairs that exist (``wanted``: dir_id -> names).
 
-    Directories are batched together: ``dir_id IN (...) AND name IN (...)`` uses the unique
-    ``(dir_id, name)`` index; the few extra combinations are filtered out here.
+    One statement per :data:`CHUNK` names: ``(dir_id = d1 AND name IN (...)) OR (dir_id = d2
+    AND name IN (...))``, which both databases answer from the unique ``(dir_id, name)``
+    index without probing combinations that were not asked for.
     """
-    pairs = {(d, n) for d, names in wanted.items() for n in names}
+    pairs = [(d, n) for d, names in sorted(wanted.items()) for n in sorted(set(names))]
+    cols = [files] if full else [files.c[c] for c in LITE]
     out: dict[tuple[int, str], Row[Any]] = {}
-    by_dir = sorted(wanted)
-    for dir_batch in chunks(by_dir, 50):
-        names = sorted({n for d in dir_batch for n in wanted[d]})
-        for name_batch in chunks(names):
-            cols = [files] if full else [files.c[c] for c in LITE]
-            query = sa.select(*cols).where(files.c.dir_id.in_(dir_batch),
-                                           files.c.name.in_(name_batch))
-            for row in conn.execute(query):
-                if (row.dir_id, row.name) in pairs:
-                    out[(row.dir_id, row.name)] = row
+    for batch in chunks(pairs):
+        by_dir: dict[int, list[str]] = defaultdict(list)
+        for d, n in batch:
+            by_dir[d].append(n)
+        cond = sa.or_(*(sa.and_(files.c.dir_id == d, files.c.name.in_(names))
+                        for d, names in by_dir.items()))
+        for row in conn.execute(sa.select(*cols).where(cond)):
+            out[(row.dir_id, row.name)] = row
     return out
 
 
