@@ -268,18 +268,17 @@ def se_names(conn: Connection) -> dict[int, str]:
 
 
 def get_replicas(conn: Connection, file_ids: Iterable[int], all_status: bool = True
-                 ) -> dict[int, dict[str, Any]]:
-    """file_id -> {SE name: replica row (with ``se`` = SE name)}."""
-    out: dict[int, dict[str, Any]] = defaultdict(dict)
+                 ) -> dict[int, dict[str, str]]:
+    """file_id -> {SE name: PFN} (only ``AprioriGood`` replicas unless ``all_status``)."""
+    out: dict[int, dict[str, str]] = defaultdict(dict)
+    names = se_names(conn)
     for batch in chunks(set(file_ids)):
-        query = (sa.select(replicas.c.file_id, replicas.c.pfn, replicas.c.status,
-                           storage_elements.c.name.label("se"))
-                 .join(storage_elements, storage_elements.c.se_id == replicas.c.se_id)
-                 .where(replicas.c.file_id.in_(batch)))
+        query = sa.select(replicas.c.file_id, replicas.c.se_id, replicas.c.pfn).where(
+            replicas.c.file_id.in_(batch))
         if not all_status:
             query = query.where(replicas.c.status == "AprioriGood")
-        for row in conn.execute(query):
-            out[row.file_id][row.se] = row
+        for file_id, se_id, pfn in conn.execute(query).fetchall():
+            out[file_id][names[se_id]] = pfn
     return out
 
 

@@ -399,18 +399,29 @@ def _readable_files(conn: Connection, req: Requester, paths: Mapping[str, str],
     """The files among ``paths`` that ``req`` may read (others failed with the reason)."""
     res = resolve(conn, paths, full)
     ok: dict[str, Row[Any]] = {}
+    allowed: dict[tuple[str, str, int], bool] = {}
     for path, raw in paths.items():
+        row = res.files.get(path)
         if not res.reachable(req, path):
             result.fail(raw, DENIED if _exists_hidden(res, path) else NO_SUCH)
         elif path in res.dirs:
             result.fail(raw, IS_DIR)
-        elif path not in res.files:
+        elif row is None:
             result.fail(raw, NO_SUCH)
-        elif not may(req, res.files[path], need):
+        elif not _cached_may(allowed, req, row, need):
             result.fail(raw, DENIED)
         else:
             ok[path] = res.files[path]
     return res, ok
+
+
+def _cached_may(cache: dict[tuple[str, str, int], bool], req: Requester, row: Any,
+                need: int) -> bool:
+    key = (row.owner, row.owner_group, row.mode)
+    known = cache.get(key)
+    if known is None:
+        known = cache[key] = may(req, row, need)
+    return known
 
 
 def remove_files(engine: Engine, req: Requester, lfns: Iterable[str]) -> BulkResult:
@@ -490,7 +501,7 @@ def get_replicas(engine: Engine, req: Requester, lfns: Iterable[str],
         _res, ok = _readable_files(conn, req, wanted, result, full=False)
         reps = db.get_replicas(conn, [row.file_id for row in ok.values()], all_status)
     for path, row in ok.items():
-        result.ok(wanted[path], {se: r.pfn for se, r in reps.get(row.file_id, {}).items()})
+        result.ok(wanted[path], dict(reps.get(row.file_id, {})))
     return result
 
 
@@ -612,7 +623,7 @@ def list_directory(engine: Engine, req: Requester, paths: Iterable[str],
                 meta = file_metadata(f) if verbose else {"FileID": f.file_id}
                 entry: dict[str, Any] = {"MetaData": meta}
                 if verbose:
-                    entry["Replicas"] = {se: r.pfn for se, r in reps.get(f.file_id, {}).items()}
+                    entry["Replicas"] = dict(reps.get(f.file_id, {}))
                 listing[join(path, f.name)] = entry
             result.ok(wanted[path], {"Files": listing, "SubDirs": subs, "Links": {},
                                      "Datasets": datasets_listing(conn, row, path, verbose)})
@@ -629,8 +640,7 @@ def get_directory_replicas(engine: Engine, req: Requester, paths: Iterable[str],
         for path, row in ok.items():
             file_rows = [f for f in db.files_in_dir(conn, row.dir_id) if may(req, f, READ)]
             reps = db.get_replicas(conn, [f.file_id for f in file_rows], all_status)
-            result.ok(wanted[path], {join(path, f.name): {se: r.pfn for se, r in
-                                                          reps.get(f.file_id, {}).items()}
+            result.ok(wanted[path], {join(path, f.name): dict(reps.get(f.file_id, {}))
                                      for f in file_rows})
     return result
 
