@@ -16,8 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import posixpath
-
 MAX_PATH = 1024
 MAX_NAME = 255
 
@@ -36,20 +34,20 @@ def normalise_lfn(path: str) -> str:
         path = path.rstrip("/") or "/"
     if "//" in path:
         raise ValueError(f"{path!r} has an empty path component")
-    parts = path.split("/")[1:]
-    if any(p in (".", "..") for p in parts):
+    if "/." in path and any(p in (".", "..") for p in path.split("/")):
         raise ValueError(f"{path!r} contains '.' or '..'")
-    if len(path) > MAX_PATH or any(len(p) > MAX_NAME for p in parts):
+    if len(path) > MAX_NAME and (len(path) > MAX_PATH or any(
+            len(p) > MAX_NAME for p in path.split("/"))):
         raise ValueError(f"{path!r} is too long")
     return path
 
 
 def parent_of(path: str) -> str:
-    return posixpath.dirname(path) or "/"
+    return path.rpartition("/")[0] or "/"
 
 
 def name_of(path: str) -> str:
-    return posixpath.basename(path)
+    return path.rpartition("/")[2]
 
 
 def join(directory: str, name: str) -> str:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ENV_DIR = "PILOTWMS_SESSION_DIR"
 ENV_PID = "DCOMMANDS_PPID"
@@ -55,20 +56,27 @@ class Session:
     cwd: str
 
     @classmethod
-    def load(cls, home: str, environ: Mapping[str, str] | None = None) -> Session:
-        """This shell's session (a fresh one at ``home`` when none is stored)."""
+    def load(cls, home: str | Callable[[], str],
+             environ: Mapping[str, str] | None = None) -> Session:
+        """This shell's session (a fresh one at the home when none is stored). ``home`` may
+        be a function, called only when the session file does not know the home yet."""
         directory = session_dir(environ)
         pid = session_pid(environ)
-        cwd = home
         path = directory / f"dsession.{pid}.json"
+        stored: dict[str, Any] = {}
         try:
-            stored = json.loads(path.read_text())
-            if isinstance(stored, dict) and isinstance(stored.get("cwd"), str) and \
-                    stored["cwd"].startswith("/"):
-                cwd = stored["cwd"]
+            loaded = json.loads(path.read_text())
+            if isinstance(loaded, dict):
+                stored = loaded
         except (OSError, ValueError):
             pass
-        return cls(home, directory, pid, cwd)
+        known_home = stored.get("home")
+        if not (isinstance(known_home, str) and known_home.startswith("/")):
+            known_home = home() if callable(home) else home
+        cwd = stored.get("cwd")
+        if not (isinstance(cwd, str) and cwd.startswith("/")):
+            cwd = known_home
+        return cls(known_home, directory, pid, cwd)
 
     @property
     def file(self) -> Path | None:
@@ -93,3 +101,20 @@ class Session:
     def resolve_all(self, args: Iterable[str]) -> list[str]:
         """Every argument resolved; no arguments = the cwd (COMDIRAC's pathFromArguments)."""
         return [self.resolve(a) for a in args] or [self.cwd]
+
+
+def current_session(environ: Mapping[str, str] | None = None) -> Session:
+    """This shell's session for the configured user: the home comes from the client config's
+    VO and the user name the server reports (``whoami``, asked once per session)."""
+    from core.client_config import load_client_config, make_client
+
+    def lookup() -> str:
+        cfg = load_client_config()
+        with make_client("Framework/Registry", cfg) as rpc:
+            who = rpc.call("whoami") or {}
+        return home_dir(cfg.vo or who.get("VO"), who.get("username"))
+
+    session = Session.load(lookup, environ)
+    if session.file is not None and not session.file.exists():
+        session.save()
+    return session

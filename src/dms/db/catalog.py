@@ -171,24 +171,29 @@ def update_rows(conn: Connection, table: sa.Table, key: str, values: Mapping[int
 
 # -- files ------------------------------------------------------------------------------------
 
-def get_files(conn: Connection, wanted: Mapping[int, Iterable[str]]) -> dict[tuple[int, str],
-                                                                             Row[Any]]:
+#: the file columns needed for rights and replica lookups (no dates to convert)
+LITE = ("file_id", "dir_id", "name", "size", "owner", "owner_group", "mode", "status")
+
+
+def get_files(conn: Connection, wanted: Mapping[int, Iterable[str]], full: bool = True
+              ) -> dict[tuple[int, str], Row[Any]]:
     """(dir_id, name) -> file row for the pairs that exist (``wanted``: dir_id -> names).
 
-    Directories are batched together: ``dir_id IN (...) AND name IN (...)`` uses the unique
-    ``(dir_id, name)`` index; the few extra combinations are filtered out here.
+    One statement per :data:`CHUNK` names: ``(dir_id = d1 AND name IN (...)) OR (dir_id = d2
+    AND name IN (...))``, which both databases answer from the unique ``(dir_id, name)``
+    index without probing combinations that were not asked for.
     """
-    pairs = {(d, n) for d, names in wanted.items() for n in names}
+    pairs = [(d, n) for d, names in sorted(wanted.items()) for n in sorted(set(names))]
+    cols = [files] if full else [files.c[c] for c in LITE]
     out: dict[tuple[int, str], Row[Any]] = {}
-    by_dir = sorted(wanted)
-    for dir_batch in chunks(by_dir, 50):
-        names = sorted({n for d in dir_batch for n in wanted[d]})
-        for name_batch in chunks(names):
-            query = sa.select(files).where(files.c.dir_id.in_(dir_batch),
-                                           files.c.name.in_(name_batch))
-            for row in conn.execute(query):
-                if (row.dir_id, row.name) in pairs:
-                    out[(row.dir_id, row.name)] = row
+    for batch in chunks(pairs):
+        by_dir: dict[int, list[str]] = defaultdict(list)
+        for d, n in batch:
+            by_dir[d].append(n)
+        cond = sa.or_(*(sa.and_(files.c.dir_id == d, files.c.name.in_(names))
+                        for d, names in by_dir.items()))
+        for row in conn.execute(sa.select(*cols).where(cond)):
+            out[(row.dir_id, row.name)] = row
     return out
 
 
@@ -263,17 +268,17 @@ def se_names(conn: Connection) -> dict[int, str]:
 
 
 def get_replicas(conn: Connection, file_ids: Iterable[int], all_status: bool = True
-                 ) -> dict[int, dict[str, Row[Any]]]:
-    """file_id -> {SE name: replica row (with ``se`` = SE name)}."""
-    out: dict[int, dict[str, Row[Any]]] = defaultdict(dict)
+                 ) -> dict[int, dict[str, str]]:
+    """file_id -> {SE name: PFN} (only ``AprioriGood`` replicas unless ``all_status``)."""
+    out: dict[int, dict[str, str]] = defaultdict(dict)
+    names = se_names(conn)
     for batch in chunks(set(file_ids)):
-        query = (sa.select(replicas, storage_elements.c.name.label("se"))
-                 .join(storage_elements, storage_elements.c.se_id == replicas.c.se_id)
-                 .where(replicas.c.file_id.in_(batch)))
+        query = sa.select(replicas.c.file_id, replicas.c.se_id, replicas.c.pfn).where(
+            replicas.c.file_id.in_(batch))
         if not all_status:
             query = query.where(replicas.c.status == "AprioriGood")
-        for row in conn.execute(query):
-            out[row.file_id][row.se] = row
+        for file_id, se_id, pfn in conn.execute(query).fetchall():
+            out[file_id][names[se_id]] = pfn
     return out
 
 

@@ -232,30 +232,90 @@ def _conditions(column: Any, kind: str, spec: Any) -> list[Any]:
     return [column == one(spec)]
 
 
-def file_conditions(query: Mapping[str, Any], kinds: Mapping[str, str]) -> list[Any]:
-    """Conditions on :data:`~dms.db.tables.files` for a metaQuery (without ``Path``)."""
-    out: list[Any] = []
+#: above this many directories, a directory filter stays a sub-select instead of a list
+DIR_LIST_MAX = 20_000
+
+
+def _defined(conn: Connection, table: sa.Table, name: str) -> bool:
+    return conn.execute(sa.select(table.c.field).where(table.c.field == name).limit(1)
+                        ).first() is not None
+
+
+def file_conditions(conn: Connection, query: Mapping[str, Any], kinds: Mapping[str, str],
+                    top_id: int | None = None) -> list[Any]:
+    """Conditions on :data:`~dms.db.tables.files` for a metaQuery (without ``Path``), files
+    restricted to the subtree of directory ``top_id`` when given.
+
+    Terms on fields only set on directories are resolved first to the set of directories
+    they select (the closure makes inheritance a join); those sets are intersected here and
+    the files are then fetched by ``dir_id`` (index). Terms on fields set on files become
+    correlated ``EXISTS`` probes of the value table's primary key when a directory set
+    already narrows the files, else ``IN`` sub-selects on the ``(field, value)`` index.
+    """
+    dir_sets: list[set[int]] = []
+    dir_selects: list[sa.Select[Any]] = []
+    mixed: list[tuple[str, str, Any, bool, bool]] = []
+    plain: list[Any] = []
     for name, spec in query.items():
         if name == PATH_KEY:
             continue
         if name in kinds:
             kind = kinds[name]
-            column = TYPES[kind]
-            by_file = sa.select(file_meta.c.file_id).where(
-                file_meta.c.field == name, *_conditions(file_meta.c[column], kind, spec))
-            by_dir = sa.select(dir_closure.c.descendant_id).join(
-                dir_meta, dir_meta.c.dir_id == dir_closure.c.ancestor_id).where(
-                dir_meta.c.field == name, *_conditions(dir_meta.c[column], kind, spec))
-            out.append(sa.or_(files.c.file_id.in_(by_file), files.c.dir_id.in_(by_dir)))
+            on_dirs, on_files = _defined(conn, dir_meta, name), _defined(conn, file_meta, name)
+            if not on_dirs and not on_files:
+                _conditions(dir_meta.c[TYPES[kind]], kind, spec)  # still validate the term
+                return [sa.false()]
+            if on_dirs and not on_files:
+                dir_selects.append(_dirs_select(name, kind, spec, top_id))
+                dir_sets.append(set(conn.execute(dir_selects[-1]).scalars()))
+            else:
+                mixed.append((name, kind, spec, on_dirs, on_files))
         elif name in STANDARD:
             column_name, kind = STANDARD[name]
             if column_name == "se":
                 on_se = sa.select(replicas.c.file_id).join(
                     storage_elements, storage_elements.c.se_id == replicas.c.se_id).where(
                     *_conditions(storage_elements.c.name, kind, spec))
-                out.append(files.c.file_id.in_(on_se))
+                plain.append(files.c.file_id.in_(on_se))
             else:
-                out.extend(_conditions(files.c[column_name], kind, spec))
+                plain.extend(_conditions(files.c[column_name], kind, spec))
         else:
             raise ValueError(f"unknown metadata field {name!r}")
-    return out
+    out: list[Any] = []
+    narrowed = bool(dir_sets)
+    if dir_sets:
+        chosen = set.intersection(*dir_sets)
+        if not chosen:
+            return [sa.false()]
+        if len(chosen) <= DIR_LIST_MAX:
+            out.append(files.c.dir_id.in_(sorted(chosen)))
+        else:  # too many to list: let the database join the directory selections
+            narrowed = False
+            out.extend(files.c.dir_id.in_(select) for select in dir_selects)
+    elif top_id is not None:
+        out.append(files.c.dir_id.in_(subtree_ids(top_id)))
+    for name, kind, spec, on_dirs, _on_files in mixed:
+        column = TYPES[kind]
+        own = _conditions(file_meta.c[column], kind, spec)
+        if narrowed:
+            by_file: Any = sa.exists().where(file_meta.c.file_id == files.c.file_id,
+                                             file_meta.c.field == name, *own)
+        else:
+            by_file = files.c.file_id.in_(sa.select(file_meta.c.file_id).where(
+                file_meta.c.field == name, *own))
+        if on_dirs:
+            by_dir = files.c.dir_id.in_(_dirs_select(name, kind, spec, top_id))
+            out.append(sa.or_(by_file, by_dir))
+        else:
+            out.append(by_file)
+    return out + plain
+
+
+def _dirs_select(name: str, kind: str, spec: Any, top_id: int | None) -> sa.Select[Any]:
+    """Directories (under ``top_id``) that have or inherit a value of ``name`` matching."""
+    query = sa.select(dir_closure.c.descendant_id).join(
+        dir_meta, dir_meta.c.dir_id == dir_closure.c.ancestor_id).where(
+        dir_meta.c.field == name, *_conditions(dir_meta.c[TYPES[kind]], kind, spec))
+    if top_id is not None:
+        query = query.where(dir_closure.c.descendant_id.in_(subtree_ids(top_id)))
+    return query

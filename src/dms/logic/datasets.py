@@ -33,7 +33,7 @@ from core.exceptions import InvalidArgumentError
 from dms.bulk import DENIED, EXISTS, NO_SUCH, BulkResult
 from dms.db import catalog as db
 from dms.db.tables import dataset_files, datasets, files
-from dms.logic.metadata import query_ids, readable_filter
+from dms.logic.metadata import matching, query_ids
 from dms.logic.namespace import _ensure_dirs, normalise, resolve
 from dms.logic.rights import EXECUTE, READ, WRITE, CatalogSettings, Requester, may
 from dms.paths import ancestors, join, name_of, parent_of
@@ -87,11 +87,10 @@ def _lookup(conn: Connection, req: Requester, names: Mapping[str, str], result: 
     return out
 
 
-def _matching(conn: Connection, req: Requester, query: Mapping[str, Any]) -> list[Any]:
+def _matching(conn: Connection, req: Requester, query: Mapping[str, Any]
+              ) -> list[tuple[int, str]]:
     select = query_ids(conn, query)
-    if select is None:
-        return []
-    return readable_filter(conn, req, list(conn.execute(select)))
+    return [] if select is None else matching(conn, req, select)
 
 
 def add_datasets(engine: Engine, settings: CatalogSettings, req: Requester,
@@ -176,9 +175,8 @@ def get_dataset_files(engine: Engine, req: Requester, names: Iterable[str]) -> B
             if row.status == FROZEN:
                 result.ok(wanted[path], _frozen_lfns(conn, row.dataset_id))
             else:
-                rows = _matching(conn, req, json.loads(row.query))
-                result.ok(wanted[path], sorted(r.path.rstrip("/") + "/" + r.name
-                                               for r in rows))
+                found = _matching(conn, req, json.loads(row.query))
+                result.ok(wanted[path], sorted(lfn for _id, lfn in found))
     return result
 
 
@@ -191,8 +189,7 @@ def freeze_datasets(engine: Engine, req: Requester, names: Iterable[str]) -> Bul
             if row.status == FROZEN:
                 result.ok(wanted[path])
                 continue
-            rows = _matching(conn, req, json.loads(row.query))
-            ids = sorted(r.file_id for r in rows)
+            ids = sorted(i for i, _lfn in _matching(conn, req, json.loads(row.query)))
             for batch in db.chunks(ids):
                 conn.execute(dataset_files.insert(),
                              [{"dataset_id": row.dataset_id, "file_id": i} for i in batch])

@@ -23,7 +23,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,7 +34,7 @@ from core.exceptions import InvalidArgumentError, NotAuthorizedError, NotFoundEr
 from dms.bulk import DENIED, NO_SUCH, BulkResult
 from dms.db import catalog as db
 from dms.db import metadata as meta_db
-from dms.db.tables import directories, files
+from dms.db.tables import files
 from dms.logic.namespace import Resolved, normalise, resolve
 from dms.logic.rights import EXECUTE, READ, WRITE, Requester, may
 from dms.paths import ancestors, normalise_lfn
@@ -177,66 +177,86 @@ def get_user_metadata(engine: Engine, req: Requester, path: str,
 
 def query_ids(conn: Connection, query: Mapping[str, Any], path: str = "/",
               since_id: int = 0) -> sa.Select[Any] | None:
-    """The SELECT of (file_id, dir_id, name, owner, owner_group, mode, path) matching
-    ``query`` under ``path``; None when ``path`` does not exist."""
+    """The SELECT of (file_id, dir_id, name, owner, owner_group, mode) matching ``query``
+    under ``path``; None when ``path`` does not exist."""
     if not isinstance(query, Mapping):
         raise InvalidArgumentError("a metadata query is a dict")
     top = query.get(meta_db.PATH_KEY, path) or "/"
     try:
         top = normalise_lfn(str(top))
-        conds = meta_db.file_conditions(query, meta_db.fields(conn))
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(str(exc)) from None
     top_row = db.get_dirs(conn, [top]).get(top)
+    try:
+        conds = meta_db.file_conditions(
+            conn, query, meta_db.fields(conn),
+            None if top_row is None or top == "/" else top_row.dir_id)
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from None
     if top_row is None:
         return None
-    select = (sa.select(files.c.file_id, files.c.dir_id, files.c.name, files.c.owner,
-                        files.c.owner_group, files.c.mode, directories.c.path)
-              .join(directories, directories.c.dir_id == files.c.dir_id)
-              .where(*conds))
-    if top != "/":
-        select = select.where(files.c.dir_id.in_(db.subtree_ids(top_row.dir_id)))
+    select = sa.select(files.c.file_id, files.c.dir_id, files.c.name, files.c.owner,
+                       files.c.owner_group, files.c.mode).where(*conds)
     if since_id:
         select = select.where(files.c.file_id > since_id)
     return select
 
 
-def readable_filter(conn: Connection, req: Requester, rows: list[Any]) -> list[Any]:
-    """Keep the rows (with dir_id, path, owner, owner_group, mode) ``req`` may read."""
+def matching(conn: Connection, req: Requester, select: sa.Select[Any]) -> list[tuple[int, str]]:
+    """(file_id, LFN) of the rows of a :func:`query_ids` select that ``req`` may read.
+
+    Rows are fetched as plain tuples; directory paths and rights are worked out once per
+    directory and per (owner, group, mode), not per file.
+    """
+    rows = conn.execute(select).fetchall()
+    dir_ids = {row[1] for row in rows}
+    dirs = db.get_dirs_by_id(conn, dir_ids)
+    prefix = {d: (row.path.rstrip("/") + "/") for d, row in dirs.items()}
     if req.admin:
-        return rows
-    dir_paths = {row.dir_id: row.path for row in rows}
-    needed = {a for p in dir_paths.values() for a in ancestors(p)} | set(dir_paths.values())
-    dirs = db.get_dirs(conn, needed)
-    through: dict[int, bool] = {}
-    for dir_id, dpath in dir_paths.items():
-        chain = ancestors(dpath) + [dpath]
-        through[dir_id] = all(c in dirs and may(req, dirs[c], EXECUTE) for c in chain)
-    return [row for row in rows if through[row.dir_id] and may(req, row, READ)]
+        return [(row[0], prefix[row[1]] + row[2]) for row in rows]
+    needed = {a for p in prefix.values() for a in ancestors(p.rstrip("/") or "/")}
+    by_path = db.get_dirs(conn, needed - {row.path for row in dirs.values()})
+    by_path.update({row.path: row for row in dirs.values()})
+    through = {}
+    for dir_id, row in dirs.items():
+        chain = ancestors(row.path) + [row.path]
+        through[dir_id] = all(c in by_path and may(req, by_path[c], EXECUTE) for c in chain)
+    readable: dict[tuple[str, str, int], bool] = {}
+    out = []
+    for file_id, dir_id, name, owner, group, mode in rows:
+        if not through[dir_id]:
+            continue
+        key = (owner, group, mode)
+        ok = readable.get(key)
+        if ok is None:
+            ok = readable[key] = may(req, _Entry(owner, group, mode), READ)
+        if ok:
+            out.append((file_id, prefix[dir_id] + name))
+    return out
 
 
-def find_file_rows(engine: Engine, req: Requester, query: Mapping[str, Any], path: str = "/"
-                   ) -> list[Any]:
+class _Entry:
+    __slots__ = ("owner", "owner_group", "mode")
+
+    def __init__(self, owner: str, owner_group: str, mode: int) -> None:
+        self.owner, self.owner_group, self.mode = owner, owner_group, mode
+
+
+def find_matching(engine: Engine, req: Requester, query: Mapping[str, Any], path: str = "/"
+                  ) -> list[tuple[int, str]]:
     with engine.connect() as conn:
         select = query_ids(conn, query, path)
-        if select is None:
-            return []
-        return readable_filter(conn, req, list(conn.execute(select)))
+        return [] if select is None else matching(conn, req, select)
 
 
 def find_files(engine: Engine, req: Requester, query: Mapping[str, Any], path: str = "/"
                ) -> list[str]:
     """The LFNs (sorted) of the readable files matching ``query`` under ``path``."""
-    rows = find_file_rows(engine, req, query, path)
-    return sorted(row.path.rstrip("/") + "/" + row.name for row in rows)
+    return sorted(lfn for _id, lfn in find_matching(engine, req, query, path))
 
 
 def find_directories(engine: Engine, req: Requester, query: Mapping[str, Any],
                      path: str = "/") -> list[str]:
     """Directories holding matching files (DIRAC's findDirectoriesByMetadata, by files)."""
-    rows = find_file_rows(engine, req, query, path)
-    return sorted({row.path for row in rows})
-
-
-def lfns(rows: Iterable[Any]) -> list[str]:
-    return [row.path.rstrip("/") + "/" + row.name for row in rows]
+    return sorted({lfn.rpartition("/")[0] or "/" for _id, lfn in
+                   find_matching(engine, req, query, path)})

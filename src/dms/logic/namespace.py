@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine, Row
@@ -57,34 +57,42 @@ class Resolved:
 
     dirs: dict[str, Row[Any]]
     files: dict[str, Row[Any]]
+    _through: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def reachable(self, req: Requester, path: str) -> bool:
         """Every directory above ``path`` exists and lets ``req`` through (x)."""
-        for anc in ancestors(path):
-            row = self.dirs.get(anc)
-            if row is None or not may(req, row, EXECUTE):
-                return False
-        return True
+        if path == "/":
+            return True
+        parent = parent_of(path)
+        key = (req.user, parent)
+        known = self._through.get(key)
+        if known is None:
+            row = self.dirs.get(parent)
+            known = row is not None and may(req, row, EXECUTE) and self.reachable(req, parent)
+            self._through[key] = known
+        return known
 
     def entry(self, path: str) -> Row[Any] | None:
         return self.dirs.get(path) or self.files.get(path)
 
 
-def resolve(conn: Connection, paths: Iterable[str]) -> Resolved:
-    """Look up paths (as directories, else as files) and every ancestor directory."""
+def resolve(conn: Connection, paths: Iterable[str], full: bool = True) -> Resolved:
+    """Look up paths (as directories, else as files) and every ancestor directory
+    (``full=False``: file rows without dates)."""
     paths = set(paths)
     wanted = set(paths)
-    for path in paths:
-        wanted.update(ancestors(path))
+    for parent in {parent_of(p) for p in paths}:
+        wanted.add(parent)
+        wanted.update(ancestors(parent))
     dirs = db.get_dirs(conn, wanted)
     by_dir: dict[int, list[str]] = defaultdict(list)
     for path in paths:
         if path in dirs or path == "/":
             continue
-        parent = dirs.get(parent_of(path))
-        if parent is not None:
-            by_dir[parent.dir_id].append(name_of(path))
-    found = db.get_files(conn, by_dir) if by_dir else {}
+        parent_row = dirs.get(parent_of(path))
+        if parent_row is not None:
+            by_dir[parent_row.dir_id].append(name_of(path))
+    found = db.get_files(conn, by_dir, full) if by_dir else {}
     by_id = {row.dir_id: path for path, row in dirs.items()}
     file_rows = {join(by_id[d], n): row for (d, n), row in found.items()}
     return Resolved(dirs, file_rows)
@@ -386,22 +394,34 @@ def _exists_hidden(res: Resolved, path: str) -> bool:
 
 
 def _readable_files(conn: Connection, req: Requester, paths: Mapping[str, str],
-                    result: BulkResult, *, need: int = READ) -> tuple[Resolved, dict[str, Row]]:
+                    result: BulkResult, *, need: int = READ, full: bool = True
+                    ) -> tuple[Resolved, dict[str, Row]]:
     """The files among ``paths`` that ``req`` may read (others failed with the reason)."""
-    res = resolve(conn, paths)
+    res = resolve(conn, paths, full)
     ok: dict[str, Row[Any]] = {}
+    allowed: dict[tuple[str, str, int], bool] = {}
     for path, raw in paths.items():
+        row = res.files.get(path)
         if not res.reachable(req, path):
             result.fail(raw, DENIED if _exists_hidden(res, path) else NO_SUCH)
         elif path in res.dirs:
             result.fail(raw, IS_DIR)
-        elif path not in res.files:
+        elif row is None:
             result.fail(raw, NO_SUCH)
-        elif not may(req, res.files[path], need):
+        elif not _cached_may(allowed, req, row, need):
             result.fail(raw, DENIED)
         else:
             ok[path] = res.files[path]
     return res, ok
+
+
+def _cached_may(cache: dict[tuple[str, str, int], bool], req: Requester, row: Any,
+                need: int) -> bool:
+    key = (row.owner, row.owner_group, row.mode)
+    known = cache.get(key)
+    if known is None:
+        known = cache[key] = may(req, row, need)
+    return known
 
 
 def remove_files(engine: Engine, req: Requester, lfns: Iterable[str]) -> BulkResult:
@@ -478,10 +498,10 @@ def get_replicas(engine: Engine, req: Requester, lfns: Iterable[str],
     result = BulkResult()
     wanted = normalise(lfns, result)
     with engine.connect() as conn:
-        _res, ok = _readable_files(conn, req, wanted, result)
+        _res, ok = _readable_files(conn, req, wanted, result, full=False)
         reps = db.get_replicas(conn, [row.file_id for row in ok.values()], all_status)
     for path, row in ok.items():
-        result.ok(wanted[path], {se: r.pfn for se, r in reps.get(row.file_id, {}).items()})
+        result.ok(wanted[path], dict(reps.get(row.file_id, {})))
     return result
 
 
@@ -603,7 +623,7 @@ def list_directory(engine: Engine, req: Requester, paths: Iterable[str],
                 meta = file_metadata(f) if verbose else {"FileID": f.file_id}
                 entry: dict[str, Any] = {"MetaData": meta}
                 if verbose:
-                    entry["Replicas"] = {se: r.pfn for se, r in reps.get(f.file_id, {}).items()}
+                    entry["Replicas"] = dict(reps.get(f.file_id, {}))
                 listing[join(path, f.name)] = entry
             result.ok(wanted[path], {"Files": listing, "SubDirs": subs, "Links": {},
                                      "Datasets": datasets_listing(conn, row, path, verbose)})
@@ -620,8 +640,7 @@ def get_directory_replicas(engine: Engine, req: Requester, paths: Iterable[str],
         for path, row in ok.items():
             file_rows = [f for f in db.files_in_dir(conn, row.dir_id) if may(req, f, READ)]
             reps = db.get_replicas(conn, [f.file_id for f in file_rows], all_status)
-            result.ok(wanted[path], {join(path, f.name): {se: r.pfn for se, r in
-                                                          reps.get(f.file_id, {}).items()}
+            result.ok(wanted[path], {join(path, f.name): dict(reps.get(f.file_id, {}))
                                      for f in file_rows})
     return result
 

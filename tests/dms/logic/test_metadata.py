@@ -78,6 +78,19 @@ def test_queries(tree: Engine) -> None:
             find(tree, bad)
 
 
+def test_field_on_directories_and_files(tree: Engine) -> None:
+    """One field set on a directory in one place and on single files elsewhere."""
+    metadata.add_field(tree, ADMIN, "tag", "string")
+    metadata.set_metadata(tree, ALICE, f"{H}/runs/r1/sub", {"tag": "gold"})
+    metadata.set_metadata(tree, ALICE, f"{H}/runs/r2/f0", {"tag": "gold"})
+    metadata.set_metadata(tree, ALICE, f"{H}/runs/r3/f0", {"tag": "lead"})
+    assert find(tree, {"tag": "gold"}) == ["r1/sub/g", "r2/f0"]
+    assert find(tree, {"tag": {"!=": "gold"}}) == ["r3/f0"]
+    assert find(tree, {"tag": "gold", "run": 2}) == ["r2/f0"]
+    assert find(tree, {"tag": "Any", "kind": "raw"}) == ["r1/sub/g", "r3/f0"]
+    assert find(tree, {"tag": "gold"}, f"{H}/runs/r1") == ["r1/sub/g"]
+
+
 def test_registered_since(tree: Engine) -> None:
     """The transformation system's "files registered since T" (CreationDate)."""
     with tree.begin() as conn:
