@@ -72,6 +72,12 @@ class OwnerCatalog:
         return namespace.list_directory(self.engine, self.req, namespace.as_list(paths),
                                         verbose)
 
+    def is_directory(self, lfns: str | Iterable[str]) -> BulkResult:
+        return namespace.is_directory(self.engine, self.req, namespace.as_list(lfns))
+
+    def remove_directory(self, paths: str | Iterable[str]) -> BulkResult:
+        return namespace.remove_directories(self.engine, self.req, namespace.as_list(paths))
+
 
 class RequestExecutingAgent(Agent):
     name = "RequestExecutingAgent"

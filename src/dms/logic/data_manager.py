@@ -81,6 +81,8 @@ class Catalog(Protocol):
     def get_file_metadata(self, lfns: str | Iterable[str]) -> BulkResult: ...
     def list_directory(self, paths: str | Iterable[str], verbose: bool = False
                        ) -> BulkResult: ...
+    def is_directory(self, lfns: str | Iterable[str]) -> BulkResult: ...
+    def remove_directory(self, paths: str | Iterable[str]) -> BulkResult: ...
 
 
 SubmitRequest = Callable[[dict[str, Any]], int]
@@ -378,7 +380,7 @@ class DataManager:
 
     # -- consistency ------------------------------------------------------------------------
 
-    def _walk_catalog(self, directory: str) -> dict[str, dict[str, Any]]:
+    def catalog_files(self, directory: str) -> dict[str, dict[str, Any]]:
         """``{lfn: {"Replicas": {SE: PFN}, "MetaData": {...}}}`` under ``directory``."""
         out: dict[str, dict[str, Any]] = {}
         todo = [directory]
@@ -413,7 +415,7 @@ class DataManager:
         if not directory.startswith("/"):
             raise InvalidArgumentError(f"not an absolute catalog path: {directory!r}")
         report = ConsistencyReport()
-        files = self._walk_catalog(directory)
+        files = self.catalog_files(directory)
         wanted = list(ses) if ses is not None else list(self.ses)
         for lfn, info in sorted(files.items()):
             meta = info.get("MetaData") or {}

@@ -1,6 +1,6 @@
 """Storage fixtures: a real xrootd server, an HTTPS disk SE service, and SE configurations.
 
-* ``xrootd_server`` (session): Debian's xrootd on 127.0.0.1 (tests/support/xrootd.py);
+* ``xrootd_server`` (session, tests/dms/conftest.py): Debian's xrootd on 127.0.0.1;
 * ``se_config(config, db_url)``: the instance config plus users bob/admin (as the catalog tests
   have them) and four SEs: ``DISK-A``/``DISK-B`` (HTTPS, served by this test's server),
   ``XRD`` (the xrootd server), ``SHARED`` (a local directory); site ``LCG.Here.org`` has
@@ -26,20 +26,7 @@ from dms.storage import StorageElements
 from tests.dms.service.conftest import catalog_config
 from tests.support.credentials import Creds
 from tests.support.servers import ThreadedServer
-from tests.support.xrootd import CLIENT_ENV, XRootDServer, free_port
-
-
-@pytest.fixture(scope="session")
-def xrootd_server() -> Iterator[XRootDServer]:
-    server = XRootDServer().start()
-    mp = pytest.MonkeyPatch()
-    for key, value in CLIENT_ENV.items():
-        mp.setenv(key, value)
-    try:
-        yield server
-    finally:
-        mp.undo()
-        server.stop()
+from tests.support.xrootd import XRootDServer, free_port
 
 
 @pytest.fixture(scope="module")
