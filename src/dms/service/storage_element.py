@@ -156,6 +156,7 @@ class SEFileHandler(RPCHandler):
         self.writer: se_store.Writer | None = None
         self.failure: PilotWMSError | None = None
         self.target: Path | None = None
+        self.pending = bytearray()
 
     async def _blocking(self, func: Callable[..., T], *args: Any, **kw: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -179,14 +180,25 @@ class SEFileHandler(RPCHandler):
             expected_checksum=self.request.headers.get(CHECKSUM_HEADER), max_bytes=se.max_bytes)
 
     async def data_received(self, chunk: bytes) -> None:
+        # Tornado hands the body over in 64 KiB pieces: they are gathered up to 1 MiB before
+        # one hop to the executor (hashing and writing), which bounds memory per upload
         if self.failure is not None or self.writer is None:
             return
+        self.pending += chunk
+        if len(self.pending) >= CHUNK:
+            await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
+        data, self.pending = bytes(self.pending), bytearray()
+        if not data or self.writer is None or self.failure is not None:
+            return
         try:
-            await self._blocking(self.writer.write, chunk)
+            await self._blocking(self.writer.write, data)
         except PilotWMSError as exc:
             self.failure = exc
 
     async def put(self, _se: str, _lfn: str) -> None:
+        await self._flush_pending()
         if self.failure is not None:
             raise self.failure
         writer, self.writer = self.writer, None
