@@ -40,6 +40,7 @@ from dms.storage.base import (
     ChecksumMismatchError,
     Entry,
     FileInfo,
+    FileTooBigError,
     StorageError,
     StorageFileNotFoundError,
     UnsafePathError,
@@ -49,10 +50,6 @@ from dms.storage.base import (
 )
 
 SUPER_PROPERTIES = frozenset({"TrustedHost", "FileCatalogManagement"})
-
-
-class FileTooBigError(InvalidArgumentError):
-    """The upload is larger than the SE's ``MaxFileSizeMiB``."""
 
 
 def confined(base: Path, lfn: str) -> Path:

@@ -10,7 +10,8 @@ held whole in memory:
   nothing). Reply: the envelope with ``{"Size": n, "Checksum": "..."}``.
 * ``GET  .../file/<SE>/<lfn>``: the file, streamed in 1 MiB chunks, with its length.
 * RPC (``POST /DataManagement/StorageElement``): ``getStorageElements()`` (the SE and site
-  configuration clients build their plugins from), ``getFileInfo(se, lfns)`` and
+  configuration clients build their plugins from), ``checkUpload(se, lfn, size)`` (asked
+  before a PUT, so that a refusal comes with its reason), ``getFileInfo(se, lfns)`` and
   ``removeFile(se, lfns)`` (bulk, DIRAC's Successful/Failed), ``listDirectory(se, path)``.
 
 Paths are confined under the SE's directory; rights are :func:`dms.logic.se_store.may_read` /
@@ -48,7 +49,7 @@ from core.rpc.server import HostedService, RPCHandler
 from core.rpc.service import Call, Service, rpc_method
 from core.security.identity import Identity
 from dms.logic import se_store
-from dms.storage.base import CHUNK, StorageFileNotFoundError
+from dms.storage.base import CHUNK, FileTooBigError, StorageFileNotFoundError
 
 SYSTEM = "DataManagement"
 T = TypeVar("T")
@@ -116,6 +117,19 @@ class StorageElementService(Service):
             except PilotWMSError as exc:
                 failed[str(lfn)] = exc.message
         return {"Successful": ok, "Failed": failed}
+
+    @rpc_method("checkUpload")
+    def check_upload(self, call: Call, se_name: str, lfn: str, size: int) -> bool:
+        """Would a PUT of ``size`` bytes at ``lfn`` be accepted? Clients ask first: a refused
+        PUT is answered before its body is read, which a client still sending a large body
+        sees as a broken connection rather than as the reason."""
+        se = self.disk_se(se_name)
+        self.check(call.identity, se, lfn, True)
+        se_store.confined(se.base, lfn)
+        if se.max_bytes and size > se.max_bytes:
+            raise FileTooBigError(f"file of {size} bytes is over the SE's limit of "
+                                  f"{se.max_bytes} bytes")
+        return True
 
     @rpc_method("getFileInfo")
     def get_file_info(self, call: Call, se_name: str, lfns: list | str) -> dict[str, Any]:
@@ -245,7 +259,7 @@ class SEFileHandler(RPCHandler):
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
         exc = exc_info[1] if exc_info else None
-        if isinstance(exc, se_store.FileTooBigError):
+        if isinstance(exc, FileTooBigError):
             status_code = 413
         elif isinstance(exc, NotFoundError) and self.request.method == "GET":
             status_code = 404

@@ -63,6 +63,10 @@ class StorageFileNotFoundError(NotFoundError):
     """No such file on the storage element."""
 
 
+class FileTooBigError(InvalidArgumentError):
+    """The upload is larger than the SE's ``MaxFileSizeMiB`` (HTTP 413 from the HTTPS SE)."""
+
+
 class UnsafePathError(InvalidArgumentError):
     """A path that would leave the storage element's base directory (``..``, NUL, ...)."""
 

@@ -127,6 +127,7 @@ class HTTPSStorage(StoragePlugin):
     def _upload(self, path: str, source: Path, declared: str,
                 progress: Progress | None) -> FileInfo:
         """PUT ``source`` declaring ``declared`` as its adler32 (tests declare a wrong one)."""
+        self._call("checkUpload", self.se_name, path, Path(source).stat().st_size)
         # a server that refuses an upload before reading it closes the connection; the next
         # request on that pooled connection fails at once: one retry on a fresh connection
         # (an upload is idempotent: same bytes, same path)

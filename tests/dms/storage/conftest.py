@@ -45,6 +45,8 @@ def with_storage(config: Config, db_url: str, base: Path, port: int, xrd_port: i
         "XRD": {"Protocols": [{"Plugin": "XROOT", "Host": "127.0.0.1", "Port": xrd_port,
                                "Path": "/pilotwms"}]},
         "SHARED": {"Protocols": [{"Plugin": "File", "Path": str(base / "shared")}]},
+        "DISK-SMALL": {"Protocols": [dict(https, Path=str(base / "disk-small"),
+                                          MaxFileSizeMiB=1)]},
         **(extra or {}),
     }
     data["Resources"]["Sites"] = {"LCG.Here.org": {"SEs": ["DISK-B"]},

@@ -22,6 +22,7 @@ from dms.service.storage_element import StorageElementService
 from dms.storage import StorageElements
 from dms.storage.base import (
     ChecksumMismatchError,
+    FileTooBigError,
     StorageFileNotFoundError,
     StoragePlugin,
     StorageUnavailableError,
@@ -277,6 +278,38 @@ def test_get_storage_elements_describes_the_configuration(setup: Setup) -> None:
                           verify=str(setup.creds.ca_dir), timeout=30).json()
     assert reply["OK"], reply
     ses = StorageElements.from_wire(reply["Value"])
-    assert sorted(ses) == ["DISK-A", "DISK-B", "SHARED", "XRD"]
+    assert sorted(ses) == ["DISK-A", "DISK-B", "DISK-SMALL", "SHARED", "XRD"]
     assert ses["XRD"].url("/demo/f") == f"{setup.xrd.url}//pilotwms/demo/f"
     assert ses.site_ses("LCG.Here.org") == ["DISK-B"]
+
+
+def test_https_size_limit_and_interrupted_uploads_leave_nothing(
+        setup: Setup, payload: tuple[Path, bytes]) -> None:
+    src, data = payload  # 3 MiB, the SE takes 1 MiB
+    se = setup.ses()["DISK-SMALL"]
+    with pytest.raises(FileTooBigError, match="over the SE's limit"):
+        se.put(f"{ALICE}/big/f.bin", src)
+    small_dir = setup.base / "disk-small"
+    assert not [p for p in small_dir.rglob("*") if p.is_file()]
+    # a client that goes away in the middle of an upload: the temp file goes too
+    import socket
+    import ssl
+    import time
+
+    ctx = ssl.create_default_context(cafile=None, capath=str(setup.creds.ca_dir))
+    ctx.load_cert_chain(*map(str, setup.creds.alice))
+    plugin = setup.ses()["DISK-A"].plugins[0]
+    assert isinstance(plugin, HTTPSStorage)
+    path = plugin.url(f"{ALICE}/cut/f.bin").split(str(setup.server.port), 1)[1]
+    with socket.create_connection(("127.0.0.1", setup.server.port)) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall((f"PUT {path} HTTP/1.1\r\nHost: localhost\r\n"
+                     f"Content-Length: {len(data)}\r\nX-Checksum-Adler32: "
+                     f"{adler32_bytes(data)}\r\n\r\n").encode() + data[:1024 * 1024])
+        time.sleep(0.5)
+        home = setup.base / "disk-a" / ALICE.lstrip("/") / "cut"
+        assert [p.name for p in home.iterdir()][0].endswith(".upload")  # in progress
+    deadline = time.monotonic() + 10
+    while list(home.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(home.iterdir()) == []
