@@ -13,7 +13,7 @@ from core.db import init_schema, make_engine
 from core.exceptions import InvalidArgumentError, NotAuthorizedError
 from dms.db.schema import DMS_SCHEMA
 from dms.db.tables import files
-from dms.logic import ancestry, datasets, metadata, namespace
+from dms.logic import ancestry, datasets, directories, metadata, namespace
 from dms.logic.rights import CatalogSettings, Requester
 
 CFG = CatalogSettings(vo_groups={"demo": "demo_user"})
@@ -141,7 +141,7 @@ def test_datasets(tree: Engine) -> None:
     assert datasets.get_dataset_files(tree, ALICE, [name]).successful == {name: expected}
     assert datasets.release_datasets(tree, ALICE, [name]).failed == {}
     assert len(datasets.get_dataset_files(tree, ALICE, [name]).successful[name]) == 5
-    listing = namespace.list_directory(tree, ALICE, [f"{H}/sets"]).successful
+    listing = directories.list_directory(tree, ALICE, [f"{H}/sets"]).successful
     assert list(listing[f"{H}/sets"]["Datasets"]) == [name]
     bob = Requester("bob", "demo_guest", "demo")
     assert datasets.remove_datasets(tree, bob, [name]).failed == {name: "Permission denied"}
