@@ -22,12 +22,14 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
 from core.db import utcnow, write_transaction
@@ -46,6 +48,25 @@ from dms.logic.rights import (
 from dms.paths import ancestors, join, name_of, normalise_lfn, parent_of
 
 CHECKSUM_TYPES = ("ADLER32", "AD", "MD5", "SHA256")
+CONFLICT_RETRIES = 3
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def retry_conflicts(func: F) -> F:
+    """Run a writing bulk call again when a concurrent writer made the same directory, file or
+    SE first (a unique key conflict): the next attempt sees the other's committed rows."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                return func(*args, **kwargs)
+            except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
+                text = str(exc.orig).lower()
+                retryable = isinstance(exc, sa.exc.IntegrityError) or "deadlock" in text
+                if not retryable or attempt == CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+    return wrapper  # type: ignore[return-value]
 
 
 # -- resolving paths --------------------------------------------------------------------------
@@ -182,6 +203,7 @@ def _ensure_dirs(conn: Connection, req: Requester, settings: CatalogSettings,
     return {p: r for p, r in refused.items() if p in missing}
 
 
+@retry_conflicts
 def create_directories(engine: Engine, settings: CatalogSettings, req: Requester,
                        paths: Iterable[str]) -> BulkResult:
     """Make directories and their missing parents (``mkdir -p``); existing ones succeed."""
@@ -269,6 +291,7 @@ def _same(row: Row[Any], entry: Mapping[str, Any]) -> bool:
             and (row.checksum or None) == entry["checksum"])
 
 
+@retry_conflicts
 def add_files(engine: Engine, settings: CatalogSettings, req: Requester,
               entries: Mapping[str, Any]) -> BulkResult:
     """Register files (``{lfn: {PFN, Size, SE, GUID, Checksum, ChecksumType}}``) and their
@@ -355,6 +378,7 @@ def _insert_replicas(conn: Connection, rows: Mapping[str, Row[Any]],
     return result
 
 
+@retry_conflicts
 def add_replicas(engine: Engine, req: Requester, entries: Mapping[str, Any]) -> BulkResult:
     """Register replicas ``{lfn: {"SE": name, "PFN": url}}`` (write permission on the file)."""
     result = BulkResult()

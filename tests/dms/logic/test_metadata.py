@@ -182,3 +182,20 @@ def test_statement_count(engine: Engine) -> None:
     sa.event.remove(engine, "before_cursor_execute", counting)
     add_small, get_small, add_big, get_big = counts
     assert add_big == add_small and get_big == get_small
+
+
+def test_concurrent_writers_share_new_directories(engine: Engine) -> None:
+    """Writers racing to create the same directories and SEs all succeed (conflicts retried)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def writer(n: int) -> dict[str, str]:
+        lfns = {f"{H}/race/d{i % 3}/w{n}-{i}": {"Size": 1, "SE": f"SE{i % 2}"}
+                for i in range(30)}
+        return namespace.add_files(engine, CFG, ALICE, lfns).failed
+
+    with ThreadPoolExecutor(4) as pool:
+        failures = list(pool.map(writer, range(4)))
+    assert failures == [{}, {}, {}, {}]
+    size = directories.get_directory_size(engine, ALICE, [f"{H}/race"], True).successful
+    assert size[f"{H}/race"]["LogicalFiles"] == 120
+    assert size[f"{H}/race"]["PhysicalSize"]["TotalFiles"] == 120
