@@ -515,6 +515,43 @@ def remove_replicas(engine: Engine, req: Requester, entries: Mapping[str, Any]) 
     return result
 
 
+REPLICA_STATUSES = ("AprioriGood", "Trash", "Removing", "Problematic", "Bad")
+
+
+def set_replica_status(engine: Engine, req: Requester, entries: Mapping[str, Any]
+                       ) -> BulkResult:
+    """``{lfn: {"SE": name, "Status": status}}`` (``w`` on the file). Replicas not
+    ``AprioriGood`` are hidden from ``getReplicas`` unless ``allStatus``."""
+    from dms.db.tables import replicas
+
+    result = BulkResult()
+    wanted = normalise(entries, result)
+    targets: dict[str, tuple[str, str]] = {}
+    for path, raw in wanted.items():
+        info = entries[raw]
+        if not isinstance(info, Mapping) or not isinstance(info.get("SE"), str):
+            result.fail(raw, "SE missing")
+        elif info.get("Status") not in REPLICA_STATUSES:
+            result.fail(raw, f"Status must be one of {', '.join(REPLICA_STATUSES)}")
+        else:
+            targets[path] = (info["SE"], info["Status"])
+    with write_transaction(engine) as conn:
+        _res, ok = _readable_files(conn, req, {p: wanted[p] for p in targets}, result,
+                                   need=WRITE, full=False)
+        reps = db.get_replicas(conn, [row.file_id for row in ok.values()])
+        ses = db.se_ids(conn, {se for se, _status in targets.values()})
+        for path, row in ok.items():
+            se, status = targets[path]
+            if se not in reps.get(row.file_id, {}):
+                result.fail(wanted[path], f"No replica at {se}")
+                continue
+            conn.execute(replicas.update().where(replicas.c.file_id == row.file_id,
+                                                 replicas.c.se_id == ses[se])
+                         .values(status=status))
+            result.ok(wanted[path])
+    return result
+
+
 def get_replicas(engine: Engine, req: Requester, lfns: Iterable[str],
                  all_status: bool = True) -> BulkResult:
     """``{lfn: {SE: PFN}}`` for readable files."""

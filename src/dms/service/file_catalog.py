@@ -5,7 +5,8 @@ Bulk methods take one LFN, a list or a dict keyed by LFN and answer DIRAC's
 
 * namespace: ``addFile({lfn: {PFN, Size, SE, GUID, Checksum, ChecksumType}})``,
   ``addReplica({lfn: {SE, PFN}})``, ``removeFile``, ``removeReplica({lfn: {SE}})``,
-  ``getReplicas(lfns, allStatus)``, ``exists``, ``isFile``, ``isDirectory``,
+  ``getReplicas(lfns, allStatus)``, ``setReplicaStatus({lfn: {SE, Status}})``,
+  ``exists``, ``isFile``, ``isDirectory``,
   ``getFileMetadata``, ``getDirectoryMetadata``, ``listDirectory(lfns, verbose)``,
   ``createDirectory``, ``removeDirectory``, ``getDirectoryReplicas``,
   ``getDirectorySize(lfns, longOutput)``, ``changePathOwner/Group/Mode({path: v}, recursive)``;
@@ -122,6 +123,10 @@ class FileCatalogService(Service):
     def remove_replica(self, call: Call, lfns: dict) -> dict[str, Any]:
         return _wire(namespace.remove_replicas(self.engine, self.req(call), lfns))
 
+    @rpc_method("setReplicaStatus")
+    def set_replica_status(self, call: Call, lfns: dict) -> dict[str, Any]:
+        return _wire(namespace.set_replica_status(self.engine, self.req(call), lfns))
+
     @rpc_method("getReplicas")
     def get_replicas(self, call: Call, lfns: Bulk, all_status: bool = False) -> dict[str, Any]:
         return _wire(namespace.get_replicas(self.engine, self.req(call), _paths(lfns),
@@ -173,7 +178,7 @@ class FileCatalogService(Service):
         return _wire(namespace.remove_directories(self.engine, self.req(call), _paths(lfns)))
 
     @rpc_method("getDirectoryReplicas")
-    def get_directory_replicas(self, call: Call, lfns: Bulk, all_status: bool = True
+    def get_directory_replicas(self, call: Call, lfns: Bulk, all_status: bool = False
                                ) -> dict[str, Any]:
         return _wire(directories.get_directory_replicas(self.engine, self.req(call),
                                                       _paths(lfns), all_status))
@@ -274,7 +279,7 @@ class FileCatalogService(Service):
 
     @rpc_method("getReplicasByMetadata")
     def get_replicas_by_metadata(self, call: Call, query: dict, path: str = "/",
-                                 all_status: bool = True) -> dict[str, Any]:
+                                 all_status: bool = False) -> dict[str, Any]:
         req = self.req(call)
         lfns = metadata.find_files(self.engine, req, query, path)
         return _wire(namespace.get_replicas(self.engine, req, lfns, all_status))
