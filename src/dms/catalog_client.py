@@ -96,9 +96,17 @@ class FileCatalogClient:
         """``{lfn: {"SE": name}}`` (or ``{lfn: name}``)."""
         return self._bulk("removeReplica", replicas)
 
-    def get_replicas(self, lfns: Paths, all_status: bool = True) -> BulkResult:
-        """successful: ``{lfn: {SE: PFN}}``."""
+    def get_replicas(self, lfns: Paths, all_status: bool = False) -> BulkResult:
+        """successful: ``{lfn: {SE: PFN}}``; only ``AprioriGood`` replicas unless
+        ``all_status`` (DIRAC's default)."""
         return self._bulk("getReplicas", lfns, all_status)
+
+    def set_replica_status(self, statuses: Mapping[str, Mapping[str, str]]) -> BulkResult:
+        """``{lfn: {"SE": name, "Status": "AprioriGood"|"Trash"|"Problematic"|...}}``."""
+        return self._bulk("setReplicaStatus", statuses)
+
+    def get_file_size(self, lfns: Paths) -> BulkResult:
+        return self._bulk("getFileSize", lfns)
 
     def exists(self, lfns: Paths) -> BulkResult:
         return self._bulk("exists", lfns)
@@ -134,7 +142,7 @@ class FileCatalogClient:
         PhysicalSize: {SE: {Size, Files}, TotalSize, TotalFiles}]}}``."""
         return self._bulk("getDirectorySize", paths, long_output, False, recursive)
 
-    def get_directory_replicas(self, paths: Paths, all_status: bool = True) -> BulkResult:
+    def get_directory_replicas(self, paths: Paths, all_status: bool = False) -> BulkResult:
         return self._bulk("getDirectoryReplicas", paths, all_status)
 
     def get_storage_usage(self, path: str = "/") -> dict[str, dict[str, int]]:

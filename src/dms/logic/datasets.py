@@ -34,7 +34,7 @@ from dms.bulk import DENIED, EXISTS, NO_SUCH, BulkResult
 from dms.db import catalog as db
 from dms.db.tables import dataset_files, datasets, files
 from dms.logic.metadata import matching, query_ids
-from dms.logic.namespace import _ensure_dirs, normalise, resolve
+from dms.logic.namespace import _ensure_dirs, normalise, resolve, retry_conflicts
 from dms.logic.rights import EXECUTE, READ, WRITE, CatalogSettings, Requester, may
 from dms.paths import ancestors, join, name_of, parent_of
 
@@ -93,6 +93,7 @@ def _matching(conn: Connection, req: Requester, query: Mapping[str, Any]
     return [] if select is None else matching(conn, req, select)
 
 
+@retry_conflicts
 def add_datasets(engine: Engine, settings: CatalogSettings, req: Requester,
                  entries: Mapping[str, Any]) -> BulkResult:
     """``{dataset path: metaQuery}``: new Dynamic datasets (directories made as needed)."""

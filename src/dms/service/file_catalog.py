@@ -5,7 +5,8 @@ Bulk methods take one LFN, a list or a dict keyed by LFN and answer DIRAC's
 
 * namespace: ``addFile({lfn: {PFN, Size, SE, GUID, Checksum, ChecksumType}})``,
   ``addReplica({lfn: {SE, PFN}})``, ``removeFile``, ``removeReplica({lfn: {SE}})``,
-  ``getReplicas(lfns, allStatus)``, ``exists``, ``isFile``, ``isDirectory``,
+  ``getReplicas(lfns, allStatus)``, ``setReplicaStatus({lfn: {SE, Status}})``,
+  ``exists``, ``isFile``, ``isDirectory``,
   ``getFileMetadata``, ``getDirectoryMetadata``, ``listDirectory(lfns, verbose)``,
   ``createDirectory``, ``removeDirectory``, ``getDirectoryReplicas``,
   ``getDirectorySize(lfns, longOutput)``, ``changePathOwner/Group/Mode({path: v}, recursive)``;
@@ -49,8 +50,8 @@ from core.rpc.service import Call, Service, rpc_method
 from core.security.identity import Identity
 from dms.bulk import BulkResult
 from dms.db import metadata as meta_db
-from dms.db.tables import directories, files, replicas
-from dms.logic import ancestry, datasets, metadata, namespace
+from dms.db import tables
+from dms.logic import ancestry, datasets, directories, metadata, namespace
 from dms.logic.namespace import as_list
 from dms.logic.rights import CatalogSettings, Requester
 
@@ -122,8 +123,12 @@ class FileCatalogService(Service):
     def remove_replica(self, call: Call, lfns: dict) -> dict[str, Any]:
         return _wire(namespace.remove_replicas(self.engine, self.req(call), lfns))
 
+    @rpc_method("setReplicaStatus")
+    def set_replica_status(self, call: Call, lfns: dict) -> dict[str, Any]:
+        return _wire(namespace.set_replica_status(self.engine, self.req(call), lfns))
+
     @rpc_method("getReplicas")
-    def get_replicas(self, call: Call, lfns: Bulk, all_status: bool = True) -> dict[str, Any]:
+    def get_replicas(self, call: Call, lfns: Bulk, all_status: bool = False) -> dict[str, Any]:
         return _wire(namespace.get_replicas(self.engine, self.req(call), _paths(lfns),
                                             all_status))
 
@@ -151,12 +156,12 @@ class FileCatalogService(Service):
 
     @rpc_method("getDirectoryMetadata")
     def get_directory_metadata(self, call: Call, lfns: Bulk) -> dict[str, Any]:
-        return _wire(namespace.get_directory_metadata(self.engine, self.req(call),
+        return _wire(directories.get_directory_metadata(self.engine, self.req(call),
                                                       _paths(lfns)))
 
     @rpc_method("listDirectory")
     def list_directory(self, call: Call, lfns: Bulk, verbose: bool = False) -> dict[str, Any]:
-        return _wire(namespace.list_directory(self.engine, self.req(call), _paths(lfns),
+        return _wire(directories.list_directory(self.engine, self.req(call), _paths(lfns),
                                               verbose))
 
     @rpc_method("createDirectory")
@@ -173,21 +178,21 @@ class FileCatalogService(Service):
         return _wire(namespace.remove_directories(self.engine, self.req(call), _paths(lfns)))
 
     @rpc_method("getDirectoryReplicas")
-    def get_directory_replicas(self, call: Call, lfns: Bulk, all_status: bool = True
+    def get_directory_replicas(self, call: Call, lfns: Bulk, all_status: bool = False
                                ) -> dict[str, Any]:
-        return _wire(namespace.get_directory_replicas(self.engine, self.req(call),
+        return _wire(directories.get_directory_replicas(self.engine, self.req(call),
                                                       _paths(lfns), all_status))
 
     @rpc_method("getDirectorySize")
     def get_directory_size(self, call: Call, lfns: Bulk, long_output: bool = False,
                            from_files: bool = False, recursive_sum: bool = True
                            ) -> dict[str, Any]:
-        return _wire(namespace.get_directory_size(self.engine, self.req(call), _paths(lfns),
+        return _wire(directories.get_directory_size(self.engine, self.req(call), _paths(lfns),
                                                   long_output, recursive_sum))
 
     @rpc_method("getStorageUsage")
     def get_storage_usage(self, call: Call, path: str = "/") -> dict[str, Any]:
-        return namespace.storage_usage(self.engine, self.req(call), path)
+        return directories.storage_usage(self.engine, self.req(call), path)
 
     @rpc_method("getCatalogCounters")
     def get_catalog_counters(self, call: Call) -> dict[str, int]:
@@ -195,25 +200,25 @@ class FileCatalogService(Service):
             def count(table: sa.Table) -> int:
                 return int(conn.execute(sa.select(sa.func.count()).select_from(table))
                            .scalar_one())
-            return {"Files": count(files), "Directories": count(directories),
-                    "Replicas": count(replicas)}
+            return {"Files": count(tables.files), "Directories": count(tables.directories),
+                    "Replicas": count(tables.replicas)}
 
     @rpc_method("changePathOwner")
     def change_path_owner(self, call: Call, lfns: dict, recursive: bool = False
                           ) -> dict[str, Any]:
-        return _wire(namespace.change_path(self.engine, self.req(call), "owner", lfns,
+        return _wire(directories.change_path(self.engine, self.req(call), "owner", lfns,
                                            recursive))
 
     @rpc_method("changePathGroup")
     def change_path_group(self, call: Call, lfns: dict, recursive: bool = False
                           ) -> dict[str, Any]:
-        return _wire(namespace.change_path(self.engine, self.req(call), "group", lfns,
+        return _wire(directories.change_path(self.engine, self.req(call), "group", lfns,
                                            recursive))
 
     @rpc_method("changePathMode")
     def change_path_mode(self, call: Call, lfns: dict, recursive: bool = False
                          ) -> dict[str, Any]:
-        return _wire(namespace.change_path(self.engine, self.req(call), "mode", lfns,
+        return _wire(directories.change_path(self.engine, self.req(call), "mode", lfns,
                                            recursive))
 
     # -- metadata -----------------------------------------------------------------------------
@@ -274,7 +279,7 @@ class FileCatalogService(Service):
 
     @rpc_method("getReplicasByMetadata")
     def get_replicas_by_metadata(self, call: Call, query: dict, path: str = "/",
-                                 all_status: bool = True) -> dict[str, Any]:
+                                 all_status: bool = False) -> dict[str, Any]:
         req = self.req(call)
         lfns = metadata.find_files(self.engine, req, query, path)
         return _wire(namespace.get_replicas(self.engine, req, lfns, all_status))

@@ -13,7 +13,7 @@ from core.db import init_schema, make_engine
 from core.exceptions import InvalidArgumentError, NotAuthorizedError
 from dms.db.schema import DMS_SCHEMA
 from dms.db.tables import files
-from dms.logic import ancestry, datasets, metadata, namespace
+from dms.logic import ancestry, datasets, directories, metadata, namespace
 from dms.logic.rights import CatalogSettings, Requester
 
 CFG = CatalogSettings(vo_groups={"demo": "demo_user"})
@@ -141,7 +141,7 @@ def test_datasets(tree: Engine) -> None:
     assert datasets.get_dataset_files(tree, ALICE, [name]).successful == {name: expected}
     assert datasets.release_datasets(tree, ALICE, [name]).failed == {}
     assert len(datasets.get_dataset_files(tree, ALICE, [name]).successful[name]) == 5
-    listing = namespace.list_directory(tree, ALICE, [f"{H}/sets"]).successful
+    listing = directories.list_directory(tree, ALICE, [f"{H}/sets"]).successful
     assert list(listing[f"{H}/sets"]["Datasets"]) == [name]
     bob = Requester("bob", "demo_guest", "demo")
     assert datasets.remove_datasets(tree, bob, [name]).failed == {name: "Permission denied"}
@@ -182,3 +182,20 @@ def test_statement_count(engine: Engine) -> None:
     sa.event.remove(engine, "before_cursor_execute", counting)
     add_small, get_small, add_big, get_big = counts
     assert add_big == add_small and get_big == get_small
+
+
+def test_concurrent_writers_share_new_directories(engine: Engine) -> None:
+    """Writers racing to create the same directories and SEs all succeed (conflicts retried)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def writer(n: int) -> dict[str, str]:
+        lfns = {f"{H}/race/d{i % 3}/w{n}-{i}": {"Size": 1, "SE": f"SE{i % 2}"}
+                for i in range(30)}
+        return namespace.add_files(engine, CFG, ALICE, lfns).failed
+
+    with ThreadPoolExecutor(4) as pool:
+        failures = list(pool.map(writer, range(4)))
+    assert failures == [{}, {}, {}, {}]
+    size = directories.get_directory_size(engine, ALICE, [f"{H}/race"], True).successful
+    assert size[f"{H}/race"]["LogicalFiles"] == 120
+    assert size[f"{H}/race"]["PhysicalSize"]["TotalFiles"] == 120

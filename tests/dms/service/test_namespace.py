@@ -74,6 +74,12 @@ def test_replicas_and_sizes(catalog: Catalog) -> None:
                                     "TotalSize": 100, "TotalFiles": 1}
     dirs = fc.get_directory_replicas(f"{HOME}/s").successful[f"{HOME}/s"]
     assert dirs == {f"{HOME}/s/a": {"TAPE-SE": "root://x/a"}, f"{HOME}/s/c": {}}
+    marked = fc.set_replica_status({f"{HOME}/s/a": {"SE": "TAPE-SE", "Status": "Problematic"},
+                                    f"{HOME}/s/c": {"SE": "TAPE-SE", "Status": "Trash"}})
+    assert marked.failed == {f"{HOME}/s/c": "No replica at TAPE-SE"}
+    assert fc.get_replicas(f"{HOME}/s/a").successful == {f"{HOME}/s/a": {}}
+    assert fc.get_replicas(f"{HOME}/s/a", all_status=True).successful == {f"{HOME}/s/a": {
+        "TAPE-SE": "root://x/a"}}
 
 
 def test_directories_and_listing(catalog: Catalog) -> None:
