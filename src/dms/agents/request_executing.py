@@ -33,7 +33,7 @@ from core.rpc.client import Credentials
 from core.rpc.server import ca_directory
 from dms.bulk import BulkResult
 from dms.db import requests as db
-from dms.logic import namespace
+from dms.logic import directories, namespace
 from dms.logic import requests as logic
 from dms.logic.data_manager import DataManager
 from dms.logic.rights import CatalogSettings, Requester
@@ -61,7 +61,7 @@ class OwnerCatalog:
     def remove_replica(self, replicas: Mapping[str, Any]) -> BulkResult:
         return namespace.remove_replicas(self.engine, self.req, replicas)
 
-    def get_replicas(self, lfns: str | Iterable[str], all_status: bool = True) -> BulkResult:
+    def get_replicas(self, lfns: str | Iterable[str], all_status: bool = False) -> BulkResult:
         return namespace.get_replicas(self.engine, self.req, namespace.as_list(lfns),
                                       all_status)
 
@@ -69,8 +69,8 @@ class OwnerCatalog:
         return namespace.get_file_metadata(self.engine, self.req, namespace.as_list(lfns))
 
     def list_directory(self, paths: str | Iterable[str], verbose: bool = False) -> BulkResult:
-        return namespace.list_directory(self.engine, self.req, namespace.as_list(paths),
-                                        verbose)
+        return directories.list_directory(self.engine, self.req, namespace.as_list(paths),
+                                          verbose)
 
     def is_directory(self, lfns: str | Iterable[str]) -> BulkResult:
         return namespace.is_directory(self.engine, self.req, namespace.as_list(lfns))

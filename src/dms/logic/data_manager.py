@@ -76,7 +76,7 @@ class Catalog(Protocol):
     def add_replica(self, replicas: Mapping[str, Mapping[str, Any]]) -> BulkResult: ...
     def remove_file(self, lfns: str | Iterable[str]) -> BulkResult: ...
     def remove_replica(self, replicas: Mapping[str, Any]) -> BulkResult: ...
-    def get_replicas(self, lfns: str | Iterable[str], all_status: bool = True
+    def get_replicas(self, lfns: str | Iterable[str], all_status: bool = False
                      ) -> BulkResult: ...
     def get_file_metadata(self, lfns: str | Iterable[str]) -> BulkResult: ...
     def list_directory(self, paths: str | Iterable[str], verbose: bool = False
@@ -237,8 +237,9 @@ class DataManager:
 
     # -- get --------------------------------------------------------------------------------
 
-    def replicas(self, lfn: str) -> dict[str, str]:
-        return dict(_one(self.catalog.get_replicas([lfn]), lfn, "replicas of"))
+    def replicas(self, lfn: str, all_status: bool = False) -> dict[str, str]:
+        """``{SE: PFN}``: the good replicas (all of them with ``all_status``)."""
+        return dict(_one(self.catalog.get_replicas([lfn], all_status), lfn, "replicas of"))
 
     def catalog_checksum(self, lfn: str) -> str | None:
         meta = _one(self.catalog.get_file_metadata([lfn]), lfn, "metadata of")
@@ -289,9 +290,9 @@ class DataManager:
                                progress: Progress | None = None) -> bool:
         """Copy ``lfn`` to ``target_se`` and register the replica. False when it was there
         already. The copy goes through a verified local temp file."""
-        replicas = self.replicas(lfn)
-        if target_se in replicas:
+        if target_se in self.replicas(lfn, all_status=True):
             return False
+        replicas = self.replicas(lfn)
         meta = _one(self.catalog.get_file_metadata([lfn]), lfn, "metadata of")
         checksum = normalise_checksum(meta["Checksum"]) if meta.get("Checksum") else None
         sources = [source_se] if source_se else self.ordered_ses(replicas)
@@ -326,7 +327,7 @@ class DataManager:
         registered (the others are unregistered) and the LFN is reported failed."""
         items = [lfns] if isinstance(lfns, str) else list(lfns)
         result = BulkResult()
-        found = self.catalog.get_replicas(items)
+        found = self.catalog.get_replicas(items, True)  # every replica, whatever its status
         for lfn, reason in found.failed.items():
             result.fail(lfn, reason)
         for lfn, replicas in found.successful.items():
@@ -355,7 +356,7 @@ class DataManager:
         is refused."""
         items = [lfns] if isinstance(lfns, str) else list(lfns)
         result = BulkResult()
-        found = self.catalog.get_replicas(items)
+        found = self.catalog.get_replicas(items, True)
         for lfn, reason in found.failed.items():
             result.fail(lfn, reason)
         for lfn, replicas in found.successful.items():
