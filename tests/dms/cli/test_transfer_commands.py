@@ -230,3 +230,29 @@ def test_progress_bar_only_on_a_terminal(served: Served, tmp_path: Path) -> None
     assert shown.endswith("\r\n") or shown.endswith("\n")
     # not a terminal: nothing at all (ok() checks stderr is empty)
     assert ok("dget", "big.dat", str(tmp_path / "..")) == ""
+
+
+def test_request_agent_from_the_command_line(served: Served, tmp_path: Path) -> None:
+    """A request filed through the service is executed by ``pilotwms agent ... --once``,
+    which reaches the HTTPS SE with the server's host certificate."""
+    from core.client_config import make_client
+    from dms.request_client import ReqManagerClient
+
+    data = local(tmp_path / "q.dat", 5000)
+    ok("dput", "q.dat")
+    lfn = f"{HOME}/q.dat"
+    cfg = load_client_config(served.env["PILOTWMS_CLIENT_CONFIG"])
+    with make_client("RequestManagement/ReqManager", cfg) as rpc:
+        rm = ReqManagerClient(rpc)
+        rid = rm.put_request({"RequestName": "cli", "Operations": [
+            {"Type": "ReplicateAndRegister", "TargetSE": "DISK-B",
+             "Files": [{"LFN": lfn}]}]})
+        agent = subprocess.run(
+            [PY, "-m", "core.cli.admin", "agent", "RequestExecutingAgent", "--config",
+             str(served.directory / "config.yaml"), "--once"],
+            capture_output=True, text=True, timeout=120)
+        assert agent.returncode == 0, agent.stderr
+        assert rm.get_request_status(rid) == "Done"
+    assert (served.disk("DISK-B") / lfn.lstrip("/")).read_bytes() == data
+    with served.catalog() as fc:
+        assert sorted(fc.get_replicas(lfn).successful[lfn]) == ["DIRAC-USER", "DISK-B"]
