@@ -121,7 +121,9 @@ class ConsistencyReport:
                     or self.errors)
 
 
-def _one(result: BulkResult, lfn: str, what: str) -> Any:
+def single_result(result: BulkResult, lfn: str, what: str) -> Any:
+    """The value for ``lfn`` in a bulk result; its failure raised (NotFoundError or
+    CatalogError, the message saying ``what`` failed)."""
     if lfn in result.failed:
         reason = result.failed[lfn]
         if "no such file" in reason.lower():
@@ -196,7 +198,7 @@ class DataManager:
         lfn = result.lfn
         operations: list[dict[str, Any]] = []
         try:
-            _one(self.catalog.add_file({lfn: self._entry(result)}), lfn, "register")
+            single_result(self.catalog.add_file({lfn: self._entry(result)}), lfn, "register")
         except PilotWMSError as exc:
             if self.submit_request is None:
                 self._rollback_upload(result.se, lfn)
@@ -209,7 +211,6 @@ class DataManager:
             operations.append(self._op("ReplicateAndRegister", wanted_se, result.se, [result]))
             operations.append(self._op("RemoveReplica", result.se, "", [result]))
         if operations:
-            assert self.submit_request is not None or not result.failover  # noqa: S101
             if self.submit_request is None:
                 raise StorageError(f"{lfn} is on the failover SE {result.se}, but there is "
                                    "no request service to move it")
@@ -239,10 +240,10 @@ class DataManager:
 
     def replicas(self, lfn: str, all_status: bool = False) -> dict[str, str]:
         """``{SE: PFN}``: the good replicas (all of them with ``all_status``)."""
-        return dict(_one(self.catalog.get_replicas([lfn], all_status), lfn, "replicas of"))
+        return dict(single_result(self.catalog.get_replicas([lfn], all_status), lfn, "replicas of"))
 
     def catalog_checksum(self, lfn: str) -> str | None:
-        meta = _one(self.catalog.get_file_metadata([lfn]), lfn, "metadata of")
+        meta = single_result(self.catalog.get_file_metadata([lfn]), lfn, "metadata of")
         value = meta.get("Checksum")
         return normalise_checksum(value) if value else None
 
@@ -293,7 +294,7 @@ class DataManager:
         if target_se in self.replicas(lfn, all_status=True):
             return False
         replicas = self.replicas(lfn)
-        meta = _one(self.catalog.get_file_metadata([lfn]), lfn, "metadata of")
+        meta = single_result(self.catalog.get_file_metadata([lfn]), lfn, "metadata of")
         checksum = normalise_checksum(meta["Checksum"]) if meta.get("Checksum") else None
         sources = [source_se] if source_se else self.ordered_ses(replicas)
         with tempfile.TemporaryDirectory(prefix="pilotwms-repl-", dir=self.work_dir) as tmp:
@@ -310,7 +311,7 @@ class DataManager:
                                    + "; ".join(errors))
             info = self.ses[target_se].put(lfn, copy, checksum=checksum, progress=progress)
         try:
-            _one(self.catalog.add_replica(
+            single_result(self.catalog.add_replica(
                 {lfn: {"SE": target_se, "PFN": self.ses[target_se].url(lfn)}}),
                 lfn, "register replica of")
         except PilotWMSError as exc:

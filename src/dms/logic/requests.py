@@ -46,7 +46,8 @@ from dms.db.requests import (
     OperationRow,
     RequestRow,
 )
-from dms.logic.data_manager import DataManager, _one
+from dms.logic.data_manager import DataManager, single_result
+from dms.storage.base import normalise_checksum
 
 log = logging.getLogger("pilotwms.requests")
 
@@ -127,15 +128,15 @@ def _run_file(dm: DataManager, op: OperationRow, f: FileRow) -> None:
         entry = {"PFN": f.pfn or dm.ses[se].url(lfn), "Size": f.size, "SE": se,
                  "GUID": f.guid, "Checksum": f.checksum, "ChecksumType": "Adler32"}
         found = dm.ses[se].stat(lfn)  # register only what is really there, intact
-        if f.checksum and found.checksum != str(f.checksum).lower().zfill(8):
+        if f.checksum and found.checksum != normalise_checksum(f.checksum):
             raise PilotWMSError(f"{lfn} on {se} has adler32 {found.checksum}, "
                                 f"expected {f.checksum}")
-        _one(dm.catalog.add_file({lfn: entry}), lfn, "register")
+        single_result(dm.catalog.add_file({lfn: entry}), lfn, "register")
     elif op.type == "RegisterReplica":
         se = op.target_ses[0]
         dm.ses[se].stat(lfn)
-        _one(dm.catalog.add_replica({lfn: {"SE": se, "PFN": f.pfn or dm.ses[se].url(lfn)}}),
-             lfn, "register replica of")
+        entry = {"SE": se, "PFN": f.pfn or dm.ses[se].url(lfn)}
+        single_result(dm.catalog.add_replica({lfn: entry}), lfn, "register replica of")
     elif op.type == "ReplicateAndRegister":
         for se in op.target_ses:
             dm.replicate_and_register(lfn, se, source_se=op.source_se or None)

@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from core.exceptions import NotFoundError, PilotWMSError
+from core.exceptions import NotFoundError, PilotWMSError, ServiceUnavailableError
 from core.rpc.client import Credentials, RPCClient, error_from_reply
 from core.rpc.jencode import decode
 from dms.storage.base import (
@@ -35,6 +35,7 @@ from dms.storage.base import (
     Entry,
     FileInfo,
     Progress,
+    StorageAccessError,
     StorageError,
     StorageFileNotFoundError,
     StoragePlugin,
@@ -113,10 +114,8 @@ class HTTPSStorage(StoragePlugin):
     def _call(self, method: str, *args: Any) -> Any:
         try:
             return self.rpc.call(method, *args)
-        except PilotWMSError as exc:
-            if exc.errno == 111 or type(exc).__name__ == "ServiceUnavailableError":
-                raise StorageUnavailableError(f"{self.se_name}: {exc.message}") from None
-            raise
+        except ServiceUnavailableError as exc:
+            raise StorageUnavailableError(f"{self.se_name}: {exc.message}") from None
 
     def put(self, path: str, source: Path, *, checksum: str | None = None,
             progress: Progress | None = None) -> FileInfo:
@@ -216,6 +215,8 @@ class HTTPSStorage(StoragePlugin):
             reason = result["Failed"][path]
             if reason.startswith("no file"):
                 raise StorageFileNotFoundError(f"{self.se_name}: {reason}")
+            if " may not " in reason:
+                raise StorageAccessError(f"{self.se_name}: {reason}")
             raise StorageError(f"{self.se_name}: {path}: {reason}")
         value = result["Successful"][path]
         return FileInfo(int(value["Size"]), normalise_checksum(value["Checksum"]))
