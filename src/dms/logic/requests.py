@@ -14,7 +14,10 @@ Wire form (what ``ReqManager.putRequest`` takes and ``getRequest`` returns)::
 
 Operation types: ``RegisterFile`` (catalog entry for a file already on ``TargetSE``; needs
 Size, Checksum, GUID), ``RegisterReplica``, ``ReplicateAndRegister`` (``TargetSE`` may list
-several SEs, comma-separated; ``SourceSE`` optional), ``RemoveReplica``, ``RemoveFile``.
+several SEs, comma-separated; ``SourceSE`` optional), ``PutAndRegister`` (a file stored on
+the failover SE ``SourceSE`` but not registered: copied to ``TargetSE``, registered there, and
+the unregistered source copy removed; needs Size, Checksum, GUID), ``RemoveReplica``,
+``RemoveFile``.
 Operations run in order; one that does not finish stops the request, which is retried later
 with exponential back-off (``retry_delay * 2**attempts``, capped) until ``max_attempts``, then
 Failed. Each file's step is idempotent (a replica already there, a file already registered
@@ -31,7 +34,9 @@ Example::
 from __future__ import annotations
 
 import logging
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from core.db import utcnow
@@ -47,14 +52,15 @@ from dms.db.requests import (
     RequestRow,
 )
 from dms.logic.data_manager import DataManager, single_result
-from dms.storage.base import normalise_checksum
+from dms.storage.base import StorageFileNotFoundError, normalise_checksum
 
 log = logging.getLogger("pilotwms.requests")
 
 OPERATION_TYPES = frozenset({"RegisterFile", "RegisterReplica", "ReplicateAndRegister",
-                             "RemoveReplica", "RemoveFile"})
+                             "PutAndRegister", "RemoveReplica", "RemoveFile"})
 NEEDS_TARGET = frozenset({"RegisterFile", "RegisterReplica", "ReplicateAndRegister",
-                          "RemoveReplica"})
+                          "PutAndRegister", "RemoveReplica"})
+NEEDS_FILE_INFO = frozenset({"RegisterFile", "PutAndRegister"})
 MAX_FILES = 10_000
 
 
@@ -95,9 +101,13 @@ def parse_request(wire: Any, owner: str, owner_group: str, vo: str | None) -> Ne
             if not isinstance(f, dict) or not isinstance(f.get("LFN"), str) or \
                     not f["LFN"].startswith("/"):
                 raise InvalidArgumentError(f"{where}: every file needs an absolute LFN")
-            if op["Type"] == "RegisterFile" and not all(
+            if op["Type"] in NEEDS_FILE_INFO and not all(
                     f.get(k) not in (None, "") for k in ("Size", "Checksum", "GUID")):
-                raise InvalidArgumentError(f"{where}: RegisterFile needs Size, Checksum, GUID")
+                raise InvalidArgumentError(
+                    f"{where}: {op['Type']} needs Size, Checksum, GUID for every file")
+        if op["Type"] == "PutAndRegister" and not source:
+            raise InvalidArgumentError(f"{where}: PutAndRegister needs the SourceSE holding "
+                                       "the files")
         count += len(files)
         operations.append(NewOperation(op["Type"], target, source, [dict(f) for f in files]))
     if count > MAX_FILES:
@@ -140,6 +150,8 @@ def _run_file(dm: DataManager, op: OperationRow, f: FileRow) -> None:
     elif op.type == "ReplicateAndRegister":
         for se in op.target_ses:
             dm.replicate_and_register(lfn, se, source_se=op.source_se or None)
+    elif op.type == "PutAndRegister":
+        _put_and_register(dm, op, f)
     elif op.type == "RemoveReplica":
         for se in op.target_ses:
             result = dm.remove_replica([lfn], se)
@@ -149,6 +161,29 @@ def _run_file(dm: DataManager, op: OperationRow, f: FileRow) -> None:
         result = dm.remove_file([lfn])
         if lfn in result.failed and "no such file" not in result.failed[lfn].lower():
             raise PilotWMSError(result.failed[lfn])
+
+
+def _put_and_register(dm: DataManager, op: OperationRow, f: FileRow) -> None:
+    """Copy ``f`` from the (unregistered) source SE to the target, register it there, then
+    remove the source copy unless the catalog knows it. Each step is skipped when done."""
+    lfn, source, target = f.lfn, op.source_se, op.target_ses[0]
+    checksum = normalise_checksum(str(f.checksum))
+    known = dm.catalog.get_replicas([lfn], True).successful.get(lfn) or {}
+    if target not in known:
+        try:
+            on_target = dm.ses[target].stat(lfn).checksum == checksum
+        except StorageFileNotFoundError:
+            on_target = False
+        if not on_target:
+            with tempfile.TemporaryDirectory(prefix="pilotwms-put-", dir=dm.work_dir) as tmp:
+                copy = Path(tmp) / "file"
+                dm.ses[source].get(lfn, copy, checksum=checksum)
+                dm.ses[target].put(lfn, copy, checksum=checksum)
+        entry = {"PFN": dm.ses[target].url(lfn), "Size": f.size, "SE": target,
+                 "GUID": f.guid, "Checksum": checksum, "ChecksumType": "Adler32"}
+        single_result(dm.catalog.add_file({lfn: entry}), lfn, "register")
+    if source not in known and source != target:
+        dm.ses[source].remove(lfn)
 
 
 def execute(dm: DataManager, req: RequestRow, *, max_attempts: int = 10,

@@ -237,3 +237,34 @@ def test_consistency_check(dms_server: DMS, tmp_path: Path) -> None:
     assert report.bad_size == [(f"{top}/b", "DISK-A", 5, 5000)]
     assert report.extra == [("DISK-A", f"{top}/sub/dark")]
     assert not report.consistent
+
+
+def test_put_and_register_request_moves_an_unregistered_failover_copy(
+        dms_server: DMS, tmp_path: Path) -> None:
+    src, data = data_file(tmp_path)
+    ses = dms_server.ses()
+    good, bad = f"{ALICE}/pr/good.bin", f"{ALICE}/pr/bad.bin"
+    info = ses["SHARED"].put(good, src)  # what a job left on its failover SE
+    ses["SHARED"].put(bad, src)
+    (dms_server.base / "shared" / bad.lstrip("/")).write_bytes(b"damaged")
+    rm = ReqManagerClient(dms_server.rpc("RequestManagement/ReqManager"))
+    files = {lfn: {"LFN": lfn, "Size": info.size, "Checksum": info.checksum, "GUID": guid}
+             for lfn, guid in ((good, "G-GOOD"), (bad, "G-BAD"))}
+    ok_id = rm.put_request({"RequestName": "pr", "Operations": [
+        {"Type": "PutAndRegister", "SourceSE": "SHARED", "TargetSE": "DISK-A",
+         "Files": [files[good]]}]})
+    bad_id = rm.put_request({"RequestName": "pr-bad", "Operations": [
+        {"Type": "PutAndRegister", "SourceSE": "SHARED", "TargetSE": "DISK-A",
+         "Files": [files[bad]]}]})
+    RequestExecutingAgent(dms_server.config, instance="t4").run(once=True)
+    assert rm.get_request_status(ok_id) == "Done"
+    fc = dms_server.catalog()
+    assert list(fc.get_replicas(good).successful[good]) == ["DISK-A"]
+    assert fc.get_file_metadata(good).successful[good]["GUID"] == "G-GOOD"
+    assert not ses["SHARED"].exists(good)
+    assert manager(dms_server).get(good, tmp_path / "g").read_bytes() == data
+    # a damaged source copy is never registered: the request waits, nothing was moved
+    waiting = rm.get_request(bad_id)
+    assert waiting["Status"] == "Waiting" and "adler32" in waiting["Operations"][0]["Error"]
+    assert "No such file" in fc.get_replicas(bad).failed[bad]
+    assert not ses["DISK-A"].exists(bad) and ses["SHARED"].exists(bad)
