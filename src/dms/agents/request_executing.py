@@ -2,7 +2,7 @@
 
 Each cycle claims due requests (Waiting and past their ``not_before``, or Assigned to a dead
 agent for ``StaleMinutes``), executes them with a data manager acting for the request's owner
-(:func:`dms.logic.requests.execute`), and stores the outcome: Done, Failed after
+(:func:`dms.logic.rms.execute`), and stores the outcome: Done, Failed after
 ``MaxAttempts``, or Waiting again with exponential back-off (``RetryDelaySeconds`` doubling up
 to ``MaxRetryDelaySeconds``). Options: ``Systems.RequestManagement.Services.ReqManager.Options``.
 
@@ -32,9 +32,9 @@ from core.config.schema import Config
 from core.rpc.client import Credentials
 from core.rpc.server import ca_directory
 from dms.bulk import BulkResult
-from dms.db import requests as db
+from dms.db import rms as db
 from dms.logic import directories, namespace
-from dms.logic import requests as logic
+from dms.logic import rms as logic
 from dms.logic.data_manager import DataManager
 from dms.logic.rights import CatalogSettings, Requester
 from dms.storage import StorageElements

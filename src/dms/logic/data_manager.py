@@ -19,7 +19,7 @@ is rolled back, or leaves a failover request for the request executing agent:
 
 ``catalog`` is anything with :class:`dms.catalog_client.FileCatalogClient`'s methods (the
 client, or the agent's server-side adapter); ``submit_request`` takes a request in its wire
-form (see :mod:`dms.logic.requests`) and returns its ID.
+form (see :mod:`dms.logic.rms`) and returns its ID.
 
 Example::
 

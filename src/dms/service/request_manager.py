@@ -2,7 +2,7 @@
 
 RPC methods:
 
-* ``putRequest(request)`` -> request ID. The request (wire form: :mod:`dms.logic.requests`)
+* ``putRequest(request)`` -> request ID. The request (wire form: :mod:`dms.logic.rms`)
   is owned by the caller; a trusted host may submit for a user with ``Owner`` and
   ``OwnerGroup`` in the request (a job wrapper running under a pilot's host identity).
 * ``getRequest(requestID)`` -> the request with its operations and files, statuses included.
@@ -29,8 +29,8 @@ from sqlalchemy.engine import Engine
 from core.exceptions import InvalidArgumentError, NotAuthorizedError
 from core.rpc.service import Call, Service, rpc_method
 from core.security.identity import Identity
-from dms.db import requests as db
-from dms.logic import requests as logic
+from dms.db import rms as db
+from dms.logic import rms as logic
 
 SYSTEM = "RequestManagement"
 MANAGERS = frozenset({"Operator", "JobAdministrator", "TrustedHost"})

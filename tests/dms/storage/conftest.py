@@ -94,7 +94,7 @@ def dms_server(config: Config, db_url: str, creds: Creds, proxies: dict[str, Pat
     port = free_port()
     cfg = with_storage(config, db_url, tmp_path, port, xrootd_server.port)
     from core.db import init_schema, make_engine
-    from dms.db.requests import REQUEST_SCHEMA
+    from dms.db.rms import REQUEST_SCHEMA
 
     engine = make_engine(db_url)
     init_schema(engine, REQUEST_SCHEMA)

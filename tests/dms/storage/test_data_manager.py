@@ -16,7 +16,7 @@ from core.exceptions import AlreadyExistsError
 from core.rpc.client import RPCClient
 from dms.agents.request_executing import RequestExecutingAgent
 from dms.catalog_client import FileCatalogClient
-from dms.db.requests import rms_requests
+from dms.db.rms import rms_requests
 from dms.logic.data_manager import LAST_REPLICA, CatalogError, DataManager
 from dms.request_client import ReqManagerClient
 from dms.storage import StorageElements

@@ -10,8 +10,8 @@ import pytest
 
 from core.db import init_schema, make_engine, utcnow
 from core.exceptions import InvalidArgumentError, NotAuthorizedError
-from dms.db import requests as db
-from dms.logic.requests import backoff, parse_request
+from dms.db import rms as db
+from dms.logic.rms import backoff, parse_request
 from dms.request_client import ReqManagerClient
 from tests.dms.storage.conftest import DMS
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from core.db import utcnow
 from core.exceptions import InvalidArgumentError, PilotWMSError
-from dms.db.requests import (
+from dms.db.rms import (
     DONE,
     FAILED,
     WAITING,
