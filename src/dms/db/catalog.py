@@ -172,7 +172,7 @@ def update_rows(conn: Connection, table: sa.Table, key: str, values: Mapping[int
 # -- files ------------------------------------------------------------------------------------
 
 #: the file columns needed for rights and replica lookups (no dates to convert)
-LITE = ("file_id", "dir_id", "name", "size", "owner", "owner_group", "mode", "status")
+LITE = ("file_id", "dir_id", "name", "owner", "owner_group", "mode")
 
 
 def get_files(conn: Connection, wanted: Mapping[int, Iterable[str]], full: bool = True

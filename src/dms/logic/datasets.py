@@ -89,7 +89,7 @@ def _lookup(conn: Connection, req: Requester, names: Mapping[str, str], result: 
 
 def _matching(conn: Connection, req: Requester, query: Mapping[str, Any]
               ) -> list[tuple[int, str]]:
-    select = query_ids(conn, query)
+    select = query_ids(conn, query, req=req)
     return [] if select is None else matching(conn, req, select)
 
 

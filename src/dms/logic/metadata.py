@@ -176,9 +176,10 @@ def get_user_metadata(engine: Engine, req: Requester, path: str,
 
 
 def query_ids(conn: Connection, query: Mapping[str, Any], path: str = "/",
-              since_id: int = 0) -> sa.Select[Any] | None:
-    """The SELECT of (file_id, dir_id, name, owner, owner_group, mode) matching ``query``
-    under ``path``; None when ``path`` does not exist."""
+              req: Requester | None = None) -> sa.Select[Any] | None:
+    """The SELECT of (file_id, dir_id, name) matching ``query`` under ``path`` (and, when
+    ``req`` is given and not an administrator, whose own mode lets ``req`` read them); None
+    when ``path`` does not exist."""
     if not isinstance(query, Mapping):
         raise InvalidArgumentError("a metadata query is a dict")
     top = query.get(meta_db.PATH_KEY, path) or "/"
@@ -195,57 +196,48 @@ def query_ids(conn: Connection, query: Mapping[str, Any], path: str = "/",
         raise InvalidArgumentError(str(exc)) from None
     if top_row is None:
         return None
-    select = sa.select(files.c.file_id, files.c.dir_id, files.c.name, files.c.owner,
-                       files.c.owner_group, files.c.mode).where(*conds)
-    if since_id:
-        select = select.where(files.c.file_id > since_id)
+    select = sa.select(files.c.file_id, files.c.dir_id, files.c.name).where(*conds)
+    if req is not None and not req.admin:
+        select = select.where(_readable_by(req))
     return select
 
 
-def matching(conn: Connection, req: Requester, select: sa.Select[Any]) -> list[tuple[int, str]]:
-    """(file_id, LFN) of the rows of a :func:`query_ids` select that ``req`` may read.
+def _readable_by(req: Requester) -> Any:
+    """SQL: the file's own mode lets ``req`` read it (owner, group or other bits)."""
+    def bit(mask: int) -> Any:
+        return files.c.mode.op("&")(mask) != 0
 
-    Rows are fetched as plain tuples; directory paths and rights are worked out once per
-    directory and per (owner, group, mode), not per file.
+    mine = files.c.owner == req.user
+    group = files.c.owner_group == req.group
+    return sa.or_(sa.and_(mine, bit(0o400)),
+                  sa.and_(~mine, group, bit(0o040)),
+                  sa.and_(~mine, ~group, bit(0o004)))
+
+
+def matching(conn: Connection, req: Requester, select: sa.Select[Any]) -> list[tuple[int, str]]:
+    """(file_id, LFN) of the rows of a :func:`query_ids` select (made with ``req``) whose
+    directories ``req`` may go through; paths and rights are worked out once per directory.
     """
     rows = conn.execute(select).fetchall()
-    dir_ids = {row[1] for row in rows}
-    dirs = db.get_dirs_by_id(conn, dir_ids)
+    dirs = db.get_dirs_by_id(conn, {row[1] for row in rows})
     prefix = {d: (row.path.rstrip("/") + "/") for d, row in dirs.items()}
     if req.admin:
         return [(row[0], prefix[row[1]] + row[2]) for row in rows]
-    needed = {a for p in prefix.values() for a in ancestors(p.rstrip("/") or "/")}
+    needed = {a for row in dirs.values() for a in ancestors(row.path)}
     by_path = db.get_dirs(conn, needed - {row.path for row in dirs.values()})
     by_path.update({row.path: row for row in dirs.values()})
     through = {}
     for dir_id, row in dirs.items():
         chain = ancestors(row.path) + [row.path]
         through[dir_id] = all(c in by_path and may(req, by_path[c], EXECUTE) for c in chain)
-    readable: dict[tuple[str, str, int], bool] = {}
-    out = []
-    for file_id, dir_id, name, owner, group, mode in rows:
-        if not through[dir_id]:
-            continue
-        key = (owner, group, mode)
-        ok = readable.get(key)
-        if ok is None:
-            ok = readable[key] = may(req, _Entry(owner, group, mode), READ)
-        if ok:
-            out.append((file_id, prefix[dir_id] + name))
-    return out
-
-
-class _Entry:
-    __slots__ = ("owner", "owner_group", "mode")
-
-    def __init__(self, owner: str, owner_group: str, mode: int) -> None:
-        self.owner, self.owner_group, self.mode = owner, owner_group, mode
+    return [(file_id, prefix[dir_id] + name) for file_id, dir_id, name in rows
+            if through[dir_id]]
 
 
 def find_matching(engine: Engine, req: Requester, query: Mapping[str, Any], path: str = "/"
                   ) -> list[tuple[int, str]]:
     with engine.connect() as conn:
-        select = query_ids(conn, query, path)
+        select = query_ids(conn, query, path, req)
         return [] if select is None else matching(conn, req, select)
 
 
