@@ -11,17 +11,22 @@ import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 
 class ThreadedApp:
-    def __init__(self, app: Application, ssl_ctx: ssl.SSLContext | None = None) -> None:
+    def __init__(self, app: Application, ssl_ctx: ssl.SSLContext | None = None,
+                 tick: Callable[[], None] | None = None) -> None:
+        """``tick`` is called every 0.1 s in the server's thread (time passing for it)."""
         self.app = app
+        self.tick = tick
         self.ssl_ctx = ssl_ctx
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -39,6 +44,8 @@ class ThreadedApp:
         async def start() -> None:
             self._server = HTTPServer(self.app, ssl_options=self.ssl_ctx)
             self._server.add_sockets(sockets)
+            if self.tick is not None:
+                PeriodicCallback(self.tick, 100).start()
 
         loop.run_until_complete(start())
         self._ready.set()
