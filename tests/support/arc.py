@@ -155,7 +155,7 @@ class ARCStandIn:
         self.queues = queues
         self.jobs: dict[str, Job] = {}
         self.delegations: dict[str, Delegation] = {}
-        self.fail_next: list[int] = []  # status codes to answer the next requests with
+        self.fail_next: list[int | None] = []  # next answers: an error status, or None
         self.requests: list[tuple[str, str]] = []  # (method, path?query) seen
         self.lock = threading.Lock()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -226,8 +226,8 @@ class Base(RequestHandler):
 
     def prepare(self) -> None:
         self.arc.requests.append((self.request.method or "", self.request.uri or ""))
-        if self.arc.fail_next:
-            code = self.arc.fail_next.pop(0)
+        code = self.arc.fail_next.pop(0) if self.arc.fail_next else None
+        if code is not None:
             self.set_status(code)
             self.finish("A-REX internal error")
             return

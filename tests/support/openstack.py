@@ -77,7 +77,7 @@ class OpenStackStandIn:
         self.tokens: dict[str, tuple[str, float]] = {}  # token -> project id, expiry
         self.token_lifetime = 3600.0
         self.servers: dict[str, Server] = {}
-        self.fail_next: list[int] = []
+        self.fail_next: list[int | None] = []  # None: answer normally
         self.requests: list[tuple[str, str]] = []
         self.last_user_data: bytes = b""
         self.lock = threading.Lock()
@@ -155,8 +155,8 @@ class Base(RequestHandler):
 
     def prepare(self) -> None:
         self.os.requests.append((self.request.method or "", self.request.uri or ""))
-        if self.os.fail_next:
-            code = self.os.fail_next.pop(0)
+        code = self.os.fail_next.pop(0) if self.os.fail_next else None
+        if code is not None:
             _error(self, code, "computeFault", "Unexpected API Error.")
             return
         if isinstance(self, TokensHandler):

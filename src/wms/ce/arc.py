@@ -44,6 +44,7 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import threading
@@ -61,6 +62,8 @@ from wms.ce.base import CEError, ComputingElement, PilotStatus, embed_env, split
 from wms.ce.delegation import sign_proxy_request
 
 __all__ = ["ARCComputingElement", "rest_status", "xrsl_value"]
+
+log = logging.getLogger("pilotwms.ce.arc")
 
 _WAITING = {"ACCEPTING", "ACCEPTED", "PREPARING", "PREPARED", "SUBMITTING", "SUBMIT",
             "QUEUING"}
@@ -270,26 +273,40 @@ class ARCComputingElement(ComputingElement):
         delegation = self.delegation_id() if self.delegate else None
         description = self.xrsl(queue=queue, processors=processors, wall_seconds=wall_seconds,
                                 memory_mb=memory_mb, delegation=delegation)
-        refs = []
+        refs: list[str] = []
         for _ in range(count):
-            reply = self._request("POST", "jobs", params={"action": "new"},
-                                  data=description.encode(),
-                                  headers={"Content-Type": "application/rsl"})
-            [entry] = _entries(reply.json())
-            if str(entry.get("status-code")) not in ("200", "201"):
-                raise CEError(f"CE {self.name}: job refused: {entry.get('status-code')} "
-                              f"{entry.get('reason')}")
-            job = str(entry.get("id", ""))
-            if not _JOB_ID.match(job):
-                raise CEError(f"CE {self.name}: bad job id {job!r} in the reply")
             try:
-                self._request("PUT", f"jobs/{job}/session/{SCRIPT}", data=text,
-                              headers={"Content-Type": "application/octet-stream"})
-            except CEError:
-                self._jobs_action("kill", [job])
-                raise
-            refs.append(f"arc://{self.host}/{job}")
+                refs.append(self._submit_one(description, text))
+            except CEError as exc:
+                if not refs:
+                    raise
+                # the pilots already accepted must not be lost: report them
+                log.warning("CE %s: %d of %d pilots submitted: %s", self.name, len(refs),
+                            count, exc)
+                break
         return refs
+
+    def _submit_one(self, description: str, text: bytes) -> str:
+        reply = self._request("POST", "jobs", params={"action": "new"},
+                              data=description.encode(),
+                              headers={"Content-Type": "application/rsl"})
+        try:
+            [entry] = _entries(reply.json())
+        except ValueError:
+            raise CEError(f"CE {self.name}: unexpected reply to job submission") from None
+        if str(entry.get("status-code")) not in ("200", "201"):
+            raise CEError(f"CE {self.name}: job refused: {entry.get('status-code')} "
+                          f"{entry.get('reason')}")
+        job = str(entry.get("id", ""))
+        if not _JOB_ID.match(job):
+            raise CEError(f"CE {self.name}: bad job id {job!r} in the reply")
+        try:
+            self._request("PUT", f"jobs/{job}/session/{SCRIPT}", data=text,
+                          headers={"Content-Type": "application/octet-stream"})
+        except CEError:
+            self._jobs_action("kill", [job])
+            raise
+        return f"arc://{self.host}/{job}"
 
     def _ids(self, refs: Sequence[str]) -> dict[str, str | None]:
         out: dict[str, str | None] = {}

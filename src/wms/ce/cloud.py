@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import logging
 import re
 import threading
 import time
@@ -57,6 +58,8 @@ from core.exceptions import ConfigError
 from wms.ce.base import CEError, ComputingElement, PilotStatus, embed_env, split_ref
 
 __all__ = ["CloudComputingElement", "nova_status", "user_data"]
+
+log = logging.getLogger("pilotwms.ce.cloud")
 
 #: Nova's limit on the base64-encoded user data
 MAX_USER_DATA = 65535
@@ -286,7 +289,7 @@ class CloudComputingElement(ComputingElement):
         lifetime = min(self.lifetime, wall_seconds or self.lifetime)
         data = encode_user_data(user_data(embed_env(script, env), lifetime))
         flavor = self.flavor_id()
-        refs = []
+        refs: list[str] = []
         for _ in range(count):
             server: dict[str, Any] = {
                 "name": f"pilotwms-{self.name}-{uuid.uuid4().hex[:8]}",
@@ -297,10 +300,18 @@ class CloudComputingElement(ComputingElement):
             }
             if self.key_name:
                 server["key_name"] = self.key_name
-            reply = self._nova("POST", "servers", body={"server": server})
-            ident = str(reply.json().get("server", {}).get("id", ""))
-            if not _SERVER_ID.match(ident):
-                raise CEError(f"CE {self.name}: no server id in Nova's reply")
+            try:
+                reply = self._nova("POST", "servers", body={"server": server})
+                ident = str(reply.json().get("server", {}).get("id", ""))
+                if not _SERVER_ID.match(ident):
+                    raise CEError(f"CE {self.name}: no server id in Nova's reply")
+            except (CEError, ValueError) as exc:
+                if not refs:
+                    raise CEError(str(exc)) from None
+                # the VMs already booting must not be lost: report them
+                log.warning("CE %s: %d of %d VMs created: %s", self.name, len(refs), count,
+                            exc)
+                break
             refs.append(f"cloud://{self.host}/{ident}")
         return refs
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from tests.support.arc import ARCStandIn, parse_xrsl
 from tests.support.credentials import Creds
+from tests.wms.ce.grid_helpers import wait_live
 from tests.wms.ce.helpers import live_processes_with, wait_final, wait_status
 
 from core.config.schema import Config
@@ -89,7 +90,7 @@ def test_kill_aborts_and_stops_the_process_tree(ce: ARCComputingElement) -> None
     [ref] = ce.submit(f"#!/bin/sh\nsh -c 'sleep 300; : {marker}' &\nsleep 300\n",
                       queue="default")
     assert wait_status(ce, ref, PilotStatus.RUNNING) == PilotStatus.RUNNING
-    assert live_processes_with(marker)
+    assert wait_live(marker)  # the payload's child has started
     ce.kill([ref])
     assert wait_final(ce, [ref])[ref] == PilotStatus.ABORTED
     assert live_processes_with(marker) == []
@@ -210,3 +211,13 @@ def test_xrsl_round_trip(ce: ARCComputingElement) -> None:
     assert desc["queue"] == ['q "1"'] and desc["walltime"] == ["2"]
     assert desc["memory"] == ["251"] and desc["countpernode"] == ["4"]
     assert desc["inputfiles"] == [["pilot.sh", ""]] and desc["delegationid"] == ["abc"]
+
+
+def test_partial_submission_keeps_the_accepted_pilots(ce: ARCComputingElement,
+                                                      arc: ARCStandIn) -> None:
+    first = ce.submit("#!/bin/sh\ntrue\n", queue="default")  # delegation made
+    arc.fail_next = [None, None, 500]  # job 1 created and uploaded, job 2 refused
+    refs = ce.submit("#!/bin/sh\ntrue\n", 3, queue="default")
+    assert len(refs) == 1
+    assert wait_final(ce, first + refs) == {r: PilotStatus.DONE for r in first + refs}
+    assert len(arc.jobs) == 2

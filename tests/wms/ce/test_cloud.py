@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from tests.support.credentials import Creds
 from tests.support.openstack import OpenStackStandIn
+from tests.wms.ce.grid_helpers import wait_live
 from tests.wms.ce.helpers import live_processes_with, wait_final, wait_status
 
 from core.exceptions import ConfigError
@@ -136,7 +137,7 @@ def test_kill_aborts_and_stops_the_vm(ce: CloudComputingElement,
     marker = f"cloud-kill-{uuid.uuid4().hex}"
     [ref] = ce.submit(f"#!/bin/sh\nsh -c 'sleep 300; : {marker}' &\nsleep 300\n", queue="vm")
     assert wait_status(ce, ref, PilotStatus.RUNNING) == PilotStatus.RUNNING
-    assert live_processes_with(marker)
+    assert wait_live(marker)  # the payload's child has started
     ce.kill([ref])
     assert ce.status([ref])[ref] == PilotStatus.ABORTED
     assert cloud.servers == {} and live_processes_with(marker) == []
@@ -279,3 +280,12 @@ def test_request_shape(ce: CloudComputingElement, cloud: OpenStackStandIn) -> No
 def test_bad_settings(values: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         CloudComputingElement("cloud-ce", values)
+
+
+def test_partial_submission_keeps_the_booting_vms(ce: CloudComputingElement,
+                                                  cloud: OpenStackStandIn) -> None:
+    first = ce.submit("#!/bin/sh\ntrue\n", queue="vm")  # logged in, flavor looked up
+    cloud.fail_next = [None, 500]  # VM 1 created, VM 2 refused
+    refs = ce.submit("#!/bin/sh\ntrue\n", 3, queue="vm")
+    assert len(refs) == 1
+    assert wait_final(ce, first + refs) == {r: PilotStatus.DONE for r in first + refs}
