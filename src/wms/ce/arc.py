@@ -208,7 +208,12 @@ class ARCComputingElement(ComputingElement):
             entries = _entries(reply.json())
         except ValueError:
             raise CEError(f"CE {self.name}: {action}: reply is not JSON") from None
-        return {str(e.get("id")): e for e in entries}
+        found = {str(e.get("id")): e for e in entries}
+        missing = set(ids) - set(found)
+        if missing:  # never take a job for gone because the reply left it out
+            raise CEError(f"CE {self.name}: {action}: no answer for {len(missing)} job(s), "
+                          f"e.g. {sorted(missing)[0]}")
+        return found
 
     # -- delegation -----------------------------------------------------------------------
 

@@ -221,3 +221,28 @@ def test_partial_submission_keeps_the_accepted_pilots(ce: ARCComputingElement,
     assert len(refs) == 1
     assert wait_final(ce, first + refs) == {r: PilotStatus.DONE for r in first + refs}
     assert len(arc.jobs) == 2
+
+
+def test_incomplete_status_reply_is_an_error(ce: ARCComputingElement, arc: ARCStandIn,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply that leaves a job out must not turn a running pilot into Deleted."""
+    from tests.support import arc as arc_module
+
+    [ref] = ce.submit("#!/bin/sh\nsleep 30\n", queue="default")
+    monkeypatch.setattr(arc_module.JobsHandler, "status_of",
+                        lambda self, job_id, job: {"status-code": "200", "state": "RUNNING",
+                                                   "id": "someone-else"})
+    with pytest.raises(CEError, match="no answer for 1 job"):
+        ce.status([ref])
+    monkeypatch.undo()
+    ce.kill([ref])
+    assert wait_final(ce, [ref])[ref] == PilotStatus.ABORTED
+
+
+def test_every_ce_type_loads() -> None:
+    from wms.ce import base
+
+    for name in base._TYPES:
+        assert ce_class(name).TYPE == name
+    with pytest.raises(ConfigError, match="unknown CE type 'Globus'"):
+        ce_class("Globus")
