@@ -43,6 +43,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -309,7 +310,8 @@ class ARCComputingElement(ComputingElement):
             self._request("PUT", f"jobs/{job}/session/{SCRIPT}", data=text,
                           headers={"Content-Type": "application/octet-stream"})
         except CEError:
-            self._jobs_action("kill", [job])
+            with contextlib.suppress(CEError):  # the job waits for its input: stop it
+                self._jobs_action("kill", [job])
             raise
         return f"arc://{self.host}/{job}"
 

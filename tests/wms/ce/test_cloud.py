@@ -231,6 +231,27 @@ def test_user_data_refuses_its_own_tag() -> None:
         user_data("#!/bin/sh\nPILOTWMS_CLOUD_PILOT\n", 60)
 
 
+def test_network_key_and_metadata_settings(cloud: OpenStackStandIn, creds: Creds) -> None:
+    net = "9d2a7b36-1c1e-4f57-9c3b-6f0e4d1b2a10"
+    with CloudComputingElement("cloud-ce", settings(
+            cloud, creds, Network=net, KeyName="ops-key", Metadata={"vo": "demo"})) as ce:
+        seen: list[dict[str, Any]] = []
+        original = ce.session.request
+
+        def spy(method: str, url: str, **kw: Any) -> Any:
+            if url.endswith("/servers") and method == "POST":
+                seen.append(kw["json"]["server"])
+            return original(method, url, **kw)
+
+        ce.session.request = spy  # type: ignore[method-assign]
+        [ref] = ce.submit("#!/bin/sh\ntrue\n", queue="vm")
+        [server] = seen
+        assert server["networks"] == [{"uuid": net}] and server["key_name"] == "ops-key"
+        assert server["metadata"] == {"vo": "demo", "pilotwms-ce": "cloud-ce",
+                                      "pilotwms-queue": "vm"}
+        assert wait_final(ce, [ref])[ref] == PilotStatus.DONE
+
+
 def test_request_shape(ce: CloudComputingElement, cloud: OpenStackStandIn) -> None:
     """What Nova receives: microversion, networks, flavor id, metadata."""
     seen: list[dict[str, Any]] = []
