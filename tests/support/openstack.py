@@ -22,6 +22,7 @@ import binascii
 import gzip
 import json
 import os
+import re
 import secrets
 import ssl
 import threading
@@ -86,6 +87,7 @@ class OpenStackStandIn:
         app = Application([
             (r"/identity/v3/auth/tokens", TokensHandler, {"os": self}),
             (r"/compute/v2.1/servers", ServersHandler, {"os": self}),
+            (r"/compute/v2.1/servers/detail", ServersDetailHandler, {"os": self}),
             (r"/compute/v2.1/servers/([0-9a-f-]+)", ServerHandler, {"os": self}),
             (r"/compute/v2.1/servers/([0-9a-f-]+)/action", ActionHandler, {"os": self}),
             (r"/compute/v2.1/flavors", FlavorsHandler, {"os": self}),
@@ -291,19 +293,46 @@ class ServersHandler(Base):
                                 "adminPass": secrets.token_urlsafe(9)}})
 
 
+def server_doc(server: Server) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": server.id, "name": server.name, "status": server.status,
+        "created": server.created, "tenant_id": server.project,
+        "metadata": server.metadata, "image": {"id": server.image},
+        "flavor": {"id": server.flavor}, "OS-EXT-STS:vm_state": server.status.lower()}
+    if server.fault:
+        doc["fault"] = server.fault
+    return doc
+
+
+class ServersDetailHandler(Base):
+    """``GET /servers/detail``: the project's servers, ``name`` as a regex, ``limit`` and
+    ``marker`` paging with a ``servers_links`` next link, oldest first."""
+
+    def get(self) -> None:
+        pattern = re.compile(self.get_query_argument("name", ""))
+        limit = int(self.get_query_argument("limit", "1000"))
+        marker = self.get_query_argument("marker", "")
+        mine = [s for s in self.os.servers.values()
+                if s.project == self.project and pattern.search(s.name)]
+        if marker:
+            ids = [s.id for s in mine]
+            mine = mine[ids.index(marker) + 1:] if marker in ids else []
+        page = mine[:limit]
+        for server in page:
+            self.os.refresh(server)
+        body: dict[str, Any] = {"servers": [server_doc(s) for s in page]}
+        if len(mine) > limit:
+            body["servers_links"] = [{"rel": "next", "href": f"{self.os.url}/compute/v2.1/"
+                                      f"servers/detail?limit={limit}&marker={page[-1].id}"}]
+        self.finish(body)
+
+
 class ServerHandler(Base):
     def get(self, ident: str) -> None:
         server = self.server(ident)
         if server is None:
             return
-        doc: dict[str, Any] = {
-            "id": server.id, "name": server.name, "status": server.status,
-            "created": server.created, "tenant_id": server.project,
-            "metadata": server.metadata, "image": {"id": server.image},
-            "flavor": {"id": server.flavor}, "OS-EXT-STS:vm_state": server.status.lower()}
-        if server.fault:
-            doc["fault"] = server.fault
-        self.finish({"server": doc})
+        self.finish({"server": server_doc(server)})
 
     def delete(self, ident: str) -> None:
         server = self.server(ident)

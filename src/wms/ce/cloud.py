@@ -13,7 +13,8 @@ the system's), ``Timeout`` (30), ``ConsoleLines`` (1000). References:
 The wire: ``POST /v3/auth/tokens`` (password or application_credential method; the token is in
 ``X-Subject-Token``, the catalog in the body; renewed 5 min before ``expires_at`` and after
 a 401), Nova ``POST /servers`` (``OpenStack-API-Version: compute 2.37``) with ``user_data``,
-``GET /servers/{id}``, ``DELETE /servers/{id}``, ``POST /servers/{id}/action``
+``GET /servers/{id}`` (``GET /servers/detail?name=^pilotwms-<CE>-`` when several are
+asked), ``DELETE /servers/{id}``, ``POST /servers/{id}/action``
 ``{"os-getConsoleOutput": {"length": N}}``, ``GET /flavors`` for flavor names.
 
 The user data is a ``#!/bin/sh`` script (cloud-init runs it once, as root, at first boot): it
@@ -49,7 +50,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -326,15 +327,31 @@ class CloudComputingElement(ComputingElement):
                            body={"os-getConsoleOutput": {"length": self.console_lines}})
         return "" if reply.status_code == 404 else str(reply.json().get("output") or "")
 
-    def _one_status(self, ref: str, ident: str) -> PilotStatus:
+    def _listed(self) -> tuple[dict[str, dict[str, Any]], bool]:
+        """This CE's servers from one ``GET /servers/detail`` (name filter), and whether the
+        list is complete (no ``servers_links`` to a next page)."""
+        name = "^" + re.escape(f"pilotwms-{self.name}-")
+        reply = self._nova("GET", "servers/detail?" + urlencode({"name": name,
+                                                                   "limit": "1000"}))
+        body = reply.json()
+        servers = {str(s.get("id")): s for s in body.get("servers", [])
+                   if isinstance(s, dict)}
+        more = any(link.get("rel") == "next" for link in body.get("servers_links") or [])
+        return servers, not more
+
+    def _one_status(self, ref: str, ident: str, server: dict[str, Any] | None,
+                    known: bool) -> PilotStatus:
+        """``server`` as listed (``known``: the list was complete, so absent = gone)."""
         if ref in self._final:
             return self._final[ref]
         if ref in self._killed:  # Nova deletes asynchronously: the VM may still show
             return PilotStatus.ABORTED
-        reply = self._nova("GET", f"servers/{ident}", missing_ok=True)
-        if reply.status_code == 404:
+        if server is None and not known:
+            reply = self._nova("GET", f"servers/{ident}", missing_ok=True)
+            if reply.status_code != 404:
+                server = reply.json().get("server", {})
+        if server is None:
             return PilotStatus.DELETED
-        server = reply.json().get("server", {})
         status = str(server.get("status", ""))
         result = nova_status(status)
         if status.upper() == "SHUTOFF":
@@ -361,12 +378,21 @@ class CloudComputingElement(ComputingElement):
         return (utcnow() - created).total_seconds() > self.lifetime + 300
 
     def status(self, refs: Sequence[str]) -> dict[str, PilotStatus]:
+        """One list request for the CE's servers when several are asked (a ``GET`` per
+        server otherwise, and for those a truncated list left out)."""
+        idents = {ref: split_ref(ref, "cloud", self.host) for ref in refs}
+        wanted = {ref: i for ref, i in idents.items() if i is not None and _SERVER_ID.match(i)
+                  and ref not in self._final and ref not in self._killed}
+        listed: dict[str, dict[str, Any]] = {}
+        complete = False
+        if len(wanted) > 1:
+            listed, complete = self._listed()
         result = {}
-        for ref in refs:
-            ident = split_ref(ref, "cloud", self.host)
-            result[ref] = (self._one_status(ref, ident)
-                           if ident is not None and _SERVER_ID.match(ident)
-                           else PilotStatus.DELETED)
+        for ref, ident in idents.items():
+            if ident is None or not _SERVER_ID.match(ident):
+                result[ref] = PilotStatus.DELETED
+            else:
+                result[ref] = self._one_status(ref, ident, listed.get(ident), complete)
         return result
 
     def kill(self, refs: Sequence[str]) -> None:

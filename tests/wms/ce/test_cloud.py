@@ -310,3 +310,22 @@ def test_partial_submission_keeps_the_booting_vms(ce: CloudComputingElement,
     refs = ce.submit("#!/bin/sh\ntrue\n", 3, queue="vm")
     assert len(refs) == 1
     assert wait_final(ce, first + refs) == {r: PilotStatus.DONE for r in first + refs}
+
+
+def test_status_of_many_is_one_list_request(ce: CloudComputingElement,
+                                            cloud: OpenStackStandIn) -> None:
+    refs = ce.submit("#!/bin/sh\nsleep 30\n", 3, queue="vm")
+    gone = "cloud://localhost/0c3e5c3c-0000-4000-8000-000000000000"
+    cloud.requests.clear()
+    assert set(ce.status([*refs, gone]).values()) == {PilotStatus.WAITING,
+                                                     PilotStatus.DELETED}
+    assert [m for m, _ in cloud.requests] == ["GET"]
+    assert "servers/detail?name=" in cloud.requests[0][1]
+    # a truncated list: the servers it left out are asked one by one
+    ce_list = ce._listed
+    ce._listed = lambda: (dict(list(ce_list()[0].items())[:1]), False)  # type: ignore[method-assign]
+    cloud.requests.clear()
+    assert ce.status([*refs, gone])[gone] == PilotStatus.DELETED
+    assert sum(1 for m, u in cloud.requests if "/servers/0" in u or
+               any(r.rsplit("/", 1)[1] in u for r in refs)) == 3  # 2 servers + the gone one
+    ce.kill(refs)
