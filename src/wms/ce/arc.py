@@ -11,6 +11,8 @@ References: ``arc://<host>/<arc job id>``.
 
 The wire, all under ``https://<Host>:<Port>/arex/rest/<RESTVersion>``:
 
+* ``GET /delegations`` and ``POST /delegations/<id>?action=get``: a delegation of the same
+  identity and group left by an earlier process is reused (renewed when short).
 * ``POST /delegations?action=new`` -> 201, a PEM CSR, ``Location: .../delegations/<id>``; the
   CE signs it as a proxy of ``Proxy`` (:mod:`wms.ce.delegation`) and ``PUT``\\s the chain to
   ``/delegations/<id>``; ``POST /delegations/<id>?action=renew`` -> a new CSR when it runs
@@ -229,6 +231,37 @@ class ARCComputingElement(ComputingElement):
                       headers={"Content-Type": "application/x-pem-file"})
         return time.monotonic() + lifetime.total_seconds()
 
+    def _existing_delegation(self) -> tuple[str, float] | None:
+        """A delegation already on the CE (from an earlier process) of our proxy's identity
+        and group, with the most time left: (id, seconds left). At most 20 are looked at."""
+        pem, _ = self._load_proxy()
+        mine = identity_from_chain(load_pem_chain(pem))
+        reply = self._request("GET", "delegations", missing_ok=True)
+        try:
+            listed = reply.json().get("delegation", []) if reply.status_code == 200 else []
+        except ValueError:
+            return None
+        listed = [listed] if isinstance(listed, dict) else listed
+        best: tuple[str, float] | None = None
+        for item in listed[:20] if isinstance(listed, list) else []:
+            ident = str(item.get("id", "")) if isinstance(item, dict) else ""
+            if not _JOB_ID.match(ident):
+                continue
+            got = self._request("POST", f"delegations/{ident}", params={"action": "get"},
+                                missing_ok=True)
+            if got.status_code == 404:  # listed but gone: A-REX does that
+                continue
+            try:
+                theirs = identity_from_chain(load_pem_chain(got.content))
+            except (CredentialError, ValueError):
+                continue
+            if (theirs.dn, theirs.group) != (mine.dn, mine.group):
+                continue
+            left = float(theirs.seconds_left())
+            if best is None or left > best[1]:
+                best = (ident, left)
+        return best
+
     def delegation_id(self) -> str:
         """A delegation on the CE with at least ``DelegationRenewSeconds`` left."""
         with self._lock:
@@ -241,6 +274,16 @@ class ARCComputingElement(ComputingElement):
                 if reply.status_code != 404:
                     self._delegation = (ident, self._sign_and_put(ident, reply.content))
                     return ident
+            found = self._existing_delegation()
+            if found is not None:
+                ident, left = found
+                if left > self.renew_seconds:
+                    self._delegation = (ident, time.monotonic() + left)
+                    return ident
+                reply = self._request("POST", f"delegations/{ident}",
+                                      params={"action": "renew"})
+                self._delegation = (ident, self._sign_and_put(ident, reply.content))
+                return ident
             reply = self._request("POST", "delegations", params={"action": "new"})
             location = reply.headers.get("Location", "")
             ident = location.rstrip("/").rsplit("/", 1)[-1]

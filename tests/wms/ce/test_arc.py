@@ -246,3 +246,27 @@ def test_every_ce_type_loads() -> None:
         assert ce_class(name).TYPE == name
     with pytest.raises(ConfigError, match="unknown CE type 'Globus'"):
         ce_class("Globus")
+
+
+def test_delegation_of_an_earlier_process_is_reused(arc: ARCStandIn, creds: Creds,
+                                                     alice_proxy: Path) -> None:
+    def new_delegations() -> int:
+        return sum("delegations?action=new" in u for _, u in arc.requests)
+
+    for _ in range(2):  # two site director processes, one after the other
+        with ARCComputingElement("arc-ce", settings(arc, creds, Proxy=str(alice_proxy))) as ce:
+            [ref] = ce.submit("#!/bin/sh\ntrue\n", queue="default")
+            assert wait_final(ce, [ref])[ref] == PilotStatus.DONE
+    assert new_delegations() == 1 and len(arc.delegations) == 1
+    # another group is another delegation
+    other = creds.proxy(creds.alice, group="demo_admin")
+    with ARCComputingElement("arc-ce", settings(arc, creds, Proxy=str(other))) as ce:
+        [ref] = ce.submit("#!/bin/sh\ntrue\n", queue="default")
+        assert wait_final(ce, [ref])[ref] == PilotStatus.DONE
+    assert new_delegations() == 2
+    # a short one is renewed rather than replaced
+    with ARCComputingElement("arc-ce", settings(arc, creds, Proxy=str(alice_proxy),
+                                                DelegationRenewSeconds=10**6)) as ce:
+        ce.submit("#!/bin/sh\ntrue\n", queue="default")
+    assert new_delegations() == 2
+    assert sum("action=renew" in u for _, u in arc.requests) == 1
