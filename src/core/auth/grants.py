@@ -252,6 +252,7 @@ def deny_device(srv: AuthServer, user_code: str) -> None:
 def poll_device(srv: AuthServer, client_id: str, device_code: str) -> dict[str, Any]:
     """The token response once approved; RFC 8628 errors until then."""
     now = utcnow()
+    error: OAuthError | None = None
     with write_transaction(srv.engine) as conn:
         row = conn.execute(sa.select(t.device_codes).where(
             t.device_codes.c.code_hash == t.secret_hash(device_code))).mappings().first()
@@ -264,17 +265,20 @@ def poll_device(srv: AuthServer, client_id: str, device_code: str) -> dict[str, 
         if row["status"] == "denied":
             raise OAuthError("access_denied", "the user refused, or may not log in")
         where = t.device_codes.c.code_hash == row["code_hash"]
-        if row["status"] == "pending":
-            last, interval = row["last_poll"], row["poll_interval"]
-            if last is not None and (now - last).total_seconds() < interval:
-                # RFC 8628 3.5: slow down, and the interval grows by 5 seconds
-                conn.execute(sa.update(t.device_codes).where(where).values(
-                    last_poll=now, poll_interval=interval + 5))
-                raise OAuthError("slow_down", f"poll every {interval + 5} seconds")
-            conn.execute(sa.update(t.device_codes).where(where).values(last_poll=now))
-            raise OAuthError("authorization_pending", "the user has not answered yet")
-        conn.execute(sa.update(t.device_codes).where(where).values(status="done"))
-        return _issue(srv, conn, row["username"], row["group_name"], client_id)
+        if row["status"] != "pending":
+            conn.execute(sa.update(t.device_codes).where(where).values(status="done"))
+            return _issue(srv, conn, row["username"], row["group_name"], client_id)
+        # pending: the poll time is recorded (committed), then the error is raised
+        last, interval = row["last_poll"], row["poll_interval"]
+        if last is not None and (now - last).total_seconds() < interval:
+            # RFC 8628 3.5: slow down, and the interval grows by 5 seconds
+            interval += 5
+            error = OAuthError("slow_down", f"poll every {interval} seconds")
+        else:
+            error = OAuthError("authorization_pending", "the user has not answered yet")
+        conn.execute(sa.update(t.device_codes).where(where).values(
+            last_poll=now, poll_interval=interval))
+    raise error
 
 
 # -- authorization code + PKCE ---------------------------------------------------------------
@@ -314,16 +318,20 @@ def redeem_code(srv: AuthServer, client_id: str, code: str, redirect_uri: str,
             t.auth_codes.c.code_hash == t.secret_hash(code))).mappings().first()
         if row is None or row["client_id"] != client_id or row["used"]:
             raise OAuthError("invalid_grant", "unknown or used authorization code")
+        # spent by any attempt, good or bad (committed before an error is raised)
         conn.execute(sa.update(t.auth_codes).where(
             t.auth_codes.c.code_hash == row["code_hash"]).values(used=True))
+        error = None
         if row["expires"] < utcnow():
-            raise OAuthError("invalid_grant", "the authorization code has expired")
-        if row["redirect_uri"] != redirect_uri:
-            raise OAuthError("invalid_grant", "redirect_uri does not match")
-        if not code_verifier or not hmac.compare_digest(create_s256_code_challenge(code_verifier),
-                                                        row["code_challenge"]):
-            raise OAuthError("invalid_grant", "PKCE verification failed")
-        return _issue(srv, conn, row["username"], row["group_name"], client_id)
+            error = OAuthError("invalid_grant", "the authorization code has expired")
+        elif row["redirect_uri"] != redirect_uri:
+            error = OAuthError("invalid_grant", "redirect_uri does not match")
+        elif not code_verifier or not hmac.compare_digest(
+                create_s256_code_challenge(code_verifier), row["code_challenge"]):
+            error = OAuthError("invalid_grant", "PKCE verification failed")
+        else:
+            return _issue(srv, conn, row["username"], row["group_name"], client_id)
+    raise error
 
 
 # -- refresh tokens: rotation, reuse detection ---------------------------------------------
@@ -379,11 +387,12 @@ def refresh(srv: AuthServer, client_id: str, token: str) -> dict[str, Any]:
 # -- X509 proxy exchange ---------------------------------------------------------------------
 
 
-def exchange_proxy(srv: AuthServer, client_id: str, ident: Identity,
+def exchange_proxy(srv: AuthServer, client_id: str, ident: Identity, proxy_group: str | None,
                    scope: str | None) -> dict[str, Any]:
     """An access token (no refresh token: the proxy is the long-lived credential) for the
-    user of a verified X509 chain. The group is the proxy's (DIRAC extension), else the one
-    in ``scope``, else the user's default; a limited proxy is refused."""
+    user of a verified X509 chain (``ident``). The group is ``proxy_group`` (the proxy's DIRAC
+    extension), else the one in ``scope``, else the user's default; a limited proxy is
+    refused."""
     if ident.auth_method != "x509" or ident.dn is None:
         raise OAuthError("invalid_grant", "present an X509 proxy on the TLS connection")
     if ident.is_host or not ident.valid_dn or ident.username is None:
@@ -391,14 +400,10 @@ def exchange_proxy(srv: AuthServer, client_id: str, ident: Identity,
     if ident.is_limited_proxy:
         raise OAuthError("invalid_grant", "a limited proxy cannot be exchanged for a token")
     wanted, _vo = check_scope(srv, scope)
-    proxy_group = ident.group if ident.is_proxy and ident.valid_group else None
-    if ident.is_proxy and ident.group and not ident.valid_group:
-        raise OAuthError("invalid_scope",
-                         f"{ident.username} is not a member of group {ident.group}")
     if proxy_group and wanted and proxy_group != wanted:
         raise OAuthError("invalid_scope", f"the proxy is for group {proxy_group}, not {wanted}")
-    group = resolve_group(srv, ident.username, f"group:{proxy_group or wanted}"
-                          if (proxy_group or wanted) else scope)
+    chosen = proxy_group or wanted
+    group = resolve_group(srv, ident.username, f"group:{chosen}" if chosen else scope)
     with write_transaction(srv.engine) as conn:
         return _issue(srv, conn, ident.username, group, client_id, refresh=False)
 

@@ -43,7 +43,8 @@ from core.auth import grants
 from core.auth.errors import OAuthError
 from core.auth.idp import begin_signin, signed_in_user, take_signin
 from core.exceptions import CredentialError, NotAuthenticatedError, PilotWMSError
-from core.security.x509 import verified_chain_der
+from core.security.identity import Identity
+from core.security.x509 import identity_from_chain, verified_chain_der
 
 if TYPE_CHECKING:
     from core.auth.service import AuthService
@@ -279,14 +280,14 @@ class TokenHandler(OAuthHandler):
             reply = await self.blocking(grants.refresh, srv, client_id,
                                         self.arg("refresh_token") or "")
         elif grant == grants.X509_GRANT:
-            ident = self._x509_identity()
+            ident, proxy_group = self._x509_identity()
             reply = await self.blocking(grants.exchange_proxy, srv, client_id, ident,
-                                        self.arg("scope"))
+                                        proxy_group, self.arg("scope"))
         else:
             raise OAuthError("unsupported_grant_type", f"grant_type {grant!r} is not supported")
         self.reply(reply)
 
-    def _x509_identity(self) -> Any:
+    def _x509_identity(self) -> tuple[Identity, str | None]:
         stream = getattr(self.request.connection, "stream", None)
         if not isinstance(stream, SSLIOStream):
             raise OAuthError("invalid_grant", "the proxy exchange needs a TLS connection")
@@ -295,7 +296,8 @@ class TokenHandler(OAuthHandler):
             raise OAuthError("invalid_grant", "present an X509 proxy on the TLS connection")
         chain = [cx509.load_der_x509_certificate(d) for d in ders]
         try:
-            return self.service.ctx.authenticator.from_chain(chain)
+            group = identity_from_chain(chain).group
+            return self.service.ctx.authenticator.from_chain(chain), group
         except CredentialError as exc:
             raise OAuthError("invalid_grant", str(exc)) from None
 
