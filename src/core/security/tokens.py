@@ -194,16 +194,6 @@ def unverified_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def _header_kid(token: str) -> str | None:
-    head = token.split(".", 1)[0]
-    try:
-        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (binascii.Error, ValueError):
-        return None
-    kid = header.get("kid") if isinstance(header, dict) else None
-    return kid if isinstance(kid, str) else None
-
-
 class _Trusted:
     def __init__(self, conf: IssuerConfig | None, keys: KeySet, audience: str | None,
                  algorithms: list[str]) -> None:
@@ -226,8 +216,11 @@ class TokenVerifier:
         self._issuers: dict[str, _Trusted] = {}
         self._is_revoked = is_revoked
         self._signing = auth.signing
-        self._reloaded = 0.0
+        self._reloaded = time.monotonic()
+        self._key_stamp: tuple[int, int] | None = None
         if auth.signing is not None:
+            st = auth.signing.key_file.stat() if auth.signing.key_file.exists() else None
+            self._key_stamp = (st.st_ino, st.st_mtime_ns) if st else None
             self._issuers[auth.signing.issuer.rstrip("/")] = _Trusted(
                 None, KeySet(public_signing_keys(auth.signing.key_file)),  # type: ignore[arg-type]
                 auth.signing.audience, ["RS256"]
@@ -248,18 +241,21 @@ class TokenVerifier:
             )
 
     def _reload_own_keys(self, token: str, trusted: _Trusted) -> None:
-        """A ``kid`` we do not know may be a key rotated in meanwhile: re-read the key files
-        (at most once per second, so forged kids cannot make us read the disk per request)."""
-        kid = _header_kid(token)
-        if kid is None or self._signing is None:
-            return
-        if any(k.kid == kid for k in trusted.keys.keys):
-            return
+        """Keys rotated meanwhile (:func:`rotate_signing_key`): at most once a second, one
+        ``stat`` of the key file; when it changed, the current and retired keys are re-read
+        (so a retired key whose time is over stops being trusted)."""
         now = time.monotonic()
-        if now - self._reloaded < 1.0:
+        if self._signing is None or now - self._reloaded < 1.0:
             return
         self._reloaded = now
-        trusted.keys = KeySet(public_signing_keys(self._signing.key_file))  # type: ignore[arg-type]
+        try:
+            st = self._signing.key_file.stat()
+        except OSError:
+            return
+        stamp = (st.st_ino, st.st_mtime_ns)
+        if stamp != self._key_stamp:
+            self._key_stamp = stamp
+            trusted.keys = KeySet(public_signing_keys(self._signing.key_file))  # type: ignore[arg-type]
 
     def issuer_config(self, issuer: str) -> IssuerConfig | None:
         """The configuration of an external issuer; None for our own."""
