@@ -11,6 +11,7 @@ Subcommands::
     pilotwms proxy init [--cert F] [--key F] [--group G] [--hours H] [--limited] [--out F]
     pilotwms proxy info [FILE]
     pilotwms token issue --user U [--group G] [--lifetime S] [--out F] [--config F]
+    pilotwms auth rotate-key|keys|housekeeping|delegations [--config F]   # login server
     pilotwms call SYSTEM/SERVICE METHOD [ARG ...]      # ARGs are JSON, else strings
 
 ``--config`` defaults to ``$PILOTWMS_CONFIG``; user-side commands (``proxy init``, ``call``)
@@ -97,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--group", "-g")
     p.add_argument("--lifetime", type=int, help="seconds (default Auth.Signing.Lifetime)")
     p.add_argument("--out", type=Path, help="write the token to this file (mode 600)")
+
+    from core.auth.cli import add_parser as add_auth_parser
+
+    add_auth_parser(sub)
 
     p = sub.add_parser("agent", help="run an agent (see 'pilotwms agents')")
     p.add_argument("name")
@@ -276,6 +281,12 @@ def cmd_token(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_auth(ns: argparse.Namespace) -> int:
+    from core.auth.cli import run_auth
+
+    return run_auth(_server_config(ns.config), ns)
+
+
 def _agent_classes() -> dict[str, Any]:
     from importlib.metadata import entry_points
 
@@ -321,7 +332,7 @@ def cmd_call(ns: argparse.Namespace) -> int:
 COMMANDS = {
     "init": cmd_init, "serve": cmd_serve, "services": cmd_services, "db": cmd_db,
     "ca": cmd_ca, "cert": cmd_cert, "proxy": cmd_proxy, "token": cmd_token, "call": cmd_call,
-    "agent": cmd_agent, "agents": cmd_agents,
+    "agent": cmd_agent, "agents": cmd_agents, "auth": cmd_auth,
 }
 
 
