@@ -4,7 +4,8 @@
 ``GET /.well-known/openid-configuration``  discovery (RFC 8414 / OpenID Discovery)
 ``GET /auth/jwks``                  public signing keys, current and retired-but-trusted
 ``POST /auth/device``               device authorization (RFC 8628 3.1)
-``GET /auth/device/verify``         the user opens this (``user_code``): off to the IdP
+``GET /auth/device/verify``         the user opens this (``user_code``), confirms (POST):
+                                    off to the IdP
 ``GET /auth/authorize``             authorization code + PKCE S256 (web portal)
 ``GET /auth/callback``              the IdP returns here; the device code or code is granted
 ``POST /auth/token``                grants: device_code, authorization_code, refresh_token,
@@ -159,10 +160,14 @@ def _choose_vo(srv: grants.AuthServer, scope: str | None) -> str:
 
 
 class DeviceVerifyHandler(OAuthHandler):
+    """GET without a code: a form to type it. GET with ``user_code``: what is being asked
+    (client, scope) and a Continue button (RFC 8628 5.4: the user confirms before signing
+    in). POST: off to the VO's identity provider."""
+
     async def get(self) -> None:
         code = self.arg("user_code")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
         if code is None:
-            self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish('<!doctype html><html><body><h1>pilotwms login</h1>'
                         '<form id="user-code-form" method="get"><label>Code '
                         '<input name="user_code" autofocus></label>'
@@ -170,6 +175,25 @@ class DeviceVerifyHandler(OAuthHandler):
             return
         try:
             row = await self.blocking(grants.pending_device, self.srv, code)
+            _choose_vo(self.srv, row["scope"])
+        except OAuthError as exc:
+            self.page("Login refused", exc.description, 400, exc.error)
+            return
+        shown = row["user_code"][:4] + "-" + row["user_code"][4:]
+        scope = row["scope"] or "your default group"
+        self.finish(
+            "<!doctype html><html><body><h1>pilotwms login</h1>"
+            f"<p>The program <b>{html.escape(row['client_id'])}</b> asks to act for you with "
+            f"<b>{html.escape(scope)}</b> (code {html.escape(shown)}). Continue only if you "
+            "started this login yourself.</p>"
+            '<form id="device-confirm-form" method="post">'
+            f'<input type="hidden" name="user_code" value="{html.escape(shown)}">'
+            '<button type="submit">Continue</button></form></body></html>')
+
+    async def post(self) -> None:
+        try:
+            row = await self.blocking(grants.pending_device, self.srv,
+                                      self.arg("user_code") or "")
             vo = _choose_vo(self.srv, row["scope"])
             pending = await self.blocking(begin_signin, self.srv, vo, "device",
                                           row["user_code"])

@@ -96,3 +96,21 @@ def test_device_errors(client: Client) -> None:
     assert wrong.json()["error"] == "invalid_grant"
     grant = client.token(grant_type="password", username="alice")
     assert grant.json()["error"] == "unsupported_grant_type"
+
+
+def test_verification_page_asks_before_signing_in(client: Client) -> None:
+    import requests
+
+    start = client.post("device_authorization",
+                        {"client_id": "pilotwms-cli", "scope": "group:demo_user"}).json()
+    page = requests.get(start["verification_uri_complete"], verify=client.verify, timeout=10)
+    assert page.status_code == 200 and 'id="device-confirm-form"' in page.text
+    assert "pilotwms-cli" in page.text and "group:demo_user" in page.text
+    typed = requests.get(start["verification_uri"], verify=client.verify, timeout=10)
+    assert 'name="user_code"' in typed.text
+    go = requests.post(start["verification_uri"], data={"user_code": start["user_code"]},
+                       verify=client.verify, allow_redirects=False, timeout=10)
+    assert go.status_code == 302 and "code_challenge_method=S256" in go.headers["Location"]
+    bad = requests.get(start["verification_uri"] + "?user_code=BBBB-BBBB",
+                       verify=client.verify, timeout=10)
+    assert bad.status_code == 400 and 'id="error"' in bad.text
