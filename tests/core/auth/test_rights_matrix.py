@@ -104,3 +104,22 @@ def test_token_rights_matrix(probe: ThreadedServer, srv: AuthServer, creds: Cred
     refused = _call(probe, creds, good)
     assert refused.status_code == 401 and "No key for kid" in refused.json()["Message"]
     assert _call(probe, creds, _login(srv)["access_token"]).json()["OK"]  # new key works
+
+
+def test_revocation_reaches_other_servers(auth_cfg: Config, srv: AuthServer,
+                                          creds: Creds) -> None:
+    """Two servers on one database (as two hosts): a token revoked at the first is refused by
+    the second within 2 x RevocationCacheSeconds."""
+    assert auth_cfg.auth.server is not None
+    cfg = auth_cfg.model_copy(update={"auth": auth_cfg.auth.model_copy(update={
+        "server": auth_cfg.auth.server.model_copy(update={"revocation_cache_seconds": 0.5})})})
+    token = _login(srv)["access_token"]
+    with ThreadedServer(cfg, [ProbeService, AuthService], port=cfg.server.port) as first, \
+            ThreadedServer(cfg, [ProbeService]) as second:
+        assert _call(second, creds, token).json()["OK"]      # loads its list now
+        requests.post(f"{first.url}/auth/revoke", data={"client_id": CLI, "token": token},
+                      verify=str(creds.ca_dir), timeout=30).raise_for_status()
+        assert _call(first, creds, token).status_code == 401   # at once where revoked
+        time.sleep(1.2)                                       # > 2 x 0.5 s
+        refused = _call(second, creds, token)
+        assert refused.status_code == 401 and "revoked" in refused.json()["Message"]
