@@ -16,6 +16,11 @@ Clients: ``pilotwms`` (confidential, secret ``pilotwms-secret``, client_secret_b
 code grant, and both accept any redirect URI on 127.0.0.1/localhost (any port and path).
 Scopes: ``openid profile email groups offline_access``; ``groups`` is in the ID token and at
 userinfo. Refresh tokens are issued to every client allowed the grant and rotate on use.
+Access tokens are opaque (for userinfo) unless ``resource=https://pilotwms.test`` (RFC 8707) is
+asked for: then they are RS256 JWTs with ``aud: pilotwms``, ``groups``, ``preferred_username``,
+verifiable with the IdP's ``jwks_uri`` (as WLCG/IAM tokens are), which a pilotwms server trusts
+through an ``Auth.Issuers`` entry. Revoking such a self-contained token is not supported (RFC
+7009 ``unsupported_token_type``); revoking its refresh token is.
 
 Example (the ``oidc_idp`` session fixture in tests/conftest.py is one of these)::
 
@@ -60,6 +65,7 @@ USERS: dict[str, dict[str, Any]] = {
 }
 CONFIDENTIAL_CLIENT = ("pilotwms", "pilotwms-secret")
 PUBLIC_CLIENT = "pilotwms-cli"
+RESOURCE = "https://pilotwms.test"     # -> JWT access tokens with aud "pilotwms"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 

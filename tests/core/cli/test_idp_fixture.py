@@ -164,3 +164,15 @@ def test_extra_users_clients_and_short_ttl(tmp_path: Any) -> None:
                           data={"grant_type": DEVICE_GRANT, "device_code": auth["device_code"]})
         assert r.json()["expires_in"] == 7
         assert _claims(r.json()["id_token"])["groups"] == ["/x"]
+
+
+def test_resource_indicator_gives_a_jwt_access_token_with_groups(oidc_idp: OIDCProvider) -> None:
+    tokens = _device_login(oidc_idp, "bob", client_id=PUBLIC_CLIENT,
+                           resource="https://pilotwms.test")
+    claims = _claims(tokens["access_token"])
+    assert claims["aud"] == "pilotwms" and claims["iss"] == oidc_idp.issuer
+    assert claims["sub"] == USERS["bob"]["sub"] and claims["groups"] == USERS["bob"]["groups"]
+    assert claims["exp"] - claims["iat"] == 600
+    unknown = requests.post(oidc_idp.endpoint("device_authorization"), timeout=10, data={
+        "client_id": PUBLIC_CLIENT, "scope": SCOPE, "resource": "https://elsewhere.test"})
+    assert unknown.json()["error"] == "invalid_target"
