@@ -42,7 +42,13 @@ from typing import Any
 
 from core.cli.common import run
 from core.client_config import ClientConfig, load_client_config
-from core.exceptions import ConfigError, CredentialError, PilotWMSError
+from core.exceptions import (
+    ConfigError,
+    CredentialError,
+    NotAuthenticatedError,
+    NotAuthorizedError,
+    PilotWMSError,
+)
 from core.oauth_client import (
     LoginState,
     OAuthError,
@@ -172,21 +178,25 @@ def cmd_login(argv: Sequence[str]) -> int:
                 "timeleft": _fmt_left(float(tokens.get("expires_in") or 0)),
                 "username": claims.get("preferred_username") or claims.get("email"),
                 "group": ns.group or groups, "properties": tokens.get("scope", "").split()}
-    state = LoginState.from_tokens(meta, client_id, tokens, client_secret=secret,
-                                   verify=verify, group=group if ours else ns.group)
-    store.save(tokens, state)
-    print(f"Token saved in {store.token_file}")
     if info is None and cfg is not None:
         try:
             info = _whoami_pilotwms(cfg, str(tokens["access_token"]))
+        except (NotAuthenticatedError, NotAuthorizedError) as exc:
+            _revoke_all(meta.get("revocation_endpoint"), client_id, tokens, secret, verify)
+            raise CredentialError(f"the pilotwms server refuses this login: {exc.message}"
+                                  ) from None
         except PilotWMSError as exc:
             print(f"(whoami failed: {exc.message}; showing the token's claims)", file=sys.stderr)
             claims = _claims_of(meta, tokens, verify)
             info = {"subject": claims.get("sub"), "issuer": claims.get("iss") or issuer,
-                    "timeleft": _fmt_left(state.seconds_left()),
+                    "timeleft": _fmt_left(float(tokens.get("expires_in") or 0)),
                     "username": claims.get("preferred_username"),
                     "group": claims.get("dirac_group") or group,
                     "properties": str(claims.get("scope", "")).split()}
+    state = LoginState.from_tokens(meta, client_id, tokens, client_secret=secret,
+                                   verify=verify, group=group if ours else ns.group)
+    store.save(tokens, state)
+    print(f"Token saved in {store.token_file}")
     _show(info or {})
     return 0
 
