@@ -160,10 +160,10 @@ def poll_device_flow(meta: Mapping[str, Any], client_id: str, auth: DeviceAuthor
     data = {"grant_type": DEVICE_GRANT, "device_code": auth.device_code, "client_id": client_id}
     basic = (client_id, client_secret) if client_secret else None
     while True:
-        if clock() >= deadline:
+        sleep(interval)
+        if clock() > deadline:
             raise OAuthError("the code expired before the login was approved: run it again",
                              error="expired_token")
-        sleep(interval)
         r = _post(str(meta["token_endpoint"]), data, verify, basic)
         reply = _json(r, "token request")
         if r.status_code == 200 and "access_token" in reply:

@@ -288,7 +288,7 @@ class UserAgent:
         self.password = password
         self.approve = approve
         self.session = requests.Session()
-        self.session.verify = verify
+        self.verify = verify        # per request: a session's verify loses to REQUESTS_CA_BUNDLE
         self.max_steps = max_steps
         self._logged_in = False
 
@@ -298,9 +298,11 @@ class UserAgent:
         method, data = "get", None
         for _ in range(self.max_steps):
             if method == "get":
-                r = self.session.get(url, allow_redirects=False, timeout=15)
+                r = self.session.get(url, allow_redirects=False, timeout=15,
+                                     verify=self.verify)
             else:
-                r = self.session.post(url, data=data, allow_redirects=False, timeout=15)
+                r = self.session.post(url, data=data, allow_redirects=False, timeout=15,
+                                      verify=self.verify)
             if r.is_redirect or r.status_code in (301, 302, 303, 307, 308):
                 target = urljoin(url, r.headers["location"])
                 if stop(target):

@@ -138,9 +138,25 @@ def test_silent_refresh_when_near_expiry(env: dict[str, str], tmp_path: Path) ->
         info = requests.get(idp.endpoint("userinfo"), timeout=10,
                             headers={"Authorization": f"Bearer {creds.token}"})
         assert info.json()["preferred_username"] == "bob"
+        # commands started together refresh one after the other (file lock): each uses the
+        # refresh token the previous one got, so no reuse of a rotated token
+        code = ("from core.client_config import ClientConfig, find_credentials\n"
+                "cfg = ClientConfig.model_validate({'URLs': ['https://127.0.0.1:1']})\n"
+                "print(find_credentials(cfg).token)\n")
+        procs = [subprocess.Popen([PY, "-c", code], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        results = [p.communicate(timeout=60) for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, results
+        tokens = {out.strip() for out, _err in results}
+        assert len(tokens) == 4 and store.access_token() in tokens
+        creds = find_credentials(cfg, environ=env)
+        assert creds.token and creds.token not in tokens
         # the refresh token is revoked: still valid for a while, then a clear error
-        requests.post(idp.endpoint("revocation"), timeout=10, data={
+        new_state = store.load_state()
+        assert new_state is not None
+        revoked = requests.post(idp.endpoint("revocation"), timeout=10, data={
             "token": new_state.refresh_token, "client_id": "pilotwms-cli"})
+        assert revoked.status_code == 200
         assert fresh_access_token(store) == creds.token          # 30 s left: use it
         with pytest.raises(CredentialError, match="could not be refreshed.*dlogin"):
             fresh_access_token(store, now=lambda: new_state.expires_at + 1)
