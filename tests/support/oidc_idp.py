@@ -126,6 +126,7 @@ class OIDCProvider:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._drain, args=(self._proc.stderr,), daemon=True).start()
         line = self._first_line(timeout)
+        threading.Thread(target=self._drain, args=(self._proc.stdout,), daemon=True).start()
         info = json.loads(line)
         self.issuer, self.port = info["issuer"], int(info["port"])
         deadline = time.monotonic() + timeout

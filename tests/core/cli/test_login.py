@@ -196,3 +196,23 @@ def test_no_credentials_says_how_to_log_in(env: dict[str, str], tmp_path: Path) 
             {"URLs": ["https://127.0.0.1:1"]}), find_credentials(
             ClientConfig.model_validate({"URLs": ["https://h:1"]}), environ={}, uid=-1))
     assert err.value.message == message
+
+
+def test_dlogin_over_https_with_ca(env: dict[str, str], tmp_path: Path) -> None:
+    from core.security.ca import CA_CERT_FILE, CertificateAuthority
+
+    ca = CertificateAuthority.create(tmp_path / "ca")
+    cert, key = ca.issue("127.0.0.1", kind="host")
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    ca_file = str(tmp_path / "ca" / CA_CERT_FILE)
+    with OIDCProvider(tls=(tmp_path / "cert.pem", tmp_path / "key.pem"), verify=ca_file,
+                      workdir=tmp_path) as idp:
+        untrusted = run_dlogin(["--issuer", idp.issuer], env, None)
+        assert untrusted.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        run = run_dlogin(["--issuer", idp.issuer, "--ca", ca_file], env, _approve(idp, "carol"))
+        assert run.returncode == 0, run.stderr
+        assert run.fields()["username"] == "carol" and run.fields()["group"] == ""
+        state = TokenStore(tmp_path / "bt", Path(env["HOME"]) / ".pilotwms" / "tokens"
+                           ).load_state()
+        assert state is not None and state.verify == ca_file
