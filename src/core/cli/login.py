@@ -195,7 +195,12 @@ def cmd_login(argv: Sequence[str]) -> int:
                     "properties": str(claims.get("scope", "")).split()}
     state = LoginState.from_tokens(meta, client_id, tokens, client_secret=secret,
                                    verify=verify, group=group if ours else ns.group)
+    previous = store.load_state()
     store.save(tokens, state)
+    if previous is not None and previous.refresh_token:     # the login this one replaces
+        _revoke_all(previous.revocation_endpoint, previous.client_id,
+                    {"refresh_token": previous.refresh_token}, previous.client_secret,
+                    previous.verify)
     print(f"Token saved in {store.token_file}")
     _show(info or {})
     return 0

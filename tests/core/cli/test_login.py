@@ -154,6 +154,16 @@ def test_silent_refresh_when_near_expiry(env: dict[str, str], tmp_path: Path) ->
         # the refresh token is revoked: still valid for a while, then a clear error
         new_state = store.load_state()
         assert new_state is not None
+        # logging in again replaces the login and revokes the refresh token it replaces
+        again = run_dlogin(["--issuer", idp.issuer], env, _approve(idp, "bob"))
+        assert again.returncode == 0, again.stderr
+        replaced = requests.post(idp.endpoint("token"), timeout=10, data={
+            "grant_type": "refresh_token", "refresh_token": new_state.refresh_token,
+            "client_id": "pilotwms-cli"})
+        assert replaced.json()["error"] == "invalid_grant"
+        creds = find_credentials(cfg, environ=env)
+        new_state = store.load_state()
+        assert new_state is not None
         revoked = requests.post(idp.endpoint("revocation"), timeout=10, data={
             "token": new_state.refresh_token, "client_id": "pilotwms-cli"})
         assert revoked.status_code == 200
