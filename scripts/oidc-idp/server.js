@@ -9,8 +9,9 @@
 //
 // Environment:
 //   IDP_PORT            port to listen on (default 0: a free one, reported on stdout)
-//   IDP_CONFIG          JSON file {"users": {...}, "clients": [...], "ttl": {...}}; its users and
-//                       clients are added to (and replace same-named) defaults below
+//   IDP_CONFIG          JSON file {"users": {...}, "clients": [...], "resourceServers": {...},
+//                       "ttl": {...}}; its entries are added to (and replace same-named)
+//                       defaults below
 //   IDP_TLS_CERT/KEY    PEM files: serve HTTPS with them (the issuer becomes https://)
 //   IDP_ACCESS_TOKEN_TTL, IDP_DEVICE_CODE_TTL, IDP_REFRESH_TOKEN_TTL  seconds
 //
@@ -24,7 +25,7 @@ import http from 'node:http';
 import https from 'node:https';
 import querystring from 'node:querystring';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const DEFAULT_USERS = {
   alice: {
@@ -74,12 +75,18 @@ const DEFAULT_CLIENTS = [
   },
 ];
 
+// Resource servers (RFC 8707 resource indicator -> JWT access tokens for that audience).
+const DEFAULT_RESOURCE_SERVERS = {
+  'https://pilotwms.test': { audience: 'pilotwms', scope: 'compute.read compute.create' },
+};
+
 function loadConfig() {
   const users = { ...DEFAULT_USERS };
   const clients = new Map(DEFAULT_CLIENTS.map((c) => [c.client_id, c]));
   let ttl = {};
+  let extra = {};
   if (process.env.IDP_CONFIG) {
-    const extra = JSON.parse(fs.readFileSync(process.env.IDP_CONFIG, 'utf8'));
+    extra = JSON.parse(fs.readFileSync(process.env.IDP_CONFIG, 'utf8'));
     Object.assign(users, extra.users || {});
     for (const c of extra.clients || []) clients.set(c.client_id, c);
     ttl = extra.ttl || {};
@@ -88,6 +95,7 @@ function loadConfig() {
   return {
     users,
     clients: [...clients.values()],
+    resourceServers: { ...DEFAULT_RESOURCE_SERVERS, ...(extra.resourceServers || {}) },
     ttl: {
       AccessToken: seconds('IDP_ACCESS_TOKEN_TTL', ttl.AccessToken || 600),
       DeviceCode: seconds('IDP_DEVICE_CODE_TTL', ttl.DeviceCode || 300),
@@ -231,7 +239,7 @@ async function main() {
 
   const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
   const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'test-idp-rs256', use: 'sig', alg: 'RS256' };
-  const { users } = config;
+  const { users, resourceServers } = config;
   const provider = new Provider(issuer, {
     clients: config.clients,
     jwks: { keys: [jwk] },
@@ -277,11 +285,36 @@ async function main() {
           ctx.body = page('Device approved', '<p id="device-approved">You can close this page.</p>');
         },
       },
+      // RFC 8707: asking for `resource=<URI>` of a resource server below gets a JWT access
+      // token for it (aud = its audience, with the groups claim), as WLCG/IAM tokens are;
+      // without `resource` the access token is opaque and for userinfo only.
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (_ctx, _client, oneOf) => oneOf,
+        useGrantedResource: async () => true,
+        async getResourceServerInfo(_ctx, indicator) {
+          const server = resourceServers[indicator];
+          if (!server) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
+          return {
+            scope: server.scope || 'compute',
+            audience: server.audience || indicator,
+            accessTokenTTL: config.ttl.AccessToken,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
       revocation: { enabled: true },
       introspection: { enabled: true },
       userinfo: { enabled: true },
     },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    async extraTokenClaims(_ctx, token) {
+      if (token.kind !== 'AccessToken' || !token.resourceServer) return undefined;
+      const name = Object.keys(users).find((n) => (users[n].sub || n) === token.accountId);
+      if (!name) return undefined;
+      return { groups: users[name].groups || [], preferred_username: name };
+    },
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     rotateRefreshToken: true,
     ttl: config.ttl,

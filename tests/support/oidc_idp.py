@@ -16,6 +16,11 @@ Clients: ``pilotwms`` (confidential, secret ``pilotwms-secret``, client_secret_b
 code grant, and both accept any redirect URI on 127.0.0.1/localhost (any port and path).
 Scopes: ``openid profile email groups offline_access``; ``groups`` is in the ID token and at
 userinfo. Refresh tokens are issued to every client allowed the grant and rotate on use.
+Access tokens are opaque (for userinfo) unless ``resource=https://pilotwms.test`` (RFC 8707) is
+asked for: then they are RS256 JWTs with ``aud: pilotwms``, ``groups``, ``preferred_username``,
+verifiable with the IdP's ``jwks_uri`` (as WLCG/IAM tokens are), which a pilotwms server trusts
+through an ``Auth.Issuers`` entry. Revoking such a self-contained token is not supported (RFC
+7009 ``unsupported_token_type``); revoking its refresh token is.
 
 Example (the ``oidc_idp`` session fixture in tests/conftest.py is one of these)::
 
@@ -60,6 +65,7 @@ USERS: dict[str, dict[str, Any]] = {
 }
 CONFIDENTIAL_CLIENT = ("pilotwms", "pilotwms-secret")
 PUBLIC_CLIENT = "pilotwms-cli"
+RESOURCE = "https://pilotwms.test"     # -> JWT access tokens with aud "pilotwms"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
@@ -120,6 +126,7 @@ class OIDCProvider:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._drain, args=(self._proc.stderr,), daemon=True).start()
         line = self._first_line(timeout)
+        threading.Thread(target=self._drain, args=(self._proc.stdout,), daemon=True).start()
         info = json.loads(line)
         self.issuer, self.port = info["issuer"], int(info["port"])
         deadline = time.monotonic() + timeout
@@ -282,7 +289,7 @@ class UserAgent:
         self.password = password
         self.approve = approve
         self.session = requests.Session()
-        self.session.verify = verify
+        self.verify = verify        # per request: a session's verify loses to REQUESTS_CA_BUNDLE
         self.max_steps = max_steps
         self._logged_in = False
 
@@ -292,9 +299,11 @@ class UserAgent:
         method, data = "get", None
         for _ in range(self.max_steps):
             if method == "get":
-                r = self.session.get(url, allow_redirects=False, timeout=15)
+                r = self.session.get(url, allow_redirects=False, timeout=15,
+                                     verify=self.verify)
             else:
-                r = self.session.post(url, data=data, allow_redirects=False, timeout=15)
+                r = self.session.post(url, data=data, allow_redirects=False, timeout=15,
+                                      verify=self.verify)
             if r.is_redirect or r.status_code in (301, 302, 303, 307, 308):
                 target = urljoin(url, r.headers["location"])
                 if stop(target):

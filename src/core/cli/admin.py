@@ -190,7 +190,7 @@ def cmd_cert(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _user_credential_paths(ns: argparse.Namespace) -> tuple[Path, Path]:
+def user_credential_paths(ns: argparse.Namespace) -> tuple[Path, Path]:
     if ns.cert:
         return ns.cert, ns.key or ns.cert
     env_cert, env_key = os.environ.get("X509_USER_CERT"), os.environ.get("X509_USER_KEY")
@@ -208,7 +208,7 @@ def _user_credential_paths(ns: argparse.Namespace) -> tuple[Path, Path]:
     return globus / "usercert.pem", globus / "userkey.pem"
 
 
-def _proxy_info(path: Path) -> dict[str, Any]:
+def proxy_info(path: Path) -> dict[str, Any]:
     from core.security.x509 import dn_string, identity_from_chain, load_pem_chain
 
     chain = load_pem_chain(path.read_bytes())
@@ -225,30 +225,40 @@ def _proxy_info(path: Path) -> dict[str, Any]:
     }
 
 
-def cmd_proxy(ns: argparse.Namespace) -> int:
+def init_user_proxy(cert_path: Path, key_path: Path, *, group: str | None = None,
+                    hours: float = 24.0, limited: bool = False, out: Path | None = None,
+                    password: bytes | None = None) -> Path:
+    """Make a proxy from a user certificate and key (asking for the key's passphrase on the
+    terminal when it is encrypted and ``password`` is None); returns the proxy file's path."""
     from core.security.proxy import create_proxy, default_proxy_path, write_proxy_file
 
-    if ns.action == "info":
-        path = ns.file or default_proxy_path()
-        for key, value in _proxy_info(path).items():
-            print(f"{key:15s}: {value}")
-        return 0
-    cert_path, key_path = _user_credential_paths(ns)
     try:
         cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
     except OSError as exc:
         raise CredentialError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    password = None
-    if b"ENCRYPTED" in key_pem:
+    if password is None and b"ENCRYPTED" in key_pem:
         if not sys.stdin.isatty():
             raise CredentialError(f"{key_path} is encrypted and there is no terminal to ask")
         password = getpass.getpass(f"Enter passphrase for {key_path}: ").encode()
-    if ns.hours <= 0:
+    if hours <= 0:
         raise InvalidArgumentError("--hours must be positive")
-    pem = create_proxy(cert_pem, key_pem, group=ns.group, limited=ns.limited,
-                       lifetime=timedelta(hours=ns.hours), password=password)
-    path = write_proxy_file(pem, ns.out or default_proxy_path())
-    for key, value in _proxy_info(path).items():
+    pem = create_proxy(cert_pem, key_pem, group=group, limited=limited,
+                       lifetime=timedelta(hours=hours), password=password)
+    return write_proxy_file(pem, out or default_proxy_path())
+
+
+def cmd_proxy(ns: argparse.Namespace) -> int:
+    from core.security.proxy import default_proxy_path
+
+    if ns.action == "info":
+        path = ns.file or default_proxy_path()
+        for key, value in proxy_info(path).items():
+            print(f"{key:15s}: {value}")
+        return 0
+    cert_path, key_path = user_credential_paths(ns)
+    path = init_user_proxy(cert_path, key_path, group=ns.group, hours=ns.hours,
+                           limited=ns.limited, out=ns.out)
+    for key, value in proxy_info(path).items():
         print(f"{key:15s}: {value}")
     return 0
 

@@ -164,3 +164,37 @@ def test_extra_users_clients_and_short_ttl(tmp_path: Any) -> None:
                           data={"grant_type": DEVICE_GRANT, "device_code": auth["device_code"]})
         assert r.json()["expires_in"] == 7
         assert _claims(r.json()["id_token"])["groups"] == ["/x"]
+
+
+def test_resource_indicator_gives_a_jwt_access_token_with_groups(oidc_idp: OIDCProvider) -> None:
+    tokens = _device_login(oidc_idp, "bob", client_id=PUBLIC_CLIENT,
+                           resource="https://pilotwms.test")
+    claims = _claims(tokens["access_token"])
+    assert claims["aud"] == "pilotwms" and claims["iss"] == oidc_idp.issuer
+    assert claims["sub"] == USERS["bob"]["sub"] and claims["groups"] == USERS["bob"]["groups"]
+    assert claims["exp"] - claims["iat"] == 600
+    unknown = requests.post(oidc_idp.endpoint("device_authorization"), timeout=10, data={
+        "client_id": PUBLIC_CLIENT, "scope": SCOPE, "resource": "https://elsewhere.test"})
+    assert unknown.json()["error"] == "invalid_target"
+
+
+def test_https_with_a_certificate_of_the_test_pki(tmp_path: Any) -> None:
+    from core.security.ca import CA_CERT_FILE, CertificateAuthority
+
+    ca = CertificateAuthority.create(tmp_path / "ca")
+    cert, key = ca.issue("127.0.0.1", kind="host")
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    ca_file = str(tmp_path / "ca" / CA_CERT_FILE)
+    with OIDCProvider(tls=(tmp_path / "cert.pem", tmp_path / "key.pem"), verify=ca_file) as idp:
+        assert idp.issuer.startswith("https://127.0.0.1:")
+        assert idp.discovery()["token_endpoint"].startswith(idp.issuer)
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(idp.issuer + "/jwks", timeout=10)      # not in the system's CAs
+        auth = requests.post(idp.endpoint("device_authorization"), verify=ca_file, timeout=10,
+                             data={"client_id": PUBLIC_CLIENT, "scope": SCOPE}).json()
+        idp.approve_device(auth["user_code"], "alice", "alice-password")
+        r = requests.post(idp.endpoint("token"), verify=ca_file, timeout=10, data={
+            "client_id": PUBLIC_CLIENT, "grant_type": DEVICE_GRANT,
+            "device_code": auth["device_code"]})
+        assert _claims(r.json()["id_token"])["iss"] == idp.issuer
