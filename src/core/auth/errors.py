@@ -2,7 +2,7 @@
 
 Example::
 
-    >>> err = OAuthError("authorization_pending", "the user has not answered yet")
+    >>> err = AuthServerError("authorization_pending", "the user has not answered yet")
     >>> err.body(), err.status
     ({'error': 'authorization_pending', 'error_description': 'the user has not answered yet'}, 400)
 """
@@ -14,7 +14,7 @@ from typing import Any
 from core.exceptions import PilotWMSError
 
 
-class OAuthError(PilotWMSError):
+class AuthServerError(PilotWMSError):
     """``error`` is the RFC code (``invalid_grant``, ``slow_down``...); ``status`` the HTTP one
     (400, or 401 for ``invalid_client``/``invalid_token``)."""
 

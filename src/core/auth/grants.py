@@ -2,7 +2,7 @@
 refresh-token rotation with reuse detection, the X509 proxy exchange, and revocation.
 
 Every function takes an :class:`AuthServer` (engine, configuration, token issuer, registry)
-and raises :class:`~core.auth.errors.OAuthError` with the RFC error code on refusal.
+and raises :class:`~core.auth.errors.AuthServerError` with the RFC error code on refusal.
 
 Example (a device code approved by hand, as the IdP callback does; ``config`` has
 ``Auth.Signing`` and ``Auth.Server``, the engine the ``Auth`` schema)::
@@ -28,7 +28,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from sqlalchemy.engine import Connection, Engine
 
 from core.auth import tables as t
-from core.auth.errors import OAuthError
+from core.auth.errors import AuthServerError
 from core.config.schema import AuthServerConfig, Config, OAuthClientConfig
 from core.db import utcnow, write_transaction
 from core.security.identity import Identity
@@ -58,7 +58,7 @@ class AuthServer:
     @classmethod
     def from_config(cls, config: Config, engine: Engine) -> AuthServer:
         if config.auth.signing is None or config.auth.server is None:
-            raise OAuthError("server_error", "Auth.Signing and Auth.Server must be configured")
+            raise AuthServerError("server_error", "Auth.Signing and Auth.Server must be configured")
         return cls(engine, config, config.auth.server, TokenIssuer(config.auth.signing),
                    Registry(config.registry))
 
@@ -72,16 +72,16 @@ class AuthServer:
         if conf is None and client_id == CLI_CLIENT:
             return OAuthClientConfig()
         if conf is None:
-            raise OAuthError("invalid_client", f"unknown client {client_id!r}")
+            raise AuthServerError("invalid_client", f"unknown client {client_id!r}")
         return conf
 
     def check_client(self, client_id: str | None, secret: str | None) -> OAuthClientConfig:
         if not client_id:
-            raise OAuthError("invalid_client", "client_id is required")
+            raise AuthServerError("invalid_client", "client_id is required")
         conf = self.client(client_id)
         if conf.secret is not None and not (
                 secret is not None and hmac.compare_digest(conf.secret, secret)):
-            raise OAuthError("invalid_client", "client authentication failed")
+            raise AuthServerError("invalid_client", "client authentication failed")
         return conf
 
     def revoked(self, jtis: list[str]) -> None:
@@ -98,7 +98,7 @@ def parse_scope(scope: str | None) -> tuple[str | None, str | None]:
     for item in (scope or "").split():
         if item.startswith("group:"):
             if group is not None and item[6:] != group:
-                raise OAuthError("invalid_scope", "only one group may be requested")
+                raise AuthServerError("invalid_scope", "only one group may be requested")
             group = item[6:]
         elif item.startswith("vo:"):
             vo = item[3:]
@@ -111,12 +111,12 @@ def check_scope(srv: AuthServer, scope: str | None) -> tuple[str | None, str | N
     if group is not None:
         gconf = srv.registry.group(group)
         if gconf is None:
-            raise OAuthError("invalid_scope", f"unknown group {group!r}")
+            raise AuthServerError("invalid_scope", f"unknown group {group!r}")
         if vo is not None and gconf.vo != vo:
-            raise OAuthError("invalid_scope", f"group {group} is not in VO {vo}")
+            raise AuthServerError("invalid_scope", f"group {group} is not in VO {vo}")
         vo = gconf.vo
     if vo is not None and vo not in srv.registry.config.vos:
-        raise OAuthError("invalid_scope", f"unknown VO {vo!r}")
+        raise AuthServerError("invalid_scope", f"unknown VO {vo!r}")
     return group, vo
 
 
@@ -130,18 +130,18 @@ def resolve_group(srv: AuthServer, username: str, scope: str | None, *,
     """
     group, vo = check_scope(srv, scope)
     if not srv.registry.has_user(username):
-        raise OAuthError("access_denied", f"{username} is not a registered user")
+        raise AuthServerError("access_denied", f"{username} is not a registered user")
     if group is None:
         group = srv.registry.default_group(username, vo)
         if group is None:
-            raise OAuthError("access_denied", f"{username} has no group"
+            raise AuthServerError("access_denied", f"{username} has no group"
                              + (f" in VO {vo}" if vo else ""))
     if not srv.registry.is_member(username, group):
-        raise OAuthError("invalid_scope", f"{username} is not a member of group {group}")
+        raise AuthServerError("invalid_scope", f"{username} is not a member of group {group}")
     if rules and group in rules.values():
         granted = {rules[g] for g in (idp_groups or ()) if g in rules}
         if group not in granted:
-            raise OAuthError("access_denied",
+            raise AuthServerError("access_denied",
                              f"the identity provider does not put {username} in group {group}")
     return group
 
@@ -155,7 +155,7 @@ def mint_access_token(srv: AuthServer, username: str, group: str, *, lifetime: i
     """(token, jti, exp) for a registry user acting in ``group``."""
     gconf = srv.registry.group(group)
     if gconf is None:
-        raise OAuthError("invalid_scope", f"unknown group {group!r}")
+        raise AuthServerError("invalid_scope", f"unknown group {group!r}")
     jti = uuid.uuid4().hex
     exp = int(utcnow().timestamp()) + lifetime
     token = srv.issuer.issue(username, group=group, vo=gconf.vo, lifetime=lifetime,
@@ -220,9 +220,9 @@ def pending_device(srv: AuthServer, user_code: str) -> dict[str, Any]:
         row = conn.execute(sa.select(t.device_codes).where(
             t.device_codes.c.user_code == code)).mappings().first()
     if row is None or row["status"] != "pending":
-        raise OAuthError("invalid_request", "unknown or already used code")
+        raise AuthServerError("invalid_request", "unknown or already used code")
     if row["expires"] < utcnow():
-        raise OAuthError("expired_token", "this code has expired: start again")
+        raise AuthServerError("expired_token", "this code has expired: start again")
     return dict(row)
 
 
@@ -237,7 +237,7 @@ def approve_device(srv: AuthServer, user_code: str, username: str, scope: str | 
             t.device_codes.c.status == "pending").values(
                 status="approved", username=username, group_name=group)).rowcount
     if not done:
-        raise OAuthError("invalid_request", "the code was answered meanwhile")
+        raise AuthServerError("invalid_request", "the code was answered meanwhile")
     return group
 
 
@@ -252,18 +252,18 @@ def deny_device(srv: AuthServer, user_code: str) -> None:
 def poll_device(srv: AuthServer, client_id: str, device_code: str) -> dict[str, Any]:
     """The token response once approved; RFC 8628 errors until then."""
     now = utcnow()
-    error: OAuthError | None = None
+    error: AuthServerError | None = None
     with write_transaction(srv.engine) as conn:
         row = conn.execute(sa.select(t.device_codes).where(
             t.device_codes.c.code_hash == t.secret_hash(device_code))).mappings().first()
         if row is None or row["client_id"] != client_id:
-            raise OAuthError("invalid_grant", "unknown device code")
+            raise AuthServerError("invalid_grant", "unknown device code")
         if row["status"] == "done":
-            raise OAuthError("invalid_grant", "this device code was already used")
+            raise AuthServerError("invalid_grant", "this device code was already used")
         if row["expires"] < now:
-            raise OAuthError("expired_token", "the device code has expired")
+            raise AuthServerError("expired_token", "the device code has expired")
         if row["status"] == "denied":
-            raise OAuthError("access_denied", "the user refused, or may not log in")
+            raise AuthServerError("access_denied", "the user refused, or may not log in")
         where = t.device_codes.c.code_hash == row["code_hash"]
         if row["status"] != "pending":
             conn.execute(sa.update(t.device_codes).where(where).values(status="done"))
@@ -273,9 +273,9 @@ def poll_device(srv: AuthServer, client_id: str, device_code: str) -> dict[str, 
         if last is not None and (now - last).total_seconds() < interval:
             # RFC 8628 3.5: slow down, and the interval grows by 5 seconds
             interval += 5
-            error = OAuthError("slow_down", f"poll every {interval} seconds")
+            error = AuthServerError("slow_down", f"poll every {interval} seconds")
         else:
-            error = OAuthError("authorization_pending", "the user has not answered yet")
+            error = AuthServerError("authorization_pending", "the user has not answered yet")
         conn.execute(sa.update(t.device_codes).where(where).values(
             last_poll=now, poll_interval=interval))
     raise error
@@ -294,7 +294,7 @@ def check_redirect_uri(srv: AuthServer, client_id: str, redirect_uri: str) -> No
     parts = urlsplit(redirect_uri)
     if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"):
         return
-    raise OAuthError("invalid_request", f"redirect_uri {redirect_uri!r} is not registered")
+    raise AuthServerError("invalid_request", f"redirect_uri {redirect_uri!r} is not registered")
 
 
 def issue_code(srv: AuthServer, request: dict[str, str], username: str, **rules: Any) -> str:
@@ -317,18 +317,18 @@ def redeem_code(srv: AuthServer, client_id: str, code: str, redirect_uri: str,
         row = conn.execute(sa.select(t.auth_codes).where(
             t.auth_codes.c.code_hash == t.secret_hash(code))).mappings().first()
         if row is None or row["client_id"] != client_id or row["used"]:
-            raise OAuthError("invalid_grant", "unknown or used authorization code")
+            raise AuthServerError("invalid_grant", "unknown or used authorization code")
         # spent by any attempt, good or bad (committed before an error is raised)
         conn.execute(sa.update(t.auth_codes).where(
             t.auth_codes.c.code_hash == row["code_hash"]).values(used=True))
         error = None
         if row["expires"] < utcnow():
-            error = OAuthError("invalid_grant", "the authorization code has expired")
+            error = AuthServerError("invalid_grant", "the authorization code has expired")
         elif row["redirect_uri"] != redirect_uri:
-            error = OAuthError("invalid_grant", "redirect_uri does not match")
+            error = AuthServerError("invalid_grant", "redirect_uri does not match")
         elif not code_verifier or not hmac.compare_digest(
                 create_s256_code_challenge(code_verifier), row["code_challenge"]):
-            error = OAuthError("invalid_grant", "PKCE verification failed")
+            error = AuthServerError("invalid_grant", "PKCE verification failed")
         else:
             return _issue(srv, conn, row["username"], row["group_name"], client_id)
     raise error
@@ -353,31 +353,31 @@ def refresh(srv: AuthServer, client_id: str, token: str) -> dict[str, Any]:
     """A new access and refresh token; the presented one is spent. Presenting a spent one
     again revokes its whole family (every refresh token and their access tokens)."""
     revoked: list[str] = []
-    error: OAuthError | None = None
+    error: AuthServerError | None = None
     with write_transaction(srv.engine) as conn:
         row = conn.execute(sa.select(t.refresh_tokens).where(
             t.refresh_tokens.c.token_hash == t.secret_hash(token))).mappings().first()
         if row is None or row["client_id"] != client_id:
-            raise OAuthError("invalid_grant", "unknown refresh token")
+            raise AuthServerError("invalid_grant", "unknown refresh token")
         if row["status"] == "rotated":
             revoked = _revoke_family(srv, conn, row["family"])
-            error = OAuthError("invalid_grant",
+            error = AuthServerError("invalid_grant",
                                "refresh token reused: the whole session is revoked")
         elif row["status"] != "active":
-            raise OAuthError("invalid_grant", "refresh token revoked")
+            raise AuthServerError("invalid_grant", "refresh token revoked")
         elif row["expires"] < utcnow():
-            raise OAuthError("invalid_grant", "refresh token expired")
+            raise AuthServerError("invalid_grant", "refresh token expired")
         else:
             user, group = row["username"], row["group_name"]
             if not (srv.registry.has_user(user) and srv.registry.is_member(user, group)):
                 revoked = _revoke_family(srv, conn, row["family"])
-                error = OAuthError("invalid_grant", f"{user} may no longer act in {group}")
+                error = AuthServerError("invalid_grant", f"{user} may no longer act in {group}")
             else:
                 spent = conn.execute(sa.update(t.refresh_tokens).where(
                     t.refresh_tokens.c.token_hash == row["token_hash"],
                     t.refresh_tokens.c.status == "active").values(status="rotated")).rowcount
                 if not spent:
-                    raise OAuthError("invalid_grant", "refresh token already used")
+                    raise AuthServerError("invalid_grant", "refresh token already used")
                 return _issue(srv, conn, user, group, client_id, family=row["family"])
     srv.revoked(revoked)
     assert error is not None  # noqa: S101 - every other path returned or raised
@@ -394,14 +394,15 @@ def exchange_proxy(srv: AuthServer, client_id: str, ident: Identity, proxy_group
     extension), else the one in ``scope``, else the user's default; a limited proxy is
     refused."""
     if ident.auth_method != "x509" or ident.dn is None:
-        raise OAuthError("invalid_grant", "present an X509 proxy on the TLS connection")
+        raise AuthServerError("invalid_grant", "present an X509 proxy on the TLS connection")
     if ident.is_host or not ident.valid_dn or ident.username is None:
-        raise OAuthError("invalid_grant", f"{ident.dn} is not a registered user")
+        raise AuthServerError("invalid_grant", f"{ident.dn} is not a registered user")
     if ident.is_limited_proxy:
-        raise OAuthError("invalid_grant", "a limited proxy cannot be exchanged for a token")
+        raise AuthServerError("invalid_grant", "a limited proxy cannot be exchanged for a token")
     wanted, _vo = check_scope(srv, scope)
     if proxy_group and wanted and proxy_group != wanted:
-        raise OAuthError("invalid_scope", f"the proxy is for group {proxy_group}, not {wanted}")
+        raise AuthServerError("invalid_scope",
+                              f"the proxy is for group {proxy_group}, not {wanted}")
     chosen = proxy_group or wanted
     group = resolve_group(srv, ident.username, f"group:{chosen}" if chosen else scope)
     with write_transaction(srv.engine) as conn:

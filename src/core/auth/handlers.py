@@ -41,7 +41,7 @@ from cryptography import x509 as cx509
 from tornado.iostream import SSLIOStream
 
 from core.auth import grants
-from core.auth.errors import OAuthError
+from core.auth.errors import AuthServerError
 from core.auth.idp import begin_signin, signed_in_user, take_signin
 from core.exceptions import CredentialError, NotAuthenticatedError, PilotWMSError
 from core.security.identity import Identity
@@ -88,7 +88,7 @@ class OAuthHandler(tornado.web.RequestHandler):
             try:
                 raw = base64.b64decode(authz[6:].strip()).decode()
             except (binascii.Error, UnicodeDecodeError):
-                raise OAuthError("invalid_client", "bad Basic credentials") from None
+                raise AuthServerError("invalid_client", "bad Basic credentials") from None
             cid, _, secret = raw.partition(":")
             return urllib.parse.unquote(cid), urllib.parse.unquote(secret)
         return self.arg("client_id"), self.arg("client_secret")
@@ -106,7 +106,7 @@ class OAuthHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(exc, OAuthError):
+        if isinstance(exc, AuthServerError):
             if exc.error == "invalid_token":
                 self.set_header("WWW-Authenticate", 'Bearer error="invalid_token"')
             self.reply(exc.body(), exc.status)
@@ -117,13 +117,13 @@ class OAuthHandler(tornado.web.RequestHandler):
             self.reply({"error": "server_error"}, 500)
 
     def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, OAuthError) and not self._finished:
+        if isinstance(e, AuthServerError) and not self._finished:
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
         super()._handle_request_exception(e)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if not isinstance(value, OAuthError):
+        if not isinstance(value, AuthServerError):
             super().log_exception(typ, value, tb)
 
 
@@ -153,9 +153,9 @@ def _choose_vo(srv: grants.AuthServer, scope: str | None) -> str:
     if vo is None and len(idps) == 1:
         vo = next(iter(idps))
     if vo is None:
-        raise OAuthError("invalid_scope", "name a VO (vo:<name>) or a group (group:<name>)")
+        raise AuthServerError("invalid_scope", "name a VO (vo:<name>) or a group (group:<name>)")
     if vo not in idps:
-        raise OAuthError("invalid_request", f"no identity provider configured for VO {vo}")
+        raise AuthServerError("invalid_request", f"no identity provider configured for VO {vo}")
     return vo
 
 
@@ -176,7 +176,7 @@ class DeviceVerifyHandler(OAuthHandler):
         try:
             row = await self.blocking(grants.pending_device, self.srv, code)
             _choose_vo(self.srv, row["scope"])
-        except OAuthError as exc:
+        except AuthServerError as exc:
             self.page("Login refused", exc.description, 400, exc.error)
             return
         shown = row["user_code"][:4] + "-" + row["user_code"][4:]
@@ -198,7 +198,7 @@ class DeviceVerifyHandler(OAuthHandler):
             pending = await self.blocking(begin_signin, self.srv, vo, "device",
                                           row["user_code"])
             url = await self.blocking(self.service.idp(vo).authorization_url, pending)
-        except OAuthError as exc:
+        except AuthServerError as exc:
             self.page("Login refused", exc.description, 400, exc.error)
             return
         self.redirect(url)
@@ -209,18 +209,18 @@ class AuthorizeHandler(OAuthHandler):
         client_id, redirect_uri = self.arg("client_id"), self.arg("redirect_uri")
         try:
             if client_id is None or redirect_uri is None:
-                raise OAuthError("invalid_request", "client_id and redirect_uri are required")
+                raise AuthServerError("invalid_request", "client_id and redirect_uri are required")
             grants.check_redirect_uri(self.srv, client_id, redirect_uri)
-        except OAuthError as exc:  # never redirect to an unchecked URI
+        except AuthServerError as exc:  # never redirect to an unchecked URI
             self.page("Login refused", exc.description, 400, exc.error)
             return
         state = self.arg("state")
         try:
             if self.arg("response_type") != "code":
-                raise OAuthError("unsupported_response_type", "only response_type=code")
+                raise AuthServerError("unsupported_response_type", "only response_type=code")
             challenge = self.arg("code_challenge")
             if challenge is None or self.arg("code_challenge_method") != "S256":
-                raise OAuthError("invalid_request", "PKCE with code_challenge_method=S256 "
+                raise AuthServerError("invalid_request", "PKCE with code_challenge_method=S256 "
                                  "is required")
             scope = self.arg("scope") or ""
             vo = _choose_vo(self.srv, scope)
@@ -229,7 +229,7 @@ class AuthorizeHandler(OAuthHandler):
             pending = await self.blocking(begin_signin, self.srv, vo, "authorize",
                                           json.dumps(request))
             url = await self.blocking(self.service.idp(vo).authorization_url, pending)
-        except OAuthError as exc:
+        except AuthServerError as exc:
             self.redirect(_with_query(redirect_uri, {"error": exc.error, "error_description":
                                                      exc.description, "state": state}))
             return
@@ -249,17 +249,17 @@ class CallbackHandler(OAuthHandler):
             return
         try:
             pending = await self.blocking(take_signin, self.srv, state)
-        except OAuthError as exc:
+        except AuthServerError as exc:
             self.page("Login failed", exc.description, 400, exc.error)
             return
         request = json.loads(pending.ref) if pending.kind == "authorize" else None
         try:
             if self.arg("error"):
-                raise OAuthError("access_denied", self.arg("error_description")
+                raise AuthServerError("access_denied", self.arg("error_description")
                                  or str(self.arg("error")))
             code = self.arg("code")
             if code is None:
-                raise OAuthError("invalid_request", "no code in the callback")
+                raise AuthServerError("invalid_request", "no code in the callback")
             idp = self.service.idp(pending.vo)
             who = await self.blocking(idp.finish, code, pending)
             user = signed_in_user(self.srv, who)
@@ -269,7 +269,7 @@ class CallbackHandler(OAuthHandler):
                                             user, None, **rules)
             else:
                 code = await self.blocking(grants.issue_code, self.srv, request, user, **rules)
-        except OAuthError as exc:
+        except AuthServerError as exc:
             if request is not None:
                 self.redirect(_with_query(request["redirect_uri"], {
                     "error": exc.error, "error_description": exc.description,
@@ -308,22 +308,23 @@ class TokenHandler(OAuthHandler):
             reply = await self.blocking(grants.exchange_proxy, srv, client_id, ident,
                                         proxy_group, self.arg("scope"))
         else:
-            raise OAuthError("unsupported_grant_type", f"grant_type {grant!r} is not supported")
+            raise AuthServerError("unsupported_grant_type",
+                                  f"grant_type {grant!r} is not supported")
         self.reply(reply)
 
     def _x509_identity(self) -> tuple[Identity, str | None]:
         stream = getattr(self.request.connection, "stream", None)
         if not isinstance(stream, SSLIOStream):
-            raise OAuthError("invalid_grant", "the proxy exchange needs a TLS connection")
+            raise AuthServerError("invalid_grant", "the proxy exchange needs a TLS connection")
         ders = verified_chain_der(stream.socket)
         if not ders:
-            raise OAuthError("invalid_grant", "present an X509 proxy on the TLS connection")
+            raise AuthServerError("invalid_grant", "present an X509 proxy on the TLS connection")
         chain = [cx509.load_der_x509_certificate(d) for d in ders]
         try:
             group = identity_from_chain(chain).group
             return self.service.ctx.authenticator.from_chain(chain), group
         except CredentialError as exc:
-            raise OAuthError("invalid_grant", str(exc)) from None
+            raise AuthServerError("invalid_grant", str(exc)) from None
 
 
 class RevokeHandler(OAuthHandler):
@@ -333,7 +334,7 @@ class RevokeHandler(OAuthHandler):
         assert client_id is not None  # noqa: S101 - check_client refuses None
         token = self.arg("token")
         if token is None:
-            raise OAuthError("invalid_request", "token is required")
+            raise AuthServerError("invalid_request", "token is required")
         claims = None
         if token.count(".") == 2:
             try:
@@ -356,7 +357,7 @@ class UserInfoHandler(OAuthHandler):
             if not ident.authenticated:
                 raise NotAuthenticatedError("the token's user or group is not valid")
         except NotAuthenticatedError as exc:
-            raise OAuthError("invalid_token", exc.message) from None
+            raise AuthServerError("invalid_token", exc.message) from None
         conf = self.srv.registry.config.users.get(ident.username or "")
         self.reply({"sub": ident.subject, "preferred_username": ident.username,
                     "group": ident.group, "vo": ident.vo,

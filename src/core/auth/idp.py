@@ -37,7 +37,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from core.auth import tables as t
-from core.auth.errors import OAuthError
+from core.auth.errors import AuthServerError
 from core.auth.grants import AuthServer
 from core.config.schema import IdPConfig
 from core.db import utcnow, write_transaction
@@ -84,10 +84,10 @@ def take_signin(srv: AuthServer, state: str) -> PendingSignIn:
         row = conn.execute(sa.select(t.login_sessions).where(
             t.login_sessions.c.state == state)).mappings().first()
         if row is None:
-            raise OAuthError("invalid_request", "unknown or already used state")
+            raise AuthServerError("invalid_request", "unknown or already used state")
         conn.execute(sa.delete(t.login_sessions).where(t.login_sessions.c.state == state))
     if row["expires"] < utcnow():
-        raise OAuthError("invalid_request", "the sign-in took too long: start again")
+        raise AuthServerError("invalid_request", "the sign-in took too long: start again")
     return PendingSignIn(row["state"], row["nonce"], row["code_verifier"], row["vo"],
                          row["kind"], row["ref"])
 
@@ -110,11 +110,11 @@ class IdPClient:
             reply.raise_for_status()
             data = reply.json()
         except (requests.RequestException, ValueError) as exc:
-            raise OAuthError("temporarily_unavailable",
+            raise AuthServerError("temporarily_unavailable",
                              f"identity provider of {self.vo} unreachable: {exc}",
                              status=503) from None
         if not isinstance(data, dict):
-            raise OAuthError("server_error", f"{url} did not return a JSON object")
+            raise AuthServerError("server_error", f"{url} did not return a JSON object")
         return data
 
     def metadata(self) -> dict[str, Any]:
@@ -151,11 +151,11 @@ class IdPClient:
             token = session.fetch_token(str(meta["token_endpoint"]), code=code,
                                         code_verifier=pending.code_verifier)
         except Exception as exc:  # noqa: BLE001 - authlib raises several unrelated types
-            raise OAuthError("access_denied", f"the identity provider refused the code: {exc}"
+            raise AuthServerError("access_denied", f"the identity provider refused the code: {exc}"
                              ) from None
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
-            raise OAuthError("access_denied", "the identity provider sent no ID token")
+            raise AuthServerError("access_denied", "the identity provider sent no ID token")
         claims = self._verify_id_token(id_token, pending.nonce)
         groups = claims.get(self.conf.groups_claim)
         if groups is None and meta.get("userinfo_endpoint"):
@@ -182,7 +182,7 @@ class IdPClient:
                 nonce={"essential": True, "value": nonce})
             registry.validate(decoded.claims)
         except (JoseError, ValueError) as exc:
-            raise OAuthError("access_denied", f"ID token refused: {exc}") from None
+            raise AuthServerError("access_denied", f"ID token refused: {exc}") from None
         return dict(decoded.claims)
 
 
@@ -190,6 +190,6 @@ def signed_in_user(srv: AuthServer, who: SignedIn) -> str:
     """The registry user of an IdP identity (``Users.<u>.TokenSubjects``)."""
     user = srv.registry.user_for_subject(who.issuer, who.subject)
     if user is None:
-        raise OAuthError("access_denied",
+        raise AuthServerError("access_denied",
                          f"{who.subject} at {who.issuer} is not registered in pilotwms")
     return user

@@ -15,7 +15,7 @@ from core.auth.delegation import (
     renew_delegations,
     store_delegation,
 )
-from core.auth.errors import OAuthError
+from core.auth.errors import AuthServerError
 from core.auth.grants import AuthServer
 from core.auth.revocation import RevocationCache
 from core.auth.tables import delegations, device_codes, refresh_tokens
@@ -28,8 +28,8 @@ from core.security.tokens import TokenVerifier
 CLI = grants.CLI_CLIENT
 
 
-def _error(func: object, *args: object, **kw: object) -> OAuthError:
-    with pytest.raises(OAuthError) as info:
+def _error(func: object, *args: object, **kw: object) -> AuthServerError:
+    with pytest.raises(AuthServerError) as info:
         func(*args, **kw)  # type: ignore[operator]
     return info.value
 
