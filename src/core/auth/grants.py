@@ -135,14 +135,14 @@ def resolve_group(srv: AuthServer, username: str, scope: str | None, *,
         group = srv.registry.default_group(username, vo)
         if group is None:
             raise AuthServerError("access_denied", f"{username} has no group"
-                             + (f" in VO {vo}" if vo else ""))
+                                  + (f" in VO {vo}" if vo else ""))
     if not srv.registry.is_member(username, group):
         raise AuthServerError("invalid_scope", f"{username} is not a member of group {group}")
     if rules and group in rules.values():
         granted = {rules[g] for g in (idp_groups or ()) if g in rules}
         if group not in granted:
             raise AuthServerError("access_denied",
-                             f"the identity provider does not put {username} in group {group}")
+                                  f"the identity provider does not put {username} in group {group}")
     return group
 
 
@@ -362,7 +362,7 @@ def refresh(srv: AuthServer, client_id: str, token: str) -> dict[str, Any]:
         if row["status"] == "rotated":
             revoked = _revoke_family(srv, conn, row["family"])
             error = AuthServerError("invalid_grant",
-                               "refresh token reused: the whole session is revoked")
+                                    "refresh token reused: the whole session is revoked")
         elif row["status"] != "active":
             raise AuthServerError("invalid_grant", "refresh token revoked")
         elif row["expires"] < utcnow():

@@ -221,7 +221,7 @@ class AuthorizeHandler(OAuthHandler):
             challenge = self.arg("code_challenge")
             if challenge is None or self.arg("code_challenge_method") != "S256":
                 raise AuthServerError("invalid_request", "PKCE with code_challenge_method=S256 "
-                                 "is required")
+                                      "is required")
             scope = self.arg("scope") or ""
             vo = _choose_vo(self.srv, scope)
             request = {"client_id": client_id, "redirect_uri": redirect_uri, "scope": scope,
@@ -256,7 +256,7 @@ class CallbackHandler(OAuthHandler):
         try:
             if self.arg("error"):
                 raise AuthServerError("access_denied", self.arg("error_description")
-                                 or str(self.arg("error")))
+                                      or str(self.arg("error")))
             code = self.arg("code")
             if code is None:
                 raise AuthServerError("invalid_request", "no code in the callback")

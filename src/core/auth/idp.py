@@ -111,8 +111,8 @@ class IdPClient:
             data = reply.json()
         except (requests.RequestException, ValueError) as exc:
             raise AuthServerError("temporarily_unavailable",
-                             f"identity provider of {self.vo} unreachable: {exc}",
-                             status=503) from None
+                                  f"identity provider of {self.vo} unreachable: {exc}",
+                                  status=503) from None
         if not isinstance(data, dict):
             raise AuthServerError("server_error", f"{url} did not return a JSON object")
         return data
@@ -152,7 +152,7 @@ class IdPClient:
                                         code_verifier=pending.code_verifier)
         except Exception as exc:  # noqa: BLE001 - authlib raises several unrelated types
             raise AuthServerError("access_denied", f"the identity provider refused the code: {exc}"
-                             ) from None
+                                  ) from None
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
             raise AuthServerError("access_denied", "the identity provider sent no ID token")
@@ -191,5 +191,5 @@ def signed_in_user(srv: AuthServer, who: SignedIn) -> str:
     user = srv.registry.user_for_subject(who.issuer, who.subject)
     if user is None:
         raise AuthServerError("access_denied",
-                         f"{who.subject} at {who.issuer} is not registered in pilotwms")
+                              f"{who.subject} at {who.issuer} is not registered in pilotwms")
     return user
