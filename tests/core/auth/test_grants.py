@@ -161,3 +161,23 @@ def test_delegated_credentials(srv: AuthServer, auth_cfg: Config) -> None:
     with pytest.raises(NotAuthorizedError, match="expired"):
         mint_delegated_token(engine, auth_cfg, "alice", "demo_user")
     assert renew_delegations(engine, auth_cfg).expired == 1
+
+
+def test_confidential_clients_and_expired_refresh(srv: AuthServer) -> None:
+    from core.config.schema import OAuthClientConfig
+
+    clients = {"portal": OAuthClientConfig(secret="s3cret",
+                                           redirect_uris=["https://portal.example.org/cb"])}
+    srv.settings = srv.settings.model_copy(update={"clients": clients})
+    assert _error(srv.check_client, "portal", None).error == "invalid_client"
+    assert _error(srv.check_client, "portal", "wrong").status == 401
+    srv.check_client("portal", "s3cret")
+    srv.check_client(CLI, None)                       # the public CLI client is always known
+    grants.check_redirect_uri(srv, "portal", "https://portal.example.org/cb")
+    grants.check_redirect_uri(srv, CLI, "http://127.0.0.1:4242/any/path")
+    assert _error(grants.check_redirect_uri, srv, "portal",
+                  "https://portal.example.org/other").error == "invalid_request"
+    tokens = _login(srv)
+    with srv.engine.begin() as conn:
+        conn.execute(sa.update(refresh_tokens).values(expires=utcnow() - timedelta(seconds=1)))
+    assert "expired" in _error(grants.refresh, srv, CLI, tokens["refresh_token"]).description
