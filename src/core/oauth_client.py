@@ -381,6 +381,11 @@ def fresh_access_token(store: TokenStore, margin: float = REFRESH_MARGIN,
     if token is None:
         return None
     state = store.load_state()
+    if state is not None and state.access_token_sha256 != _sha256(token):
+        with store.locked():             # another process may be between its two writes
+            token, state = store.access_token(), store.load_state()
+        if token is None:
+            return None
     if state is None or state.access_token_sha256 != _sha256(token):
         exp = jwt_claims(token).get("exp")     # not ours: use it as it is, unless expired
         if isinstance(exp, int | float) and exp <= now():

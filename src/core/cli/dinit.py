@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from core.cli.admin import init_user_proxy, proxy_info, user_credential_paths
 from core.cli.common import run
 from core.client_config import load_client_config
 from core.exceptions import ConfigError, CredentialError, InvalidArgumentError
+from core.oauth_client import default_token_file
 from core.profiles import (
     Session,
     load_profiles,
@@ -108,6 +110,12 @@ def cmd_dinit(argv: Sequence[str]) -> int:
     save_session(session)
     _show(path, session)
     print(f"{'session':15s}: {session_path()}")
+    token_file = default_token_file()
+    token = "$BEARER_TOKEN" if os.environ.get("BEARER_TOKEN") else (
+        str(token_file) if token_file.is_file() else None)
+    if token:
+        print(f"NOTE: commands present the bearer token ({token}) before this proxy: "
+              "run 'dlogout' to use the proxy", file=sys.stderr)
     return 0
 
 

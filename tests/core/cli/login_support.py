@@ -40,12 +40,15 @@ class LoginRun:
 
 def run_dlogin(args: Sequence[str], env: dict[str, str],
                approve: Callable[[str], object] | None, *, module: str = "core.cli.login",
-               timeout: float = 90) -> LoginRun:
+               timeout: float = 90, by_url: bool = False) -> LoginRun:
+    """Run dlogin; ``approve`` gets the user code (or with ``by_url`` the complete
+    verification URL dlogin printed) and plays the user in a thread."""
     proc = subprocess.Popen([PY, "-m", module, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None and proc.stderr is not None
     head: list[str] = []
     code = None
+    url = None
     errors: list[BaseException] = []
     thread = None
     for line in proc.stdout:
@@ -53,12 +56,16 @@ def run_dlogin(args: Sequence[str], env: dict[str, str],
         found = CODE.search(line)
         if found:
             code = found.group(1)
+        elif line.startswith(("http://", "https://")) and "user_code=" in line:
+            url = line.strip()
         if line.startswith("Waiting"):
             break
     if code is not None and approve is not None:
+        given = url if by_url else code
+
         def act() -> None:
             try:
-                approve(code)
+                approve(given or "")
             except BaseException as exc:  # noqa: BLE001 - reported to the test
                 errors.append(exc)
         thread = threading.Thread(target=act, daemon=True)

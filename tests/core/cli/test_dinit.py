@@ -83,6 +83,12 @@ def test_dinit_makes_a_group_proxy_from_globus_with_the_passphrase(env: dict[str
     who = whoami(env)
     assert who["group"] == "demo_user" and who["authMethod"] == "x509"
 
+    Path(env["BEARER_TOKEN_FILE"]).write_text("a-token\n")
+    noted = run(env, "core.cli.dinit", "--pwstdin", stdin=PASSPHRASE)
+    assert noted.returncode == 0 and noted.stderr == (
+        f"NOTE: commands present the bearer token ({env['BEARER_TOKEN_FILE']}) before this "
+        "proxy: run 'dlogout' to use the proxy\n")
+    Path(env["BEARER_TOKEN_FILE"]).unlink()
     again = run(env, "core.cli.dinit", "-i")
     assert again.returncode == 0 and fields(again.stdout)["group"] == "demo_user"
 
