@@ -33,7 +33,6 @@ class ThreadedServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        #: 0: a free port chosen at start; set it when the config must name the port first
         self.port = port
 
     @property
