@@ -116,8 +116,8 @@ class Writer:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".upload",
                                         dir=target.parent)
-        except NotADirectoryError:
-            raise StorageError(f"a parent of {target.name} is a file") from None
+        except OSError as exc:  # a file in the way, no space, permissions
+            raise StorageError(f"cannot store {target.name}: {exc.strerror}") from None
         self.tmp = Path(name)
         self.stream = os.fdopen(fd, "wb")
         self.digest = Adler32()
@@ -127,7 +127,11 @@ class Writer:
         if self.max_bytes and self.digest.size > self.max_bytes:
             self.abort()
             raise FileTooBigError(f"upload passed the SE's limit of {self.max_bytes} bytes")
-        self.stream.write(chunk)
+        try:
+            self.stream.write(chunk)
+        except OSError as exc:  # no space left, I/O error
+            self.abort()
+            raise StorageError(f"cannot store {self.target.name}: {exc.strerror}") from None
 
     def finish(self) -> FileInfo:
         """Verify size and adler32, then make the file visible; on a mismatch nothing stays."""
