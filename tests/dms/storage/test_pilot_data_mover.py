@@ -63,3 +63,21 @@ def test_a_dead_output_se_ends_on_a_failover_se_and_the_agent_moves_it(
     assert rm.get_request_status(result.requests[0]) == "Done"
     assert list(fc.get_replicas(lfn).successful[lfn]) == ["DISK-B"]
     assert (dms_server.base / "disk-b" / lfn.lstrip("/")).read_bytes() == out.read_bytes()
+
+
+def test_an_output_already_registered_is_never_overwritten(dms_server: DMS,
+                                                            tmp_path: Path) -> None:
+    out = tmp_path / "again.dat"
+    out.write_bytes(b"first run\n")
+    lfn = f"{ALICE}/job11/again.dat"
+    first = mover(dms_server, tmp_path, "LCG.There.org").store_outputs(
+        {lfn: str(out)}, ses=["DISK-A"], job_id=11)
+    assert first.stored == {lfn: "DISK-A"}
+    rerun = mover(dms_server, tmp_path, "LCG.There.org").store_outputs(
+        {lfn: str(out)}, ses=["DISK-A"], job_id=11)
+    assert rerun.stored == {lfn: "(already registered)"} and not rerun.requests
+    out.write_bytes(b"something else\n")
+    clash = mover(dms_server, tmp_path, "LCG.There.org").store_outputs(
+        {lfn: str(out)}, ses=["DISK-A"], job_id=11)
+    assert clash.lost == {lfn: "already registered with another content"}
+    assert (dms_server.base / "disk-a" / lfn.lstrip("/")).read_bytes() == b"first run\n"
