@@ -5,6 +5,8 @@
   ``$PILOTWMS_TEST_MYSQL_URL``, an admin URL allowed to create databases).
 * ``instance``: a ``pilotwms init`` instance (dev CA, host cert, users alice and admin, token key)
   made once per session; tests must not modify it.
+* ``slurm_cluster``, ``sshd_server``: a real single-node Slurm and a real sshd (session-wide,
+  started on first use).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from core.config.loader import load_config
 from core.config.schema import Config
 from tests.support.credentials import Creds
 from tests.support.mariadb import MariaDBServer, fresh_database
+from tests.support.slurm import SlurmCluster
+from tests.support.sshd import SSHServer
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +66,25 @@ def config(instance: Instance, tmp_path: Path) -> Config:
 def creds(instance: Instance, tmp_path_factory: pytest.TempPathFactory) -> Creds:
     """Certificates, proxies and tokens of every kind (see tests/support/credentials.py)."""
     return Creds(instance, tmp_path_factory.mktemp("creds"), load_config(instance.config))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """A real single-node Slurm (tests/support/slurm.py), started once per session."""
+    cluster = SlurmCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd_server() -> Iterator[SSHServer]:
+    """A real sshd with key-only login for a test user (tests/support/sshd.py)."""
+    server = SSHServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
