@@ -8,8 +8,9 @@ inputs, ``.pw/job.json`` (command, environment, output names, CPU limit) and thi
 
 runs the payload in its own session with stdout/stderr in the job's ``StdOutput``/``StdError``
 files, lets the pilot's :class:`~pilot.watchdog.Watchdog` sample its process tree (CPU seconds,
-memory) into ``.pw/usage.json`` every few seconds and enforce the CPU limit, kills the tree on
-SIGTERM (``scancel``), and at the end writes ``.pw/result.json``::
+memory) into ``.pw/usage.json`` every few seconds and enforce the CPU and wall-clock limits
+(``CPULimit``/``WallLimit``, seconds), kills the tree on SIGTERM (``scancel``), and at the
+end writes ``.pw/result.json``::
 
     {"ExitCode": 0, "Reason": null, "CPU": 0.01, "Wall": 0.2, "MaxRSS": 1234}
 
@@ -96,10 +97,11 @@ def main(argv: list[str]) -> int:
         _write_json(os.path.join(meta, USAGE), dynamic)
         return {}
 
-    cpu_limit = spec.get("CPULimit")
+    cpu_limit, wall_limit = spec.get("CPULimit"), spec.get("WallLimit")
     watchdog = Watchdog(proc.pid, heartbeat=sampled, workdir=workdir,
                         period=float(spec.get("Sample", 2.0)), check=1.0,
-                        cpu_limit=float(cpu_limit) if cpu_limit else None, log=_log)
+                        cpu_limit=float(cpu_limit) if cpu_limit else None,
+                        wall_limit=float(wall_limit) if wall_limit else None, log=_log)
     signal.signal(signal.SIGTERM, lambda *_: watchdog.terminate(KILL_SIGNAL))
     watchdog.start()
     try:

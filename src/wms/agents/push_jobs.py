@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tarfile
 import tempfile
 import zlib
 from datetime import timedelta
@@ -48,7 +49,7 @@ from core.exceptions import ConfigError, PilotWMSError
 from core.security.tokens import TokenIssuer
 from pilot.rpc import RpcClient, RpcError
 from pilot.wrapper import STATE, WrapperOptions
-from wms.ce.base import ComputingElement, PilotStatus, ce_class
+from wms.ce.base import CEError, ComputingElement, PilotStatus, ce_class
 from wms.ce.slurm import SlurmComputingElement
 from wms.ce.ssh import SSHComputingElement
 from wms.db import jobs as jobs_db
@@ -186,20 +187,21 @@ class PushJobAgent(Agent):
                 self.ship(slurm, site, ce_name, q_name, queue, job_id)
         return matched
 
-    def wrapper(self, job_id: int, processors: int, jdl: str | None = None) -> PushedJob:
-        if jdl is None:
-            with self.engine().connect() as conn:
-                jdl = jobs_db.jdls_of(conn, [job_id]).get(job_id, "")
-        opts = WrapperOptions(workdir=self.staging, processors=processors,
+    def wrapper(self, job_id: int, queue: QueueConfig) -> PushedJob:
+        with self.engine().connect() as conn:
+            jdl = jobs_db.jdls_of(conn, [job_id]).get(job_id, "")
+        processors = queue.number_of_processors
+        max_wall = float(queue.max_wall_time) if queue.max_wall_time else None
+        opts = WrapperOptions(workdir=self.staging, processors=processors, max_wall=max_wall,
                               cpu_limit_factor=self.opts.cpu_limit_factor,
                               max_sandbox_mib=self.config.operations.max_sandbox_size_mib,
                               log=lambda m: log.info("%s", m))
         return PushedJob({"JobID": job_id, "JDL": jdl}, self.job_rpc(job_id), opts)
 
     def ship(self, slurm: SlurmComputingElement, site: str, ce_name: str, q_name: str,
-             queue: QueueConfig, job_id: int) -> None:
+             queue: QueueConfig, job_id: int, *, recover: bool = False) -> None:
         """Prepare (reports, input sandboxes), copy the job directory, sbatch it."""
-        job = self.wrapper(job_id, queue.number_of_processors)
+        job = self.wrapper(job_id, queue)
         engine = self.engine()
         try:
             if not job.prepare():
@@ -208,11 +210,20 @@ class PushJobAgent(Agent):
                     push_db.forget(conn, job_id)
                 return
             remote = f"{self.base_dir(site, ce_name, slurm)}/{job_id}"
+            name = f"push-{job_id}"
+            if recover:  # an earlier attempt may have reached sbatch before a crash
+                slurm.runner.run(["scancel", f"--name={name}"])
             slurm.runner.run(["/bin/sh", "-c", _UNPACK, "sh", remote], input=job.stage(remote),
                              check=True)
-            [ref] = slurm.submit(batch_script(remote, self.opts.python), 1, queue=q_name,
-                                 processors=queue.number_of_processors,
-                wall_seconds=queue.max_wall_time or None, memory_mb=queue.max_ram or None)
+            argv = slurm.commands.sbatch(queue=q_name, job_name=name,
+                                         processors=queue.number_of_processors,
+                                         wall_seconds=queue.max_wall_time or None,
+                                         memory_mb=queue.max_ram or None)
+            out = slurm.runner.run(argv, input=batch_script(remote, self.opts.python),
+                                   check=True).stdout.strip().split(";")[0]
+            if not out.isdigit():
+                raise CEError(f"unexpected sbatch output {out!r}")
+            ref = f"slurm://{slurm.host}/{out}"
         finally:
             shutil.rmtree(job.dir, ignore_errors=True)
         now = utcnow()
@@ -244,7 +255,7 @@ class PushJobAgent(Agent):
                 if server is None or server.status not in OURS:
                     self.drop(slurm, row, batch.get(row.batch_ref), "ended on the server")
                 elif row.phase == "New":
-                    self.ship(slurm, site, ce_name, q_name, queue, row.job_id)
+                    self.ship(slurm, site, ce_name, q_name, queue, row.job_id, recover=True)
                 else:
                     self.step(slurm, row, batch[row.batch_ref], queue)
             except (PilotWMSError, RpcError, OSError) as exc:
@@ -260,6 +271,9 @@ class PushJobAgent(Agent):
                 self.drop(slurm, row, state, "killed")
             return
         if state.is_final:
+            if row.phase == "Submitted":  # it started and ended between two looks
+                self.job_rpc(row.job_id).call(STATE, "setJobStatus", row.job_id, "",
+                                              "Application", "JobWrapper")
             self.collect(slurm, row, state, queue)
             return
         if state == PilotStatus.RUNNING and row.phase == "Submitted":
@@ -288,14 +302,18 @@ class PushJobAgent(Agent):
     def collect(self, slurm: SlurmComputingElement, row: push_db.PushRow, state: PilotStatus,
                 queue: QueueConfig) -> None:
         """The batch job ended: bring the directory back, report as the pilot would."""
-        job = self.wrapper(row.job_id, queue.number_of_processors)
+        job = self.wrapper(row.job_id, queue)
         try:
             job.report("Completing", "Retrieving Outputs From Batch System")
-            packed = slurm.runner.run(["/bin/sh", "-c", _PACK, "sh", row.remote_dir],
-                                      check=True).stdout
-            unpack(packed, job.dir)
-            text = slurm.runner.read_file(f"{row.remote_dir}/{META}/result.json")
-            result: dict[str, Any] = json.loads(text) if text.strip() else {}
+            result: dict[str, Any] = {}
+            try:
+                packed = slurm.runner.run(["/bin/sh", "-c", _PACK, "sh", row.remote_dir],
+                                          check=True).stdout
+                unpack(packed, job.dir)
+                text = slurm.runner.read_file(f"{row.remote_dir}/{META}/result.json")
+                result = json.loads(text) if text.strip() else {}
+            except (CEError, OSError, ValueError, tarfile.TarError) as exc:
+                job.log(f"cannot bring the job directory back: {exc}")
             batch_log, batch_err = slurm.output(row.batch_ref)
             job.lines += [f"batch job {row.batch_ref} ended {state}"]
             job.lines += (batch_log + batch_err).splitlines()[-200:]

@@ -66,7 +66,7 @@ class PushedJob(JobWrapper):
         return {"Command": command, "Environment": env,
                 "StdOutput": str(self.jdl.get("StdOutput", "std.out")),
                 "StdError": str(self.jdl.get("StdError", "std.err")),
-                "CPULimit": self.cpu_limit(), "Sample": 2.0}
+                "CPULimit": self.cpu_limit(), "WallLimit": self.opts.max_wall, "Sample": 2.0}
 
     def stage(self, remote_dir: str) -> str:
         """The job directory (inputs + wrapper + job.json) as :func:`pack_dir` text."""

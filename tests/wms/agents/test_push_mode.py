@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pwd
 import subprocess
 import tarfile
 import time
@@ -16,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import requests
@@ -55,15 +58,21 @@ def env(config: Config, creds: Creds, tmp_path: Path) -> Iterator[Env]:
         yield Env(server, creds, Path(), tmp_path)
 
 
-@pytest.fixture
-def push_config(env: Env, sshd_server: SSHServer, slurm_cluster: SlurmCluster,
+@pytest.fixture(params=["slurm-over-ssh", "slurm"])
+def push_config(request: pytest.FixtureRequest, env: Env, slurm_cluster: SlurmCluster,
                 tmp_path: Path) -> Config:
+    """A push-mode site: Slurm over SSH (as the SSH test user), or the local Slurm."""
     work = str(slurm_cluster.base / "jobs" / uuid.uuid4().hex[:8])
+    settings: dict[str, Any] = {"WorkDir": work, "Environment": slurm_cluster.env,
+                                "SacctCompletion": True}
+    ce_type = "Slurm"
+    if request.param == "slurm-over-ssh":
+        sshd: SSHServer = request.getfixturevalue("sshd_server")
+        settings.update(sshd.settings, BatchSystem="Slurm")
+        ce_type = "SSH"
     data = env.server.config.model_dump(by_alias=True, exclude_none=True)
     data["Resources"] = {"Sites": {SITE: {"CEs": {"hpc-login": {
-        "CEType": "SSH", "PushMode": True,
-        "Settings": {**sshd_server.settings, "BatchSystem": "Slurm", "WorkDir": work,
-                     "Environment": slurm_cluster.env, "SacctCompletion": True},
+        "CEType": ce_type, "PushMode": True, "Settings": settings,
         "Queues": {"debug": {"MaxCPUTime": 3600, "MaxWaitingPilots": 4,
                              "MaxTotalPilots": 4}}}}}}}
     data["Operations"] = {"Pilot": {"URLs": [env.server.url]},
@@ -173,14 +182,16 @@ def test_push_mode_runs_jobs_to_done_across_agent_copies(env: Env,
                 ("Completing", "Output Sandbox Uploaded"), ("Done", "Execution Complete")]
     assert [s for s in steps if s in expected] == expected, steps
     files = output_sandbox(env, good)
-    assert files["std.out"] == b"as pwmsce\ninput data\n"  # ran as the site's user
+    settings = push_config.resources.sites[SITE].ces["hpc-login"].settings
+    user = settings.get("User") or pwd.getpwuid(os.getuid()).pw_name
+    assert files["std.out"] == f"as {user}\ninput data\n".encode()  # as the site's user
     assert files["out.txt"] == b"result\n" and "std.err" in files
     params = env.call("alice", "WorkloadManagement/JobMonitoring", "getJobParameters", good)
     params = params.get(str(good), params)
     assert params["BatchJobReference"].startswith("slurm://"), params
     assert float(params["TotalCPUTime(s)"]) >= 0 and "payload ended" in params["JobWrapperLog"]
     assert push_rows(push_config) == []
-    work = Path(push_config.resources.sites[SITE].ces["hpc-login"].settings["WorkDir"])
+    work = Path(settings["WorkDir"])
     assert list((work / "push").iterdir()) == []  # job directories removed
     second.stop()
     second.run(once=True)
@@ -194,6 +205,14 @@ def test_push_mode_kill_is_scancel_and_cpu_limit_holds(env: Env, push_config: Co
     data["Operations"]["PushMode"]["CPULimitFactor"] = 0.01  # CPUTime 100 -> 1 CPU second
     cfg = Config.model_validate(data)
     agent = PushJobAgent(cfg, instance="push-k", period=1)
+    # the agent "crashes" between the match and the sbatch: the row stays New...
+    ship = agent.ship
+    agent.ship = mock.Mock(side_effect=OSError("crash"))  # type: ignore[method-assign]
+    agent.run_once()
+    assert [r.phase for r in push_rows(cfg)] == ["New"]
+    assert env.status(sleeper)["Status"] == "Matched"
+    agent.ship = ship  # type: ignore[method-assign]
+    # ... and the next cycle (or a restarted agent) ships it
     running = cycle_until([agent], lambda: env.status(sleeper)["MinorStatus"] == "Application"
                           and live_processes_with(tag))
     assert running, (env.status(sleeper), push_rows(cfg))
