@@ -15,12 +15,12 @@ end writes ``.pw/result.json``::
     {"ExitCode": 0, "Reason": null, "CPU": 0.01, "Wall": 0.2, "MaxRSS": 1234}
 
 (seconds, RSS in kB; ``ExitCode`` null: the payload could not start; ``Reason``: the watchdog's
-minor status, e.g. "Job has reached the CPU limit of the queue"). Nothing here talks to the
-server: the push agent reads these files back.
+minor status, e.g. "Job has reached the CPU limit of the queue"). Its own log goes to stderr.
+Nothing here talks to the server: the push agent reads these files back.
 
 Example::
 
-    >>> import json, os, subprocess, sys, tempfile
+    >>> import json, os, tempfile
     >>> d = tempfile.mkdtemp(); os.mkdir(os.path.join(d, ".pw"))
     >>> spec = {"Command": ["/bin/echo", "hi"], "StdOutput": "std.out"}
     >>> with open(os.path.join(d, ".pw", "job.json"), "w") as f: json.dump(spec, f)
@@ -57,7 +57,7 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 
 def _log(message: str) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-    print(f"{stamp} UTC batch wrapper: {message}", flush=True)
+    print(f"{stamp} UTC batch wrapper: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str]) -> int:
