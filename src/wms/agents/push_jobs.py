@@ -38,6 +38,7 @@ import logging
 import shutil
 import tarfile
 import tempfile
+import time
 import zlib
 from datetime import timedelta
 from typing import Any
@@ -62,6 +63,9 @@ __all__ = ["PushJobAgent", "slurm_of"]
 log = logging.getLogger("pilotwms.agents.push_jobs")
 
 MATCHER = "WorkloadManagement/Matcher"
+#: a job whose shipping failed this often fails with :data:`SHIP_FAILED`
+MAX_SHIP_ATTEMPTS = 3
+SHIP_FAILED = "Submission To Batch System Failed"
 NO_MATCH = 1510
 #: the server statuses in which a pushed job is still ours to follow
 OURS = ("Matched", "Running", "Completing", "Stalled")
@@ -100,6 +104,7 @@ class PushJobAgent(Agent):
         self._bases: dict[tuple[str, str], str] = {}
         self._rpc: RpcClient | None = None
         self._rpc_born = 0.0
+        self._backoff: dict[tuple[str, str, str], float] = {}
         #: batch references this instance submitted (for logs and tests)
         self.submitted: list[str] = []
 
@@ -162,6 +167,9 @@ class PushJobAgent(Agent):
     def fill(self, slurm: SlurmComputingElement, site: str, ce_name: str, q_name: str,
              queue: QueueConfig) -> int:
         """Match and ship up to the queue's limits; the number of jobs matched."""
+        key = (site, ce_name, q_name)
+        if self._backoff.get(key, 0.0) > time.monotonic():
+            return 0
         engine = self.engine()
         with engine.connect() as conn:
             phases = push_db.in_flight(conn, site, ce_name, q_name)
@@ -183,8 +191,15 @@ class PushJobAgent(Agent):
                 push_db.add_job(conn, job_id, site, ce_name, q_name, agent=self.instance,
                                 now=utcnow())
             log.info("%s/%s/%s: matched job %d", site, ce_name, q_name, job_id)
-            if self.mine(job_id):
+            try:
                 self.ship(slurm, site, ce_name, q_name, queue, job_id)
+            except (PilotWMSError, RpcError, OSError):
+                minutes = self.config.operations.pilot.failing_queue_backoff_minutes
+                self._backoff[key] = time.monotonic() + 60 * minutes
+                log.error("%s/%s/%s: shipping failed, no matching for %.0f min", site, ce_name,
+                          q_name, minutes)
+                raise
+            self.beat()  # a long cycle must not look like a dead agent to the peers
         return matched
 
     def wrapper(self, job_id: int, queue: QueueConfig) -> PushedJob:
@@ -203,6 +218,14 @@ class PushJobAgent(Agent):
         """Prepare (reports, input sandboxes), copy the job directory, sbatch it."""
         job = self.wrapper(job_id, queue)
         engine = self.engine()
+        with engine.begin() as conn:
+            attempt = push_db.count_attempt(conn, job_id)
+        if attempt > MAX_SHIP_ATTEMPTS:
+            job.report("Failed", SHIP_FAILED)
+            job._send_log()
+            with engine.begin() as conn:
+                push_db.forget(conn, job_id)
+            return
         try:
             if not job.prepare():
                 job._send_log()
@@ -242,7 +265,7 @@ class PushJobAgent(Agent):
                q_name: str) -> None:
         engine = self.engine()
         with engine.connect() as conn:
-            rows = [r for r in push_db.rows(conn, site, ce_name, q_name) if self.mine(r.job_id)]
+            rows = [r for r in push_db.rows(conn, site, ce_name, q_name) if self.handles(r)]
             states = jobs_db.status_of(conn, [r.job_id for r in rows])
         if not rows:
             return
@@ -260,6 +283,16 @@ class PushJobAgent(Agent):
                     self.step(slurm, row, batch[row.batch_ref], queue)
             except (PilotWMSError, RpcError, OSError) as exc:
                 log.error("job %d: %s", row.job_id, exc)
+
+    def handles(self, row: push_db.PushRow) -> bool:
+        """Whether this instance looks after ``row``: a job not yet shipped stays with the agent
+        that matched it while that agent is alive; otherwise jobs are split by job ID."""
+        if row.phase == "New":
+            if row.agent == self.instance:
+                return True
+            if row.agent in self._peers:
+                return False
+        return self.mine(row.job_id)
 
     def step(self, slurm: SlurmComputingElement, row: push_db.PushRow, state: PilotStatus,
              queue: QueueConfig) -> None:

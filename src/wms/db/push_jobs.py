@@ -24,7 +24,8 @@ from sqlalchemy.engine import Connection
 from core.db import UTCDateTime
 from wms.db.tables import JobIdType, metadata
 
-__all__ = ["PushRow", "add_job", "forget", "in_flight", "push_jobs", "rows", "set_phase"]
+__all__ = ["PushRow", "add_job", "count_attempt", "forget", "in_flight", "push_jobs", "rows",
+           "set_next_beat", "set_phase"]
 
 PHASES = ("New", "Submitted", "Running", "Killed")
 
@@ -39,6 +40,7 @@ push_jobs = sa.Table(
     sa.Column("batch_ref", sa.String(255), nullable=False, server_default=""),
     sa.Column("remote_dir", sa.String(1024), nullable=False, server_default=""),
     sa.Column("agent", sa.String(255), nullable=False, server_default=""),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_beat", UTCDateTime, nullable=False),
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("updated", UTCDateTime, nullable=False),
@@ -56,6 +58,10 @@ class PushRow:
     batch_ref: str
     remote_dir: str
     next_beat: datetime
+    #: the agent instance that matched it (New) or submitted it
+    agent: str = ""
+    #: shipping attempts so far
+    attempts: int = 0
 
 
 def add_job(conn: Connection, job_id: int, site: str, ce: str, queue: str, *, agent: str,
@@ -91,10 +97,17 @@ def rows(conn: Connection, site: str, ce: str, queue: str) -> list[PushRow]:
     t = push_jobs
     result = conn.execute(sa.select(
         t.c.job_id, t.c.site, t.c.ce, t.c.queue, t.c.phase, t.c.batch_ref, t.c.remote_dir,
-        t.c.next_beat).where(t.c.site == site, t.c.ce == ce, t.c.queue == queue)
-        .order_by(t.c.job_id))
+        t.c.next_beat, t.c.agent, t.c.attempts).where(
+            t.c.site == site, t.c.ce == ce, t.c.queue == queue).order_by(t.c.job_id))
     return [PushRow(int(r.job_id), r.site, r.ce, r.queue, r.phase, r.batch_ref, r.remote_dir,
-                    r.next_beat) for r in result]
+                    r.next_beat, r.agent, int(r.attempts)) for r in result]
+
+
+def count_attempt(conn: Connection, job_id: int) -> int:
+    """One more shipping attempt of ``job_id``; the attempts so far (this one included)."""
+    t = push_jobs
+    conn.execute(sa.update(t).where(t.c.job_id == job_id).values(attempts=t.c.attempts + 1))
+    return int(conn.execute(sa.select(t.c.attempts).where(t.c.job_id == job_id)).scalar() or 0)
 
 
 def in_flight(conn: Connection, site: str, ce: str, queue: str) -> dict[str, int]:

@@ -159,7 +159,7 @@ def test_push_mode_runs_jobs_to_done_across_agent_copies(env: Env,
     assert second.beat() == ["push-1", "push-2"]
     for agent in (first, second):
         agent.run_once()
-    # matched by the queue's owner, shipped by the job's owner: each job once
+    # matched and shipped by the queue's owner only: each job once
     assert len(first.submitted) + len(second.submitted) == 2
     assert {r.phase for r in push_rows(push_config)} <= {"Submitted", "Running"}
     # "push-1" crashes: "push-2" takes over its batch jobs once push-1's heartbeat is old
@@ -203,6 +203,7 @@ def test_push_mode_kill_is_scancel_and_cpu_limit_holds(env: Env, push_config: Co
                          ' CPUTime = 600;]')
     data = push_config.model_dump(by_alias=True, exclude_none=True)
     data["Operations"]["PushMode"]["CPULimitFactor"] = 0.01  # CPUTime 100 -> 1 CPU second
+    data["Operations"]["Pilot"]["FailingQueueBackoffMinutes"] = 0  # after the "crash" below
     cfg = Config.model_validate(data)
     agent = PushJobAgent(cfg, instance="push-k", period=1)
     # the agent "crashes" between the match and the sbatch: the row stays New...
@@ -232,3 +233,22 @@ def test_push_mode_kill_is_scancel_and_cpu_limit_holds(env: Env, push_config: Co
     agent.run(once=True)
     res = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True, check=False)
     assert res.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("push_config", ["slurm"], indirect=True)
+def test_unshippable_jobs_fail_and_the_queue_backs_off(env: Env, push_config: Config) -> None:
+    data = push_config.model_dump(by_alias=True, exclude_none=True)
+    ce = data["Resources"]["Sites"][SITE]["CEs"]["hpc-login"]
+    ce["Queues"] = {"nosuchpartition": ce["Queues"]["debug"]}  # sbatch refuses it
+    cfg = Config.model_validate(data)
+    first = env.submit('[Executable = "/bin/true"; CPUTime = 600;]')
+    agent = PushJobAgent(cfg, instance="push-f", period=1)
+    agent.beat()
+    agent.run_once()
+    [row] = push_rows(cfg)
+    assert (row.phase, row.attempts, row.agent) == ("New", 1, "push-f")
+    second = env.submit('[Executable = "/bin/true"; CPUTime = 600;]')
+    assert cycle_until([agent], lambda: env.status(first)["Status"] == "Failed", 60)
+    assert env.status(first)["MinorStatus"] == "Submission To Batch System Failed"
+    assert push_rows(cfg) == [] and agent.submitted == []
+    assert env.status(second)["Status"] == "Waiting"  # the failing queue is left alone
