@@ -28,6 +28,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import pilot
 from pilot.jdl import as_list
 from pilot.wrapper import JobWrapper, safe_extract
 from wms.ce.base import shell_quote
@@ -36,7 +37,7 @@ __all__ = ["META", "PushedJob", "batch_script", "pack_dir", "unpack"]
 
 #: the job directory's own subdirectory: wrapper modules, job.json, usage.json, result.json
 META = ".pw"
-_PILOT = Path(__file__).resolve().parents[2] / "pilot"
+_PILOT = Path(pilot.__file__).resolve().parent
 #: the standard-library modules the worker node needs
 WRAPPER_MODULES = ("__init__.py", "watchdog.py", "batch_wrapper.py")
 
