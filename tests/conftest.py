@@ -22,6 +22,7 @@ from core.config.loader import load_config
 from core.config.schema import Config
 from tests.support.credentials import Creds
 from tests.support.mariadb import MariaDBServer, fresh_database
+from tests.support.oidc_idp import OIDCProvider
 from tests.support.slurm import SlurmCluster
 from tests.support.sshd import SSHServer
 
@@ -66,6 +67,13 @@ def config(instance: Instance, tmp_path: Path) -> Config:
 def creds(instance: Instance, tmp_path_factory: pytest.TempPathFactory) -> Creds:
     """Certificates, proxies and tokens of every kind (see tests/support/credentials.py)."""
     return Creds(instance, tmp_path_factory.mktemp("creds"), load_config(instance.config))
+
+
+@pytest.fixture(scope="session")
+def oidc_idp() -> Iterator[OIDCProvider]:
+    """A real OpenID Connect provider on 127.0.0.1 (see tests/support/oidc_idp.py)."""
+    with OIDCProvider() as idp:
+        yield idp
 
 
 @pytest.fixture(scope="session")

@@ -84,7 +84,7 @@ class JobManagerService(Service):
                     f"Job:{job_id}": refs for job_id, refs in result.input_sandboxes.items()
                 }, "Input", now)
             if not result.parametric:
-                optimise_new(conn, result.descriptions, now)
+                optimise_new(self.ctx, conn, result.descriptions, now)
 
         result = submission.submit(engine, jdl, who, limits_from(self.ctx.config),
                                    on_stored=stored)

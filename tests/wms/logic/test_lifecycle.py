@@ -20,10 +20,12 @@ from wms.db import jobs as jobs_db
 from wms.db.schema import WMS_SCHEMA
 from wms.db.tables import job_parameters, jobs
 from wms.logic import job_manager, optimizer
+from wms.logic.input_data import InputDataVerdict
 from wms.logic.job_description import JobDescription, JobLimits
 from wms.logic.submission import SubmitResult, Submitter, confirm_bulk, submit
 
 ALICE = Submitter("alice", "demo_user", "demo")
+GONE = InputDataVerdict(reason="Input Data Not Available")
 LIMITS = JobLimits()
 
 
@@ -103,7 +105,7 @@ def test_optimiser_paths(engine: Engine) -> None:
     data = submit(engine, '[Executable="x"; InputData = "LFN:/demo/missing";]', ALICE,
                   LIMITS).job_ids[0]
     result = optimizer.optimise(engine, [good, data, 12345], enqueue=queue.enqueue,
-                                check_input_data=lambda wanted: {j: "gone" for j in wanted})
+                                check_input_data=lambda wanted: {j: GONE for j in wanted})
     assert result.waiting == [good] and result.skipped == [12345]
     assert result.failed == {data: "Input Data Not Available"}
     assert queue.queued[good].sites == ["A"]
@@ -121,7 +123,7 @@ def test_submission_optimises_in_its_own_transaction(engine: Engine) -> None:
 
     def stored(conn: Connection, result: SubmitResult, now: datetime) -> None:
         optimizer.optimise_new(conn, result.descriptions, enqueue=queue.enqueue, now=now,
-                               check_input_data=lambda wanted: {j: "gone" for j in wanted})
+                               check_input_data=lambda wanted: {j: GONE for j in wanted})
 
     [good] = submit(engine, '[Executable="x"; Site = {"A", "B"}; BannedSites = "B";]',
                     ALICE, LIMITS, on_stored=stored).job_ids

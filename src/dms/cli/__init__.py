@@ -1,0 +1,1 @@
+"""COMDIRAC-like data management commands (``dls``, ``dcd``, ``dfind``, ...)."""

@@ -1,0 +1,1 @@
+"""Database layer of the DataManagement system (tables and queries; SQLAlchemy Core)."""

@@ -1,0 +1,1 @@
+"""Logic of the DataManagement system: plain functions, dependencies passed in."""
