@@ -17,8 +17,9 @@ For every queue of a CE with ``PushMode: true`` (``Resources.Sites.<s>.CEs.<ce>`
    The queue's ``MaxWaitingPilots``/``MaxTotalPilots``/``MaxPilotsToSubmit`` bound the jobs
    queued / in flight / matched per cycle.
 
-The job-scoped credential never leaves the agent: every call about a job uses a token scoped
-to ``job:<id>`` that the agent mints from ``Auth.Signing``. The phase of each job is in the
+The job-scoped credential never leaves the agent: every call about a job uses the credential a
+pilot would get with the match (the owner's, scoped to ``job:<id>``), minted from
+``Auth.Signing``. The phase of each job is in the
 database (:mod:`wms.db.push_jobs`), so a restarted agent, or a peer, carries on where it was;
 jobs that ended meanwhile on the server (killed, rescheduled by the stalled-job agent, removed)
 have their batch job cancelled and their row forgotten.
@@ -55,6 +56,7 @@ from wms.ce.slurm import SlurmComputingElement
 from wms.ce.ssh import SSHComputingElement
 from wms.db import jobs as jobs_db
 from wms.db import push_jobs as push_db
+from wms.logic.job_policy import JOB_CREDENTIAL_PROPERTIES
 from wms.logic.push import META, PushedJob, batch_script, unpack
 from wms.logic.site_director import pilot_identity, pilots_to_submit, queue_resource
 
@@ -122,9 +124,16 @@ class PushJobAgent(Agent):
         return self._rpc
 
     def job_rpc(self, job_id: int) -> RpcClient:
-        """A client acting on ``job_id`` only."""
-        token = self.issuer.issue(self.user, group=self.group, vo=self.vo, lifetime=3600,
-                                  scopes=[f"job:{job_id}"])
+        """A client acting on ``job_id`` only, with the credential the Matcher gives a pilot
+        (``JobToken``): the job owner's, scoped to the job, with the owner's ordinary
+        properties only. Minted here (not stored) so that a restarted agent has it too."""
+        with self.engine().connect() as conn:
+            row = jobs_db.status_of(conn, [job_id]).get(job_id)
+        if row is None:
+            raise ValueError(f"job {job_id} does not exist")
+        token = self.issuer.issue(row.owner, group=row.owner_group, vo=row.vo, lifetime=3600,
+                                  scopes=[f"job:{job_id}"],
+                                  extra_claims={"properties": list(JOB_CREDENTIAL_PROPERTIES)})
         return self.rpc().with_token(token)
 
     # -- configuration ------------------------------------------------------------------------
