@@ -109,6 +109,8 @@ class PushJobAgent(Agent):
         self._backoff: dict[tuple[str, str, str], float] = {}
         #: batch references this instance submitted (for logs and tests)
         self.submitted: list[str] = []
+        for site, ce_name, ce_conf, _q_name, _queue in self.queues():
+            self.batch(site, ce_name, ce_conf)  # a CE that cannot push is a ConfigError now
 
     # -- identities ---------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from tests.wms.ce.helpers import live_processes_with
 
 from core.config.schema import Config
 from core.db import init_schema, make_engine
+from core.exceptions import ConfigError
 from core.rpc.runner import available_services
 from pilot import batch_wrapper
 from wms.agents.push_jobs import PushJobAgent
@@ -140,6 +141,15 @@ def test_batch_wrapper_and_job_dir_helpers(tmp_path: Path) -> None:
     (job / ".pw" / "job.json").write_text(json.dumps({"Command": ["/nonexistent/x"]}))
     assert batch_wrapper.main([str(job / ".pw" / "job.json")]) == 0
     assert json.loads((job / ".pw" / "result.json").read_text())["ExitCode"] is None
+
+
+def test_push_mode_needs_slurm(env: Env) -> None:
+    data = env.server.config.model_dump(by_alias=True, exclude_none=True)
+    data["Resources"] = {"Sites": {SITE: {"CEs": {"local": {
+        "CEType": "Local", "PushMode": True, "Settings": {"WorkDir": "/tmp/x"},
+        "Queues": {"default": {}}}}}}}
+    with pytest.raises(ConfigError, match="push mode needs a Slurm CE"):
+        PushJobAgent(Config.model_validate(data), instance="bad")
 
 
 def test_push_mode_runs_jobs_to_done_across_agent_copies(env: Env,
