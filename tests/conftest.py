@@ -5,6 +5,8 @@
   ``$PILOTWMS_TEST_MYSQL_URL``, an admin URL allowed to create databases).
 * ``instance``: a ``pilotwms init`` instance (dev CA, host cert, users alice and admin, token key)
   made once per session; tests must not modify it.
+* ``slurm_cluster``, ``sshd_server``: a real single-node Slurm and a real sshd (session-wide,
+  started on first use).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from core.config.schema import Config
 from tests.support.credentials import Creds
 from tests.support.mariadb import MariaDBServer, fresh_database
 from tests.support.oidc_idp import OIDCProvider
+from tests.support.slurm import SlurmCluster
+from tests.support.sshd import SSHServer
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +74,25 @@ def oidc_idp() -> Iterator[OIDCProvider]:
     """A real OpenID Connect provider on 127.0.0.1 (see tests/support/oidc_idp.py)."""
     with OIDCProvider() as idp:
         yield idp
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """A real single-node Slurm (tests/support/slurm.py), started once per session."""
+    cluster = SlurmCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd_server() -> Iterator[SSHServer]:
+    """A real sshd with key-only login for a test user (tests/support/sshd.py)."""
+    server = SSHServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

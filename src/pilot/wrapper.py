@@ -106,10 +106,22 @@ class JobWrapper:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
     def _run(self) -> str:
+        if not self.prepare():
+            return "Failed"
+        self.report("", "Application")
+        code = self.execute()
+        return self.finish(code, self.watchdog.reason if self.watchdog else None)
+
+    def initial_parameters(self) -> dict[str, Any]:
+        return dict(self.opts.parameters, NumberOfProcessors=self.opts.processors,
+                    CPUNormalizationFactor=1, JobWrapperPID=os.getpid())
+
+    def prepare(self) -> bool:
+        """Running/"Job Initialization", first parameters, input sandboxes unpacked in
+        :attr:`dir`; False (and the job reported Failed) when a sandbox cannot be had."""
         os.makedirs(self.dir, exist_ok=True)
         self.report("Running", "Job Initialization")
-        self.parameters(dict(self.opts.parameters, NumberOfProcessors=self.opts.processors,
-                             CPUNormalizationFactor=1, JobWrapperPID=os.getpid()))
+        self.parameters(self.initial_parameters())
         sandboxes = [s for s in as_list(self.jdl.get("InputSandbox")) if s.startswith("SB:")]
         if sandboxes:
             self.report("", "Downloading InputSandbox")
@@ -119,10 +131,15 @@ class JobWrapper:
             except (RpcError, OSError, tarfile.TarError, ValueError) as exc:
                 self.log(f"input sandbox: {exc}")
                 self.report("Failed", "Failed Downloading InputSandbox")
-                return "Failed"
-        self.report("", "Application")
-        code = self.execute()
-        reason = self.watchdog.reason if self.watchdog else None
+                return False
+        return True
+
+    def finish(self, code: int | None, reason: str | None) -> str:
+        """Report how the payload ended (exit ``code``, None: could not start; ``reason``: a
+        watchdog's), upload the output sandbox from :attr:`dir`; the final status reported.
+
+        Shared by the pilot and push mode (which runs the payload elsewhere and calls this
+        once the outputs are back in :attr:`dir`)."""
         if reason == KILLED:
             self.log("killed on the server's request; the job stays Killed")
             return "Killed"

@@ -57,6 +57,9 @@ class SSHServer:
         subprocess.run(["usermod", "-p", "*", self.user], check=True, capture_output=True)
         entry = pwd.getpwnam(self.user)
         self.home = Path(entry.pw_dir)
+        if not self.home.is_dir():  # left by an earlier run whose userdel could not finish
+            self.home.mkdir(mode=0o755, parents=True)
+            shutil.chown(self.home, entry.pw_uid, entry.pw_gid)
         for name in ("host_ed25519", "client_ed25519"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                             str(self.base / name)], check=True, capture_output=True)

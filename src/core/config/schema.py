@@ -309,6 +309,9 @@ class CEConfig(Section):
 
     ce_type: str = Field(alias="CEType")
     settings: dict[str, Any] = Field(default_factory=dict)
+    #: push mode: no pilots; the PushJobAgent matches jobs for the site and ships them to the
+    #: CE's Slurm (docs/computing-elements.md)
+    push_mode: bool = False
     queues: dict[str, QueueConfig] = Field(default_factory=dict)
 
 
@@ -415,10 +418,24 @@ class PilotConfig(Section):
     failing_queue_backoff_minutes: float = Field(default=10.0, ge=0)
 
 
+class PushModeConfig(Section):
+    """Options of the PushJobAgent (push mode, docs/computing-elements.md)."""
+
+    #: seconds between heartbeats sent on behalf of each pushed job
+    heartbeat: float = Field(default=60.0, gt=0)
+    #: the agent's local directory for inputs and outputs in transit (default: a temp dir)
+    staging_dir: Path | None = None
+    #: the Python 3 (>= 3.9) on the worker nodes that runs the batch wrapper
+    python: str = "python3"
+    #: the job's CPUTime times this is its CPU limit (DIRAC's 20% margin)
+    cpu_limit_factor: float = Field(default=1.2, gt=0, alias="CPULimitFactor")
+
+
 class OperationsConfig(Section):
     job_scheduling: JobSchedulingConfig = Field(default_factory=JobSchedulingConfig)
     pilot: PilotConfig = Field(default_factory=PilotConfig)
     stalled_jobs: StalledJobsConfig = Field(default_factory=StalledJobsConfig)
+    push_mode: PushModeConfig = Field(default_factory=PushModeConfig)
     max_parametric_jobs: int = Field(default=10_000, ge=1)
     max_rescheduling: int = Field(default=3, ge=0)
     #: seconds a rescheduled job waits before it is matched again, by attempt (last repeats)

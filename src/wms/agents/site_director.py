@@ -35,7 +35,13 @@ from pilot.build import build as build_pilot
 from wms.ce.base import ComputingElement, PilotStatus, ce_class
 from wms.db import pilots as pilots_db
 from wms.logic import matching, pilots
-from wms.logic.site_director import ca_bundle, pilot_script, pilots_to_submit, queue_resource
+from wms.logic.site_director import (
+    ca_bundle,
+    pilot_identity,
+    pilot_script,
+    pilots_to_submit,
+    queue_resource,
+)
 
 log = logging.getLogger("pilotwms.agents.site_director")
 
@@ -46,19 +52,11 @@ class SiteDirector(Agent):
 
     def __init__(self, config: Config, **kwargs: object) -> None:
         super().__init__(config, **kwargs)  # type: ignore[arg-type]
-        conf = config.operations.pilot
-        registry_groups = config.registry.users.get(conf.user)
-        if registry_groups is None:
-            raise ConfigError(f"Operations.Pilot.User: no user {conf.user!r} in the registry")
-        group = conf.group or next(
-            (g for g, gc in config.registry.groups.items()
-             if conf.user in gc.users and "GenericPilot" in gc.properties), None)
-        if group is None:
-            raise ConfigError("Operations.Pilot.Group: no GenericPilot group for the pilots")
+        _user, group, vo = pilot_identity(config)
         if config.auth.signing is None:
             raise ConfigError("Auth.Signing is needed: the site director issues pilot tokens")
         self.group = group
-        self.vo = config.registry.groups[group].vo
+        self.vo = vo
         self.issuer = TokenIssuer(config.auth.signing)
         ca_dir = config.server.ca_dir
         if ca_dir is None:
@@ -66,7 +64,7 @@ class SiteDirector(Agent):
         self.cas = ca_bundle(ca_dir)
         with tempfile.TemporaryDirectory() as tmp:
             self.zipapp = build_pilot(Path(tmp) / "pilot.pyz").read_bytes()
-        self.urls = conf.urls or [f"https://{config.server.host}:{config.server.port}"]
+        self.urls = config.operations.pilot.urls or [f"https://{config.server.host}:{config.server.port}"]
         self._ces: dict[tuple[str, str], ComputingElement] = {}
         self._backoff: dict[tuple[str, str, str], float] = {}
 
@@ -80,7 +78,8 @@ class SiteDirector(Agent):
         return [(site, ce_name, ce_conf, q_name, q)
                 for site, site_conf in sorted(self.config.resources.sites.items())
                 for ce_name, ce_conf in sorted(site_conf.ces.items())
-                for q_name, q in sorted(ce_conf.queues.items())]
+                for q_name, q in sorted(ce_conf.queues.items())
+                if not ce_conf.push_mode]  # push-mode CEs get jobs from the PushJobAgent
 
     def run_once(self) -> bool:
         for site, ce_name, ce_conf, q_name, queue in self.queues():

@@ -14,6 +14,7 @@ from __future__ import annotations
 from core.db import Schema
 from wms.db import (  # noqa: F401 - they register their tables
     pilot_tables,
+    push_jobs,
     sandbox_tables,
     tables,
     tq_tables,

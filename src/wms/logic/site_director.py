@@ -28,7 +28,22 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from core.config.schema import QueueConfig
+from core.config.schema import Config, QueueConfig
+from core.exceptions import ConfigError
+
+
+def pilot_identity(config: Config) -> tuple[str, str, str]:
+    """(user, group, VO) that pilot tokens are issued for: ``Operations.Pilot.User`` and its
+    ``Group`` (default: the user's first GenericPilot group)."""
+    conf = config.operations.pilot
+    if config.registry.users.get(conf.user) is None:
+        raise ConfigError(f"Operations.Pilot.User: no user {conf.user!r} in the registry")
+    group = conf.group or next(
+        (g for g, gc in config.registry.groups.items()
+         if conf.user in gc.users and "GenericPilot" in gc.properties), None)
+    if group is None:
+        raise ConfigError("Operations.Pilot.Group: no GenericPilot group for the pilots")
+    return conf.user, group, config.registry.groups[group].vo
 
 
 def pilots_to_submit(queue: QueueConfig, *, waiting_jobs: int, waiting_pilots: int,
@@ -39,9 +54,11 @@ def pilots_to_submit(queue: QueueConfig, *, waiting_jobs: int, waiting_pilots: i
 
 
 def queue_resource(site: str, ce: str, queue_name: str, queue: QueueConfig) -> dict[str, Any]:
-    """The resource description a pilot of this queue would send (to count its jobs)."""
+    """The resource description a pilot of this queue would send (to count its jobs); its
+    CPUTime is bounded by the wall time too, as a pilot's offer is."""
     resource: dict[str, Any] = {"Site": site, "GridCE": ce, "Queue": queue_name,
-                                "CPUTime": queue.max_cpu_time,
+                                "CPUTime": min(queue.max_cpu_time,
+                                               queue.max_wall_time or queue.max_cpu_time),
                                 "NumberOfProcessors": queue.number_of_processors,
                                 "Tag": list(queue.tags), "RequiredTag": list(queue.required_tags)}
     if queue.max_ram:

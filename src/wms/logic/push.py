@@ -1,0 +1,105 @@
+"""Push mode's pieces: the pilot's job wrapper with the payload run by a batch system, and the
+job directory that travels to it.
+
+:class:`PushedJob` is :class:`pilot.wrapper.JobWrapper` (same reports, same input and output
+sandbox handling, same final statuses) whose payload is not started here: :meth:`PushedJob.spec`
+describes it for :mod:`pilot.batch_wrapper`, which runs it on the worker node, and
+:meth:`~pilot.wrapper.JobWrapper.finish` reports the end once the job directory is back.
+
+:func:`pack_dir` / :func:`unpack` move a directory as base64 text (what a command runner's
+stdin/stdout carry; tar.gz inside); :func:`batch_script` is the batch job itself.
+
+Example::
+
+    >>> print(batch_script("/scratch/push/12", "python3"), end="")
+    #!/bin/sh
+    cd '/scratch/push/12' || exit 1
+    PYTHONPATH='/scratch/push/12/.pw' exec python3 -S -m pilot.batch_wrapper .pw/job.json
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import stat
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pilot
+from pilot.jdl import as_list
+from pilot.wrapper import JobWrapper, safe_extract
+from wms.ce.base import shell_quote
+
+__all__ = ["META", "PushedJob", "batch_script", "pack_dir", "unpack"]
+
+#: the job directory's own subdirectory: wrapper modules, job.json, usage.json, result.json
+META = ".pw"
+_PILOT = Path(pilot.__file__).resolve().parent
+#: the standard-library modules the worker node needs
+WRAPPER_MODULES = ("__init__.py", "watchdog.py", "batch_wrapper.py")
+
+
+class PushedJob(JobWrapper):
+    """A job wrapper whose payload runs in a batch job (see the module docstring)."""
+
+    def initial_parameters(self) -> dict[str, Any]:
+        return dict(self.opts.parameters, NumberOfProcessors=self.opts.processors,
+                    CPUNormalizationFactor=1)
+
+    def spec(self, remote_dir: str) -> dict[str, Any]:
+        """``job.json`` for :mod:`pilot.batch_wrapper`: the payload as it runs in
+        ``remote_dir`` (an executable shipped in the input sandbox is made executable)."""
+        exe = str(self.jdl.get("Executable", ""))
+        local = os.path.join(self.dir, exe)
+        if exe and not os.path.isabs(exe) and os.path.isfile(local):
+            os.chmod(local, os.stat(local).st_mode | stat.S_IXUSR)
+            exe = f"{remote_dir}/{exe}"
+        command = [exe] + self.command()[1:]
+        env = {"DIRACJOBID": str(self.job_id), "JOBID": str(self.job_id),
+               "DIRAC_PROCESSORS": str(self.opts.processors)}
+        for item in as_list(self.jdl.get("ExecutionEnvironment")):
+            name, _, value = item.partition("=")
+            if name:
+                env[name] = value
+        return {"Command": command, "Environment": env,
+                "StdOutput": str(self.jdl.get("StdOutput", "std.out")),
+                "StdError": str(self.jdl.get("StdError", "std.err")),
+                "CPULimit": self.cpu_limit(), "WallLimit": self.opts.max_wall, "Sample": 2.0}
+
+    def stage(self, remote_dir: str) -> str:
+        """The job directory (inputs + wrapper + job.json) as :func:`pack_dir` text."""
+        meta = os.path.join(self.dir, META, "pilot")
+        os.makedirs(meta, exist_ok=True)
+        for name in WRAPPER_MODULES:
+            Path(meta, name).write_bytes((_PILOT / name).read_bytes())
+        Path(self.dir, META, "job.json").write_text(json.dumps(self.spec(remote_dir)),
+                                                    encoding="utf-8")
+        return pack_dir(self.dir)
+
+
+def pack_dir(path: str) -> str:
+    """``path``'s content as base64 of a tar.gz (names relative to ``path``)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in sorted(os.listdir(path)):
+            tar.add(os.path.join(path, name), arcname=name)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def unpack(text: str, dest: str) -> None:
+    """Extract :func:`pack_dir` text (or ``tar -cz | base64`` output) into ``dest``; regular
+    files and directories only, never outside ``dest``."""
+    data = base64.b64decode("".join(text.split()))
+    os.makedirs(dest, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        safe_extract(tar, dest)
+
+
+def batch_script(remote_dir: str, python: str) -> str:
+    """The batch job: run :mod:`pilot.batch_wrapper` in ``remote_dir``."""
+    return (f"#!/bin/sh\ncd {shell_quote(remote_dir)} || exit 1\n"
+            f"PYTHONPATH={shell_quote(remote_dir + '/' + META)} exec {python} -S -m "
+            f"pilot.batch_wrapper {META}/job.json\n")
