@@ -101,6 +101,27 @@ dlogging 1
 say "doutput: the outputs, into ./<JobID>/"
 doutput 1 2 3 4 5
 for d in 1 2 3 4; do echo "--- $d/std.out"; cat "$d/std.out"; done
+
+HOME_LFN=/demo/user/a/alice
+say "data: dput a file to the instance's SE, a job that reads it and writes output data"
+echo "input data for the demo" > input.txt
+dmkdir "$HOME_LFN/data"
+dput input.txt "$HOME_LFN/data/input.txt"
+dls -l "$HOME_LFN/data"
+DATAJOB=$(dsub -N with-data --InputData "$HOME_LFN/data/input.txt" --OutputData summary.txt \
+  --OutputPath results /bin/sh -c 'wc -c < input.txt > summary.txt')
+for _ in $(seq 60); do
+  state=$(dstat -a -F Status -f csv "$DATAJOB" | tail -n 1)
+  case $state in Done|Failed|Killed) break ;; esac
+  sleep 2
+done
+dstat -a "$DATAJOB"
+dlogging "$DATAJOB"
+
+say "doutput --Data: the job's output data, checksums verified"
+doutput --Data -D data-out "$DATAJOB"
+echo "--- data-out/$DATAJOB/summary.txt: $(cat "data-out/$DATAJOB/summary.txt")"
+dls -l "$HOME_LFN/results"
 cd "$REPO"
 
 say "demo finished"

@@ -52,6 +52,10 @@ class Instance:
         return base / "usercert.pem", base / "userkey.pem"
 
 
+#: dput's default SE name (COMDIRAC's), served by the instance's own storage service
+DEFAULT_SE = "DIRAC-USER"
+
+
 def _user_dn(name: str) -> str:
     return f"/O=pilotwms/OU=Users/CN={name}"
 
@@ -69,11 +73,21 @@ def server_config_data(directory: Path, *, user: str, host: str, port: int) -> d
             "Processes": 1,
         },
         "Auth": {"Signing": {"Issuer": url, "KeyFile": "jwk.json", "Audience": "pilotwms"}},
-        # one site with local pilots: `pilotwms agent SiteDirector` feeds it
-        "Resources": {"Sites": {"Demo.Local.site": {"CEs": {"localhost": {
-            "CEType": "Local", "Settings": {"WorkDir": str(directory / "pilots")},
-            "Queues": {"default": {"MaxCPUTime": 172800, "MaxWaitingPilots": 2,
-                                   "MaxTotalPilots": 2}}}}}}},
+        # one site with local pilots (`pilotwms agent SiteDirector` feeds it) and one disk SE
+        # served by this server, the default of dput and of jobs' output data
+        "Resources": {
+            "Sites": {"Demo.Local.site": {"CEs": {"localhost": {
+                "CEType": "Local", "Settings": {"WorkDir": str(directory / "pilots")},
+                "Queues": {"default": {"MaxCPUTime": 172800, "MaxWaitingPilots": 2,
+                                       "MaxTotalPilots": 2}}}},
+                "SEs": [DEFAULT_SE] if port else []}},
+            # (with --port 0 the port is only known once serving: no SE then)
+            "StorageElements": {DEFAULT_SE: {"Protocols": [
+                {"Plugin": "HTTPS", "Host": host, "Port": port, "Path": str(directory / "se")}]}
+            } if port else {},
+        },
+        # the optimiser schedules jobs with input data from the file catalog
+        "Systems": {"DataManagement": {}},
         "Operations": {"Pilot": {"User": "pilot", "Group": PILOT_GROUP, "MaxFailedMatches": 5,
                                  "Poll": 1, "Heartbeat": 10}},
         "Registry": {
