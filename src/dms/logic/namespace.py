@@ -212,8 +212,10 @@ def create_directories(engine: Engine, settings: CatalogSettings, req: Requester
     with write_transaction(engine) as conn:
         res = resolve(conn, wanted)
         for path in list(wanted):
-            if path in res.files:
-                result.fail(wanted.pop(path), EXISTS)
+            if path in res.dirs and not res.reachable(req, path):
+                result.fail(wanted.pop(path), DENIED)  # do not reveal what is hidden
+            elif path in res.files:
+                result.fail(wanted.pop(path), EXISTS if res.reachable(req, path) else DENIED)
         refused = _ensure_dirs(conn, req, settings, set(wanted), res)
     for path, raw in wanted.items():
         if path in refused:
