@@ -185,10 +185,20 @@ def _ensure_dirs(conn: Connection, req: Requester, settings: CatalogSettings,
     if not missing:
         return {}
     plan, refused = _plan_dirs(req, settings, missing, res.dirs)
+    # a planned directory whose parent exists may clash with a file of that name
+    by_parent: dict[int, list[str]] = defaultdict(list)
+    for item in plan:
+        parent_row = res.dirs.get(parent_of(item.path))
+        if item.path != "/" and parent_row is not None:
+            by_parent[parent_row.dir_id].append(name_of(item.path))
+    clashes = {(d, n) for (d, n) in db.get_files(conn, by_parent, False)} if by_parent else set()
     reachable = []
     for item in plan:
         top = [a for a in ancestors(item.path) if a in res.dirs]
-        if all(may(req, res.dirs[a], EXECUTE) for a in top):
+        parent_row = res.dirs.get(parent_of(item.path))
+        if parent_row is not None and (parent_row.dir_id, name_of(item.path)) in clashes:
+            refused[item.path] = NOT_DIR
+        elif all(may(req, res.dirs[a], EXECUTE) for a in top):
             reachable.append(item)
         else:
             refused[item.path] = DENIED
