@@ -130,6 +130,8 @@ def test_datasets(tree: Engine) -> None:
                                                            "energy": {">": 0}}}).failed == {}
     assert datasets.add_datasets(tree, CFG, ALICE, {name: {"kind": "x"}}).failed == {
         name: "File exists"}
+    assert datasets.add_datasets(tree, CFG, ALICE, {f"{H}/sets/bad": {"nope": 1}}).failed == {
+        f"{H}/sets/bad": "unknown metadata field 'nope'"}
     members = ["r2/f1", "r2/f2", "r4/f1", "r4/f2"]
     expected = [f"{H}/runs/{m}" for m in members]
     assert datasets.get_dataset_files(tree, ALICE, [name]).successful == {name: expected}
