@@ -1,6 +1,6 @@
 """Submission speed: bulk parametric jobs/s to Waiting, and single submissions over HTTPS.
 
-    python bench/submission.py [--jobs 10000] [--singles 600] [--mysql-url URL]
+    python bench/submission.py [--jobs 10000] [--singles 600] [--mysql-url URL] [--singles-only]
 
 Bulk: one parametric JDL of ``--jobs`` children, stored, confirmed and optimised into task
 queues (the real matcher code), directly against the database, on SQLite and on MariaDB
@@ -102,7 +102,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--singles", type=int, default=600)
     parser.add_argument("--mysql-url", help="admin URL of a MariaDB allowed to create databases")
+    parser.add_argument("--singles-only", action="store_true", help="skip the bulk runs")
     args = parser.parse_args()
+    if args.singles_only:
+        singles(args.singles)
+        return
     print("bulk parametric submission, to Waiting:")
     with tempfile.TemporaryDirectory() as tmp:
         bulk(f"sqlite:///{tmp}/bench.db", args.jobs)

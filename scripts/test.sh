@@ -28,11 +28,20 @@ command -v sbatch >/dev/null 2>&1 || missing+=(slurm-client)
 command -v munged >/dev/null 2>&1 || [[ -x /usr/sbin/munged ]] || missing+=(munge)
 [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+command -v xrootd >/dev/null 2>&1 || missing+=(xrootd-server)
+command -v xrdcp >/dev/null 2>&1 || missing+=(xrootd-client)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   as_root apt-get update -q
   as_root apt-get install -y -q "${missing[@]}"
 fi
+echo "ok"
+
+log "OpenID Connect provider for the login tests (scripts/oidc-idp)"
+[[ -d scripts/oidc-idp/node_modules ]] || npm ci --no-audit --no-fund --prefix scripts/oidc-idp
 echo "ok"
 
 log "python venv ($VENV)"

@@ -20,6 +20,7 @@ from core.config.loader import load_config
 from core.config.schema import Config
 from tests.support.credentials import Creds
 from tests.support.mariadb import MariaDBServer, fresh_database
+from tests.support.oidc_idp import OIDCProvider
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +63,10 @@ def config(instance: Instance, tmp_path: Path) -> Config:
 def creds(instance: Instance, tmp_path_factory: pytest.TempPathFactory) -> Creds:
     """Certificates, proxies and tokens of every kind (see tests/support/credentials.py)."""
     return Creds(instance, tmp_path_factory.mktemp("creds"), load_config(instance.config))
+
+
+@pytest.fixture(scope="session")
+def oidc_idp() -> Iterator[OIDCProvider]:
+    """A real OpenID Connect provider on 127.0.0.1 (see tests/support/oidc_idp.py)."""
+    with OIDCProvider() as idp:
+        yield idp

@@ -106,6 +106,12 @@ class RpcClient:
         return RpcClient(self.urls, token=token, ca_dir=self._ca_dir, ca_file=self._ca_file,
                          timeout=self.timeout, retries=self.retries, backoff=self.backoff)
 
+    def auth_headers(self) -> dict[str, str]:
+        """The ``Authorization`` header for other HTTPS requests to the same servers (empty
+        with a proxy: the TLS handshake of :attr:`context` carries it)."""
+        token = self._bearer()
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def _bearer(self) -> str | None:
         if self.token_file:
             stamp = os.stat(self.token_file).st_mtime

@@ -22,7 +22,7 @@ from core.rpc.service import Service
 
 class ThreadedServer:
     def __init__(self, config: Config, services: Iterable[type[Service]], *,
-                 tls: bool = True, host: str = "127.0.0.1") -> None:
+                 tls: bool = True, host: str = "127.0.0.1", port: int = 0) -> None:
         self.config = config
         self.services = list(services)
         self.tls = tls
@@ -33,7 +33,7 @@ class ThreadedServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self.port = 0
+        self.port = port
 
     @property
     def url(self) -> str:
@@ -46,7 +46,7 @@ class ThreadedServer:
         asyncio.set_event_loop(loop)
         try:
             self.ctx = ServerContext(self.config)
-            sockets = bind_sockets(0, self.host)
+            sockets = bind_sockets(self.port, self.host)
             self.port = sockets[0].getsockname()[1]
 
             async def start() -> None:

@@ -11,6 +11,7 @@ Subcommands::
     pilotwms proxy init [--cert F] [--key F] [--group G] [--hours H] [--limited] [--out F]
     pilotwms proxy info [FILE]
     pilotwms token issue --user U [--group G] [--lifetime S] [--out F] [--config F]
+    pilotwms auth rotate-key|keys|housekeeping|delegations [--config F]   # login server
     pilotwms call SYSTEM/SERVICE METHOD [ARG ...]      # ARGs are JSON, else strings
 
 ``--config`` defaults to ``$PILOTWMS_CONFIG``; user-side commands (``proxy init``, ``call``)
@@ -97,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--group", "-g")
     p.add_argument("--lifetime", type=int, help="seconds (default Auth.Signing.Lifetime)")
     p.add_argument("--out", type=Path, help="write the token to this file (mode 600)")
+
+    from core.auth.cli import add_parser as add_auth_parser
+
+    add_auth_parser(sub)
 
     p = sub.add_parser("agent", help="run an agent (see 'pilotwms agents')")
     p.add_argument("name")
@@ -185,7 +190,7 @@ def cmd_cert(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _user_credential_paths(ns: argparse.Namespace) -> tuple[Path, Path]:
+def user_credential_paths(ns: argparse.Namespace) -> tuple[Path, Path]:
     if ns.cert:
         return ns.cert, ns.key or ns.cert
     env_cert, env_key = os.environ.get("X509_USER_CERT"), os.environ.get("X509_USER_KEY")
@@ -203,7 +208,7 @@ def _user_credential_paths(ns: argparse.Namespace) -> tuple[Path, Path]:
     return globus / "usercert.pem", globus / "userkey.pem"
 
 
-def _proxy_info(path: Path) -> dict[str, Any]:
+def proxy_info(path: Path) -> dict[str, Any]:
     from core.security.x509 import dn_string, identity_from_chain, load_pem_chain
 
     chain = load_pem_chain(path.read_bytes())
@@ -220,30 +225,40 @@ def _proxy_info(path: Path) -> dict[str, Any]:
     }
 
 
-def cmd_proxy(ns: argparse.Namespace) -> int:
+def init_user_proxy(cert_path: Path, key_path: Path, *, group: str | None = None,
+                    hours: float = 24.0, limited: bool = False, out: Path | None = None,
+                    password: bytes | None = None) -> Path:
+    """Make a proxy from a user certificate and key (asking for the key's passphrase on the
+    terminal when it is encrypted and ``password`` is None); returns the proxy file's path."""
     from core.security.proxy import create_proxy, default_proxy_path, write_proxy_file
 
-    if ns.action == "info":
-        path = ns.file or default_proxy_path()
-        for key, value in _proxy_info(path).items():
-            print(f"{key:15s}: {value}")
-        return 0
-    cert_path, key_path = _user_credential_paths(ns)
     try:
         cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
     except OSError as exc:
         raise CredentialError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    password = None
-    if b"ENCRYPTED" in key_pem:
+    if password is None and b"ENCRYPTED" in key_pem:
         if not sys.stdin.isatty():
             raise CredentialError(f"{key_path} is encrypted and there is no terminal to ask")
         password = getpass.getpass(f"Enter passphrase for {key_path}: ").encode()
-    if ns.hours <= 0:
+    if hours <= 0:
         raise InvalidArgumentError("--hours must be positive")
-    pem = create_proxy(cert_pem, key_pem, group=ns.group, limited=ns.limited,
-                       lifetime=timedelta(hours=ns.hours), password=password)
-    path = write_proxy_file(pem, ns.out or default_proxy_path())
-    for key, value in _proxy_info(path).items():
+    pem = create_proxy(cert_pem, key_pem, group=group, limited=limited,
+                       lifetime=timedelta(hours=hours), password=password)
+    return write_proxy_file(pem, out or default_proxy_path())
+
+
+def cmd_proxy(ns: argparse.Namespace) -> int:
+    from core.security.proxy import default_proxy_path
+
+    if ns.action == "info":
+        path = ns.file or default_proxy_path()
+        for key, value in proxy_info(path).items():
+            print(f"{key:15s}: {value}")
+        return 0
+    cert_path, key_path = user_credential_paths(ns)
+    path = init_user_proxy(cert_path, key_path, group=ns.group, hours=ns.hours,
+                           limited=ns.limited, out=ns.out)
+    for key, value in proxy_info(path).items():
         print(f"{key:15s}: {value}")
     return 0
 
@@ -274,6 +289,12 @@ def cmd_token(ns: argparse.Namespace) -> int:
     else:
         print(token)
     return 0
+
+
+def cmd_auth(ns: argparse.Namespace) -> int:
+    from core.auth.cli import run_auth
+
+    return run_auth(_server_config(ns.config), ns)
 
 
 def _agent_classes() -> dict[str, Any]:
@@ -321,7 +342,7 @@ def cmd_call(ns: argparse.Namespace) -> int:
 COMMANDS = {
     "init": cmd_init, "serve": cmd_serve, "services": cmd_services, "db": cmd_db,
     "ca": cmd_ca, "cert": cmd_cert, "proxy": cmd_proxy, "token": cmd_token, "call": cmd_call,
-    "agent": cmd_agent, "agents": cmd_agents,
+    "agent": cmd_agent, "agents": cmd_agents, "auth": cmd_auth,
 }
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -234,9 +234,51 @@ class SigningConfig(Section):
     lifetime: int = Field(default=3600, ge=60)
 
 
+class IdPConfig(Section):
+    """The external OpenID Connect provider where one VO's users sign in (login server)."""
+
+    issuer: str
+    client_id: str = Field(alias="ClientID")
+    client_secret: str | None = None
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "groups"])
+    #: claim of the ID token (or userinfo) listing the user's IdP groups/roles
+    groups_claim: str = "groups"
+    #: IdP group -> pilotwms group; a group named here also needs the IdP to assert it
+    group_rules: dict[str, str] = Field(default_factory=dict)
+
+
+class OAuthClientConfig(Section):
+    """A client of the login server: public (PKCE, no secret) unless ``Secret`` is set."""
+
+    #: exact redirect URIs; loopback URIs (http://127.0.0.1:<any port>/...) are always allowed
+    redirect_uris: list[str] = Field(default_factory=list, alias="RedirectURIs")
+    secret: str | None = None
+
+
+class AuthServerConfig(Section):
+    """pilotwms's OAuth2 authorization server (``Framework/Auth``, see docs/login.md)."""
+
+    #: seconds
+    access_token_lifetime: int = Field(default=1200, ge=60)
+    refresh_token_lifetime: int = Field(default=7 * 86_400, ge=300)
+    device_code_lifetime: int = Field(default=600, ge=30)
+    poll_interval: int = Field(default=5, ge=0)
+    #: how stale the per-process revocation list may get before it is re-read (seconds)
+    revocation_cache_seconds: float = Field(default=5.0, ge=0)
+    #: tokens minted from delegated credentials (seconds) and delegations themselves (days)
+    delegated_token_lifetime: int = Field(default=900, ge=60)
+    delegation_days: float = Field(default=1.0, gt=0)
+    delegation_max_days: float = Field(default=30.0, gt=0)
+    #: client_id -> client; "pilotwms-cli" (public) is always known
+    clients: dict[str, OAuthClientConfig] = Field(default_factory=dict)
+    #: VO -> its identity provider
+    idps: dict[str, IdPConfig] = Field(default_factory=dict, alias="IdPs")
+
+
 class AuthConfig(Section):
     signing: SigningConfig | None = None
     issuers: list[IssuerConfig] = Field(default_factory=list)
+    server: AuthServerConfig | None = None
 
 
 # -- Resources: sites, computing elements, queues --------------------------------------------------
@@ -276,8 +318,51 @@ class SiteConfig(Section):
     ses: list[str] = Field(default_factory=list, alias="SEs")
 
 
+class SEProtocolConfig(Section):
+    """One way to reach a storage element (see docs/storage.md and ``dms.storage``).
+
+    ``Path`` is where the SE's files live: for ``HTTPS`` the directory on the server hosting
+    ``DataManagement/StorageElement``, for ``XROOT`` the path on the xrootd server, for ``File``
+    the local mount point; LFN ``/vo/f`` is stored at ``<Path>/vo/f``.
+    """
+
+    plugin: Literal["HTTPS", "XROOT", "File"]
+    host: str = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    path: str = "/"
+    #: HTTPS only: largest file the server accepts, in MiB (0: no limit)
+    max_file_size_mib: int = Field(default=0, ge=0, alias="MaxFileSizeMiB")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/") or "\0" in value:
+            raise ValueError(f"Path must be absolute: {value!r}")
+        return value.rstrip("/") or "/"
+
+    @model_validator(mode="after")
+    def _needs_host(self) -> SEProtocolConfig:
+        if self.plugin in ("HTTPS", "XROOT") and not self.host:
+            raise ValueError(f"plugin {self.plugin} needs a Host")
+        return self
+
+
+class StorageElementConfig(Section):
+    """A storage element: its protocol plugins (tried in order) and access flags."""
+
+    protocols: list[SEProtocolConfig] = Field(min_length=1)
+    read_access: bool = True
+    write_access: bool = True
+    remove_access: bool = True
+    #: VOs whose files may be stored here (empty: any VO)
+    vos: list[str] = Field(default_factory=list, alias="VOs")
+    description: str = ""
+
+
 class ResourcesConfig(Section):
     sites: dict[str, SiteConfig] = Field(default_factory=dict)
+    #: storage elements by name (dms.storage)
+    storage_elements: dict[str, StorageElementConfig] = Field(default_factory=dict)
 
 
 # -- Operations ----------------------------------------------------------------------------------

@@ -20,23 +20,33 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from core.auth.revocation import RevocationCache
+from core.auth.tables import SYSTEM as AUTH_SYSTEM
 from core.config.schema import Config
 from core.db import make_engine
 from core.security.authenticate import Authenticator
+from core.security.tokens import TokenVerifier
 
 
 class ServerContext:
     def __init__(self, config: Config, authenticator: Authenticator | None = None) -> None:
         self.config = config
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+        #: the revoked-token list every service checks (when the login server is configured)
+        self.revocations: RevocationCache | None = None
+        if authenticator is None and config.auth.server is not None:
+            self.revocations = RevocationCache(self.engine(AUTH_SYSTEM),
+                                               config.auth.server.revocation_cache_seconds)
+            authenticator = Authenticator(
+                config, TokenVerifier(config.auth, is_revoked=self.revocations))
         self.authenticator = authenticator or Authenticator(config)
         self.executor = ThreadPoolExecutor(
             max_workers=config.server.executor_threads, thread_name_prefix="rpc"
         )
-        self._engines: dict[str, Engine] = {}
         #: service instances and their running periodic callbacks (set by the server)
         self.services: list[Any] = []
         self.background: list[Any] = []
-        self._lock = threading.Lock()
 
     def database_url(self, system: str) -> str:
         return self.config.database_url(system)

@@ -130,7 +130,11 @@ class Authenticator:
         fields: dict[str, Any] = {"identity": subject, "subject": subject, "issuer": issuer,
                   "seconds_left": left, "scopes": scopes}
         requested = next((s[6:] for s in scopes if s.startswith("group:")), None)
-        if self.verifier.is_own(issuer):
+        own = self.verifier.is_own(issuer)
+        if not own:
+            # job-scoped credentials are ours alone: an external issuer cannot mint one
+            fields["scopes"] = scopes = frozenset(s for s in scopes if not s.startswith("job:"))
+        if own:
             username = subject if self.registry.has_user(subject) else None
             group = claims.get("dirac_group") or requested
             vo = claims.get("vo")
@@ -150,10 +154,16 @@ class Authenticator:
                         group = mapped
                         break
         dns = self.registry.dns_of(username) if username else []
-        return self.for_user(
+        ident = self.for_user(
             username, dn=dns[0] if dns else None, group=group, auth_method="token",
             vo=vo if isinstance(vo, str) else None, **fields,
         )
+        granted = claims.get("properties")
+        if own and isinstance(granted, list):
+            # a token of ours may carry fewer properties than its group (a job's credential
+            # carries its owner's ordinary rights only); never more than the registry gives
+            ident = replace(ident, properties=ident.properties & frozenset(map(str, granted)))
+        return ident
 
     # -- delegation ------------------------------------------------------------------------------
 

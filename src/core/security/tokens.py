@@ -68,15 +68,82 @@ def _load_jwk(path: Path) -> RSAKey:
     return RSAKey.import_key(data)
 
 
+def retired_key_dir(key_file: Path) -> Path:
+    """Where the public halves of replaced signing keys wait until their tokens expire."""
+    return key_file.with_name(key_file.name + ".retired")
+
+
+def rotate_signing_key(key_file: Path, keep_seconds: int) -> tuple[str, str]:
+    """Replace the signing key; the old public key stays trusted for ``keep_seconds``.
+
+    The old key's public half goes to :func:`retired_key_dir` (``<kid>.json`` with a
+    ``pilotwms_until`` time), the new private key replaces ``key_file`` atomically, and retired
+    keys past their time are deleted. Running servers notice the new file (issuers check its
+    mtime; verifiers reload on an unknown ``kid``). Returns (old kid, new kid).
+    """
+    old = _load_jwk(key_file)
+    retired = retired_key_dir(key_file)
+    retired.mkdir(parents=True, exist_ok=True)
+    now = int(time.time())
+    public = {**old.as_dict(private=False), "pilotwms_until": now + keep_seconds}
+    (retired / f"{old.kid}.json").write_text(json.dumps(public))
+    new = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
+    tmp = key_file.with_name(key_file.name + f".new-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as stream:
+        json.dump(new.as_dict(private=True), stream)
+    os.replace(tmp, key_file)
+    for path in retired.glob("*.json"):
+        try:
+            if int(json.loads(path.read_text()).get("pilotwms_until", 0)) < now:
+                path.unlink()
+        except (OSError, ValueError):
+            continue
+    return str(old.kid), str(new.kid)
+
+
+def public_signing_keys(key_file: Path) -> list[RSAKey]:
+    """The current public key and every retired one still within its time."""
+    keys = [RSAKey.import_key(_load_jwk(key_file).as_dict(private=False))]
+    now = time.time()
+    retired = retired_key_dir(key_file)
+    for path in sorted(retired.glob("*.json")) if retired.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if float(data.pop("pilotwms_until", 0)) >= now:
+            keys.append(RSAKey.import_key(data))
+    return keys
+
+
 class TokenIssuer:
     """Signs access tokens for pilotwms's own issuer."""
 
     def __init__(self, signing: SigningConfig) -> None:
         self.signing = signing
+        self._stamp = self._file_stamp()
         self.key = _load_jwk(signing.key_file)
 
+    def _file_stamp(self) -> tuple[int, int]:
+        try:
+            st = self.signing.key_file.stat()
+        except OSError:
+            return (0, 0)
+        return (st.st_ino, st.st_mtime_ns)
+
+    def reload_if_rotated(self) -> None:
+        """Pick up a key replaced by :func:`rotate_signing_key` (one ``stat``)."""
+        stamp = self._file_stamp()
+        if stamp != self._stamp:
+            self.key = _load_jwk(self.signing.key_file)
+            self._stamp = stamp
+
     def public_jwks(self) -> dict[str, Any]:
-        return {"keys": [self.key.as_dict(private=False)]}
+        """The current public key and the retired ones still trusted."""
+        self.reload_if_rotated()
+        return {"keys": [k.as_dict(private=False)
+                         for k in public_signing_keys(self.signing.key_file)]}
 
     def issue(
         self,
@@ -91,6 +158,7 @@ class TokenIssuer:
         """An access token for ``username`` acting in ``group``; ``lifetime`` in seconds."""
         if not username or not group or not vo:
             raise ValueError("a token needs a user, a group and a VO")
+        self.reload_if_rotated()
         now = int(time.time())
         scope = [f"vo:{vo}", f"group:{group}", *(scopes or [])]
         claims: dict[str, Any] = {
@@ -147,11 +215,15 @@ class TokenVerifier:
     ) -> None:
         self._issuers: dict[str, _Trusted] = {}
         self._is_revoked = is_revoked
+        self._signing = auth.signing
+        self._reloaded = time.monotonic()
+        self._key_stamp: tuple[int, int] | None = None
         if auth.signing is not None:
-            key = _load_jwk(auth.signing.key_file)
-            public = RSAKey.import_key(key.as_dict(private=False))
+            st = auth.signing.key_file.stat() if auth.signing.key_file.exists() else None
+            self._key_stamp = (st.st_ino, st.st_mtime_ns) if st else None
             self._issuers[auth.signing.issuer.rstrip("/")] = _Trusted(
-                None, KeySet([public]), auth.signing.audience, ["RS256"]
+                None, KeySet(public_signing_keys(auth.signing.key_file)),  # type: ignore[arg-type]
+                auth.signing.audience, ["RS256"]
             )
         for conf in auth.issuers:
             jwks = conf.jwks
@@ -167,6 +239,23 @@ class TokenVerifier:
             self._issuers[conf.issuer.rstrip("/")] = _Trusted(
                 conf, keys, conf.audience, conf.algorithms
             )
+
+    def _reload_own_keys(self, token: str, trusted: _Trusted) -> None:
+        """Keys rotated meanwhile (:func:`rotate_signing_key`): at most once a second, one
+        ``stat`` of the key file; when it changed, the current and retired keys are re-read
+        (so a retired key whose time is over stops being trusted)."""
+        now = time.monotonic()
+        if self._signing is None or now - self._reloaded < 1.0:
+            return
+        self._reloaded = now
+        try:
+            st = self._signing.key_file.stat()
+        except OSError:
+            return
+        stamp = (st.st_ino, st.st_mtime_ns)
+        if stamp != self._key_stamp:
+            self._key_stamp = stamp
+            trusted.keys = KeySet(public_signing_keys(self._signing.key_file))  # type: ignore[arg-type]
 
     def issuer_config(self, issuer: str) -> IssuerConfig | None:
         """The configuration of an external issuer; None for our own."""
@@ -185,6 +274,8 @@ class TokenVerifier:
         trusted = self._issuers.get(issuer.rstrip("/"))
         if trusted is None:
             raise NotAuthenticatedError(f"Bearer token from an untrusted issuer: {issuer}")
+        if trusted.conf is None:
+            self._reload_own_keys(token, trusted)
         try:
             decoded = jwt.decode(token, trusted.keys, algorithms=trusted.algorithms)
         except BadSignatureError:

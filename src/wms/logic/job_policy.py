@@ -28,6 +28,8 @@ from wms.db.jobs import StatusRow
 JOB_ADMINISTRATOR = "JobAdministrator"
 JOB_SHARING = "JobSharing"
 GENERIC_PILOT = "GenericPilot"
+#: the owner's properties a job's own credential keeps (administrative ones never travel)
+JOB_CREDENTIAL_PROPERTIES = ("NormalUser", "ProductionManagement")
 
 
 def may_manage(ident: Identity, *, owner: str, owner_group: str) -> bool:

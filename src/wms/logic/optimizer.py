@@ -5,17 +5,20 @@ For a batch of jobs (those just submitted or confirmed, or those a sweep finds p
 1. rescheduled jobs whose back-off delay has passed go back to ``Received``;
 2. sanity: the stored JDL parses and validates again for its owner (else ``Failed``/"Illegal
    Job JDL");
-3. input data: a resolver passed in by the caller may refuse the job ("Input Data Not
-   Available") -- the data-management issue provides it; without one, input data is accepted;
+3. input data: a resolver passed in by the caller (see :mod:`wms.logic.input_data`) gives the
+   sites holding all of a job's input files, and the job is queued for those only, or refuses
+   it ("Input Data Not Available", ...); without a resolver, input data is accepted as is;
 4. scheduling: the requested sites minus the banned ones must not be empty (else ``Failed``/
    "No candidate sites available"); the site mask is applied at match time, so a job for a
    site banned today waits rather than fails;
 5. ``Checking`` then ``Waiting``/"Pilot Agent Submission", both logged, and the job enters its
    task queue through the ``enqueue`` function given by the caller.
 
-Everything happens in one write transaction per batch. Submission calls :func:`optimise`
-right after storing, so a job is Waiting within the same request; :func:`pending_jobs` lets an
-agent (and a server at start) pick up anything left in Received/Checking by a crash.
+Everything happens in one write transaction per batch. A single submission runs
+:func:`optimise_new` inside the transaction that stores the job, so the job is Waiting when
+the request returns and a crash can never leave it half-way; :func:`optimise` serves bulk
+confirmations and rescheduling, and :func:`pending_jobs` lets a sweep pick up anything left in
+Received/Checking.
 
 Example::
 
@@ -32,7 +35,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -42,14 +45,14 @@ from core.db import utcnow, write_transaction
 from core.exceptions import InvalidJDLError
 from wms.db import jobs as jobs_db
 from wms.db.tables import jobs
+from wms.logic import input_data
+from wms.logic.input_data import InputDataCheck
 from wms.logic.jdl import parse_jdl
 from wms.logic.job_description import DEFAULT_LIMITS, JobDescription, JobLimits, describe_job
 from wms.logic.states import JobStatus, MinorStatus
 
 SOURCE = "Optimizer"
 Enqueue = Callable[[Connection, Sequence[tuple[int, JobDescription]], datetime], None]
-#: resolver(job_id -> LFNs) -> {job_id: reason} of the jobs whose input data is not available
-InputDataCheck = Callable[[dict[int, list[str]]], dict[int, str]]
 
 
 @dataclass
@@ -73,14 +76,9 @@ def optimise(
     check_input_data: InputDataCheck | None = None,
     reschedule_delays: Sequence[int] = (60, 180, 300, 600),
     now: datetime | None = None,
-    known: Mapping[int, JobDescription] | None = None,
 ) -> OptimiseResult:
-    """Move the given jobs that are Received (or due Rescheduled) to Waiting.
-
-    ``known`` holds descriptions the caller validated moments ago (the submission request):
-    those jobs skip re-reading and re-validating their stored JDL.
-    """
-    known = known or {}
+    """Move the given jobs that are Received (or due Rescheduled) to Waiting, in one write
+    transaction (jobs just stored in the caller's transaction: :func:`optimise_new`)."""
     now = now or utcnow()
     result = OptimiseResult()
     with write_transaction(engine) as conn:
@@ -101,11 +99,9 @@ def optimise(
         todo = [j for j, row in rows.items() if row.status in (JobStatus.RECEIVED,
                                                                  JobStatus.CHECKING)]
         result.skipped = sorted(set(job_ids) - set(todo))
-        described = {j: known[j] for j in todo if j in known}
-        texts = jobs_db.jdls_of(conn, [j for j in todo if j not in described])
+        described: dict[int, JobDescription] = {}
+        texts = jobs_db.jdls_of(conn, todo)
         for job_id in todo:
-            if job_id in described:
-                continue
             row = rows[job_id]
             try:
                 text = texts.get(job_id)
@@ -116,14 +112,9 @@ def optimise(
                                                  limits=limits)
             except InvalidJDLError:
                 result.failed[job_id] = MinorStatus.ILLEGAL_JOB_JDL
-        for job_id, desc in described.items():
-            if desc.sites and not set(desc.sites) - set(desc.banned_sites):
-                result.failed[job_id] = MinorStatus.NO_CANDIDATE_SITE_FOUND
-        if check_input_data is not None:
-            wanted = {j: d.input_data for j, d in described.items()
-                      if d.input_data and j not in result.failed}
-            for job_id in check_input_data(wanted) if wanted else {}:
-                result.failed[job_id] = MinorStatus.INPUT_NOT_AVAILABLE
+        refused, data_sites = _schedule(described, check_input_data, result.failed)
+        result.failed.update(refused)
+        _restrict(conn, described, data_sites)
         fail_changes = [jobs_db.StatusChange(j, JobStatus.FAILED, reason)
                         for j, reason in result.failed.items()]
         jobs_db.apply_status_changes(conn, fail_changes, rows, now=now, source=SOURCE,
@@ -140,6 +131,81 @@ def optimise(
         enqueue(conn, [(j, described[j]) for j in good], now)
         result.waiting = sorted(good)
     return result
+
+
+def optimise_new(
+    conn: Connection,
+    described: Mapping[int, JobDescription],
+    *,
+    enqueue: Enqueue,
+    now: datetime,
+    check_input_data: InputDataCheck | None = None,
+) -> OptimiseResult:
+    """Optimise jobs stored as Received moments ago in the caller's transaction ``conn``,
+    with the descriptions validated at submission: no re-reading, one status update and one
+    logging insert for the lot (Checking, then Waiting), then ``enqueue``. A single
+    submission is thereby one transaction from request to Waiting.
+    """
+    result = OptimiseResult()
+    described = dict(described)
+    result.failed, data_sites = _schedule(described, check_input_data, {})
+    _restrict(conn, described, data_sites)
+    for reason in dict.fromkeys(result.failed.values()):
+        failed = [j for j, r in result.failed.items() if r == reason]
+        jobs_db.update_jobs(conn, failed, status=JobStatus.FAILED, minor_status=reason,
+                            last_update_time=now, end_exec_time=now)
+        jobs_db.add_logging(conn, [(j, JobStatus.FAILED, reason, "Unknown") for j in failed],
+                            now=now, source=SOURCE)
+    good = [j for j in described if j not in result.failed]
+    if good:
+        jobs_db.update_jobs(conn, good, status=JobStatus.WAITING,
+                            minor_status=MinorStatus.PILOT_AGENT_SUBMISSION,
+                            last_update_time=now)
+        jobs_db.add_logging(conn, [
+            rec for j in good for rec in (
+                (j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED, "Unknown"),
+                (j, JobStatus.WAITING, MinorStatus.PILOT_AGENT_SUBMISSION, "Unknown"))],
+            now=now, source=SOURCE)
+        enqueue(conn, [(j, described[j]) for j in good], now)
+    result.waiting = sorted(good)
+    return result
+
+
+def _schedule(described: Mapping[int, JobDescription],
+              check_input_data: InputDataCheck | None,
+              already: Mapping[int, str]) -> tuple[dict[int, str], dict[int, tuple[str, ...]]]:
+    """({job: minor status} of the jobs that cannot run, {job: sites} of the jobs that may
+    run only where their input data is). Refused: no site left once the banned ones are
+    removed ("No candidate sites available"); input data refused by the resolver (see
+    :mod:`wms.logic.input_data`)."""
+    refused: dict[int, str] = {}
+    for job_id, desc in described.items():
+        if desc.sites and not set(desc.sites) - set(desc.banned_sites):
+            refused[job_id] = MinorStatus.NO_CANDIDATE_SITE_FOUND
+    restricted: dict[int, tuple[str, ...]] = {}
+    if check_input_data is not None:
+        wanted = {j: d.input_data for j, d in described.items()
+                  if d.input_data and j not in refused and j not in already}
+        for job_id, verdict in (check_input_data(wanted) if wanted else {}).items():
+            desc = described[job_id]
+            verdict = input_data.narrow(verdict, sites=desc.sites, banned=desc.banned_sites)
+            if verdict.reason:
+                refused[job_id] = verdict.reason
+            else:
+                restricted[job_id] = verdict.sites
+    return refused, restricted
+
+
+def _restrict(conn: Connection, described: dict[int, JobDescription],
+              data_sites: Mapping[int, tuple[str, ...]]) -> None:
+    """Queue the jobs for the sites holding their data only; their Site attribute says so."""
+    by_summary: dict[str, list[int]] = {}
+    for job_id, sites in data_sites.items():
+        desc = replace(described[job_id], sites=list(sites))
+        described[job_id] = desc
+        by_summary.setdefault(desc.site_summary, []).append(job_id)
+    for summary, ids in by_summary.items():  # one statement per distinct Site value
+        jobs_db.update_jobs(conn, ids, site=summary)
 
 
 def pending_jobs(conn: Connection, *, older_than: timedelta, now: datetime,

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from core.db import utcnow, write_transaction
 from core.exceptions import (
@@ -429,19 +429,32 @@ def assign(engine: Engine, settings: StoreSettings, req: Requester,
             wanted.add((entity, parse_sb_url(item[0], settings.se_name), item[1]))
     if not wanted:
         return 0
-    now = now or utcnow()
     with write_transaction(engine) as conn:
-        recs = db.get_by_locations(conn, settings.se_name, {p for _, p, _ in wanted}, lock=True)
-        for _, pfn, _ in sorted(wanted):
-            rec = recs.get(pfn)
-            if rec is None:
-                raise NotFoundError(f"sandbox {sb_url(settings.se_name, pfn)} is not registered")
-            if not may_use(req, rec):
-                raise NotAuthorizedError(f"{req.username}@{req.group} may not assign {pfn}")
-        existing = db.existing_mappings(conn, {e for e, _, _ in wanted})
-        rows = {(e, recs[p].sb_id, t) for e, p, t in wanted} - existing
-        db.insert_mappings(conn, sorted(rows))
-        db.mark_assigned(conn, {r.sb_id for r in recs.values()}, now)
+        return _assign_in(conn, settings, req, wanted, now or utcnow())
+
+
+def assign_in(conn: Connection, settings: StoreSettings, req: Requester,
+              assignments: Mapping[str, Sequence[str]], sb_type: str, now: datetime) -> int:
+    """:func:`assign` inside the caller's write transaction, for references already checked
+    for form (the submission's ``SB:`` entries): ``{"Job:1": [url, ...]}``, all ``sb_type``."""
+    wanted = {(check_entity(entity), parse_sb_url(url, settings.se_name), sb_type)
+              for entity, urls in assignments.items() for url in urls}
+    return _assign_in(conn, settings, req, wanted, now) if wanted else 0
+
+
+def _assign_in(conn: Connection, settings: StoreSettings, req: Requester,
+               wanted: set[tuple[str, str, str]], now: datetime) -> int:
+    recs = db.get_by_locations(conn, settings.se_name, {p for _, p, _ in wanted}, lock=True)
+    for _, pfn, _ in sorted(wanted):
+        rec = recs.get(pfn)
+        if rec is None:
+            raise NotFoundError(f"sandbox {sb_url(settings.se_name, pfn)} is not registered")
+        if not may_use(req, rec):
+            raise NotAuthorizedError(f"{req.username}@{req.group} may not assign {pfn}")
+    existing = db.existing_mappings(conn, {e for e, _, _ in wanted})
+    rows = {(e, recs[p].sb_id, t) for e, p, t in wanted} - existing
+    db.insert_mappings(conn, sorted(rows))
+    db.mark_assigned(conn, {r.sb_id for r in recs.values()}, now)
     return len(rows)
 
 

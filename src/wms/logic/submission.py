@@ -22,11 +22,11 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from core.db import utcnow, write_transaction
 from wms.db import jobs as jobs_db
@@ -75,9 +75,18 @@ def _describe(jdl: JDL, who: Submitter, limits: JobLimits) -> JobDescription:
                         limits=limits)
 
 
+#: called inside the storing transaction, e.g. to assign sandboxes and optimise at once
+OnStored = Callable[[Connection, "SubmitResult", datetime], None]
+
+
 def submit(engine: Engine, jdl_text: str, who: Submitter, limits: JobLimits,
-           now: datetime | None = None) -> SubmitResult:
-    """Validate and store the job(s) of ``jdl_text``; returns their IDs in order."""
+           now: datetime | None = None, *, on_stored: OnStored | None = None
+           ) -> SubmitResult:
+    """Validate and store the job(s) of ``jdl_text``; returns their IDs in order.
+
+    ``on_stored(conn, result, now)`` runs in the same write transaction once the jobs are
+    stored: what it writes commits with them, and if it raises nothing is stored.
+    """
     now = now or utcnow()
     jdl = parse_jdl(jdl_text)
     parametric = is_parametric(jdl)
@@ -108,11 +117,14 @@ def submit(engine: Engine, jdl_text: str, who: Submitter, limits: JobLimits,
             final[job_id] = desc
             processed[job_id] = processed_jdl(desc, job_id).to_text()
         jobs_db.set_jdls(conn, processed=processed, originals=originals)
-    sandboxes = {job_id: [s for s in desc.input_sandbox if s.startswith("SB:")]
-                 for job_id, desc in zip(ids, descriptions, strict=True)}
-    return SubmitResult(job_ids=ids, parametric=parametric,
-                        input_sandboxes={j: s for j, s in sandboxes.items() if s},
-                        descriptions=final)
+        sandboxes = {job_id: [s for s in desc.input_sandbox if s.startswith("SB:")]
+                     for job_id, desc in zip(ids, descriptions, strict=True)}
+        result = SubmitResult(job_ids=ids, parametric=parametric,
+                              input_sandboxes={j: s for j, s in sandboxes.items() if s},
+                              descriptions=final)
+        if on_stored is not None:
+            on_stored(conn, result, now)
+    return result
 
 
 def confirm_bulk(engine: Engine, job_ids: Sequence[int], now: datetime | None = None

@@ -18,8 +18,11 @@ from core.config.schema import Config
 from core.db import utcnow
 from core.rpc.context import ServerContext
 from core.security.identity import Identity
+from dms.logic import namespace
+from dms.logic.rights import Requester as CatalogRequester
 from wms.db import jobs as jobs_db
-from wms.logic import matching, optimizer
+from wms.logic import input_data, matching, optimizer
+from wms.logic.input_data import InputDataCheck, InputDataVerdict
 from wms.logic.job_description import JobDescription, JobLimits
 from wms.logic.job_manager import ActionResult
 from wms.logic.job_policy import job_scope
@@ -49,12 +52,43 @@ def dequeue(conn: Connection, job_ids: Sequence[int]) -> None:
     matching.dequeue_jobs(conn, job_ids)
 
 
-def optimise(ctx: ServerContext, job_ids: Sequence[int],
-             known: Mapping[int, JobDescription] | None = None) -> OptimiseResult:
+def optimise(ctx: ServerContext, job_ids: Sequence[int]) -> OptimiseResult:
     return optimizer.optimise(engine_of(ctx), job_ids, enqueue=enqueue,
                               limits=limits_from(ctx.config),
-                              reschedule_delays=ctx.config.operations.reschedule_delays,
-                              known=known)
+                              check_input_data=input_data_check(ctx),
+                              reschedule_delays=ctx.config.operations.reschedule_delays)
+
+
+def optimise_new(ctx: ServerContext, conn: Connection, described: Mapping[int, JobDescription],
+                 now: datetime) -> OptimiseResult:
+    """Optimise jobs just stored in ``conn``'s transaction (the submission request)."""
+    return optimizer.optimise_new(conn, described, enqueue=enqueue, now=now,
+                                  check_input_data=input_data_check(ctx))
+
+
+#: the optimiser reads the catalog with every right: a job's owner may not read a file it
+#: names, and then its wrapper is refused at download time, as with DIRAC's optimisers
+CATALOG_READER = CatalogRequester("WorkloadManagement", "", admin=True)
+DMS_SYSTEM = "DataManagement"
+
+
+def input_data_check(ctx: ServerContext) -> InputDataCheck | None:
+    """Where jobs with input data may run, from the file catalog's database and the sites'
+    SEs (``Resources.Sites.<s>.SEs``); None (input data taken as is) when the instance has no
+    ``Systems.DataManagement``. One bulk replica lookup per batch of jobs."""
+    if "DataManagement" not in ctx.config.systems:
+        return None
+    se_sites = input_data.sites_by_se({name: site.ses
+                                       for name, site in ctx.config.resources.sites.items()})
+
+    def check(wanted: dict[int, list[str]]) -> dict[int, InputDataVerdict]:
+        lfns = sorted({input_data.strip_lfn(x) for lfns in wanted.values() for x in lfns})
+        found = namespace.get_replicas(ctx.engine(DMS_SYSTEM), CATALOG_READER, lfns,
+                                       all_status=False)
+        replicas = {lfn: list(ses) for lfn, ses in found.successful.items()}
+        return input_data.decide(wanted, replicas=replicas, se_sites=se_sites)
+
+    return check
 
 
 def sweep_pending(ctx: ServerContext, *, older_than: float = 30.0) -> OptimiseResult:

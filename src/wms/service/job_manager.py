@@ -14,7 +14,10 @@ Example (wire)::
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from core.exceptions import JobManagementError
 from core.rpc.service import Call, Reply, Service, rpc_method
@@ -29,6 +32,7 @@ from wms.service.common import (
     engine_of,
     limits_from,
     optimise,
+    optimise_new,
     sandbox_settings,
     sweep_pending,
 )
@@ -71,16 +75,20 @@ class JobManagerService(Service):
             for ref in dict.fromkeys(references):
                 sandboxes.find_readable(engine, settings, requester, ref)
         who = submission.Submitter(ident.username or "", ident.group or "", ident.vo or "")
-        result = submission.submit(engine, jdl, who, limits_from(self.ctx.config))
-        if result.input_sandboxes:
-            sandboxes.assign(engine, sandbox_settings(self.ctx), requester, {
-                f"Job:{job_id}": [(ref, "Input") for ref in refs]
-                for job_id, refs in result.input_sandboxes.items()})
-        if not result.parametric:
-            optimise(self.ctx, result.job_ids, result.descriptions)
-            value: Any = result.job_ids[0]
-        else:
-            value = result.job_ids
+
+        def stored(conn: Connection, result: submission.SubmitResult, now: datetime) -> None:
+            # one transaction: the job, its sandboxes and (unless parametric, which waits
+            # for confirmBulkSubmission) its optimisation to Waiting commit together
+            if result.input_sandboxes:
+                sandboxes.assign_in(conn, sandbox_settings(self.ctx), requester, {
+                    f"Job:{job_id}": refs for job_id, refs in result.input_sandboxes.items()
+                }, "Input", now)
+            if not result.parametric:
+                optimise_new(self.ctx, conn, result.descriptions, now)
+
+        result = submission.submit(engine, jdl, who, limits_from(self.ctx.config),
+                                   on_stored=stored)
+        value: Any = result.job_ids if result.parametric else result.job_ids[0]
         return Reply(value, {"JobID": value, "requireProxyUpload": False})
 
     @rpc_method("confirmBulkSubmission", rights=SUBMITTERS)

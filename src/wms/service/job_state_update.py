@@ -18,7 +18,7 @@ from wms.logic import state_update
 from wms.logic.job_policy import job_ids_argument
 from wms.service.common import SYSTEM, engine_of
 
-REPORTERS = ["GenericPilot", "NormalUser", "JobAdministrator"]
+REPORTERS = ["GenericPilot", "NormalUser", "ProductionManagement", "JobAdministrator"]
 
 
 def _job(job_id: int | str) -> int:

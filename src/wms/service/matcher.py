@@ -30,7 +30,7 @@ from core.rpc.service import Call, Service, rpc_method
 from core.security.tokens import TokenIssuer
 from wms.db import pilots as pilots_db
 from wms.logic import matching
-from wms.logic.job_policy import job_scope
+from wms.logic.job_policy import JOB_CREDENTIAL_PROPERTIES, job_scope
 
 SYSTEM = "WorkloadManagement"
 PILOTS = ["GenericPilot", "Pilot", "JobSharing"]
@@ -59,8 +59,11 @@ class MatcherService(Service):
     @rpc_method("requestJob", rights=PILOTS)
     def request_job(self, call: Call, resource_description: dict | str) -> dict[str, Any]:
         """The match; with ``PilotReference`` the pilot is recorded as running the job, and
-        when the server issues tokens the reply carries ``JobToken``: a credential valid for
-        this job only (status, heartbeats, parameters, its sandboxes)."""
+        when the server issues tokens the reply carries ``JobToken``: the job owner's
+        credential, scoped to this job for the WMS (status, heartbeats, parameters, its
+        sandboxes) and carrying only the owner's ordinary properties
+        (:data:`~wms.logic.job_policy.JOB_CREDENTIAL_PROPERTIES`), so the job reads and writes
+        data with its owner's rights and nothing more."""
         if job_scope(call.identity):
             raise NotAuthorizedError("a job-scoped credential cannot request jobs")
         resource = matching.parse_resource(resource_description)
@@ -75,13 +78,13 @@ class MatcherService(Service):
                                     settings=self._settings(), scope=scope, on_match=record)
         reply = result.as_dirac()
         signing = self.ctx.config.auth.signing
-        ident = call.identity
-        if signing is not None and ident.username and ident.group and ident.vo:
+        if signing is not None:
             if self._issuer is None:
                 self._issuer = TokenIssuer(signing)
             reply["JobToken"] = self._issuer.issue(
-                ident.username, group=ident.group, vo=ident.vo,
-                lifetime=self.JOB_TOKEN_LIFETIME, scopes=[f"job:{result.job_id}"])
+                result.owner, group=result.owner_group, vo=result.vo,
+                lifetime=self.JOB_TOKEN_LIFETIME, scopes=[f"job:{result.job_id}"],
+                extra_claims={"properties": list(JOB_CREDENTIAL_PROPERTIES)})
         return reply
 
     @rpc_method("getMatchingTaskQueues", rights=["JobAdministrator", "TrustedHost",

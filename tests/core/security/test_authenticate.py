@@ -131,6 +131,28 @@ def test_own_token_for_a_group_of_another_vo(tmp_path: Path, idp_key: RSAKey) ->
     assert not Authenticator(config).from_token(forged).authenticated
 
 
+def test_job_credentials_are_ours_and_carry_no_more_than_granted(tmp_path: Path,
+                                                                   idp_key: RSAKey) -> None:
+    config = _config(tmp_path, idp_key)
+    assert config.auth.signing is not None
+    auth = Authenticator(config)
+    # an external issuer cannot mint a job-scoped credential (it would act as the job owner)
+    ident = auth.from_token(idp_token(idp_key, scope="openid job:7 group:demo_prod"))
+    assert ident.authenticated and not any(s.startswith("job:") for s in ident.scopes)
+    # our tokens may narrow the group's properties, never widen them
+    issuer = TokenIssuer(config.auth.signing)
+    narrowed = auth.from_token(issuer.issue(
+        "alice", group="demo_prod", vo="demo", scopes=["job:7"],
+        extra_claims={"properties": ["NormalUser", "JobAdministrator"]}))
+    assert narrowed.authenticated and "job:7" in narrowed.scopes
+    assert narrowed.properties == frozenset()  # demo_prod has neither
+    full = auth.from_token(issuer.issue("alice", group="demo_prod", vo="demo"))
+    assert full.properties == {"ProductionManagement"}
+    kept = auth.from_token(issuer.issue("alice", group="demo_prod", vo="demo",
+                                        extra_claims={"properties": ["ProductionManagement"]}))
+    assert kept.properties == {"ProductionManagement"}
+
+
 def test_default_group_order(tmp_path: Path, idp_key: RSAKey) -> None:
     reg = Authenticator(_config(tmp_path, idp_key)).registry
     assert reg.default_group("alice") == "demo_user"

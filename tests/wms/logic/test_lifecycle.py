@@ -20,10 +20,12 @@ from wms.db import jobs as jobs_db
 from wms.db.schema import WMS_SCHEMA
 from wms.db.tables import job_parameters, jobs
 from wms.logic import job_manager, optimizer
+from wms.logic.input_data import InputDataVerdict
 from wms.logic.job_description import JobDescription, JobLimits
-from wms.logic.submission import Submitter, confirm_bulk, submit
+from wms.logic.submission import SubmitResult, Submitter, confirm_bulk, submit
 
 ALICE = Submitter("alice", "demo_user", "demo")
+GONE = InputDataVerdict(reason="Input Data Not Available")
 LIMITS = JobLimits()
 
 
@@ -103,7 +105,7 @@ def test_optimiser_paths(engine: Engine) -> None:
     data = submit(engine, '[Executable="x"; InputData = "LFN:/demo/missing";]', ALICE,
                   LIMITS).job_ids[0]
     result = optimizer.optimise(engine, [good, data, 12345], enqueue=queue.enqueue,
-                                check_input_data=lambda wanted: {j: "gone" for j in wanted})
+                                check_input_data=lambda wanted: {j: GONE for j in wanted})
     assert result.waiting == [good] and result.skipped == [12345]
     assert result.failed == {data: "Input Data Not Available"}
     assert queue.queued[good].sites == ["A"]
@@ -112,6 +114,37 @@ def test_optimiser_paths(engine: Engine) -> None:
     with engine.connect() as conn:
         history = [h[0] for h in jobs_db.logging_of(conn, good)]
     assert history == ["Received", "Checking", "Waiting"]
+
+
+def test_submission_optimises_in_its_own_transaction(engine: Engine) -> None:
+    """A single submission goes Received -> Checking -> Waiting in the storing transaction;
+    refused jobs fail there; and if the hook raises, nothing at all is stored."""
+    queue = Queue()
+
+    def stored(conn: Connection, result: SubmitResult, now: datetime) -> None:
+        optimizer.optimise_new(conn, result.descriptions, enqueue=queue.enqueue, now=now,
+                               check_input_data=lambda wanted: {j: GONE for j in wanted})
+
+    [good] = submit(engine, '[Executable="x"; Site = {"A", "B"}; BannedSites = "B";]',
+                    ALICE, LIMITS, on_stored=stored).job_ids
+    [data] = submit(engine, '[Executable="x"; InputData = "LFN:/demo/missing";]', ALICE,
+                    LIMITS, on_stored=stored).job_ids
+    assert list(queue.queued) == [good] and queue.queued[good].sites == ["A"]
+    assert statuses(engine, [good, data]) == {
+        good: ("Waiting", "Pilot Agent Submission"), data: ("Failed", "Input Data Not Available")}
+    with engine.connect() as conn:
+        assert [h[0] for h in jobs_db.logging_of(conn, good)] == [
+            "Received", "Checking", "Waiting"]
+        assert [h[0] for h in jobs_db.logging_of(conn, data)] == ["Received", "Failed"]
+        count = conn.execute(sa.select(sa.func.count()).select_from(jobs)).scalar_one()
+
+    def broken(conn: Connection, result: SubmitResult, now: datetime) -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        submit(engine, '[Executable="x";]', ALICE, LIMITS, on_stored=broken)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(jobs)).scalar_one() == count
 
 
 def test_illegal_stored_jdl_fails_the_job(engine: Engine) -> None:

@@ -69,6 +69,14 @@ def test_pilot_life_and_job_token(server: ThreadedServer, creds: Creds) -> None:
     assert matched in (job, other)
     unmatched = other if matched == job else job
 
+    # the job token is the owner's, scoped to the job, without administrative properties
+    who = requests.post(f"{server.url}/Framework/Registry", data={
+        "method": "whoami", "args": "[]"}, headers={"Authorization": f"Bearer {job_token}"},
+        verify=str(creds.ca_dir), timeout=60).json()["Value"]
+    assert (who["username"], who["group"]) == ("alice", "demo_user")
+    assert f"job:{matched}" in who["scopes"]
+    assert set(who["properties"]) <= {"NormalUser", "ProductionManagement"}
+
     # the job token acts on its job only, and cannot take more jobs
     assert call(server, creds, "JobStateUpdate", "setJobStatus", matched, "Running",
                 "Application", "JobWrapper", token=job_token)["OK"]
