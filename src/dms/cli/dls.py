@@ -7,11 +7,12 @@ and subdirectories, sorted, one per line. With ``-l`` (DIRAC's ``DirectoryListin
     -rw-r--r-- 2 alice demo_user 1234 2026-11-22 07:10:02 f1
 
 mode, number of replicas (subdirectories: 0), owner, group, size, modification date (UTC),
-name; sorted by name, or by date (``-t``) or size (``-S``) newest/largest first; ``-r``
-reverses; ``-n`` prints numeric ids (always 0 here: the catalog keeps names); ``-H`` sizes in
-powers of 2 (``1.2KiB``); ``-L`` adds each replica (``   <SE padded to 15> <PFN>``). A file
-path lists that file (long form). A missing path prints ``Error: "<path>" doesn't exist``;
-the exit status is then 2. Unlike DIRAC, which prints 0, the replica count is the real one.
+name; datasets show as ``s<mode>`` with their number of files and total size. Sorted by
+name, or by date (``-t``) or size (``-S``) newest/largest first; ``-r`` reverses; ``-n``
+prints numeric ids (always 0 here: the catalog keeps names); ``-H`` sizes in powers of 2
+(``1.2KiB``); ``-L`` adds each replica (``   <SE padded to 15> <PFN>``). A file path lists
+that file (long form). A missing path prints ``Error: "<path>" doesn't exist``; the exit
+status is then 2. Unlike DIRAC, which prints 0, the replica count is the real one.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def list_path(fc: FileCatalogClient, path: str, opts: argparse.Namespace) -> boo
         return False
     content = listing.successful[path]
     if not long:
-        names = [p.rsplit("/", 1)[-1] for p in list(content["Files"]) + list(content["SubDirs"])]
+        names = [p.rsplit("/", 1)[-1] for p in list(content["Files"]) + list(content["SubDirs"])
+                 + list(content.get("Datasets", {}))]
         for name in sorted(names):
             print(name)
         return True
@@ -102,6 +104,10 @@ def list_path(fc: FileCatalogClient, path: str, opts: argparse.Namespace) -> boo
                               opts.numericid, reps if opts.list_replicas else None))
     for sub, meta in content["SubDirs"].items():
         entries.append(_entry("d", sub.rsplit("/", 1)[-1], meta, 0, opts.numericid, None))
+    for name, info in content.get("Datasets", {}).items():  # DIRAC: "s", files, total size
+        meta = dict(info, Size=info["TotalSize"])
+        entries.append(_entry("s", name.rsplit("/", 1)[-1], meta, int(info["NumberOfFiles"]),
+                              opts.numericid, None))
     print_listing(entries, opts)
     return True
 

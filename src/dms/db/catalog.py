@@ -173,10 +173,12 @@ def update_rows(conn: Connection, table: sa.Table, key: str, values: Mapping[int
 
 #: the file columns needed for rights and replica lookups (no dates to convert)
 LITE = ("file_id", "dir_id", "name", "owner", "owner_group", "mode")
+#: enough to find files when no rights need checking (administrators)
+IDS = ("file_id", "dir_id", "name")
 
 
-def get_files(conn: Connection, wanted: Mapping[int, Iterable[str]], full: bool = True
-              ) -> dict[tuple[int, str], Row[Any]]:
+def get_files(conn: Connection, wanted: Mapping[int, Iterable[str]],
+              full: bool | Sequence[str] = True) -> dict[tuple[int, str], Row[Any]]:
     """(dir_id, name) -> file row for the pairs that exist (``wanted``: dir_id -> names).
 
     One statement per :data:`CHUNK` names: ``(dir_id = d1 AND name IN (...)) OR (dir_id = d2
@@ -184,7 +186,10 @@ def get_files(conn: Connection, wanted: Mapping[int, Iterable[str]], full: bool 
     index without probing combinations that were not asked for.
     """
     pairs = [(d, n) for d, names in sorted(wanted.items()) for n in sorted(set(names))]
-    cols = [files] if full else [files.c[c] for c in LITE]
+    if full is True:
+        cols: list[Any] = [files]
+    else:
+        cols = [files.c[c] for c in (LITE if full is False else full)]
     out: dict[tuple[int, str], Row[Any]] = {}
     for batch in chunks(pairs):
         by_dir: dict[int, list[str]] = defaultdict(list)

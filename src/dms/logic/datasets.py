@@ -110,12 +110,10 @@ def add_datasets(engine: Engine, settings: CatalogSettings, req: Requester,
                 result.fail(raw, "a dataset needs a non-empty metadata query")
                 continue
             try:
-                if query_ids(conn, query) is None and "Path" not in query:
-                    raise InvalidArgumentError("empty catalog")
+                query_ids(conn, query)  # validates the query (fields, operators, values)
             except InvalidArgumentError as exc:
-                if str(exc) != "empty catalog":
-                    result.fail(raw, str(exc))
-                    continue
+                result.fail(raw, str(exc))
+                continue
             if parent in refused:
                 result.fail(raw, refused[parent])
             elif path in res.dirs or path in res.files:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -96,9 +96,10 @@ class Resolved:
         return self.dirs.get(path) or self.files.get(path)
 
 
-def resolve(conn: Connection, paths: Iterable[str], full: bool = True) -> Resolved:
+def resolve(conn: Connection, paths: Iterable[str], full: bool | Sequence[str] = True
+            ) -> Resolved:
     """Look up paths (as directories, else as files) and every ancestor directory
-    (``full=False``: file rows without dates)."""
+    (``full=False``: file rows without dates; or the file columns to read)."""
     paths = set(paths)
     wanted = set(paths)
     for parent in {parent_of(p) for p in paths}:
@@ -185,10 +186,20 @@ def _ensure_dirs(conn: Connection, req: Requester, settings: CatalogSettings,
     if not missing:
         return {}
     plan, refused = _plan_dirs(req, settings, missing, res.dirs)
+    # a planned directory whose parent exists may clash with a file of that name
+    by_parent: dict[int, list[str]] = defaultdict(list)
+    for item in plan:
+        parent_row = res.dirs.get(parent_of(item.path))
+        if item.path != "/" and parent_row is not None:
+            by_parent[parent_row.dir_id].append(name_of(item.path))
+    clashes = {(d, n) for (d, n) in db.get_files(conn, by_parent, False)} if by_parent else set()
     reachable = []
     for item in plan:
         top = [a for a in ancestors(item.path) if a in res.dirs]
-        if all(may(req, res.dirs[a], EXECUTE) for a in top):
+        parent_row = res.dirs.get(parent_of(item.path))
+        if parent_row is not None and (parent_row.dir_id, name_of(item.path)) in clashes:
+            refused[item.path] = NOT_DIR
+        elif all(may(req, res.dirs[a], EXECUTE) for a in top):
             reachable.append(item)
         else:
             refused[item.path] = DENIED
@@ -212,8 +223,10 @@ def create_directories(engine: Engine, settings: CatalogSettings, req: Requester
     with write_transaction(engine) as conn:
         res = resolve(conn, wanted)
         for path in list(wanted):
-            if path in res.files:
-                result.fail(wanted.pop(path), EXISTS)
+            if path in res.dirs and not res.reachable(req, path):
+                result.fail(wanted.pop(path), DENIED)  # do not reveal what is hidden
+            elif path in res.files:
+                result.fail(wanted.pop(path), EXISTS if res.reachable(req, path) else DENIED)
         refused = _ensure_dirs(conn, req, settings, set(wanted), res)
     for path, raw in wanted.items():
         if path in refused:
@@ -420,7 +433,7 @@ def _readable_files(conn: Connection, req: Requester, paths: Mapping[str, str],
                     result: BulkResult, *, need: int = READ, full: bool = True
                     ) -> tuple[Resolved, dict[str, Row]]:
     """The files among ``paths`` that ``req`` may read (others failed with the reason)."""
-    res = resolve(conn, paths, full)
+    res = resolve(conn, paths, full if full or not req.admin else db.IDS)
     ok: dict[str, Row[Any]] = {}
     allowed: dict[tuple[str, str, int], bool] = {}
     for path, raw in paths.items():
@@ -440,6 +453,8 @@ def _readable_files(conn: Connection, req: Requester, paths: Mapping[str, str],
 
 def _cached_may(cache: dict[tuple[str, str, int], bool], req: Requester, row: Any,
                 need: int) -> bool:
+    if req.admin:
+        return True
     key = (row.owner, row.owner_group, row.mode)
     known = cache.get(key)
     if known is None:

@@ -208,6 +208,14 @@ def test_dmeta_dfind(served: Served) -> None:
     assert ok("dfind", base, "run>5") == ""
     ok("dcd", base)
     assert ok("dfind", "run<2") == f"{base}/r1/f1\n{base}/r1/f2\n"
+    with served.catalog() as fc:
+        assert fc.add_dataset({f"{base}/raw": {"kind": "raw"}}).failed == {}
+        assert fc.freeze_dataset(f"{base}/raw").failed == {}
+        info = fc.get_datasets(f"{base}/raw").successful[f"{base}/raw"]
+    when = info["ModificationDate"].strftime("%Y-%m-%d %H:%M:%S")
+    assert ok("dls", base) == f"{base}:\nr1\nr2\nr3\nraw\n"
+    assert ok("dls", "-l", base).splitlines()[-1] == (
+        f"srw-r--r-- 4 alice demo_user 66 {when} raw")
     bad = cmd("dfind", base, "run~1")
     assert bad.returncode == 2 and bad.stderr.startswith("Illegal metaQuery: run~1")
     assert ok("dmeta", "rm", f"{base}/r2/f2", "quality") == ""

@@ -130,6 +130,8 @@ def test_datasets(tree: Engine) -> None:
                                                            "energy": {">": 0}}}).failed == {}
     assert datasets.add_datasets(tree, CFG, ALICE, {name: {"kind": "x"}}).failed == {
         name: "File exists"}
+    assert datasets.add_datasets(tree, CFG, ALICE, {f"{H}/sets/bad": {"nope": 1}}).failed == {
+        f"{H}/sets/bad": "unknown metadata field 'nope'"}
     members = ["r2/f1", "r2/f2", "r4/f1", "r4/f2"]
     expected = [f"{H}/runs/{m}" for m in members]
     assert datasets.get_dataset_files(tree, ALICE, [name]).successful == {name: expected}
@@ -199,3 +201,18 @@ def test_concurrent_writers_share_new_directories(engine: Engine) -> None:
     size = directories.get_directory_size(engine, ALICE, [f"{H}/race"], True).successful
     assert size[f"{H}/race"]["LogicalFiles"] == 120
     assert size[f"{H}/race"]["PhysicalSize"]["TotalFiles"] == 120
+
+
+def test_admin_lookups(engine: Engine) -> None:
+    """Administrators (e.g. the WMS reading replicas for scheduling) see every file."""
+    add(engine, f"{H}/adm/f1")
+    namespace.set_replica_status(engine, ALICE, {f"{H}/adm/f1": {"SE": "DISK",
+                                                                  "Status": "AprioriGood"}})
+    directories.change_path(engine, ALICE, "mode", {f"{H}/adm": 0o700, f"{H}/adm/f1": 0})
+    other = Requester("bob", "demo_guest", "demo")
+    assert namespace.get_replicas(engine, other, [f"{H}/adm/f1"]).failed == {
+        f"{H}/adm/f1": "Permission denied"}
+    assert namespace.get_replicas(engine, ADMIN, [f"{H}/adm/f1"]).successful == {
+        f"{H}/adm/f1": {"DISK": ""}}
+    assert namespace.get_replicas(engine, ALICE, [f"{H}/adm/f1"]).failed == {
+        f"{H}/adm/f1": "Permission denied"}  # mode 000: not even its owner reads it

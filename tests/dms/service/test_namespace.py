@@ -103,6 +103,11 @@ def test_directories_and_listing(catalog: Catalog) -> None:
     assert (home["Owner"], home["OwnerGroup"], home["Mode"]) == ("alice", "demo_user", 0o755)
     vo_root = fc.get_directory_metadata("/demo").successful["/demo"]
     assert (vo_root["Owner"], vo_root["Mode"]) == ("demo", 0o755)
+    clash = fc.add_file({f"{HOME}/d1/f/g": entry(guid="FG")})
+    assert clash.failed == {f"{HOME}/d1/f/g": "Not a directory"}
+    assert fc.create_directory(f"{HOME}/d1/f/h").failed == {f"{HOME}/d1/f/h": "Not a directory"}
+    assert fc.add_file({f"{HOME}/d1/d2": entry(guid="D2")}).failed == {
+        f"{HOME}/d1/d2": "Is a directory"}
     removed = fc.remove_directory([f"{HOME}/d1", f"{HOME}/d3", f"{HOME}/d1/f"])
     assert removed.successful == {f"{HOME}/d3": True}
     assert removed.failed == {f"{HOME}/d1": "Directory not empty",

@@ -41,6 +41,9 @@ def test_modes_protect_reads(catalog: Catalog) -> None:
     assert bob.get_replicas(probes).failed == {probes[0]: DENIED}
     assert bob.get_file_metadata(probes).failed == {probes[0]: DENIED}
     assert bob.list_directory(f"{ALICE}/priv").failed == {f"{ALICE}/priv": DENIED}
+    assert bob.create_directory(f"{ALICE}/priv/x").failed == {f"{ALICE}/priv/x": DENIED}
+    alice.create_directory(f"{ALICE}/priv/y")
+    assert bob.create_directory(f"{ALICE}/priv/y").failed == {f"{ALICE}/priv/y": DENIED}
     assert bob.exists(probes).failed == {probes[0]: DENIED}
     assert bob.remove_file(probes).failed == {probes[0]: DENIED}
     assert bob.find_files_by_metadata({"Size": {">=": 0}}, ALICE) == [f"{ALICE}/pub/g"]
