@@ -6,7 +6,8 @@ another session's feet broke that session. Its password field is set to ``*`` (n
 with ``UsePAM no`` a locked ``!`` account refuses even keys). Host key, client key, the
 server's own ``authorized_keys`` (``AuthorizedKeysFile`` points there, so concurrent servers
 never overwrite each other's key; ``StrictModes no`` as it lives under /tmp) and the pinned
-``known_hosts`` live in a temp dir. sshd is
+``known_hosts`` live in a temp dir. ``home`` is this server's own directory of the user
+(``<home>/<temp dir name>``), removed when the server stops: put remote work there. sshd is
 started by absolute path (it re-executes itself). Needs ``openssh-server`` and
 ``openssh-client`` (scripts/test.sh installs them) and root (useradd).
 """
@@ -63,10 +64,12 @@ class SSHServer:
         if pwd.getpwnam(self.user).pw_dir != HOME:  # made by an older version, home in a temp dir
             subprocess.run(["usermod", "-d", HOME, self.user], capture_output=True)
         entry = pwd.getpwnam(self.user)
-        self.home = Path(entry.pw_dir)
-        if not self.home.is_dir():
-            self.home.mkdir(mode=0o755, parents=True)
-            shutil.chown(self.home, entry.pw_uid, entry.pw_gid)
+        # this server's own directory of the user (removed by stop(): the home is shared)
+        self.home = Path(entry.pw_dir) / self.base.name
+        for path in (self.home.parent, self.home):
+            if not path.is_dir():
+                path.mkdir(mode=0o755, parents=True)
+                shutil.chown(path, entry.pw_uid, entry.pw_gid)
         for name in ("host_ed25519", "client_ed25519"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                             str(self.base / name)], check=True, capture_output=True)
@@ -121,4 +124,6 @@ LogLevel VERBOSE
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        if self.home.name == self.base.name:
+            shutil.rmtree(self.home, ignore_errors=True)
         shutil.rmtree(self.base, ignore_errors=True)
