@@ -220,7 +220,10 @@ class DataMover:
 
     def store_outputs(self, files: dict[str, str], *, ses: list[str],
                       job_id: int | None = None) -> OutputResult:
-        """Upload and register ``{lfn: local path}`` (see the module docstring)."""
+        """Upload and register ``{lfn: local path}`` (see the module docstring).
+
+        An LFN already in the catalog is never overwritten: with the same adler32 (a job run
+        again) it counts as stored where it is, else it is lost with the reason."""
         wanted = list(dict.fromkeys(ses or [s for s in self.site_ses()
                                             if s in self.writable_ses()]))
         if not wanted:
@@ -228,50 +231,67 @@ class DataMover:
         site = self.site_ses()
         others = [s for s in self.writable_ses() if s not in wanted]
         failover = sorted(others, key=lambda s: s not in site)
+        lfns = list(files)
+        try:
+            known, _unknown = _bulk(self.rpc.call(CATALOG, "getFileMetadata", lfns), lfns)
+        except RpcError as exc:  # the catalog is down: uploads go on, registration is retried
+            self.log(f"outputs: cannot ask the catalog ({exc})")
+            known = {}
         result = OutputResult()
         for lfn, path in files.items():
             size, checksum = os.path.getsize(path), adler32_of(path)
+            if lfn in known:
+                there = known[lfn] if isinstance(known[lfn], dict) else {}
+                if same_checksum(there.get("Checksum"), checksum):
+                    result.stored[lfn] = "(already registered)"
+                else:
+                    result.lost[lfn] = "already registered with another content"
+                continue
             guid = str(uuid.uuid4()).upper()
             errors = []
             for index, se in enumerate(wanted + failover):
                 try:
                     url = self.url_for(se, lfn)
+                    if url.startswith("https://"):  # a refusal comes with its reason
+                        self.rpc.call(STORAGE, "checkUpload", se, lfn, size)
                     self._put(url, path, size, checksum)
-                except (DataError, OSError, http.client.HTTPException) as exc:
+                except (DataError, RpcError, OSError, http.client.HTTPException) as exc:
                     errors.append(f"{se}: {exc}")
                     self.log(f"output {lfn}: {se} refused it: {exc}")
                     continue
                 entry = {"PFN": url, "Size": size, "SE": se, "GUID": guid,
                          "Checksum": checksum, "ChecksumType": "Adler32"}
-                self._register(lfn, entry, result, job_id)
+                operations = self._register(lfn, entry)
                 if index < len(wanted):
                     result.stored[lfn] = se
                 else:
                     result.failover[lfn] = se
-                    self._request(job_id, lfn, [
+                    operations += [
                         {"Type": "ReplicateAndRegister", "TargetSE": wanted[0],
                          "SourceSE": se, "Files": [{"LFN": lfn}]},
-                        {"Type": "RemoveReplica", "TargetSE": se, "Files": [{"LFN": lfn}]}],
-                        result)
+                        {"Type": "RemoveReplica", "TargetSE": se, "Files": [{"LFN": lfn}]}]
+                if operations:  # one request: its operations run in this order
+                    self._request(job_id, operations, result)
                 self.log(f"output {lfn}: on {se} ({size} bytes, adler32 {checksum})")
                 break
             else:
                 result.lost[lfn] = "; ".join(errors)
         return result
 
-    def _register(self, lfn: str, entry: dict[str, Any], result: OutputResult,
-                  job_id: int | None) -> None:
+    def _register(self, lfn: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
+        """Register the new file; the request operation that will, when that fails now."""
         try:
             _ok, failed = _bulk(self.rpc.call(CATALOG, "addFile", {lfn: entry}), [lfn])
             reason = failed.get(lfn)
         except RpcError as exc:
             reason = str(exc)
-        if reason:
-            self.log(f"output {lfn}: registration failed ({reason}); a request will retry it")
-            self._request(job_id, lfn, [{"Type": "RegisterFile", "TargetSE": entry["SE"],
-                                         "Files": [{"LFN": lfn, **entry}]}], result)
+        if not reason:
+            return []
+        self.log(f"output {lfn}: registration failed ({reason}); a request will retry it")
+        return [{"Type": "RegisterFile", "TargetSE": entry["SE"],
+                 "Files": [{"LFN": lfn, **entry}]}]
 
-    def _request(self, job_id: int | None, lfn: str, operations: list[dict[str, Any]],
+    def _request(self, job_id: int | None, operations: list[dict[str, Any]],
                  result: OutputResult) -> None:
         request: dict[str, Any] = {"RequestName": f"job{job_id}-{uuid.uuid4().hex[:8]}",
                                    "Operations": operations}

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from pilot.data import URLS_FILE, DataError, DataMover, output_lfn
 from pilot.jdl import as_list, parse_jdl
 from pilot.rpc import RpcClient, RpcError
 from pilot.watchdog import CPU_LIMIT, KILL_SIGNAL, KILLED, WALL_LIMIT, Watchdog, kill_tree
@@ -132,6 +133,72 @@ class JobWrapper:
                 self.log(f"input sandbox: {exc}")
                 self.report("Failed", "Failed Downloading InputSandbox")
                 return False
+        return self.fetch_input_data()
+
+    # -- data -------------------------------------------------------------------------------
+
+    def mover(self) -> DataMover:
+        return DataMover(self.rpc, site=str(self.opts.parameters.get("Site", "")),
+                         workdir=self.dir, log=self.log)
+
+    def fetch_input_data(self) -> bool:
+        """``InputData`` downloaded into :attr:`dir` (or, with a "Protocol" InputDataPolicy,
+        their URLs given to the payload); False (job Failed) when a file cannot be had."""
+        lfns = [x[4:] if x[:4].upper() == "LFN:" else x
+                for x in as_list(self.jdl.get("InputData"))]
+        if not lfns:
+            return True
+        self.report("", "Input Data Resolution")
+        by_protocol = "protocol" in str(self.jdl.get("InputDataPolicy", "")).lower()
+        try:
+            self.mover().fetch_inputs(lfns, download=not by_protocol)
+        except (DataError, RpcError, OSError) as exc:
+            self.log(f"input data: {exc}")
+            self.parameters({"InputDataError": str(exc)[:2000]})
+            self.report("Failed", "Input Data Resolution")
+            return False
+        return True
+
+    def store_output_data(self) -> bool:
+        """Upload and register ``OutputData`` (to ``OutputSE``, under ``OutputPath``); the
+        job parameter ``UploadedOutputData`` lists the LFNs. False when a file is lost."""
+        entries = as_list(self.jdl.get("OutputData"))
+        if not entries:
+            return True
+        self.report("", "Uploading Output Data")
+        owner = str(self.match.get("Owner") or self.jdl.get("Owner", ""))
+        vo = str(self.jdl.get("VirtualOrganization", ""))
+        files: dict[str, str] = {}
+        missing = []
+        for entry in entries:
+            pattern = entry[4:] if entry[:4].upper() == "LFN:" else entry
+            found = sorted(glob.glob(os.path.join(self.dir, os.path.basename(pattern)
+                                                  if entry[:4].upper() == "LFN:" else pattern)))
+            found = [p for p in found if os.path.isfile(p)
+                     and os.path.realpath(p).startswith(os.path.realpath(self.dir) + os.sep)]
+            if not found:
+                missing.append(entry)
+            for path in found:
+                name = entry if entry[:4].upper() == "LFN:" else os.path.basename(path)
+                files[output_lfn(name, vo=vo, owner=owner, job_id=self.job_id,
+                                 output_path=str(self.jdl.get("OutputPath", "")))] = path
+        try:
+            result = self.mover().store_outputs(
+                files, ses=as_list(self.jdl.get("OutputSE")), job_id=self.job_id)
+        except (DataError, RpcError, OSError) as exc:
+            self.log(f"output data: {exc}")
+            self.parameters({"OutputDataError": str(exc)[:2000]})
+            return False
+        kept = [*result.stored, *result.failover]
+        if kept:
+            self.parameters({"UploadedOutputData": ",".join(kept)})
+        problems = {**{m: "no such file" for m in missing}, **result.lost}
+        if problems:
+            self.log(f"output data lost: {problems}")
+            self.parameters({"OutputDataError": "; ".join(
+                f"{k}: {v}" for k, v in problems.items())[:2000]})
+            return False
+        self.report("", "Output Data Uploaded")
         return True
 
     def finish(self, code: int | None, reason: str | None) -> str:
@@ -154,6 +221,9 @@ class JobWrapper:
         self.report("", "Application Finished Successfully" if code == 0
                     else "Application Finished With Errors")
         uploaded = self.upload_outputs()
+        if code == 0 and not self.store_output_data():
+            self.report("Failed", "Uploading Output Data")
+            return "Failed"
         if code == 0 and uploaded:
             self.report("Done", "Execution Complete")
             return "Done"
@@ -181,6 +251,9 @@ class JobWrapper:
         env = dict(os.environ)
         env.update({"DIRACJOBID": str(self.job_id), "JOBID": str(self.job_id),
                     "DIRAC_PROCESSORS": str(self.opts.processors)})
+        urls = os.path.join(self.dir, URLS_FILE)
+        if os.path.exists(urls):  # the "Protocol" input data policy
+            env["PILOTWMS_INPUT_DATA"] = urls
         for item in as_list(self.jdl.get("ExecutionEnvironment")):
             name, _, value = item.partition("=")
             if name:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -321,8 +321,51 @@ class SiteConfig(Section):
     ses: list[str] = Field(default_factory=list, alias="SEs")
 
 
+class SEProtocolConfig(Section):
+    """One way to reach a storage element (see docs/storage.md and ``dms.storage``).
+
+    ``Path`` is where the SE's files live: for ``HTTPS`` the directory on the server hosting
+    ``DataManagement/StorageElement``, for ``XROOT`` the path on the xrootd server, for ``File``
+    the local mount point; LFN ``/vo/f`` is stored at ``<Path>/vo/f``.
+    """
+
+    plugin: Literal["HTTPS", "XROOT", "File"]
+    host: str = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    path: str = "/"
+    #: HTTPS only: largest file the server accepts, in MiB (0: no limit)
+    max_file_size_mib: int = Field(default=0, ge=0, alias="MaxFileSizeMiB")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/") or "\0" in value:
+            raise ValueError(f"Path must be absolute: {value!r}")
+        return value.rstrip("/") or "/"
+
+    @model_validator(mode="after")
+    def _needs_host(self) -> SEProtocolConfig:
+        if self.plugin in ("HTTPS", "XROOT") and not self.host:
+            raise ValueError(f"plugin {self.plugin} needs a Host")
+        return self
+
+
+class StorageElementConfig(Section):
+    """A storage element: its protocol plugins (tried in order) and access flags."""
+
+    protocols: list[SEProtocolConfig] = Field(min_length=1)
+    read_access: bool = True
+    write_access: bool = True
+    remove_access: bool = True
+    #: VOs whose files may be stored here (empty: any VO)
+    vos: list[str] = Field(default_factory=list, alias="VOs")
+    description: str = ""
+
+
 class ResourcesConfig(Section):
     sites: dict[str, SiteConfig] = Field(default_factory=dict)
+    #: storage elements by name (dms.storage)
+    storage_elements: dict[str, StorageElementConfig] = Field(default_factory=dict)
 
 
 # -- Operations ----------------------------------------------------------------------------------

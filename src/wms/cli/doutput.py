@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from core.cli.common import EXIT_ERROR, run
-from core.exceptions import PilotWMSError
+from core.exceptions import NotFoundError, PilotWMSError
 from wms.cli._common import print_error, progress_for, split_ids
 from wms.client import WMSClient
 
@@ -34,7 +34,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("jobs", nargs="*", metavar="JobID", help="job IDs (comma-separated too)")
     p.add_argument("-D", "--OutputDir", dest="output_dir", help="destination directory")
     p.add_argument("--Data", dest="data", action="store_true",
-                   help="download output data instead of the output sandbox")
+                   help="download the output data (the job's UploadedOutputData) instead of "
+                        "the output sandbox")
     p.add_argument("--Sandbox", dest="sandbox", action="store_true",
                    help="download the output sandbox, even with --Data")
     p.add_argument("-v", "--verbose", action="store_true", help="verbose output")
@@ -90,7 +91,11 @@ def _main(argv: Sequence[str]) -> int:
                 except PilotWMSError as exc:
                     errors.append(exc.message)
             if opts.data:
-                errors.append(output_data_error(wms, job))
+                try:
+                    for lfn in fetch_data(wms, job, dest):
+                        done.setdefault(job, []).append(f"{job}: OutputData {lfn}")
+                except PilotWMSError as exc:
+                    errors.append(exc.message)
     for message in errors:
         print_error(message)
     if opts.verbose:
@@ -100,15 +105,21 @@ def _main(argv: Sequence[str]) -> int:
     return EXIT_ERROR if errors else 0
 
 
-def output_data_error(wms: WMSClient, job: int) -> str:
-    """Output data needs the data management system, not there yet: say so precisely."""
-    try:
-        params = wms.parameters([job], ["UploadedOutputData"]).get(job, {})
-    except PilotWMSError as exc:
-        return exc.message
-    if not params.get("UploadedOutputData"):
-        return f"No output data found for job {job}"
-    return f"job {job}: downloading output data needs the data management system"
+def fetch_data(wms: WMSClient, job: int, dest: Path) -> list[str]:
+    """Download the job's output data (its ``UploadedOutputData`` parameter, set by the job
+    wrapper) into ``dest`` through the data manager, checksums verified; the LFNs fetched."""
+    params = wms.parameters([job], ["UploadedOutputData"]).get(job, {})
+    lfns = [x.strip() for x in str(params.get("UploadedOutputData") or "").split(",")
+            if x.strip()]
+    if not lfns:
+        raise NotFoundError(f"No output data found for job {job}")
+    from dms.cli._transfer import data_manager  # the data system only when asked for
+
+    manager = data_manager()
+    dest.mkdir(parents=True, exist_ok=True)
+    for lfn in lfns:
+        manager.get(lfn, dest)
+    return lfns
 
 
 if __name__ == "__main__":

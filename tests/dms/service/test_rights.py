@@ -50,6 +50,9 @@ def test_modes_protect_reads(catalog: Catalog) -> None:
     # a file's own mode protects it too
     assert alice.change_path_mode({f"{ALICE}/pub/g": "600"}).failed == {}
     assert bob.get_replicas(f"{ALICE}/pub/g").failed == {f"{ALICE}/pub/g": DENIED}
+    assert bob.find_files_by_metadata({"Size": {">=": 0}}, ALICE) == []
+    assert alice.find_files_by_metadata({"Size": {">=": 0}}, ALICE) == [
+        f"{ALICE}/priv/f", f"{ALICE}/pub/g"]
     assert bob.add_replica({f"{ALICE}/pub/g": {"SE": "X"}}).failed == {
         f"{ALICE}/pub/g": DENIED}
     assert bob.remove_replica({f"{ALICE}/pub/g": {"SE": "DISK-SE"}}).failed == {

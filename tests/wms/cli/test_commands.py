@@ -133,6 +133,20 @@ def test_dsub_keeps_each_argument_whole(served: Served) -> None:
     assert shlex.split(str(jdl["Arguments"])) == ["-c", "exit 3", "it's"]
 
 
+def test_dsub_data_options(served: Served) -> None:
+    proc = cmd("dsub", "--InputData", "/demo/user/a/alice/in1,/demo/user/a/alice/in2",
+               "--OutputData", "out.dat", "--OutputSE", "DISK-A", "--OutputPath", "run1",
+               "/bin/true")
+    assert proc.returncode == 0, proc.stderr
+    job = int(proc.stdout.split()[-1])
+    with served.wms() as wms:
+        jdl = parse_jdl(wms.jdl(job))
+    assert jdl.get_list("InputData") == ["LFN:/demo/user/a/alice/in1",
+                                         "LFN:/demo/user/a/alice/in2"]
+    assert (jdl.get_list("OutputData"), jdl.get_list("OutputSE"), jdl["OutputPath"]) == (
+        ["out.dat"], ["DISK-A"], "run1")
+
+
 def test_dsub_relative_script_with_directives(served: Served, tmp_path: Path) -> None:
     script = tmp_path / "job.sh"
     script.write_text('#!/bin/sh\n#JDL CPUTime = 1234\n#JDL JobGroup = "fromscript"\necho hi\n')

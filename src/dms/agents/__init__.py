@@ -1,0 +1,1 @@
+"""Agents of the DataManagement and RequestManagement systems."""

@@ -1,0 +1,94 @@
+"""``RequestManagement/ReqManager``: store failover requests and tell their state.
+
+RPC methods:
+
+* ``putRequest(request)`` -> request ID. The request (wire form: :mod:`dms.logic.rms`)
+  is owned by the caller; a trusted host may submit for a user with ``Owner`` and
+  ``OwnerGroup`` in the request (a job wrapper running under a pilot's host identity).
+* ``getRequest(requestID)`` -> the request with its operations and files, statuses included.
+* ``getRequestStatus(requestID)`` -> ``"Waiting"``, ``"Assigned"``, ``"Done"``, ...
+* ``getRequestIDsForJobs(jobIDs)`` -> ``{"Successful": {jobID: requestID}, "Failed": {}}``.
+* ``cancelRequest(requestID)`` -> True when it was cancelled (False: already final).
+
+Users see and cancel their own requests; ``Operator``, ``JobAdministrator`` and trusted hosts
+see and cancel all of them. The database is ``Systems.RequestManagement.Database`` (schema
+``RequestManagement``), else the top-level ``Database``.
+
+Example::
+
+    from dms.request_client import ReqManagerClient
+    rid = ReqManagerClient(rpc).put_request({"RequestName": "x", "Operations": [...]})
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from core.exceptions import InvalidArgumentError, NotAuthorizedError
+from core.rpc.service import Call, Service, rpc_method
+from core.security.identity import Identity
+from dms.db import rms as db
+from dms.logic import rms as logic
+
+SYSTEM = "RequestManagement"
+MANAGERS = frozenset({"Operator", "JobAdministrator", "TrustedHost"})
+
+
+def _manager(ident: Identity) -> bool:
+    return bool(ident.properties & MANAGERS)
+
+
+class ReqManagerService(Service):
+    system = SYSTEM
+    name = "ReqManager"
+
+    @property
+    def engine(self) -> Engine:
+        return self.ctx.engine(SYSTEM)
+
+    def _owner(self, ident: Identity, wire: dict[str, Any]) -> tuple[str, str, str | None]:
+        if "TrustedHost" in ident.properties and wire.get("Owner"):
+            group = wire.get("OwnerGroup")
+            groups = self.ctx.config.registry.groups
+            if not isinstance(group, str) or group not in groups or \
+                    wire["Owner"] not in groups[group].users:
+                raise InvalidArgumentError("Owner/OwnerGroup must name a user of that group")
+            return str(wire["Owner"]), group, groups[group].vo
+        if not ident.username or not ident.group:
+            raise NotAuthorizedError("a request needs a user identity with a group")
+        return ident.username, ident.group, ident.vo
+
+    def _visible(self, call: Call, request_id: int) -> db.RequestRow:
+        req = db.get_request(self.engine, request_id)
+        if req.owner != call.identity.username and not _manager(call.identity):
+            raise NotAuthorizedError(f"request {request_id} is not yours")
+        return req
+
+    @rpc_method("putRequest")
+    def put_request(self, call: Call, request: dict) -> int:
+        owner, group, vo = self._owner(call.identity, request)
+        return db.insert_request(self.engine, logic.parse_request(request, owner, group, vo))
+
+    @rpc_method("getRequest")
+    def get_request(self, call: Call, request_id: int) -> dict[str, Any]:
+        return logic.to_wire(self._visible(call, request_id))
+
+    @rpc_method("getRequestStatus")
+    def get_request_status(self, call: Call, request_id: int) -> str:
+        return self._visible(call, request_id).status
+
+    @rpc_method("getRequestIDsForJobs")
+    def get_request_ids_for_jobs(self, call: Call, job_ids: list) -> dict[str, Any]:
+        ids = [int(j) for j in job_ids if isinstance(j, int | str) and str(j).isdigit()]
+        owner = None if _manager(call.identity) else call.identity.username
+        found = {r.job_id: r.request_id for r in db.find_requests(
+            self.engine, owner=owner, job_ids=ids)}
+        return {"Successful": {j: found[j] for j in ids if j in found},
+                "Failed": {j: "No request found" for j in ids if j not in found}}
+
+    @rpc_method("cancelRequest")
+    def cancel_request(self, call: Call, request_id: int) -> bool:
+        self._visible(call, request_id)
+        return db.cancel(self.engine, request_id)
