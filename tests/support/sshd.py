@@ -1,8 +1,13 @@
 """A private OpenSSH server on 127.0.0.1 and a free port, key-only, for a local test user.
 
-The user ``pwmsce`` is created when absent (and removed again afterwards), its password field
-set to ``*`` (not locked: with ``UsePAM no`` a locked ``!`` account refuses even keys). Host
-key, client key, ``authorized_keys`` and the pinned ``known_hosts`` live in a temp dir. sshd is
+The user ``pwmsce`` is created when absent, with its home in ``/var/tmp/pwmsce-home``, and kept
+afterwards: several test sessions on one machine (helpers, CI) share it, and removing it under
+another session's feet broke that session. Its password field is set to ``*`` (not locked:
+with ``UsePAM no`` a locked ``!`` account refuses even keys). Host key, client key, the
+server's own ``authorized_keys`` (``AuthorizedKeysFile`` points there, so concurrent servers
+never overwrite each other's key; ``StrictModes no`` as it lives under /tmp) and the pinned
+``known_hosts`` live in a temp dir. ``home`` is this server's own directory of the user
+(``<home>/<temp dir name>``), removed when the server stops: put remote work there. sshd is
 started by absolute path (it re-executes itself). Needs ``openssh-server`` and
 ``openssh-client`` (scripts/test.sh installs them) and root (useradd).
 """
@@ -19,6 +24,7 @@ from pathlib import Path
 from tests.support.mariadb import free_port
 
 USER = "pwmsce"
+HOME = "/var/tmp/pwmsce-home"
 SSHD = "/usr/sbin/sshd"
 
 
@@ -51,31 +57,32 @@ class SSHServer:
         try:
             pwd.getpwnam(self.user)
         except KeyError:
-            subprocess.run(["useradd", "-m", "-d", str(self.base / "home"), "-s", "/bin/bash",
-                            self.user], check=True, capture_output=True)
+            subprocess.run(["useradd", "-m", "-d", HOME, "-s", "/bin/bash", self.user],
+                           check=True, capture_output=True)
             self.created_user = True
         subprocess.run(["usermod", "-p", "*", self.user], check=True, capture_output=True)
+        if pwd.getpwnam(self.user).pw_dir != HOME:  # made by an older version, home in a temp dir
+            subprocess.run(["usermod", "-d", HOME, self.user], capture_output=True)
         entry = pwd.getpwnam(self.user)
-        self.home = Path(entry.pw_dir)
-        if not self.home.is_dir():  # left by an earlier run whose userdel could not finish
-            self.home.mkdir(mode=0o755, parents=True)
-            shutil.chown(self.home, entry.pw_uid, entry.pw_gid)
+        # this server's own directory of the user (removed by stop(): the home is shared)
+        self.home = Path(entry.pw_dir) / self.base.name
+        for path in (self.home.parent, self.home):
+            if not path.is_dir():
+                path.mkdir(mode=0o755, parents=True)
+                shutil.chown(path, entry.pw_uid, entry.pw_gid)
         for name in ("host_ed25519", "client_ed25519"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                             str(self.base / name)], check=True, capture_output=True)
-        ssh_dir = self.home / ".ssh"
-        ssh_dir.mkdir(mode=0o700, exist_ok=True)
-        auth = ssh_dir / "authorized_keys"
+        auth = self.base / "authorized_keys"
         auth.write_text((self.base / "client_ed25519.pub").read_text())
-        auth.chmod(0o600)
-        for path in (ssh_dir, auth):
-            shutil.chown(path, entry.pw_uid, entry.pw_gid)
+        auth.chmod(0o644)
         cfg = self.base / "sshd_config"
         cfg.write_text(f"""ListenAddress 127.0.0.1
 Port {self.port}
 HostKey {self.base / 'host_ed25519'}
 PidFile {self.base / 'sshd.pid'}
-AuthorizedKeysFile .ssh/authorized_keys
+AuthorizedKeysFile {auth}
+StrictModes no
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -117,7 +124,6 @@ LogLevel VERBOSE
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        if self.created_user:
-            # fails (harmlessly) while processes of the user remain: tests kill their pilots
-            subprocess.run(["userdel", self.user], capture_output=True)
+        if self.home.name == self.base.name:
+            shutil.rmtree(self.home, ignore_errors=True)
         shutil.rmtree(self.base, ignore_errors=True)

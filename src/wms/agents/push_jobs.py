@@ -213,7 +213,8 @@ class PushJobAgent(Agent):
             self.beat()  # a long cycle must not look like a dead agent to the peers
         return matched
 
-    def wrapper(self, job_id: int, queue: QueueConfig) -> PushedJob:
+    def wrapper(self, job_id: int, site: str, ce_name: str, q_name: str,
+                queue: QueueConfig) -> PushedJob:
         with self.engine().connect() as conn:
             jdl = jobs_db.jdls_of(conn, [job_id]).get(job_id, "")
         processors = queue.number_of_processors
@@ -221,13 +222,14 @@ class PushJobAgent(Agent):
         opts = WrapperOptions(workdir=self.staging, processors=processors, max_wall=max_wall,
                               cpu_limit_factor=self.opts.cpu_limit_factor,
                               max_sandbox_mib=self.config.operations.max_sandbox_size_mib,
+                              parameters={"Site": site, "GridCE": ce_name, "CEQueue": q_name},
                               log=lambda m: log.info("%s", m))
         return PushedJob({"JobID": job_id, "JDL": jdl}, self.job_rpc(job_id), opts)
 
     def ship(self, slurm: SlurmComputingElement, site: str, ce_name: str, q_name: str,
              queue: QueueConfig, job_id: int, *, recover: bool = False) -> None:
         """Prepare (reports, input sandboxes), copy the job directory, sbatch it."""
-        job = self.wrapper(job_id, queue)
+        job = self.wrapper(job_id, site, ce_name, q_name, queue)
         engine = self.engine()
         with engine.begin() as conn:
             attempt = push_db.count_attempt(conn, job_id)
@@ -346,7 +348,7 @@ class PushJobAgent(Agent):
     def collect(self, slurm: SlurmComputingElement, row: push_db.PushRow, state: PilotStatus,
                 queue: QueueConfig) -> None:
         """The batch job ended: bring the directory back, report as the pilot would."""
-        job = self.wrapper(row.job_id, queue)
+        job = self.wrapper(row.job_id, row.site, row.ce, row.queue, queue)
         try:
             job.report("Completing", "Retrieving Outputs From Batch System")
             result: dict[str, Any] = {}

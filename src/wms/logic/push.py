@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pilot
+from pilot.data import URLS_FILE
 from pilot.jdl import as_list
 from pilot.wrapper import JobWrapper, safe_extract
 from wms.ce.base import shell_quote
@@ -60,6 +61,8 @@ class PushedJob(JobWrapper):
         command = [exe] + self.command()[1:]
         env = {"DIRACJOBID": str(self.job_id), "JOBID": str(self.job_id),
                "DIRAC_PROCESSORS": str(self.opts.processors)}
+        if os.path.exists(os.path.join(self.dir, URLS_FILE)):  # the "Protocol" data policy
+            env["PILOTWMS_INPUT_DATA"] = f"{remote_dir}/{URLS_FILE}"
         for item in as_list(self.jdl.get("ExecutionEnvironment")):
             name, _, value = item.partition("=")
             if name:

@@ -31,7 +31,8 @@ def ce_settings(kind: str, request: pytest.FixtureRequest) -> tuple[str, dict[st
     """(CEType, Settings, queue) of one kind of real site."""
     if kind == "ssh":
         sshd: SSHServer = request.getfixturevalue("sshd_server")
-        return "SSH", {**sshd.settings, "WorkDir": f"pilots-{uuid.uuid4().hex[:8]}"}, "default"
+        return "SSH", {**sshd.settings, "WorkDir": f"{sshd.home}/pilots-{uuid.uuid4().hex[:8]}"}, \
+            "default"
     cluster: SlurmCluster = request.getfixturevalue("slurm_cluster")
     settings: dict[str, Any] = {
         "WorkDir": str(cluster.base / "jobs" / uuid.uuid4().hex[:8]),
