@@ -26,8 +26,6 @@ Example (a client, see :mod:`dms.storage.https`)::
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import ipaddress
 import os
 from collections.abc import Callable, Sequence
@@ -45,8 +43,9 @@ from core.exceptions import (
 )
 from core.rpc.context import ServerContext
 from core.rpc.jencode import encode
-from core.rpc.server import HostedService, RPCHandler
+from core.rpc.server import HostedService
 from core.rpc.service import Call, Service, rpc_method
+from core.rpc.streaming import StreamingUploadHandler
 from core.security.identity import Identity
 from dms.logic import se_store
 from dms.storage.base import CHUNK, FileTooBigError, StorageFileNotFoundError
@@ -156,7 +155,7 @@ class StorageElementService(Service):
 
 
 @tornado.web.stream_request_body
-class SEFileHandler(RPCHandler):
+class SEFileHandler(StreamingUploadHandler):
     """GET/PUT of one file; the body of a PUT is streamed to disk through the executor."""
 
     SUPPORTED_METHODS = ("GET", "PUT")  # type: ignore[assignment]
@@ -167,15 +166,7 @@ class SEFileHandler(RPCHandler):
         service = hosted.service
         assert isinstance(service, StorageElementService)  # noqa: S101 - wired by extra_routes
         self.store = service
-        self.writer: se_store.Writer | None = None
-        self.failure: PilotWMSError | None = None
         self.target: Path | None = None
-        self.pending = bytearray()
-
-    async def _blocking(self, func: Callable[..., T], *args: Any, **kw: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.ctx.executor,
-                                          functools.partial(func, *args, **kw))
 
     async def prepare(self) -> None:  # type: ignore[override] # tornado awaits it
         super().prepare()
@@ -189,35 +180,13 @@ class SEFileHandler(RPCHandler):
         expected = int(length) if length and length.isdigit() else None
         limit = se.max_bytes or 1 << 50
         self.request.connection.set_max_body_size(limit + 1024 * 1024)  # type: ignore[union-attr]
-        self.writer = await self._blocking(
+        self.writer = await self.blocking(
             se_store.Writer, self.target, expected_size=expected,
             expected_checksum=self.request.headers.get(CHECKSUM_HEADER), max_bytes=se.max_bytes)
 
-    async def data_received(self, chunk: bytes) -> None:
-        # Tornado hands the body over in 64 KiB pieces: they are gathered up to 1 MiB before
-        # one hop to the executor (hashing and writing), which bounds memory per upload
-        if self.failure is not None or self.writer is None:
-            return
-        self.pending += chunk
-        if len(self.pending) >= CHUNK:
-            await self._flush_pending()
-
-    async def _flush_pending(self) -> None:
-        data, self.pending = bytes(self.pending), bytearray()
-        if not data or self.writer is None or self.failure is not None:
-            return
-        try:
-            await self._blocking(self.writer.write, data)
-        except PilotWMSError as exc:
-            self.failure = exc
-
     async def put(self, _se: str, _lfn: str) -> None:
-        await self._flush_pending()
-        if self.failure is not None:
-            raise self.failure
-        writer, self.writer = self.writer, None
-        assert writer is not None  # noqa: S101 - made in prepare
-        info = await self._blocking(writer.finish)
+        writer: se_store.Writer = await self.take_writer()
+        info = await self.blocking(writer.finish)
         self.set_header("Content-Type", "application/json")
         self.finish(encode({"OK": True, "Value": {"Size": info.size,
                                                   "Checksum": info.checksum}}))
@@ -227,7 +196,7 @@ class SEFileHandler(RPCHandler):
         self.store.check(self.identify(), se, lfn, False)
         self.target = se_store.confined(se.base, lfn)
         try:
-            stream: IO[bytes] = await self._blocking(open, self.target, "rb")
+            stream: IO[bytes] = await self.blocking(open, self.target, "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise StorageFileNotFoundError(f"no file {lfn}") from None
         try:
@@ -235,26 +204,14 @@ class SEFileHandler(RPCHandler):
             self.set_header("Content-Type", "application/octet-stream")
             self.set_header("Content-Length", str(size))
             while True:
-                chunk = await self._blocking(stream.read, CHUNK)
+                chunk = await self.blocking(stream.read, CHUNK)
                 if not chunk:
                     break
                 self.write(chunk)
                 await self.flush()
         finally:
-            await self._blocking(stream.close)
+            await self.blocking(stream.close)
         self.finish()
-
-    def _release(self) -> None:
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            self.ctx.executor.submit(writer.abort)
-
-    def on_finish(self) -> None:
-        self._release()
-
-    def on_connection_close(self) -> None:
-        self._release()
-        super().on_connection_close()
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")

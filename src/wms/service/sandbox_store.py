@@ -30,8 +30,6 @@ Example (a client; see tests/wms/service/test_sandbox_store.py)::
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import ipaddress
 import logging
 from collections.abc import Callable, Sequence
@@ -45,12 +43,12 @@ from core.exceptions import (
     InvalidArgumentError,
     NotAuthenticatedError,
     NotAuthorizedError,
-    PilotWMSError,
 )
 from core.rpc.context import ServerContext
 from core.rpc.jencode import encode
-from core.rpc.server import HostedService, RPCHandler
+from core.rpc.server import HostedService
 from core.rpc.service import Call, Service, rpc_method
+from core.rpc.streaming import StreamingUploadHandler
 from core.security.rights import allowed
 from wms.logic import sandboxes as logic
 from wms.logic.sandboxes import Requester, SandboxTooBigError
@@ -145,7 +143,7 @@ def _parse_file_id(file_id: list | str) -> tuple[str, dict[str, str]]:
 
 
 @tornado.web.stream_request_body
-class SandboxUploadHandler(RPCHandler):
+class SandboxUploadHandler(StreamingUploadHandler):
     """``PUT .../upload/<md5>.<ext>``: body streamed to disk through the executor."""
 
     SUPPORTED_METHODS = ("PUT",)
@@ -156,14 +154,8 @@ class SandboxUploadHandler(RPCHandler):
         service = hosted.service
         assert isinstance(service, SandboxStoreService)  # noqa: S101 - wired by extra_routes
         self.store = service
-        self.writer: logic.SandboxWriter | None = None
-        self.failure: PilotWMSError | None = None
         self.owner = Requester(None, None, None)
         self.name = ("", "")
-
-    async def _blocking(self, func: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.ctx.executor, functools.partial(func, *args))
 
     async def prepare(self) -> None:  # type: ignore[override] # tornado awaits it
         super().prepare()
@@ -185,39 +177,15 @@ class SandboxUploadHandler(RPCHandler):
         # the reply), then the connection is cut
         self.request.connection.set_max_body_size(  # type: ignore[union-attr]
             settings.max_bytes + 1024 * 1024)
-        self.writer = await self._blocking(logic.SandboxWriter, settings, expected)
-
-    async def data_received(self, chunk: bytes) -> None:
-        if self.failure is not None or self.writer is None:
-            return  # already refused: drain without storing
-        try:
-            await self._blocking(self.writer.write, chunk)
-        except PilotWMSError as exc:
-            self.failure = exc
-            await self._blocking(self.writer.abort)
+        self.writer = await self.blocking(logic.SandboxWriter, settings, expected)
 
     async def put(self, _name: str) -> None:
-        if self.failure is not None:
-            raise self.failure
-        writer, self.writer = self.writer, None
-        assert writer is not None  # noqa: S101 - made in prepare
+        writer: logic.SandboxWriter = await self.take_writer()
         md5, ext = self.name
-        url = await self._blocking(logic.register_upload, self.store.engine,
+        url = await self.blocking(logic.register_upload, self.store.engine,
                                    self.store.settings, self.owner, writer, md5, ext)
         self.set_header("Content-Type", "application/json")
         self.finish(encode({"OK": True, "Value": url}))
-
-    def _release(self) -> None:
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            self.ctx.executor.submit(writer.abort)
-
-    def on_finish(self) -> None:
-        self._release()
-
-    def on_connection_close(self) -> None:
-        self._release()
-        super().on_connection_close()
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
