@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--mysql-url", help="admin URL of a MariaDB server")
     parser.add_argument("--start-mariadb", action="store_true",
                         help="start a private MariaDB (tests.support.mariadb)")
+    parser.add_argument("--buffer-pool", default="128M",
+                        help="InnoDB buffer pool of the private MariaDB (default 128M)")
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
     limit = args.limit or args.jobs
@@ -142,7 +144,7 @@ def main() -> None:
         if args.start_mariadb and not admin:
             from tests.support.mariadb import MariaDBServer
 
-            server = MariaDBServer()
+            server = MariaDBServer(buffer_pool=args.buffer_pool)
             server.start()
             stack.callback(server.stop)
             admin = server.admin_url

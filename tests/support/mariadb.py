@@ -31,7 +31,9 @@ def free_port() -> int:
 
 
 class MariaDBServer:
-    def __init__(self) -> None:
+    def __init__(self, buffer_pool: str = "128M") -> None:
+        #: InnoDB buffer pool (the tests' data is small; benchmarks of large tables want more)
+        self.buffer_pool = buffer_pool
         self.base = Path(tempfile.mkdtemp(prefix="pilotwms-mariadb-"))
         self.port = free_port()
         self.socket = self.base / "mysqld.sock"
@@ -61,7 +63,7 @@ class MariaDBServer:
              "--bind-address=127.0.0.1", f"--port={self.port}", f"--socket={self.socket}",
              f"--pid-file={self.base / 'mariadbd.pid'}",
              f"--log-error={self.base / 'error.log'}", "--skip-name-resolve",
-             "--innodb-buffer-pool-size=128M", "--max-connections=500",
+             f"--innodb-buffer-pool-size={self.buffer_pool}", "--max-connections=500",
              "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin"],
             stdout=log, stderr=subprocess.STDOUT,
         )
