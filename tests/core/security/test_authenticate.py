@@ -120,6 +120,33 @@ def test_revoked_token(tmp_path: Path, idp_key: RSAKey) -> None:
     assert auth.from_token(idp_token(idp_key, jti="y")).authenticated
 
 
+def test_verified_tokens_are_remembered_but_revocation_and_expiry_still_apply(
+        tmp_path: Path, idp_key: RSAKey) -> None:
+    from core.security.tokens import LEEWAY, TokenVerifier
+
+    revoked: set[str] = set()
+    verifier = TokenVerifier(_config(tmp_path, idp_key).auth, is_revoked=revoked.__contains__)
+    now = int(time.time())
+    token = idp_token(idp_key, jti="j1")
+    first = verifier.verify(token)
+    first["sub"] = "changed by the caller"  # callers get copies
+    assert verifier.verify(token)["sub"] == "sub-alice"
+    revoked.add("j1")  # revoked after it was remembered: refused at the next call
+    with pytest.raises(NotAuthenticatedError, match="revoked"):
+        verifier.verify(token)
+    # expiry is checked on remembered tokens too (with the same leeway as the first check)
+    short = idp_token(idp_key, jti="j2", exp=now - LEEWAY + 3)
+    assert verifier.verify(short)["jti"] == "j2"
+    time.sleep(max(0.0, now + 3.2 - time.time()))
+    with pytest.raises(NotAuthenticatedError, match="expired"):
+        verifier.verify(short)
+    # the cache is bounded
+    verifier.CACHE_SIZE = 2
+    for jti in ("a", "b", "c"):
+        verifier.verify(idp_token(idp_key, jti=jti))
+    assert len(verifier._verified) == 2  # noqa: SLF001 - the bound itself is under test
+
+
 def test_own_token_for_a_group_of_another_vo(tmp_path: Path, idp_key: RSAKey) -> None:
     config = _config(tmp_path, idp_key)
     assert config.auth.signing is not None
