@@ -35,6 +35,7 @@ from pilot.rpc import RpcClient, RpcError
 from pilot.watchdog import CPU_LIMIT, KILL_SIGNAL, KILLED, WALL_LIMIT, Watchdog, kill_tree
 
 STATE = "WorkloadManagement/JobStateUpdate"
+MANAGER = "WorkloadManagement/JobManager"
 SANDBOX = "WorkloadManagement/SandboxStore"
 SOURCE = "JobWrapper"
 SANDBOX_TOO_BIG = "Sandbox is too big. Please upload it to a grid storage element"
@@ -66,6 +67,8 @@ class JobWrapper:
         self.opts = options
         self.dir = os.path.join(os.path.abspath(options.workdir), str(self.job_id))
         self.lines: list[str] = []
+        #: what a failed preparation left the job in
+        self.outcome = "Failed"
         self.watchdog: Watchdog | None = None
 
     # -- reporting ------------------------------------------------------------------------
@@ -108,7 +111,7 @@ class JobWrapper:
 
     def _run(self) -> str:
         if not self.prepare():
-            return "Failed"
+            return self.outcome
         self.report("", "Application")
         code = self.execute()
         return self.finish(code, self.watchdog.reason if self.watchdog else None)
@@ -155,9 +158,22 @@ class JobWrapper:
         except (DataError, RpcError, OSError) as exc:
             self.log(f"input data: {exc}")
             self.parameters({"InputDataError": str(exc)[:2000]})
-            self.report("Failed", "Input Data Resolution")
+            self.reschedule("Input Data Resolution")
             return False
         return True
+
+    def reschedule(self, minor: str) -> None:
+        """What DIRAC's wrapper does when the worker node, not the job, is at fault: the job
+        goes back to the queue (up to the server's rescheduling limit, then Failed); when the
+        server refuses, the job is Failed with ``minor``."""
+        self.app_status(f"{minor} failed")
+        try:
+            self.rpc.call(MANAGER, "rescheduleJob", self.job_id)
+            self.log(f"{minor} failed: job rescheduled")
+            self.outcome = "Rescheduled"
+        except RpcError as exc:
+            self.log(f"cannot reschedule ({exc}): the job fails")
+            self.report("Failed", minor)
 
     def store_output_data(self) -> bool:
         """Upload and register ``OutputData`` (to ``OutputSE``, under ``OutputPath``); the

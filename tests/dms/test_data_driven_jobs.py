@@ -181,3 +181,25 @@ def test_a_broken_output_se_leaves_the_output_safe_elsewhere(stack: Stack,
     assert requests.get_request_status(request_id) == "Done"
     assert list(catalog.get_replicas([lfn]).successful[lfn]) == ["DISK-B"]
     assert (tmp_path / "disk-b" / lfn.lstrip("/")).read_text() == "result\n"
+
+
+def test_input_data_lost_on_the_worker_node_reschedules_the_job(stack: Stack,
+                                                                 tmp_path: Path) -> None:
+    """As DIRAC's wrapper does: a node that cannot get the input data gives the job back."""
+    source = tmp_path / "gone.dat"
+    source.write_bytes(b"soon gone\n")
+    lfn = f"{HOME}/data/gone.dat"
+    stack.data_manager().put_and_register(lfn, source, "DISK-A")
+    (tmp_path / "disk-a" / lfn.lstrip("/")).unlink()  # the replica is lost behind our back
+    wms = stack.wms()
+    [job] = wms.submit(f'[Executable = "/bin/cat"; Arguments = "gone.dat"; '
+                       f'InputData = "LFN:{lfn}"; CPUTime = 600;]')
+    pilot = stack.pilot(THERE, "there")
+    wait_for(lambda: wms.status([job])[job] == "Rescheduled", 90, "the job to be rescheduled")
+    pilot.kill()
+    pilot.wait(30)
+    summary = wms.summary([job])[job]
+    assert (summary["MinorStatus"], summary["ApplicationStatus"]) == (
+        "Job Rescheduled", "Input Data Resolution failed")
+    log = (stack.base / "there" / "pilot.log").read_text(errors="replace")
+    assert "HTTP 404" in log and "job rescheduled" in log

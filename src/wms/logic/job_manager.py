@@ -43,7 +43,7 @@ from core.db import utcnow, write_transaction
 from core.security.identity import Identity
 from wms.db import jobs as jobs_db
 from wms.db.tables import jobs as jobs_table
-from wms.logic.job_policy import select_jobs
+from wms.logic.job_policy import job_scope, select_jobs
 from wms.logic.states import ACTIVE, JobStatus, MinorStatus, allowed
 
 Dequeue = Callable[[Connection, Sequence[int]], None]
@@ -66,10 +66,10 @@ class ActionResult:
         return not (self.invalid or self.nonauthorized or self.failed)
 
 
-def _select(conn: Connection, ident: Identity, job_ids: Sequence[int]
-            ) -> tuple[ActionResult, dict[int, jobs_db.StatusRow]]:
+def _select(conn: Connection, ident: Identity, job_ids: Sequence[int], *,
+            report: bool = False) -> tuple[ActionResult, dict[int, jobs_db.StatusRow]]:
     rows = jobs_db.status_of(conn, job_ids, for_update=True)
-    sel = select_jobs(ident, job_ids, rows)
+    sel = select_jobs(ident, job_ids, rows, report=report)
     return ActionResult(invalid=sel.invalid, nonauthorized=sel.nonauthorized), {
         job_id: rows[job_id] for job_id in sel.valid}
 
@@ -121,9 +121,12 @@ def delete_jobs(engine: Engine, ident: Identity, job_ids: Sequence[int], *, dequ
 def reschedule_jobs(engine: Engine, ident: Identity, job_ids: Sequence[int], *,
                     dequeue: Dequeue, max_rescheduling: int, reset: bool = False,
                     now: datetime | None = None) -> ActionResult:
+    """Reschedule the jobs ``ident`` may manage; a job's own credential (job-scoped) may
+    reschedule its job, as DIRAC's job wrapper does when the worker node lets it down."""
     now = now or utcnow()
     with write_transaction(engine) as conn:
-        result, rows = _select(conn, ident, job_ids)
+        result, rows = _select(conn, ident, job_ids,
+                               report=bool(job_scope(ident)) and not reset)
         if reset and rows:
             jobs_db.update_jobs(conn, list(rows), reschedule_counter=0)
             rows = jobs_db.status_of(conn, list(rows))
