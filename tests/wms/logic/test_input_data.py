@@ -23,7 +23,7 @@ from wms.logic.input_data import (
     strip_lfn,
 )
 from wms.logic.job_description import JobDescription, JobLimits
-from wms.logic.submission import SubmitResult, Submitter, submit
+from wms.logic.submission import SubmitResult, Submitter, confirm_bulk, submit
 
 SE_SITES = sites_by_se({"Site.A": ["SE-A", "SE-Shared"], "Site.B": ["SE-B", "SE-Shared"],
                         "Site.C": ["SE-C"]})
@@ -104,3 +104,21 @@ def test_jobs_are_queued_where_their_data_is(engine: Engine) -> None:
     assert (rows[one].status, rows[one].site) == ("Waiting", "Site.B")
     assert (rows[two].status, rows[two].site) == ("Waiting", "Multiple")
     assert (rows[bad].status, rows[bad].minor_status) == ("Failed", IMPOSSIBLE)
+
+
+def test_confirmed_bulk_jobs_are_restricted_too(engine: Engine) -> None:
+    """The bulk path (confirmBulkSubmission, rescheduling, the sweep) applies the same rule."""
+    queue = Queue()
+    who, limits = Submitter("alice", "demo_user", "demo"), JobLimits()
+    ids = submit(engine, '[Executable="x"; Parameters = {"/demo/f1", "/demo/f2", "/demo/no"}; '
+                 'InputData = "LFN:%s";]', who, limits).job_ids
+    confirm_bulk(engine, ids)
+    result = optimizer.optimise(engine, ids, enqueue=queue.enqueue,
+                                check_input_data=lambda wanted: decide(
+                                    wanted, replicas=REPLICAS, se_sites=SE_SITES))
+    one, two, missing = ids
+    assert result.waiting == [one, two] and result.failed == {missing: NOT_AVAILABLE}
+    assert queue.queued[one].sites == ["Site.A", "Site.B"]
+    assert queue.queued[two].sites == ["Site.B", "Site.C"]
+    with engine.connect() as conn:
+        assert jobs_db.status_of(conn, [one])[one].site == "Multiple"
