@@ -100,6 +100,7 @@ class SiteDirector(Agent):
                                                list(pilots.ACTIVE_PILOT))
         if not active:
             return
+        finished = []
         for ref, status in ce.status(list(active)).items():
             new = str(status)
             if new == "Submitted" or new == active[ref]:
@@ -111,6 +112,13 @@ class SiteDirector(Agent):
                 out, err = ce.output(ref) if new != "Deleted" else ("", "")
                 with engine.begin() as conn:
                     pilots_db.store_output(conn, ref, out, err)
+                finished.append(ref)
+        if finished:  # output kept here: the CE may forget them (files, job dirs, VMs)
+            try:
+                ce.cleanup(finished)
+            except PilotWMSError as exc:  # a leftover on the CE, not a lost pilot
+                log.warning("%s/%s/%s: cleanup of %d pilots failed: %s", site, ce_name,
+                            q_name, len(finished), exc)
 
     def feed(self, ce: ComputingElement, site: str, ce_name: str, q_name: str,
              queue: QueueConfig) -> int:
