@@ -61,7 +61,7 @@ import requests
 
 from core.exceptions import ConfigError, CredentialError
 from core.security.x509 import identity_from_chain, load_pem_chain
-from wms.ce.base import CEError, ComputingElement, PilotStatus, embed_env, split_ref
+from wms.ce.base import BatchRefs, CEError, ComputingElement, PilotStatus, embed_env
 from wms.ce.delegation import sign_proxy_request
 
 __all__ = ["ARCComputingElement", "rest_status", "xrsl_value"]
@@ -111,7 +111,9 @@ def _entries(body: Any) -> list[dict[str, Any]]:
     return jobs
 
 
-class ARCComputingElement(ComputingElement):
+class ARCComputingElement(BatchRefs, ComputingElement):
+    REF_SCHEME = "arc"
+    REF_ID = _JOB_ID
     TYPE = "ARC"
     KNOWN_KEYS = frozenset({"Host", "Port", "RESTVersion", "CADir", "Proxy", "TokenFile",
                             "Delegation", "DelegationLifetime", "DelegationRenewSeconds",
@@ -358,18 +360,6 @@ class ARCComputingElement(ComputingElement):
             raise
         return f"arc://{self.host}/{job}"
 
-    def _ids(self, refs: Sequence[str]) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for ref in refs:
-            job = split_ref(ref, "arc", self.host)
-            out[ref] = job if job and _JOB_ID.match(job) else None
-        return out
-
-    def _own_id(self, ref: str) -> str:
-        job = self._ids([ref])[ref]
-        if job is None:
-            raise ValueError(f"{ref!r} is not a pilot reference of CE {self.name}")
-        return job
 
     def status(self, refs: Sequence[str]) -> dict[str, PilotStatus]:
         ids = self._ids(refs)

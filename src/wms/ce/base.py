@@ -35,6 +35,7 @@ __all__ = [
     "ce_class",
     "embed_env",
     "split_ref",
+    "BatchRefs",
 ]
 
 
@@ -154,6 +155,36 @@ def split_ref(ref: str, scheme: str, host: str) -> str | None:
         return None
     job = ref[len(prefix):]
     return job if job and "/" not in job else None
+
+
+class BatchRefs:
+    """Pilot references ``<REF_SCHEME>://<host>/<job id>`` of a CE whose jobs carry an ID of
+    the form ``REF_ID`` (Slurm, HTCondor, ARC): a mixin giving the reference parsing.
+
+    >>> class Demo(BatchRefs):
+    ...     REF_SCHEME, REF_ID, name, host = "slurm", re.compile(r"^\\d+$"), "ce", "h"
+    >>> Demo()._ids(["slurm://h/12", "slurm://other/12", "slurm://h/x"])
+    {'slurm://h/12': '12', 'slurm://other/12': None, 'slurm://h/x': None}
+    """
+
+    REF_SCHEME: ClassVar[str]
+    REF_ID: ClassVar[re.Pattern[str]]
+    name: str
+    host: str
+
+    def _ids(self, refs: Sequence[str]) -> dict[str, str | None]:
+        """Each reference's job ID, None for references not of this CE."""
+        out: dict[str, str | None] = {}
+        for ref in refs:
+            job = split_ref(ref, self.REF_SCHEME, self.host)
+            out[ref] = job if job is not None and self.REF_ID.match(job) else None
+        return out
+
+    def _own_id(self, ref: str) -> str:
+        job = self._ids([ref])[ref]
+        if job is None:
+            raise ValueError(f"{ref!r} is not a pilot reference of CE {self.name}")
+        return job
 
 
 def minutes(seconds: int) -> int:

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.exceptions import ConfigError
-from wms.ce.base import CEError, ComputingElement, PilotStatus, embed_env, split_ref
+from wms.ce.base import BatchRefs, CEError, ComputingElement, PilotStatus, embed_env
 from wms.ce.runner import LocalRunner
 
 __all__ = ["HTCondorComputingElement", "job_status"]
@@ -49,7 +49,9 @@ def job_status(ad: Mapping[str, Any]) -> PilotStatus:
     return PilotStatus.DELETED
 
 
-class HTCondorComputingElement(ComputingElement):
+class HTCondorComputingElement(BatchRefs, ComputingElement):
+    REF_SCHEME = "htcondor"
+    REF_ID = _JOB
     TYPE = "HTCondor"
     KNOWN_KEYS = frozenset({"WorkDir", "Schedd", "Pool", "Host", "Environment"})
 
@@ -111,18 +113,6 @@ class HTCondorComputingElement(ComputingElement):
         cluster, first, _, last = (int(g) for g in match.groups())
         return [f"htcondor://{self.host}/{cluster}.{proc}" for proc in range(first, last + 1)]
 
-    def _ids(self, refs: Sequence[str]) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for ref in refs:
-            job = split_ref(ref, "htcondor", self.host)
-            out[ref] = job if job and _JOB.match(job) else None
-        return out
-
-    def _own_id(self, ref: str) -> str:
-        job = self._ids([ref])[ref]
-        if job is None:
-            raise ValueError(f"{ref!r} is not a pilot reference of CE {self.name}")
-        return job
 
     def _query(self, tool: str, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
         argv = [tool, "-json", *self._where(), "-attributes",

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.exceptions import ConfigError
-from wms.ce.base import ComputingElement, PilotStatus, embed_env, minutes, split_ref
+from wms.ce.base import BatchRefs, ComputingElement, PilotStatus, embed_env, minutes
 from wms.ce.runner import CommandRunner, LocalRunner
 
 __all__ = ["SLURM_STATES", "SlurmCommands", "SlurmComputingElement", "slurm_status"]
@@ -105,8 +105,11 @@ class SlurmCommands:
         return f"{self.work_dir}/{job_id}.out", f"{self.work_dir}/{job_id}.err"
 
 
-class SlurmComputingElement(ComputingElement):
+class SlurmComputingElement(BatchRefs, ComputingElement):
     """Pilots as Slurm jobs; ``runner`` decides where the commands run (default: here)."""
+
+    REF_SCHEME = "slurm"
+    REF_ID = _JOB_ID
 
     TYPE = "Slurm"
     KNOWN_KEYS = frozenset({"WorkDir", "Host", "Account", "Environment", "SacctCompletion"})
@@ -127,18 +130,6 @@ class SlurmComputingElement(ComputingElement):
                                       s.get_bool("SacctCompletion", False))
         self._work_dir_ready = False
 
-    def _ids(self, refs: Sequence[str]) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for ref in refs:
-            job = split_ref(ref, "slurm", self.host)
-            out[ref] = job if job is not None and _JOB_ID.match(job) else None
-        return out
-
-    def _own_id(self, ref: str) -> str:
-        job = self._ids([ref])[ref]
-        if job is None:
-            raise ValueError(f"{ref!r} is not a pilot reference of CE {self.name}")
-        return job
 
     def submit(self, script: str, count: int = 1, *, queue: str, processors: int = 1,
                wall_seconds: int | None = None, memory_mb: int | None = None,
