@@ -331,6 +331,15 @@ class DataMover:
             raise DataError(f"unsupported URL {url}")
 
 
+def strip_lfn(entry: str) -> str:
+    """``LFN:/demo/f`` -> ``/demo/f``; anything else unchanged.
+
+    >>> strip_lfn("lfn:/demo/f"), strip_lfn("out.dat")
+    ('/demo/f', 'out.dat')
+    """
+    return entry[4:] if entry[:4].upper() == "LFN:" else entry
+
+
 def output_lfn(entry: str, *, vo: str, owner: str, job_id: int, output_path: str = "") -> str:
     """DIRAC's user output LFN: ``LFN:/abs`` as given, else
     ``/<vo>/user/<o>/<owner>/<OutputPath>/<name>`` (``OutputPath`` absolute: used as is), else
@@ -341,8 +350,8 @@ def output_lfn(entry: str, *, vo: str, owner: str, job_id: int, output_path: str
     >>> output_lfn("out.dat", vo="demo", owner="alice", job_id=1, output_path="run1")
     '/demo/user/a/alice/run1/out.dat'
     """
-    if entry[:4].upper() == "LFN:":
-        return entry[4:]
+    if strip_lfn(entry) != entry:
+        return strip_lfn(entry)
     name = os.path.basename(entry)
     home = f"/{vo}/user/{owner[0]}/{owner}"
     if output_path:

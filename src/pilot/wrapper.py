@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from pilot.data import URLS_FILE, DataError, DataMover, output_lfn
+from pilot.data import URLS_FILE, DataError, DataMover, output_lfn, strip_lfn
 from pilot.jdl import as_list, parse_jdl
 from pilot.rpc import RpcClient, RpcError
 from pilot.watchdog import CPU_LIMIT, KILL_SIGNAL, KILLED, WALL_LIMIT, Watchdog, kill_tree
@@ -147,8 +147,7 @@ class JobWrapper:
     def fetch_input_data(self) -> bool:
         """``InputData`` downloaded into :attr:`dir` (or, with a "Protocol" InputDataPolicy,
         their URLs given to the payload); False (job Failed) when a file cannot be had."""
-        lfns = [x[4:] if x[:4].upper() == "LFN:" else x
-                for x in as_list(self.jdl.get("InputData"))]
+        lfns = [strip_lfn(x) for x in as_list(self.jdl.get("InputData"))]
         if not lfns:
             return True
         self.report("", "Input Data Resolution")
@@ -186,16 +185,18 @@ class JobWrapper:
         vo = str(self.jdl.get("VirtualOrganization", ""))
         files: dict[str, str] = {}
         missing = []
+        root = os.path.realpath(self.dir) + os.sep
         for entry in entries:
-            pattern = entry[4:] if entry[:4].upper() == "LFN:" else entry
-            found = sorted(glob.glob(os.path.join(self.dir, os.path.basename(pattern)
-                                                  if entry[:4].upper() == "LFN:" else pattern)))
-            found = [p for p in found if os.path.isfile(p)
-                     and os.path.realpath(p).startswith(os.path.realpath(self.dir) + os.sep)]
+            lfn = strip_lfn(entry)
+            given = lfn != entry  # "LFN:/full/path": the local file is its base name
+            found = sorted(glob.glob(os.path.join(self.dir, os.path.basename(lfn) if given
+                                                  else entry)))
+            found = [p for p in found
+                     if os.path.isfile(p) and os.path.realpath(p).startswith(root)]
             if not found:
                 missing.append(entry)
             for path in found:
-                name = entry if entry[:4].upper() == "LFN:" else os.path.basename(path)
+                name = entry if given else os.path.basename(path)
                 files[output_lfn(name, vo=vo, owner=owner, job_id=self.job_id,
                                  output_path=str(self.jdl.get("OutputPath", "")))] = path
         try:
