@@ -196,10 +196,14 @@ def test_input_data_lost_on_the_worker_node_reschedules_the_job(stack: Stack,
                        f'InputData = "LFN:{lfn}"; CPUTime = 600;]')
     pilot = stack.pilot(THERE, "there")
     wait_for(lambda: wms.status([job])[job] == "Rescheduled", 90, "the job to be rescheduled")
+    pilot_log = stack.base / "there" / "pilot.log"
+    # the wrapper logs once the server has answered: wait for that line, not just the status
+    wait_for(lambda: "job rescheduled" in pilot_log.read_text(errors="replace"), 30,
+             "the wrapper to log the rescheduling")
     pilot.kill()
     pilot.wait(30)
     summary = wms.summary([job])[job]
     assert (summary["MinorStatus"], summary["ApplicationStatus"]) == (
         "Job Rescheduled", "Input Data Resolution failed")
-    log = (stack.base / "there" / "pilot.log").read_text(errors="replace")
+    log = pilot_log.read_text(errors="replace")
     assert "HTTP 404" in log and "job rescheduled" in log
