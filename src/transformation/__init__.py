@@ -1,6 +1,4 @@
-"""The transformation system: turns newly registered data into jobs or transfers (to come).
-
->>> import transformation
->>> transformation.__name__
-'transformation'
-"""
+"""The transformation and production systems: catalog data turned into jobs and data
+operations without anyone submitting them by hand (DIRAC's TransformationSystem and
+ProductionSystem). Layout: ``db/`` -> ``logic/`` -> ``service/``, ``client.py``, ``agents/``,
+``cli/``, ``plugins/``; see docs/transformations.md."""

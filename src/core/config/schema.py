@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
+from core.config.transformations import TransformationsConfig
 from core.exceptions import ConfigError
 
 #: properties DIRAC knows; others are allowed (sites define their own) but these are documented
@@ -443,6 +444,7 @@ class OperationsConfig(Section):
                                          min_length=1)
     max_input_data: int = Field(default=500, ge=1)
     max_sandbox_size_mib: int = Field(default=10, ge=1)
+    transformations: TransformationsConfig = Field(default_factory=TransformationsConfig)
 
 
 class Config(Section):

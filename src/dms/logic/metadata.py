@@ -33,6 +33,7 @@ from core.db import write_transaction
 from core.exceptions import InvalidArgumentError, NotAuthorizedError, NotFoundError
 from dms.bulk import DENIED, NO_SUCH, BulkResult
 from dms.db import catalog as db
+from dms.db import changes as journal
 from dms.db import metadata as meta_db
 from dms.db.tables import files
 from dms.logic.namespace import Resolved, normalise, resolve
@@ -133,10 +134,12 @@ def set_metadata(engine: Engine, req: Requester, path: str, values: Mapping[str,
                 f"on {path}: defined above or below it")
         if is_dir:
             meta_db.set_values(conn, dir_id=dir_id, values=typed)
+            journal.record(conn, journal.DIR_META, dir_ids=[dir_id])
         else:
             own = {n: v for n, v in typed.items() if n not in above}
             if own:
                 meta_db.set_values(conn, file_id=row.file_id, values=own)
+                journal.record(conn, journal.FILE_META, file_ids=[row.file_id])
 
 
 def remove_metadata(engine: Engine, req: Requester, targets: Mapping[str, Any]) -> BulkResult:

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from core.db import utcnow, write_transaction
 from dms.bulk import DENIED, EXISTS, IS_DIR, NO_SUCH, NOT_DIR, NOT_EMPTY, BulkResult
 from dms.db import catalog as db
+from dms.db import changes as journal
 from dms.logic.rights import (
     EXECUTE,
     READ,
@@ -361,6 +362,11 @@ def add_files(engine: Engine, settings: CatalogSettings, req: Requester,
                        for p in made if parsed[p]["se"]}
         rep = _insert_replicas(conn, fresh, replica_map, deltas, now)
         db.bump_usage(conn, deltas)
+        created = {(row["dir_id"], row["name"]) for row in new_rows}
+        journal.record(conn, journal.FILE_ADDED, file_ids=[
+            row.file_id for row in fresh.values() if (row.dir_id, row.name) in created])
+        journal.record(conn, journal.REPLICA_ADDED, file_ids=[
+            fresh[p].file_id for p in existing_replicas if p in fresh and p in replica_map])
     for path in made:
         if path in rep.failed:
             result.fail(wanted[path], rep.failed[path])
@@ -419,6 +425,8 @@ def add_replicas(engine: Engine, req: Requester, entries: Mapping[str, Any]) -> 
         deltas: dict[tuple[int, int], tuple[int, int]] = defaultdict(lambda: (0, 0))
         _insert_replicas(conn, res.files, ok, deltas, utcnow())
         db.bump_usage(conn, deltas)
+        journal.record(conn, journal.REPLICA_ADDED,
+                       file_ids=[res.files[p].file_id for p in ok])
     for path in ok:
         result.ok(wanted[path])
     return result
@@ -495,6 +503,8 @@ def remove_files(engine: Engine, req: Requester, lfns: Iterable[str]) -> BulkRes
                 deltas[(row.dir_id, key)] = (size - row.size, count - 1)
         db.delete_files(conn, [row.file_id for row in doomed.values()])
         db.bump_usage(conn, deltas)
+        journal.record(conn, journal.FILE_REMOVED,
+                       file_ids=[row.file_id for row in doomed.values()])
     return result
 
 
@@ -527,6 +537,7 @@ def remove_replicas(engine: Engine, req: Requester, entries: Mapping[str, Any]) 
             result.ok(wanted[path])
         db.delete_replicas(conn, pairs)
         db.bump_usage(conn, deltas)
+        journal.record(conn, journal.REPLICA_REMOVED, file_ids=[f for f, _se in pairs])
     return result
 
 

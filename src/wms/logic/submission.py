@@ -41,7 +41,8 @@ from wms.logic.job_description import (
 from wms.logic.parametric import expand_parametric, is_parametric, substitute_job_id
 from wms.logic.states import JobStatus, MinorStatus
 
-__all__ = ["DEFAULT_LIMITS", "SubmitResult", "Submitter", "confirm_bulk", "submit"]
+__all__ = ["DEFAULT_LIMITS", "SubmitResult", "Submitter", "confirm_bulk", "submit",
+           "submit_many"]
 
 SOURCE = "JobManager"
 
@@ -141,3 +142,36 @@ def confirm_bulk(engine: Engine, job_ids: Sequence[int], now: datetime | None = 
                    for job_id in todo]
         jobs_db.apply_status_changes(conn, changes, rows, now=now, source=SOURCE)
     return sorted(todo)
+
+
+def submit_many(engine: Engine, jdls: Sequence[JDL], who: Submitter, limits: JobLimits,
+                now: datetime | None = None, *, on_stored: OnStored | None = None
+                ) -> SubmitResult:
+    """Store many single (non-parametric) jobs in one transaction: a bulk submission, as a
+    production system makes one batch of tasks into jobs. Every JDL is validated first (a bad
+    one fails the batch, nothing stored); the jobs go to ``Received`` and ``on_stored`` runs
+    in the storing transaction (e.g. to optimise them to Waiting at once). IDs in order."""
+    now = now or utcnow()
+    descriptions = [_describe(jdl, who, limits) for jdl in jdls]
+    new = [
+        jobs_db.NewJob(
+            owner=who.owner, owner_group=who.owner_group, vo=who.vo,
+            status=JobStatus.RECEIVED, minor_status=MinorStatus.JOB_ACCEPTED,
+            original_jdl=jdl.to_text(), job_type=desc.job_type, job_group=desc.job_group,
+            job_name=desc.job_name, site=desc.site_summary, user_priority=desc.priority,
+            input_data=desc.input_data)
+        for jdl, desc in zip(jdls, descriptions, strict=True)
+    ]
+    with write_transaction(engine) as conn:
+        ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE)
+        jobs_db.set_jdls(conn, processed={
+            job_id: processed_jdl(desc, job_id).to_text()
+            for job_id, desc in zip(ids, descriptions, strict=True)})
+        result = SubmitResult(job_ids=ids, parametric=False, input_sandboxes={
+            job_id: [s for s in desc.input_sandbox if s.startswith("SB:")]
+            for job_id, desc in zip(ids, descriptions, strict=True)
+            if any(s.startswith("SB:") for s in desc.input_sandbox)},
+            descriptions=dict(zip(ids, descriptions, strict=True)))
+        if on_stored is not None:
+            on_stored(conn, result, now)
+    return result

@@ -1,0 +1,149 @@
+"""``WorkflowTaskAgent`` (tasks -> WMS jobs) and ``RequestTaskAgent`` (tasks -> RMS
+requests): claim, submit in bulk, record; recover what a crashed copy left Reserved.
+
+Jobs are stored in the WMS database in one transaction per batch (``SubmitBatch`` tasks) and
+optimised to Waiting in it, as ``submitJob`` would (input data resolved in the catalog, so
+the matcher places them by their data). Requests go to the RMS database, owned by the
+transformation's author, and the RequestExecutingAgent runs them. Several copies split the
+transformations; each task is claimed by exactly one (see :mod:`transformation.logic.submit`).
+
+Run: ``pilotwms agent WorkflowTaskAgent --config server.yaml`` (and ``RequestTaskAgent``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine, Row
+
+from transformation.agents.base import TransformationAgentBase
+from transformation.logic import states, submit
+from transformation.logic.catalog import ensure_output_dir
+from transformation.logic.definition import job_limits
+from wms.db.schema import WMS_SCHEMA
+from wms.logic import optimizer
+from wms.logic.submission import SubmitResult
+from wms.service.common import enqueue, input_data_check_for, limits_from
+
+log = logging.getLogger("pilotwms.agents.tasks")
+
+
+class _TaskAgent(TransformationAgentBase):
+    kind = "Job"
+    target_system = "WorkloadManagement"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._target_ready = False
+
+    def target(self) -> Engine:
+        return self.engine(self.target_system)
+
+    def types(self) -> tuple[str, ...]:
+        return self.settings.all_job_types if self.kind == "Job" else \
+            self.settings.all_data_types
+
+    def lookup(self, tid: int, names: list[str]) -> dict[str, str]:
+        raise NotImplementedError
+
+    def submit(self, trans: Row[Any], tasks: list[Row[Any]]) -> dict[int, int]:
+        raise NotImplementedError
+
+    def run_once(self) -> bool:
+        engine = self.ts()
+        busy = False
+        for trans in self.transformations(states.SUBMITTING, self.types()):
+            tid = trans.transformation_id
+            submit.recover_reserved(engine, tid, self.settings.reserved_timeout, self.lookup)
+            while not self.stopping:
+                token, claimed = submit.claim(engine, tid, self.instance,
+                                              self.settings.submit_batch)
+                if not claimed:
+                    break
+                try:
+                    made = self.submit(trans, claimed)
+                except Exception:
+                    submit.release(engine, tid, token, [t.task_id for t in claimed])
+                    raise
+                submit.record(engine, tid, token, {t: str(e) for t, e in made.items()})
+                log.info("transformation %d: %d tasks submitted", tid, len(made))
+                busy = True
+                if len(claimed) < self.settings.submit_batch:
+                    break
+        return not busy
+
+
+class WorkflowTaskAgent(_TaskAgent):
+    name = "WorkflowTaskAgent"
+    kind = "Job"
+    target_system = "WorkloadManagement"
+    period = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._outputs_ready: set[int] = set()
+
+    def target(self) -> Engine:
+        engine = self.engine(self.target_system)
+        if not self._target_ready:
+            from core.db import init_schema
+
+            init_schema(engine, WMS_SCHEMA)
+            self._target_ready = True
+        return engine
+
+    def lookup(self, tid: int, names: list[str]) -> dict[str, str]:
+        return submit.find_jobs(self.target(), tid, names)
+
+    def _prepare_outputs(self, trans: Row[Any]) -> None:
+        """The output directory belongs to the author and carries ``OutputMetadata``."""
+        tid = trans.transformation_id
+        if tid in self._outputs_ready or "DataManagement" not in self.config.systems:
+            return
+        from transformation.logic.transformations import parameters_of
+
+        meta = parameters_of(self.ts(), tid).get("OutputMetadata") or {}
+        if isinstance(meta, str):
+            meta = json.loads(meta)
+        base = submit.output_base(self.settings, trans.vo, tid)
+        ensure_output_dir(self.catalog(), base, trans.author, trans.author_group, meta)
+        self._outputs_ready.add(tid)
+
+    def submit(self, trans: Row[Any], tasks: list[Row[Any]]) -> dict[int, int]:
+        self._prepare_outputs(trans)
+        check = None
+        if "DataManagement" in self.config.systems:
+            check = input_data_check_for(self.config, lambda: self.engine("DataManagement"))
+
+        def stored(conn: Connection, result: SubmitResult, now: Any) -> None:
+            optimizer.optimise_new(conn, result.descriptions, enqueue=enqueue, now=now,
+                                   check_input_data=check)
+
+        limits = job_limits(self.settings, limits_from(self.config))
+        return submit.submit_jobs(self.target(), trans, tasks, self.settings, limits,
+                                  on_stored=stored)
+
+
+class RequestTaskAgent(_TaskAgent):
+    name = "RequestTaskAgent"
+    kind = "Request"
+    target_system = "RequestManagement"
+    period = 10.0
+
+    def target(self) -> Engine:
+        engine = self.engine(self.target_system)
+        if not self._target_ready:
+            from core.db import init_schema
+            from dms.db.rms import REQUEST_SCHEMA
+
+            init_schema(engine, REQUEST_SCHEMA)
+            self._target_ready = True
+        return engine
+
+    def lookup(self, tid: int, names: list[str]) -> dict[str, str]:
+        return submit.find_requests(self.target(), tid, names)
+
+    def submit(self, trans: Row[Any], tasks: list[Row[Any]]) -> dict[int, int]:
+        return submit.submit_requests(self.target(), trans, tasks)

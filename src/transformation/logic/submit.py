@@ -1,0 +1,228 @@
+"""Tasks become jobs (job types) or requests (data types), each exactly once.
+
+A submitter first *claims* a batch of Created tasks: one conditional UPDATE (Created ->
+Reserved, ``claimed_by`` = a fresh token) that only one agent can win per task, then submits
+the batch (jobs: one bulk WMS transaction; requests: one RMS request per task), then records
+Submitted with the external IDs, again conditionally on its own claim. A submitter that dies
+between the two leaves Reserved tasks: :func:`recover_reserved` looks for their jobs/requests
+by name (``<transformation:08d>_<task:08d>``, DIRAC's task name) once they are older than
+``ReservedTimeout`` and records what exists, or makes the task Created again. No task is ever
+submitted twice.
+
+A job's JDL is the transformation's template plus, per task: ``InputData`` (the task's
+files), ``JobName`` (the task name), ``JobGroup`` (the transformation ID, 8 digits),
+``JobType`` (the transformation type), ``OutputPath`` (``/<vo>/prod/<trans>/<task>`` by
+default), ``TransformationID``, ``TaskID``, and ``Site``/``OutputSE`` from the plugin when
+the template does not fix them.
+
+Example::
+
+    >>> task_name(12, 3)
+    '00000012_00000003'
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+
+from core.config.transformations import TransformationsConfig
+from core.db import utcnow, write_transaction
+from dms.db import rms as rms_db
+from dms.logic.rms import parse_request
+from transformation.db import queries as db
+from transformation.db.tables import tasks as tasks_t
+from transformation.logic import states
+from transformation.logic.tasks import task_inputs
+from wms.db.tables import jobs as jobs_t
+from wms.logic import submission
+from wms.logic.jdl import JDL, parse_jdl
+from wms.logic.job_description import JobLimits
+
+OnStored = Callable[[Connection, submission.SubmitResult, Any], None]
+
+
+def task_name(tid: int, task_id: int) -> str:
+    return f"{tid:08d}_{task_id:08d}"
+
+
+def job_group(tid: int) -> str:
+    return f"{tid:08d}"
+
+
+def output_dir(settings: TransformationsConfig, vo: str, tid: int, task_id: int) -> str:
+    return settings.output_path.format(vo=vo, transformation=tid, task=task_id)
+
+
+def output_base(settings: TransformationsConfig, vo: str, tid: int) -> str:
+    """The directory holding every task's outputs (the template up to ``{task``)."""
+    head = settings.output_path.split("{task")[0].rstrip("/")
+    return head.format(vo=vo, transformation=tid) or "/"
+
+
+def claim(engine: Engine, tid: int, owner: str, limit: int) -> tuple[str, list[Row[Any]]]:
+    """Reserve up to ``limit`` Created tasks; returns the claim token and the claimed rows."""
+    token = f"{owner[:40]}:{uuid.uuid4().hex[:12]}"
+    with engine.connect() as conn:
+        candidates = list(conn.execute(sa.select(tasks_t.c.task_id).where(
+            tasks_t.c.transformation_id == tid, tasks_t.c.status == states.CREATED)
+            .order_by(tasks_t.c.task_id).limit(limit)).scalars())
+    if not candidates:
+        return token, []
+    with write_transaction(engine) as conn:
+        db.set_tasks(conn, tid, candidates, {"status": states.RESERVED, "claimed_by": token,
+                                             "last_update": utcnow()},
+                     only_status=[states.CREATED])
+    with engine.connect() as conn:
+        rows = db.task_rows(conn, [tasks_t.c.transformation_id == tid,
+                                   tasks_t.c.claimed_by == token,
+                                   tasks_t.c.status == states.RESERVED])
+    return token, rows
+
+
+def record(engine: Engine, tid: int, token: str, external: Mapping[int, str],
+           status: str = states.SUBMITTED) -> int:
+    """Reserved -> ``status`` with the external IDs, for tasks still claimed by ``token``."""
+    now = utcnow()
+    if not external:
+        return 0
+    stmt = (tasks_t.update().where(tasks_t.c.transformation_id == tid,
+                                   tasks_t.c.task_id == sa.bindparam("b_task"),
+                                   tasks_t.c.claimed_by == token,
+                                   tasks_t.c.status == states.RESERVED)
+            .values(status=status, external_id=sa.bindparam("b_ext"), last_update=now))
+    with write_transaction(engine) as conn:
+        result = conn.execute(stmt, [{"b_task": t, "b_ext": str(e)} for t, e in
+                                     external.items()])
+    return int(result.rowcount or 0)
+
+
+def release(engine: Engine, tid: int, token: str, task_ids: Sequence[int]) -> None:
+    """Reserved -> Created (the submission failed before anything was made)."""
+    with write_transaction(engine) as conn:
+        db.set_tasks(conn, tid, list(task_ids), {"status": states.CREATED, "claimed_by": None,
+                                                 "last_update": utcnow()},
+                     only_status=[states.RESERVED], claimed_by=token)
+
+
+def recover_reserved(engine: Engine, tid: int, timeout: float,
+                     lookup: Callable[[int, list[str]], dict[str, str]]) -> tuple[int, int]:
+    """Tasks Reserved for longer than ``timeout`` s: those whose job/request exists (found
+    by name with ``lookup(tid, names)`` -> {name: external ID}) become Submitted, the others
+    Created again. Returns (recovered, released)."""
+    old = utcnow() - timedelta(seconds=timeout)
+    with engine.connect() as conn:
+        stale = db.task_rows(conn, [tasks_t.c.transformation_id == tid,
+                                    tasks_t.c.status == states.RESERVED,
+                                    tasks_t.c.last_update < old])
+    if not stale:
+        return 0, 0
+    found = lookup(tid, [task_name(tid, r.task_id) for r in stale])
+    now = utcnow()
+    recovered = released = 0
+    with write_transaction(engine) as conn:
+        for row in stale:
+            ext = found.get(task_name(tid, row.task_id))
+            values: dict[str, Any] = {"last_update": now, "claimed_by": None}
+            if ext is not None:
+                values.update(status=states.SUBMITTED, external_id=str(ext))
+                recovered += 1
+            else:
+                values["status"] = states.CREATED
+                released += 1
+            conn.execute(tasks_t.update().where(
+                tasks_t.c.transformation_id == tid, tasks_t.c.task_id == row.task_id,
+                tasks_t.c.status == states.RESERVED, tasks_t.c.claimed_by == row.claimed_by)
+                .values(**values))
+        db.add_log(conn, tid, [f"Recovered {recovered} reserved tasks, released {released}"],
+                   "TaskAgent", now)
+    return recovered, released
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+def job_for_task(template: JDL, trans: Row[Any], task: Row[Any],
+                 settings: TransformationsConfig) -> JDL:
+    jdl = template.copy()
+    tid = trans.transformation_id
+    lfns = task_inputs(task)
+    if lfns:
+        jdl["InputData"] = [f"LFN:{x}" for x in lfns]
+    jdl["JobName"] = task_name(tid, task.task_id)
+    jdl["JobGroup"] = job_group(tid)
+    jdl["JobType"] = trans.type
+    if "OutputPath" not in jdl:
+        jdl["OutputPath"] = output_dir(settings, trans.vo, tid, task.task_id)
+    jdl["TransformationID"] = tid
+    jdl["TaskID"] = task.task_id
+    if task.site and "Site" not in jdl:
+        jdl["Site"] = task.site
+    if task.target_se and "OutputSE" not in jdl:
+        jdl["OutputSE"] = task.target_se
+    for key, value in json.loads(task.parameters or "{}").items():
+        jdl[key] = value
+    return jdl
+
+
+def submit_jobs(wms_engine: Engine, trans: Row[Any], tasks: Sequence[Row[Any]],
+                settings: TransformationsConfig, limits: JobLimits, *,
+                on_stored: OnStored | None = None) -> dict[int, int]:
+    """One bulk submission for ``tasks``; returns task ID -> job ID."""
+    template = parse_jdl(trans.body)
+    jdls = [job_for_task(template, trans, task, settings) for task in tasks]
+    who = submission.Submitter(trans.author, trans.author_group, trans.vo)
+    result = submission.submit_many(wms_engine, jdls, who, limits, on_stored=on_stored)
+    return {task.task_id: job for task, job in zip(tasks, result.job_ids, strict=True)}
+
+
+def find_jobs(wms_engine: Engine, tid: int, names: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    with wms_engine.connect() as conn:
+        for batch in db.chunks(names):
+            for job_id, name in conn.execute(sa.select(jobs_t.c.job_id, jobs_t.c.job_name)
+                                             .where(jobs_t.c.job_group == job_group(tid),
+                                                    jobs_t.c.job_name.in_(batch))):
+                out[name] = str(job_id)
+    return out
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+def request_for_task(trans: Row[Any], task: Row[Any]) -> dict[str, Any]:
+    targets = task.target_se or trans.target_ses
+    lfns = task_inputs(task)
+    operations = []
+    for op in (o.strip() for o in trans.body.split(";") if o.strip()):
+        entry: dict[str, Any] = {"Type": op, "Files": [{"LFN": x} for x in lfns]}
+        if op != "RemoveFile":
+            entry["TargetSE"] = targets
+        operations.append(entry)
+    return {"RequestName": task_name(trans.transformation_id, task.task_id),
+            "Operations": operations}
+
+
+def submit_requests(rms_engine: Engine, trans: Row[Any], tasks: Sequence[Row[Any]]
+                    ) -> dict[int, int]:
+    out = {}
+    for task in tasks:
+        new = parse_request(request_for_task(trans, task), trans.author, trans.author_group,
+                            trans.vo)
+        out[task.task_id] = rms_db.insert_request(rms_engine, new)
+    return out
+
+
+def find_requests(rms_engine: Engine, tid: int, names: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    table = rms_db.rms_requests
+    with rms_engine.connect() as conn:
+        for batch in db.chunks(names):
+            for rid, name in conn.execute(sa.select(table.c.request_id, table.c.name)
+                                          .where(table.c.name.in_(batch))):
+                out[name] = str(rid)
+    return out

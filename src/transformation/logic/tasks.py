@@ -1,0 +1,242 @@
+"""Tasks: made from unused files by a plugin, or added by hand, or empty (MC).
+
+:func:`make_tasks` is the TransformationAgent's step for one transformation: it reads the
+unused files, asks the catalog for what the plugin needs, lets the plugin group them, and
+stores the tasks in one short transaction that first takes the transformation row (the task
+counter) and then moves the files Unused -> Assigned only if they still are Unused: two agents
+on one transformation queue on the row, and a file can never enter two tasks (a conflict rolls
+the whole batch back; the next cycle regroups).
+
+Example::
+
+    >>> from core.db import init_schema, make_engine, utcnow
+    >>> from dms.db.schema import DMS_SCHEMA
+    >>> from transformation.db.schema import TRANSFORMATION_SCHEMA
+    >>> engine = make_engine("sqlite://")
+    >>> _ = init_schema(engine, DMS_SCHEMA); _ = init_schema(engine, TRANSFORMATION_SCHEMA)
+    >>> make_tasks(engine, CatalogView(engine), 1, {})
+    0
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from core.db import utcnow, write_transaction
+from core.exceptions import InvalidArgumentError, NotFoundError
+from transformation.db import queries as db
+from transformation.db.tables import files as files_t
+from transformation.db.tables import task_files
+from transformation.db.tables import tasks as tasks_t
+from transformation.logic import states
+from transformation.logic.catalog import CatalogView
+from transformation.logic.transformations import Actor, _modifiable
+from transformation.plugins import Context, PluginFile, TaskSpec, load_plugin
+
+log = logging.getLogger("pilotwms.transformation")
+
+#: unused files read per transformation and cycle
+FILES_PER_CYCLE = 100_000
+
+
+class ConflictError(Exception):
+    """Another agent changed the files while this one grouped them."""
+
+
+def _assign(conn: Any, tid: int, specs: Sequence[TaskSpec], first: int, now: Any) -> None:
+    """Files Unused -> Assigned with their task (CASE per 1,000 files), or Conflict."""
+    task_of: dict[int, int] = {}
+    target_of: dict[int, str] = {}
+    for offset, spec in enumerate(specs):
+        for fid in spec.file_ids:
+            task_of[fid] = first + offset
+            if spec.target_se:
+                target_of[fid] = spec.target_se
+    changed = 0
+    for batch in db.chunks(sorted(task_of)):
+        values: dict[str, Any] = {
+            "status": states.ASSIGNED, "last_update": now,
+            "task_id": sa.case({f: task_of[f] for f in batch}, value=files_t.c.file_id)}
+        targets = {f: target_of[f] for f in batch if f in target_of}
+        if targets:
+            values["target_se"] = sa.case(targets, value=files_t.c.file_id,
+                                          else_=files_t.c.target_se)
+        changed += conn.execute(files_t.update().where(
+            files_t.c.transformation_id == tid, files_t.c.file_id.in_(batch),
+            files_t.c.status == states.UNUSED).values(**values)).rowcount or 0
+    if changed != len(task_of):
+        raise ConflictError(f"transformation {tid}: {len(task_of) - changed} files changed "
+                            "meanwhile")
+
+
+def store_tasks(engine: Engine, tid: int, specs: Sequence[TaskSpec], lfns: Mapping[int, str],
+                *, author: str = "TransformationAgent", processed: Sequence[int] = (),
+                removed: Sequence[int] = (), unflush: bool = False) -> list[int]:
+    """Store tasks (files must still be Unused); returns the new task IDs."""
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        first = db.take_task_numbers(conn, tid, len(specs)) if specs else 0
+        if specs:
+            broadcast = len({f for s in specs for f in s.file_ids}) != sum(
+                len(s.file_ids) for s in specs)
+            if broadcast:  # a file in several tasks: assign once, tasks all listed
+                seen: set[int] = set()
+                unique = []
+                for spec in specs:
+                    unique.append(TaskSpec([f for f in spec.file_ids if f not in seen],
+                                           spec.target_se, spec.site))
+                    seen.update(spec.file_ids)
+                _assign(conn, tid, unique, first, now)
+            else:
+                _assign(conn, tid, specs, first, now)
+            rows: list[dict[str, Any]] = []
+            links: list[dict[str, Any]] = []
+            for offset, spec in enumerate(specs):
+                task_id = first + offset
+                rows.append({"transformation_id": tid, "task_id": task_id,
+                             "status": states.CREATED, "target_se": spec.target_se,
+                             "site": spec.site, "created": now, "last_update": now,
+                             "input_vector": "\n".join(lfns.get(f, "") for f in spec.file_ids),
+                             "parameters": "{}"})
+                links.extend({"transformation_id": tid, "task_id": task_id, "file_id": f}
+                             for f in spec.file_ids)
+            db.insert_tasks(conn, rows, links)
+        messages = []
+        if specs:
+            messages.append(f"Created {len(specs)} tasks ({first}..{first + len(specs) - 1})")
+        if processed:
+            db.set_files(conn, tid, list(processed), {"status": states.PROCESSED,
+                                                      "last_update": now},
+                         only_status=[states.UNUSED])
+            messages.append(f"{len(processed)} files need nothing: Processed")
+        if removed:
+            db.set_files(conn, tid, list(removed), {"status": states.REMOVED,
+                                                    "last_update": now},
+                         only_status=[states.UNUSED])
+            messages.append(f"{len(removed)} files no longer in the catalog: Removed")
+        if unflush:
+            if db.update_transformation(conn, tid, {"status": states.ACTIVE}, now,
+                                        status_was=states.FLUSH):
+                messages.append("Flushed: status back to Active")
+        db.add_log(conn, tid, messages, author, now)
+    return list(range(first, first + len(specs))) if specs else []
+
+
+def make_tasks(engine: Engine, catalog: CatalogView, tid: int,
+               se_sites: Mapping[str, str], *, limit: int = FILES_PER_CYCLE) -> int:
+    """Group the unused files of transformation ``tid`` into tasks; returns how many."""
+    with engine.connect() as conn:
+        row = db.get_transformation(conn, tid)
+        if row is None or row.status not in states.PROCESSING:
+            return 0
+        unused = db.unused_files(conn, tid, limit)
+        history = db.target_se_counts(conn, tid) if row.plugin == "ByShare" else {}
+    flush = row.status == states.FLUSH
+    if not unused:
+        if flush:
+            store_tasks(engine, tid, [], {}, unflush=True)
+        return 0
+    plugin_class = load_plugin(row.plugin)
+    params = json.loads(row.plugin_params or "{}")
+    facts = catalog.facts(unused, plugin_class.meta_keys(params), ses=plugin_class.needs_ses)
+    lfns = catalog.lfns(facts)
+    removed = [f for f in unused if f not in facts]
+    files = [PluginFile(f, lfns.get(f, ""), int(facts[f].columns.get("size") or 0),
+                        sorted(facts[f].ses), facts[f].meta) for f in unused if f in facts]
+    ctx = Context(group_size=row.group_size, params=params,
+                  max_files=row.max_files_per_task,
+                  target_ses=[s for s in row.target_ses.split(",") if s],
+                  se_sites=se_sites, history=history)
+    grouping = plugin_class(ctx).group(files, flush)
+    specs = grouping.tasks
+    if row.max_tasks:
+        room = max(0, row.max_tasks - (row.next_task - 1))
+        specs = specs[:room]
+    try:
+        made = store_tasks(engine, tid, specs, lfns, processed=grouping.processed,
+                           removed=removed, unflush=flush)
+    except ConflictError as exc:
+        log.info("%s; regrouping next cycle", exc)
+        return 0
+    return len(made)
+
+
+def add_task(engine: Engine, catalog: CatalogView, actor: Actor, ident: int | str,
+             lfns: list[str], se: str = "") -> int:
+    """DIRAC's addTaskForTransformation: one task of the given attached Unused files."""
+    row = _modifiable(engine, actor, ident)
+    ids = catalog.file_ids(lfns)
+    missing = [x for x in lfns if x not in ids]
+    if missing:
+        raise InvalidArgumentError(f"not in the catalog: {', '.join(missing[:5])}")
+    with engine.connect() as conn:
+        present = db.attached(conn, row.transformation_id, ids.values())
+    bad = [lfn for lfn, f in ids.items() if f not in present or
+           present[f].status != states.UNUSED]
+    if bad:
+        raise InvalidArgumentError(f"not Unused in transformation {row.transformation_id}: "
+                                   f"{', '.join(bad[:5])}")
+    try:
+        [task] = store_tasks(engine, row.transformation_id,
+                             [TaskSpec([ids[x] for x in lfns], target_se=se)],
+                             {f: x for x, f in ids.items()}, author=actor.user)
+    except ConflictError:
+        raise InvalidArgumentError("the files changed meanwhile: try again") from None
+    return task
+
+
+def set_task_status(engine: Engine, actor: Actor, ident: int | str, task_ids: list[int],
+                    status: str, external_id: str | None = None) -> None:
+    if status not in states.TASK_STATUSES:
+        raise InvalidArgumentError(f"unknown task status {status!r}")
+    row = _modifiable(engine, actor, ident)
+    values: dict[str, Any] = {"status": status, "last_update": utcnow()}
+    if external_id is not None:
+        values["external_id"] = str(external_id)[:32]
+    with write_transaction(engine) as conn:
+        if not db.set_tasks(conn, row.transformation_id, task_ids, values):
+            raise NotFoundError(f"no such task in transformation {row.transformation_id}")
+
+
+def delete_tasks(engine: Engine, actor: Actor, ident: int | str, task_min: int,
+                 task_max: int) -> int:
+    """Delete tasks ``task_min..task_max`` not yet submitted; their files go back to
+    Unused."""
+    row = _modifiable(engine, actor, ident)
+    tid = row.transformation_id
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        doomed = list(conn.execute(sa.select(tasks_t.c.task_id).where(
+            tasks_t.c.transformation_id == tid, tasks_t.c.task_id.between(task_min, task_max),
+            tasks_t.c.status == states.CREATED)).scalars())
+        if not doomed:
+            return 0
+        fids = [f for fs in db.files_of_tasks(conn, tid, doomed).values() for f in fs]
+        db.set_files(conn, tid, fids, {"status": states.UNUSED, "task_id": None,
+                                       "last_update": now}, only_status=[states.ASSIGNED])
+        for batch in db.chunks(doomed):
+            conn.execute(task_files.delete().where(task_files.c.transformation_id == tid,
+                                                   task_files.c.task_id.in_(batch)))
+            conn.execute(tasks_t.delete().where(tasks_t.c.transformation_id == tid,
+                                                tasks_t.c.task_id.in_(batch)))
+        db.add_log(conn, tid, [f"Deleted {len(doomed)} tasks"], actor.user, now)
+    return len(doomed)
+
+
+def task_inputs(row: Any) -> list[str]:
+    return [x for x in (row.input_vector or "").split("\n") if x]
+
+
+def files_by_task(engine: Engine, tid: int, task_ids: Sequence[int]) -> dict[int, list[int]]:
+    with engine.connect() as conn:
+        return db.files_of_tasks(conn, tid, task_ids)
+
+
+__all__ = ["ConflictError", "add_task", "delete_tasks", "files_by_task", "make_tasks",
+           "set_task_status", "store_tasks", "task_inputs"]

@@ -1,0 +1,569 @@
+"""Transformations: create, read, change (status machine, parameters), files and tasks.
+
+Functions take the transformation engine, the :class:`CatalogView` where the catalog is
+needed, and an :class:`Actor` (who acts: for the change log and the rights). Rights are
+decided here by :func:`may_modify` and checked by the service: ``ProductionManagement``
+creates and modifies anything of its VO; an owner may stop (and flush) their own; every
+member of the VO reads.
+
+Example::
+
+    >>> from core.config.transformations import TransformationsConfig
+    >>> from core.db import init_schema, make_engine
+    >>> from dms.db.schema import DMS_SCHEMA
+    >>> from transformation.db.schema import TRANSFORMATION_SCHEMA
+    >>> engine = make_engine("sqlite://")
+    >>> _ = init_schema(engine, DMS_SCHEMA); _ = init_schema(engine, TRANSFORMATION_SCHEMA)
+    >>> who = Actor("alice", "prod", "demo", frozenset({"ProductionManagement"}))
+    >>> tid = create(engine, CatalogView(engine), TransformationsConfig(), who,
+    ...              {"Name": "sim", "Type": "MCSimulation", "Body": '[Executable="sim";]'})
+    >>> set_status(engine, who, tid, "Active"); get(engine, tid, "demo")["Status"]
+    'Active'
+    >>> extend(engine, who, tid, 2)
+    [1, 2]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, Row
+
+from core.config.transformations import TransformationsConfig
+from core.db import utcnow, write_transaction
+from core.exceptions import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotAuthorizedError,
+    NotFoundError,
+)
+from transformation.db import queries as db
+from transformation.db.tables import files as files_t
+from transformation.db.tables import tasks as tasks_t
+from transformation.db.tables import transformations as trans_t
+from transformation.logic import definition, states
+from transformation.logic.catalog import CatalogView
+
+MANAGER = "ProductionManagement"
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: str
+    group: str
+    vo: str
+    properties: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def manager(self) -> bool:
+        return MANAGER in self.properties
+
+
+def may_modify(actor: Actor, row: Row[Any], *, stopping: bool = False) -> bool:
+    """Managers of the VO may change anything; an owner may stop/flush their own."""
+    if actor.vo and row.vo != actor.vo:
+        return False
+    return actor.manager or (stopping and row.author == actor.user)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+COLUMNS = {  # DIRAC's names -> columns
+    "TransformationID": "transformation_id", "TransformationName": "name",
+    "Description": "description", "LongDescription": "long_description",
+    "CreationDate": "created", "LastUpdate": "last_update", "Author": "author",
+    "AuthorGroup": "author_group", "Type": "type", "Plugin": "plugin",
+    "AgentType": "agent_type", "Status": "status", "FileMask": "file_mask",
+    "TransformationGroup": "transformation_group", "GroupSize": "group_size",
+    "InheritedFrom": "inherited_from", "Body": "body", "MaxNumberOfTasks": "max_tasks",
+    "EventsPerTask": "events_per_task", "MaxFilesPerTask": "max_files_per_task",
+    "TargetSE": "target_ses", "VO": "vo", "ProductionID": "production_id",
+}
+
+
+def to_wire(row: Row[Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {key: getattr(row, col) for key, col in COLUMNS.items()}
+    out["GroupSize"] = int(row.group_size) if float(row.group_size).is_integer() \
+        else row.group_size
+    out["TransformationFamily"] = "0"
+    out["PluginParams"] = json.loads(row.plugin_params or "{}")
+    out["InputMetaQuery"] = json.loads(row.input_query) if row.input_query else {}
+    out["OutputMetaQuery"] = json.loads(row.output_query) if row.output_query else {}
+    out["ProductionID"] = row.production_id or 0
+    if extra:
+        out.update(extra)
+    return out
+
+
+def find(engine: Engine, ident: int | str, vo: str | None, *, lock: bool = False) -> Row[Any]:
+    with engine.connect() as conn:
+        row = db.get_transformation(conn, ident, vo)
+    if row is None or (vo and row.vo != vo):
+        raise NotFoundError(f"Transformation {ident} does not exist")
+    return row
+
+
+def parameters_of(engine: Engine, tid: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        rows = db.get_parameters(conn, [tid]).get(tid, {})
+    return {name: definition.decode_parameter(r.value, r.type) for name, r in rows.items()}
+
+
+def get(engine: Engine, ident: int | str, vo: str | None, extra_params: bool = False
+        ) -> dict[str, Any]:
+    row = find(engine, ident, vo)
+    return to_wire(row, parameters_of(engine, row.transformation_id) if extra_params else None)
+
+
+def conditions(cond: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Any]:
+    """DIRAC condDict -> SQL conditions (value or list of values), unknown keys refused."""
+    out = []
+    for key, value in (cond or {}).items():
+        if key not in columns:
+            raise InvalidArgumentError(f"unknown selection key {key!r} "
+                                       f"(one of {', '.join(sorted(columns))})")
+        column = columns[key]
+        if isinstance(value, (list, tuple)):
+            out.append(column.in_(list(value)))
+        else:
+            out.append(column == value)
+    return out
+
+
+def _time_window(column: Any, older: Any, newer: Any) -> list[Any]:
+    out = []
+    for value, op in ((older, "<"), (newer, ">")):
+        if value in (None, ""):
+            continue
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace(" ", "T"))
+            except ValueError:
+                raise InvalidArgumentError(f"bad date {value!r}") from None
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        out.append(column < value if op == "<" else column > value)
+    return out
+
+
+TRANS_SELECT = {key: trans_t.c[col] for key, col in COLUMNS.items()}
+
+
+def listing(engine: Engine, vo: str | None, cond: Mapping[str, Any] | None = None, *,
+            older: Any = None, newer: Any = None, time_stamp: str = "CreationDate",
+            order: str | None = None, limit: int | None = None, offset: int | None = None,
+            extra_params: bool = False, columns: Sequence[str] | None = None
+            ) -> list[dict[str, Any]]:
+    where = conditions(cond or {}, TRANS_SELECT)
+    if vo:
+        where.append(trans_t.c.vo == vo)
+    if time_stamp not in TRANS_SELECT:
+        raise InvalidArgumentError(f"bad timeStamp {time_stamp!r}")
+    where += _time_window(TRANS_SELECT[time_stamp], older, newer)
+    if order is not None and order not in TRANS_SELECT:
+        raise InvalidArgumentError(f"bad orderAttribute {order!r}")
+    with engine.connect() as conn:
+        rows = db.find_transformations(conn, where, limit=limit, offset=offset,
+                                       order=TRANS_SELECT[order] if order else None)
+        params = db.get_parameters(conn, [r.transformation_id for r in rows]) \
+            if extra_params else {}
+    out = []
+    for row in rows:
+        extra = {n: definition.decode_parameter(p.value, p.type)
+                 for n, p in params.get(row.transformation_id, {}).items()}
+        item = to_wire(row, extra)
+        if columns:
+            item = {k: v for k, v in item.items() if k in columns}
+        out.append(item)
+    return out
+
+
+def logging(engine: Engine, ident: int | str, vo: str | None) -> list[dict[str, Any]]:
+    row = find(engine, ident, vo)
+    with engine.connect() as conn:
+        records = db.get_log(conn, row.transformation_id)
+    return [{"TransformationID": r.transformation_id, "Message": r.message,
+             "Author": r.author, "MessageDate": r.date} for r in records]
+
+
+# -- creating and changing ----------------------------------------------------------------------
+
+def create(engine: Engine, catalog: CatalogView | None, settings: TransformationsConfig,
+           actor: Actor, data: Mapping[str, Any], *, known_ses: Sequence[str] | None = None,
+           production_id: int | None = None) -> int:
+    """Check and store a new transformation (and its input files); returns its ID.
+    Nothing is stored when anything is wrong."""
+    kinds = catalog.fields() if catalog is not None else {}
+    desc = definition.describe(data, settings=settings, kinds=kinds,
+                               owner=(actor.user, actor.group, actor.vo), known_ses=known_ses)
+    ids: dict[str, int] = {}
+    if desc.input_files:
+        if catalog is None:
+            raise InvalidArgumentError("InputFiles: no file catalog is configured")
+        ids = catalog.file_ids(desc.input_files)
+        missing = [lfn for lfn in desc.input_files if lfn not in ids]
+        if missing:
+            raise InvalidArgumentError(f"InputFiles: not in the catalog: {', '.join(missing[:5])}"
+                                       + (" ..." if len(missing) > 5 else ""))
+    now = utcnow()
+    values = dict(desc.values)
+    if production_id is not None:
+        values["production_id"] = production_id
+    try:
+        with write_transaction(engine) as conn:
+            if db.get_transformation(conn, desc.values["name"], actor.vo) is not None:
+                raise AlreadyExistsError(
+                    f"TransformationName {desc.values['name']!r} is already used in VO "
+                    f"{actor.vo}")
+            tid = db.insert_transformation(conn, values, now)
+            db.set_parameters(conn, tid, desc.parameters)
+            messages = ["Transformation created"]
+            if ids:
+                db.add_files(conn, tid, ids.values(), now)
+                messages.append(f"Added {len(ids)} files")
+            if desc.start:
+                db.update_transformation(conn, tid, {"status": states.ACTIVE}, now)
+                messages.append("Status set to Active")
+            db.add_log(conn, tid, messages, actor.user, now)
+    except sa.exc.IntegrityError:
+        raise AlreadyExistsError(f"TransformationName {desc.values['name']!r} is already used "
+                                 f"in VO {actor.vo}") from None
+    return tid
+
+
+def _modifiable(engine: Engine, actor: Actor, ident: int | str, *,
+                stopping: bool = False) -> Row[Any]:
+    row = find(engine, ident, actor.vo or None)
+    if not may_modify(actor, row, stopping=stopping):
+        raise NotAuthorizedError(
+            f"You do not have permissions for transformation {row.transformation_id}")
+    return row
+
+
+def set_status(engine: Engine, actor: Actor, ident: int | str, status: str, *,
+               author: str | None = None) -> None:
+    """Move along the status machine (owners may stop or flush their own)."""
+    row = _modifiable(engine, actor, ident, stopping=status in (states.STOPPED, states.FLUSH))
+    change_status(engine, row.transformation_id, status, author or actor.user)
+
+
+def change_status(engine: Engine, tid: int, status: str, author: str,
+                  message: str | None = None) -> bool:
+    """Compare-and-set the status (rights already checked); False if it changed under us."""
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        row = db.get_transformation(conn, tid, lock=True)
+        if row is None:
+            raise NotFoundError(f"Transformation {tid} does not exist")
+        states.check_transition(row.status, status)
+        if row.status == status:
+            return True
+        ok = db.update_transformation(conn, tid, {"status": status}, now,
+                                      status_was=row.status)
+        if ok:
+            db.add_log(conn, tid, [message or f"Status changed from {row.status} to {status}"],
+                       author, now)
+        return ok
+
+
+#: DIRAC parameter names that are columns, with their checks
+SETTABLE = {"Description": "description", "LongDescription": "long_description",
+            "Plugin": "plugin", "GroupSize": "group_size", "Body": "body",
+            "MaxNumberOfTasks": "max_tasks", "AgentType": "agent_type",
+            "TransformationGroup": "transformation_group", "FileMask": "file_mask",
+            "EventsPerTask": "events_per_task", "MaxFilesPerTask": "max_files_per_task",
+            "TargetSE": "target_ses", "PluginParams": "plugin_params",
+            "TransformationName": "name", "InputMetaQuery": "input_query"}
+
+
+def set_parameter(engine: Engine, catalog: CatalogView | None,
+                  settings: TransformationsConfig, actor: Actor, ident: int | str,
+                  name: str, value: Any) -> None:
+    """DIRAC's setTransformationParameter: a column (checked as at creation), the Status
+    (status machine), or an additional parameter."""
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError("parameter name must be a non-empty string")
+    if name == "Status":
+        if not isinstance(value, str):
+            raise InvalidArgumentError("Status must be a string")
+        set_status(engine, actor, ident, value)
+        return
+    row = _modifiable(engine, actor, ident)
+    tid = row.transformation_id
+    now = utcnow()
+    if name in SETTABLE:
+        current = to_wire(row)
+        data = {"Name": row.name, "Type": row.type, "Plugin": row.plugin,
+                "PluginParams": current["PluginParams"], "GroupSize": row.group_size,
+                "Body": row.body, "TargetSE": row.target_ses, "AgentType": row.agent_type,
+                "InputMetaQuery": current["InputMetaQuery"] or None}
+        key = "Name" if name == "TransformationName" else name
+        data[key] = value
+        if name in ("Description", "LongDescription", "MaxNumberOfTasks", "TransformationGroup",
+                    "FileMask", "EventsPerTask", "MaxFilesPerTask"):
+            data[name] = value
+        desc = definition.describe(data, settings=settings,
+                                   kinds=catalog.fields() if catalog else {},
+                                   owner=(row.author, row.author_group, row.vo))
+        column = SETTABLE[name]
+        new_value = desc.values[column]
+        with write_transaction(engine) as conn:
+            if column == "name" and (other := db.get_transformation(conn, new_value, row.vo)) \
+                    is not None and other.transformation_id != tid:
+                raise AlreadyExistsError(f"TransformationName {new_value!r} is already used "
+                                         f"in VO {row.vo}")
+            db.update_transformation(conn, tid, {column: new_value}, now)
+            db.add_log(conn, tid, [f"{name} set to {_short(new_value)}"], actor.user, now)
+        return
+    if len(name) > 64:
+        raise InvalidArgumentError("parameter names are at most 64 characters")
+    with write_transaction(engine) as conn:
+        db.set_parameters(conn, tid, {name: definition.encode_parameter(value)})
+        db.update_transformation(conn, tid, {}, now)
+        db.add_log(conn, tid, [f"{name} set to {_short(value)}"], actor.user, now)
+
+
+def delete_parameter(engine: Engine, actor: Actor, ident: int | str, name: str) -> None:
+    row = _modifiable(engine, actor, ident)
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        if db.delete_parameter(conn, row.transformation_id, name):
+            db.add_log(conn, row.transformation_id, [f"{name} deleted"], actor.user, now)
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# -- files --------------------------------------------------------------------------------------
+
+def add_files(engine: Engine, catalog: CatalogView, actor: Actor, ident: int | str,
+              lfns: Iterable[str]) -> dict[str, dict[str, str]]:
+    """DIRAC's addFilesToTransformation: ``{"Successful": {lfn: "Added"|"Present"},
+    "Failed": {lfn: reason}}``."""
+    row = _modifiable(engine, actor, ident)
+    lfns = list(dict.fromkeys(lfns))
+    ids = catalog.file_ids(lfns)
+    now = utcnow()
+    ok: dict[str, str] = {}
+    failed = {lfn: "File not in the catalog" for lfn in lfns if lfn not in ids}
+    with write_transaction(engine) as conn:
+        present = db.attached(conn, row.transformation_id, ids.values())
+        added = [fid for fid in ids.values() if fid not in present]
+        db.add_files(conn, row.transformation_id, added, now)
+        if added:
+            db.add_log(conn, row.transformation_id, [f"Added {len(added)} files"],
+                       actor.user, now)
+    for lfn, fid in ids.items():
+        ok[lfn] = "Present" if fid in present else "Added"
+    return {"Successful": ok, "Failed": failed}
+
+
+FILE_COLUMNS = {"TransformationID": files_t.c.transformation_id, "FileID": files_t.c.file_id,
+                "Status": files_t.c.status, "TaskID": files_t.c.task_id,
+                "ErrorCount": files_t.c.error_count, "TargetSE": files_t.c.target_se,
+                "UsedSE": files_t.c.used_se, "LastUpdate": files_t.c.last_update,
+                "InsertedTime": files_t.c.inserted}
+
+
+def _vo_scope(column: Any, vo: str | None) -> list[Any]:
+    if not vo:
+        return []
+    return [column.in_(sa.select(trans_t.c.transformation_id).where(trans_t.c.vo == vo))]
+
+
+def get_files(engine: Engine, catalog: CatalogView | None, vo: str | None,
+              cond: Mapping[str, Any] | None = None, *, older: Any = None, newer: Any = None,
+              time_stamp: str = "LastUpdate", order: str | None = None,
+              limit: int | None = None, offset: int | None = None,
+              columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    cond = dict(cond or {})
+    lfns = cond.pop("LFN", None)
+    where = conditions(cond, FILE_COLUMNS) + _vo_scope(files_t.c.transformation_id, vo)
+    if lfns is not None:
+        if catalog is None:
+            return []
+        ids = catalog.file_ids([lfns] if isinstance(lfns, str) else lfns)
+        where.append(files_t.c.file_id.in_(list(ids.values())))
+    if time_stamp not in FILE_COLUMNS:
+        raise InvalidArgumentError(f"bad timeStamp {time_stamp!r}")
+    where += _time_window(FILE_COLUMNS[time_stamp], older, newer)
+    if order is not None and order not in FILE_COLUMNS:
+        raise InvalidArgumentError(f"bad orderAttribute {order!r}")
+    with engine.connect() as conn:
+        rows = db.file_rows(conn, where, limit=limit, offset=offset,
+                            order=[FILE_COLUMNS[order]] if order else None)
+    names = catalog.lfns(r.file_id for r in rows) if catalog is not None else {}
+    out = []
+    for r in rows:
+        item = {"TransformationID": r.transformation_id, "FileID": r.file_id,
+                "Status": r.status, "TaskID": r.task_id, "ErrorCount": r.error_count,
+                "TargetSE": r.target_se or "Unknown", "UsedSE": r.used_se or "Unknown",
+                "LastUpdate": r.last_update, "InsertedTime": r.inserted,
+                "LFN": names.get(r.file_id, "")}
+        if columns:
+            item = {k: v for k, v in item.items() if k in columns}
+        out.append(item)
+    return out
+
+
+def set_file_status(engine: Engine, actor: Actor, ident: int | str,
+                    new: Mapping[int, tuple[str, bool]], *, force: bool = False,
+                    max_reset: int | None = None) -> dict[int, str]:
+    """``{file_id: (status, failed)}`` (DIRAC's wire form: ``failed`` adds one to the error
+    count); returns the statuses really set. ``Unused`` past ``max_reset`` errors becomes
+    ``MaxReset``; resetting to Unused clears the task."""
+    row = _modifiable(engine, actor, ident)
+    tid = row.transformation_id
+    now = utcnow()
+    done: dict[int, str] = {}
+    with write_transaction(engine) as conn:
+        current = db.attached(conn, tid, new)
+        by_target: dict[tuple[str, bool], list[int]] = {}
+        for fid, (status, failed) in new.items():
+            if fid not in current:
+                continue
+            try:
+                target = states.file_transition(current[fid].status, status, force=force)
+            except ValueError as exc:
+                raise InvalidArgumentError(str(exc)) from None
+            errors = current[fid].error_count + (1 if failed else 0)
+            if target == states.UNUSED and max_reset and errors >= max_reset and not force:
+                target = states.MAX_RESET
+            if target != current[fid].status or failed:
+                by_target.setdefault((target, bool(failed)), []).append(fid)
+                done[fid] = target
+        for (target, failed), fids in by_target.items():
+            values: dict[str, Any] = {"status": target, "last_update": now}
+            if failed:
+                values["error_count"] = files_t.c.error_count + 1
+            if target == states.UNUSED:
+                values["task_id"] = None
+                if force:
+                    values["error_count"] = 0
+            db.set_files(conn, tid, fids, values)
+        if done:
+            db.add_log(conn, tid, [f"{len(fids)} files set {target}"
+                                   for (target, _f), fids in by_target.items()],
+                       actor.user, now)
+    return done
+
+
+def reset_files(engine: Engine, actor: Actor, ident: int | str, status: str) -> int:
+    """``dtrans reset-files``: every file in ``status`` back to Unused (error count 0)."""
+    if status not in states.FILE_STATUSES:
+        raise InvalidArgumentError(f"unknown file status {status!r} "
+                                   f"(one of {', '.join(states.FILE_STATUSES)})")
+    row = _modifiable(engine, actor, ident)
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        count = conn.execute(files_t.update().where(
+            files_t.c.transformation_id == row.transformation_id,
+            files_t.c.status == status).values(status=states.UNUSED, task_id=None,
+                                                error_count=0, last_update=now)).rowcount
+        if count:
+            db.add_log(conn, row.transformation_id,
+                       [f"{count} {status} files reset to Unused"], actor.user, now)
+    return int(count or 0)
+
+
+# -- tasks --------------------------------------------------------------------------------------
+
+TASK_COLUMNS = {"TransformationID": tasks_t.c.transformation_id, "TaskID": tasks_t.c.task_id,
+                "ExternalStatus": tasks_t.c.status, "ExternalID": tasks_t.c.external_id,
+                "TargetSE": tasks_t.c.target_se, "Site": tasks_t.c.site,
+                "CreationTime": tasks_t.c.created, "LastUpdateTime": tasks_t.c.last_update}
+
+
+def task_to_wire(r: Row[Any], input_vector: bool = False) -> dict[str, Any]:
+    item = {"TransformationID": r.transformation_id, "TaskID": r.task_id,
+            "ExternalStatus": r.status, "ExternalID": r.external_id or "",
+            "TargetSE": r.target_se or "Unknown", "Site": r.site or "",
+            "CreationTime": r.created, "LastUpdateTime": r.last_update}
+    if input_vector:
+        item["InputVector"] = r.input_vector
+    return item
+
+
+def get_tasks(engine: Engine, vo: str | None, cond: Mapping[str, Any] | None = None, *,
+              older: Any = None, newer: Any = None, time_stamp: str = "CreationTime",
+              limit: int | None = None, offset: int | None = None,
+              input_vector: bool = False) -> list[dict[str, Any]]:
+    where = conditions(cond or {}, TASK_COLUMNS) + _vo_scope(tasks_t.c.transformation_id, vo)
+    if time_stamp not in TASK_COLUMNS:
+        raise InvalidArgumentError(f"bad timeStamp {time_stamp!r}")
+    where += _time_window(TASK_COLUMNS[time_stamp], older, newer)
+    with engine.connect() as conn:
+        rows = db.task_rows(conn, where, limit=limit, offset=offset)
+    return [task_to_wire(r, input_vector) for r in rows]
+
+
+def extend(engine: Engine, actor: Actor, ident: int | str, count: int) -> list[int]:
+    """Make ``count`` tasks without input files (MC); returns their IDs."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= 100_000:
+        raise InvalidArgumentError("the number of tasks must be between 1 and 100000")
+    row = _modifiable(engine, actor, ident)
+    return make_empty_tasks(engine, row.transformation_id, count, actor.user)
+
+
+def make_empty_tasks(engine: Engine, tid: int, count: int, author: str) -> list[int]:
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        first = db.take_task_numbers(conn, tid, count)
+        ids = list(range(first, first + count))
+        db.insert_tasks(conn, [{"transformation_id": tid, "task_id": t,
+                                "status": states.CREATED, "created": now, "last_update": now,
+                                "input_vector": "", "parameters": "{}"} for t in ids], [])
+        db.add_log(conn, tid, [f"Extended by {count} tasks"], author, now)
+    return ids
+
+
+# -- summaries ----------------------------------------------------------------------------------
+
+def file_stats(engine: Engine, tid: int) -> dict[str, int]:
+    """DIRAC's getTransformationStats: ``{status: n, "Total": n}``."""
+    with engine.connect() as conn:
+        counts = db.file_counts(conn, tid)
+    counts["Total"] = sum(counts.values())
+    return counts
+
+
+def task_stats(engine: Engine, tid: int) -> dict[str, int]:
+    """DIRAC's getTransformationTaskStats: ``{status: n, "TotalCreated": n}``."""
+    with engine.connect() as conn:
+        counts = db.task_counts(conn, tid)
+    counts["TotalCreated"] = sum(counts.values())
+    return counts
+
+
+def percent_done(files: Mapping[str, int], tasks: Mapping[str, int]) -> float:
+    """Processed files over files, or (no input files) done tasks over tasks, in %."""
+    total = sum(v for k, v in files.items() if k not in ("Total", states.REMOVED,
+                                                           states.NOT_PROCESSED))
+    if total:
+        return round(100.0 * files.get(states.PROCESSED, 0) / total, 1)
+    created = sum(v for k, v in tasks.items() if k != "TotalCreated")
+    return round(100.0 * tasks.get(states.TASK_DONE, 0) / created, 1) if created else 0.0
+
+
+def summary(engine: Engine, row: Row[Any]) -> dict[str, Any]:
+    """One transformation's line of ``getTransformationSummaryWeb``-style summaries."""
+    files = file_stats(engine, row.transformation_id)
+    tasks = task_stats(engine, row.transformation_id)
+    out = to_wire(row)
+    out.pop("Body", None)
+    for status in states.FILE_STATUSES:
+        out[f"Files_{status}"] = files.get(status, 0)
+    out["Files_Total"] = files["Total"]
+    out["Files_PercentProcessed"] = percent_done(files, tasks)
+    for status, n in tasks.items():
+        if status != "TotalCreated":
+            out[f"Jobs_{status}"] = n
+    out["Jobs_TotalCreated"] = tasks["TotalCreated"]
+    return out
