@@ -4,9 +4,8 @@ tasks submitted as jobs and requests, statuses followed, retries and MaxReset.""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 import pytest
+import sqlalchemy as sa
 
 from core.exceptions import (
     AlreadyExistsError,
