@@ -210,29 +210,35 @@ def create(engine: Engine, catalog: CatalogView | None, settings: Transformation
         if missing:
             raise InvalidArgumentError(f"InputFiles: not in the catalog: {', '.join(missing[:5])}"
                                        + (" ..." if len(missing) > 5 else ""))
+    try:
+        with write_transaction(engine) as conn:
+            tid = store(conn, desc, actor, ids, production_id=production_id)
+    except sa.exc.IntegrityError:
+        raise AlreadyExistsError(f"TransformationName {desc.values['name']!r} is already used "
+                                 f"in VO {actor.vo}") from None
+    return tid
+
+
+def store(conn: Any, desc: definition.Description, actor: Actor, file_ids: Mapping[str, int],
+          *, production_id: int | None = None) -> int:
+    """Insert a checked description in the caller's transaction; returns the ID."""
     now = utcnow()
     values = dict(desc.values)
     if production_id is not None:
         values["production_id"] = production_id
-    try:
-        with write_transaction(engine) as conn:
-            if db.get_transformation(conn, desc.values["name"], actor.vo) is not None:
-                raise AlreadyExistsError(
-                    f"TransformationName {desc.values['name']!r} is already used in VO "
-                    f"{actor.vo}")
-            tid = db.insert_transformation(conn, values, now)
-            db.set_parameters(conn, tid, desc.parameters)
-            messages = ["Transformation created"]
-            if ids:
-                db.add_files(conn, tid, ids.values(), now)
-                messages.append(f"Added {len(ids)} files")
-            if desc.start:
-                db.update_transformation(conn, tid, {"status": states.ACTIVE}, now)
-                messages.append("Status set to Active")
-            db.add_log(conn, tid, messages, actor.user, now)
-    except sa.exc.IntegrityError:
-        raise AlreadyExistsError(f"TransformationName {desc.values['name']!r} is already used "
-                                 f"in VO {actor.vo}") from None
+    if db.get_transformation(conn, desc.values["name"], actor.vo) is not None:
+        raise AlreadyExistsError(
+            f"TransformationName {desc.values['name']!r} is already used in VO {actor.vo}")
+    tid = db.insert_transformation(conn, values, now)
+    db.set_parameters(conn, tid, desc.parameters)
+    messages = ["Transformation created"]
+    if file_ids:
+        db.add_files(conn, tid, file_ids.values(), now)
+        messages.append(f"Added {len(file_ids)} files")
+    if desc.start:
+        db.update_transformation(conn, tid, {"status": states.ACTIVE}, now)
+        messages.append("Status set to Active")
+    db.add_log(conn, tid, messages, actor.user, now)
     return tid
 
 
