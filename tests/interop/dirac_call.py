@@ -85,6 +85,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="JobMonitoringClient().getJobsStatus([ids]); comma-separated",
     )
     mode.add_argument("--wms-kill", metavar="JOBIDS", help="WMSClient().killJob(id or [ids])")
+    mode.add_argument(
+        "--ts-calls",
+        metavar="JSON",
+        help='TransformationClient(url=--url) calls in order: [["method", [args], {kw}], ...]',
+    )
     p.add_argument("--args", default="[]", help="JSON list of positional arguments (--method)")
     ns = p.parse_args(argv)
     try:
@@ -96,7 +101,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parsed = urllib.parse.urlsplit(ns.url)
     if parsed.scheme != "https" or not parsed.hostname:
         p.error("--url must be https://host:port[/System/Service]")
-    if ns.method and len([s for s in parsed.path.split("/") if s]) != 2:
+    if (ns.method or ns.ts_calls) and len([s for s in parsed.path.split("/") if s]) != 2:
         p.error("--method needs --url https://host:port/<System>/<Service>")
     ns.base_url = f"{parsed.scheme}://{parsed.netloc}"
     ns.host = parsed.hostname
@@ -197,6 +202,9 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
         # The same path as every DIRAC client class: Client -> RPCClientSelector -> TornadoClient.
         return client.executeRPC(*ns.rpc_args, call=ns.method)
 
+    if ns.ts_calls:
+        return _ts_calls(ns)
+
     from DIRAC.WorkloadManagementSystem.Client.JobManagerClient import JobManagerClient
     from DIRAC.WorkloadManagementSystem.Client.JobMonitoringClient import JobMonitoringClient
     from DIRAC.WorkloadManagementSystem.Client.WMSClient import WMSClient
@@ -219,6 +227,23 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
         return JobMonitoringClient().getJobsStatus(_job_ids(ns.wms_status))
     ids = _job_ids(ns.wms_kill)
     return WMSClient().killJob(ids[0] if len(ids) == 1 else ids)
+
+
+def _ts_calls(ns: argparse.Namespace) -> dict[str, Any]:
+    """Run TransformationClient methods in order; S_OK(list of their S_OK/S_ERROR)."""
+    from DIRAC import S_OK
+    from DIRAC.TransformationSystem.Client.TransformationClient import TransformationClient
+
+    try:
+        calls = json.loads(ns.ts_calls)
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"--ts-calls is not JSON: {exc}") from exc
+    client = TransformationClient(url=ns.url)
+    results = []
+    for method, args, *rest in calls:
+        kwargs = rest[0] if rest else {}
+        results.append(getattr(client, method)(*args, **kwargs))
+    return S_OK(results)
 
 
 def encode_result(result: Any) -> str:
