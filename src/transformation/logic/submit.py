@@ -147,10 +147,26 @@ def recover_reserved(engine: Engine, tid: int, timeout: float,
 
 # -- jobs ---------------------------------------------------------------------------------------
 
+def _substitute(value: Any, marks: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        for mark, text in marks.items():
+            value = value.replace(mark, text)
+        return value
+    if isinstance(value, list):
+        return [_substitute(v, marks) for v in value]
+    return value
+
+
 def job_for_task(template: JDL, trans: Row[Any], task: Row[Any],
                  settings: TransformationsConfig) -> JDL:
-    jdl = template.copy()
+    """The task's JDL; ``@{TransformationID}``, ``@{TaskID}`` and ``@{JobName}`` in the
+    template's string values are replaced (e.g. ``OutputData = "out_@{TaskID}.root"``)."""
     tid = trans.transformation_id
+    marks = {"@{TransformationID}": f"{tid:08d}", "@{TaskID}": f"{task.task_id:08d}",
+             "@{JobName}": task_name(tid, task.task_id)}
+    jdl = template.copy()
+    for key in list(jdl):
+        jdl[key] = _substitute(jdl[key], marks)
     lfns = task_inputs(task)
     if lfns:
         jdl["InputData"] = [f"LFN:{x}" for x in lfns]
