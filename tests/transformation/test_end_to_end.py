@@ -84,7 +84,8 @@ def production_yaml(mark: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def stack(config: Config, db_url: str, creds: Creds, tmp_path: Path,
-          xrootd_server: XRootDServer) -> Iterator[tuple[ThreadedServer, Config]]:
+          xrootd_server: XRootDServer,  # noqa: F811 - fixture
+          ) -> Iterator[tuple[ThreadedServer, Config]]:
     port = free_port()
     data = with_storage(config, db_url, tmp_path, port, xrootd_server.port).model_dump(
         by_alias=True, exclude_none=True)
