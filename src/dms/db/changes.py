@@ -133,20 +133,26 @@ def _value(row: Any) -> Any:
 
 
 def file_facts(conn: Connection, file_ids: Sequence[int], fields: Iterable[str] = (),
-               *, ses: bool = False) -> dict[int, FileFacts]:
-    """Facts of the existing files among ``file_ids`` (missing ones are left out).
+               *, ses: bool = False, columns: Iterable[str] | None = None
+               ) -> dict[int, FileFacts]:
+    """Facts of the existing files among ``file_ids`` (missing ones are left out); only
+    ``columns`` of the file rows when given (reading fewer columns is much cheaper).
 
     Statements: per chunk of 1,000 files, one for the rows, one for their own metadata, one
     for their directories' ancestors, one for inherited values and, with ``ses``, one for the
     replicas: bounded by the batch, never by the catalog."""
     wanted = sorted(set(fields))
+    names = None if columns is None else sorted(set(columns) - {"file_id", "dir_id"})
+    selected = [files] if names is None else [files.c.file_id, files.c.dir_id,
+                                              *(files.c[n] for n in names)]
     out: dict[int, FileFacts] = {}
     for batch in chunks(sorted(set(file_ids))):
-        rows = conn.execute(sa.select(files).where(files.c.file_id.in_(batch))).fetchall()
+        rows = conn.execute(sa.select(*selected).where(files.c.file_id.in_(batch))).fetchall()
         here: dict[int, FileFacts] = {}
         for row in rows:
-            cols = dict(row._mapping)
-            here[row.file_id] = FileFacts(row.file_id, row.dir_id, cols)
+            cols = dict(row._mapping) if names is None else dict(zip(names, row[2:],
+                                                                     strict=True))
+            here[row[0]] = FileFacts(row[0], row[1], cols)
         if not here:
             continue
         dir_ids = {f.dir_id for f in here.values()}
@@ -187,3 +193,27 @@ def files_below(conn: Connection, dir_id: int, after: int, limit: int) -> list[i
     return list(conn.execute(sa.select(files.c.file_id).where(
         files.c.dir_id.in_(below), files.c.file_id > after)
         .order_by(files.c.file_id).limit(limit)).scalars())
+
+
+def lfns_of(conn: Connection, file_ids: Iterable[int]) -> dict[int, str]:
+    """file_id -> LFN, for many files: (file, directory, name) rows read through the DB-API
+    cursor (SQLAlchemy's statement, integer IDs rendered inline), directory paths once per
+    directory. About three times cheaper per file than a Core select of joined rows."""
+    from dms.db.tables import directories
+
+    out: dict[int, str] = {}
+    pairs: list[tuple[int, int, str]] = []
+    for batch in chunks(sorted(set(file_ids))):
+        stmt = sa.select(files.c.file_id, files.c.dir_id, files.c.name).where(
+            files.c.file_id.in_([int(f) for f in batch]))
+        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        pairs.extend(conn.exec_driver_sql(sql).fetchall())
+    dirs: dict[int, str] = {}
+    wanted = sorted({d for _f, d, _n in pairs})
+    for batch in chunks(wanted):
+        for dir_id, path in conn.execute(sa.select(directories.c.dir_id, directories.c.path)
+                                         .where(directories.c.dir_id.in_(batch))):
+            dirs[dir_id] = path.rstrip("/") + "/"
+    for file_id, dir_id, name in pairs:
+        out[file_id] = dirs[dir_id] + name
+    return out

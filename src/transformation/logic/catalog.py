@@ -33,9 +33,15 @@ CATALOG_ADMIN = Requester("Transformation", "", admin=True)
 
 
 class CatalogView:
+    """Reads of the catalog; LFNs read are remembered (up to :attr:`CACHE` of them) for the
+    view's life: make a new view per agent cycle."""
+
+    CACHE = 2_000_000
+
     def __init__(self, engine: Engine, settings: CatalogSettings | None = None) -> None:
         self.engine = engine
         self.settings = settings or CatalogSettings()
+        self._lfns: dict[int, str] = {}
 
     def fields(self) -> dict[str, str]:
         with self.engine.connect() as conn:
@@ -54,13 +60,25 @@ class CatalogView:
         return {wanted[p]: row.file_id for p, row in res.files.items() if p in wanted}
 
     def lfns(self, file_ids: Iterable[int]) -> dict[int, str]:
-        with self.engine.connect() as conn:
-            return cat_db.lfns_of(conn, file_ids)
+        """file_id -> LFN for the files that exist."""
+        wanted = list(file_ids)
+        missing = [f for f in wanted if f not in self._lfns]
+        if missing:
+            with self.engine.connect() as conn:
+                found = changes.lfns_of(conn, missing)
+            if len(self._lfns) + len(found) > self.CACHE:
+                self._lfns.clear()
+            self._lfns.update(found)
+            known = self._lfns
+            return {f: known[f] if f in known else found[f] for f in wanted
+                    if f in known or f in found}
+        return {f: self._lfns[f] for f in wanted}
 
     def facts(self, file_ids: Iterable[int], fields: Iterable[str] = (), *,
-              ses: bool = False) -> dict[int, changes.FileFacts]:
+              ses: bool = False, columns: Iterable[str] | None = None
+              ) -> dict[int, changes.FileFacts]:
         with self.engine.connect() as conn:
-            return changes.file_facts(conn, list(file_ids), fields, ses=ses)
+            return changes.file_facts(conn, list(file_ids), fields, ses=ses, columns=columns)
 
     def dir_id(self, path: str) -> int | None:
         with self.engine.connect() as conn:

@@ -168,9 +168,11 @@ def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal
     if active:
         fields = set().union(*(w.query.fields for w in active))
         need_ses = any(w.query.needs_ses for w in active)
+        columns = set().union(*(w.query.columns for w in active))
         ordered = sorted(changed)
         for start in range(0, len(ordered), FACTS_BATCH):
-            facts = catalog.facts(ordered[start:start + FACTS_BATCH], fields, ses=need_ses)
+            facts = catalog.facts(ordered[start:start + FACTS_BATCH], fields, ses=need_ses,
+                                  columns=columns)
             for fid, fact in facts.items():
                 for watch in active:
                     if watch.query.matches(fact, watch.path_dir):
@@ -243,7 +245,7 @@ def reconcile(engine: Engine, catalog: CatalogView, tid: int) -> tuple[int, int]
             if len(page) < 50_000:
                 break
             last = page[-1]
-    still = set(catalog.facts(sorted(unused))) if unused else set()
+    still = set(catalog.facts(sorted(unused), columns=())) if unused else set()
     with write_transaction(engine) as conn:
         if matching:
             added = db.add_files(conn, tid, sorted(matching), now)

@@ -92,6 +92,11 @@ class CompiledQuery:
     _columns: list[tuple[str, list[Test]]] = field(default_factory=list)
     _ses: list[Test] = field(default_factory=list)
 
+    @property
+    def columns(self) -> set[str]:
+        """The file columns the query reads."""
+        return {column for column, _tests in self._columns}
+
     def matches(self, facts: FileFacts, path_dir: int | None = None) -> bool:
         """Whether the file matches (``path_dir``: the dir ID of :attr:`path`, if not /)."""
         if path_dir is not None and path_dir not in facts.dirs:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -68,7 +68,7 @@ def output_base(settings: TransformationsConfig, vo: str, tid: int) -> str:
 
 def claim(engine: Engine, tid: int, owner: str, limit: int) -> tuple[str, list[Row[Any]]]:
     """Reserve up to ``limit`` Created tasks; returns the claim token and the claimed rows."""
-    token = f"{owner[:40]}:{uuid.uuid4().hex[:12]}"
+    token = f"{owner[:48]}|{uuid.uuid4().hex[:12]}"
     with engine.connect() as conn:
         candidates = list(conn.execute(sa.select(tasks_t.c.task_id).where(
             tasks_t.c.transformation_id == tid, tasks_t.c.status == states.CREATED)
@@ -111,16 +111,25 @@ def release(engine: Engine, tid: int, token: str, task_ids: Sequence[int]) -> No
                      only_status=[states.RESERVED], claimed_by=token)
 
 
+def claimer(token: str | None) -> str:
+    """The agent instance that made a claim token."""
+    return (token or "").rpartition("|")[0]
+
+
 def recover_reserved(engine: Engine, tid: int, timeout: float,
-                     lookup: Callable[[int, list[str]], dict[str, str]]) -> tuple[int, int]:
-    """Tasks Reserved for longer than ``timeout`` s: those whose job/request exists (found
-    by name with ``lookup(tid, names)`` -> {name: external ID}) become Submitted, the others
-    Created again. Returns (recovered, released)."""
+                     lookup: Callable[[int, list[str]], dict[str, str]],
+                     alive: Collection[str] = ()) -> tuple[int, int]:
+    """Tasks Reserved for longer than ``timeout`` s by an agent instance no longer
+    ``alive`` (its heartbeat stopped): those whose job/request exists (found by name with
+    ``lookup(tid, names)`` -> {name: external ID}) become Submitted, the others Created
+    again. A live submitter, however slow, keeps its claims. Returns (recovered,
+    released)."""
     old = utcnow() - timedelta(seconds=timeout)
     with engine.connect() as conn:
-        stale = db.task_rows(conn, [tasks_t.c.transformation_id == tid,
-                                    tasks_t.c.status == states.RESERVED,
-                                    tasks_t.c.last_update < old])
+        stale = [r for r in db.task_rows(conn, [tasks_t.c.transformation_id == tid,
+                                                tasks_t.c.status == states.RESERVED,
+                                                tasks_t.c.last_update < old])
+                 if claimer(r.claimed_by) not in alive]
     if not stale:
         return 0, 0
     found = lookup(tid, [task_name(tid, r.task_id) for r in stale])

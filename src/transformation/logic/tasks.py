@@ -31,7 +31,6 @@ from sqlalchemy.engine import Engine
 from core.db import utcnow, write_transaction
 from core.exceptions import InvalidArgumentError, NotFoundError
 from transformation.db import queries as db
-from transformation.db.tables import files as files_t
 from transformation.db.tables import task_files
 from transformation.db.tables import tasks as tasks_t
 from transformation.logic import states
@@ -49,32 +48,6 @@ class ConflictError(Exception):
     """Another agent changed the files while this one grouped them."""
 
 
-def _assign(conn: Any, tid: int, specs: Sequence[TaskSpec], first: int, now: Any) -> None:
-    """Files Unused -> Assigned with their task (CASE per 1,000 files), or Conflict."""
-    task_of: dict[int, int] = {}
-    target_of: dict[int, str] = {}
-    for offset, spec in enumerate(specs):
-        for fid in spec.file_ids:
-            task_of[fid] = first + offset
-            if spec.target_se:
-                target_of[fid] = spec.target_se
-    changed = 0
-    for batch in db.chunks(sorted(task_of)):
-        values: dict[str, Any] = {
-            "status": states.ASSIGNED, "last_update": now,
-            "task_id": sa.case({f: task_of[f] for f in batch}, value=files_t.c.file_id)}
-        targets = {f: target_of[f] for f in batch if f in target_of}
-        if targets:
-            values["target_se"] = sa.case(targets, value=files_t.c.file_id,
-                                          else_=files_t.c.target_se)
-        changed += conn.execute(files_t.update().where(
-            files_t.c.transformation_id == tid, files_t.c.file_id.in_(batch),
-            files_t.c.status == states.UNUSED).values(**values)).rowcount or 0
-    if changed != len(task_of):
-        raise ConflictError(f"transformation {tid}: {len(task_of) - changed} files changed "
-                            "meanwhile")
-
-
 def store_tasks(engine: Engine, tid: int, specs: Sequence[TaskSpec], lfns: Mapping[int, str],
                 *, author: str = "TransformationAgent", processed: Sequence[int] = (),
                 removed: Sequence[int] = (), unflush: bool = False) -> list[int]:
@@ -83,30 +56,22 @@ def store_tasks(engine: Engine, tid: int, specs: Sequence[TaskSpec], lfns: Mappi
     with write_transaction(engine) as conn:
         first = db.take_task_numbers(conn, tid, len(specs)) if specs else 0
         if specs:
-            broadcast = len({f for s in specs for f in s.file_ids}) != sum(
-                len(s.file_ids) for s in specs)
-            if broadcast:  # a file in several tasks: assign once, tasks all listed
-                seen: set[int] = set()
-                unique = []
-                for spec in specs:
-                    unique.append(TaskSpec([f for f in spec.file_ids if f not in seen],
-                                           spec.target_se, spec.site))
-                    seen.update(spec.file_ids)
-                _assign(conn, tid, unique, first, now)
-            else:
-                _assign(conn, tid, specs, first, now)
             rows: list[dict[str, Any]] = []
             links: list[dict[str, Any]] = []
             for offset, spec in enumerate(specs):
                 task_id = first + offset
                 rows.append({"transformation_id": tid, "task_id": task_id,
                              "status": states.CREATED, "target_se": spec.target_se,
-                             "site": spec.site, "created": now, "last_update": now,
-                             "input_vector": "\n".join(lfns.get(f, "") for f in spec.file_ids),
-                             "parameters": "{}"})
+                             "site": spec.site,
+                             "input_vector": "\n".join(lfns.get(f, "") for f in spec.file_ids)})
                 links.extend({"transformation_id": tid, "task_id": task_id, "file_id": f}
                              for f in spec.file_ids)
-            db.insert_tasks(conn, rows, links)
+            db.insert_tasks(conn, rows, links, now)
+            wanted = len({f for spec in specs for f in spec.file_ids})
+            changed = db.assign_files(conn, tid, first, first + len(specs) - 1, now)
+            if changed != wanted:  # another agent took some: roll everything back
+                raise ConflictError(f"transformation {tid}: {wanted - changed} files changed "
+                                    "meanwhile")
         messages = []
         if specs:
             messages.append(f"Created {len(specs)} tasks ({first}..{first + len(specs) - 1})")
@@ -144,11 +109,16 @@ def make_tasks(engine: Engine, catalog: CatalogView, tid: int,
         return 0
     plugin_class = load_plugin(row.plugin)
     params = json.loads(row.plugin_params or "{}")
-    facts = catalog.facts(unused, plugin_class.meta_keys(params), ses=plugin_class.needs_ses)
-    lfns = catalog.lfns(facts)
-    removed = [f for f in unused if f not in facts]
-    files = [PluginFile(f, lfns.get(f, ""), int(facts[f].columns.get("size") or 0),
-                        sorted(facts[f].ses), facts[f].meta) for f in unused if f in facts]
+    keys = plugin_class.meta_keys(params)
+    lfns = catalog.lfns(unused)
+    removed = [f for f in unused if f not in lfns]
+    if keys or plugin_class.needs_ses or plugin_class.needs_size:
+        facts = catalog.facts(unused, keys, ses=plugin_class.needs_ses,
+                              columns=["size"] if plugin_class.needs_size else [])
+        files = [PluginFile(f, lfns[f], int(facts[f].columns.get("size") or 0),
+                            sorted(facts[f].ses), facts[f].meta) for f in unused if f in facts]
+    else:
+        files = [PluginFile(f, lfns[f]) for f in unused if f in lfns]
     ctx = Context(group_size=row.group_size, params=params,
                   max_files=row.max_files_per_task,
                   target_ses=[s for s in row.target_ses.split(",") if s],

@@ -524,8 +524,8 @@ def make_empty_tasks(engine: Engine, tid: int, count: int, author: str) -> list[
         first = db.take_task_numbers(conn, tid, count)
         ids = list(range(first, first + count))
         db.insert_tasks(conn, [{"transformation_id": tid, "task_id": t,
-                                "status": states.CREATED, "created": now, "last_update": now,
-                                "input_vector": "", "parameters": "{}"} for t in ids], [])
+                                "status": states.CREATED, "target_se": "", "site": "",
+                                "input_vector": ""} for t in ids], [], now)
         db.add_log(conn, tid, [f"Extended by {count} tasks"], author, now)
     return ids
 
