@@ -288,3 +288,77 @@ def test_cleaning_kills_jobs_and_forgets_files(world: World) -> None:
     with world.engine.connect() as conn:
         assert set(conn.execute(sa.select(jobs.c.status)).scalars()) == {"Deleted"}
     _ = ALICE
+
+
+def test_types_an_admin_adds(tmp_path: object) -> None:
+    from tests.transformation.conftest import config_for, make_world
+
+    world = make_world(f"sqlite:///{tmp_path}/types.db")
+    world.config = config_for(world.config.database or "", JobTypes=["Reconstruction"],
+                              DataOperationTypes=["Staging"])
+    settings = world.config.operations.transformations
+    tid = logic.create(world.engine, world.catalog, settings, MANAGER,
+                       {"Name": "r", "Type": "Reconstruction", "Body": TEMPLATE})
+    assert logic.get(world.engine, tid, "demo")["Type"] == "Reconstruction"
+    with pytest.raises(InvalidArgumentError, match="Body: unknown operation"):
+        logic.create(world.engine, world.catalog, settings, MANAGER,
+                     {"Name": "s", "Type": "Staging", "Body": TEMPLATE})
+    logic.create(world.engine, world.catalog, settings, MANAGER,
+                 {"Name": "s", "Type": "Staging", "Body": "ReplicateAndRegister",
+                  "TargetSE": "DISK-B"})
+    with pytest.raises(ValueError, match="declared twice"):
+        config_for("sqlite://", JobTypes=["Replication"])
+    world.engine.dispose()
+
+
+def test_a_crashed_submitter_leaves_nothing_duplicated(world: World) -> None:
+    """Tasks Reserved by a dead agent: with their job found by name -> Submitted, without
+    -> Created again (and submitted once); a live agent's claims are left alone."""
+    from transformation.logic import submit
+
+    world.field("kind", "string")
+    world.register([f"{DATA}/x/f{i}" for i in range(6)])
+    world.meta(f"{DATA}/x", {"kind": "raw"})
+    tid = create(world, reco(Status="Active"))
+    agent(TransformationAgent, world).run(once=True)  # 3 tasks
+    wta = agent(WorkflowTaskAgent, world, "crashed")
+    wta.beat()
+    token, claimed = submit.claim(world.engine, tid, "crashed", 2)
+    assert [t.task_id for t in claimed] == [1, 2]
+    trans = logic.find(world.engine, tid, "demo")
+    wta.submit(trans, claimed[:1])  # the job of task 1 was made, then the agent died
+    with world.engine.begin() as conn:  # its claims are old now
+        conn.execute(ts_tasks.update().values(
+            last_update=sa.func.datetime("now", "-1 hour") if conn.dialect.name == "sqlite"
+            else sa.text("NOW() - INTERVAL 1 HOUR")))
+    assert submit.recover_reserved(world.engine, tid, 1, wta.lookup,
+                                   alive={"crashed"}) == (0, 0)  # still alive: untouched
+    assert submit.recover_reserved(world.engine, tid, 1, wta.lookup, alive=set()) == (1, 1)
+    agent(WorkflowTaskAgent, world, "other").run(once=True)
+    tasks = logic.get_tasks(world.engine, "demo", {"TransformationID": tid})
+    assert [t["ExternalStatus"] for t in tasks] == ["Submitted"] * 3
+    with world.engine.connect() as conn:
+        names = list(conn.execute(sa.select(jobs.c.job_name)).scalars())
+    assert sorted(names) == [f"{tid:08d}_0000000{i}" for i in (1, 2, 3)]
+    assert token
+
+
+def test_a_rescheduled_job_keeps_its_files(world: World) -> None:
+    world.field("kind", "string")
+    world.register([f"{DATA}/y/f{i}" for i in range(2)])
+    world.meta(f"{DATA}/y", {"kind": "raw"})
+    tid = create(world, reco(Status="Active"))
+    agent(TransformationAgent, world).run(once=True)
+    agent(WorkflowTaskAgent, world).run(once=True)
+    [task] = logic.get_tasks(world.engine, "demo", {"TransformationID": tid})
+    mon = agent(TransformationMonitor, world)
+    for status, task_status, files in (("Rescheduled", "Rescheduled", {"Assigned": 2}),
+                                       ("Waiting", "Waiting", {"Assigned": 2}),
+                                       ("Done", "Done", {"Processed": 2})):
+        with world.engine.begin() as conn:
+            conn.execute(jobs.update().where(jobs.c.job_id == int(task["ExternalID"]))
+                         .values(status=status))
+        mon.run(once=True)
+        [now] = logic.get_tasks(world.engine, "demo", {"TransformationID": tid})
+        assert now["ExternalStatus"] == task_status
+        assert file_statuses(world, tid) == files
