@@ -25,7 +25,9 @@ Bulk methods take one LFN, a list or a dict keyed by LFN and answer DIRAC's
 Rights: every method needs an authenticated caller; what it may touch is decided per path by
 :mod:`dms.logic.rights`. Administrators: groups with ``FileCatalogManagement`` (option
 ``AdminProperties``) and trusted hosts. Options (``Systems.DataManagement.Services.FileCatalog
-.Options``): ``DefaultDirMode``, ``DefaultFileMode`` (octal), ``AdminProperties``.
+.Options``): ``DefaultDirMode``, ``DefaultFileMode`` (octal), ``AdminProperties``,
+``ChangeJournalDays`` (how long the change journal keeps its entries, default 7; readers
+that fall further behind are caught up by their own reconciliation).
 
 Example (a client; see tests/dms/service/test_file_catalog.py)::
 
@@ -38,19 +40,21 @@ Example (a client; see tests/dms/service/test_file_catalog.py)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from core.db import write_transaction
 from core.exceptions import InvalidArgumentError
 from core.rpc.context import ServerContext
 from core.rpc.service import Call, Service, rpc_method
 from core.security.identity import Identity
 from dms.bulk import BulkResult
+from dms.db import changes, tables
 from dms.db import metadata as meta_db
-from dms.db import tables
 from dms.logic import ancestry, datasets, directories, metadata, namespace
 from dms.logic.namespace import as_list
 from dms.logic.rights import CatalogSettings, Requester
@@ -101,6 +105,18 @@ class FileCatalogService(Service):
     @property
     def engine(self) -> Engine:
         return self.ctx.engine(SYSTEM)
+
+    #: seconds between prunings of the change journal
+    PRUNE_PERIOD = 3600.0
+
+    def background_tasks(self) -> list[tuple[float, Callable[[], None]]]:
+        return [(self.PRUNE_PERIOD, self._prune_journal)]
+
+    def _prune_journal(self) -> None:
+        options = self.ctx.config.service_config(SYSTEM, self.name).options
+        days = float(options.get("ChangeJournalDays", 7))
+        with write_transaction(self.engine) as conn:
+            changes.prune(conn, older_than=timedelta(days=days))
 
     def req(self, call: Call) -> Requester:
         return requester_of(call.identity, self.settings, self.ctx)

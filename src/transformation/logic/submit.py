@@ -166,16 +166,25 @@ def _substitute(value: Any, marks: Mapping[str, str]) -> Any:
     return value
 
 
+def marked(template: JDL) -> list[str]:
+    """The template's attributes holding an ``@{...}`` placeholder."""
+    return [key for key in template if "@{" in str(template[key])]
+
+
 def job_for_task(template: JDL, trans: Row[Any], task: Row[Any],
-                 settings: TransformationsConfig) -> JDL:
+                 settings: TransformationsConfig, marks_in: Sequence[str] | None = None
+                 ) -> JDL:
     """The task's JDL; ``@{TransformationID}``, ``@{TaskID}`` and ``@{JobName}`` in the
-    template's string values are replaced (e.g. ``OutputData = "out_@{TaskID}.root"``)."""
+    template's string values are replaced (e.g. ``OutputData = "out_@{TaskID}.root"``);
+    ``marks_in``: the attributes holding them (:func:`marked`, computed once per batch)."""
     tid = trans.transformation_id
-    marks = {"@{TransformationID}": f"{tid:08d}", "@{TaskID}": f"{task.task_id:08d}",
-             "@{JobName}": task_name(tid, task.task_id)}
     jdl = template.copy()
-    for key in list(jdl):
-        jdl[key] = _substitute(jdl[key], marks)
+    keys = marked(template) if marks_in is None else marks_in
+    if keys:
+        marks = {"@{TransformationID}": f"{tid:08d}", "@{TaskID}": f"{task.task_id:08d}",
+                 "@{JobName}": task_name(tid, task.task_id)}
+        for key in keys:
+            jdl[key] = _substitute(jdl[key], marks)
     lfns = task_inputs(task)
     if lfns:
         jdl["InputData"] = [f"LFN:{x}" for x in lfns]
@@ -190,8 +199,9 @@ def job_for_task(template: JDL, trans: Row[Any], task: Row[Any],
         jdl["Site"] = task.site
     if task.target_se and "OutputSE" not in jdl:
         jdl["OutputSE"] = task.target_se
-    for key, value in json.loads(task.parameters or "{}").items():
-        jdl[key] = value
+    if task.parameters and task.parameters != "{}":
+        for key, value in json.loads(task.parameters).items():
+            jdl[key] = value
     return jdl
 
 
@@ -200,7 +210,8 @@ def submit_jobs(wms_engine: Engine, trans: Row[Any], tasks: Sequence[Row[Any]],
                 on_stored: OnStored | None = None) -> dict[int, int]:
     """One bulk submission for ``tasks``; returns task ID -> job ID."""
     template = parse_jdl(trans.body)
-    jdls = [job_for_task(template, trans, task, settings) for task in tasks]
+    keys = marked(template)
+    jdls = [job_for_task(template, trans, task, settings, keys) for task in tasks]
     who = submission.Submitter(trans.author, trans.author_group, trans.vo)
     result = submission.submit_many(wms_engine, jdls, who, limits, on_stored=on_stored)
     return {task.task_id: job for task, job in zip(tasks, result.job_ids, strict=True)}

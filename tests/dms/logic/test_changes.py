@@ -1,0 +1,62 @@
+"""The catalog's change journal: written in the same transaction as each change (nothing for
+a refused one), in order, with the kinds readers need; facts of a batch of files; pruning."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from core.db import init_schema, make_engine
+from dms.db import changes
+from dms.db.schema import DMS_SCHEMA
+from dms.logic import metadata, namespace
+from dms.logic.rights import CatalogSettings, Requester
+
+CFG = CatalogSettings(vo_groups={"demo": "demo_user"})
+ADMIN = Requester("admin", "dm_admin", "demo", admin=True)
+ALICE = Requester("alice", "demo_user", "demo")
+H = "/demo/user/a/alice"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    init_schema(eng, DMS_SCHEMA)
+    yield eng
+    eng.dispose()
+
+
+def journal(engine: Engine, after: int = 0) -> list[tuple[str, int | None, int | None]]:
+    with engine.connect() as conn:
+        return [(c.kind, c.file_id, c.dir_id) for c in changes.read_since(conn, after, 100)]
+
+
+def test_every_change_is_journaled_with_its_transaction(engine: Engine) -> None:
+    metadata.add_field(engine, ADMIN, "run", "int")
+    assert not namespace.add_files(engine, CFG, ALICE, {
+        f"{H}/d/f{i}": {"Size": 1, "SE": "A", "GUID": f"g{i}"} for i in range(2)}).failed
+    with engine.connect() as conn:
+        ids = sorted(changes.file_facts(conn, [1, 2], columns=["size"]))
+        assert changes.lfns_of(conn, ids) == {1: f"{H}/d/f0", 2: f"{H}/d/f1"}
+    refused = namespace.add_files(engine, CFG, Requester("bob", "g", "demo"), {
+        f"{H}/d/x": {"Size": 1, "SE": "A", "GUID": "gx"}})
+    assert refused.failed  # bob may not write there: nothing journaled
+    namespace.add_replicas(engine, ALICE, {f"{H}/d/f0": {"SE": "B"}})
+    metadata.set_metadata(engine, ALICE, f"{H}/d", {"run": 3})
+    metadata.set_metadata(engine, ALICE, f"{H}/d/f1", {"run": 3})  # same value: no change
+    namespace.remove_replicas(engine, ALICE, {f"{H}/d/f0": {"SE": "B"}})
+    namespace.remove_files(engine, ALICE, [f"{H}/d/f1"])
+    with engine.connect() as conn:
+        dir_id = changes.file_facts(conn, [1])[1].dir_id
+    assert journal(engine) == [("F+", 1, None), ("F+", 2, None), ("R+", 1, None),
+                               ("D", None, dir_id), ("R-", 1, None), ("F-", 2, None)]
+    with engine.connect() as conn:
+        [facts] = changes.file_facts(conn, [1, 2], ["run"], ses=True).values()
+    assert (facts.meta, facts.ses, facts.columns["size"]) == ({"run": 3}, {"A"}, 1)
+    assert dir_id in facts.dirs and len(facts.dirs) == 6  # /, demo, user, a, alice, d
+    with engine.begin() as conn:
+        assert changes.prune(conn, older_than=timedelta(days=1)) == 0
+        assert changes.prune(conn, older_than=timedelta(seconds=-5)) == 6
