@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from core.db import init_schema
+from core.db import init_schema, write_transaction
 from core.tables import FRAMEWORK_SCHEMA
 from dms.db.rms import rms_requests
 from tests.transformation.conftest import DATA, MANAGER, World
@@ -97,3 +97,25 @@ def test_two_copies_make_no_duplicates(world: World, split: bool) -> None:
     assert len(requests) == len({n for _i, n in requests}) == 120  # one request per task
     for tid in tids:
         assert logic.file_stats(world.engine, tid).get("Assigned") == 60
+
+
+def test_two_mc_extension_copies_never_pass_the_target(world: World) -> None:
+    from transformation.agents.mc_extension import MCExtensionAgent
+
+    tid = logic.create(world.engine, world.catalog, world.settings, MANAGER, {
+        "Name": "sim", "Type": "MCSimulation", "Body": TEMPLATE, "MaxNumberOfTasks": 40,
+        "Parameters": {"TasksInFlight": 15}, "Status": "Active"})
+    peak = [0]
+
+    def finish_some() -> bool:
+        with write_transaction(world.engine) as conn:
+            open_ids = list(conn.execute(sa.select(ts_tasks.c.task_id).where(
+                ts_tasks.c.status == "Created")).scalars())
+            peak[0] = max(peak[0], len(open_ids))
+            conn.execute(ts_tasks.update().where(ts_tasks.c.task_id.in_(open_ids[:5]))
+                         .values(status="Done"))
+        return logic.get(world.engine, tid, "demo")["Status"] == "Completed"
+
+    run_copies(world, [greedy(MCExtensionAgent)], finish_some)
+    assert logic.task_stats(world.engine, tid) == {"Done": 40, "TotalCreated": 40}
+    assert peak[0] <= 15

@@ -121,7 +121,13 @@ def test_start_stop_clean_and_summary(lite: World) -> None:
     [reco, merge, _repl] = production.summary(lite.engine, pid, "demo")
     assert (reco["Files_Assigned"], reco["Tasks_Total"], reco["PercentDone"]) == (4, 2, 0.0)
     assert merge["Files_Total"] == 0
+    assert reco["Jobs"] == {} and reco["Tasks"] == {"Created": 2} and "Requests" in _repl
     production.stop(lite.engine, MANAGER, pid)
     production.clean(lite.engine, MANAGER, pid)
     assert {s["Status"] for s in production.to_wire(
         lite.engine, production.find(lite.engine, pid, "demo"))["Steps"]} == {"Cleaning"}
+    from transformation.agents.cleaning import TransformationCleaningAgent
+
+    TransformationCleaningAgent(lite.config, instance="x").run(once=True)
+    info = production.to_wire(lite.engine, production.find(lite.engine, pid, "demo"))
+    assert info["Status"] == "Cleaned" and {s["Status"] for s in info["Steps"]} == {"Cleaned"}

@@ -13,7 +13,7 @@ from transformation.agents.base import TransformationAgentBase
 from transformation.logic import states
 from transformation.logic.transformations import (
     change_status,
-    make_empty_tasks,
+    extend_in_flight,
     parameters_of,
     task_stats,
 )
@@ -35,15 +35,15 @@ class MCExtensionAgent(TransformationAgentBase):
             tid = trans.transformation_id
             in_flight = int(parameters_of(engine, tid).get("TasksInFlight",
                                                            DEFAULT_IN_FLIGHT))
-            counts = task_stats(engine, tid)
-            made = counts.pop("TotalCreated")
-            open_now = sum(n for s, n in counts.items() if s not in states.TASK_FINAL)
-            room = min(in_flight - open_now, trans.max_tasks - made)
-            if room > 0:
-                make_empty_tasks(engine, tid, room, self.name)
-                log.info("transformation %d extended by %d tasks", tid, room)
+            made = extend_in_flight(engine, tid, in_flight, self.name)
+            if made:
+                log.info("transformation %d extended by %d tasks", tid, made)
                 busy = True
-            elif made >= trans.max_tasks and not open_now:
+                continue
+            counts = task_stats(engine, tid)
+            total = counts.pop("TotalCreated")
+            if total >= trans.max_tasks and not any(
+                    n for s, n in counts.items() if s not in states.TASK_FINAL):
                 change_status(engine, tid, states.COMPLETED, self.name,
-                              f"All {made} tasks final: Completed")
+                              f"All {total} tasks final: Completed")
         return not busy

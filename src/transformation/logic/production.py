@@ -22,14 +22,14 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, Row
 
-from core.config.transformations import TransformationsConfig
+from core.config.transformations import BUILTIN_JOB_TYPES, TransformationsConfig
 from core.db import utcnow, write_transaction
 from core.exceptions import (
     AlreadyExistsError,
@@ -247,7 +247,22 @@ def steps_of(engine: Engine, pid: int) -> list[Row[Any]]:
                                  .order_by(production_steps.c.position)))
 
 
+def _refresh(engine: Engine, row: Row[Any], steps: list[Row[Any]]) -> Row[Any]:
+    """A Cleaning production whose steps are all cleaned is Cleaned."""
+    done = {states.CLEANED, states.TRANSFORMATION_CLEANED}
+    if row.status == CLEANING and steps and all(s.status in done for s in steps):
+        with write_transaction(engine) as conn:
+            conn.execute(productions.update().where(
+                productions.c.production_id == row.production_id,
+                productions.c.status == CLEANING).values(status=CLEANED,
+                                                         last_update=utcnow()))
+        return find(engine, row.production_id, None)
+    return row
+
+
 def to_wire(engine: Engine, row: Row[Any]) -> dict[str, Any]:
+    steps = steps_of(engine, row.production_id)
+    row = _refresh(engine, row, steps)
     return {"ProductionID": row.production_id, "ProductionName": row.name, "VO": row.vo,
             "Description": row.description, "Author": row.author,
             "AuthorGroup": row.author_group, "Status": row.status,
@@ -255,7 +270,7 @@ def to_wire(engine: Engine, row: Row[Any]) -> dict[str, Any]:
             "Steps": [{"Name": s.name, "Parents": [p for p in s.parents.split(",") if p],
                        "TransformationID": s.transformation_id,
                        "TransformationName": s.transformation_name, "Type": s.type,
-                       "Status": s.status} for s in steps_of(engine, row.production_id)]}
+                       "Status": s.status} for s in steps]}
 
 
 def listing(engine: Engine, vo: str | None) -> list[dict[str, Any]]:
@@ -304,8 +319,10 @@ def clean(engine: Engine, actor: tlogic.Actor, ident: int | str) -> None:
     _set(engine, actor, ident, CLEANING, states.CLEANING)
 
 
-def summary(engine: Engine, ident: int | str, vo: str | None) -> list[dict[str, Any]]:
-    """Per step: files by status, tasks (jobs/requests) by status, % done."""
+def summary(engine: Engine, ident: int | str, vo: str | None,
+            job_types: Collection[str] = BUILTIN_JOB_TYPES) -> list[dict[str, Any]]:
+    """Per step: files by status, tasks by status, their jobs (job types) or requests by
+    status, % done."""
     row = find(engine, ident, vo)
     out = []
     for step in steps_of(engine, row.production_id):
@@ -319,6 +336,9 @@ def summary(engine: Engine, ident: int | str, vo: str | None) -> list[dict[str, 
                 states.MAX_RESET)},
             "Files_Total": files["Total"],
             "Tasks": {k: v for k, v in tasks.items() if k != "TotalCreated"},
+            "Jobs" if step.type in job_types else "Requests": {
+                k: v for k, v in tasks.items()
+                if k not in ("TotalCreated", states.CREATED, states.RESERVED)},
             "Tasks_Total": tasks["TotalCreated"],
             "PercentDone": tlogic.percent_done(files, tasks)})
     return out

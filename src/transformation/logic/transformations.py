@@ -530,6 +530,31 @@ def make_empty_tasks(engine: Engine, tid: int, count: int, author: str) -> list[
     return ids
 
 
+def extend_in_flight(engine: Engine, tid: int, in_flight: int, author: str) -> int:
+    """MC: make tasks so that ``in_flight`` are open, without going past MaxNumberOfTasks;
+    decided under the transformation row's lock, so two agents never both extend. Returns
+    how many were made."""
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        db.take_task_numbers(conn, tid, 0)  # the row's lock
+        row = db.get_transformation(conn, tid)
+        if row is None or not row.max_tasks:
+            return 0
+        open_now = int(conn.execute(sa.select(sa.func.count()).select_from(tasks_t).where(
+            tasks_t.c.transformation_id == tid,
+            tasks_t.c.status.not_in(sorted(states.TASK_FINAL)))).scalar_one())
+        room = min(in_flight - open_now, row.max_tasks - (row.next_task - 1))
+        if room <= 0:
+            return 0
+        first = db.take_task_numbers(conn, tid, room)
+        db.insert_tasks(conn, [{"transformation_id": tid, "task_id": t,
+                                "status": states.CREATED, "target_se": "", "site": "",
+                                "input_vector": ""} for t in range(first, first + room)],
+                        [], now)
+        db.add_log(conn, tid, [f"Extended by {room} tasks"], author, now)
+    return room
+
+
 # -- summaries ----------------------------------------------------------------------------------
 
 def file_stats(engine: Engine, tid: int) -> dict[str, int]:

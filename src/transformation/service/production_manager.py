@@ -69,4 +69,5 @@ class ProductionManagerService(Service):
 
     @rpc_method("getProductionSummary")
     def get_production_summary(self, call: Call, prod: int | str) -> list[dict[str, Any]]:
-        return logic.summary(self.engine, prod, call.identity.vo or None)
+        return logic.summary(self.engine, prod, call.identity.vo or None,
+                             self.ctx.config.operations.transformations.all_job_types)
