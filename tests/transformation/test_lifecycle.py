@@ -362,3 +362,33 @@ def test_a_rescheduled_job_keeps_its_files(world: World) -> None:
         [now] = logic.get_tasks(world.engine, "demo", {"TransformationID": tid})
         assert now["ExternalStatus"] == task_status
         assert file_statuses(world, tid) == files
+
+
+def test_the_journal_waits_at_a_fresh_gap_and_reconciliation_catches_the_rest(lite: World
+                                                                              ) -> None:
+    from datetime import timedelta
+
+    from core.db import utcnow
+    from dms.db.changes import Change, changes
+    from transformation.logic import inputs
+
+    now = utcnow()
+    batch = [Change(1, "F+", 1, None, now), Change(3, "F+", 3, None, now)]
+    assert [c.change_id for c in inputs._contiguous(batch, 0)] == [1]  # 2 may still commit
+    old = [Change(1, "F+", 1, None, now), Change(3, "F+", 3, None, now - timedelta(minutes=1))]
+    assert [c.change_id for c in inputs._contiguous(old, 0)] == [1, 3]  # 2 rolled back
+    # files whose journal entries are gone (pruned, or too late) still arrive
+    lite.field("kind", "string")
+    tid = create(lite, reco(Status="Active", GroupSize=100))
+    ta = agent(TransformationAgent, lite)
+    ta.run(once=True)
+    lite.register([f"{DATA}/lost/f{i}" for i in range(3)])
+    lite.meta(f"{DATA}/lost", {"kind": "raw"})
+    with lite.engine.begin() as conn:
+        conn.execute(changes.delete())
+    ta.run(once=True)
+    assert logic.file_stats(lite.engine, tid)["Total"] == 0
+    assert inputs.reconcile(lite.engine, lite.catalog, tid) == (3, 0)
+    assert inputs.reconcile(lite.engine, lite.catalog, tid) == (0, 0)
+    assert "Reconciliation: 3 files attached" in [
+        r["Message"] for r in logic.logging(lite.engine, tid, "demo")]

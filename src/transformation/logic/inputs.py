@@ -39,11 +39,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.db import utcnow, write_transaction
 from dms.db import changes as journal
 from transformation.db import queries as db
+from transformation.db.tables import files as files_t
 from transformation.db.tables import transformations as trans_t
 from transformation.logic import states
 from transformation.logic.catalog import CatalogView
@@ -196,10 +198,6 @@ def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal
 
 
 def _attached_to(conn: object, file_ids: set[int]) -> set[int]:
-    import sqlalchemy as sa
-
-    from transformation.db.tables import files as files_t
-
     out: set[int] = set()
     for batch in db.chunks(sorted(file_ids)):
         out.update(conn.execute(sa.select(files_t.c.transformation_id).distinct().where(  # type: ignore[attr-defined]
@@ -234,21 +232,23 @@ def reconcile(engine: Engine, catalog: CatalogView, tid: int) -> tuple[int, int]
         matching = None
     now = utcnow()
     added = gone = 0
+    attached: set[int] = set()
+    unused: set[int] = set()
     with engine.connect() as conn:
-        unused = set()
         last = 0
-        while True:
-            page = [r.file_id for r in db.file_rows(conn, [
-                db.files.c.transformation_id == tid, db.files.c.status == states.UNUSED,
-                db.files.c.file_id > last], limit=50_000)]
-            unused.update(page)
+        while True:  # every attached file, by pages of 50,000 IDs
+            page = conn.execute(sa.select(files_t.c.file_id, files_t.c.status).where(
+                files_t.c.transformation_id == tid, files_t.c.file_id > last)
+                .order_by(files_t.c.file_id).limit(50_000)).all()
+            attached.update(f for f, _s in page)
+            unused.update(f for f, s in page if s == states.UNUSED)
             if len(page) < 50_000:
                 break
-            last = page[-1]
+            last = page[-1][0]
     still = set(catalog.facts(sorted(unused), columns=())) if unused else set()
     with write_transaction(engine) as conn:
         if matching:
-            added = db.add_files(conn, tid, sorted(matching), now)
+            added = db.add_files(conn, tid, sorted(matching - attached), now)
         lost = sorted(unused - still)
         if lost:
             gone = db.set_files(conn, tid, lost, {"status": states.REMOVED,
