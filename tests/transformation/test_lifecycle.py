@@ -22,6 +22,7 @@ from transformation.agents.transformation_agent import TransformationAgent
 from transformation.db.tables import files as ts_files
 from transformation.db.tables import tasks as ts_tasks
 from transformation.db.tables import transformations as ts_trans
+from transformation.logic import files as files_logic
 from transformation.logic import transformations as logic
 from wms.db.tables import job_jdls, jobs
 from wms.logic.jdl import parse_jdl
@@ -180,7 +181,7 @@ def test_registered_files_reach_the_transformation_and_become_jobs(world: World)
     statuses = {t["TaskID"]: t["ExternalStatus"] for t in logic.get_tasks(
         world.engine, "demo", {"TransformationID": tid})}
     assert statuses == {1: "Running", 2: "Done", 3: "Failed", 4: "Waiting"}
-    failed = logic.get_files(world.engine, world.catalog, "demo",
+    failed = files_logic.get_files(world.engine, world.catalog, "demo",
                              {"TransformationID": tid, "Status": "Unused"})
     assert sorted(f["ErrorCount"] for f in failed) == [0, 1, 1]
     # the failed files are regrouped, resubmitted, fail again: MaxReset (limit 2)
@@ -191,12 +192,12 @@ def test_registered_files_reach_the_transformation_and_become_jobs(world: World)
     set_job(int(retry[0]["ExternalID"]), "Killed")
     mon.run(once=True)
     assert file_statuses(world, tid)["MaxReset"] == 2
-    maxed = logic.get_files(world.engine, world.catalog, "demo",
+    maxed = files_logic.get_files(world.engine, world.catalog, "demo",
                             {"TransformationID": tid, "Status": "MaxReset"})
     assert {f["ErrorCount"] for f in maxed} == {2}
     assert all(f["LFN"].startswith(DATA) for f in maxed)
     # reset-files gives them another chance
-    assert logic.reset_files(world.engine, MANAGER, tid, "MaxReset") == 2
+    assert files_logic.reset_files(world.engine, MANAGER, tid, "MaxReset") == 2
     assert file_statuses(world, tid)["Unused"] == 3
 
     # a file removed from the catalog while Unused becomes Removed (Stopped: no tasks made)
@@ -204,7 +205,7 @@ def test_registered_files_reach_the_transformation_and_become_jobs(world: World)
     world.register([f"{DATA}/new/late"])
     ta.run(once=True)
     assert file_statuses(world, tid)["Unused"] == 4
-    [late] = logic.get_files(world.engine, world.catalog, "demo",
+    [late] = files_logic.get_files(world.engine, world.catalog, "demo",
                              {"TransformationID": tid, "Status": "Unused",
                               "LFN": [f"{DATA}/new/late"]})
     assert namespace.remove_files(world.engine, DM_ADMIN, [late["LFN"]]).failed == {}

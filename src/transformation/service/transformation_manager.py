@@ -27,6 +27,7 @@ from core.exceptions import InvalidArgumentError, NotAuthorizedError, NotFoundEr
 from core.rpc.jencode import encode
 from core.rpc.service import Call, Service, rpc_method
 from transformation.db import queries as db
+from transformation.logic import files as files_logic
 from transformation.logic import tasks as task_logic
 from transformation.logic import transformations as logic
 from transformation.logic.catalog import CatalogView
@@ -209,7 +210,7 @@ class TransformationManagerService(Service):
                                     ) -> dict[str, Any]:
         if not all(isinstance(x, str) for x in lfns):
             raise InvalidArgumentError("lfns must be a list of LFNs")
-        return logic.add_files(self.engine, self.catalog, actor_of(call.identity),
+        return files_logic.add_files(self.engine, self.catalog, actor_of(call.identity),
                                _tid(trans_name), lfns)
 
     @rpc_method("setFileStatusForTransformation")
@@ -223,7 +224,7 @@ class TransformationManagerService(Service):
             if not isinstance(value, (list, tuple)) or len(value) != 2:
                 raise InvalidArgumentError("Status field should be two values")
             parsed[int(key)] = (str(value[0]), bool(value[1]))
-        done = logic.set_file_status(
+        done = files_logic.set_file_status(
             self.engine, actor_of(call.identity), _tid(trans_name), parsed,
             max_reset=self.settings.files_max_reset_counter)
         return {str(k): v for k, v in done.items()}
@@ -231,7 +232,7 @@ class TransformationManagerService(Service):
     @rpc_method("resetTransformationFiles")
     def reset_transformation_files(self, call: Call, trans_name: Ident, status: str) -> int:
         """pilotwms: every file in ``status`` back to Unused with no errors."""
-        return logic.reset_files(self.engine, actor_of(call.identity), _tid(trans_name),
+        return files_logic.reset_files(self.engine, actor_of(call.identity), _tid(trans_name),
                                  status)
 
     @rpc_method("getTransformationStats")
@@ -242,11 +243,11 @@ class TransformationManagerService(Service):
     def get_transformation_files_count(self, call: Call, trans_name: Ident, field: str,
                                        selection: dict | None = None) -> dict[str, int]:
         row = self._row(call, trans_name)
-        if field not in logic.FILE_COLUMNS:
+        if field not in files_logic.FILE_COLUMNS:
             raise InvalidArgumentError(f"bad field {field!r}")
         cond = dict(selection or {})
         cond["TransformationID"] = row.transformation_id
-        counts = Counter(str(f[field]) for f in logic.get_files(
+        counts = Counter(str(f[field]) for f in files_logic.get_files(
             self.engine, None, self._vo(call), cond, columns=[field]))
         out = dict(counts)
         out["Total"] = sum(counts.values())
@@ -260,7 +261,7 @@ class TransformationManagerService(Service):
                                  offset: int | None = None, columns: list | None = None
                                  ) -> str:
         """As DIRAC: the value is the JEncoded ``{"OK": true, "Value": [...]}`` text."""
-        found = logic.get_files(self.engine, self.catalog, self._vo(call), cond_dict or {},
+        found = files_logic.get_files(self.engine, self.catalog, self._vo(call), cond_dict or {},
                                 older=older, newer=newer,
                                 time_stamp=time_stamp or "LastUpdate",
                                 order=order_attribute, limit=limit, offset=offset,
