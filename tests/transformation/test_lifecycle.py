@@ -279,15 +279,23 @@ def test_cleaning_kills_jobs_and_forgets_files(world: World) -> None:
     world.field("kind", "string")
     world.register([f"{DATA}/c/f{i}" for i in range(4)])
     world.meta(f"{DATA}/c", {"kind": "raw"})
-    tid = create(world, reco(Status="Active"))
+    tid = create(world, reco(Status="Active", Parameters={"RemoveOutputs": True}))
     agent(TransformationAgent, world).run(once=True)
     agent(WorkflowTaskAgent, world).run(once=True)
+    out = f"/demo/prod/{tid:08d}/00000001/out.dat"  # an output a job registered
+    world.register([out])
     logic.set_status(world.engine, MANAGER, tid, "Cleaning")
     agent(TransformationCleaningAgent, world).run(once=True)
     assert logic.get(world.engine, tid, "demo")["Status"] == "Cleaned"
     assert count(world, ts_files) == 0 and count(world, ts_tasks) == 0
     with world.engine.connect() as conn:
         assert set(conn.execute(sa.select(jobs.c.status)).scalars()) == {"Deleted"}
+        [request] = conn.execute(sa.select(rms_requests)).fetchall()
+    from dms.db.rms import get_request
+
+    full = get_request(world.engine, request.request_id)
+    assert (full.owner, full.operations[0].type) == ("admin", "RemoveFile")
+    assert [f.lfn for f in full.operations[0].files] == [out]
     _ = ALICE
 
 
