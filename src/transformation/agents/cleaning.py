@@ -4,6 +4,11 @@ and deleted), requests (cancelled), outputs (when the additional parameter
 directory), files and tasks, then become ``Cleaned``.
 
 Run: ``pilotwms agent TransformationCleaningAgent --config server.yaml``.
+
+Example::
+
+    >>> TransformationCleaningAgent.name, TransformationCleaningAgent.period
+    ('TransformationCleaningAgent', 60.0)
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 tasks were made; when every task is final after that, the transformation is Completed.
 
 Run: ``pilotwms agent MCExtensionAgent --config server.yaml``.
+
+Example::
+
+    >>> MCExtensionAgent.name, MCExtensionAgent.period
+    ('MCExtensionAgent', 30.0)
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ task's input files as ancestors. Transformations whose work is all done move on:
 ones stay; ``Completing`` ones become ``Completed`` when no file is left to process.
 
 Run: ``pilotwms agent TransformationMonitor --config server.yaml``.
+
+Example::
+
+    >>> TransformationMonitor.name, TransformationMonitor.period
+    ('TransformationMonitor', 10.0)
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ transformation's author, and the RequestExecutingAgent runs them. Several copies
 transformations; each task is claimed by exactly one (see :mod:`transformation.logic.submit`).
 
 Run: ``pilotwms agent WorkflowTaskAgent --config server.yaml`` (and ``RequestTaskAgent``).
+
+Example::
+
+    >>> WorkflowTaskAgent.name, WorkflowTaskAgent.period
+    ('WorkflowTaskAgent', 10.0)
 """
 
 from __future__ import annotations

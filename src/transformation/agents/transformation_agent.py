@@ -9,6 +9,11 @@ split the transformations (:meth:`Agent.mine`); the journal is followed by one c
 ever lands in two tasks.
 
 Run: ``pilotwms agent TransformationAgent --config server.yaml`` (``--once``, ``--period``).
+
+Example::
+
+    >>> TransformationAgent.name, TransformationAgent.period
+    ('TransformationAgent', 5.0)
 """
 
 from __future__ import annotations
