@@ -194,26 +194,3 @@ def files_below(conn: Connection, dir_id: int, after: int, limit: int) -> list[i
         files.c.dir_id.in_(below), files.c.file_id > after)
         .order_by(files.c.file_id).limit(limit)).scalars())
 
-
-def lfns_of(conn: Connection, file_ids: Iterable[int]) -> dict[int, str]:
-    """file_id -> LFN, for many files: (file, directory, name) rows read through the DB-API
-    cursor (SQLAlchemy's statement, integer IDs rendered inline), directory paths once per
-    directory. About three times cheaper per file than a Core select of joined rows."""
-    from dms.db.tables import directories
-
-    out: dict[int, str] = {}
-    pairs: list[tuple[int, int, str]] = []
-    for batch in chunks(sorted(set(file_ids))):
-        stmt = sa.select(files.c.file_id, files.c.dir_id, files.c.name).where(
-            files.c.file_id.in_([int(f) for f in batch]))
-        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        pairs.extend(conn.exec_driver_sql(sql).fetchall())
-    dirs: dict[int, str] = {}
-    wanted = sorted({d for _f, d, _n in pairs})
-    for batch in chunks(wanted):
-        for dir_id, path in conn.execute(sa.select(directories.c.dir_id, directories.c.path)
-                                         .where(directories.c.dir_id.in_(batch))):
-            dirs[dir_id] = path.rstrip("/") + "/"
-    for file_id, dir_id, name in pairs:
-        out[file_id] = dirs[dir_id] + name
-    return out

@@ -24,7 +24,6 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine, Row
 
 from dms.db import catalog as cat_db
-from dms.db import changes as dms_changes
 from transformation.agents.base import TransformationAgentBase
 from transformation.logic import states, submit
 from transformation.logic.catalog import ensure_output_dir
@@ -132,7 +131,7 @@ class WorkflowTaskAgent(_TaskAgent):
 
         def check(wanted: dict[int, list[str]]) -> dict[int, InputDataVerdict]:
             with self.engine("DataManagement").connect() as conn:
-                lfns = dms_changes.lfns_of(conn, ids)
+                lfns = cat_db.lfns_of(conn, ids)
                 found = cat_db.get_replicas(conn, ids, all_status=False)
             replicas = {lfn: list(found.get(f, {})) for f, lfn in lfns.items()}
             return input_data.decide(wanted, replicas=replicas, se_sites=se_sites)

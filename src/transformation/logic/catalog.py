@@ -65,7 +65,7 @@ class CatalogView:
         missing = [f for f in wanted if f not in self._lfns]
         if missing:
             with self.engine.connect() as conn:
-                found = changes.lfns_of(conn, missing)
+                found = cat_db.lfns_of(conn, missing)
             if len(self._lfns) + len(found) > self.CACHE:
                 self._lfns.clear()
             self._lfns.update(found)

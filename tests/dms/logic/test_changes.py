@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from core.db import init_schema, make_engine
 from dms.db import changes
+from dms.db.catalog import lfns_of
 from dms.db.schema import DMS_SCHEMA
 from dms.logic import metadata, namespace
 from dms.logic.rights import CatalogSettings, Requester
@@ -40,7 +41,7 @@ def test_every_change_is_journaled_with_its_transaction(engine: Engine) -> None:
         f"{H}/d/f{i}": {"Size": 1, "SE": "A", "GUID": f"g{i}"} for i in range(2)}).failed
     with engine.connect() as conn:
         ids = sorted(changes.file_facts(conn, [1, 2], columns=["size"]))
-        assert changes.lfns_of(conn, ids) == {1: f"{H}/d/f0", 2: f"{H}/d/f1"}
+        assert lfns_of(conn, ids) == {1: f"{H}/d/f0", 2: f"{H}/d/f1"}
     refused = namespace.add_files(engine, CFG, Requester("bob", "g", "demo"), {
         f"{H}/d/x": {"Size": 1, "SE": "A", "GUID": "gx"}})
     assert refused.failed  # bob may not write there: nothing journaled
