@@ -1,8 +1,8 @@
 """Read queries for monitoring: attributes, filtered searches, counters, distinct values.
 
-Filters are lists of ``(column, operator, value)`` with operators ``eq``, ``neq``, ``in``,
-``not in``, ``like``, ``gt``, ``lt`` (and ``ge``, ``le``); ``scope`` is an extra condition the
-caller builds from the identity (whose jobs may be seen).
+Filters are lists of ``(attribute, operator, value)`` (``wms.db.filters``); ``scope`` is the
+:class:`~wms.db.filters.Scope` of jobs the caller may see. Totals and counts by status come
+from the job counters (``wms.db.counters``) whenever they can.
 
 Example::
 
@@ -16,56 +16,27 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.exceptions import InvalidArgumentError
+from wms.db import counters as job_counters
+from wms.db.filters import OPERATORS, Filter, Scope, column, condition
 from wms.db.tables import JOB_ATTRIBUTES, jobs
 
-OPERATORS = ("eq", "neq", "in", "not in", "like", "gt", "lt", "ge", "le")
-Filter = tuple[str, str, Any]
+__all__ = ["OPERATORS", "Filter", "InvalidArgumentError", "Scope", "TOTAL_CAP", "attributes_of",
+           "column", "condition", "counters", "distinct", "job_id_scope", "owner_scope",
+           "search_jobs", "total_is_exact"]
 
-
-def column(name: str) -> sa.ColumnElement[Any]:
-    try:
-        return JOB_ATTRIBUTES[name]
-    except KeyError:
-        raise InvalidArgumentError(
-            f"unknown job attribute {name!r}; known: {', '.join(sorted(JOB_ATTRIBUTES))}"
-        ) from None
-
-
-def condition(filters: Iterable[Filter]) -> sa.ColumnElement[bool]:
-    clauses: list[sa.ColumnElement[bool]] = []
-    for name, op, value in filters:
-        col = column(name)
-        if op == "eq":
-            clauses.append(col == value)
-        elif op == "neq":
-            clauses.append(col != value)
-        elif op in ("in", "not in"):
-            values = list(value) if isinstance(value, list | tuple | set) else [value]
-            clauses.append(col.in_(values) if op == "in" else col.not_in(values))
-        elif op == "like":
-            clauses.append(col.like(str(value)))
-        elif op == "gt":
-            clauses.append(col > value)
-        elif op == "lt":
-            clauses.append(col < value)
-        elif op == "ge":
-            clauses.append(col >= value)
-        elif op == "le":
-            clauses.append(col <= value)
-        else:
-            raise InvalidArgumentError(f"unknown operator {op!r}; use one of {OPERATORS}")
-    return sa.and_(sa.true(), *clauses)
+#: totals the counters cannot give are counted up to this many (then reported as a lower bound)
+TOTAL_CAP = 10_000
 
 
 def attributes_of(conn: Connection, job_ids: Sequence[int], names: Sequence[str] | None = None,
-                  scope: sa.ColumnElement[bool] | None = None) -> dict[int, dict[str, Any]]:
+                  scope: Scope | None = None) -> dict[int, dict[str, Any]]:
     """{job_id: {Attribute: value}} for the jobs (visible in ``scope``) among ``job_ids``."""
     wanted = list(names) if names else list(JOB_ATTRIBUTES)
     cols = [column(n).label(n) for n in wanted]
@@ -76,7 +47,7 @@ def attributes_of(conn: Connection, job_ids: Sequence[int], names: Sequence[str]
     for start in range(0, len(ids), 1000):
         query = sa.select(*cols).where(jobs.c.job_id.in_(ids[start:start + 1000]))
         if scope is not None:
-            query = query.where(scope)
+            query = query.where(scope.condition())
         for row in conn.execute(query).mappings():
             record = dict(row)
             job_id = int(record["JobID"])
@@ -87,14 +58,20 @@ def attributes_of(conn: Connection, job_ids: Sequence[int], names: Sequence[str]
 def search_jobs(conn: Connection, filters: Sequence[Filter], *,
                 columns: Sequence[str] = ("JobID",),
                 sort: Sequence[tuple[str, str]] = (("JobID", "asc"),),
-                scope: sa.ColumnElement[bool] | None = None,
-                limit: int | None = None, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-    """(total matching, one page of records) ordered by ``sort``."""
-    where = condition(filters)
-    if scope is not None:
-        where = sa.and_(where, scope)
-    total = int(conn.execute(sa.select(sa.func.count()).select_from(jobs).where(where))
-                .scalar_one())
+                scope: Scope | None = None, limit: int | None = None, offset: int = 0,
+                with_total: bool = True) -> tuple[int, list[dict[str, Any]]]:
+    """(total matching, one page of records) ordered by ``sort``.
+
+    The total is exact: from the job counters when every filter is on a counted attribute
+    (owner, group, VO, status, minor status, site, job group), else by counting at most
+    :data:`TOTAL_CAP` + 1 rows; :func:`total_is_exact` tells which. Without ``with_total``
+    it is -1 (keyset paging needs none).
+    """
+    where = _where(filters, scope)
+    total = -1
+    if with_total:
+        total = (job_counters.count(conn, filters, scope)
+                 if job_counters.answerable(filters, scope) else _capped_count(conn, where))
     query = sa.select(*[column(c).label(c) for c in columns]).where(where)
     for name, direction in sort:
         if direction not in ("asc", "desc"):
@@ -106,39 +83,50 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
     return total, [dict(row) for row in conn.execute(query).mappings()]
 
 
-def counters(conn: Connection, group_by: Sequence[str], filters: Sequence[Filter],
-             scope: sa.ColumnElement[bool] | None = None) -> list[tuple[dict[str, Any], int]]:
-    cols = [column(n).label(n) for n in group_by]
+def total_is_exact(total: int, filters: Sequence[Filter], scope: Scope | None) -> bool:
+    """False when ``total`` from :func:`search_jobs` is only "at least :data:`TOTAL_CAP`"."""
+    return total <= TOTAL_CAP or job_counters.answerable(filters, scope)
+
+
+def _where(filters: Sequence[Filter], scope: Scope | None) -> sa.ColumnElement[bool]:
     where = condition(filters)
-    if scope is not None:
-        where = sa.and_(where, scope)
-    query = sa.select(*cols, sa.func.count().label("n")).where(where).group_by(*cols)
+    return where if scope is None else sa.and_(where, scope.condition())
+
+
+def _capped_count(conn: Connection, where: sa.ColumnElement[bool]) -> int:
+    found = sa.select(jobs.c.job_id).where(where).limit(TOTAL_CAP + 1).subquery()
+    return min(TOTAL_CAP + 1, int(conn.execute(sa.select(sa.func.count()).select_from(found))
+                                  .scalar_one()))
+
+
+def counters(conn: Connection, group_by: Sequence[str], filters: Sequence[Filter],
+             scope: Scope | None = None) -> list[tuple[dict[str, Any], int]]:
+    """Job counts per combination of the ``group_by`` attributes (from the job counters when
+    every attribute involved is counted)."""
+    if all(n in job_counters.COUNTED for n in group_by) and job_counters.answerable(
+            filters, scope):
+        return job_counters.group_counts(conn, group_by, filters, scope)
+    cols = [column(n).label(n) for n in group_by]
+    query = (sa.select(*cols, sa.func.count().label("n")).where(_where(filters, scope))
+             .group_by(*cols))
     return [({n: row[n] for n in group_by}, int(row["n"]))
             for row in conn.execute(query).mappings()]
 
 
 def distinct(conn: Connection, name: str, filters: Sequence[Filter] = (),
-             scope: sa.ColumnElement[bool] | None = None) -> list[Any]:
+             scope: Scope | None = None) -> list[Any]:
     col = column(name)
-    where = condition(filters)
-    if scope is not None:
-        where = sa.and_(where, scope)
-    return [x for x in conn.execute(sa.select(col).where(where).distinct().order_by(col))
-            .scalars()]
+    return [x for x in conn.execute(sa.select(col).where(_where(filters, scope)).distinct()
+                                    .order_by(col)).scalars()]
 
 
-def owner_scope(owner: str | None, group: str | None) -> sa.ColumnElement[bool] | None:
+def owner_scope(owner: str | None, group: str | None) -> Scope | None:
     """Jobs of ``owner``, or of ``group`` too when given; None means every job."""
     if owner is None and group is None:
         return None
-    clauses = []
-    if owner is not None:
-        clauses.append(jobs.c.owner == owner)
-    if group is not None:
-        clauses.append(jobs.c.owner_group == group)
-    return sa.or_(*clauses)
+    return Scope(owner=owner, group=group)
 
 
-def job_id_scope(job_ids: Sequence[int]) -> sa.ColumnElement[bool]:
+def job_id_scope(job_ids: Sequence[int]) -> Scope:
     """Only these jobs."""
-    return jobs.c.job_id.in_(list(job_ids))
+    return Scope(job_ids=tuple(job_ids))
