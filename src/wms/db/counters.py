@@ -35,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -43,7 +44,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection
 
-from wms.db.filters import Filter, Scope, condition
+from wms.db.filters import (
+    Filter,
+    Scope,
+    Shape,
+    scope_condition,
+    shape_of,
+    shaped_condition,
+)
 from wms.db.tables import JobIdType, jobs, metadata
 
 #: DIRAC attribute name -> column name of the counted values (same names in both tables)
@@ -138,41 +146,61 @@ def _columns(table: sa.Table) -> dict[str, sa.ColumnElement[Any]]:
     return {name: table.c[column] for name, column in COUNTED.items()}
 
 
-def _where(table: sa.Table, filters: Sequence[Filter], scope: Scope | None
+def _where(table: sa.Table, shape: Shape, scope_shape: tuple[bool, bool, bool] | None
            ) -> sa.ColumnElement[bool]:
     columns = _columns(table)
-    where = condition(filters, columns)
-    if scope is not None:
-        where = sa.and_(where, scope.condition(columns))
+    where = shaped_condition(shape, columns)
+    if scope_shape is not None:
+        where = sa.and_(where, scope_condition(scope_shape, columns))
     return where
+
+
+def _params(filters: Sequence[Filter], scope: Scope | None
+            ) -> tuple[Shape, tuple[bool, bool, bool] | None, dict[str, Any]]:
+    shape, params = shape_of(filters)
+    if scope is not None:
+        params.update(scope.params)
+    return shape, None if scope is None else scope.shape, params
+
+
+@functools.lru_cache(maxsize=256)
+def _count_statement(shape: Shape, scope_shape: tuple[bool, bool, bool] | None
+                     ) -> sa.Select[Any]:
+    parts = sa.union_all(
+        sa.select(job_counters.c.n.label("n")).where(_where(job_counters, shape, scope_shape)),
+        sa.select(job_count_deltas.c.delta.label("n"))
+        .where(_where(job_count_deltas, shape, scope_shape))).subquery()
+    return sa.select(sa.func.coalesce(sa.func.sum(parts.c.n), 0))
 
 
 def count(conn: Connection, filters: Sequence[Filter], scope: Scope | None) -> int:
     """Exact number of jobs matching ``filters`` in ``scope`` (see :func:`answerable`)."""
+    shape, scope_shape, params = _params(filters, scope)
+    return int(conn.execute(_count_statement(shape, scope_shape), params).scalar_one())
+
+
+@functools.lru_cache(maxsize=256)
+def _group_statement(names: tuple[str, ...], shape: Shape,
+                     scope_shape: tuple[bool, bool, bool] | None) -> sa.Select[Any]:
     parts = sa.union_all(
-        sa.select(job_counters.c.n.label("n")).where(_where(job_counters, filters, scope)),
-        sa.select(job_count_deltas.c.delta.label("n"))
-        .where(_where(job_count_deltas, filters, scope))).subquery()
-    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(parts.c.n), 0)))
-               .scalar_one())
+        sa.select(*[job_counters.c[n] for n in names], job_counters.c.n.label("n"))
+        .where(_where(job_counters, shape, scope_shape)),
+        sa.select(*[job_count_deltas.c[n] for n in names], job_count_deltas.c.delta.label("n"))
+        .where(_where(job_count_deltas, shape, scope_shape))).subquery()
+    keys = [parts.c[n] for n in names]
+    total = sa.func.sum(parts.c.n)
+    return (sa.select(*keys, total.label("total")).group_by(*keys)
+            .having(total != 0).order_by(*keys))
 
 
 def group_counts(conn: Connection, group_by: Sequence[str], filters: Sequence[Filter],
                  scope: Scope | None) -> list[tuple[dict[str, Any], int]]:
     """Job counts per combination of the ``group_by`` attributes (all counted ones), zero
     counts left out, sorted by the grouping values."""
-    names = [COUNTED[name] for name in group_by]
-    parts = sa.union_all(
-        sa.select(*[job_counters.c[n] for n in names], job_counters.c.n.label("n"))
-        .where(_where(job_counters, filters, scope)),
-        sa.select(*[job_count_deltas.c[n] for n in names], job_count_deltas.c.delta.label("n"))
-        .where(_where(job_count_deltas, filters, scope))).subquery()
-    keys = [parts.c[n] for n in names]
-    total = sa.func.sum(parts.c.n)
-    query = (sa.select(*keys, total.label("total")).group_by(*keys)
-             .having(total != 0).order_by(*keys))
+    shape, scope_shape, params = _params(filters, scope)
+    statement = _group_statement(tuple(COUNTED[name] for name in group_by), shape, scope_shape)
     return [({name: row[i] for i, name in enumerate(group_by)}, int(row[-1]))
-            for row in conn.execute(query)]
+            for row in conn.execute(statement, params)]
 
 
 # -- folding -------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ names to that table's columns).
 
 Example::
 
-    >>> str(condition([("Status", "eq", "Done")]))
-    'jobs.status = :status_1'
+    >>> shape_of([("Status", "in", ("Done", "Failed")), ("Site", "eq", "LCG.CERN.cern")])
+    ((('Status', 'in'), ('Site', 'eq')), {'f0': ['Done', 'Failed'], 'f1': 'LCG.CERN.cern'})
+    >>> str(shaped_condition((('Site', 'eq'),)))
+    'jobs.site = :f0'
     >>> Scope(owner="al").job_ids is None
     True
 """
@@ -40,32 +42,56 @@ def column(name: str, columns: Columns | None = None) -> sa.ColumnElement[Any]:
         ) from None
 
 
-def condition(filters: Iterable[Filter], columns: Columns | None = None
-              ) -> sa.ColumnElement[bool]:
-    """All ``filters`` as one condition (``true`` when there are none)."""
+#: a condition's shape: the (attribute, operator) pairs, values left out
+Shape = tuple[tuple[str, str], ...]
+
+
+def shape_of(filters: Iterable[Filter], prefix: str = "f") -> tuple[Shape, dict[str, Any]]:
+    """Split ``filters`` into their shape and the values of its bound parameters
+    (``<prefix><i>``), checking attribute names and operators."""
+    shape, params = [], {}
+    for i, (name, op, value) in enumerate(filters):
+        column(name)
+        if op not in OPERATORS:
+            raise InvalidArgumentError(f"unknown operator {op!r}; use one of {OPERATORS}")
+        if op in ("in", "not in"):
+            value = list(value) if isinstance(value, list | tuple | set) else [value]
+        elif op == "like":
+            value = str(value)
+        shape.append((name, op))
+        params[f"{prefix}{i}"] = value
+    return tuple(shape), params
+
+
+def shaped_condition(shape: Shape, columns: Columns | None = None, prefix: str = "f"
+                     ) -> sa.ColumnElement[bool]:
+    """The condition of ``shape`` with bound parameters named as :func:`shape_of` names them:
+    built once per shape by callers that cache statements."""
     clauses: list[sa.ColumnElement[bool]] = []
-    for name, op, value in filters:
+    for i, (name, op) in enumerate(shape):
         col = column(name, columns)
+        value: Any = sa.bindparam(f"{prefix}{i}", expanding=op in ("in", "not in"))
         if op == "eq":
             clauses.append(col == value)
         elif op == "neq":
             clauses.append(col != value)
-        elif op in ("in", "not in"):
-            values = list(value) if isinstance(value, list | tuple | set) else [value]
-            clauses.append(col.in_(values) if op == "in" else col.not_in(values))
+        elif op == "in":
+            clauses.append(col.in_(value))
+        elif op == "not in":
+            clauses.append(col.not_in(value))
         elif op == "like":
-            clauses.append(col.like(str(value)))
-        elif op == "gt":
-            clauses.append(col > value)
-        elif op == "lt":
-            clauses.append(col < value)
-        elif op == "ge":
-            clauses.append(col >= value)
-        elif op == "le":
-            clauses.append(col <= value)
+            clauses.append(col.like(value))
         else:
-            raise InvalidArgumentError(f"unknown operator {op!r}; use one of {OPERATORS}")
+            clauses.append({"gt": col > value, "lt": col < value, "ge": col >= value,
+                            "le": col <= value}[op])
     return sa.and_(sa.true(), *clauses)
+
+
+def condition(filters: Iterable[Filter], columns: Columns | None = None
+              ) -> sa.ColumnElement[bool]:
+    """All ``filters`` as one condition with their values (``true`` when there are none)."""
+    shape, params = shape_of(filters)
+    return shaped_condition(shape, columns).params(params)
 
 
 @dataclass(frozen=True)
@@ -77,12 +103,29 @@ class Scope:
     group: str | None = None
     job_ids: tuple[int, ...] | None = None
 
+    @property
+    def shape(self) -> tuple[bool, bool, bool]:
+        return self.owner is not None, self.group is not None, self.job_ids is not None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"s_owner": self.owner, "s_group": self.group,
+                "s_ids": list(self.job_ids or ())}
+
     def condition(self, columns: Columns | None = None) -> sa.ColumnElement[bool]:
-        if self.job_ids is not None:
-            return jobs.c.job_id.in_(list(self.job_ids))
-        clauses = []
-        if self.owner is not None:
-            clauses.append(column("Owner", columns) == self.owner)
-        if self.group is not None:
-            clauses.append(column("OwnerGroup", columns) == self.group)
-        return sa.or_(*clauses)
+        return scope_condition(self.shape, columns).params(self.params)
+
+
+def scope_condition(shape: tuple[bool, bool, bool], columns: Columns | None = None
+                    ) -> sa.ColumnElement[bool]:
+    """A :class:`Scope`'s condition by its shape, with bound parameters ``s_owner``,
+    ``s_group`` and ``s_ids``."""
+    by_owner, by_group, by_ids = shape
+    if by_ids:
+        return jobs.c.job_id.in_(sa.bindparam("s_ids", expanding=True))
+    clauses = []
+    if by_owner:
+        clauses.append(column("Owner", columns) == sa.bindparam("s_owner"))
+    if by_group:
+        clauses.append(column("OwnerGroup", columns) == sa.bindparam("s_group"))
+    return sa.or_(*clauses)

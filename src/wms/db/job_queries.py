@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,17 @@ from sqlalchemy.engine import Connection
 
 from core.exceptions import InvalidArgumentError
 from wms.db import counters as job_counters
-from wms.db.filters import OPERATORS, Filter, Scope, column, condition
+from wms.db.filters import (
+    OPERATORS,
+    Filter,
+    Scope,
+    Shape,
+    column,
+    condition,
+    scope_condition,
+    shape_of,
+    shaped_condition,
+)
 from wms.db.tables import JOB_ATTRIBUTES, jobs
 
 __all__ = ["OPERATORS", "Filter", "InvalidArgumentError", "Scope", "TOTAL_CAP", "attributes_of",
@@ -65,22 +76,30 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
     The total is exact: from the job counters when every filter is on a counted attribute
     (owner, group, VO, status, minor status, site, job group), else by counting at most
     :data:`TOTAL_CAP` + 1 rows; :func:`total_is_exact` tells which. Without ``with_total``
-    it is -1 (keyset paging needs none).
+    it is -1 (keyset paging needs none). Statements are built once per shape of the query
+    (attributes, operators, columns, order) and reused with new values.
     """
-    where = _where(filters, scope)
+    shape, params = shape_of(filters)
+    for _, direction in sort:
+        if direction not in ("asc", "desc"):
+            raise InvalidArgumentError(f"sort direction must be asc or desc, not {direction!r}")
+    scope_shape = None if scope is None else scope.shape
+    if scope is not None:
+        params.update(scope.params)
     total = -1
     if with_total:
         total = (job_counters.count(conn, filters, scope)
-                 if job_counters.answerable(filters, scope) else _capped_count(conn, where))
-    query = sa.select(*[column(c).label(c) for c in columns]).where(where)
-    for name, direction in sort:
-        if direction not in ("asc", "desc"):
-            raise InvalidArgumentError(f"sort direction must be asc or desc, not {direction!r}")
-        col = column(name)
-        query = query.order_by(col.asc() if direction == "asc" else col.desc())
-    if limit is not None:
-        query = query.limit(limit).offset(offset)
-    return total, [dict(row) for row in conn.execute(query).mappings()]
+                 if job_counters.answerable(filters, scope)
+                 else min(TOTAL_CAP + 1, int(conn.execute(
+                     _capped_count(shape, scope_shape), {**params, "p_cap": TOTAL_CAP + 1})
+                     .scalar_one())))
+    for name in columns:
+        column(name)
+    result = conn.execute(
+        _page(shape, scope_shape, tuple(columns), tuple(sort), limit is not None),
+        {**params, "p_limit": limit, "p_offset": offset})
+    names = list(result.keys())  # tuples zipped with the names: no RowMapping per row
+    return total, [dict(zip(names, row, strict=True)) for row in result.all()]
 
 
 def total_is_exact(total: int, filters: Sequence[Filter], scope: Scope | None) -> bool:
@@ -88,15 +107,30 @@ def total_is_exact(total: int, filters: Sequence[Filter], scope: Scope | None) -
     return total <= TOTAL_CAP or job_counters.answerable(filters, scope)
 
 
-def _where(filters: Sequence[Filter], scope: Scope | None) -> sa.ColumnElement[bool]:
-    where = condition(filters)
-    return where if scope is None else sa.and_(where, scope.condition())
+def _where(shape: Shape, scope_shape: tuple[bool, bool, bool] | None
+           ) -> sa.ColumnElement[bool]:
+    where = shaped_condition(shape)
+    return where if scope_shape is None else sa.and_(where, scope_condition(scope_shape))
 
 
-def _capped_count(conn: Connection, where: sa.ColumnElement[bool]) -> int:
-    found = sa.select(jobs.c.job_id).where(where).limit(TOTAL_CAP + 1).subquery()
-    return min(TOTAL_CAP + 1, int(conn.execute(sa.select(sa.func.count()).select_from(found))
-                                  .scalar_one()))
+@functools.lru_cache(maxsize=512)
+def _page(shape: Shape, scope_shape: tuple[bool, bool, bool] | None, columns: tuple[str, ...],
+          sort: tuple[tuple[str, str], ...], paged: bool) -> sa.Select[Any]:
+    query = sa.select(*[column(c).label(c) for c in columns]).where(_where(shape, scope_shape))
+    for name, direction in sort:
+        col = column(name)
+        query = query.order_by(col.asc() if direction == "asc" else col.desc())
+    if paged:
+        query = query.limit(sa.bindparam("p_limit")).offset(sa.bindparam("p_offset"))
+    return query
+
+
+@functools.lru_cache(maxsize=256)
+def _capped_count(shape: Shape, scope_shape: tuple[bool, bool, bool] | None
+                  ) -> sa.Select[Any]:
+    found = (sa.select(jobs.c.job_id).where(_where(shape, scope_shape))
+             .limit(sa.bindparam("p_cap")).subquery())
+    return sa.select(sa.func.count()).select_from(found)
 
 
 def counters(conn: Connection, group_by: Sequence[str], filters: Sequence[Filter],
@@ -107,7 +141,7 @@ def counters(conn: Connection, group_by: Sequence[str], filters: Sequence[Filter
             filters, scope):
         return job_counters.group_counts(conn, group_by, filters, scope)
     cols = [column(n).label(n) for n in group_by]
-    query = (sa.select(*cols, sa.func.count().label("n")).where(_where(filters, scope))
+    query = (sa.select(*cols, sa.func.count().label("n")).where(_condition(filters, scope))
              .group_by(*cols))
     return [({n: row[n] for n in group_by}, int(row["n"]))
             for row in conn.execute(query).mappings()]
@@ -116,8 +150,13 @@ def counters(conn: Connection, group_by: Sequence[str], filters: Sequence[Filter
 def distinct(conn: Connection, name: str, filters: Sequence[Filter] = (),
              scope: Scope | None = None) -> list[Any]:
     col = column(name)
-    return [x for x in conn.execute(sa.select(col).where(_where(filters, scope)).distinct()
+    return [x for x in conn.execute(sa.select(col).where(_condition(filters, scope)).distinct()
                                     .order_by(col)).scalars()]
+
+
+def _condition(filters: Sequence[Filter], scope: Scope | None) -> sa.ColumnElement[bool]:
+    where = condition(filters)
+    return where if scope is None else sa.and_(where, scope.condition())
 
 
 def owner_scope(owner: str | None, group: str | None) -> Scope | None:

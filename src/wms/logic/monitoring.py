@@ -67,12 +67,19 @@ def filters_from_search(search: Sequence[dict[str, Any]]) -> list[job_queries.Fi
     return out
 
 
-def fold_counters(engine: Engine) -> int:
-    """Fold pending job count deltas into the counters (a periodic task of the WMS services);
-    takes the write lock only when there is something to fold. Returns how many were folded.
-    """
-    with engine.connect() as conn:
-        if not counters.pending(conn):
-            return 0
-    with write_transaction(engine) as conn:
-        return counters.fold(conn)
+def fold_counters(engine: Engine, *, batch: int = 50_000, batches: int = 10) -> int:
+    """Fold pending job count deltas into the counters (a periodic task of the WMS services),
+    ``batch`` at a time (one write transaction each) until none is left or ``batches`` were
+    done; the write lock is taken only when there is something to fold. Returns how many
+    deltas were folded."""
+    done = 0
+    for _ in range(batches):
+        with engine.connect() as conn:
+            if not counters.pending(conn):
+                break
+        with write_transaction(engine) as conn:
+            folded = counters.fold(conn, limit=batch)
+        done += folded
+        if folded < batch:
+            break
+    return done
