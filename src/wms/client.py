@@ -207,23 +207,27 @@ class WMSClient:
         """Every job matching ``filters`` ([(Attribute, operator, value)], operators eq, neq,
         in, not in, like, gt, lt, ge, le) with only ``columns``, sorted by JobID, fetched a
         page of ``per_page`` at a time by keyset (each call asks for JobIDs above the last one
-        received, so a late page costs what the first does and needs no total)."""
+        received, so a late page costs what the first does and needs no total), records
+        travelling as lists of values."""
         search = [{"parameter": name, "operator": op, "value": value}
                   for name, op, value in filters]
         wanted = list(columns) if "JobID" in columns else ["JobID", *columns]
+        position = wanted.index("JobID")
+        keep = [i for i, name in enumerate(wanted) if name in columns]
+        names = [wanted[i] for i in keep]
         monitoring = self.rpc("JobMonitoring")
         records: list[dict[str, Any]] = []
         after: list[dict[str, Any]] = []
         while True:
             reply = monitoring.call("search", wanted, search + after,
                                     [{"parameter": "JobID", "direction": "asc"}], 1, per_page,
-                                    False)
+                                    False, True)
             page = reply["Records"]
-            records.extend(page if "JobID" in columns else
-                           [{k: v for k, v in r.items() if k != "JobID"} for r in page])
+            records.extend({n: row[i] for n, i in zip(names, keep, strict=True)}
+                           for row in page)
             if len(page) < per_page:
                 return records
-            after = [{"parameter": "JobID", "operator": "gt", "value": page[-1]["JobID"]}]
+            after = [{"parameter": "JobID", "operator": "gt", "value": page[-1][position]}]
 
     def _per_job(self, method: str, ids: JobIDs) -> dict[int, Any]:
         wanted = job_ids(ids)

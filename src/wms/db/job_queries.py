@@ -70,8 +70,9 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
                 columns: Sequence[str] = ("JobID",),
                 sort: Sequence[tuple[str, str]] = (("JobID", "asc"),),
                 scope: Scope | None = None, limit: int | None = None, offset: int = 0,
-                with_total: bool = True) -> tuple[int, list[dict[str, Any]]]:
-    """(total matching, one page of records) ordered by ``sort``.
+                with_total: bool = True, as_tuples: bool = False) -> tuple[int, list[Any]]:
+    """(total matching, one page of records) ordered by ``sort``: dictionaries, or tuples of
+    values in ``columns`` order with ``as_tuples``.
 
     The total is exact: from the job counters when every filter is on a counted attribute
     (owner, group, VO, status, minor status, site, job group), else by counting at most
@@ -98,6 +99,8 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
     result = conn.execute(
         _page(shape, scope_shape, tuple(columns), tuple(sort), limit is not None),
         {**params, "p_limit": limit, "p_offset": offset})
+    if as_tuples:
+        return total, [tuple(row) for row in result.all()]
     names = list(result.keys())  # tuples zipped with the names: no RowMapping per row
     return total, [dict(zip(names, row, strict=True)) for row in result.all()]
 

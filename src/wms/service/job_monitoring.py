@@ -115,13 +115,16 @@ class JobMonitoringService(Service):
     @rpc_method("search")
     def search(self, call: Call, parameters: list[str] | None = None,
                search: list[Any] | None = None, sort: list[Any] | None = None,
-               page: int = 1, per_page: int = 100, with_total: bool = True) -> dict[str, Any]:
+               page: int = 1, per_page: int = 100, with_total: bool = True,
+               as_lists: bool = False) -> dict[str, Any]:
         """Paged search: ``search`` = [{parameter, operator, value(s)}], ``sort`` =
         [{parameter, direction}]; returns {"Total": n, "TotalIsExact": bool, "Records": [...]}
         (page from 1). The total is exact from the job counters for filters on owner, group,
         VO, status, minor status, site and job group; other filters count up to
         ``job_queries.TOTAL_CAP`` + 1 jobs and then say ``TotalIsExact: false``. Without
         ``with_total`` (keyset paging: filter on JobID instead of asking page N) Total is -1.
+        With ``as_lists``, records are lists of values in the order of ``ParameterNames``
+        (DIRAC's web summaries do the same): a third of the bytes to encode and decode.
         """
         if page < 1 or not 1 <= per_page <= MAX_PAGE:
             raise InvalidArgumentError(f"page must be >= 1 and per_page in 1..{MAX_PAGE}")
@@ -129,14 +132,16 @@ class JobMonitoringService(Service):
                  if isinstance(s, dict) and "parameter" in s] or [("JobID", "asc")]
         filters = monitoring.filters_from_search(search or [])
         scope = monitoring.scope_for(call.identity)
+        columns = parameters or ["JobID", "Status", "MinorStatus", "Owner", "Site"]
         with engine_of(self.ctx).connect() as conn:
             total, rows = job_queries.search_jobs(
-                conn, filters,
-                columns=parameters or ["JobID", "Status", "MinorStatus", "Owner", "Site"],
-                sort=order, scope=scope, limit=per_page, offset=(page - 1) * per_page,
-                with_total=with_total)
-        return {"Total": total, "Records": rows,
-                "TotalIsExact": with_total and job_queries.total_is_exact(total, filters, scope)}
+                conn, filters, columns=columns, sort=order, scope=scope, limit=per_page,
+                offset=(page - 1) * per_page, with_total=with_total, as_tuples=as_lists)
+        reply = {"Total": total, "Records": rows,
+                 "TotalIsExact": with_total and job_queries.total_is_exact(total, filters, scope)}
+        if as_lists:
+            reply["ParameterNames"] = columns
+        return reply
 
     def _distinct(self, call: Call, name: str, cond: dict[str, Any] | None = None
                   ) -> list[Any]:
