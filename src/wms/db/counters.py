@@ -42,7 +42,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from wms.db.filters import (
     Filter,
@@ -274,6 +274,20 @@ def rebuild(conn: Connection) -> int:
     rows = [{**dict(zip(_DIMS, row[:-1], strict=True)), "n": int(row[-1])} for row in counted]
     _upsert(conn, rows)
     return len(rows)
+
+
+def repair(engine: Engine) -> str:
+    """Recount every job into the job counters (after changes made to the jobs by hand)."""
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":  # the recount and the deltas from one snapshot
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        conn.info["immediate"] = True  # SQLite: BEGIN IMMEDIATE (core.db)
+        try:
+            with conn.begin():
+                rows = rebuild(conn)
+        finally:
+            conn.info.pop("immediate", None)
+    return f"job counters rebuilt: {rows} combinations of owner, group, status, site..."
 
 
 def backfill(conn: Connection) -> None:

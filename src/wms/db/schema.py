@@ -36,4 +36,5 @@ def _job_counters(conn: Connection) -> None:
     counters.backfill(conn)
 
 
-WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[_job_counters])
+WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[_job_counters],
+                    repairs={"job-counters": counters.repair})

@@ -223,3 +223,22 @@ def test_two_folders_never_fold_the_same_deltas(engine: Engine) -> None:
 def _fold_once(engine: Engine) -> list[int]:
     with write(engine) as conn:
         return [counters.fold(conn)]
+
+
+def test_repair_command_recounts(engine: Engine, db_url: str) -> None:
+    from core.cli import dbcmd
+    from core.config.schema import Config
+
+    with write(engine) as conn:
+        ids = jobs_db.insert_jobs(conn, new_jobs(9), now=utcnow(), source="t")
+        counters.fold(conn)
+        conn.execute(sa.update(counters.job_counters).values(n=1))  # counts gone wrong
+        jobs_db.update_jobs(conn, ids[:2], status="Done")  # and a pending delta
+    with engine.connect() as conn:
+        assert counted(conn) != truth(conn)
+    assert ("WorkloadManagement", "job-counters") in [r[:2] for r in dbcmd.repairs()]
+    report = dbcmd.repair(Config.model_validate({"Database": db_url}), "job-counters")
+    assert report.startswith("job counters rebuilt: 2 ")
+    assert_consistent(engine)
+    with pytest.raises(Exception, match="no repair named 'nope'; known: job-counters"):
+        dbcmd.repair(Config.model_validate({"Database": db_url}), "nope")
