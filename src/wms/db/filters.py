@@ -63,35 +63,36 @@ def shape_of(filters: Iterable[Filter], prefix: str = "f") -> tuple[Shape, dict[
     return tuple(shape), params
 
 
+def _clause(col: sa.ColumnElement[Any], op: str, value: Any) -> sa.ColumnElement[bool]:
+    if op == "eq":
+        return col == value
+    if op == "neq":
+        return col != value
+    if op == "in":
+        return col.in_(value)
+    if op == "not in":
+        return col.not_in(value)
+    if op == "like":
+        return col.like(value)
+    return {"gt": col.__gt__, "lt": col.__lt__, "ge": col.__ge__, "le": col.__le__}[op](value)
+
+
 def shaped_condition(shape: Shape, columns: Columns | None = None, prefix: str = "f"
                      ) -> sa.ColumnElement[bool]:
     """The condition of ``shape`` with bound parameters named as :func:`shape_of` names them:
     built once per shape by callers that cache statements."""
-    clauses: list[sa.ColumnElement[bool]] = []
-    for i, (name, op) in enumerate(shape):
-        col = column(name, columns)
-        value: Any = sa.bindparam(f"{prefix}{i}", expanding=op in ("in", "not in"))
-        if op == "eq":
-            clauses.append(col == value)
-        elif op == "neq":
-            clauses.append(col != value)
-        elif op == "in":
-            clauses.append(col.in_(value))
-        elif op == "not in":
-            clauses.append(col.not_in(value))
-        elif op == "like":
-            clauses.append(col.like(value))
-        else:
-            clauses.append({"gt": col > value, "lt": col < value, "ge": col >= value,
-                            "le": col <= value}[op])
-    return sa.and_(sa.true(), *clauses)
+    return sa.and_(sa.true(), *[
+        _clause(column(name, columns), op,
+                sa.bindparam(f"{prefix}{i}", expanding=op in ("in", "not in")))
+        for i, (name, op) in enumerate(shape)])
 
 
 def condition(filters: Iterable[Filter], columns: Columns | None = None
               ) -> sa.ColumnElement[bool]:
     """All ``filters`` as one condition with their values (``true`` when there are none)."""
     shape, params = shape_of(filters)
-    return shaped_condition(shape, columns).params(params)
+    return sa.and_(sa.true(), *[_clause(column(name, columns), op, params[f"f{i}"])
+                                for i, (name, op) in enumerate(shape)])
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,14 @@ class Scope:
                 "s_ids": list(self.job_ids or ())}
 
     def condition(self, columns: Columns | None = None) -> sa.ColumnElement[bool]:
-        return scope_condition(self.shape, columns).params(self.params)
+        if self.job_ids is not None:
+            return jobs.c.job_id.in_(list(self.job_ids))
+        clauses = []
+        if self.owner is not None:
+            clauses.append(column("Owner", columns) == self.owner)
+        if self.group is not None:
+            clauses.append(column("OwnerGroup", columns) == self.group)
+        return sa.or_(*clauses)
 
 
 def scope_condition(shape: tuple[bool, bool, bool], columns: Columns | None = None
