@@ -64,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("services", help="list the installed services")
 
     p = sub.add_parser("db", help="database schemas")
-    p.add_argument("action", choices=["init", "upgrade", "version"])
+    p.add_argument("action", choices=["init", "upgrade", "version", "repair"])
+    p.add_argument("repair", nargs="?", metavar="REPAIR",
+                   help="with 'repair': what to rebuild (without: list them)")
     p.add_argument("--config", type=Path)
 
     p = sub.add_parser("ca", help="certification authority")
@@ -159,6 +161,13 @@ def cmd_db(ns: argparse.Namespace) -> int:
     from core.cli import dbcmd
 
     config = _server_config(ns.config)
+    if ns.action == "repair":
+        if not ns.repair:
+            for system, name, doc in dbcmd.repairs():
+                print(f"{name:20s} {system}: {doc}")
+            return 0
+        print(dbcmd.repair(config, ns.repair))
+        return 0
     action = {"init": dbcmd.init_all, "upgrade": dbcmd.upgrade_all,
               "version": dbcmd.versions}[ns.action]
     for system, version in action(config).items():
