@@ -9,9 +9,10 @@ the core schema and checked here, as DIRAC keeps them)::
           TransferManager:
             Options:
               SpoolDir: /var/lib/pilotwms/spool     # local uploads and -get results
+                                                    # (default: beside an SQLite DB file)
               SpoolReserveMiB: 64                   # kept free: a submission that would eat
                                                     # into it is refused
-              SecretKeyFile: /etc/pilotwms/transfer-secret.keys
+              SecretKeyFile: /etc/pilotwms/transfer-secret.keys   # (same default)
               SMTP: {Host: smtp.example.org, Port: 587, TLS: starttls,
                      From: pilotwms@example.org, User: pilotwms, PasswordFile: /etc/...}
               MaxParallel: 4                        # transfers one agent runs at once
@@ -35,10 +36,10 @@ Example::
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Literal
 
+import sqlalchemy as sa
 from pydantic import Field, ValidationError
 
 from core.config.schema import Config, Section
@@ -62,8 +63,8 @@ class SMTPSettings(Section):
 
 
 class ManagerSettings(Section):
-    spool_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir())
-                            / "pilotwms-spool")
+    #: default: ``transfer-spool`` beside an SQLite database file (else required)
+    spool_dir: Path | None = None
     spool_reserve_mib: int = Field(default=64, ge=0, alias="SpoolReserveMiB")
     #: largest file accepted in the spool (0: only the disk limits)
     max_spool_file_mib: int = Field(default=0, ge=0, alias="MaxSpoolFileMiB")
@@ -82,8 +83,18 @@ class ManagerSettings(Section):
     #: finished transfers (and their spooled files) are removed after this many days
     keep_days: float = Field(default=7.0, ge=0)
 
+    def spool(self) -> Path:
+        if self.spool_dir is None:
+            raise ConfigError("Systems.Transfer.Services.TransferManager.Options.SpoolDir is "
+                              "required unless the database is an SQLite file")
+        return self.spool_dir
+
     def key_file(self) -> Path:
-        return self.secret_key_file or self.spool_dir.parent / "transfer-secret.keys"
+        if self.secret_key_file is None:
+            raise ConfigError("Systems.Transfer.Services.TransferManager.Options."
+                              "SecretKeyFile is required unless the database is an SQLite "
+                              "file")
+        return self.secret_key_file
 
 
 class PushSettings(Section):
@@ -109,10 +120,19 @@ class TransferSettings(Section):
 
     @classmethod
     def from_config(cls, config: Config) -> TransferSettings:
+        options = dict(config.service_config(SYSTEM, "TransferManager").options)
+        try:  # beside an SQLite database file, as the sandbox store does
+            url = sa.engine.make_url(config.database_url(SYSTEM))
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "",
+                                                                            ":memory:"):
+                here = Path(str(url.database)).resolve().parent
+                options.setdefault("SpoolDir", str(here / "transfer-spool"))
+                options.setdefault("SecretKeyFile", str(here / "transfer-secret.keys"))
+        except (ConfigError, sa.exc.ArgumentError):
+            pass
         try:
             return cls(
-                manager=ManagerSettings.model_validate(
-                    config.service_config(SYSTEM, "TransferManager").options),
+                manager=ManagerSettings.model_validate(options),
                 push=PushSettings.model_validate(
                     config.service_config(SYSTEM, "DataPush").options))
         except ValidationError as exc:

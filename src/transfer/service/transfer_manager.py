@@ -56,7 +56,7 @@ def manager(ident: Identity) -> bool:
 
 def make_spool(settings: TransferSettings) -> Spool:
     m = settings.manager
-    return Spool(m.spool_dir, m.spool_reserve_mib * 1024 * 1024,
+    return Spool(m.spool(), m.spool_reserve_mib * 1024 * 1024,
                  m.max_spool_file_mib * 1024 * 1024)
 
 
