@@ -65,6 +65,7 @@ class WebDAVSession(RemoteSession):
         super().__init__(endpoint, timeout)
         self.ca_dir = ca_dir
         self.http: requests.Session | None = None
+        self.verify: str | bool = True
         port = f":{endpoint.port}" if endpoint.port else ""
         self.base = f"https://{endpoint.host}{port}"
         self._length = 0
@@ -76,7 +77,8 @@ class WebDAVSession(RemoteSession):
         self.http = requests.Session()
         if self.endpoint.user:
             self.http.auth = (self.endpoint.user, self.endpoint.password or "")
-        self.http.verify = str(self.ca_dir) if self.ca_dir else True
+        # given per request: a session-level value loses to $REQUESTS_CA_BUNDLE in requests
+        self.verify: str | bool = str(self.ca_dir) if self.ca_dir else True
         self._request("OPTIONS", self.base + "/", ok=(200, 204, 401, 403, 404, 405))
 
     def close(self) -> None:
@@ -89,7 +91,8 @@ class WebDAVSession(RemoteSession):
         assert self.http is not None  # noqa: S101 - connect() made it
         ep = self.endpoint
         try:
-            reply = self.http.request(method, url, timeout=(self.timeout, self.timeout), **kw)
+            reply = self.http.request(method, url, timeout=(self.timeout, self.timeout),
+                                      verify=self.verify, **kw)
         except requests.exceptions.SSLError as exc:
             raise RemotePermanentError(f"{ep.host}: TLS failure: {exc}") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
