@@ -49,6 +49,8 @@ class SESession(RemoteSession):
     def _call(self, what: str, func: Any, *args: Any, **kw: Any) -> Any:
         try:
             return func(*args, **kw)
+        except StorageFileNotFoundError:
+            raise
         except StorageUnavailableError as exc:
             raise RemoteUnavailableError(f"{self.se.name}: {what}: {exc.message}") from None
         except ChecksumMismatchError as exc:
