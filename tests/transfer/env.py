@@ -11,6 +11,10 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from core.config.schema import Config
 from core.db import init_schema, make_engine
@@ -161,3 +166,84 @@ def capture_all_logs() -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)
     return handler
+
+
+# -- data movers and commands as real subprocesses ------------------------------------------
+
+PY = sys.executable
+
+
+class Movers:
+    """``pilotwms mover`` processes for a :class:`TransferEnv`; stopped by :meth:`stop`."""
+
+    def __init__(self, env: TransferEnv, sources: dict[str, dict[str, Any]]) -> None:
+        self.env = env
+        self.sources = sources
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+
+    def start(self, name: str, *, capacity: int = 2, listen: bool = False) -> Path:
+        host = self.env.base / "host-cert"
+        inst = self.env.creds.instance.directory
+        workdir = self.env.base / f"mover-{name}"
+        cfg = {"Name": name, "URLs": [self.env.server.url],
+               "CADir": str(self.env.creds.ca_dir),
+               "HostCert": str(inst / "host" / "hostcert.pem"),
+               "HostKey": str(inst / "host" / "hostkey.pem"), "Capacity": capacity,
+               "WorkDir": str(workdir), "HeartbeatSeconds": 1, "PollSeconds": 0.3,
+               "ConnectTimeout": 10, "SourceHosts": self.sources}
+        if listen:
+            cfg["Listen"] = {"Host": "127.0.0.1", "Port": 0}
+        host.mkdir(exist_ok=True)
+        path = self.env.base / f"mover-{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        log = open(self.env.base / f"mover-{name}.log", "w")  # noqa: SIM115 - the process's
+        proc = subprocess.Popen([PY, "-m", "core.cli.admin", "mover", "--config", str(path)],
+                                stdout=subprocess.PIPE, stderr=log, text=True,
+                                start_new_session=True)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "ready" in line, (self.env.base / f"mover-{name}.log").read_text()
+        self.procs[name] = proc
+        return workdir
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+
+    def logs(self) -> str:
+        return "".join(p.read_text() for p in self.env.base.glob("mover-*.log"))
+
+
+def command_env(env: TransferEnv) -> dict[str, str]:
+    """The environment a user's command needs to talk to ``env`` as alice."""
+    inst = env.creds.instance.directory
+    client = env.base / "client.yaml"
+    client.write_text(
+        f"URLs: [{env.server.url}]\nCADir: {env.creds.ca_dir}\n"
+        f"Cert: {inst}/users/alice/usercert.pem\nKey: {inst}/users/alice/userkey.pem\n"
+        "Group: demo_user\nVO: demo\n")
+    return {**os.environ, "PILOTWMS_CLIENT_CONFIG": str(client), "X509_USER_PROXY": "",
+            "BEARER_TOKEN": "", "BEARER_TOKEN_FILE": str(env.base / "no-token"),
+            "PILOTWMS_SESSION_DIR": str(env.base / "sessions")}
+
+
+def command(env: TransferEnv, name: str, *args: str, check: bool = True
+            ) -> subprocess.CompletedProcess[str]:
+    module = {"dassoc": "transfer.cli.dassoc", "dtransfer": "transfer.cli.dtransfer",
+              "dpush": "transfer.cli.dpush"}[name]
+    proc = subprocess.run([PY, "-m", module, *args], capture_output=True, text=True,
+                          env=command_env(env), timeout=120, cwd=env.base)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
