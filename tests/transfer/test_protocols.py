@@ -69,7 +69,7 @@ def test_sftp_key_login_and_pinned_host_key(sftp_host: Remote, tmp_path: Path) -
                   {}, private_key=key_text)
     with open_session(ep, timeout=10) as s:
         s.upload(source(tmp_path), "k.bin", overwrite=False)
-        learned = getattr(s, "learned_host_key")
+        learned = s.learned_host_key
     assert (target / "k.bin").read_bytes() == DATA
     pinned = Endpoint("sftp", sftp_host.host, sftp_host.port, sftp_host.user, str(target),
                       {"host_key": learned}, private_key=key_text)

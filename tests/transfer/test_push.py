@@ -106,7 +106,7 @@ def test_async_group_limits_retries_and_wait(env: TransferEnv, source_hosts: lis
         status = json.loads(command(env, "dpush", "status", "--group", "run00", "-f",
                                     "json").stdout)
         assert status["Complete"] is True and status["Counts"] == {"Done": 24, "Failed": 2}
-        for host, items in files.items():
+        for items in files.values():
             for path, data in items:
                 stored = env.base / "se" / HOME.lstrip("/") / "push" / Path(path).name
                 assert stored.read_bytes() == data

@@ -161,6 +161,9 @@ class TransferManagerService(Service):
     @rpc_method("restartTransfer")
     def restart_transfer(self, call: Call, transfer_id: int) -> bool:
         row = self._visible(call, transfer_id)
+        if row.status not in (db.FAILED, db.CANCELED):
+            raise InvalidArgumentError(f"transfer {transfer_id} is {row.status}: only Failed "
+                                       "or Canceled transfers can be restarted")
         if row.source_kind == "spool" and not (row.spool_path and
                                                Path(row.spool_path).exists()):
             raise InvalidArgumentError(f"transfer {transfer_id}: its spooled file is gone; "
