@@ -78,7 +78,7 @@ class WebDAVSession(RemoteSession):
         if self.endpoint.user:
             self.http.auth = (self.endpoint.user, self.endpoint.password or "")
         # given per request: a session-level value loses to $REQUESTS_CA_BUNDLE in requests
-        self.verify: str | bool = str(self.ca_dir) if self.ca_dir else True
+        self.verify = str(self.ca_dir) if self.ca_dir else True
         self._request("OPTIONS", self.base + "/", ok=(200, 204, 401, 403, 404, 405))
 
     def close(self) -> None:
