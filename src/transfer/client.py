@@ -175,8 +175,8 @@ class DataPushClient:
     def get_data_files(self, ids: list[int]) -> list[dict[str, Any]]:
         return list(self.rpc.call("getDataFiles", ids))
 
-    def get_group(self, group: str) -> dict[str, Any]:
-        return dict(self.rpc.call("getGroup", group))
+    def get_group(self, group: str, files: bool = True) -> dict[str, Any]:
+        return dict(self.rpc.call("getGroup", group, files))
 
     def list_movers(self) -> list[dict[str, Any]]:
         return list(self.rpc.call("listMovers"))

@@ -81,11 +81,11 @@ def wait_group(client: DataPushClient, group: str, timeout: float, poll: float
                ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout if timeout else None
     while True:
-        found = client.get_group(group)
-        if not found["Files"]:
+        found = client.get_group(group, files=False)  # counts only while waiting
+        if not found["Counts"]:
             raise InvalidArgumentError(f"no data files in group {group!r}")
         if found["Complete"] or (deadline and time.monotonic() > deadline):
-            return found
+            return client.get_group(group)
         time.sleep(poll)
 
 

@@ -128,7 +128,7 @@ data_files = sa.Table(
     sa.Column("last_update", UTCDateTime, nullable=False),
     sa.Column("not_before", UTCDateTime, nullable=False),
     sa.Index("ix_xfer_data_status_host", "status", "source_host", "not_before"),
-    sa.Index("ix_xfer_data_owner_group", "owner", "group_name"),
+    sa.Index("ix_xfer_data_owner_group", "owner", "group_name", "status"),
     sa.Index("ix_xfer_data_mover", "mover", "status"),
     sa.Index("ix_xfer_data_lease", "lease"),
     mysql_engine="InnoDB", mysql_charset="utf8mb4",

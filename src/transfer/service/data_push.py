@@ -154,15 +154,17 @@ class DataPushService(Service):
         return out
 
     @rpc_method("getGroup")
-    def get_group(self, call: Call, group: str) -> dict[str, Any]:
+    def get_group(self, call: Call, group: str, files: bool = True) -> dict[str, Any]:
+        """The group's files (unless ``files`` is False: counts only, one indexed query) and
+        counts per status; ``Complete`` when none is still moving."""
         owner = None if manager(call.identity) else self._user(call.identity)[0]
-        rows = db.of_group(self.engine, owner, group)
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        return {"Group": group, "Files": [to_wire(r) for r in rows], "Counts": counts,
-                "Complete": bool(rows) and not any(r.status in db.ACTIVE_STATES
-                                                   for r in rows)}
+        counts = db.group_counts(self.engine, owner, group)
+        out: dict[str, Any] = {
+            "Group": group, "Counts": counts,
+            "Complete": bool(counts) and not set(counts) & db.ACTIVE_STATES}
+        if files:
+            out["Files"] = [to_wire(r) for r in db.of_group(self.engine, owner, group)]
+        return out
 
     @rpc_method("listMovers")
     def list_movers(self, call: Call) -> list[dict[str, Any]]:
