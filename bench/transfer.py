@@ -35,13 +35,14 @@ from pathlib import Path
 # this file's directory must not stay first on the path: it would shadow the transfer package
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from tests.support.credentials import Creds  # noqa: E402
+from tests.support.sshd import SSHServer  # noqa: E402
+from tests.transfer.env import SE, Movers, TransferEnv  # noqa: E402
+
 from core.cli.instance import create_instance  # noqa: E402
 from core.config.loader import load_config  # noqa: E402
 from core.db import make_engine  # noqa: E402
 from dms.storage.base import adler32_bytes  # noqa: E402
-from tests.support.credentials import Creds  # noqa: E402
-from tests.support.sshd import SSHServer  # noqa: E402
-from tests.transfer.env import SE, Movers, TransferEnv  # noqa: E402
 from transfer.db.datafiles import retrieval_intervals  # noqa: E402
 
 
@@ -143,6 +144,7 @@ def main() -> int:
                 mine = [(s, e) for m, _, s, e in intervals if m == name]
                 per_mover[name] = max_overlap(mine)
                 spread[name] = len(mine)
+            mean_sftp = sum(e - s for _, _, s, e in intervals) / max(len(intervals), 1) / 1e3
             scp = scp_time(servers, base)
             total_mb = ns.files * size / 1e6
             print(f"files: {ns.files} x {ns.size_kib} KiB from 2 source hosts, "
@@ -152,6 +154,10 @@ def main() -> int:
                   f"{total_mb / elapsed:.1f} MB/s")
             print(f"scp (2 in parallel): {scp:.1f} s, {ns.files / scp:.1f} files/s, "
                   f"{total_mb / scp:.1f} MB/s; push/scp time ratio {elapsed / scp:.2f}")
+            slots = min(2 * ns.per_source, ns.movers * ns.capacity)
+            print(f"mean sftp retrieval per file (open, read, close): {mean_sftp:.1f} ms; "
+                  f"mean time per file and slot overall: "
+                  f"{elapsed * slots / ns.files * 1e3:.0f} ms")
             print(f"max concurrent retrievals per source host: {per_host} "
                   f"(limit {ns.per_source})")
             print(f"max concurrent retrievals per mover: {per_mover}; files per mover: "

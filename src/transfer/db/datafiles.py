@@ -282,8 +282,10 @@ def assign(engine: Engine, mover: str, slots: int, limit_of: Callable[[str], int
         queues: dict[str, list[Any]] = {}
         for host in sorted((h for h in hosts if room[h] > 0),
                            key=lambda h: (active.get(h, 0), h)):
+            # in the order of the (status, source_host, not_before) index: no sort, however
+            # many files wait
             queues[host] = list(conn.execute(sa.select(f).where(due, f.c.source_host == host)
-                                             .order_by(f.c.file_id)
+                                             .order_by(f.c.not_before, f.c.file_id)
                                              .limit(min(room[host], slots))).mappings())
         picked: list[Any] = []
         while len(picked) < slots and any(queues.values()):
@@ -307,9 +309,9 @@ def assign(engine: Engine, mover: str, slots: int, limit_of: Callable[[str], int
 
 def report(engine: Engine, mover: str, lease: str, *, ok: bool, error: str | None,
            location: str | None, permanent: bool, max_attempts: int, retry_delay: float,
-           started_us: int | None, ended_us: int | None, forward: bool = False
-           ) -> DataFileRow:
-    """The outcome of a retrieval or reception by the lease holder; the file's new row."""
+           started_us: int | None, ended_us: int | None) -> DataFileRow:
+    """The outcome of a retrieval or reception by the lease holder; the file's new row
+    (Forwarding when stored for an ``assoc:`` destination)."""
     now = utcnow()
     with write_transaction(engine) as conn:
         r = conn.execute(sa.select(f).where(f.c.lease == lease, f.c.mover == mover)
@@ -321,6 +323,7 @@ def report(engine: Engine, mover: str, lease: str, *, ok: bool, error: str | Non
             started_us=started_us, ended_us=ended_us, outcome="OK" if ok else "Failed",
             error=error))
         values: dict[str, Any] = {"lease": None, "last_update": now}
+        forward = row.destination.startswith("assoc:")
         if ok:
             values.update(status=FORWARDING if forward else DONE, error=None,
                           location=location)
@@ -331,8 +334,9 @@ def report(engine: Engine, mover: str, lease: str, *, ok: bool, error: str | Non
             values.update(status=WAITING, mover=None, error=error,
                           not_before=now + timedelta(seconds=retry_delay))
         conn.execute(sa.update(f).where(f.c.file_id == row.file_id).values(**values))
-        r = conn.execute(sa.select(f).where(f.c.file_id == row.file_id)).mappings().one()
-    return DataFileRow.from_mapping(r)
+    for key, value in values.items():
+        setattr(row, key, value)
+    return row
 
 
 def set_transfer(engine: Engine, file_id: int, transfer_id: int) -> None:

@@ -112,6 +112,12 @@ class Mover:
             self.tasks.pop(lease, None)
         self.wake.set()
 
+    def swap(self, lease: str, task: Task) -> None:
+        """Replace a finished task by the next one in the same slot (atomically)."""
+        with self._lock:
+            self.tasks.pop(lease, None)
+            self.tasks[task.work["Lease"]] = task
+
     def free_slots(self) -> int:
         with self._lock:
             return self.cfg.capacity - len(self.tasks)
@@ -130,24 +136,41 @@ class Mover:
             raise TransferChecksumError(f"{work['Path']}: adler32 {info.checksum}, "
                                         f"expected {work['Checksum']}")
 
-    def report(self, work: dict[str, Any], result: dict[str, Any]) -> None:
+    def report(self, work: dict[str, Any], result: dict[str, Any], *,
+               more: bool = False) -> list[dict[str, Any]]:
+        """Report a result; with ``more``, ask for one more file in the same call (the slot
+        this one frees) and return it."""
         try:
-            reply = self.rpc().call("reportResult", self.name, work["Lease"], result)
+            reply = self.rpc().call("reportResult", self.name, work["Lease"], result,
+                                    1 if more and not self.stopping.is_set() else 0)
             log.info("data file %s: %s", work["FileID"], reply["Status"])
+            return list(reply.get("Work") or [])
         except NotFoundError:
             log.warning("data file %s: no longer ours, result dropped", work["FileID"])
         except PilotWMSError as exc:
             log.error("data file %s: cannot report (%s)", work["FileID"], exc.message)
+        return []
 
     def retrieve(self, task: Task) -> None:
-        tmp = self.cfg.work_dir / f".{task.work['Lease']}.part"
-        try:
-            result = self._attempt(task, tmp)
-            if result is not None and not task.cancel.is_set():
-                self.report(task.work, result)
-        finally:
-            tmp.unlink(missing_ok=True)
-            self.done(task.work["Lease"])
+        """Work on ``task``, then on the files the server hands back with each report (the
+        slot stays with this worker while there is work)."""
+        while True:
+            tmp = self.cfg.work_dir / f".{task.work['Lease']}.part"
+            following: list[dict[str, Any]] = []
+            try:
+                result = self._attempt(task, tmp)
+                if result is not None and not task.cancel.is_set():
+                    following = self.report(task.work, result, more=True)
+            finally:
+                tmp.unlink(missing_ok=True)
+                if following:  # the slot goes straight to the next file, never freed
+                    nxt = Task(following[0])
+                    self.swap(task.work["Lease"], nxt)
+                else:
+                    self.done(task.work["Lease"])
+            if not following:
+                return
+            task = nxt
 
     def _attempt(self, task: Task, tmp: Path) -> dict[str, Any] | None:
         """Retrieve, verify, store; the result to report (None: cancelled)."""

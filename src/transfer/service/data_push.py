@@ -213,25 +213,28 @@ class DataPushService(Service):
                                   row.size, row.checksum, row.destination))
 
     @rpc_method("reportResult", rights=MOVER)
-    def report_result(self, call: Call, name: str, lease: str, result: dict
-                      ) -> dict[str, Any]:
+    def report_result(self, call: Call, name: str, lease: str, result: dict,
+                      slots: int = 0) -> dict[str, Any]:
+        """Store a retrieval's outcome; with ``slots`` > 0 the reply also carries new work
+        (``Work``), saving the mover a ``getWork`` call per file."""
         p = self.settings.push
         ok = bool(result.get("OK"))
-        before = db.by_lease(self.engine, lease)
-        forward = push.parse_destination(before.destination)[0] == "assoc"
         row = db.report(self.engine, name, lease, ok=ok, error=result.get("Error"),
                         location=result.get("Location"),
                         permanent=bool(result.get("Permanent")),
                         max_attempts=p.max_attempts, retry_delay=p.retry_delay_seconds,
-                        started_us=result.get("Started"), ended_us=result.get("Ended"),
-                        forward=forward)
+                        started_us=result.get("Started"), ended_us=result.get("Ended"))
         if row.status == db.FORWARDING:
             self.forward_pending()
         level = logging.INFO if ok else logging.WARNING
         log.log(level, "data file %d from %s: %s by %s%s", row.file_id,
                 row.source_host or "client", row.status, name,
                 f" ({row.error})" if row.error else "")
-        return {"FileID": row.file_id, "Status": row.status}
+        reply: dict[str, Any] = {"FileID": row.file_id, "Status": row.status}
+        if slots > 0:
+            reply["Work"] = [self._work(w) for w in db.assign(
+                self.engine, name, slots, self.settings.push.source_limit)]
+        return reply
 
     def forward_pending(self) -> int:
         """Stored files bound for an association get their unattended transfer."""
