@@ -287,3 +287,49 @@ def test_spool_full_is_refused_at_submission(config: Config, tmp_path: Path, cre
         assert not list((small_spool / "alice").glob(".*.part"))
     finally:
         env.stop()
+
+
+def test_source_from_a_job_output_sandbox(env: TransferEnv, ftp_host: Remote) -> None:
+    import hashlib
+    import io
+    import tarfile
+
+    from core.db import init_schema, make_engine, utcnow
+    from wms.db.jobs import NewJob, insert_jobs
+    from wms.db.schema import WMS_SCHEMA
+    from wms.logic.sandboxes import Requester, StoreSettings, assign, store_bytes
+
+    url = env.config.database_url("WorkloadManagement")
+    engine = make_engine(url)
+    init_schema(engine, WMS_SCHEMA)
+    with engine.begin() as conn:
+        (job,) = insert_jobs(conn, [NewJob("alice", "demo_user", "demo", "Done", "Execution "
+                                           "Complete", "[Executable = \"x\"]")],
+                             now=utcnow(), source="test")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:bz2") as tar:
+        payload = b"job result\n" * 100
+        info = tarfile.TarInfo("result.txt")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    archive = buffer.getvalue()
+    settings = StoreSettings.from_section({}, default_max_mib=10, database_url=url)
+    owner = Requester("alice", "demo_user", "demo")
+    sb = store_bytes(engine, settings, owner, hashlib.md5(archive).hexdigest() + ".tar.bz2",  # noqa: S324
+                     archive)
+    assign(engine, settings, owner, {f"Job:{job}": [(sb, "Output")]})
+    engine.dispose()
+    client = env.client
+    client.put_association("ftp", {"protocol": "ftp", "host": ftp_host.host,
+                                   "port": ftp_host.port, "user": ftp_host.user,
+                                   "password": ftp_host.password, "directory": "/jobs"})
+    tid = client.submit({"Remote": "ftp", "Source": f"job:{job}:result.txt",
+                         "Target": f"job{job}.txt"})
+    other = client.submit({"Remote": "ftp", "Source": f"job:{job}:missing.txt",
+                           "Target": "m.txt", "RetryCount": 5})
+    env.start_agent()
+    assert wait_final(client, tid)["Status"] == "Done"
+    assert (ftp_host.root / "jobs" / f"job{job}.txt").read_bytes() == payload
+    missing = wait_final(client, other)
+    assert missing["Status"] == "Failed" and missing["Attempts"] == 1
+    assert "missing.txt is not in the output sandbox" in missing["Error"]
