@@ -120,3 +120,25 @@ def test_rotation_reencrypts_every_secret(db_url: str, tmp_path: Path) -> None:
             assert tok != tokens[aid]
             assert b"pw-" in Fernet(new_key[0]).decrypt(tok)
     engine.dispose()
+
+
+def test_spool_sweep_keeps_what_transfers_use(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from transfer.logic.spool import Spool
+
+    spool = Spool(tmp_path, reserve_bytes=0)
+    kept, orphan = spool.new_ticket("alice", 1), spool.new_ticket("alice", 1)
+    for ticket in (kept, orphan):
+        writer = spool.writer("alice", ticket, 1)
+        writer.write(b"x")
+        writer.finish()
+    partial = tmp_path / "alice" / ".abc.part"
+    partial.write_bytes(b"p")
+    old = time.time() - 7200
+    for item in (tmp_path / "alice").iterdir():
+        os.utime(item, (old, old))
+    used = str(spool.path("alice", kept))
+    assert spool.sweep(3600, lambda paths: {p for p in paths if p == used}) == 2
+    assert sorted(p.name for p in (tmp_path / "alice").iterdir()) == [kept, kept + ".adler32"]

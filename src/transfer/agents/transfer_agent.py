@@ -221,7 +221,10 @@ class TransferAgent(Agent):
         if old:
             db.remove(self.engine(), [r.transfer_id for r in old])
             log.info("removed %d transfers finished more than %g days ago", len(old), keep)
-        self.spool.sweep(86_400)
+        gone = self.spool.sweep(86_400, lambda paths: db.spool_paths_in_use(self.engine(),
+                                                                             paths))
+        if gone:
+            log.info("removed %d spool files no transfer uses", gone)
 
 
 class _ConfigOnly:

@@ -217,3 +217,13 @@ def expired(engine: Engine, before: datetime, limit: int = 500) -> list[Transfer
                                                t.c.last_update < before)
                             .limit(limit)).mappings().all()
     return [TransferRow.from_mapping(r) for r in rows]
+
+
+def spool_paths_in_use(engine: Engine, paths: Sequence[str]) -> set[str]:
+    """Which of these spool paths a transfer still references."""
+    found: set[str] = set()
+    with engine.connect() as conn:
+        for start in range(0, len(paths), 500):
+            found.update(conn.execute(sa.select(t.c.spool_path).where(
+                t.c.spool_path.in_(list(paths[start:start + 500])))).scalars())
+    return found

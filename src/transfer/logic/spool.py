@@ -29,6 +29,7 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from core.exceptions import InvalidArgumentError, NotFoundError
@@ -165,9 +166,10 @@ class Spool:
                      p.with_name(p.name + ".pwms-part")):
             item.unlink(missing_ok=True)
 
-    def sweep(self, older_than: float) -> int:
-        """Remove partial uploads and unclaimed uploads older than ``older_than`` seconds that
-        no transfer references (callers pass the referenced paths' check)."""
+    def sweep(self, older_than: float, in_use: Callable[[list[str]], set[str]]) -> int:
+        """Remove, when older than ``older_than`` seconds, partial uploads and spooled files
+        that no transfer references (``in_use(paths)`` says which are referenced: an upload
+        whose transfer was never submitted). Returns how many files went."""
         cutoff = time.time() - older_than
         removed = 0
         if not self.base.is_dir():
@@ -175,9 +177,15 @@ class Spool:
         for user in self.base.iterdir():
             if not user.is_dir():
                 continue
-            for item in user.iterdir():
-                if item.name.startswith(".") and item.name.endswith(".part") \
-                        and item.stat().st_mtime < cutoff:
+            old = [item for item in user.iterdir() if item.stat().st_mtime < cutoff]
+            for item in old:
+                if item.name.startswith(".") and item.name.endswith(".part"):
                     item.unlink(missing_ok=True)
+                    removed += 1
+            spooled = [str(i) for i in old if TICKET.match(i.name)]
+            used = in_use(spooled) if spooled else set()
+            for path in spooled:
+                if path not in used:
+                    self.discard(path)
                     removed += 1
         return removed

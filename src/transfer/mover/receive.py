@@ -146,6 +146,13 @@ class PushHandler(tornado.web.RequestHandler):
             self.work = None
 
 
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """The access log line, without the ticket (a one-time credential)."""
+    req = handler.request
+    log.info("%d %s /push/... (%s) %.1f ms", handler.get_status(), req.method, req.remote_ip,
+             1000.0 * req.request_time())
+
+
 def make_server(mover: Mover) -> tuple[HTTPServer, int]:
     cfg = mover.cfg
     assert cfg.listen is not None  # noqa: S101 - the caller checks
@@ -154,7 +161,7 @@ def make_server(mover: Mover) -> tuple[HTTPServer, int]:
         raise InvalidArgumentError("a mover that takes pushes needs HostCert/HostKey")
     context.load_cert_chain(str(cfg.host_cert), str(cfg.host_key or cfg.host_cert))
     app = tornado.web.Application([(r"/push/([A-Za-z0-9_-]{20,64})", PushHandler,
-                                    {"mover": mover})])
+                                    {"mover": mover})], log_function=_log_request)
     server = HTTPServer(app, ssl_options=context, max_body_size=1 << 40)
     sockets = bind_sockets(cfg.listen.port, cfg.listen.host)
     server.add_sockets(sockets)

@@ -67,8 +67,22 @@ class TransferManagerService(Service):
     def __init__(self, ctx: ServerContext) -> None:
         super().__init__(ctx)
         self.settings = TransferSettings.from_config(ctx.config)
-        self.box = SecretBox(self.settings.manager.key_file())
-        self.spool = make_spool(self.settings)
+        self._box: SecretBox | None = None
+        self._spool: Spool | None = None
+
+    # made on first use: a server on MariaDB without SpoolDir/SecretKeyFile still starts (its
+    # other services work), and transfer calls say what is missing
+    @property
+    def box(self) -> SecretBox:
+        if self._box is None:
+            self._box = SecretBox(self.settings.manager.key_file())
+        return self._box
+
+    @property
+    def spool(self) -> Spool:
+        if self._spool is None:
+            self._spool = make_spool(self.settings)
+        return self._spool
 
     @property
     def engine(self) -> Engine:
