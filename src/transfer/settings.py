@@ -19,6 +19,7 @@ the core schema and checked here, as DIRAC keeps them)::
           DataPush:
             Options:
               MaxPerSourceHost: 4                   # concurrent retrievals per source host
+              MaxPerMover: 0                        # per mover (0: the mover's Capacity)
               SourceHostLimits: {ecmwf-a: 8}        # per-host overrides
               MoverDeadAfterSeconds: 30             # silent movers lose their work
               MaxAttempts: 5
@@ -99,6 +100,8 @@ class ManagerSettings(Section):
 
 class PushSettings(Section):
     max_per_source_host: int = Field(default=4, ge=1)
+    #: concurrent retrievals per mover at most (0: each mover's own Capacity)
+    max_per_mover: int = Field(default=0, ge=0)
     source_host_limits: dict[str, int] = Field(default_factory=dict)
     mover_dead_after_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=5, ge=1)

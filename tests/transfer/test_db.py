@@ -73,6 +73,8 @@ def test_assign_respects_source_and_mover_limits_and_leases(db_url: str) -> None
                             location="SE:/x/f", permanent=False, max_attempts=2,
                             retry_delay=0, started_us=1, ended_us=2)
     assert with_lease.status == "Done"
+    again = ddb.assign(engine, "m1", 10, limits.__getitem__, max_per_mover=2)
+    assert again == []  # m1 holds 2 files: at the server's per-mover cap
     again = ddb.assign(engine, "m3", 10, limits.__getitem__)
     assert len(again) == 1 and again[0].source_host == first.source_host  # room freed
     # m2 dies: its files go back, its late report is refused

@@ -257,9 +257,10 @@ class Work:
 
 
 def assign(engine: Engine, mover: str, slots: int, limit_of: Callable[[str], int],
-           now: datetime | None = None) -> list[Work]:
-    """Give ``mover`` up to ``slots`` due async files, within its capacity and each source
-    host's limit (``limit_of(host)`` concurrent retrievals), hosts served in turn."""
+           now: datetime | None = None, max_per_mover: int = 0) -> list[Work]:
+    """Give ``mover`` up to ``slots`` due async files, within its capacity (and
+    ``max_per_mover`` when set) and each source host's limit (``limit_of(host)`` concurrent
+    retrievals), hosts served in turn."""
     now = now or utcnow()
     out: list[Work] = []
     with write_transaction(engine) as conn:
@@ -273,7 +274,8 @@ def assign(engine: Engine, mover: str, slots: int, limit_of: Callable[[str], int
             .group_by(f.c.source_host))}
         running = int(conn.execute(sa.select(sa.func.count()).where(
             f.c.mover == mover, f.c.status.in_([RETRIEVING, UPLOADING]))).scalar() or 0)
-        slots = min(slots, int(row[0]) - running)
+        capacity = min(int(row[0]), max_per_mover) if max_per_mover else int(row[0])
+        slots = min(slots, capacity - running)
         if slots <= 0:
             return []
         due = sa.and_(f.c.status == WAITING, f.c.mode == "async", f.c.not_before <= now)

@@ -201,7 +201,8 @@ class DataPushService(Service):
         if slots <= 0:
             return []
         db.requeue_dead(self.engine, self.dead_after)
-        work = db.assign(self.engine, name, slots, self.settings.push.source_limit)
+        work = db.assign(self.engine, name, slots, self.settings.push.source_limit,
+                         max_per_mover=self.settings.push.max_per_mover)
         return [self._work(w) for w in work]
 
     @rpc_method("acceptUpload", rights=MOVER)
@@ -233,7 +234,8 @@ class DataPushService(Service):
         reply: dict[str, Any] = {"FileID": row.file_id, "Status": row.status}
         if slots > 0:
             reply["Work"] = [self._work(w) for w in db.assign(
-                self.engine, name, slots, self.settings.push.source_limit)]
+                self.engine, name, slots, self.settings.push.source_limit,
+                max_per_mover=self.settings.push.max_per_mover)]
         return reply
 
     def forward_pending(self) -> int:
