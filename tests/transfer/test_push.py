@@ -138,6 +138,10 @@ def test_mover_killed_mid_retrieval_is_reassigned(env: TransferEnv,
                                        "Group": "kill", "Destination": f"{SE}:{HOME}/kill"}])
         until(lambda: any(p.stat().st_size > 100_000 for p in work1.glob(".*.part")),
               timeout=30, message="k1 retrieving")
+        moving = until(lambda: (lambda r: r if r["BytesDone"] > 0 else None)(
+            env.push.get_data_files([fid])[0]), timeout=10, message="progress reported")
+        assert moving["Status"] == "Retrieving" and moving["Mover"] == "k1"
+        assert 0 < moving["BytesDone"] < len(data)
         movers.start("k2", capacity=1)
         killed_at = time.monotonic()
         movers.kill("k1")  # SIGKILL in the middle of the retrieval

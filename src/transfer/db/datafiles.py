@@ -75,6 +75,7 @@ class DataFileRow:
     mover: str | None
     lease: str | None
     attempts: int
+    bytes_done: int
     error: str | None
     transfer_id: int | None
     created: datetime
@@ -180,9 +181,12 @@ def unregister_mover(engine: Engine, name: str) -> int:
         return _release(conn, [name], utcnow(), "its mover stopped")
 
 
-def beat(engine: Engine, name: str, leases: Sequence[str]) -> list[str]:
-    """A mover's heartbeat with the leases it works on; returns those it no longer holds."""
+def beat(engine: Engine, name: str, leases: Sequence[str] | dict[str, int]) -> list[str]:
+    """A mover's heartbeat with the leases it works on (and, as a dict, the bytes moved for
+    each so far); returns the leases it no longer holds."""
     now = utcnow()
+    progress = dict(leases) if isinstance(leases, dict) else {}
+    leases = list(leases)
     with write_transaction(engine) as conn:
         if not conn.execute(sa.update(movers).where(movers.c.name == name, movers.c.status
                                                     == "Active").values(last_beat=now)
@@ -195,6 +199,9 @@ def beat(engine: Engine, name: str, leases: Sequence[str]) -> list[str]:
                 f.c.status.in_([RETRIEVING, UPLOADING]))).scalars())
             conn.execute(sa.update(f).where(f.c.lease.in_(list(held))).values(
                 last_update=now))
+            for lease in held & set(progress):
+                conn.execute(sa.update(f).where(f.c.lease == lease).values(
+                    bytes_done=int(progress[lease])))
     return sorted(set(leases) - held)
 
 
@@ -299,7 +306,7 @@ def assign(engine: Engine, mover: str, slots: int, limit_of: Callable[[str], int
             if not conn.execute(sa.update(f).where(f.c.file_id == r["file_id"],
                                                    f.c.status == WAITING).values(
                 status=RETRIEVING, mover=mover, lease=lease, attempts=f.c.attempts + 1,
-                last_update=now)).rowcount:
+                bytes_done=0, last_update=now)).rowcount:
                 continue
             conn.execute(sa.insert(retrievals).values(
                 file_id=r["file_id"], mover=mover, source_host=r["source_host"], lease=lease,
@@ -328,7 +335,7 @@ def report(engine: Engine, mover: str, lease: str, *, ok: bool, error: str | Non
         forward = row.destination.startswith("assoc:")
         if ok:
             values.update(status=FORWARDING if forward else DONE, error=None,
-                          location=location)
+                          location=location, bytes_done=row.size or row.bytes_done)
         elif permanent or row.mode == "sync" or row.attempts >= max_attempts:
             values.update(status=FAILED, error=error if permanent or row.mode == "sync"
                           else f"{error} (gave up after {row.attempts} attempts)")

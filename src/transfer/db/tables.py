@@ -122,6 +122,8 @@ data_files = sa.Table(
     sa.Column("mover", sa.String(128), nullable=True),
     sa.Column("lease", sa.String(64), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    #: bytes moved so far by the current retrieval (the mover's heartbeats tell)
+    sa.Column("bytes_done", sa.BigInteger, nullable=False, default=0),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("transfer_id", sa.Integer, nullable=True, index=True),
     sa.Column("created", UTCDateTime, nullable=False),

@@ -178,7 +178,8 @@ class Mover:
         started = now_us()
         try:
             info = self.sources.retrieve(work["SourceHost"], work["User"], work["Path"], tmp,
-                                         cancel=task.cancel, ca_dir=self.ca_dir)
+                                         cancel=task.cancel, ca_dir=self.ca_dir,
+                                         progress=lambda n: setattr(task, "bytes", n))
             ended = now_us()
             self.verify(work, info)
             location = self.store(work, tmp, info)
@@ -202,9 +203,9 @@ class Mover:
     def heartbeat_loop(self) -> None:
         while not self.stopping.wait(self.cfg.heartbeat_seconds):
             with self._lock:
-                leases = list(self.tasks)
+                progress = {lease: task.bytes for lease, task in self.tasks.items()}
             try:
-                revoked = self.rpc().call("moverHeartbeat", self.name, leases)["Revoked"]
+                revoked = self.rpc().call("moverHeartbeat", self.name, progress)["Revoked"]
             except NotFoundError:
                 log.warning("the server forgot this mover: registering again")
                 self._safe(self.register)

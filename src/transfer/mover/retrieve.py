@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -116,7 +116,8 @@ class SourceConnections:
             self._idle.clear()
 
     def retrieve(self, name: str, user: str, path: str, dest: Path, *,
-                 cancel: threading.Event, ca_dir: str | None = None) -> FileInfo:
+                 cancel: threading.Event, ca_dir: str | None = None,
+                 progress: Callable[[int], None] | None = None) -> FileInfo:
         src = self.cfg.source(name)
         digest = Adler32()
         with open(dest, "wb") as out:
@@ -126,6 +127,8 @@ class SourceConnections:
                         raise RetrievalCancelledError
                     out.write(block)
                     digest.update(block)
+                    if progress:
+                        progress(digest.size)
             else:
                 ep = Endpoint("sftp", src.host or name, src.port, user, "/")
                 with self.connection(name, user) as conn, _mapped(ep, f"read {path}"), \
@@ -139,6 +142,8 @@ class SourceConnections:
                             break
                         out.write(block)
                         digest.update(block)
+                        if progress:
+                            progress(digest.size)
         return FileInfo(digest.size, digest.hexdigest())
 
 

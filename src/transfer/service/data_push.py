@@ -59,7 +59,8 @@ def to_wire(row: db.DataFileRow) -> dict[str, Any]:
             "Mode": row.mode, "SourceHost": row.source_host, "User": row.source_user,
             "Path": row.source_path, "Size": row.size, "Checksum": row.checksum,
             "Destination": row.destination, "Location": row.location, "Status": row.status,
-            "Mover": row.mover, "Attempts": row.attempts, "Error": row.error,
+            "Mover": row.mover, "Attempts": row.attempts, "BytesDone": row.bytes_done,
+            "Error": row.error,
             "TransferID": row.transfer_id, "CreationTime": row.created,
             "LastUpdate": row.last_update}
 
@@ -186,8 +187,11 @@ class DataPushService(Service):
         return db.unregister_mover(self.engine, name)
 
     @rpc_method("moverHeartbeat", rights=MOVER)
-    def mover_heartbeat(self, call: Call, name: str, leases: list) -> dict[str, Any]:
-        return {"Revoked": db.beat(self.engine, name, [str(x) for x in leases])}
+    def mover_heartbeat(self, call: Call, name: str, leases: list | dict) -> dict[str, Any]:
+        """``leases``: the leases in progress, or ``{lease: bytes moved so far}``."""
+        held = {str(k): int(v) for k, v in leases.items()} if isinstance(leases, dict) \
+            else [str(x) for x in leases]
+        return {"Revoked": db.beat(self.engine, name, held)}
 
     def _work(self, w: db.Work) -> dict[str, Any]:
         dest = push.parse_destination(w.destination)
