@@ -1,7 +1,7 @@
 """Data push end to end: ``pilotwms mover`` processes pulling from two real sshd source hosts,
 the per-source and per-mover limits (measured), retries, a mover killed with SIGKILL in the
 middle of a retrieval, synchronous pushes through a mover, forwarding to an association, and
-the ``dpush`` command."""
+the ``dpush`` command; one source host is an HTTPS web server."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from core.config.schema import Config
 from core.db import make_engine
 from dms.storage.base import adler32_bytes
 from tests.support.credentials import Creds
+from tests.support.https_files import HTTPSFiles
 from tests.support.sshd import SSHServer
 from tests.support.tcpproxy import FaultProxy
 from tests.transfer.conftest import Remote
@@ -167,9 +168,25 @@ def test_mover_killed_mid_retrieval_is_reassigned(env: TransferEnv,
 def test_sync_push_and_forward_to_association(env: TransferEnv, source_hosts: list[SSHServer],
                                               sftp_host: Remote) -> None:
     a = source_hosts[1]
-    movers = Movers(env, {"src": source_config(a)})
+    web_root = env.base / "web"
+    (web_root / "obs").mkdir(parents=True)
+    web_data = os.urandom(70_000)
+    (web_root / "obs" / "w.bufr").write_bytes(web_data)
+    inst = env.creds.instance.directory / "host"
+    web = HTTPSFiles(web_root, inst / "hostcert.pem", inst / "hostkey.pem").__enter__()
+    movers = Movers(env, {"src": source_config(a), "web": {
+        "Protocol": "https", "BaseURL": f"https://127.0.0.1:{web.port}"}})
     try:
         movers.start("s1", capacity=2, listen=True)
+        (wid,) = env.push.push_async([{"SourceHost": "web", "Path": "/obs/w.bufr",
+                                       "Size": len(web_data), "Group": "web",
+                                       "Checksum": adler32_bytes(web_data),
+                                       "Destination": f"{SE}:{HOME}/web"}])
+        until(lambda: env.push.get_group("web", files=False)["Complete"], timeout=60,
+              message="https source retrieved")
+        assert env.push.get_data_files([wid])[0]["Status"] == "Done"
+        assert (env.base / "se" / HOME.lstrip("/") / "web" / "w.bufr").read_bytes() == \
+            web_data
         local = env.base / "sync.grib"
         local.write_bytes(os.urandom(300_000))
         out = command(env, "dpush", str(local), "--dest", f"{SE}:{HOME}/sync", "--group",
@@ -199,3 +216,4 @@ def test_sync_push_and_forward_to_association(env: TransferEnv, source_hosts: li
         assert env.client.get_transfer(done["TransferID"])["Status"] == "Done"
     finally:
         movers.stop()
+        web.__exit__()
