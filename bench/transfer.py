@@ -37,22 +37,13 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from tests.support.credentials import Creds  # noqa: E402
 from tests.support.sshd import SSHServer  # noqa: E402
-from tests.transfer.env import SE, Movers, TransferEnv  # noqa: E402
+from tests.transfer.env import SE, Movers, TransferEnv, max_overlap  # noqa: E402
 
 from core.cli.instance import create_instance  # noqa: E402
 from core.config.loader import load_config  # noqa: E402
 from core.db import make_engine  # noqa: E402
 from dms.storage.base import adler32_bytes  # noqa: E402
 from transfer.db.datafiles import retrieval_intervals  # noqa: E402
-
-
-def max_overlap(intervals: list[tuple[int, int]]) -> int:
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    best = current = 0
-    for _, step in events:
-        current += step
-        best = max(best, current)
-    return best
 
 
 def make_files(server: SSHServer, prefix: str, count: int, size: int) -> list[tuple[str, str]]:

@@ -135,6 +135,16 @@ class TransferEnv:
         return b"".join(p.read_bytes() for p in self.base.glob("pilotwms.db*"))
 
 
+def max_overlap(intervals: list[tuple[int, int]]) -> int:
+    """The highest number of intervals open at the same time (measured concurrency)."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    best = current = 0
+    for _, step in events:
+        current += step
+        best = max(best, current)
+    return best
+
+
 def until(what: Callable[[], Any], timeout: float = 60, poll: float = 0.2,
           message: str = "condition") -> Any:
     """Poll ``what()`` until it returns something true (returned) or fail at the deadline."""

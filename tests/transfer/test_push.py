@@ -22,7 +22,7 @@ from tests.support.https_files import HTTPSFiles
 from tests.support.sshd import SSHServer
 from tests.support.tcpproxy import FaultProxy
 from tests.transfer.conftest import Remote
-from tests.transfer.env import SE, Movers, TransferEnv, command, until
+from tests.transfer.env import SE, Movers, TransferEnv, command, max_overlap, until
 from transfer.db.datafiles import retrieval_intervals
 
 HOME = "/demo/user/a/alice"
@@ -53,15 +53,6 @@ def env(config: Config, tmp_path: Path, creds: Creds) -> Iterator[TransferEnv]:
         yield e
     finally:
         e.stop()
-
-
-def max_overlap(intervals: list[tuple[int, int]]) -> int:
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    best = current = 0
-    for _, step in events:
-        current += step
-        best = max(best, current)
-    return best
 
 
 def make_files(server: SSHServer, prefix: str, count: int, size: int) -> list[tuple[str, bytes]]:

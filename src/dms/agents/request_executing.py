@@ -79,6 +79,15 @@ class OwnerCatalog:
         return namespace.remove_directories(self.engine, self.req, namespace.as_list(paths))
 
 
+def host_storage_elements(config: Config) -> StorageElements:
+    """The configured SEs, reached with the server's host certificate (agents)."""
+    server = config.server
+    creds = Credentials(cert=server.host_cert, key=server.host_key) \
+        if server.host_cert else None
+    return StorageElements.from_config(config, credentials=creds,
+                                       ca_dir=ca_directory(config))
+
+
 def owner_data_manager(config: Config, catalog_engine: Engine, ses: StorageElements,
                        owner: str, owner_group: str, vo: str | None, *,
                        job_id: int | None = None,
@@ -118,11 +127,7 @@ class RequestExecutingAgent(Agent):
 
     def storage_elements(self) -> StorageElements:
         if self._ses is None:
-            server = self.config.server
-            creds = Credentials(cert=server.host_cert, key=server.host_key) \
-                if server.host_cert else None
-            self._ses = StorageElements.from_config(self.config, credentials=creds,
-                                                    ca_dir=ca_directory(self.config))
+            self._ses = host_storage_elements(self.config)
         return self._ses
 
     def default_data_manager(self, req: db.RequestRow) -> DataManager:

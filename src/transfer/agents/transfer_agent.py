@@ -31,7 +31,6 @@ from core.agent import Agent
 from core.config.schema import Config
 from core.db import init_schema, utcnow
 from core.exceptions import NotFoundError, PilotWMSError
-from core.rpc.client import Credentials
 from core.rpc.server import ca_directory
 from dms.storage import StorageElements
 from transfer.db import associations as assoc_db
@@ -68,11 +67,9 @@ class TransferAgent(Agent):
 
     def storage_elements(self) -> StorageElements:
         if self._ses is None:
-            server = self.config.server
-            creds = Credentials(cert=server.host_cert, key=server.host_key) \
-                if server.host_cert else None
-            self._ses = StorageElements.from_config(self.config, credentials=creds,
-                                                    ca_dir=self.ca_dir)
+            from dms.agents.request_executing import host_storage_elements
+
+            self._ses = host_storage_elements(self.config)
         return self._ses
 
     # -- sources ---------------------------------------------------------------------------
