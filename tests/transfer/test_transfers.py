@@ -333,3 +333,28 @@ def test_source_from_a_job_output_sandbox(env: TransferEnv, ftp_host: Remote) ->
     missing = wait_final(client, other)
     assert missing["Status"] == "Failed" and missing["Attempts"] == 1
     assert "missing.txt is not in the output sandbox" in missing["Error"]
+
+
+def test_a_slow_transfer_does_not_hold_up_the_others(env: TransferEnv, sftp_host: Remote,
+                                                     ftp_host: Remote, tmp_path: Path) -> None:
+    proxy = FaultProxy(("127.0.0.1", sftp_host.port), rate=400_000).start()
+    try:
+        client = env.client
+        client.put_association("slow", sftp_assoc(sftp_host, sftp_host.root / "slow",
+                                                  port=proxy.port))
+        client.put_association("fast", {"protocol": "ftp", "host": ftp_host.host,
+                                        "port": ftp_host.port, "user": ftp_host.user,
+                                        "password": ftp_host.password, "directory": "/fast"})
+        (tmp_path / "slow.dat").write_bytes(os.urandom(3_000_000))
+        (tmp_path / "fast.dat").write_bytes(b"quick")
+        slow = submit_file(env, tmp_path / "slow.dat", "slow")
+        env.start_agent()
+        until(lambda: client.get_transfer(slow)["Status"] == "Assigned", timeout=30,
+              message="slow transfer running")
+        fast = submit_file(env, tmp_path / "fast.dat", "fast")
+        assert wait_final(client, fast)["Status"] == "Done"
+        assert client.get_transfer(slow)["Status"] == "Assigned"  # still on its way
+        assert wait_final(client, slow)["Status"] == "Done"
+        assert (sftp_host.root / "slow" / "slow.dat").stat().st_size == 3_000_000
+    finally:
+        proxy.stop()

@@ -1,7 +1,8 @@
 """``TransferAgent``: runs the unattended transfers of ``Transfer/TransferManager``.
 
-Each cycle claims up to ``MaxParallel`` due transfers (Waiting and past their next-attempt
-time, or Assigned to an agent silent for ``StaleMinutes``) and runs them in parallel threads.
+Each cycle claims due transfers (Waiting and past their next-attempt time, or Assigned to an
+agent silent for ``StaleMinutes``) for its free slots and runs them in a pool of
+``MaxParallel`` threads beside the loop, so one long transfer never holds up the others.
 One attempt: decrypt the association (memory only), make the source local (spool, catalog
 file, job output), connect, send to a temporary name with resume, verify, rename; then
 store the attempt (time, bytes, error) and the outcome: Done; Failed at once when retrying
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -64,6 +65,9 @@ class TransferAgent(Agent):
         self._ses: StorageElements | None = None
         self._ready = False
         self._cycles = 0
+        self._once = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: set[Future[None]] = set()
 
     def storage_elements(self) -> StorageElements:
         if self._ses is None:
@@ -186,6 +190,22 @@ class TransferAgent(Agent):
 
     # -- the cycle -------------------------------------------------------------------------
 
+    def run(self, *, once: bool = False) -> None:
+        """The agent loop; transfers run in a pool of ``MaxParallel`` threads beside it, so a
+        long transfer never holds up the others. Stopping (or ``once``) waits for the
+        transfers under way."""
+        self._once = once
+        try:
+            super().run(once=once)
+        finally:
+            self._drain()
+
+    def _drain(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._running.clear()
+
     def run_once(self) -> bool:
         engine = self.engine()
         if not self._ready:
@@ -195,18 +215,19 @@ class TransferAgent(Agent):
         if self._cycles % 60 == 1:
             self.housekeeping()
         m = self.settings.manager
-        claimed = db.claim(engine, self.instance, m.max_parallel,
-                           timedelta(minutes=m.stale_minutes))
-        if not claimed:
+        self._running = {f for f in self._running if not f.done()}
+        free = m.max_parallel - len(self._running)
+        if free <= 0 or self.stopping:
             return True
-        with ThreadPoolExecutor(max_workers=len(claimed),
-                                thread_name_prefix="transfer") as pool:
-            for row in claimed:
-                if self.stopping:
-                    db.give_back(engine, row.transfer_id, self.instance)
-                    continue
-                pool.submit(self.run_transfer, row)
-        return len(claimed) < m.max_parallel
+        claimed = db.claim(engine, self.instance, free, timedelta(minutes=m.stale_minutes))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=m.max_parallel,
+                                            thread_name_prefix="transfer")
+        for row in claimed:
+            self._running.add(self._pool.submit(self.run_transfer, row))
+        if self._once:
+            self._drain()
+        return len(claimed) < free
 
     def housekeeping(self) -> None:
         keep = self.settings.manager.keep_days
