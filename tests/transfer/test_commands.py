@@ -87,6 +87,12 @@ def test_dtransfer_sync_check_list_restart_delete(env: TransferEnv, sftp_host: R
     assert int(over.stdout) > failed_id
     assert command(env, "dtransfer", "delete", str(failed_id)).stdout == \
         f"transfer {failed_id} deleted\n"
+    (sftp_host.root / "cli-sync" / "remote.txt").write_text("fetched\n")
+    got = command(env, "dtransfer", "-remote", "s", "-get", "-source", "remote.txt", "-sync",
+                  "-target", "got.txt")
+    assert (env.base / "got.txt").read_text() == "fetched\n"
+    command(env, "dtransfer", "-download", got.stdout.strip(), "-target", "again.txt")
+    assert (env.base / "again.txt").read_text() == "fetched\n"
     missing = command(env, "dtransfer", "-remote", "s", "-source", "/no/such", check=False)
     assert missing.returncode == 2 and "no such local file" in missing.stderr
     bad = command(env, "dtransfer", "-remote", "s", "-source", str(local), "-retryFrq",
