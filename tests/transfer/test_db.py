@@ -144,3 +144,22 @@ def test_spool_sweep_keeps_what_transfers_use(tmp_path: Path) -> None:
     used = str(spool.path("alice", kept))
     assert spool.sweep(3600, lambda paths: {p for p in paths if p == used}) == 2
     assert sorted(p.name for p in (tmp_path / "alice").iterdir()) == [kept, kept + ".adler32"]
+
+
+def test_a_forward_is_started_once(db_url: str) -> None:
+    from dataclasses import asdict
+
+    from core.db import write_transaction
+    from transfer.db.tables import data_files
+
+    engine = engine_for(db_url)
+    (fid,) = ddb.insert_async(engine, "alice", "demo_user", [ddb.NewDataFile(
+        "g", "h", "u", "/d/f", 1, None, "assoc:a1")])
+    with write_transaction(engine) as conn:
+        conn.execute(data_files.update().values(status="Forwarding"))
+    new = asdict(new_transfer(1))
+    first = ddb.start_forward(engine, fid, new)
+    assert first is not None and ddb.start_forward(engine, fid, new) is None
+    assert [t.transfer_id for t in tdb.list_of(engine, "alice")] == [first]  # rolled back
+    assert ddb.get(engine, fid).transfer_id == first
+    engine.dispose()

@@ -348,10 +348,30 @@ def report(engine: Engine, mover: str, lease: str, *, ok: bool, error: str | Non
     return row
 
 
-def set_transfer(engine: Engine, file_id: int, transfer_id: int) -> None:
-    with write_transaction(engine) as conn:
-        conn.execute(sa.update(f).where(f.c.file_id == file_id).values(
-            transfer_id=transfer_id, last_update=utcnow()))
+class _TakenError(Exception):
+    """Another server process started this forwarding first (rolls the insert back)."""
+
+
+def start_forward(engine: Engine, file_id: int, new_transfer: dict[str, Any]) -> int | None:
+    """Create the transfer forwarding a stored data file, once: the transfer row and the data
+    file's link are written in one transaction that only commits when no other process
+    linked a transfer first. Returns the new transfer's ID, or None."""
+    from transfer.db.tables import transfers
+
+    now = utcnow()
+    try:
+        with write_transaction(engine) as conn:
+            tid = conn.execute(sa.insert(transfers).values(
+                **new_transfer, status="Waiting", attempts=0, bytes_done=0, created=now,
+                last_update=now, not_before=now)).inserted_primary_key[0]  # type: ignore[index]
+            if not conn.execute(sa.update(f).where(
+                    f.c.file_id == file_id, f.c.status == FORWARDING,
+                    f.c.transfer_id.is_(None)).values(transfer_id=tid, last_update=now)
+                    ).rowcount:
+                raise _TakenError
+    except _TakenError:
+        return None
+    return int(tid)
 
 
 def transfer_finished(engine: Engine, transfer_id: int, status: str, error: str | None) -> None:

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -258,15 +258,12 @@ class DataPushService(Service):
                 db.report_forward_failed(self.engine, row.file_id,
                                          f"association {name!r} no longer exists")
                 continue
-            tid = tdb.insert(self.engine, tdb.NewTransfer(
+            tid = db.start_forward(self.engine, row.file_id, asdict(tdb.NewTransfer(
                 row.owner, row.owner_group, None, arow.association_id, name, "put", "se",
                 row.location or "", posixpath.basename(row.source_path), None, row.size,
                 row.checksum, bool(arow.options.get("overwrite", False)), False,
-                m.default_retry_count, m.default_retry_frequency, None, False, False))
-            db.set_transfer(self.engine, row.file_id, tid)
-            log.info("data file %d forwarded to %s by transfer %d", row.file_id, name, tid)
+                m.default_retry_count, m.default_retry_frequency, None, False, False)))
+            if tid is not None:
+                log.info("data file %d forwarded to %s by transfer %d", row.file_id, name,
+                         tid)
         return len(rows)
-
-
-def _now_us() -> int:
-    return int(time.time() * 1_000_000)
