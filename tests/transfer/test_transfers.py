@@ -107,6 +107,8 @@ def test_put_with_mail_on_success(env: TransferEnv, sftp_host: Remote, smtp: SMT
     assert done["Status"] == "Done" and done["Attempts"] == 1
     assert [a["OK"] for a in done["AttemptLog"]] == [True]
     assert (sftp_host.root / "ok" / "product.grib").read_bytes() == data
+    pinned = client.get_association("ok")["Options"]["host_key"]  # kept on first use
+    assert pinned.startswith("ssh-ed25519 ")
     mail = smtp.wait_for(1)[0]
     assert mail["To"] == "ops@example.org"
     assert mail["Subject"] == f"pilotwms transfer {tid} Done: product.grib -> ok"

@@ -133,9 +133,8 @@ class TransferAgent(Agent):
                     moved = session.download(row.source, Path(row.spool_path),
                                              progress=progress)
             learned = getattr(session, "learned_host_key", None)
-            if learned and not arow.options.get("host_key"):
-                arow.options["host_key"] = learned
-                assoc_db.put(self.engine(), arow)
+            if learned and not arow.options.get("host_key") and \
+                    assoc_db.learn_host_key(self.engine(), arow.association_id, learned):
                 log.info("transfer %d: host key of %s kept for association %s",
                          row.transfer_id, endpoint.host, row.association)
         except TransferError as exc:

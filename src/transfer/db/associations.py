@@ -109,3 +109,20 @@ def replace_secrets(engine: Engine, pairs: list[tuple[int, bytes, bytes]]) -> in
             count += conn.execute(sa.update(t).where(
                 t.c.association_id == aid, t.c.secret == old).values(secret=new)).rowcount
     return count
+
+
+def learn_host_key(engine: Engine, association_id: int, key: str) -> bool:
+    """Keep ``key`` as the association's ``host_key`` unless it has one (trust on first
+    use); only that option changes, whatever else was edited meanwhile."""
+    with write_transaction(engine) as conn:
+        text = conn.execute(sa.select(t.c.options).where(
+            t.c.association_id == association_id)).scalar()
+        if text is None:
+            return False
+        options = json.loads(text or "{}")
+        if options.get("host_key"):
+            return False
+        options["host_key"] = key
+        conn.execute(sa.update(t).where(t.c.association_id == association_id).values(
+            options=json.dumps(options, sort_keys=True)))
+    return True
