@@ -52,6 +52,10 @@ class FaultProxy:
         """Stop listening and drop every open connection."""
         listener, self._listener = self._listener, None
         if listener is not None:
+            try:  # wakes the thread blocked in accept() (close alone does not on Linux)
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         with self._lock:
             for sock in list(self._socks):
