@@ -96,6 +96,9 @@ def test_assign_respects_source_and_mover_limits_and_leases(db_url: str) -> None
     else:
         raise AssertionError("a dead mover's report was accepted")
     assert ddb.get(engine, lost.file_id).attempts == 0  # the death cost no attempt
+    # m3 restarts (registers again): the file it held goes back to the queue
+    assert ddb.register_mover(engine, "m3", "", 3, "host") == 1
+    assert ddb.get(engine, again[0].file_id).status == "Waiting"
     retry = ddb.report(engine, "m1", got["m1"][1].lease, ok=False, error="boom",
                        permanent=False, max_attempts=1, retry_delay=0, location=None,
                        started_us=None, ended_us=None)

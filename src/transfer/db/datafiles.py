@@ -20,6 +20,7 @@ Example::
     >>> ids = insert_async(engine, "alice", "demo_user", [NewDataFile(
     ...     "g1", "src-a", "ops", "/data/f1", 10, None, "DISK:/demo/push")])
     >>> register_mover(engine, "m1", "", 2, "host")
+    0
     >>> [w.file_id for w in assign(engine, "m1", 4, lambda host: 1)]
     [1]
 """
@@ -164,14 +165,19 @@ def group_counts(engine: Engine, owner: str | None, group: str) -> dict[str, int
 # -- movers --------------------------------------------------------------------------------
 
 
-def register_mover(engine: Engine, name: str, url: str, capacity: int, hostname: str) -> None:
+def register_mover(engine: Engine, name: str, url: str, capacity: int, hostname: str) -> int:
+    """Register (or re-register) a mover. A mover process that registers holds no work: files
+    still assigned to its name (a previous process of the same name that died or was
+    restarted) go back to Waiting at once. Returns how many did."""
     now = utcnow()
     with write_transaction(engine) as conn:
+        released = _release(conn, [name], now, "its mover restarted")
         values = {"url": url, "capacity": capacity, "hostname": hostname, "last_beat": now,
                   "status": "Active"}
         if not conn.execute(sa.update(movers).where(movers.c.name == name)
                             .values(registered=now, **values)).rowcount:
             conn.execute(sa.insert(movers).values(name=name, registered=now, **values))
+    return released
 
 
 def unregister_mover(engine: Engine, name: str) -> int:

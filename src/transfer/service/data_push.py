@@ -178,8 +178,10 @@ class DataPushService(Service):
                        ) -> dict[str, Any]:
         if not push.HOST.match(name) or not 0 < capacity <= 1000:
             raise InvalidArgumentError("a mover needs a name and a capacity from 1 to 1000")
-        db.register_mover(self.engine, name, url, capacity, call.identity.username or "")
-        log.info("mover %s registered (capacity %d, %s)", name, capacity, url or "no URL")
+        released = db.register_mover(self.engine, name, url, capacity,
+                                     call.identity.username or "")
+        log.info("mover %s registered (capacity %d, %s)%s", name, capacity, url or "no URL",
+                 f"; {released} files of its previous run requeued" if released else "")
         return {"DeadAfterSeconds": self.settings.push.mover_dead_after_seconds}
 
     @rpc_method("unregisterMover", rights=MOVER)
