@@ -134,9 +134,11 @@ def test_mover_killed_mid_retrieval_is_reassigned(env: TransferEnv,
             env.push.get_data_files([fid])[0]), timeout=10, message="progress reported")
         assert moving["Status"] == "Retrieving" and moving["Mover"] == "k1"
         assert 0 < moving["BytesDone"] < len(data)
-        movers.start("k2", capacity=1)
         killed_at = time.monotonic()
         movers.kill("k1")  # SIGKILL in the middle of the retrieval
+        # only then the second mover: started earlier, on a loaded machine its start-up could
+        # outlast k1's whole retrieval
+        movers.start("k2", capacity=1)
         row = until(lambda: (lambda r: r if r["Status"] == "Done" else None)(
             env.push.get_data_files([fid])[0]), timeout=60, message="completed by k2")
         assert row["Mover"] == "k2" and row["Attempts"] == 1  # a death costs no attempt
