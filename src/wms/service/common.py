@@ -9,7 +9,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection, Engine
@@ -78,18 +78,13 @@ def input_data_check(ctx: ServerContext) -> InputDataCheck | None:
     ``Systems.DataManagement``. One bulk replica lookup per batch of jobs."""
     if "DataManagement" not in ctx.config.systems:
         return None
-    return input_data_check_for(ctx.config, lambda: ctx.engine(DMS_SYSTEM))
-
-
-def input_data_check_for(config: Config, catalog: Callable[[], Engine]) -> InputDataCheck:
-    """:func:`input_data_check` for code outside a server (agents submitting jobs):
-    ``catalog`` gives the file catalog's engine."""
     se_sites = input_data.sites_by_se({name: site.ses
-                                       for name, site in config.resources.sites.items()})
+                                       for name, site in ctx.config.resources.sites.items()})
 
     def check(wanted: dict[int, list[str]]) -> dict[int, InputDataVerdict]:
         lfns = sorted({input_data.strip_lfn(x) for lfns in wanted.values() for x in lfns})
-        found = namespace.get_replicas(catalog(), CATALOG_READER, lfns, all_status=False)
+        found = namespace.get_replicas(ctx.engine(DMS_SYSTEM), CATALOG_READER, lfns,
+                                       all_status=False)
         replicas = {lfn: list(ses) for lfn, ses in found.successful.items()}
         return input_data.decide(wanted, replicas=replicas, se_sites=se_sites)
 
