@@ -162,7 +162,7 @@ def test_registered_files_reach_the_transformation_and_become_jobs(world: World)
     assert {r.job_type for r in rows.values()} == {"Processing"}
     assert rows[job_ids[0]].owner == "admin"
     assert jdl["OutputPath"] == f"/demo/prod/{tid:08d}/00000001"
-    assert jdl["InputData"] == [f"LFN:{x}" for x in tasks[0]["InputVector"].split("\n")]
+    assert jdl["InputData"] == [f"LFN:{x}" for x in tasks[0]["InputVector"].split(";")]
     assert jdl["JobName"] == f"{tid:08d}_00000001" and jdl["TaskID"] == 1
     # the output directory belongs to the author
     assert world.catalog.dir_id(f"/demo/prod/{tid:08d}") is not None

@@ -365,8 +365,8 @@ def task_to_wire(r: Row[Any], input_vector: bool = False) -> dict[str, Any]:
             "ExternalStatus": r.status, "ExternalID": r.external_id or "",
             "TargetSE": r.target_se or "Unknown", "Site": r.site or "",
             "CreationTime": r.created, "LastUpdateTime": r.last_update}
-    if input_vector:
-        item["InputVector"] = r.input_vector
+    if input_vector:  # DIRAC's TaskInputs form: LFNs joined by ";"
+        item["InputVector"] = ";".join(x for x in (r.input_vector or "").split("\n") if x)
     return item
 
 
