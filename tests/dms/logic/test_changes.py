@@ -61,3 +61,22 @@ def test_every_change_is_journaled_with_its_transaction(engine: Engine) -> None:
     with engine.begin() as conn:
         assert changes.prune(conn, older_than=timedelta(days=1)) == 0
         assert changes.prune(conn, older_than=timedelta(seconds=-5)) == 6
+
+
+def test_a_catalog_of_version_0_gains_the_journal_on_upgrade(tmp_path: object) -> None:
+    import sqlalchemy as sa
+
+    from core.db import schema_version, upgrade_schema
+    from dms.db import tables
+
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    old = sa.MetaData()
+    for table in tables.metadata.sorted_tables:
+        if table.name != "fc_changes":
+            table.to_metadata(old)
+    init_schema(engine, DMS_SCHEMA.__class__("DataManagement", old, migrations=[]))
+    assert schema_version(engine, "DataManagement") == 0
+    assert upgrade_schema(engine, DMS_SCHEMA) == 1
+    with engine.connect() as conn:
+        assert sa.inspect(conn).has_table("fc_changes")
+    engine.dispose()
