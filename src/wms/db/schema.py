@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from core.db import Schema
 from wms.db import (  # noqa: F401 - they register their tables
+    outbox,
     pilot_tables,
     push_jobs,
     sandbox_tables,
@@ -20,4 +21,6 @@ from wms.db import (  # noqa: F401 - they register their tables
     tq_tables,
 )
 
-WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[])
+WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[
+    outbox.create_table,  # 0 -> 1: monitoring_outbox (monitoring issue)
+])

@@ -1,0 +1,75 @@
+"""Tables of the Monitoring system (``pilotwms.schemas`` entry ``Monitoring``).
+
+* One table per record type for the SQL backend, made from :mod:`monitoring.types`:
+  ``mon_job``, ``mon_jobbuckets``, ``mon_wmshistory``, ... Columns: ``id`` (the record's
+  idempotent id), ``ts`` (the type's time field as epoch seconds, indexed: reports filter and
+  group on it with integer arithmetic that SQLite and MariaDB share), the key fields as text,
+  the values as doubles, the extra fields.
+* State the monitoring logic keeps whatever the record backend is: hours whose buckets must be
+  recomputed (``mon_dirty_buckets``) and the history cycles done (``mon_history_cycles``).
+
+Example::
+
+    >>> from core.db import init_schema, make_engine
+    >>> init_schema(make_engine("sqlite://"), MONITORING_SCHEMA)
+    0
+    >>> sorted(c.name for c in record_table("PilotsHistory").columns)[:4]
+    ['GridCE', 'GridSite', 'GridType', 'NumOfPilots']
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from core.db import Schema, UTCDateTime
+from monitoring.types import TYPES, RecordType
+
+metadata = sa.MetaData()
+
+_EXTRA = {"int": sa.BigInteger, "date": sa.BigInteger, "float": sa.Float, "text": sa.String(255)}
+
+
+def _make(rtype: RecordType) -> sa.Table:
+    columns: list[sa.Column[object]] = [
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("ts", sa.BigInteger, nullable=False),
+    ]
+    columns += [sa.Column(k, sa.String(255), nullable=False, server_default="")
+                for k in rtype.keys]
+    columns += [sa.Column(v, sa.Float(precision=53), nullable=False, server_default="0")
+                for v in rtype.values]
+    columns += [sa.Column(name, _EXTRA[kind], nullable=True)
+                for name, kind in rtype.extra.items()]
+    table_name = f"mon_{rtype.name.lower()}"
+    return sa.Table(table_name, metadata, *columns,
+                    sa.Index(f"ix_{table_name}_ts", "ts"),
+                    mysql_engine="InnoDB", mysql_charset="utf8mb4")
+
+
+RECORD_TABLES: dict[str, sa.Table] = {name: _make(rtype) for name, rtype in TYPES.items()}
+
+
+def record_table(name: str) -> sa.Table:
+    return RECORD_TABLES[name]
+
+
+dirty_buckets = sa.Table(
+    "mon_dirty_buckets", metadata,
+    sa.Column("type", sa.String(64), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
+    mysql_engine="InnoDB",
+)
+
+history_cycles = sa.Table(
+    "mon_history_cycles", metadata,
+    sa.Column("type", sa.String(64), primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
+    #: "started" while being written, "done" once every record of the snapshot is stored
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("records", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("source", sa.String(16), nullable=False, server_default="live"),
+    sa.Column("updated", UTCDateTime, nullable=False),
+    mysql_engine="InnoDB",
+)
+
+MONITORING_SCHEMA = Schema("Monitoring", metadata, migrations=[])
