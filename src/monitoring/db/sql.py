@@ -75,10 +75,11 @@ class SQLBackend(Backend):
 
     def _upsert(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         columns = [c.name for c in table.columns if c.name != "id"]
+        stmt: Any
         if conn.dialect.name == "sqlite":
-            stmt = sqlite.insert(table)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["id"], set_={c: stmt.excluded[c] for c in columns})
+            lite = sqlite.insert(table)
+            stmt = lite.on_conflict_do_update(
+                index_elements=["id"], set_={c: lite.excluded[c] for c in columns})
         elif conn.dialect.name in ("mysql", "mariadb"):
             my = mysql.insert(table)
             stmt = my.on_duplicate_key_update({c: my.inserted[c] for c in columns})

@@ -19,6 +19,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from core.db import Schema, UTCDateTime
@@ -26,11 +28,12 @@ from monitoring.types import TYPES, RecordType
 
 metadata = sa.MetaData()
 
-_EXTRA = {"int": sa.BigInteger, "date": sa.BigInteger, "float": sa.Float, "text": sa.String(255)}
+_EXTRA: dict[str, Any] = {"int": sa.BigInteger, "date": sa.BigInteger, "float": sa.Float,
+                          "text": sa.String(255)}
 
 
 def _make(rtype: RecordType) -> sa.Table:
-    columns: list[sa.Column[object]] = [
+    columns: list[sa.Column[Any]] = [
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("ts", sa.BigInteger, nullable=False),
     ]

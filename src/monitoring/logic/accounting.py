@@ -107,9 +107,8 @@ def job_records(conn: Connection, job_ids: Sequence[int]) -> list[dict[str, Any]
                 values[field] = value
         for name, field in HEARTBEAT_FALLBACK.items():
             if field not in values and name in beats.get(row.job_id, {}):
-                value = _number(beats[row.job_id][name])
                 # heartbeat memory is in kB already, like the wrapper's "MemoryUsed(kb)"
-                values[field] = value
+                values[field] = _number(beats[row.job_id][name])
         end = row.end_exec_time or row.last_update_time
         start_time = row.start_exec_time
         wall = _number(values.get("WallClockTime"))
@@ -143,7 +142,7 @@ def pilot_records(conn: Connection, pilot_ids: Sequence[int]) -> list[dict[str, 
     records = []
     for start in range(0, len(pilot_ids), 500):
         chunk = list(pilot_ids[start:start + 500])
-        counts = dict(conn.execute(sa.select(pilot_jobs.c.pilot_id, sa.func.count())
+        counts: dict[int, int] = dict(conn.execute(sa.select(pilot_jobs.c.pilot_id, sa.func.count())
                                    .where(pilot_jobs.c.pilot_id.in_(chunk))
                                    .group_by(pilot_jobs.c.pilot_id)).all())
         for row in conn.execute(sa.select(pilot_agents).where(

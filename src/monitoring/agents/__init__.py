@@ -1,0 +1,1 @@
+"""Monitoring agents: accounting shipping and WMS/pilot history."""
