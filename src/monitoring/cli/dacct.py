@@ -3,8 +3,8 @@
 ``dacct WHAT`` where WHAT is ``jobs``, ``pilots``, ``transfers``, ``history`` (WMS history),
 ``pilotshistory`` or ``components`` (or a type name: ``Job``, ``WMSHistory``, ...). Options
 pick the report (``-r``, default the type's main one; ``--list`` shows them), the grouping
-(``--group-by``), the period (``--from``/``--to``: ``YYYY-MM-DD[ HH:MM]``, or ``-7d``/``-12h``
-relative to now; default the last 7 days), the interval (``--granularity hour|day|week``) and
+(``--group-by``), the period (``--from``/``--to``: ``YYYY-MM-DD[ HH:MM]``, or ``7d``/``12h``
+ago; default the last 7 days), the interval (``--granularity hour|day|week``) and
 the selection (``--status``, ``--user``, ``--site``, ``--where FIELD=V1,V2``). The table is
 printed as ``pretty`` (default), ``csv`` or ``json`` (``-f``); ``--plot FILE.png|FILE.svg``
 also draws it: stacked bars over time, pies, cumulative areas or efficiency lines, by the
@@ -41,7 +41,7 @@ STATUS_FIELD = {"Job": "FinalMajorStatus", "Pilot": "GridStatus",
                 "PilotsHistory": "Status"}
 SITE_FIELD = {"Job": "Site", "Pilot": "Site", "WMSHistory": "Site",
               "PilotsHistory": "GridSite"}
-RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([dhm])$")
+RELATIVE = re.compile(r"^-?(\d+(?:\.\d+)?)([dhm])$")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,7 +51,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--report", help="report name (see --list)")
     p.add_argument("-g", "--group-by", dest="group_by", default="",
                    help="key field to group by (default: no grouping, one total)")
-    p.add_argument("--from", dest="start", help="start (YYYY-MM-DD[ HH:MM] UTC, or -7d)")
+    p.add_argument("--from", dest="start",
+                   help="start (YYYY-MM-DD[ HH:MM] UTC, or 7d, 12h, 30m ago)")
     p.add_argument("--to", dest="end", help="end (default: now)")
     p.add_argument("--granularity", choices=sorted(GRANULARITIES),
                    help="interval of time series (default by the period)")
@@ -69,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse_time(text: str | None, default: datetime, now: datetime) -> datetime:
-    """``YYYY-MM-DD[ HH:MM[:SS]]`` (UTC) or ``-<n>d|h|m`` before now."""
+    """``YYYY-MM-DD[ HH:MM[:SS]]`` (UTC) or ``<n>d|h|m`` (or ``-<n>d``) before now."""
     if not text:
         return default
     match = RELATIVE.match(text.strip())
@@ -82,7 +83,7 @@ def parse_time(text: str | None, default: datetime, now: datetime) -> datetime:
             return datetime.strptime(text.strip(), fmt).replace(tzinfo=timezone.utc)
         except ValueError:
             continue
-    raise InvalidArgumentError(f"bad time {text!r}: use YYYY-MM-DD[ HH:MM] or -7d")
+    raise InvalidArgumentError(f"bad time {text!r}: use YYYY-MM-DD[ HH:MM] or 7d (ago)")
 
 
 def resolve(what: str) -> tuple[str, str]:

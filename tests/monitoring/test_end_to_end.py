@@ -1,0 +1,161 @@
+"""Real jobs through a local pilot, then accounting, history and ``dacct`` on both backends
+(the Monitoring database on SQLite, and the ``osmem-server`` OpenSearch stand-in)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from core.config.schema import Config
+from core.db import init_schema, make_engine
+from core.rpc.runner import available_services
+from monitoring.db.tables import MONITORING_SCHEMA
+from monitoring.logic import plots
+from monitoring.logic.cycles import Cycles
+from monitoring.types import TYPES
+from tests.pilot.conftest import Env, pyz, wait_for  # noqa: F401 - pyz is a fixture
+from tests.support.credentials import Creds
+from tests.support.osmem import OsmemServer
+from tests.support.servers import ThreadedServer
+from wms.db import outbox
+from wms.db.schema import WMS_SCHEMA
+from wms.logic import pilots
+
+pytestmark = pytest.mark.slow
+
+BUSY = ('[Executable = "/usr/bin/python3"; JobName = "busy"; CPUTime = 600; '
+        'Arguments = "-c \\"[sum(range(10**6)) for _ in range(40)]\\"";]')
+FAILS = '[Executable = "/bin/false"; JobName = "fails"; CPUTime = 600;]'
+ECHO = '[Executable = "/bin/echo"; Arguments = "hi"; JobName = "echo"; CPUTime = 600;]'
+
+
+def monitoring_config(config: Config, kind: str, osmem: OsmemServer | None) -> Config:
+    data = config.model_dump(by_alias=True, exclude_none=True)
+    section: dict = {"RunInServer": False, "HistoryPeriod": 60}
+    if kind == "opensearch":
+        assert osmem is not None
+        section.update(Backend="OpenSearch", OpenSearch={
+            "Hosts": [osmem.url], "IndexPrefix": f"e2e{uuid.uuid4().hex[:8]}", "Timeout": 5})
+    data["Monitoring"] = section
+    return Config.model_validate(data)
+
+
+@pytest.fixture
+def served(config: Config, backend_kind: str, request: pytest.FixtureRequest,
+           tmp_path: Path) -> Iterator[tuple[ThreadedServer, Config]]:
+    osmem = request.getfixturevalue("osmem") if backend_kind == "opensearch" else None
+    cfg = monitoring_config(config, backend_kind, osmem)
+    assert cfg.database
+    engine = make_engine(cfg.database)
+    init_schema(engine, WMS_SCHEMA)
+    init_schema(engine, MONITORING_SCHEMA)
+    engine.dispose()
+    with ThreadedServer(cfg, available_services().values()) as server:
+        yield server, cfg
+
+
+def test_jobs_through_a_pilot_make_records_history_and_plots(
+        served: tuple[ThreadedServer, Config], creds: Creds, pyz: Path,  # noqa: F811
+        tmp_path: Path) -> None:
+    server, cfg = served
+    env = Env(server, creds, pyz, tmp_path / "pilots")
+    jobs = {name: env.submit(jdl) for name, jdl in
+            (("busy", BUSY), ("fails", FAILS), ("echo", ECHO))}
+    pilot = env.pilot("--max-failed-matches", "2")
+    assert pilot.wait(120) == 0, pilot.log()
+    states = {name: env.status(job)["Status"] for name, job in jobs.items()}
+    assert states == {"busy": "Done", "fails": "Failed", "echo": "Done"}, pilot.log()
+
+    wms = make_engine(cfg.database_url("WorkloadManagement"))
+    state = make_engine(cfg.database_url("Monitoring"))
+    with wms.connect() as conn:
+        assert sorted(r.ref for r in outbox.pending(conn, 100)) == sorted(jobs.values())
+    cycles = Cycles(cfg, wms, state)
+    try:
+        shipped = cycles.ship()
+        assert shipped is not None and shipped.jobs == 3
+        with wms.connect() as conn:
+            assert outbox.count(conn) == 0
+        backend = cycles.backend
+        assert backend is not None
+        records = backend.get(TYPES["Job"], [str(j) for j in jobs.values()])
+        busy = records[str(jobs["busy"])]
+        assert busy["FinalMajorStatus"] == "Done" and busy["User"] == "alice"
+        assert busy["Site"] == "LCG.Pilot.test" and busy["GridCE"] == "ce.pilot.test"
+        assert busy["CPUTime"] >= 0.3, busy
+        assert busy["WallClockTime"] >= busy["CPUTime"] * 0.5
+        assert busy["ExecTime"] == busy["WallClockTime"] * busy["Processors"]
+        assert busy["MemoryPeak"] > 1000  # kB: a Python process
+        factor = busy["CPUNormalizationFactor"]
+        assert factor and factor > 0  # the pilot's DB12
+        assert busy["NormCPUTime"] == pytest.approx(busy["CPUTime"] * factor, rel=0.02)
+        fails = records[str(jobs["fails"])]
+        assert (fails["FinalMajorStatus"], fails["FinalMinorStatus"]) == (
+            "Failed", "Application Finished With Errors")
+        assert busy["EndTime"] >= busy["StartTime"] >= busy["SubmissionTime"]
+
+        # the pilot ends: one pilot record with the jobs it ran
+        ref = _pilot_ref(wms)
+        pilots.set_status(wms, [ref], "Done")
+        shipped = cycles.ship()
+        assert shipped is not None and shipped.pilots == 1
+        [precord] = backend.get(TYPES["Pilot"], [ref]).values()
+        assert (precord["Jobs"], precord["GridStatus"]) == (3.0, "Done")
+
+        # history: a snapshot of the jobs by status
+        history = cycles.history()
+        assert history is not None and len(history.written) == 1
+        counts = env.call("alice", "Monitoring/Monitoring", "getLatestSnapshot", "WMSHistory",
+                          ["Status"])
+        assert counts["counts"] == {"Done": 2, "Failed": 1}
+    finally:
+        cycles.close()
+
+    # dacct as alice: the table, the JSON and a plot whose drawn data are checked
+    client = tmp_path / "client.yaml"
+    client.write_text(f"URLs: [{server.url}]\nCADir: {creds.ca_dir}\n"
+                      f"Cert: {creds.alice[0]}\nKey: {creds.alice[1]}\nGroup: demo_user\n"
+                      f"VO: demo\n")
+    run_env = {"PILOTWMS_CLIENT_CONFIG": str(client), "X509_USER_PROXY": "",
+               "BEARER_TOKEN_FILE": str(tmp_path / "no-token"), "PATH": "/usr/bin:/bin",
+               "HOME": str(tmp_path)}
+    png, svg = tmp_path / "jobs.png", tmp_path / "cpu.svg"
+    out = dacct(run_env, "jobs", "--group-by", "FinalMajorStatus", "--from", "1d",
+                "-f", "json", "--plot", str(png))
+    report = json.loads(out)
+    assert report["totals"] == {"Done": 2.0, "Failed": 1.0}
+    drawn = plots.embedded_series(png.read_bytes())
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and drawn["kind"] == "bars"
+    assert {g: sum(v) for g, v in drawn["series"].items()} == {"Done": 2.0, "Failed": 1.0}
+    hour = [row for row in report["rows"] if row["NumberOfJobs (jobs)"] > 0]
+    assert sorted((r["FinalMajorStatus"], r["NumberOfJobs (jobs)"]) for r in hour) == [
+        ("Done", 2.0), ("Failed", 1.0)]
+    dacct(run_env, "jobs", "-r", "TotalCPUUsed", "--group-by", "User", "--from", "1d",
+          "--plot", str(svg))
+    pie = plots.embedded_series(svg.read_bytes())
+    assert svg.read_bytes().startswith(b"<?xml") and pie["series"] == {"alice": 1.0}
+    table = dacct(run_env, "jobs", "--group-by", "Site", "--status", "Failed",
+                  "--from", "1d", "-f", "csv")
+    assert table.splitlines()[0] == "Site,Time,NumberOfJobs (jobs),"
+    assert sum(float(line.split(",")[2]) for line in table.splitlines()[1:]) == 1.0
+
+
+def _pilot_ref(wms: sa.engine.Engine) -> str:
+    from wms.db.pilot_tables import pilot_agents
+
+    with wms.connect() as conn:
+        return str(conn.execute(sa.select(pilot_agents.c.pilot_reference)).scalar_one())
+
+
+def dacct(env: dict[str, str], *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "monitoring.cli.dacct", *args],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
