@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from core.exceptions import ServiceUnavailableError
 from monitoring.types import RecordType
 
 __all__ = ["AggRow", "Aggregation", "Backend", "BackendUnavailable"]
 
 
-class BackendUnavailable(Exception):  # noqa: N818 - reads better at the raise sites
+class BackendUnavailable(ServiceUnavailableError):  # noqa: N818 - reads well where raised
     """The backend cannot be reached or refused a write: the caller keeps the data and
-    retries later."""
+    retries later (RPC callers see a ServiceUnavailableError)."""
 
 
 @dataclass(frozen=True)
