@@ -9,8 +9,8 @@ wrote their outbox row.
 Example::
 
     >>> b = Backoff(max_delay=60)
-    >>> b.failed(now=0.0); b.failed(now=0.0); b.ready(now=3.9), b.ready(now=4.0)
-    (False, True)
+    >>> b.failed(now=0.0), b.failed(now=0.0), b.ready(now=3.9), b.ready(now=4.0)
+    (2.0, 4.0, False, True)
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ The result has DIRAC's shape (``{"data": {group: {epoch: value}}, "granularity":
 Example::
 
     >>> sorted(REPORTS["Job"])[:3]
-    ['CPUEfficiency', 'CPUUsage', 'CPUUsed']
+    ['AccumulatedWallTime', 'CPUEfficiency', 'CPUUsage']
     >>> default_granularity(timedelta(days=30))
     86400
 """
