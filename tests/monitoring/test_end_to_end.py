@@ -146,6 +146,14 @@ def test_jobs_through_a_pilot_make_records_history_and_plots(
     assert table.splitlines()[0] == "Site,Time,NumberOfJobs (jobs),"
     assert sum(float(line.split(",")[2]) for line in table.splitlines()[1:]) == 1.0
 
+    # dstat --summary: live counts from the history snapshot
+    summary = command(run_env, "wms.cli.dstat", "--summary", "Site,Status", "-f", "csv")
+    assert summary.splitlines() == ["Site,Status,Jobs,", "LCG.Pilot.test,Done,2,",
+                                    "LCG.Pilot.test,Failed,1,"]
+    pretty = command(run_env, "wms.cli.dstat", "--summary")
+    assert pretty.splitlines()[2:4] == ["Done       2", "Failed     1"]
+    assert "3 job(s), snapshot of" in pretty
+
 
 def _pilot_ref(wms: sa.engine.Engine) -> str:
     from wms.db.pilot_tables import pilot_agents
@@ -154,8 +162,12 @@ def _pilot_ref(wms: sa.engine.Engine) -> str:
         return str(conn.execute(sa.select(pilot_agents.c.pilot_reference)).scalar_one())
 
 
-def dacct(env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "monitoring.cli.dacct", *args],
+def command(env: dict[str, str], module: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", module, *args],
                           capture_output=True, text=True, timeout=120, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def dacct(env: dict[str, str], *args: str) -> str:
+    return command(env, "monitoring.cli.dacct", *args)

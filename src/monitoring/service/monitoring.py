@@ -127,8 +127,8 @@ class MonitoringService(ReportService):
     def get_latest_snapshot(self, call: Call, type_name: str = "WMSHistory",
                             group_by: list[str] | None = None) -> dict[str, Any]:
         """Counts from the newest history snapshot (no scan of the jobs table), summed over
-        ``group_by`` (default: Status): ``{"time": ..., "counts": {"Running": 3, ...}}``
-        with tuple keys joined by "/" when grouping by several fields."""
+        ``group_by`` (default: Status): ``{"time": ..., "counts": {"Running": 3, ...},
+        "rows": [["Running", 3], ...]}`` (counts' keys join several fields with "/")."""
         rtype = record_type(type_name)
         if rtype.name not in ("WMSHistory", "PilotsHistory"):
             raise InvalidArgumentError("snapshots exist for WMSHistory and PilotsHistory")
@@ -140,14 +140,16 @@ class MonitoringService(ReportService):
         within = timedelta(seconds=3 * self.ctx.config.monitoring.history_period)
         when, docs = history.latest_snapshot(self.backend(), rtype, within=within)
         value = rtype.values[0]
-        counts: dict[str, float] = {}
+        counts: dict[tuple[str, ...], float] = {}
         for doc in docs:
             if any(doc.get(k) not in v for k, v in filters.items()):
                 continue
-            key = "/".join(str(doc[f]) for f in fields)
+            key = tuple(str(doc[f]) for f in fields)
             counts[key] = counts.get(key, 0) + float(doc[value])
-        return {"time": when, "counts": {k: int(v) for k, v in sorted(counts.items())},
-                "fields": fields}
+        ordered = sorted(counts.items())
+        return {"time": when, "fields": fields,
+                "counts": {"/".join(k): int(v) for k, v in ordered},
+                "rows": [[*k, int(v)] for k, v in ordered]}
 
     @rpc_method("getStatus", rights=["Monitoring", "ServiceAdministrator", "Operator"])
     def get_status(self, call: Call) -> dict[str, Any]:
