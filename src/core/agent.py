@@ -139,6 +139,17 @@ class Agent(ABC):
                  self.metrics_server.server_port)
         return self.metrics_server
 
+    def start_component_reports(self) -> threading.Event | None:
+        """Component-monitoring records every ``Monitoring.ComponentPeriod`` seconds
+        (:mod:`core.components`), from a thread of their own."""
+        from core.components import ComponentReporter, load_sink, start_thread
+
+        period = self.config.monitoring.component_period
+        sink = load_sink(self.config) if period > 0 else None
+        if sink is None:
+            return None
+        return start_thread(ComponentReporter("agent", self.name, sink=sink), period)
+
     def _count_cycle(self, seconds: float, result: str) -> None:
         from core.metrics import metrics
 
@@ -154,6 +165,7 @@ class Agent(ABC):
         loop goes on after a period. Cycles are counted and timed for Prometheus
         (``core.metrics``; ``/metrics`` when ``Monitoring.Metrics.AgentPort`` is set)."""
         listener = self.start_metrics()
+        reporting = None if once else self.start_component_reports()
         try:
             while not self.stopping:
                 self.beat()
@@ -173,6 +185,8 @@ class Agent(ABC):
             if listener is not None:
                 listener.shutdown()
                 listener.server_close()
+            if reporting is not None:
+                reporting.set()
             self._leave()
             for engine in self._engines.values():
                 engine.dispose()

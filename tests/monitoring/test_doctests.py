@@ -11,7 +11,8 @@ MODULES = ["monitoring.types", "monitoring.db", "monitoring.db.base", "monitorin
            "monitoring.db.tables", "monitoring.logic.accounting", "monitoring.logic.cycles",
            "monitoring.logic.history", "monitoring.logic.plots", "monitoring.logic.reports",
            "monitoring.service.common", "monitoring.metrics", "core.metrics",
-           "core.config.monitoring", "wms.metrics", "wms.db.outbox", "wms.cli._summary",
+           "core.config.monitoring", "core.components", "monitoring.components",
+           "wms.metrics", "wms.db.outbox", "wms.cli._summary",
            "pilot.benchmark"]
 
 

@@ -93,6 +93,9 @@ class MonitoringConfig(_Section):
     max_backoff: float = Field(default=300.0, ge=1)
     #: per-process queue of component-monitoring samples kept while the backend is down
     queue_size: int = Field(default=1000, ge=1)
+    #: seconds between two component-monitoring records of each server process and agent
+    #: (0: none)
+    component_period: float = Field(default=60.0, ge=0)
     #: run the shipping and history cycles in the Monitoring service's processes (embedded
     #: default); set false when the agents run on their own
     run_in_server: bool = True

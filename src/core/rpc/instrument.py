@@ -9,7 +9,8 @@ would have written.
 caller exactly as RPC requests do (bearer token, TLS chain, trusted balancer) and applies
 ``Monitoring.Metrics.Authorization``, or accepts the scrape token. The cached gauges are
 refreshed in the thread pool, never on the IOLoop. :func:`routes` also samples the thread
-pool's queue every few seconds (``pilotwms_rpc_executor_queue``).
+pool's queue every few seconds (``pilotwms_rpc_executor_queue``) and starts the process's
+component-monitoring reports (:mod:`core.components`).
 
 Example (what :func:`core.rpc.server.build_application` does)::
 
@@ -28,6 +29,7 @@ import tornado.web
 from prometheus_client import Gauge
 from tornado.ioloop import PeriodicCallback
 
+from core.components import ComponentReporter, load_sink
 from core.exceptions import NotAuthenticatedError, NotAuthorizedError
 from core.metrics import CONTENT_TYPE, CachedSources, exposition, metrics, scrape_token
 from core.metrics import token_matches as _token_matches
@@ -118,5 +120,18 @@ def routes(ctx: ServerContext, balancers: Sequence[Any]) -> list[Any]:
     sampler = PeriodicCallback(sample, 5000)
     sampler.start()
     ctx.background.append(sampler)
+    period = ctx.config.monitoring.component_period
+    sink = load_sink(ctx.config) if period > 0 and ctx.services else None
+    if sink is not None:  # component monitoring records (core.components)
+        reporter = ComponentReporter(
+            "service", *(s.path() for s in ctx.services), sink=sink,
+            queue_size=lambda: work_queue.qsize() if work_queue is not None else 0)
+
+        async def report() -> None:
+            await asyncio.get_running_loop().run_in_executor(ctx.executor, reporter.tick)
+
+        ticker = PeriodicCallback(report, period * 1000, jitter=0.1)
+        ticker.start()
+        ctx.background.append(ticker)
     return [(PATH, MetricsHandler, {"ctx": ctx, "balancers": balancers, "sources": sources,
                                     "token": token})]
