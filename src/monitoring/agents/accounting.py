@@ -26,7 +26,8 @@ class AccountingAgent(Agent):
 
     def _cycles(self) -> Cycles:
         if self.cycles is None:
-            self.cycles = Cycles(self.config, self.engine(), self.engine(SYSTEM))
+            self.cycles = Cycles(self.config, self.engine(), self.engine(SYSTEM),
+                                 rms=self.engine("RequestManagement"))
         return self.cycles
 
     def run_once(self) -> bool:

@@ -6,7 +6,8 @@
   group on it with integer arithmetic that SQLite and MariaDB share), the key fields as text,
   the values as doubles, the extra fields.
 * State the monitoring logic keeps whatever the record backend is: hours whose buckets must be
-  recomputed (``mon_dirty_buckets``) and the history cycles done (``mon_history_cycles``).
+  recomputed (``mon_dirty_buckets``), the history cycles done (``mon_history_cycles``) and
+  how far incremental readers got (``mon_watermarks``).
 
 Example::
 
@@ -72,6 +73,16 @@ history_cycles = sa.Table(
     sa.Column("records", sa.Integer, nullable=False, server_default="0"),
     sa.Column("source", sa.String(16), nullable=False, server_default="live"),
     sa.Column("updated", UTCDateTime, nullable=False),
+    mysql_engine="InnoDB",
+)
+
+watermarks = sa.Table(
+    "mon_watermarks", metadata,
+    #: what is read incrementally (e.g. "rms": finished data-management requests)
+    sa.Column("name", sa.String(64), primary_key=True),
+    #: the last (time, id) read
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("ref", sa.BigInteger, nullable=False),
     mysql_engine="InnoDB",
 )
 

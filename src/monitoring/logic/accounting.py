@@ -237,6 +237,7 @@ def store(backend: Backend, state: Engine, rtype: RecordType,
 class ShipResult:
     jobs: int = 0
     pilots: int = 0
+    transfers: int = 0
     skipped: int = 0
     #: outbox rows left (more to do at once)
     more: bool = False

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.config.schema import Config
@@ -28,7 +29,7 @@ from core.db import init_schema
 from monitoring.db import make_backend
 from monitoring.db.base import Backend, BackendUnavailable
 from monitoring.db.tables import MONITORING_SCHEMA
-from monitoring.logic import accounting, history
+from monitoring.logic import accounting, history, transfers
 
 log = logging.getLogger("pilotwms.monitoring")
 
@@ -63,6 +64,8 @@ class Cycles:
     wms: Engine
     state: Engine
     backend: Backend | None = None
+    #: the RequestManagement database (data-operation records), when there is one
+    rms: Engine | None = None
     backoff: dict[str, Backoff] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     _ready: bool = False
@@ -93,9 +96,21 @@ class Cycles:
         return result
 
     def ship(self) -> accounting.ShipResult | None:
-        """One outbox batch; None when the backend is down (or backing off)."""
-        return self._guard("accounting", lambda backend: accounting.ship(
-            backend, self.state, self.wms, batch=self.config.monitoring.batch_size))
+        """One outbox batch (and finished data-management requests); None when the backend
+        is down (or backing off)."""
+
+        def work(backend: Backend) -> accounting.ShipResult:
+            batch = self.config.monitoring.batch_size
+            result = accounting.ship(backend, self.state, self.wms, batch=batch)
+            if self.rms is not None:
+                try:
+                    result.transfers = transfers.ship(backend, self.state, self.rms,
+                                                      self.config, batch=batch)
+                except sa.exc.OperationalError as exc:  # no RequestManagement tables here
+                    log.debug("no data-management requests to account: %s", exc)
+            return result
+
+        return self._guard("accounting", work)
 
     def history(self, now: datetime | None = None) -> history.HistoryResult | None:
         section = self.config.monitoring

@@ -48,7 +48,8 @@ class MonitoringService(ReportService):
     def cycles(self) -> Cycles:
         if self._cycles is None:
             self._cycles = Cycles(self.ctx.config, self.ctx.engine(WMS_SYSTEM),
-                                  self.ctx.engine(SYSTEM), backend=self.backend())
+                                  self.ctx.engine(SYSTEM), backend=self.backend(),
+                                  rms=self.ctx.engine("RequestManagement"))
         return self._cycles
 
     def background_tasks(self) -> list[tuple[float, Callable[[], None]]]:
