@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any, Literal
 
 from core.exceptions import InvalidArgumentError
@@ -62,6 +63,10 @@ class RecordType:
     @property
     def fields(self) -> tuple[str, ...]:
         return (*self.keys, *self.values, self.time_field, *self.extra)
+
+    @cached_property
+    def field_set(self) -> frozenset[str]:
+        return frozenset(self.fields)
 
 
 def _bucket_type(base: RecordType) -> RecordType:
@@ -160,25 +165,32 @@ def doc_id(rtype: RecordType, doc: dict[str, Any]) -> str:
 
 def normalise(rtype: RecordType, doc: dict[str, Any]) -> dict[str, Any]:
     """A complete record: keys as text ("" when missing), values as numbers (0), the time as
-    an aware UTC datetime; unknown fields refused."""
-    unknown = set(doc) - set(rtype.fields)
-    if unknown:
+    an aware UTC datetime; unknown fields refused. (On the accounting hot path: kept lean.)"""
+    if not doc.keys() <= rtype.field_set:
+        unknown = set(doc) - rtype.field_set
         raise InvalidArgumentError(
             f"{rtype.name}: unknown field(s) {', '.join(sorted(unknown))}")
     out: dict[str, Any] = {}
+    get = doc.get
     for name in rtype.keys:
-        value = doc.get(name)
-        out[name] = "" if value is None else str(value)[:255]
-    for name in rtype.values:
-        value = doc.get(name) or 0
-        try:
-            out[name] = float(value)
-        except (TypeError, ValueError):
-            raise InvalidArgumentError(f"{rtype.name}.{name}: not a number: {value!r}") from None
-    out[rtype.time_field] = as_utc(doc.get(rtype.time_field), f"{rtype.name}."
-                                   f"{rtype.time_field}")
+        value = get(name)
+        if value is None:
+            out[name] = ""
+        elif type(value) is str and len(value) <= 255:
+            out[name] = value
+        else:
+            out[name] = str(value)[:255]
+    try:
+        for name in rtype.values:
+            value = get(name)
+            out[name] = float(value) if value else 0.0
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(
+            f"{rtype.name}.{name}: not a number: {get(name)!r}") from None
+    out[rtype.time_field] = as_utc(get(rtype.time_field),
+                                   f"{rtype.name}.{rtype.time_field}")
     for name, kind in rtype.extra.items():
-        value = doc.get(name)
+        value = get(name)
         if value is None:
             out[name] = None
         elif kind == "date":
@@ -196,6 +208,8 @@ def as_utc(value: Any, what: str = "time") -> datetime:
     """An aware UTC datetime from a datetime (naive means UTC, DIRAC's wire convention), an
     epoch number or ISO text."""
     if isinstance(value, datetime):
+        if value.tzinfo is timezone.utc:
+            return value
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)

@@ -109,6 +109,24 @@ class Backend(ABC):
         """Retention: remove records older than ``cutoff`` (whole indices where the backend
         has them); returns how many records or indices went."""
 
+    def rebuild_buckets(self, rtype: RecordType, btype: RecordType, start: datetime,
+                        end: datetime) -> int:
+        """Replace the hourly buckets ``btype`` of [start, end) by the sums of the records
+        of ``rtype`` there (per hour and combination of keys); returns the buckets written.
+        Generic version: one aggregation, then a bulk write."""
+        from monitoring.types import BUCKET_SECONDS, doc_id, normalise
+
+        rows = self.aggregate(rtype, Aggregation(start=start, end=end, group_by=rtype.keys,
+                                                 sums=rtype.values, interval=BUCKET_SECONDS))
+        docs = []
+        for row in rows:
+            doc = {**dict(zip(rtype.keys, row.keys, strict=True)), **row.sums,
+                   "Entries": row.count, "BucketStart": row.time}
+            norm = normalise(btype, doc)
+            docs.append({**norm, "_id": doc_id(btype, norm)})
+        self.delete_range(btype, start, end)
+        return self.put(btype, docs)
+
     @abstractmethod
     def ping(self) -> bool:
         """Whether the store answers."""

@@ -35,7 +35,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from core.db import utcnow
-from monitoring.db.base import Aggregation, Backend, epoch, from_epoch
+from monitoring.db.base import Backend, epoch, from_epoch
 from monitoring.db.tables import dirty_buckets
 from monitoring.types import BUCKET_SECONDS, TYPES, RecordType, bucket_start, doc_id, normalise
 from wms.db import outbox
@@ -193,18 +193,7 @@ def rebuild_buckets(backend: Backend, state: Engine, rtype: RecordType,
             sa.select(dirty_buckets.c.bucket).where(dirty_buckets.c.type == rtype.name)
             .order_by(dirty_buckets.c.bucket).limit(limit)).scalars()]
     for lo, hi in _ranges(hours):
-        rows = backend.aggregate(rtype, Aggregation(
-            start=from_epoch(lo), end=from_epoch(hi), group_by=rtype.keys,
-            sums=rtype.values, interval=BUCKET_SECONDS))
-        docs = []
-        for row in rows:
-            assert row.time is not None  # noqa: S101 - asked with an interval
-            doc = {**dict(zip(rtype.keys, row.keys, strict=True)), **row.sums,
-                   "Entries": row.count, "BucketStart": row.time}
-            norm = normalise(btype, doc)
-            docs.append({**norm, "_id": doc_id(btype, norm)})
-        backend.delete_range(btype, from_epoch(lo), from_epoch(hi))
-        backend.put(btype, docs)
+        backend.rebuild_buckets(rtype, btype, from_epoch(lo), from_epoch(hi))
     if hours:
         with state.begin() as conn:
             for start in range(0, len(hours), 500):
