@@ -10,7 +10,7 @@ import pytest
 MODULES = ["monitoring.types", "monitoring.db", "monitoring.db.base", "monitoring.db.sql",
            "monitoring.db.tables", "monitoring.logic.accounting", "monitoring.logic.cycles",
            "monitoring.logic.history", "monitoring.logic.plots", "monitoring.logic.reports",
-           "monitoring.logic.transfers",
+           "monitoring.logic.transfers", "monitoring.jobparams", "wms.logic.parameter_store",
            "monitoring.service.common", "monitoring.metrics", "core.metrics",
            "core.config.monitoring", "core.components", "monitoring.components",
            "wms.metrics", "wms.db.outbox", "wms.cli._summary",

@@ -100,6 +100,9 @@ class MonitoringConfig(_Section):
     #: default); set false when the agents run on their own
     run_in_server: bool = True
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    #: where job parameters live: the WMS table (SQL) or the search backend (OpenSearch: one
+    #: index per million job IDs; the WMS table takes them while the cluster is down)
+    job_parameters: Literal["SQL", "OpenSearch"] = "SQL"
 
     @model_validator(mode="after")
     def _hosts(self) -> MonitoringConfig:

@@ -39,9 +39,10 @@ from monitoring.db.base import Backend, epoch, from_epoch
 from monitoring.db.tables import dirty_buckets
 from monitoring.types import BUCKET_SECONDS, TYPES, RecordType, bucket_start, doc_id, normalise
 from wms.db import outbox
-from wms.db.jobs import parameters_of
 from wms.db.pilot_tables import pilot_agents, pilot_jobs
 from wms.db.tables import heartbeat_data, jobs
+from wms.logic import parameter_store
+from wms.logic.parameter_store import ParameterStore
 
 log = logging.getLogger("pilotwms.monitoring.accounting")
 
@@ -86,8 +87,10 @@ def _last_heartbeats(conn: Connection, job_ids: Sequence[int]) -> dict[int, dict
     return out
 
 
-def job_records(conn: Connection, job_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """Accounting records of the jobs among ``job_ids`` that are in a final status now."""
+def job_records(conn: Connection, job_ids: Sequence[int],
+                store: ParameterStore | None = None) -> list[dict[str, Any]]:
+    """Accounting records of the jobs among ``job_ids`` that are in a final status now
+    (parameters from the WMS table, or ``store`` when they live in the search backend)."""
     rows = []
     for start in range(0, len(job_ids), 500):
         chunk = list(job_ids[start:start + 500])
@@ -96,7 +99,7 @@ def job_records(conn: Connection, job_ids: Sequence[int]) -> list[dict[str, Any]
     if not rows:
         return []
     ids = [row.job_id for row in rows]
-    params = parameters_of(conn, ids)
+    params = parameter_store.read(conn, store, ids)
     beats = _last_heartbeats(conn, ids)
     records = []
     for row in rows:
@@ -232,14 +235,15 @@ class ShipResult:
     more: bool = False
 
 
-def ship(backend: Backend, state: Engine, wms: Engine, *, batch: int = 5000) -> ShipResult:
+def ship(backend: Backend, state: Engine, wms: Engine, *, batch: int = 5000,
+         parameters: ParameterStore | None = None) -> ShipResult:
     """One batch of the outbox into accounting records. Raises
     :class:`~monitoring.db.base.BackendUnavailable` (rows kept) when the backend is down."""
     with wms.connect() as conn:
         rows = outbox.pending(conn, batch)
         job_ids = sorted({r.ref for r in rows if r.kind == "job"})
         pilot_ids = sorted({r.ref for r in rows if r.kind == "pilot"})
-        job_docs = job_records(conn, job_ids)
+        job_docs = job_records(conn, job_ids, parameters)
         pilot_docs = pilot_records(conn, pilot_ids)
     result = ShipResult(more=len(rows) >= batch)
     # dirty hours left by an interrupted cycle are finished first

@@ -30,6 +30,7 @@ from monitoring.db import make_backend
 from monitoring.db.base import Backend, BackendUnavailable
 from monitoring.db.tables import MONITORING_SCHEMA
 from monitoring.logic import accounting, history, transfers
+from wms.logic import parameter_store
 
 log = logging.getLogger("pilotwms.monitoring")
 
@@ -101,7 +102,8 @@ class Cycles:
 
         def work(backend: Backend) -> accounting.ShipResult:
             batch = self.config.monitoring.batch_size
-            result = accounting.ship(backend, self.state, self.wms, batch=batch)
+            result = accounting.ship(backend, self.state, self.wms, batch=batch,
+                                     parameters=parameter_store.store_for(self.config))
             if self.rms is not None:
                 try:
                     result.transfers = transfers.ship(backend, self.state, self.rms,

@@ -229,6 +229,17 @@ def set_parameters(conn: Connection, params: dict[int, dict[str, str]],
     conn.execute(sa.insert(job_parameters), rows)
 
 
+def delete_parameters(conn: Connection, names: dict[int, list[str]],
+                      attempts: dict[int, int]) -> None:
+    """Remove the named parameters of the jobs' attempts (one statement per job)."""
+    for job_id, wanted in names.items():
+        if wanted:
+            conn.execute(sa.delete(job_parameters).where(
+                job_parameters.c.job_id == job_id,
+                job_parameters.c.attempt == attempts[job_id],
+                job_parameters.c.name.in_([name[:100] for name in wanted])))
+
+
 def parameters_of(conn: Connection, job_ids: Iterable[int], *,
                   attempt: int | None = None) -> dict[int, dict[str, str]]:
     """Parameters of the latest attempt (or of ``attempt``) per job."""
