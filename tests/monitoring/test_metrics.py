@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -166,3 +167,34 @@ def test_an_agent_serves_its_cycles(config: Config) -> None:
         os.environ.pop("PILOTWMS_METRICS_TOKEN", None)
         agent.stop()
         thread.join(30)
+
+
+def test_pilotwms_agent_serves_metrics_on_its_port(served2: Served) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = served2.inst.directory / "config.yaml"
+    proc = subprocess.Popen([*PILOTWMS, "agent", "WMSHistoryAgent", "--config", str(config),
+                             "--metrics-port", str(port), "--period", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PILOTWMS_METRICS_TOKEN": TOKEN})
+    try:
+        deadline = time.monotonic() + 60
+        cycles = 0.0
+        while cycles < 1:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no agent cycle seen"
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5,
+                                    headers={"Authorization": f"Bearer {TOKEN}"}).text
+            except requests.ConnectionError:
+                time.sleep(0.2)
+                continue
+            cycles = samples(text, "pilotwms_agent_cycles_total").get(
+                (("agent", "WMSHistoryAgent"), ("result", "ok")), 0.0)
+            time.sleep(0.2)
+        assert samples(text, "pilotwms_jobs") == {}  # no jobs in this instance yet
+        assert samples(text, "pilotwms_task_queue_jobs") == {(): 0.0}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0

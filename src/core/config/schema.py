@@ -57,6 +57,7 @@ KNOWN_PROPERTIES = frozenset(
         "JobSharing",
         "SiteManager",
         "AlarmsManagement",
+        "Monitoring",  # reads /metrics and every monitoring record (docs/monitoring.md)
     }
 )
 
