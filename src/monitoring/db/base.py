@@ -101,6 +101,10 @@ class Backend(ABC):
         """Every value of every key field (since ``start``), sorted."""
 
     @abstractmethod
+    def delete_ids(self, rtype: RecordType, ids: Sequence[str]) -> int:
+        """Remove the records with these ids."""
+
+    @abstractmethod
     def delete_range(self, rtype: RecordType, start: datetime, end: datetime) -> int:
         """Remove the records with time in [start, end)."""
 

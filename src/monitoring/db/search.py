@@ -188,6 +188,17 @@ class OpenSearchBackend(Backend):
                 found[hit["_id"]] = hit["_index"]
         return found
 
+    def delete_ids(self, rtype: RecordType, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        where = self._locations(rtype, list(ids))
+        actions = [{"_op_type": "delete", "_index": index, "_id": doc_id}
+                   for doc_id, index in where.items()]
+        if actions:
+            self._call(helpers.bulk, self.client, actions, raise_on_error=False,
+                       refresh=True)
+        return len(actions)
+
     def delete_range(self, rtype: RecordType, start: datetime, end: datetime) -> int:
         body = {"query": {"range": {rtype.time_field: {"gte": _iso(start), "lt": _iso(end)}}}}
         try:

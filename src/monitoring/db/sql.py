@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from core.db import init_schema
 from monitoring.db.base import Aggregation, AggRow, Backend, BackendUnavailable, epoch, from_epoch
 from monitoring.db.tables import MONITORING_SCHEMA, record_table
-from monitoring.types import BUCKET_SECONDS, RecordType
+from monitoring.types import RecordType
 
 CHUNK = 500
 
@@ -106,33 +106,6 @@ class SQLBackend(Backend):
         else:
             conn.exec_driver_sql(text, rows)
 
-    def rebuild_buckets(self, rtype: RecordType, btype: RecordType, start: datetime,
-                        end: datetime) -> int:
-        """In the database: DELETE the range's buckets, INSERT ... SELECT their sums (one
-        transaction; bucket ids are the hour and a row number, unique within the table
-        because a rebuild always replaces whole hours)."""
-        source, target = record_table(rtype.name), record_table(btype.name)
-        slot = (source.c.ts - source.c.ts % BUCKET_SECONDS).label("ts")
-        keys = [source.c[k] for k in rtype.keys]
-        grouped = (sa.select(slot, *keys,
-                             *[sa.func.sum(source.c[v]).label(v) for v in rtype.values],
-                             sa.func.count().label("Entries"))
-                   .where(source.c.ts >= epoch(start), source.c.ts < epoch(end))
-                   .group_by(slot, *keys).subquery())
-        number = sa.func.row_number().over(order_by=grouped.c.ts)
-        ident = (sa.cast(grouped.c.ts, sa.String) + "-" + sa.cast(number, sa.String))
-        columns = ["id", "ts", *rtype.keys, *btype.values]
-        select = sa.select(ident, grouped.c.ts, *[grouped.c[k] for k in rtype.keys],
-                           *[grouped.c[v] for v in btype.values])
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(sa.delete(target).where(target.c.ts >= epoch(start),
-                                                     target.c.ts < epoch(end)))
-                return int(conn.execute(sa.insert(target).from_select(columns, select))
-                           .rowcount or 0)
-        except sa.exc.OperationalError as exc:
-            raise BackendUnavailable(f"monitoring database: {exc.orig}") from exc
-
     def put(self, rtype: RecordType, docs: Sequence[dict[str, Any]]) -> int:
         if not docs:
             return 0
@@ -146,6 +119,15 @@ class SQLBackend(Backend):
         except sa.exc.OperationalError as exc:
             raise BackendUnavailable(f"monitoring database: {exc.orig}") from exc
         return len(docs)
+
+    def delete_ids(self, rtype: RecordType, ids: Sequence[str]) -> int:
+        table = record_table(rtype.name)
+        gone = 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), CHUNK):
+                gone += int(conn.execute(sa.delete(table).where(
+                    table.c.id.in_(list(ids[start:start + CHUNK])))).rowcount or 0)
+        return gone
 
     def delete_range(self, rtype: RecordType, start: datetime, end: datetime) -> int:
         table = record_table(rtype.name)

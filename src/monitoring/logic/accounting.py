@@ -37,7 +37,15 @@ from sqlalchemy.engine import Connection, Engine
 from core.db import utcnow
 from monitoring.db.base import Backend, epoch, from_epoch
 from monitoring.db.tables import dirty_buckets
-from monitoring.types import BUCKET_SECONDS, TYPES, RecordType, bucket_start, doc_id, normalise
+from monitoring.types import (
+    ACCOUNTING,
+    BUCKET_SECONDS,
+    TYPES,
+    RecordType,
+    bucket_start,
+    doc_id,
+    normalise,
+)
 from wms.db import outbox
 from wms.db.pilot_tables import pilot_agents, pilot_jobs
 from wms.db.tables import heartbeat_data, jobs
@@ -185,10 +193,19 @@ def _ranges(hours: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
+def _clear_dirty(state: Engine, rtype: RecordType, hours: Sequence[int]) -> None:
+    wanted = sorted(set(hours))
+    with state.begin() as conn:
+        for start in range(0, len(wanted), 500):
+            conn.execute(sa.delete(dirty_buckets).where(
+                dirty_buckets.c.type == rtype.name,
+                dirty_buckets.c.bucket.in_(wanted[start:start + 500])))
+
+
 def rebuild_buckets(backend: Backend, state: Engine, rtype: RecordType,
                     limit: int = 2000) -> int:
-    """Recompute the buckets of the dirty hours of ``rtype`` from its records; returns the
-    number of hours rebuilt."""
+    """Recompute the buckets of the dirty hours of ``rtype`` from its records (recovery after
+    an interrupted cycle, and records written by ``put``); returns the hours rebuilt."""
     assert rtype.buckets is not None  # noqa: S101 - accounting types only
     btype = TYPES[rtype.buckets]
     with state.connect() as conn:
@@ -198,30 +215,78 @@ def rebuild_buckets(backend: Backend, state: Engine, rtype: RecordType,
     for lo, hi in _ranges(hours):
         backend.rebuild_buckets(rtype, btype, from_epoch(lo), from_epoch(hi))
     if hours:
-        with state.begin() as conn:
-            for start in range(0, len(hours), 500):
-                conn.execute(sa.delete(dirty_buckets).where(
-                    dirty_buckets.c.type == rtype.name,
-                    dirty_buckets.c.bucket.in_(hours[start:start + 500])))
+        _clear_dirty(state, rtype, hours)
     return len(hours)
 
 
+def _bucket_key(rtype: RecordType, doc: dict[str, Any]) -> tuple[datetime, tuple[str, ...]]:
+    return bucket_start(doc[rtype.time_field]), tuple(doc[k] for k in rtype.keys)
+
+
+def apply_deltas(backend: Backend, rtype: RecordType, before: dict[str, dict[str, Any]],
+                 docs: Sequence[dict[str, Any]]) -> int:
+    """Bring the buckets up to date for records replacing ``before`` (their stored versions):
+    each bucket gets the new records' values added and the old ones' taken away; a bucket
+    left without records goes. Returns the buckets written."""
+    assert rtype.buckets is not None  # noqa: S101 - accounting types only
+    btype = TYPES[rtype.buckets]
+    fields = (*rtype.values, "Entries")
+    deltas: dict[tuple[datetime, tuple[str, ...]], dict[str, float]] = {}
+
+    def add(doc: dict[str, Any], sign: float) -> None:
+        entry = deltas.setdefault(_bucket_key(rtype, doc), dict.fromkeys(fields, 0.0))
+        for name in rtype.values:
+            entry[name] += sign * doc[name]
+        entry["Entries"] += sign
+
+    for old in before.values():
+        add(old, -1.0)
+    for new in docs:
+        add(new, 1.0)
+    ids = {key: doc_id(btype, {"BucketStart": key[0], **dict(zip(rtype.keys, key[1],
+                                                                 strict=True))})
+           for key in deltas}
+    stored = backend.get(btype, list(ids.values()))
+    write, gone = [], []
+    for key, delta in deltas.items():
+        if not any(delta.values()):
+            continue  # a record written again unchanged
+        bucket_id = ids[key]
+        base = stored.get(bucket_id)
+        values = {name: (base[name] if base else 0.0) + delta[name] for name in fields}
+        if values["Entries"] <= 0.5:
+            if base is not None:
+                gone.append(bucket_id)
+            continue
+        doc = {"BucketStart": key[0], **dict(zip(rtype.keys, key[1], strict=True)), **values}
+        write.append({**normalise(btype, doc), "_id": bucket_id})
+    backend.delete_ids(btype, gone)
+    return backend.put(btype, write)
+
+
 def store(backend: Backend, state: Engine, rtype: RecordType,
-          records: Sequence[dict[str, Any]]) -> int:
-    """Store accounting records (upsert by id) and bring their buckets up to date."""
+          records: Sequence[dict[str, Any]], *, buckets: str = "incremental") -> int:
+    """Store accounting records (upsert by id) and their buckets.
+
+    ``buckets="incremental"`` (the shipping cycle, which runs alone: :func:`ship`) updates
+    the buckets with the difference the records make; ``"defer"`` (records arriving through
+    ``put``, possibly concurrently) only marks their hours for the next cycle's rebuild.
+    """
     docs = []
     for record in records:
         norm = normalise(rtype, record)
         docs.append({**norm, "_id": doc_id(rtype, norm)})
     if not docs:
         return 0
-    hours = [epoch(bucket_start(d[rtype.time_field])) for d in docs]
-    if rtype.mutable_time:
-        before = backend.get(rtype, [d["_id"] for d in docs])
-        hours += [epoch(bucket_start(d[rtype.time_field])) for d in before.values()]
+    before = backend.get(rtype, [d["_id"] for d in docs])
+    hours = [epoch(bucket_start(d[rtype.time_field])) for d in (*docs, *before.values())]
+    # marked first: a crash anywhere below leaves them, and the next cycle rebuilds those
+    # hours from the records themselves
     _mark_dirty(state, rtype, hours)
     backend.put(rtype, docs)
-    rebuild_buckets(backend, state, rtype)
+    if buckets == "incremental":
+        apply_deltas(backend, rtype, before, docs)
+        _clear_dirty(state, rtype, hours)
     return len(docs)
 
 
@@ -246,8 +311,8 @@ def ship(backend: Backend, state: Engine, wms: Engine, *, batch: int = 5000,
         job_docs = job_records(conn, job_ids, parameters)
         pilot_docs = pilot_records(conn, pilot_ids)
     result = ShipResult(more=len(rows) >= batch)
-    # dirty hours left by an interrupted cycle are finished first
-    for rtype in (TYPES["Job"], TYPES["Pilot"]):
+    # hours left dirty (an interrupted cycle, records from put) are rebuilt first
+    for rtype in ACCOUNTING:
         rebuild_buckets(backend, state, rtype)
     result.jobs = store(backend, state, TYPES["Job"], job_docs)
     result.pilots = store(backend, state, TYPES["Pilot"], pilot_docs)

@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,10 +26,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.config.schema import Config
-from core.db import init_schema
+from core.db import init_schema, write_transaction
 from monitoring.db import make_backend
 from monitoring.db.base import Backend, BackendUnavailable
-from monitoring.db.tables import MONITORING_SCHEMA
+from monitoring.db.tables import MONITORING_SCHEMA, watermarks
 from monitoring.logic import accounting, history, transfers
 from wms.logic import parameter_store
 
@@ -57,6 +58,41 @@ class Backoff:
         self.not_before = 0.0
 
 
+SHIPPER = "lease:accounting"
+#: a shipper that died holding the lease is replaced after this long
+LEASE_SECONDS = 600
+
+
+def acquire(state: Engine, name: str, owner: int, seconds: int) -> bool:
+    """Take (or renew) the lease ``name`` for ``seconds``; False while another owner holds
+    it. Kept in ``mon_watermarks`` (ts: expiry, ref: owner)."""
+    now = int(time.time())
+    try:
+        with write_transaction(state) as conn:
+            query = sa.select(watermarks.c.ts, watermarks.c.ref).where(
+                watermarks.c.name == name)
+            if conn.dialect.name != "sqlite":
+                query = query.with_for_update()
+            row = conn.execute(query).first()
+            if row is None:
+                conn.execute(sa.insert(watermarks).values(name=name, ts=now + seconds,
+                                                          ref=owner))
+                return True
+            if row.ref != owner and row.ts > now:
+                return False
+            conn.execute(sa.update(watermarks).where(watermarks.c.name == name)
+                         .values(ts=now + seconds, ref=owner))
+            return True
+    except sa.exc.IntegrityError:  # another process inserted the row first
+        return False
+
+
+def release(state: Engine, name: str, owner: int) -> None:
+    with write_transaction(state) as conn:
+        conn.execute(sa.update(watermarks).where(watermarks.c.name == name,
+                                                 watermarks.c.ref == owner).values(ts=0))
+
+
 @dataclass
 class Cycles:
     """Monitoring work on the given engines (WMS and Monitoring databases)."""
@@ -69,6 +105,8 @@ class Cycles:
     rms: Engine | None = None
     backoff: dict[str, Backoff] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    #: this shipper's identity for the lease
+    owner: int = field(default_factory=lambda: random.getrandbits(62))
     _ready: bool = False
 
     def _backend(self) -> Backend:
@@ -101,16 +139,22 @@ class Cycles:
         is down (or backing off)."""
 
         def work(backend: Backend) -> accounting.ShipResult:
-            batch = self.config.monitoring.batch_size
-            result = accounting.ship(backend, self.state, self.wms, batch=batch,
-                                     parameters=parameter_store.store_for(self.config))
-            if self.rms is not None:
-                try:
-                    result.transfers = transfers.ship(backend, self.state, self.rms,
-                                                      self.config, batch=batch)
-                except sa.exc.OperationalError as exc:  # no RequestManagement tables here
-                    log.debug("no data-management requests to account: %s", exc)
-            return result
+            # one shipper at a time (bucket deltas must not be applied twice)
+            if not acquire(self.state, SHIPPER, self.owner, LEASE_SECONDS):
+                return accounting.ShipResult()
+            try:
+                batch = self.config.monitoring.batch_size
+                result = accounting.ship(backend, self.state, self.wms, batch=batch,
+                                         parameters=parameter_store.store_for(self.config))
+                if self.rms is not None:
+                    try:
+                        result.transfers = transfers.ship(backend, self.state, self.rms,
+                                                          self.config, batch=batch)
+                    except sa.exc.OperationalError as exc:  # no RequestManagement tables
+                        log.debug("no data-management requests to account: %s", exc)
+                return result
+            finally:
+                release(self.state, SHIPPER, self.owner)
 
         return self._guard("accounting", work)
 

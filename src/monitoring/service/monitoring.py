@@ -105,8 +105,8 @@ class MonitoringService(ReportService):
 
     @rpc_method("put", rights=WRITERS)
     def put(self, call: Call, records: list[Any], type_name: str) -> int:
-        """Store records of a type (components, data operations); accounting types keep
-        their buckets up to date."""
+        """Store records of a type (components, data operations); the buckets of accounting
+        types follow at the next shipping cycle."""
         rtype = record_type(type_name)
         if rtype.name.endswith("Buckets"):
             raise InvalidArgumentError("buckets are computed, not written")
@@ -114,8 +114,9 @@ class MonitoringService(ReportService):
             raise InvalidArgumentError(f"at most {MAX_RECORDS} records per call")
         if not all(isinstance(r, dict) for r in records):
             raise InvalidArgumentError("records must be dicts")
-        if rtype in ACCOUNTING:
-            return accounting.store(self.backend(), self.ctx.engine(SYSTEM), rtype, records)
+        if rtype in ACCOUNTING:  # buckets: rebuilt by the next shipping cycle
+            return accounting.store(self.backend(), self.ctx.engine(SYSTEM), rtype, records,
+                                    buckets="defer")
         docs = []
         for record in records:
             norm = normalise(rtype, record)
