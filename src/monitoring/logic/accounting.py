@@ -3,18 +3,20 @@
 The WMS writes an outbox row when a job or pilot reaches a final status (``wms.db.outbox``).
 :func:`ship` takes a batch of rows, builds the records from the WMS tables (the job, its
 parameters of the current attempt, its last heartbeat; the pilot and its jobs), stores them
-with :func:`store` and only then deletes the rows. Every step is idempotent:
+with :func:`store` and only then deletes the rows. Every step can be repeated:
 
-1. the hours the records fall in (and the hours the same ids had before, for a job that ended
-   again after a rescheduling) are marked *dirty* in ``mon_dirty_buckets``;
+1. the stored versions of the records are read (a job that ends again after a rescheduling
+   replaces its earlier record), and the hours of old and new versions are marked *dirty* in
+   ``mon_dirty_buckets``;
 2. the records are upserted under their id (``JobID``, the pilot reference);
-3. the buckets of each dirty hour are recomputed from the records of that hour and replace the
-   old ones; the marks go.
+3. the buckets get the difference: new values added, old ones taken away, empty buckets
+   removed (no aggregation over the records); the marks go.
 
-A crash or a backend outage anywhere leaves the outbox rows and the dirty marks in place and
-the next cycle does the same work again with the same ids: never a lost record, never a
-duplicate. A row whose job is no longer final (rescheduled meanwhile) is dropped: the job makes
-a new row when it ends again.
+Only one shipper runs at a time (a lease in the state database), so a difference is never
+applied twice. A crash or a backend outage leaves the outbox rows and the dirty marks; the
+next cycle first rebuilds the dirty hours' buckets from the records themselves, then ships the
+rows again with the same ids: never a lost record, never a duplicate. A row whose job is no
+longer final (rescheduled meanwhile) is dropped: the job makes a new row when it ends again.
 
 Example::
 
