@@ -13,6 +13,7 @@ from core.db import make_engine
 from monitoring.db.base import Backend
 from monitoring.db.search import OpenSearchBackend
 from monitoring.db.sql import SQLBackend
+from tests.support.mariadb import fresh_database
 from tests.support.osmem import OsmemServer
 
 
@@ -22,8 +23,16 @@ def osmem(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OsmemServer]:
         yield server
 
 
-@pytest.fixture(params=["sql", "opensearch"])
+@pytest.fixture
+def mariadb_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    with fresh_database(request.getfixturevalue("mariadb_admin_url")) as url:
+        yield url
+
+
+@pytest.fixture(params=["sql", pytest.param("mariadb", marks=pytest.mark.mariadb),
+                        "opensearch"])
 def backend_kind(request: pytest.FixtureRequest) -> str:
+    """SQL on SQLite and on MariaDB, and the OpenSearch stand-in."""
     return str(request.param)
 
 
@@ -37,6 +46,9 @@ def backend(backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest
     made: Backend
     if backend_kind == "sql":
         made = SQLBackend(make_engine(f"sqlite:///{tmp_path / 'mon.db'}"))
+    elif backend_kind == "mariadb":
+        url = request.getfixturevalue("mariadb_url")
+        made = SQLBackend(make_engine(url))
     else:
         server = request.getfixturevalue("osmem")
         made = OpenSearchBackend([server.url], prefix=prefix())

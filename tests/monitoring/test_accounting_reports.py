@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from core.db import init_schema, make_engine
 from core.exceptions import InvalidArgumentError
 from monitoring.db.base import Aggregation, Backend
+from monitoring.db.sql import SQLBackend
 from monitoring.db.tables import MONITORING_SCHEMA, dirty_buckets
 from monitoring.logic import accounting, cycles
 from monitoring.logic.reports import ReportRequest, build_report, report_rows
@@ -21,7 +22,11 @@ JOB = TYPES["Job"]
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> sa.engine.Engine:
+def state(backend: Backend, tmp_path: Path) -> sa.engine.Engine:
+    """The state tables: in the SQL backend's own database (SQLite or MariaDB), else in a
+    SQLite file."""
+    if isinstance(backend, SQLBackend):
+        return backend.engine
     engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
     init_schema(engine, MONITORING_SCHEMA)
     return engine

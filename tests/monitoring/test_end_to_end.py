@@ -61,6 +61,7 @@ def served(config: Config, backend_kind: str, request: pytest.FixtureRequest,
         yield server, cfg
 
 
+@pytest.mark.parametrize("backend_kind", ["sql", "opensearch"])
 def test_jobs_through_a_pilot_make_records_history_and_plots(
         served: tuple[ThreadedServer, Config], creds: Creds, pyz: Path,  # noqa: F811
         tmp_path: Path) -> None:
