@@ -1,5 +1,6 @@
 """``AccountingAgent``: ships the WMS outbox into accounting records (one per finished job and
-pilot), see :mod:`monitoring.logic.accounting`.
+pilot) and finished data-management requests into data-operation records, see
+:mod:`monitoring.logic.accounting` and :mod:`monitoring.logic.transfers`.
 
 Example::
 
@@ -8,36 +9,13 @@ Example::
 
 from __future__ import annotations
 
-from core.agent import Agent
-from core.config.schema import Config
-from monitoring.db import SYSTEM
-from monitoring.logic.cycles import Cycles
+from monitoring.agents import MonitoringAgent
 
 
-class AccountingAgent(Agent):
+class AccountingAgent(MonitoringAgent):
     name = "AccountingAgent"
-    system = "WorkloadManagement"
     period = 60.0
 
-    def __init__(self, config: Config, *, instance: str | None = None,
-                 period: float | None = None) -> None:
-        super().__init__(config, instance=instance, period=period)
-        self.cycles: Cycles | None = None
-
-    def _cycles(self) -> Cycles:
-        if self.cycles is None:
-            self.cycles = Cycles(self.config, self.engine(), self.engine(SYSTEM),
-                                 rms=self.engine("RequestManagement"))
-        return self.cycles
-
     def run_once(self) -> bool:
-        result = self._cycles().ship()
+        result = self.cycles.ship()
         return result is None or not result.more
-
-    def run(self, *, once: bool = False) -> None:
-        try:
-            super().run(once=once)
-        finally:
-            if self.cycles is not None:
-                self.cycles.close()
-                self.cycles = None
