@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ import sqlalchemy as sa
 
 from core.config.schema import Config
 from core.db import init_schema, make_engine
+from core.rpc.client import Credentials, RPCClient
 from core.rpc.runner import available_services
+from monitoring.client import MonitoringClient
 from monitoring.db.tables import MONITORING_SCHEMA
 from monitoring.logic import plots
 from monitoring.logic.cycles import Cycles
@@ -118,6 +121,25 @@ def test_jobs_through_a_pilot_make_records_history_and_plots(
         assert counts["counts"] == {"Done": 2, "Failed": 1}
     finally:
         cycles.close()
+
+    # the report services as the portal will use them (DIRAC's method names)
+    alice = Credentials(cert=creds.alice[0], key=creds.alice[1])
+    rpc = {name: RPCClient(name, urls=[server.url], credentials=alice, ca_dir=creds.ca_dir)
+           for name in ("Accounting/ReportGenerator", "Monitoring/Monitoring")}
+    with MonitoringClient(monitoring=rpc["Monitoring/Monitoring"],
+                          accounting=rpc["Accounting/ReportGenerator"]) as mon:
+        assert "CPUEfficiency" in mon.reports("Job")
+        assert mon.key_values("Job")["User"] == ["alice"]
+        now = datetime.now(timezone.utc)
+        drawn = mon.plot("Job", "TotalNumberOfJobs", now - timedelta(days=1), now, "svg",
+                         grouping="FinalMajorStatus")
+        assert drawn["plot"].startswith(b"<?xml") and drawn["format"] == "svg"
+        assert drawn["series"] == pytest.approx({"Done": 2 / 3, "Failed": 1 / 3}, abs=1e-5)
+        assert drawn["reportData"]["data"] == {"Done": 2.0, "Failed": 1.0}
+        history_report = mon.report("WMSHistory", "NumberOfJobs", now - timedelta(hours=2),
+                                    now + timedelta(minutes=5), grouping="Status")
+        assert {g: max(v.values()) for g, v in history_report["data"].items()} == {
+            "Done": 2.0, "Failed": 1.0}
 
     # dacct as alice: the table, the JSON and a plot whose drawn data are checked
     client = tmp_path / "client.yaml"
