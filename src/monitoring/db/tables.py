@@ -2,9 +2,10 @@
 
 * One table per record type for the SQL backend, made from :mod:`monitoring.types`:
   ``mon_job``, ``mon_jobbuckets``, ``mon_wmshistory``, ... Columns: ``id`` (the record's
-  idempotent id), ``ts`` (the type's time field as epoch seconds, indexed: reports filter and
-  group on it with integer arithmetic that SQLite and MariaDB share), the key fields as text,
-  the values as doubles, the extra fields.
+  idempotent id), ``ts`` (the type's time field as epoch seconds: reports filter and group on
+  it with integer arithmetic that SQLite and MariaDB share), the key fields as text, the
+  values as doubles, the extra fields. Buckets and snapshots are stored in ``(ts, id)``
+  order (what reports read is contiguous); records have an ``id`` key and a ``ts`` index.
 * State the monitoring logic keeps whatever the record backend is: hours whose buckets must be
   recomputed (``mon_dirty_buckets``), the history cycles done (``mon_history_cycles``) and
   how far incremental readers got (``mon_watermarks``).
@@ -34,9 +35,14 @@ _EXTRA: dict[str, Any] = {"int": sa.BigInteger, "date": sa.BigInteger, "float": 
 
 
 def _make(rtype: RecordType) -> sa.Table:
-    columns: list[sa.Column[Any]] = [
-        sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("ts", sa.BigInteger, nullable=False),
+    # buckets and snapshots never move in time (their id includes it): their rows are stored
+    # in (ts, id) order, so a report's time range is one sequential read (SQLite WITHOUT
+    # ROWID, InnoDB's clustered primary key); records keep an id key (a rescheduled job's
+    # record moves in time)
+    clustered = rtype.snapshot or rtype.name.endswith("Buckets")
+    columns: list[Any] = [
+        sa.Column("id", sa.String(64), primary_key=not clustered, nullable=False),
+        sa.Column("ts", sa.BigInteger, nullable=False, autoincrement=False),
     ]
     columns += [sa.Column(k, sa.String(255), nullable=False, server_default="")
                 for k in rtype.keys]
@@ -45,9 +51,13 @@ def _make(rtype: RecordType) -> sa.Table:
     columns += [sa.Column(name, _EXTRA[kind], nullable=True)
                 for name, kind in rtype.extra.items()]
     table_name = f"mon_{rtype.name.lower()}"
-    return sa.Table(table_name, metadata, *columns,
-                    sa.Index(f"ix_{table_name}_ts", "ts"),
-                    mysql_engine="InnoDB", mysql_charset="utf8mb4")
+    if clustered:
+        extra: list[Any] = [sa.PrimaryKeyConstraint("ts", "id"),
+                            sa.Index(f"ux_{table_name}_id", "id", unique=True)]
+    else:
+        extra = [sa.Index(f"ix_{table_name}_ts", "ts")]
+    return sa.Table(table_name, metadata, *columns, *extra, mysql_engine="InnoDB",
+                    mysql_charset="utf8mb4", sqlite_with_rowid=not clustered)
 
 
 RECORD_TABLES: dict[str, sa.Table] = {name: _make(rtype) for name, rtype in TYPES.items()}
