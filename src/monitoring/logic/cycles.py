@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from core.config.schema import Config
 from core.db import init_schema, write_transaction
+from core.exceptions import DatabaseError
 from monitoring.db import make_backend
 from monitoring.db.base import Backend, BackendUnavailable
 from monitoring.db.tables import MONITORING_SCHEMA, watermarks
@@ -124,6 +125,10 @@ class Cycles:
             return None
         try:
             result = work(self._backend())
+        except DatabaseError as exc:  # the monitoring database cannot be set up right now
+            delay = backoff.failed()
+            log.warning("monitoring %s: %s; retrying in %.0f s", name, exc, delay)
+            return None
         except BackendUnavailable as exc:
             delay = backoff.failed()
             self._ready = False  # templates/tables again once it is back

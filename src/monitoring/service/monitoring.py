@@ -47,8 +47,10 @@ class MonitoringService(ReportService):
 
     def cycles(self) -> Cycles:
         if self._cycles is None:
+            # a backend of its own, made (and remade after an outage) inside the cycles'
+            # guard, so an unreachable cluster is a logged retry, never an error here
             self._cycles = Cycles(self.ctx.config, self.ctx.engine(WMS_SYSTEM),
-                                  self.ctx.engine(SYSTEM), backend=self.backend(),
+                                  self.ctx.engine(SYSTEM),
                                   rms=self.ctx.engine("RequestManagement"))
         return self._cycles
 
