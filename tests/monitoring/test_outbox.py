@@ -7,7 +7,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from core.db import SCHEMA_TABLE, init_schema, make_engine, schema_version, upgrade_schema
+from core.db import (
+    init_schema,
+    make_engine,
+    schema_version,
+    schema_versions,
+    upgrade_schema,
+)
 from core.security.identity import Identity
 from wms.db import outbox
 from wms.db.schema import WMS_SCHEMA
@@ -51,9 +57,9 @@ def test_the_migration_adds_the_outbox(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     init_schema(engine, WMS_SCHEMA)
     with engine.begin() as conn:  # a database made before the outbox existed
-        conn.execute(sa.text("DROP TABLE monitoring_outbox"))
-        conn.execute(sa.text(f"UPDATE {SCHEMA_TABLE} SET version = 0 "
-                             "WHERE system = 'WorkloadManagement'"))
+        outbox.monitoring_outbox.drop(conn)
+        conn.execute(sa.update(schema_versions).where(
+            schema_versions.c.system == "WorkloadManagement").values(version=0))
     assert schema_version(engine, "WorkloadManagement") == 0
     assert upgrade_schema(engine, WMS_SCHEMA) == 1
     assert "monitoring_outbox" in sa.inspect(engine).get_table_names()
