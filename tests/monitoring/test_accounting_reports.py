@@ -14,7 +14,7 @@ from monitoring.db.base import Aggregation, Backend
 from monitoring.db.sql import SQLBackend
 from monitoring.db.tables import MONITORING_SCHEMA, dirty_buckets
 from monitoring.logic import accounting, cycles
-from monitoring.logic.reports import ReportRequest, build_report, report_rows
+from monitoring.logic.reports import ReportRequest, build_report, report_grid, report_rows
 from monitoring.types import TYPES
 
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -76,6 +76,11 @@ def test_buckets_follow_the_records_and_reports_read_them(backend: Backend,
     headers, rows = report_rows(pie)
     assert headers == ["User", "TotalCPUUsed (s)"] and rows == [["alice", 140.0],
                                                                 ["bob", 10.0]]
+    headers, rows = report_grid(pie)
+    assert rows == [["alice", 140.0, "93.3%"], ["bob", 10.0, "6.7%"]]
+    headers, rows = report_grid(bars)
+    assert headers == ["Time", "A", "B", "Total"] and len(rows) == 48
+    assert rows[0] == [T0, 2.0, 0.0, 2.0] and sum(r[-1] for r in rows) == 3.0
 
 
 def test_a_job_ending_again_moves_its_bucket(backend: Backend,

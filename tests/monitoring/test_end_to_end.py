@@ -164,6 +164,11 @@ def test_jobs_through_a_pilot_make_records_history_and_plots(
           "--plot", str(svg))
     pie = plots.embedded_series(svg.read_bytes())
     assert svg.read_bytes().startswith(b"<?xml") and pie["series"] == {"alice": 1.0}
+    pretty = dacct(run_env, "jobs", "--group-by", "FinalMajorStatus", "--from", "1d")
+    lines = pretty.splitlines()
+    assert lines[0].startswith("Job execution rate by FinalMajorStatus (jobs), ")
+    assert lines[1].split() == ["Time", "Done", "Failed", "Total"]
+    assert sum(float(line.split()[-1]) for line in lines[3:]) == 3.0
     table = dacct(run_env, "jobs", "--group-by", "Site", "--status", "Failed",
                   "--from", "1d", "-f", "csv")
     assert table.splitlines()[0] == "Site,Time,NumberOfJobs (jobs),"

@@ -6,7 +6,8 @@ pick the report (``-r``, default the type's main one; ``--list`` shows them), th
 (``--group-by``), the period (``--from``/``--to``: ``YYYY-MM-DD[ HH:MM]``, or ``7d``/``12h``
 ago; default the last 7 days), the interval (``--granularity hour|day|week``) and
 the selection (``--status``, ``--user``, ``--site``, ``--where FIELD=V1,V2``). The table is
-printed as ``pretty`` (default), ``csv`` or ``json`` (``-f``); ``--plot FILE.png|FILE.svg``
+printed as ``pretty`` (default: one row per interval, one column per group, and a Total),
+``csv`` or ``json`` (``-f``: one row per group and interval); ``--plot FILE.png|FILE.svg``
 also draws it: stacked bars over time, pies, cumulative areas or efficiency lines, by the
 report's kind.
 
@@ -31,9 +32,9 @@ from core.cli.common import run
 from core.exceptions import InvalidArgumentError
 from monitoring.client import MonitoringClient
 from monitoring.logic import plots
-from monitoring.logic.reports import ALIASES, GRANULARITIES, REPORTS, report_rows
+from monitoring.logic.reports import ALIASES, GRANULARITIES, REPORTS, report_grid, report_rows
 from monitoring.types import TYPES, as_utc, record_type
-from wms.cli._common import FORMATS, format_table
+from wms.cli._common import FORMATS, format_table, value_text
 
 #: what --status, --site and --user select, per type
 STATUS_FIELD = {"Job": "FinalMajorStatus", "Pilot": "GridStatus",
@@ -155,7 +156,12 @@ def _main(argv: Sequence[str]) -> int:
         report["data"] = {g: {int(k): v for k, v in series.items()}
                           for g, series in report["data"].items()}
     headers, rows = report_rows(report)
-    if fmt == "json":
+    if fmt == "pretty":  # for people: one row per interval, one column per group
+        grid_headers, grid = report_grid(report)
+        print(f"{report['title']} by {report['grouping']} ({report['unit']}), "
+              f"{value_text(start)} to {value_text(end)} UTC")
+        print(format_table(grid, grid_headers, fmt))
+    elif fmt == "json":
         print(json.dumps({"type": type_name, "report": report_name,
                           "grouping": report["grouping"], "unit": report["unit"],
                           "granularity": report["granularity"], "totals": report["totals"],

@@ -285,3 +285,25 @@ def report_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
         for slot, number in sorted(series.items()):
             rows.append([group, as_utc(int(slot)), round(float(number), 3)])
     return [grouping, "Time", value], rows
+
+
+def report_grid(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The report for people: time series as one row per interval and one column per group
+    (plus Total); pies as group, value and share."""
+    if report["kind"] == "pie":
+        total = sum(float(v) for v in report["data"].values()) or 1.0
+        rows = [[group, round(float(value), 3), f"{100 * float(value) / total:.1f}%"]
+                for group, value in sorted(report["data"].items(),
+                                           key=lambda kv: (-float(kv[1]), kv[0]))]
+        return [str(report["grouping"]), f"{report['report']} ({report['unit']})", "Share"], rows
+    groups = sorted(report["data"])
+    slots = sorted({int(s) for series in report["data"].values() for s in series})
+    rows = []
+    for slot in slots:
+        values = [float(report["data"][g].get(slot, 0.0)) for g in groups]
+        row: list[Any] = [as_utc(slot), *(round(v, 3) for v in values)]
+        if report["kind"] != "quality":
+            row.append(round(sum(values), 3))
+        rows.append(row)
+    headers = ["Time", *groups] + ([] if report["kind"] == "quality" else ["Total"])
+    return headers, rows
