@@ -59,8 +59,8 @@ def test_the_migration_adds_the_outbox(tmp_path: Path) -> None:
     with engine.begin() as conn:  # a database made before the outbox existed
         outbox.monitoring_outbox.drop(conn)
         conn.execute(sa.update(schema_versions).where(
-            schema_versions.c.system == "WorkloadManagement").values(version=0))
-    assert schema_version(engine, "WorkloadManagement") == 0
-    assert upgrade_schema(engine, WMS_SCHEMA) == 1
+            schema_versions.c.system == "WorkloadManagement").values(version=1))
+    assert schema_version(engine, "WorkloadManagement") == 1
+    assert upgrade_schema(engine, WMS_SCHEMA) == 2 == WMS_SCHEMA.latest
     assert "monitoring_outbox" in sa.inspect(engine).get_table_names()
     assert "monitoring_outbox" in metadata.tables
