@@ -47,7 +47,7 @@ monitoring_outbox = sa.Table(
 
 
 def create_table(conn: Connection) -> None:
-    """WMS migration 0 -> 1: the outbox."""
+    """WMS migration 1 -> 2: the outbox."""
     monitoring_outbox.create(conn, checkfirst=True)
 
 
