@@ -13,6 +13,7 @@ from dms.db import rms
 from monitoring.db.base import Backend
 from monitoring.db.tables import MONITORING_SCHEMA
 from monitoring.logic import transfers
+from monitoring.logic import transfers as transfers_logic
 from monitoring.logic.reports import ReportRequest, build_report
 from monitoring.types import TYPES
 
@@ -56,3 +57,38 @@ def test_each_transferred_file_makes_one_record(backend: Backend, tmp_path: Path
         "DataOperation", "TransferQuality", t0 - timedelta(hours=1), t0 + timedelta(hours=1),
         "Destination"))
     assert report["totals"] == {"DISK-B": 75.0}
+
+
+def test_transfer_attempts_make_records_with_their_duration(backend: Backend,
+                                                            tmp_path: Path) -> None:
+    from transfer.db.tables import TRANSFER_SCHEMA, associations, attempts, transfers
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'xfer.db'}")
+    init_schema(engine, TRANSFER_SCHEMA)
+    init_schema(engine, MONITORING_SCHEMA)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    with engine.begin() as conn:
+        aid = conn.execute(sa.insert(associations).values(
+            owner="alice", name="lab", protocol="sftp", created=now, updated=now)
+        ).inserted_primary_key[0]
+        tid = conn.execute(sa.insert(transfers).values(
+            owner="alice", owner_group="demo_user", association_id=aid, association="lab",
+            direction="put", source_kind="lfn", source="/demo/f", target="in/f",
+            retry_count=3, retry_frequency=60, status="Done", created=now, last_update=now,
+            not_before=now)).inserted_primary_key[0]
+        for n, (ago, seconds, ok, size) in enumerate([(600, 20, False, 0),
+                                                      (300, 40, True, 4000),
+                                                      (5, 1, True, 10)]):
+            ended = now - timedelta(seconds=ago)
+            conn.execute(sa.insert(attempts).values(
+                transfer_id=tid, attempt=n + 1, started=ended - timedelta(seconds=seconds),
+                ended=ended, ok=ok, bytes=size, agent="a"))
+    # the last attempt ended 5 s ago: not settled yet, read at a later cycle
+    assert transfers_logic.ship_xfer(backend, engine, engine) == 2
+    assert transfers_logic.ship_xfer(backend, engine, engine) == 0
+    records = sorted(backend.records(TYPES["DataOperation"], now - timedelta(hours=1),
+                                     now + timedelta(minutes=1)),
+                     key=lambda r: r["EndTime"])
+    assert [(r["FinalStatus"], r["TransferTime"], r["TransferSize"], r["Protocol"])
+            for r in records] == [("Failed", 20.0, 0.0, "sftp"), ("Done", 40.0, 4000.0, "sftp")]
+    assert {r["OperationType"] for r in records} == {"Transfer-put"}

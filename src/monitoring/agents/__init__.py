@@ -16,7 +16,8 @@ class MonitoringAgent(Agent):
     def cycles(self) -> Cycles:
         if self._cycles is None:
             self._cycles = Cycles(self.config, self.engine(), self.engine(SYSTEM),
-                                  rms=self.engine("RequestManagement"))
+                                  rms=self.engine("RequestManagement"),
+                                  xfer=self.engine("Transfer"))
         return self._cycles
 
     def run(self, *, once: bool = False) -> None:

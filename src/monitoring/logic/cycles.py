@@ -102,8 +102,9 @@ class Cycles:
     wms: Engine
     state: Engine
     backend: Backend | None = None
-    #: the RequestManagement database (data-operation records), when there is one
+    #: the RequestManagement and Transfer databases (data-operation records), when present
     rms: Engine | None = None
+    xfer: Engine | None = None
     backoff: dict[str, Backoff] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     #: this shipper's identity for the lease
@@ -157,6 +158,12 @@ class Cycles:
                                                           self.config, batch=batch)
                     except sa.exc.OperationalError as exc:  # no RequestManagement tables
                         log.debug("no data-management requests to account: %s", exc)
+                if self.xfer is not None:
+                    try:
+                        result.transfers += transfers.ship_xfer(backend, self.state,
+                                                                self.xfer, batch=batch)
+                    except sa.exc.OperationalError as exc:  # no Transfer tables
+                        log.debug("no transfer attempts to account: %s", exc)
                 return result
             finally:
                 release(self.state, SHIPPER, self.owner)

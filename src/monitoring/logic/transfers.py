@@ -1,5 +1,6 @@
-"""Data-operation records (DIRAC's ``DataOperation`` accounting) from finished data-management
-requests: one record per file of each ``ReplicateAndRegister`` / ``PutAndRegister`` operation.
+"""Data-operation records (DIRAC's ``DataOperation`` accounting): one per file of each finished
+``ReplicateAndRegister`` / ``PutAndRegister`` data-management request (:func:`ship`), and one
+per attempt of the transfer system's transfers, with its duration (:func:`ship_xfer`).
 
 The RequestManagement tables are read incrementally, in (last update, request id) order after
 a stored watermark (``mon_watermarks``), skipping requests finished less than
@@ -39,18 +40,18 @@ SETTLE_SECONDS = 30
 NAME = "rms"
 
 
-def _watermark(state: Engine) -> tuple[int, int]:
+def _watermark_of(state: Engine, name: str) -> tuple[int, int]:
     with state.connect() as conn:
         row = conn.execute(sa.select(watermarks.c.ts, watermarks.c.ref)
-                           .where(watermarks.c.name == NAME)).first()
+                           .where(watermarks.c.name == name)).first()
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def _advance(state: Engine, ts: int, ref: int) -> None:
+def _advance_to(state: Engine, name: str, ts: int, ref: int) -> None:
     with write_transaction(state) as conn:
-        if not conn.execute(sa.update(watermarks).where(watermarks.c.name == NAME)
+        if not conn.execute(sa.update(watermarks).where(watermarks.c.name == name)
                             .values(ts=ts, ref=ref)).rowcount:
-            conn.execute(sa.insert(watermarks).values(name=NAME, ts=ts, ref=ref))
+            conn.execute(sa.insert(watermarks).values(name=name, ts=ts, ref=ref))
 
 
 def _protocol(config: Config, se: str) -> str:
@@ -61,7 +62,7 @@ def _protocol(config: Config, se: str) -> str:
 def ship(backend: Backend, state: Engine, rms: Engine, config: Config, *,
          batch: int = 1000) -> int:
     """Records of the next finished requests; returns how many were stored."""
-    ts, ref = _watermark(state)
+    ts, ref = _watermark_of(state, NAME)
     last = from_epoch(ts)
     until = utcnow() - timedelta(seconds=SETTLE_SECONDS)
     r, o, f = rms_requests, rms_operations, rms_files
@@ -93,7 +94,52 @@ def ship(backend: Backend, state: Engine, rms: Engine, config: Config, *,
             "RegistrationTotal": 1, "EndTime": req.last_update})
     stored = accounting.store(backend, state, TYPES["DataOperation"], records)
     newest = requests[-1]
-    _advance(state, epoch(newest.last_update), int(newest.request_id))
+    _advance_to(state, NAME, epoch(newest.last_update), int(newest.request_id))
     if stored:
         log.info("accounting: %d data operation record(s) stored", stored)
+    return stored
+
+
+XFER = "xfer"
+
+
+def ship_xfer(backend: Backend, state: Engine, xfer: Engine, *, batch: int = 1000) -> int:
+    """Records of the transfer system's attempts (``xfer_attempts``, append-only), read in id
+    order after the watermark; reading stops at the first attempt that ended less than
+    :data:`SETTLE_SECONDS` ago, so none committed late is passed over."""
+    from transfer.db.tables import associations, attempts, transfers
+
+    _, last = _watermark_of(state, XFER)
+    cutoff = utcnow() - timedelta(seconds=SETTLE_SECONDS)
+    a, t, assoc = attempts, transfers, associations
+    with xfer.connect() as conn:
+        rows = conn.execute(
+            sa.select(a.c.attempt_id, a.c.started, a.c.ended, a.c.ok, a.c.bytes,
+                      t.c.owner, t.c.owner_group, t.c.direction, t.c.source_kind,
+                      t.c.association, assoc.c.protocol)
+            .select_from(a.join(t, t.c.transfer_id == a.c.transfer_id)
+                         .outerjoin(assoc, assoc.c.association_id == t.c.association_id))
+            .where(a.c.attempt_id > last).order_by(a.c.attempt_id).limit(batch)).all()
+    settled = []
+    for row in rows:
+        if row.ended > cutoff:
+            break
+        settled.append(row)
+    if not settled:
+        return 0
+    records = []
+    for row in settled:
+        put = row.direction == "put"
+        records.append({
+            "OperationID": f"xfer-{row.attempt_id}", "OperationType": f"Transfer-{row.direction}",
+            "User": row.owner, "UserGroup": row.owner_group,
+            "Source": row.source_kind if put else row.association,
+            "Destination": row.association if put else "spool",
+            "Protocol": row.protocol or "", "FinalStatus": "Done" if row.ok else "Failed",
+            "TransferSize": row.bytes or 0,
+            "TransferTime": max(0.0, (row.ended - row.started).total_seconds()),
+            "TransferOK": int(bool(row.ok)), "TransferTotal": 1, "EndTime": row.ended})
+    stored = accounting.store(backend, state, TYPES["DataOperation"], records)
+    _advance_to(state, XFER, 0, int(settled[-1].attempt_id))
+    log.info("accounting: %d transfer attempt record(s) stored", stored)
     return stored

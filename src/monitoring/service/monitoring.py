@@ -51,7 +51,8 @@ class MonitoringService(ReportService):
             # guard, so an unreachable cluster is a logged retry, never an error here
             self._cycles = Cycles(self.ctx.config, self.ctx.engine(WMS_SYSTEM),
                                   self.ctx.engine(SYSTEM),
-                                  rms=self.ctx.engine("RequestManagement"))
+                                  rms=self.ctx.engine("RequestManagement"),
+                                  xfer=self.ctx.engine("Transfer"))
         return self._cycles
 
     def background_tasks(self) -> list[tuple[float, Callable[[], None]]]:
