@@ -292,7 +292,7 @@ def report_grid(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     (plus Total); pies as group, value and share."""
     if report["kind"] == "pie":
         total = sum(float(v) for v in report["data"].values()) or 1.0
-        rows = [[group, round(float(value), 3), f"{100 * float(value) / total:.1f}%"]
+        rows = [[group, _number(value), f"{100 * float(value) / total:.1f}%"]
                 for group, value in sorted(report["data"].items(),
                                            key=lambda kv: (-float(kv[1]), kv[0]))]
         return [str(report["grouping"]), f"{report['report']} ({report['unit']})", "Share"], rows
@@ -301,9 +301,15 @@ def report_grid(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for slot in slots:
         values = [float(report["data"][g].get(slot, 0.0)) for g in groups]
-        row: list[Any] = [as_utc(slot), *(round(v, 3) for v in values)]
+        row: list[Any] = [as_utc(slot), *(_number(v) for v in values)]
         if report["kind"] != "quality":
-            row.append(round(sum(values), 3))
+            row.append(_number(sum(values)))
         rows.append(row)
     headers = ["Time", *groups] + ([] if report["kind"] == "quality" else ["Total"])
     return headers, rows
+
+
+def _number(value: Any) -> int | float:
+    """Whole numbers as integers (tables align them right), others to three decimals."""
+    number = round(float(value), 3)
+    return int(number) if number.is_integer() else number
