@@ -122,6 +122,15 @@ say "doutput --Data: the job's output data, checksums verified"
 doutput --Data -D data-out "$DATAJOB"
 echo "--- data-out/$DATAJOB/summary.txt: $(cat "data-out/$DATAJOB/summary.txt")"
 dls -l "$HOME_LFN/results"
+
+say "accounting: dacct (records shipped by the Monitoring service every 15 s)"
+for _ in $(seq 30); do
+  dacct jobs --from 1d -f csv 2>/dev/null | tail -n +2 | grep -q . && break
+  sleep 2
+done
+dacct jobs --group-by FinalMajorStatus --from 1d --granularity day
+dacct jobs -r TotalCPUUsed --group-by User --from 1d --plot "$DEMO/cpu-by-user.png"
+dstat --summary || true   # the first history snapshot may still be on its way
 cd "$REPO"
 
 say "demo finished"

@@ -29,9 +29,10 @@ import logging
 import os
 import socket
 import threading
+import time
 from abc import ABC, abstractmethod
 from datetime import timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -115,24 +116,77 @@ class Agent(ABC):
         except sa.exc.SQLAlchemyError:
             log.warning("%s: could not remove the heartbeat row", self.name)
 
+    # -- metrics -------------------------------------------------------------------------------
+
+    #: the agent's ``/metrics`` listener once started (its ``server_port`` is the bound port)
+    metrics_server: Any = None
+
+    def start_metrics(self) -> Any:
+        """Serve ``/metrics`` when ``Monitoring.Metrics.AgentPort`` is set (0: any port)."""
+        from core import metrics
+        from core.security.rights import ALL
+
+        conf = self.config.monitoring.metrics
+        if conf.agent_port is None:
+            return None
+        anonymous = any(rule.strip().lower() in (ALL, "any") for rule in conf.authorization)
+        token = metrics.scrape_token(conf.scrape_token_file)
+        # the scrape runs in the listener's thread: refreshing there never blocks a cycle
+        sources = metrics.CachedSources(self, conf.cache_seconds, refresh_on_collect=True)
+        self.metrics_server = metrics.serve_agent_metrics(
+            conf.agent_host, conf.agent_port, token=token, anonymous=anonymous, extra=sources)
+        log.info("%s: /metrics on %s:%d", self.name, conf.agent_host,
+                 self.metrics_server.server_port)
+        return self.metrics_server
+
+    def start_component_reports(self) -> threading.Event | None:
+        """Component-monitoring records every ``Monitoring.ComponentPeriod`` seconds
+        (:mod:`core.components`), from a thread of their own."""
+        from core.components import ComponentReporter, load_sink, start_thread
+
+        period = self.config.monitoring.component_period
+        sink = load_sink(self.config) if period > 0 else None
+        if sink is None:
+            return None
+        return start_thread(ComponentReporter("agent", self.name, sink=sink), period)
+
+    def _count_cycle(self, seconds: float, result: str) -> None:
+        from core.metrics import metrics
+
+        m = metrics()
+        m.agent_cycles.labels(self.name, result).inc()
+        m.agent_latency.labels(self.name).observe(seconds)
+        m.agent_last_cycle.labels(self.name).set_to_current_time()
+
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, *, once: bool = False) -> None:
         """Loop until stopped (or one cycle with ``once``); a failing cycle is logged and the
-        loop goes on after a period."""
+        loop goes on after a period. Cycles are counted and timed for Prometheus
+        (``core.metrics``; ``/metrics`` when ``Monitoring.Metrics.AgentPort`` is set)."""
+        listener = self.start_metrics()
+        reporting = None if once else self.start_component_reports()
         try:
             while not self.stopping:
                 self.beat()
+                started = time.monotonic()
+                result = "ok"
                 try:
                     idle = self.run_once()
                 except Exception:  # noqa: BLE001 - one bad cycle must not end the agent
                     log.exception("%s: cycle failed", self.name)
-                    idle = True
+                    idle, result = True, "error"
+                self._count_cycle(time.monotonic() - started, result)
                 if once:
                     break
                 if idle:
                     self._stop.wait(self.period)
         finally:
+            if listener is not None:
+                listener.shutdown()
+                listener.server_close()
+            if reporting is not None:
+                reporting.set()
             self._leave()
             for engine in self._engines.values():
                 engine.dispose()

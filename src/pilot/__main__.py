@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pilot.agent import PILOTS, Agent, AgentOptions
+from pilot.benchmark import DEFAULT_SCALE, db12
 from pilot.node import check_node
 from pilot.rpc import RpcClient, RpcError
 from pilot.wrapper import WrapperOptions
@@ -70,6 +71,10 @@ def parser() -> argparse.ArgumentParser:
     add("--required-tag", action="append", default=[])
     add("--owner-group", default="", help="only take jobs of this group")
     add("--whole-node", action="store_true", help="offer the whole node to WholeNode jobs")
+    add("--cpu-normalization-factor", type=float, default=0.0,
+        help="the node's HS23 per core as the site publishes it (default: measure DB12)")
+    add("--benchmark-scale", type=float, default=DEFAULT_SCALE,
+        help="fraction of a DB12 iteration to run (0: no benchmark)")
     add("--max-sandbox-mib", type=float, default=10.0)
     add("--keep-jobdirs", action="store_true")
     add("--timeout", type=float, default=120.0, help="RPC timeout (s)")
@@ -107,11 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     node = check_node(workdir, max_time=args.max_time, processors=args.processors,
                       max_ram_mb=args.max_ram, platform_name=args.platform)
     log.info("node: %s", node.as_dict())
+    factor = args.cpu_normalization_factor
+    if not factor and args.benchmark_scale > 0:
+        score = db12(min(1.0, args.benchmark_scale))
+        factor = float(score["NORM"])
+        log.info("DB12 benchmark: %s", score)
     wrapper = WrapperOptions(
         workdir=workdir, heartbeat=args.heartbeat, check=args.watchdog_check,
         cpu_limit_factor=args.cpu_limit_factor, max_wall=args.max_wall,
         max_sandbox_mib=args.max_sandbox_mib, keep_jobdirs=args.keep_jobdirs, stop=stop,
-        log=log.info)
+        cpu_normalization=factor, log=log.info)
     options = AgentOptions(
         site=args.site, ce=args.ce, queue=args.queue, pilot_reference=args.pilot_reference,
         workdir=workdir, drain_file=args.drain_file, max_failed=args.max_failed_matches,

@@ -75,9 +75,11 @@ class Agent:
 
     def register(self) -> None:
         """Best effort ``PilotManager.registerPilot(reference, info)``."""
-        info = {"Site": self.opts.site, "CE": self.opts.ce, "Queue": self.opts.queue,
-                "Host": self.node.host}
+        info: dict[str, Any] = {"Site": self.opts.site, "CE": self.opts.ce,
+                                "Queue": self.opts.queue, "Host": self.node.host}
         info.update({k: v for k, v in self.node.as_dict().items() if k != "host"})
+        if self.opts.wrapper.cpu_normalization:
+            info["CPUNormalizationFactor"] = self.opts.wrapper.cpu_normalization
         try:
             self.rpc.call(PILOTS, "registerPilot", self.opts.pilot_reference, info)
             log.info("registered as %s", self.opts.pilot_reference)

@@ -24,6 +24,7 @@ import stat
 import subprocess
 import tarfile
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -52,6 +53,8 @@ class WrapperOptions:
     max_sandbox_mib: float = 10.0
     keep_jobdirs: bool = False
     processors: int = 1
+    #: the node's HS23 factor per core (pilot.benchmark); 0 when unknown
+    cpu_normalization: float = 0.0
     parameters: dict[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     log: Callable[[str], None] = print
@@ -70,6 +73,8 @@ class JobWrapper:
         #: what a failed preparation left the job in
         self.outcome = "Failed"
         self.watchdog: Watchdog | None = None
+        #: (CPU seconds, peak RSS kB, wall seconds) of the payload once it ended
+        self.usage: tuple[float, int, float] | None = None
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -114,11 +119,30 @@ class JobWrapper:
             return self.outcome
         self.report("", "Application")
         code = self.execute()
+        self.send_usage()
         return self.finish(code, self.watchdog.reason if self.watchdog else None)
 
     def initial_parameters(self) -> dict[str, Any]:
         return dict(self.opts.parameters, NumberOfProcessors=self.opts.processors,
-                    CPUNormalizationFactor=1, JobWrapperPID=os.getpid())
+                    CPUNormalizationFactor=self.opts.cpu_normalization or 1,
+                    JobWrapperPID=os.getpid())
+
+    def send_usage(self) -> None:
+        """DIRAC's accounting parameters, before the final status (the accounting record is
+        built from them once the job is final): TotalCPUTime(s), NormCPUTime(s) (CPU x the
+        node's HS23 factor), WallClockTime(s), MemoryUsed(kb) (peak RSS)."""
+        if self.usage is None:
+            return
+        cpu, rss_kb, wall = self.usage
+        params: dict[str, Any] = {"TotalCPUTime(s)": round(cpu, 2),
+                                  "WallClockTime(s)": round(wall, 2),
+                                  "MemoryUsed(kb)": rss_kb}
+        if self.opts.cpu_normalization:
+            params["NormCPUTime(s)"] = round(cpu * self.opts.cpu_normalization, 2)
+        try:
+            self.parameters(params)
+        except RpcError as exc:  # the heartbeats' last values are the accounting's fallback
+            self.log(f"cannot send the usage parameters: {exc}")
 
     def prepare(self) -> bool:
         """Running/"Job Initialization", first parameters, input sandboxes unpacked in
@@ -312,10 +336,21 @@ class JobWrapper:
             check=self.opts.check, cpu_limit=self.cpu_limit(), wall_limit=self.opts.max_wall,
             log=self.log)
         self.watchdog.start()
+        started = time.monotonic()
         try:
-            while proc.poll() is None:
+            while True:
+                # wait4, not poll(): the ended payload's own CPU and memory (with the
+                # descendants it waited for), which a last watchdog sample may miss
+                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    break
                 if self.opts.stop.wait(0.05):
                     self.watchdog.terminate(KILL_SIGNAL)
+            wall = time.monotonic() - started
+            cpu = max(self.watchdog.cpu, rusage.ru_utime + rusage.ru_stime)
+            rss_kb = max(self.watchdog.max_rss // 1024, rusage.ru_maxrss)
+            self.usage = (cpu, rss_kb, wall)
             return proc.returncode
         finally:
             self.watchdog.stop()

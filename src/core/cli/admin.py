@@ -112,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path)
     p.add_argument("--once", action="store_true", help="one cycle, then exit")
     p.add_argument("--period", type=float, help="seconds between idle cycles")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus /metrics on this port (Monitoring.Metrics.AgentPort)")
     p.add_argument("--log-level", default="INFO")
 
     sub.add_parser("agents", help="list the installed agents")
@@ -339,7 +341,12 @@ def cmd_agent(ns: argparse.Namespace) -> int:
     known = _agent_classes()
     if ns.name not in known:
         raise InvalidArgumentError(f"no agent {ns.name}; installed: {', '.join(sorted(known))}")
-    agent = known[ns.name].load()(_server_config(ns.config), period=ns.period)
+    config = _server_config(ns.config)
+    if ns.metrics_port is not None:
+        metrics_conf = config.monitoring.metrics.model_copy(update={"agent_port": ns.metrics_port})
+        config = config.model_copy(update={"monitoring": config.monitoring.model_copy(
+            update={"metrics": metrics_conf})})
+    agent = known[ns.name].load()(config, period=ns.period)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop())
     agent.run(once=ns.once)

@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
+from core.config.monitoring import MonitoringConfig
 from core.config.transformations import TransformationsConfig
 from core.exceptions import ConfigError
 
@@ -57,6 +58,7 @@ KNOWN_PROPERTIES = frozenset(
         "JobSharing",
         "SiteManager",
         "AlarmsManagement",
+        "Monitoring",  # reads /metrics and every monitoring record (docs/monitoring.md)
     }
 )
 
@@ -458,6 +460,7 @@ class Config(Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     operations: OperationsConfig = Field(default_factory=OperationsConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     def database_url(self, system: str) -> str:
         """``Systems.<system>.Database``, else the top-level ``Database``."""

@@ -30,6 +30,7 @@ from typing import Any
 
 from tornado.netutil import bind_sockets
 
+from core import metrics
 from core.config.schema import Config
 from core.exceptions import ConfigError
 from core.rpc.context import ServerContext
@@ -117,6 +118,9 @@ def serve(
     if count == 1:
         _run_worker(config, services, sockets, tls)
         return
+    # one Prometheus view of all workers: shared memory-mapped value files (core.metrics)
+    metrics_dir = metrics.setup_multiprocess()
+
     def work(slot: int) -> None:
         for index, group in enumerate(per_worker):
             if index != slot:
@@ -124,7 +128,10 @@ def serve(
                     sock.close()
         _run_worker(config, services, per_worker[slot], tls)
 
-    _supervise(count, work)
+    try:
+        _supervise(count, work)
+    finally:
+        metrics.cleanup_multiprocess(metrics_dir)
 
 
 def _supervise(count: int, work: Callable[[int], None]) -> None:
@@ -169,6 +176,7 @@ def _supervise(count: int, work: Callable[[int], None]) -> None:
         except InterruptedError:
             continue
         entry = children.pop(pid, None)
+        metrics.worker_exited(pid)
         if entry is None or stopping:
             continue
         slot, started = entry

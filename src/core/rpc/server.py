@@ -315,8 +315,11 @@ def build_application(ctx: ServerContext,
         routes.append((f"/{cls.system}/{cls.name}", RPCHandler,
                        {"hosted": hosted, "ctx": ctx, "balancers": balancers}))
         routes.extend(service.extra_routes(hosted, balancers))
+    from core.rpc import instrument  # Prometheus: /metrics and request counters
+
+    routes.extend(instrument.routes(ctx, balancers))
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
-                                   compress_response=True)
+                                   compress_response=True, log_function=instrument.log_request)
 
 
 def _start_background_tasks(ctx: ServerContext, services: Iterable[Service]) -> None:

@@ -11,6 +11,7 @@ Example::
     dstat                         # my active jobs
     dstat -S Done,Failed -f csv   # my finished jobs of the last 10 days, as CSV
     dstat 12,13 -a                # these two jobs, whatever their status
+    dstat --summary Site,Status   # live counts from the WMS history (wms.cli._summary)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from core.cli.common import run
 from core.exceptions import InvalidArgumentError
 from wms.cli._common import FORMATS, format_table, split_ids
+from wms.cli._summary import print_summary
 from wms.client import WMSClient
 from wms.logic.states import ACTIVE, JOB_STATUSES
 
@@ -55,6 +57,9 @@ def parser() -> argparse.ArgumentParser:
                    help="comma-separated job fields, e.g. "
                         + ",".join(DEFAULT_FIELDS + EXTRA_FIELDS))
     p.add_argument("-i", "--input-file", dest="input_file", help="read job IDs from a file")
+    p.add_argument("--summary", nargs="?", const="Status", metavar="FIELDS",
+                   help="job counts from the latest WMS history snapshot, by FIELDS "
+                        "(default Status; e.g. Site,Status)")
     return p
 
 
@@ -75,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str]) -> int:
     opts = parser().parse_args(argv)
+    if opts.summary:
+        return print_summary(opts.summary, opts.fmt.lower())
     fields = opts.fields.split(",") if opts.fields else DEFAULT_FIELDS
     fields = [f.strip() for f in fields if f.strip() and f.strip() != "JobID"]
     headers = ["JobID", *fields]

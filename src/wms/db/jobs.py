@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from wms.db import outbox
 from wms.db.tables import (
     heartbeat_data,
     input_data,
@@ -161,16 +162,20 @@ def apply_status_changes(conn: Connection, changes: Sequence[StatusChange], curr
                          extra: dict[str, Any] | None = None) -> None:
     """Write already-checked changes and log them; ``extra`` sets more columns on all jobs.
 
-    Jobs getting the same new values are updated by one statement.
+    Jobs getting the same new values are updated by one statement. Jobs reaching a final
+    status get a monitoring outbox row (one INSERT for all of them, :mod:`wms.db.outbox`).
     """
     groups: dict[tuple[str, str, str], list[int]] = {}
     records = []
+    ended = []
     for change in changes:
         row = current[change.job_id]
         new = (change.status or row.status, change.minor_status or row.minor_status,
                change.application_status or row.application_status)
         groups.setdefault(new, []).append(change.job_id)
         records.append((change.job_id, *new))
+        if new[0] != row.status and new[0] in outbox.FINAL_JOB_STATUSES:
+            ended.append((change.job_id, new[0]))
     for (status, minor, app), ids in groups.items():
         values: dict[str, Any] = {"status": status, "minor_status": minor,
                                   "application_status": app, "last_update_time": now}
@@ -178,6 +183,7 @@ def apply_status_changes(conn: Connection, changes: Sequence[StatusChange], curr
         for chunk in _chunks(ids):
             conn.execute(sa.update(jobs).where(jobs.c.job_id.in_(chunk)).values(**values))
     add_logging(conn, records, now=now, source=source)
+    outbox.add(conn, "job", ended, now)  # accounting, shipped by the monitoring agent
 
 
 def update_jobs(conn: Connection, job_ids: Sequence[int], **values: Any) -> None:
@@ -221,6 +227,17 @@ def set_parameters(conn: Connection, params: dict[int, dict[str, str]],
             job_parameters.c.job_id == job_id, job_parameters.c.attempt == attempts[job_id],
             job_parameters.c.name.in_([name[:100] for name in values])))
     conn.execute(sa.insert(job_parameters), rows)
+
+
+def delete_parameters(conn: Connection, names: dict[int, list[str]],
+                      attempts: dict[int, int]) -> None:
+    """Remove the named parameters of the jobs' attempts (one statement per job)."""
+    for job_id, wanted in names.items():
+        if wanted:
+            conn.execute(sa.delete(job_parameters).where(
+                job_parameters.c.job_id == job_id,
+                job_parameters.c.attempt == attempts[job_id],
+                job_parameters.c.name.in_([name[:100] for name in wanted])))
 
 
 def parameters_of(conn: Connection, job_ids: Iterable[int], *,

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from core.db import Schema
 from wms.db import (  # noqa: F401 - they register their tables
     counters,
+    outbox,
     pilot_tables,
     push_jobs,
     sandbox_tables,
@@ -36,5 +37,7 @@ def _job_counters(conn: Connection) -> None:
     counters.backfill(conn)
 
 
-WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[_job_counters],
-                    repairs={"job-counters": counters.repair})
+WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[
+    _job_counters,
+    outbox.create_table,  # 1 -> 2: monitoring_outbox (monitoring issue)
+], repairs={"job-counters": counters.repair})

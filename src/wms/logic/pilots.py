@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from core.db import utcnow, write_transaction
 from core.exceptions import InvalidArgumentError, NotFoundError
+from wms.db import outbox
 from wms.db import pilots as pilots_db
 
 PILOT_STATUSES = ("Submitted", "Waiting", "Running", "Done", "Failed", "Aborted", "Deleted")
@@ -64,6 +65,9 @@ def set_status(engine: Engine, refs: Sequence[str], status: str, *, reason: str 
             values["status_reason"] = reason[:255]
         values.update({k: v for k, v in where.items() if v})
         pilots_db.update_pilots(conn, todo, **values)
+        if status in outbox.FINAL_PILOT_STATUSES:  # a pilot record for accounting
+            outbox.add(conn, "pilot", [(int(info[ref]["PilotID"]), status) for ref in todo
+                                       if info[ref]["Status"] != status], now)
     return sorted(todo)
 
 

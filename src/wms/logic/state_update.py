@@ -39,7 +39,9 @@ from core.db import utcnow, write_transaction
 from core.exceptions import InvalidArgumentError, JobNotFoundError, NotAuthorizedError
 from core.security.identity import Identity
 from wms.db import jobs as jobs_db
+from wms.logic import parameter_store
 from wms.logic.job_policy import may_report
+from wms.logic.parameter_store import ParameterStore
 from wms.logic.states import FINAL, JobStatus, check_transition, parse_status
 
 
@@ -92,20 +94,29 @@ def set_status_bulk(engine: Engine, ident: Identity, job_id: int,
                    item.get("ApplicationStatus"), item.get("Source", "Unknown"), when, force)
 
 
-def set_parameters(engine: Engine, ident: Identity, params: Mapping[int, Mapping[str, Any]]
-                   ) -> None:
-    """Set parameters of the jobs' current attempt."""
+def set_parameters(engine: Engine, ident: Identity, params: Mapping[int, Mapping[str, Any]],
+                   *, store: ParameterStore | None = None) -> None:
+    """Set parameters of the jobs' current attempt (in ``store`` when there is one:
+    :mod:`wms.logic.parameter_store`)."""
+    values = {j: {k: str(v) for k, v in p.items()} for j, p in params.items()}
     with write_transaction(engine) as conn:
         rows = {job_id: _row(conn, ident, job_id) for job_id in params}
-        jobs_db.set_parameters(conn, {j: {k: str(v) for k, v in p.items()}
-                                      for j, p in params.items()},
-                               {j: row.reschedule_counter for j, row in rows.items()})
+        attempts = {j: row.reschedule_counter for j, row in rows.items()}
+        if store is None:
+            jobs_db.set_parameters(conn, values, attempts)
+            return
+    parameter_store.write(engine, store, values, attempts)  # outside the transaction
 
 
 def heartbeat(engine: Engine, ident: Identity, job_id: int, dynamic: Mapping[str, Any],
-              static: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, str]:
+              static: Mapping[str, Any], *, now: datetime | None = None,
+              store: ParameterStore | None = None) -> dict[str, str]:
     """Record a heartbeat; returns the job's pending commands (e.g. ``{"Kill": ""}``)."""
     now = now or utcnow()
+    if static and store is not None:
+        commands = heartbeat(engine, ident, job_id, dynamic, {}, now=now)
+        set_parameters(engine, ident, {job_id: static}, store=store)
+        return commands
     with write_transaction(engine) as conn:
         row = _row(conn, ident, job_id)
         jobs_db.update_jobs(conn, [job_id], heartbeat_time=now)

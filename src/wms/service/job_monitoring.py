@@ -18,7 +18,7 @@ from core.exceptions import InvalidArgumentError, JobNotFoundError
 from core.rpc.service import Call, Service, rpc_method
 from wms.db import job_queries
 from wms.db import jobs as jobs_db
-from wms.logic import monitoring
+from wms.logic import monitoring, parameter_store
 from wms.logic.job_policy import job_ids_argument
 from wms.service.common import SYSTEM, engine_of
 
@@ -172,7 +172,8 @@ class JobMonitoringService(Service):
         with engine_of(self.ctx).connect() as conn:
             visible = monitoring.attributes(conn, call.identity, job_ids_argument(job_ids),
                                             ["JobID"])
-            params = jobs_db.parameters_of(conn, list(visible))
+            params = parameter_store.read(conn, parameter_store.store_for(self.ctx.config),
+                                          list(visible))
         return {job_id: {k: v for k, v in params.get(job_id, {}).items()
                          if not names or k in names} for job_id in visible}
 

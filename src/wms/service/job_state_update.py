@@ -14,7 +14,7 @@ from typing import Any
 
 from core.exceptions import InvalidArgumentError
 from core.rpc.service import Call, Service, rpc_method
-from wms.logic import state_update
+from wms.logic import parameter_store, state_update
 from wms.logic.job_policy import job_ids_argument
 from wms.service.common import SYSTEM, engine_of
 
@@ -40,6 +40,9 @@ def _time(value: datetime | str | None) -> datetime | None:
 class JobStateUpdateService(Service):
     system = SYSTEM
     name = "JobStateUpdate"
+
+    def _store(self) -> parameter_store.ParameterStore | None:
+        return parameter_store.store_for(self.ctx.config)
 
     @rpc_method("setJobStatus", rights=REPORTERS)
     def set_job_status(self, call: Call, job_id: int | str, status: str = "",
@@ -72,7 +75,7 @@ class JobStateUpdateService(Service):
     @rpc_method("setJobParameter", rights=REPORTERS)
     def set_job_parameter(self, call: Call, job_id: int | str, name: str, value: Any) -> None:
         state_update.set_parameters(engine_of(self.ctx), call.identity,
-                                    {_job(job_id): {name: value}})
+                                    {_job(job_id): {name: value}}, store=self._store())
 
     @rpc_method("setJobParameters", rights=REPORTERS)
     def set_job_parameters(self, call: Call, job_id: int | str, params: list[Any]) -> None:
@@ -80,7 +83,8 @@ class JobStateUpdateService(Service):
             values = {str(name): value for name, value in params}
         except (TypeError, ValueError):
             raise InvalidArgumentError("parameters must be a list of [name, value]") from None
-        state_update.set_parameters(engine_of(self.ctx), call.identity, {_job(job_id): values})
+        state_update.set_parameters(engine_of(self.ctx), call.identity, {_job(job_id): values},
+                                    store=self._store())
 
     @rpc_method("setJobsParameter", rights=REPORTERS)
     def set_jobs_parameter(self, call: Call, params: dict[str, Any]) -> None:
@@ -89,10 +93,11 @@ class JobStateUpdateService(Service):
             if not (isinstance(pair, list | tuple) and len(pair) == 2):
                 raise InvalidArgumentError("each job maps to [name, value]")
             values.setdefault(_job(job_id), {})[str(pair[0])] = pair[1]
-        state_update.set_parameters(engine_of(self.ctx), call.identity, values)
+        state_update.set_parameters(engine_of(self.ctx), call.identity, values,
+                                    store=self._store())
 
     @rpc_method("sendHeartBeat", rights=REPORTERS)
     def send_heartbeat(self, call: Call, job_id: int | str, dynamic: dict[str, Any],
                        static: dict[str, Any] | None = None) -> dict[str, str]:
         return state_update.heartbeat(engine_of(self.ctx), call.identity, _job(job_id),
-                                      dynamic, static or {})
+                                      dynamic, static or {}, store=self._store())

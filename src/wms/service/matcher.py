@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from core.db import utcnow
-from core.exceptions import NotAuthorizedError
+from core.exceptions import NoMatchError, NotAuthorizedError
+from core.metrics import metrics
 from core.rpc.service import Call, Service, rpc_method
 from core.security.tokens import TokenIssuer
 from wms.db import pilots as pilots_db
@@ -74,8 +75,18 @@ class MatcherService(Service):
             if resource.pilot_reference:
                 pilots_db.add_job(conn, resource.pilot_reference, result.job_id, now)
 
-        result = matching.match_job(self.ctx.engine(SYSTEM), resource,
-                                    settings=self._settings(), scope=scope, on_match=record)
+        counter = metrics().matcher
+        try:
+            result = matching.match_job(self.ctx.engine(SYSTEM), resource,
+                                        settings=self._settings(), scope=scope,
+                                        on_match=record)
+        except NoMatchError:
+            counter.labels("no_match").inc()
+            raise
+        except Exception:
+            counter.labels("error").inc()
+            raise
+        counter.labels("matched").inc()
         reply = result.as_dirac()
         signing = self.ctx.config.auth.signing
         if signing is not None:

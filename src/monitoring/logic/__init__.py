@@ -1,0 +1,1 @@
+"""Monitoring rules: accounting records and buckets, history snapshots, reports, plots."""

@@ -1,0 +1,1 @@
+"""Monitoring services: ``Monitoring/Monitoring`` and ``Accounting/ReportGenerator``."""
