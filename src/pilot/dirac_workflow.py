@@ -163,12 +163,17 @@ class Workflow:
     step_definitions: Mapping[str, StepDefinition] = field(default_factory=dict)
     step_instances: tuple[StepInstance, ...] = ()
 
+    def values(self) -> dict[str, str]:
+        """The workflow parameters' values, ``@{name}`` references resolved, with DIRAC's
+        ``PRODUCTION_ID`` and ``JOB_ID`` defaults."""
+        values = _substituted({p.name: p.value for p in self.parameters if p.is_string})
+        values.setdefault("PRODUCTION_ID", "00000000")
+        values.setdefault("JOB_ID", "00000000")
+        return values
+
     def value(self, name: str, default: str = "") -> str:
         """A workflow parameter's value (``default`` when there is none)."""
-        for param in self.parameters:
-            if param.name == name:
-                return param.value
-        return default
+        return self.values().get(name, default)
 
     def with_values(self, values: Mapping[str, str]) -> Workflow:
         """A copy with workflow parameters set (``dirac-jobexec -p name=value``)."""
@@ -203,9 +208,7 @@ class Workflow:
         instance's values, a parameter linked to ``self`` takes the workflow parameter it
         names, and ``@{name}`` references are replaced by the step's or the workflow's values.
         Raises :class:`WorkflowError` for a step whose type has no definition."""
-        workflow_values = _substituted({p.name: p.value for p in self.parameters if p.is_string})
-        workflow_values.setdefault("PRODUCTION_ID", "00000000")
-        workflow_values.setdefault("JOB_ID", "00000000")
+        workflow_values = self.values()
         done: dict[str, dict[str, str]] = {}
         result = []
         for number, instance in enumerate(self.step_instances, start=1):
@@ -222,9 +225,14 @@ class Workflow:
                         param.linked_parameter, "")
                 else:
                     values[param.name] = param.value
+            # what DIRAC's Workflow.resolveGlobalVars adds to every step instance
             values.setdefault("STEP_NUMBER", str(number))
+            values.setdefault("STEP_ID", f"{workflow_values['PRODUCTION_ID']}_"
+                                         f"{workflow_values['JOB_ID']}_{number}")
             values.setdefault("STEP_INSTANCE_NAME", instance.name)
             values.setdefault("STEP_DEFINITION_NAME", instance.type)
+            values.setdefault("JOB_ID", workflow_values["JOB_ID"])
+            values.setdefault("PRODUCTION_ID", workflow_values["PRODUCTION_ID"])
             values = _substituted(values, workflow_values)
             done[instance.name] = values
             result.append(Step(instance.name, number, instance.type,

@@ -25,7 +25,7 @@ SCRIPTS = HERE / "dirac_scripts"
 class DiracClient:
     python: str      # the DIRAC venv's python
     url: str         # https://127.0.0.1:PORT of the pilotwms server
-    cfg: Path        # dirac.cfg (from pilotwms dirac-config)
+    cfg: Path | None  # dirac.cfg (from pilotwms dirac-config); None: a minimal one
     proxy: Path
     ca_dir: Path
     workdir: Path
@@ -34,6 +34,7 @@ class DiracClient:
     def root(self) -> Path:
         root = self.workdir / "dirac-root"
         (root / "etc").mkdir(parents=True, exist_ok=True)
+        assert self.cfg is not None
         (root / "etc" / "dirac.cfg").write_text(self.cfg.read_text())
         return root
 
@@ -78,9 +79,10 @@ class DiracClient:
 
     def script(self, name: str, args: Any = None, timeout: float = 180) -> Any:
         """Run ``tests/interop/dirac_scripts/<name>`` in one DIRAC process; its RESULT."""
+        cfg = ["--cfg", str(self.cfg)] if self.cfg else []
         proc = subprocess.run(
             [self.python, str(HERE / "dirac_call.py"), "--url", self.url, "--proxy",
-             str(self.proxy), "--ca-dir", str(self.ca_dir), "--cfg", str(self.cfg),
+             str(self.proxy), "--ca-dir", str(self.ca_dir), *cfg,
              "--workdir", str(self.workdir / "script"), "--script", str(SCRIPTS / name),
              "--script-args", json.dumps(args)],
             capture_output=True, text=True, timeout=timeout, cwd=self.workdir, check=False)
