@@ -98,6 +98,21 @@ done
 dstat -a
 dlogging 1
 
+say "the login server is on: discovery, and alice's proxy exchanged for a token (dlogin --proxy)"
+python - "$DEMO" "$PORT" <<'PY'
+import sys, requests
+demo, port = sys.argv[1], sys.argv[2]
+meta = requests.get(f"https://127.0.0.1:{port}/.well-known/openid-configuration",
+                    verify=f"{demo}/ca/certificates", timeout=30).json()
+for key in ("issuer", "device_authorization_endpoint", "token_endpoint", "jwks_uri"):
+    print(f"{key:30s} {meta[key]}")
+PY
+# (the token's login state goes under the demo, not your ~/.pilotwms)
+HOME=$DEMO/home BEARER_TOKEN_FILE=$DEMO/alice-exchanged.token dlogin --proxy "$X509_USER_PROXY"
+say "dstat with that token only (no proxy)"
+HOME=$DEMO/home BEARER_TOKEN_FILE=$DEMO/alice-exchanged.token X509_USER_PROXY=$DEMO/no-proxy \
+  dstat -a
+
 say "doutput: the outputs, into ./<JobID>/"
 doutput 1 2 3 4 5
 for d in 1 2 3 4; do echo "--- $d/std.out"; cat "$d/std.out"; done
