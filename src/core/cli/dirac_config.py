@@ -192,7 +192,9 @@ def dirac_cfg(config: Config, services: Iterable[str], *, url: str | None = None
     registry["Groups"] = {name: {"VO": g.vo, "Properties": g.properties}
                           if g.properties else {"VO": g.vo}
                           for name, g in config.registry.groups.items()}
-    operations: Tree = {"Defaults": {}}
+    # no Accounting/Monitoring service here: an empty backend list makes DIRAC's clients send
+    # no data-operation records (else every download tries, fails and logs it)
+    operations: Tree = {"Defaults": {"MonitoringBackends": {"Default": ""}}}
     if "DataManagement/FileCatalog" in served:
         operations["Defaults"]["Services"] = {"Catalogs": {"CatalogList": CATALOG}}
     tree: Tree = {"DIRAC": dirac, "LocalSite": {"Site": "DIRAC.Client.local"},

@@ -69,6 +69,17 @@ class JobStateUpdateService(Service):
         state_update.set_status(engine_of(self.ctx), call.identity, _job(job_id),
                                 application=status, source=source)
 
+    @rpc_method("setJobAttribute", rights=REPORTERS)
+    def set_job_attribute(self, call: Call, job_id: int | str, name: str, value: Any) -> None:
+        """One of DIRAC's mutable attributes (statuses still follow the transition table)."""
+        state_update.set_attribute(engine_of(self.ctx), call.identity, _job(job_id), name,
+                                   _time(value) if name.endswith("Time") else value)
+
+    @rpc_method("setJobSite", rights=REPORTERS)
+    def set_job_site(self, call: Call, job_id: int | str, site: str) -> None:
+        state_update.set_attribute(engine_of(self.ctx), call.identity, _job(job_id), "Site",
+                                   site)
+
     @rpc_method("setJobParameter", rights=REPORTERS)
     def set_job_parameter(self, call: Call, job_id: int | str, name: str, value: Any) -> None:
         state_update.set_parameters(engine_of(self.ctx), call.identity,
