@@ -91,7 +91,7 @@ dkill -v "$LONG"
 
 say "dstat until every job has ended (at most 3 minutes)"
 for _ in $(seq 90); do
-  active=$(dstat -f csv | tail -n +2 | wc -l)
+  active=$(dstat -f csv | tail -n +2 | grep -c . || true)   # (DIRAC's csv ends with an empty line)
   [ "$active" -eq 0 ] && break
   sleep 2
 done
@@ -126,7 +126,7 @@ dls -l "$HOME_LFN/data"
 DATAJOB=$(dsub -N with-data --InputData "$HOME_LFN/data/input.txt" --OutputData summary.txt \
   --OutputPath results /bin/sh -c 'wc -c < input.txt > summary.txt')
 for _ in $(seq 60); do
-  state=$(dstat -a -F Status -f csv "$DATAJOB" | tail -n 1)
+  state=$(dstat -a -F Status -f csv "$DATAJOB" | sed -n 2p)
   case $state in Done|Failed|Killed) break ;; esac
   sleep 2
 done

@@ -14,8 +14,9 @@ What it holds (DIRAC 9 layout, no setups):
   ``File``); their access flags are served by ``ResourceStatus/ResourceStatus``;
 * ``/Resources/FileCatalogs/FileCatalog`` (the master, read-write) and
   ``/Operations/Defaults/Services/Catalogs/CatalogList``;
-* ``/Resources/Sites``: sites, their CEs and close SEs; ``/Registry``: VOs and groups with
-  their properties (no users: DNs stay on the server).
+* ``/Resources/Sites``: sites, their CEs and close SEs; ``/Registry``: VOs, groups with their
+  users and properties, users with their DNs (what a DIRAC CS shows every client: DIRAC trusts
+  a proxy's group only for a DN it finds there).
 
 Use it (the gotchas: DIRAC's root defaults to the *base* Python's prefix, not the venv's; and
 ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace ``CALocation`` in DIRAC's HTTPS client)::
@@ -189,9 +190,12 @@ def dirac_cfg(config: Config, services: Iterable[str], *, url: str | None = None
         registry["DefaultGroup"] = config.registry.default_group
     registry["VO"] = {name: {"DefaultGroup": v.default_group}
                       if v.default_group else {} for name, v in config.registry.vos.items()}
-    registry["Groups"] = {name: {"VO": g.vo, "Properties": g.properties}
-                          if g.properties else {"VO": g.vo}
+    registry["Groups"] = {name: {"VO": g.vo, "Users": g.users, "Properties": g.properties}
                           for name, g in config.registry.groups.items()}
+    # DIRAC's client only trusts a proxy's group (getProxyInfo's "group", "username") for a
+    # DN it finds here; a DIRAC CS shows the same entries to every client
+    registry["Users"] = {name: {"DN": u.dns} for name, u in config.registry.users.items()
+                         if u.dns}
     # no Accounting/Monitoring service here: an empty backend list makes DIRAC's clients send
     # no data-operation records (else every download tries, fails and logs it)
     operations: Tree = {"Defaults": {"MonitoringBackends": {"Default": ""}}}
