@@ -9,14 +9,14 @@ Example (wire)::
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from core.exceptions import InvalidArgumentError
 from core.rpc.service import Call, Service, rpc_method
 from wms.logic import state_update
 from wms.logic.job_policy import job_ids_argument
-from wms.service.common import SYSTEM, engine_of
+from wms.service.common import SYSTEM, engine_of, wire_time
 
 REPORTERS = ["GenericPilot", "NormalUser", "ProductionManagement", "JobAdministrator"]
 
@@ -26,15 +26,7 @@ def _job(job_id: int | str) -> int:
     return jid
 
 
-def _time(value: datetime | str | None) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value
-    try:
-        return datetime.strptime(value[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
-    except ValueError:
-        raise InvalidArgumentError(f"bad time {value!r}") from None
+_time = wire_time
 
 
 class JobStateUpdateService(Service):

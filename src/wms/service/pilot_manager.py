@@ -16,7 +16,7 @@ Example (wire)::
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from core.exceptions import InvalidArgumentError, NotFoundError
@@ -24,24 +24,10 @@ from core.rpc.service import Call, Service, rpc_method
 from wms.db import pilots as pilots_db
 from wms.logic import pilots
 from wms.logic.job_policy import job_ids_argument
-from wms.service.common import SYSTEM, engine_of
+from wms.service.common import SYSTEM, engine_of, wire_time
 
 DIRECTORS = ["TrustedHost", "Operator", "JobAdministrator"]
 REPORTERS = [*DIRECTORS, "GenericPilot"]
-
-
-def _when(value: datetime | str) -> datetime | None:
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        return value
-    try:
-        return datetime.strptime(value[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
-    except ValueError:
-        try:
-            return datetime.strptime(value[:10], "%Y-%m-%d").replace(tzinfo=timezone.utc)
-        except ValueError:
-            raise InvalidArgumentError(f"bad date {value!r}") from None
 
 
 class PilotManagerService(Service):
@@ -108,7 +94,7 @@ class PilotManagerService(Service):
     def get_pilot_summary(self, call: Call, start: datetime | str = "",
                           end: datetime | str = "") -> dict[str, dict[str, int]]:
         with engine_of(self.ctx).connect() as conn:
-            counts = pilots_db.pilot_counts(conn, _when(start), _when(end))
+            counts = pilots_db.pilot_counts(conn, wire_time(start), wire_time(end))
         summary: dict[str, dict[str, int]] = {"Total": dict.fromkeys(pilots.PILOT_STATUSES, 0)}
         for site, status, count in counts:
             summary.setdefault(site, {})[status] = count
