@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pilot.dirac_workflow import (
     MAX_BYTES,
@@ -189,3 +191,26 @@ def test_sample_runs_with_parameters(tmp_path: Path,
     (tmp_path / "wf.xml").write_text(SAMPLE.format(exe="echo", args="", log="e.log"))
     assert main(["wf.xml", "-p", "arguments=from -p"], cwd=str(tmp_path)) == 0
     assert "from -p\n" in capfd.readouterr().out
+
+
+# -- the parser's contract, for any input -------------------------------------------------------
+
+_PIECES = st.sampled_from([
+    "<Workflow>", "</Workflow>", "<StepInstance>", "</StepInstance>", "<StepDefinition>",
+    "</StepDefinition>", "<ModuleInstance>", "</ModuleInstance>", "<ModuleDefinition>",
+    "</ModuleDefinition>", "<name>", "</name>", "<type>", "</type>", "<value>", "</value>",
+    "<body>", "</body>", '<Parameter name="p" type="string">', "</Parameter>",
+    "<![CDATA[", "]]>", "@{p}", "&amp;", "&lt;", "&x;", "<!DOCTYPE w>", "<?xml version='1.0'?>",
+    "Script", "ScriptStep1", "x", " ", "\n"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.lists(_PIECES, max_size=40).map("".join)))
+def test_any_input_is_a_workflow_or_a_workflow_error(data: bytes | str) -> None:
+    """The contract a fuzzer relies on: a Workflow whose steps resolve, or WorkflowError."""
+    try:
+        wf = parse_workflow(data)
+        wf.steps()
+        wf.unsupported_modules()
+    except WorkflowError:
+        pass
