@@ -138,8 +138,9 @@ def test_tour_of_dirac_client_methods(dirac_python: str,  # noqa: F811 - fixture
     user.workdir.mkdir()
     got = user.script("rpc_user.py", {"workdir": str(user.workdir), "home": HOME})
     failed = {k: v for k, v in got.items() if isinstance(v, dict) and v.get("OK") is False}
-    # the only refusal: no pilot ran the job, so there is no pilot output
-    assert set(failed) == {"WMSAdministrator.getJobPilotOutput"}, failed
+    # the only refusals: no pilot ran the job (no pilot output), a deleted request
+    assert set(failed) == {"WMSAdministrator.getJobPilotOutput",
+                           "ReqManager.getRequestStatus(deleted)"}, failed
     assert "no pilot output" in failed["WMSAdministrator.getJobPilotOutput"]["Message"]
     value = {k: v["Value"] for k, v in got.items() if isinstance(v, dict) and "Value" in v}
     one = got["ids"]["one"]
@@ -162,12 +163,20 @@ def test_tour_of_dirac_client_methods(dirac_python: str,  # noqa: F811 - fixture
     assert value["FileCatalog.getFileDetails"]["Successful"][f1]["MetaData"] == {"run": 7}
     assert list(value["FileCatalog.findFilesByMetadataDetailed"]["Successful"]) == [f1]
     assert value["FileCatalog.findFilesByMetadata"] == [f1]
+    assert value["FileCatalog.getReplicaStatus"]["Successful"] == {f1: "AprioriGood"}
+    assert value["FileCatalog.setFileStatus"]["Successful"] == {f1: True}
+    dump = value["FileCatalog.getDirectoryDump"]["Successful"][HOME]
+    assert f"{HOME}/tour" in dump["SubDirs"] and dump["Files"][f1]["Size"] == 3
     assert value["FileCatalog.getReplicas"]["Successful"][f1].keys() == {"DIRAC-USER",
                                                                          "OTHER-SE"}
     assert value["ReqManager.getRequestStatus"] == "Waiting"
     assert value["ReqManager.getRequestFileStatus"] == {f"{HOME}/tour/gone": "Waiting"}
     assert value["ReqManager.getDigest"].startswith("Name:tour-request\nRemoveFile:")
     assert value["ReqManager.getRequest"] == "tour-request"
+    info = value["ReqManager.getRequestInfo"]
+    assert info[:6] == [value["ReqManager.putRequest"], "Waiting", "tour-request", one, "alice",
+                        "demo_user"]
+    assert value["ReqManager.getRequestIDForName"] == value["ReqManager.putRequest"]
     assert list(value["ReqManager.readRequestsForJobs"]["Successful"]) == [str(one)]
 
     # the site mask and the SE configuration as DIRAC's RSS clients see them

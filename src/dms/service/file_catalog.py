@@ -133,6 +133,18 @@ class FileCatalogService(Service):
     def get_file_details(self, call: Call, lfns: Bulk) -> dict[str, Any]:
         return _wire(access.file_details(self.engine, self.req(call), _paths(lfns)))
 
+    @rpc_method("getReplicaStatus")
+    def get_replica_status(self, call: Call, lfns: Bulk) -> dict[str, Any]:
+        return _wire(access.replica_status(self.engine, self.req(call), _mapping(lfns)))
+
+    @rpc_method("setFileStatus")
+    def set_file_status(self, call: Call, lfns: dict) -> dict[str, Any]:
+        return _wire(access.set_file_status(self.engine, self.req(call), lfns))
+
+    @rpc_method("getDirectoryDump")
+    def get_directory_dump(self, call: Call, lfns: Bulk) -> dict[str, Any]:
+        return _wire(access.directory_dump(self.engine, self.req(call), _paths(lfns)))
+
     @rpc_method("findFilesByMetadataDetailed")
     def find_files_by_metadata_detailed(self, call: Call, query: dict,
                                         path: str = "/") -> dict[str, Any]:

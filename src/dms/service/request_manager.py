@@ -11,7 +11,10 @@ RPC methods:
 * ``cancelRequest(requestID)`` -> True when it was cancelled (False: already final).
 * ``readRequestsForJobs(jobIDs)`` -> ``{"Successful": {jobID: request}, "Failed": {...}}``;
   ``getBulkRequestStatus(requestIDs)`` -> ``{requestID: status}``;
-  ``getRequestFileStatus(requestID, lfns)`` -> ``{lfn: status}``; ``getDigest(requestID)``.
+  ``getRequestFileStatus(requestID, lfns)`` -> ``{lfn: status}``; ``getDigest(requestID)``;
+  ``getRequestInfo(requestID)`` -> DIRAC's row ``[RequestID, Status, RequestName, JobID,
+  Owner, OwnerGroup, SourceComponent, CreationTime, SubmitTime, LastUpdate]``;
+  ``getRequestIDForName(name)``; ``deleteRequest(requestID)`` (not while Assigned).
 
 Users see and cancel their own requests; ``Operator``, ``JobAdministrator`` and trusted hosts
 see and cancel all of them. The database is ``Systems.RequestManagement.Database`` (schema
@@ -130,3 +133,24 @@ class ReqManagerService(Service):
     @rpc_method("getDigest")
     def get_digest(self, call: Call, request_id: int) -> str:
         return logic.digest(self._visible(call, request_id))
+
+    @rpc_method("getRequestInfo")
+    def get_request_info(self, call: Call, request_id: int) -> list[Any]:
+        req = self._visible(call, request_id)
+        return [req.request_id, req.status, req.name, req.job_id, req.owner, req.owner_group,
+                "", req.created, req.created, req.last_update]
+
+    @rpc_method("getRequestIDForName")
+    def get_request_id_for_name(self, call: Call, name: str) -> int:
+        owner = None if _manager(call.identity) else call.identity.username
+        found = db.request_ids_named(self.engine, name, owner)
+        if not found:
+            raise NotFoundError(f"No such request {name}")
+        if len(found) > 1:
+            raise InvalidArgumentError(f"RequestName {name} not unique ({len(found)} matches)")
+        return found[0]
+
+    @rpc_method("deleteRequest")
+    def delete_request(self, call: Call, request_id: int) -> None:
+        self._visible(call, request_id)
+        db.delete_request(self.engine, request_id)

@@ -90,6 +90,9 @@ for name, args in (("exists", [f1]), ("isFile", [f1]), ("isDirectory", [f"{HOME}
                    ("findFilesByMetadata", [{"run": 7}, HOME]),
                    ("findFilesByMetadataDetailed", [{"run": 7}, HOME]),
                    ("getFileDetails", [f1]), ("getMetadataFields", []),
+                   ("getReplicaStatus", [{f1: "OTHER-SE"}]),
+                   ("setFileStatus", [{f1: "Problematic"}]),
+                   ("getDirectoryDump", [HOME]),
                    ("getStorageUsage", []), ("changePathMode", [{f1: 0o640}]),
                    ("getFileAncestors", [[f1], 1]), ("getDatasets", [f"{HOME}/*"]),
                    ("removeReplica", [{f1: {"SE": "OTHER-SE"}}]), ("removeFile", [f1]),
@@ -117,4 +120,8 @@ rec("ReqManager.getBulkRequestStatus", rc._getRPC().getBulkRequestStatus([rid]))
 got = rc.getRequest(rid)
 RESULT["ReqManager.getRequest"] = ({"OK": True, "Value": got["Value"].RequestName}
                                    if got["OK"] else {"OK": False, "Message": got["Message"]})
+rec("ReqManager.getRequestInfo", rc.getRequestInfo(rid))
+rec("ReqManager.getRequestIDForName", rc._getRPC().getRequestIDForName("tour-request"))
 rec("ReqManager.cancelRequest", rc.cancelRequest(rid))
+rec("ReqManager.deleteRequest", rc.deleteRequest(rid))
+rec("ReqManager.getRequestStatus(deleted)", rc.getRequestStatus(rid))
