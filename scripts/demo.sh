@@ -126,7 +126,7 @@ dls -l "$HOME_LFN/data"
 DATAJOB=$(dsub -N with-data --InputData "$HOME_LFN/data/input.txt" --OutputData summary.txt \
   --OutputPath results /bin/sh -c 'wc -c < input.txt > summary.txt')
 for _ in $(seq 60); do
-  state=$(dstat -a -F Status -f csv "$DATAJOB" | sed -n 2p)
+  state=$(dstat -a -F Status -f csv "$DATAJOB" | sed -n 2p | cut -d, -f2)   # "7,Done," -> Done
   case $state in Done|Failed|Killed) break ;; esac
   sleep 2
 done
