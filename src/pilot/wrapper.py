@@ -310,12 +310,12 @@ class JobWrapper:
         """A DIRAC ``Job`` API job: its executable is ``dirac-jobexec``."""
         return os.path.basename(str(self.jdl.get("Executable", ""))) == DIRAC_JOBEXEC
 
-    def payload_command(self) -> list[str]:
-        """What runs: the JDL's command, or for a DIRAC workflow :mod:`pilot.jobexec` (only
-        ``Script`` steps) or the node's real ``dirac-jobexec`` (other module types);
-        :class:`PayloadRefusedError` when the workflow cannot run here."""
+    def workflow_plan(self) -> tuple[list[str], list[tuple[str, str]]] | None:
+        """For a DIRAC workflow job: (``dirac-jobexec``'s arguments, the (step, module) pairs
+        the pilot cannot run itself); None for other jobs; :class:`PayloadRefusedError` when
+        the workflow description is refused."""
         if not self.is_dirac_workflow():
-            return self.command()
+            return None
         args = shlex.split(str(self.jdl.get("Arguments", "")))
         try:
             xml_name, _options, params = split_jobexec_arguments(args)
@@ -328,7 +328,16 @@ class JobWrapper:
         except (WorkflowError, OSError) as exc:
             raise PayloadRefusedError(INVALID_WORKFLOW,
                                       f"{INVALID_WORKFLOW}: {exc}") from None
-        unsupported = workflow.unsupported_modules()
+        return args, workflow.unsupported_modules()
+
+    def payload_command(self) -> list[str]:
+        """What runs: the JDL's command, or for a DIRAC workflow :mod:`pilot.jobexec` (only
+        ``Script`` steps) or the node's real ``dirac-jobexec`` (other module types);
+        :class:`PayloadRefusedError` when the workflow cannot run here."""
+        plan = self.workflow_plan()
+        if plan is None:
+            return self.command()
+        args, unsupported = plan
         if unsupported:
             real = shutil.which(DIRAC_JOBEXEC)
             if real:
