@@ -91,12 +91,27 @@ dkill -v "$LONG"
 
 say "dstat until every job has ended (at most 3 minutes)"
 for _ in $(seq 90); do
-  active=$(dstat -f csv | tail -n +2 | wc -l)
+  active=$(dstat -f csv | tail -n +2 | grep -c . || true)   # (DIRAC's csv ends with an empty line)
   [ "$active" -eq 0 ] && break
   sleep 2
 done
 dstat -a
 dlogging 1
+
+say "the login server is on: discovery, and alice's proxy exchanged for a token (dlogin --proxy)"
+python - "$DEMO" "$PORT" <<'PY'
+import sys, requests
+demo, port = sys.argv[1], sys.argv[2]
+meta = requests.get(f"https://127.0.0.1:{port}/.well-known/openid-configuration",
+                    verify=f"{demo}/ca/certificates", timeout=30).json()
+for key in ("issuer", "device_authorization_endpoint", "token_endpoint", "jwks_uri"):
+    print(f"{key:30s} {meta[key]}")
+PY
+# (the token's login state goes under the demo, not your ~/.pilotwms)
+HOME=$DEMO/home BEARER_TOKEN_FILE=$DEMO/alice-exchanged.token dlogin --proxy "$X509_USER_PROXY"
+say "dstat with that token only (no proxy)"
+HOME=$DEMO/home BEARER_TOKEN_FILE=$DEMO/alice-exchanged.token X509_USER_PROXY=$DEMO/no-proxy \
+  dstat -a
 
 say "doutput: the outputs, into ./<JobID>/"
 doutput 1 2 3 4 5
@@ -111,7 +126,7 @@ dls -l "$HOME_LFN/data"
 DATAJOB=$(dsub -N with-data --InputData "$HOME_LFN/data/input.txt" --OutputData summary.txt \
   --OutputPath results /bin/sh -c 'wc -c < input.txt > summary.txt')
 for _ in $(seq 60); do
-  state=$(dstat -a -F Status -f csv "$DATAJOB" | tail -n 1)
+  state=$(dstat -a -F Status -f csv "$DATAJOB" | sed -n 2p | cut -d, -f2)   # "7,Done," -> Done
   case $state in Done|Failed|Killed) break ;; esac
   sleep 2
 done

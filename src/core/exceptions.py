@@ -148,6 +148,14 @@ class NotAuthorizedError(PilotWMSError):
     http_status = 401
 
 
+class NotAllowedError(PilotWMSError):
+    """The operation is not offered here (e.g. a write to a read-only view); the message says
+    what to do instead."""
+
+    errno = _errno.EPERM
+    strerror = "Operation not permitted"
+
+
 class CredentialError(PilotWMSError):
     """A certificate, proxy, key or token cannot be read, made or verified."""
 

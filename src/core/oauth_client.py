@@ -71,10 +71,10 @@ def _json(r: requests.Response, what: str) -> dict[str, Any]:
 
 
 def _post(url: str, data: Mapping[str, str], verify: Verify,
-          auth: tuple[str, str] | None = None) -> requests.Response:
+          auth: tuple[str, str] | None = None, cert: str | None = None) -> requests.Response:
     try:
         return requests.post(url, data=dict(data), auth=auth, verify=verify, timeout=TIMEOUT,
-                             headers={"Accept": "application/json"})
+                             headers={"Accept": "application/json"}, cert=cert)
     except requests.RequestException as exc:
         raise ServiceUnavailableError(f"cannot reach {url}: {exc}") from None
 
@@ -180,6 +180,26 @@ def poll_device_flow(meta: Mapping[str, Any], client_id: str, auth: DeviceAuthor
         if error == "access_denied":
             raise OAuthError("the login was denied", error="access_denied")
         raise _error(reply, "token request refused", r.status_code)
+
+
+X509_GRANT = "urn:pilotwms:params:oauth:grant-type:x509-proxy"
+
+
+def exchange_proxy(meta: Mapping[str, Any], client_id: str, proxy: Path, scope: str = "", *,
+                   verify: Verify = True) -> dict[str, Any]:
+    """Exchange the X509 proxy (presented on the TLS connection) for an access token at a
+    pilotwms login server (its ``x509-proxy`` grant; no refresh token: the proxy is the
+    long-lived credential)."""
+    if not proxy.is_file():
+        raise CredentialError(f"no proxy at {proxy}: make one with dinit or pilotwms proxy init")
+    data = {"grant_type": X509_GRANT, "client_id": client_id}
+    if scope:
+        data["scope"] = scope
+    r = _post(str(meta["token_endpoint"]), data, verify, cert=str(proxy))
+    reply = _json(r, "proxy exchange")
+    if r.status_code != 200 or "access_token" not in reply:
+        raise _error(reply, "proxy exchange refused", r.status_code)
+    return reply
 
 
 def refresh_tokens(token_endpoint: str, client_id: str, refresh_token: str, *,

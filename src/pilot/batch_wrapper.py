@@ -45,6 +45,8 @@ from pilot.watchdog import KILL_SIGNAL, Watchdog, kill_tree
 
 USAGE = "usage.json"
 RESULT = "result.json"
+#: in ``Command``: this Python (the DIRAC workflow runner, ``python -m pilot.jobexec``)
+PYTHON = "@python@"
 
 
 def _write_json(path: str, data: dict[str, Any]) -> None:
@@ -72,7 +74,7 @@ def main(argv: list[str]) -> int:
     env.update({str(k): str(v) for k, v in (spec.get("Environment") or {}).items()})
     out_name = str(spec.get("StdOutput") or "std.out")
     err_name = str(spec.get("StdError") or out_name)
-    command = [str(c) for c in spec["Command"]]
+    command = [sys.executable if c == PYTHON else str(c) for c in spec["Command"]]
     started = time.monotonic()
     result: dict[str, Any] = {"ExitCode": None, "Reason": None, "CPU": 0.0, "Wall": 0.0,
                               "MaxRSS": 0}

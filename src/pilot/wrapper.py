@@ -6,6 +6,15 @@ Sandbox" -> "Output Sandbox Uploaded" -> Done/"Execution Complete" or Failed/"Ap
 Finished With Errors". A watchdog kill ends Failed with its reason; a Kill command leaves the
 job Killed. Calls about the job use the match's ``JobToken`` when there is one.
 
+DIRAC ``Job`` API jobs (``Executable = "dirac-jobexec"``, a workflow XML in the sandbox) run
+through :mod:`pilot.jobexec` when every step is DIRAC's ``Script`` module; its application
+statuses ("Executing RunScriptStep1", "echo successful", "'cat' Exited With Status 3") are
+relayed as they come and the last one stays. A workflow with other module types runs with a
+real ``dirac-jobexec`` found on the node's ``PATH``, else the job fails ("Workflow module not
+supported", the module named in the application status and ``ApplicationError``); an XML the
+parser refuses (too big, a DTD or entity, not well-formed) fails it with "Invalid workflow
+description".
+
 Example::
 
     match = rpc.call("WorkloadManagement/Matcher", "requestJob", resource)
@@ -17,11 +26,13 @@ from __future__ import annotations
 import glob
 import hashlib
 import io
+import json
 import os
 import shlex
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -31,6 +42,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from pilot.data import URLS_FILE, DataError, DataMover, output_lfn, strip_lfn
+from pilot.dirac_workflow import MAX_BYTES, WorkflowError, parse_workflow, split_jobexec_arguments
 from pilot.jdl import as_list, parse_jdl
 from pilot.rpc import RpcClient, RpcError
 from pilot.watchdog import CPU_LIMIT, KILL_SIGNAL, KILLED, WALL_LIMIT, Watchdog, kill_tree
@@ -40,6 +52,15 @@ MANAGER = "WorkloadManagement/JobManager"
 SANDBOX = "WorkloadManagement/SandboxStore"
 SOURCE = "JobWrapper"
 SANDBOX_TOO_BIG = "Sandbox is too big. Please upload it to a grid storage element"
+DIRAC_JOBEXEC = "dirac-jobexec"
+INVALID_WORKFLOW = "Invalid workflow description"
+UNSUPPORTED_MODULE = "Workflow module not supported"
+#: where pilot.jobexec writes the application statuses the wrapper relays (in the job dir)
+WORKFLOW_STATUS = ".workflow-status.jsonl"
+#: the pilot's own code (the zipapp, or the source directory)
+PILOT_PATH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_JOBEXEC_BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                 "from pilot.jobexec import main; sys.exit(main())")
 __all__ = ["CPU_LIMIT", "KILL_SIGNAL", "WALL_LIMIT", "JobWrapper", "WrapperOptions"]
 
 
@@ -60,6 +81,14 @@ class WrapperOptions:
     log: Callable[[str], None] = print
 
 
+class PayloadRefusedError(Exception):
+    """The payload cannot run on this node: ``minor`` status and a message for the user."""
+
+    def __init__(self, minor: str, message: str) -> None:
+        super().__init__(message)
+        self.minor = minor
+
+
 class JobWrapper:
     def __init__(self, match: dict[str, Any], rpc: RpcClient, options: WrapperOptions) -> None:
         self.match = match
@@ -75,6 +104,10 @@ class JobWrapper:
         self.watchdog: Watchdog | None = None
         #: (CPU seconds, peak RSS kB, wall seconds) of the payload once it ended
         self.usage: tuple[float, int, float] | None = None
+        #: the payload is our workflow runner: it sets the application statuses itself
+        self.workflow_run = False
+        self.last_app_status = ""
+        self._status_offset = 0
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -88,7 +121,8 @@ class JobWrapper:
         self.rpc.call(STATE, "setJobStatus", self.job_id, status, minor, SOURCE)
 
     def app_status(self, text: str) -> None:
-        self.rpc.call(STATE, "setJobApplicationStatus", self.job_id, text, SOURCE)
+        self.last_app_status = text[:255]
+        self.rpc.call(STATE, "setJobApplicationStatus", self.job_id, text[:255], SOURCE)
 
     def parameters(self, pairs: dict[str, Any]) -> None:
         self.rpc.call(STATE, "setJobParameters", self.job_id,
@@ -117,8 +151,12 @@ class JobWrapper:
     def _run(self) -> str:
         if not self.prepare():
             return self.outcome
+        try:
+            cmd = self.payload_command()
+        except PayloadRefusedError as exc:
+            return self.refuse(exc)
         self.report("", "Application")
-        code = self.execute()
+        code = self.execute(cmd)
         self.send_usage()
         return self.finish(code, self.watchdog.reason if self.watchdog else None)
 
@@ -252,13 +290,17 @@ class JobWrapper:
             self.log("killed on the server's request; the job stays Killed")
             return "Killed"
         if reason is not None:
-            self.app_status(f"Exit code {code}")
+            if not self.workflow_run:
+                self.app_status(f"Exit code {code}")
             self.report("Failed", reason)
             return "Failed"
         if code is None:
             self.report("Failed", "Application not found")
             return "Failed"
-        self.app_status(f"Exit code {code}")
+        if not self.workflow_run:
+            self.app_status(f"Exit code {code}")
+        elif code:  # the workflow's last status names the step's exit status
+            self.parameters({"ApplicationError": self.last_app_status or f"Exit code {code}"})
         self.report("", "Application Finished Successfully" if code == 0
                     else "Application Finished With Errors")
         uploaded = self.upload_outputs()
@@ -288,6 +330,91 @@ class JobWrapper:
             exe = local
         return [exe] + shlex.split(str(self.jdl.get("Arguments", "")))
 
+    def is_dirac_workflow(self) -> bool:
+        """A DIRAC ``Job`` API job: its executable is ``dirac-jobexec``."""
+        return os.path.basename(str(self.jdl.get("Executable", ""))) == DIRAC_JOBEXEC
+
+    def workflow_plan(self) -> tuple[list[str], list[tuple[str, str]]] | None:
+        """For a DIRAC workflow job: (``dirac-jobexec``'s arguments, the (step, module) pairs
+        the pilot cannot run itself); None for other jobs; :class:`PayloadRefusedError` when
+        the workflow description is refused."""
+        if not self.is_dirac_workflow():
+            return None
+        args = shlex.split(str(self.jdl.get("Arguments", "")))
+        try:
+            xml_name, _options, params = split_jobexec_arguments(args)
+            path = os.path.normpath(os.path.join(self.dir, xml_name))
+            if not path.startswith(self.dir + os.sep):
+                raise WorkflowError(f"{xml_name}: not in the job directory")
+            with open(path, "rb") as stream:
+                workflow = parse_workflow(stream.read(MAX_BYTES + 1)).with_values(params)
+            workflow.steps()
+        except (WorkflowError, OSError) as exc:
+            raise PayloadRefusedError(INVALID_WORKFLOW,
+                                      f"{INVALID_WORKFLOW}: {exc}") from None
+        return args, workflow.unsupported_modules()
+
+    def payload_command(self) -> list[str]:
+        """What runs: the JDL's command, or for a DIRAC workflow :mod:`pilot.jobexec` (only
+        ``Script`` steps) or the node's real ``dirac-jobexec`` (other module types);
+        :class:`PayloadRefusedError` when the workflow cannot run here."""
+        plan = self.workflow_plan()
+        if plan is None:
+            return self.command()
+        args, unsupported = plan
+        if unsupported:
+            real = shutil.which(DIRAC_JOBEXEC)
+            if real:
+                self.log(f"workflow modules {sorted({m for _, m in unsupported})}: "
+                         f"running {real}")
+                return [real, *args]
+            step, module = unsupported[0]
+            raise PayloadRefusedError(UNSUPPORTED_MODULE, (
+                f"Workflow module {module!r} (step {step}) is not supported: the pilot runs "
+                "DIRAC's Script module only, and there is no dirac-jobexec on this node"))
+        self.workflow_run = True
+        status = os.path.join(self.dir, WORKFLOW_STATUS)
+        return [sys.executable, "-S", "-I", "-c", _JOBEXEC_BOOT, PILOT_PATH,
+                "--status-file", status, *args]
+
+    def refuse(self, exc: PayloadRefusedError) -> str:
+        """The payload cannot run: say why (std.err, application status, ApplicationError),
+        upload the output sandbox, end Failed with ``exc.minor``."""
+        message = str(exc)
+        self.log(message)
+        err_name = str(self.jdl.get("StdError", "std.err"))
+        with open(os.path.join(self.dir, err_name), "a", encoding="utf-8") as err:
+            err.write(message + "\n")
+        self.app_status(message)
+        self.parameters({"ApplicationError": message[:2000]})
+        self.upload_outputs()
+        self.report("Failed", exc.minor)
+        return "Failed"
+
+    def relay_statuses(self) -> None:
+        """Send the application statuses :mod:`pilot.jobexec` wrote since the last call."""
+        path = os.path.join(self.dir, WORKFLOW_STATUS)
+        try:
+            if os.path.getsize(path) <= self._status_offset:
+                return
+            with open(path, "rb") as stream:
+                stream.seek(self._status_offset)
+                data = stream.read()
+        except OSError:
+            return
+        complete = data[:data.rfind(b"\n") + 1]
+        self._status_offset += len(complete)
+        for line in complete.splitlines():
+            try:
+                text = json.loads(line).get("ApplicationStatus")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(text, str) and text:
+                try:
+                    self.app_status(text)
+                except RpcError as exc:
+                    self.log(f"cannot relay the application status {text!r}: {exc}")
+
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update({"DIRACJOBID": str(self.job_id), "JOBID": str(self.job_id),
@@ -310,11 +437,12 @@ class JobWrapper:
             return None
         return cpu_time * self.opts.cpu_limit_factor * self.opts.processors
 
-    def execute(self) -> int | None:
-        """Run the payload under the watchdog; its exit code (None: could not start)."""
+    def execute(self, cmd: list[str] | None = None) -> int | None:
+        """Run the payload (``cmd``, default :meth:`command`) under the watchdog; its exit
+        code (None: could not start)."""
         out_name = str(self.jdl.get("StdOutput", "std.out"))
         err_name = str(self.jdl.get("StdError", "std.err"))
-        cmd = self.command()
+        cmd = cmd or self.command()
         self.log(f"running {cmd}")
         with open(os.path.join(self.dir, out_name), "ab") as out:
             err = out if err_name == out_name else open(  # noqa: SIM115 - closed below
@@ -347,6 +475,10 @@ class JobWrapper:
                     break
                 if self.opts.stop.wait(0.05):
                     self.watchdog.terminate(KILL_SIGNAL)
+                if self.workflow_run:
+                    self.relay_statuses()
+            if self.workflow_run:
+                self.relay_statuses()
             wall = time.monotonic() - started
             cpu = max(self.watchdog.cpu, rusage.ru_utime + rusage.ru_stime)
             rss_kb = max(self.watchdog.max_rss // 1024, rusage.ru_maxrss)

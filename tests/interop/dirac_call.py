@@ -9,10 +9,16 @@ venv)::
     dirac_call.py --url https://127.0.0.1:PORT ... --wms-status 1,2,3
     dirac_call.py --url https://127.0.0.1:PORT ... --wms-kill 1[,2]
     dirac_call.py ... (--wms-* | --method NAME) --resolve-only   # print the URLs DIRAC resolved
+    dirac_call.py --url ... --cfg dirac.cfg --script checks.py [--script-args JSON]
 
 The harness builds a throw-away DIRAC root (``<workdir>/root/etc/dirac.cfg``) with no
 configuration server, no tokens, no gateways, the CA directory and -- for the ``--wms-*`` modes --
-``/Systems/WorkloadManagement/URLs/<Service>`` pointing at ``--url``'s scheme://host:port.
+``/Systems/WorkloadManagement/URLs/<Service>`` pointing at ``--url``'s scheme://host:port. With
+``--cfg FILE`` (e.g. the output of ``pilotwms dirac-config``) that file is the ``dirac.cfg``.
+
+``--script FILE`` runs FILE inside the initialised DIRAC (several checks in one DIRAC process:
+DIRAC is slow to start) with ``ARGS`` (``--script-args``, JSON) in its globals; the script sets
+``RESULT``, printed as the ``Value`` of an S_OK.
 
 Output: exactly one JSON line on stdout, the S_OK/S_ERROR dict returned by DIRAC, serialised with
 DIRAC's own ``JEncode.encode``. DIRAC's logging goes to stderr. Exit status 0 whenever DIRAC
@@ -90,6 +96,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="JSON",
         help='TransformationClient(url=--url) calls in order: [["method", [args], {kw}], ...]',
     )
+    mode.add_argument("--script", metavar="FILE", help="run FILE in DIRAC; it sets RESULT")
+    p.add_argument("--script-args", default="null", help="JSON given to --script as ARGS")
+    p.add_argument("--cfg", help="use this dirac.cfg instead of the generated minimal one")
     p.add_argument("--args", default="[]", help="JSON list of positional arguments (--method)")
     ns = p.parse_args(argv)
     try:
@@ -151,7 +160,8 @@ def prepare_environment(ns: argparse.Namespace, workdir: Path) -> None:
     """Create the DIRAC root and set the environment; must run before ``import DIRAC``."""
     root = workdir / "root"
     (root / "etc").mkdir(parents=True, exist_ok=True)
-    (root / "etc" / "dirac.cfg").write_text(dirac_cfg(ns))
+    cfg = Path(ns.cfg).read_text() if getattr(ns, "cfg", None) else dirac_cfg(ns)
+    (root / "etc" / "dirac.cfg").write_text(cfg)
     home = workdir / "home"  # isolates from a user's ~/.dirac.cfg and ~/.dirac/ state
     home.mkdir(exist_ok=True)
     for var in _SCRUB_ENV:
@@ -195,6 +205,13 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
     from DIRAC.ConfigurationSystem.Client.PathFinder import getServiceURL
     from DIRAC.Core.Base.Client import Client
 
+    if ns.script:
+        import runpy
+
+        scope = runpy.run_path(ns.script, init_globals={"ARGS": json.loads(ns.script_args)})
+        if "RESULT" not in scope:
+            raise HarnessError(f"{ns.script} did not set RESULT")
+        return S_OK(scope["RESULT"])
     if ns.method:
         client = Client(url=ns.url)
         if ns.resolve_only:

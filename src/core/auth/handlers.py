@@ -138,11 +138,18 @@ class JWKSHandler(OAuthHandler):
         self.reply(await self.blocking(self.srv.issuer.public_jwks))
 
 
+#: the device flow's refusal on a server without identity providers (dlogin recognises it)
+NO_IDP = ("no identity provider is configured on this server (Auth.Server.IdPs): the device "
+          "flow cannot log anyone in")
+
+
 class DeviceHandler(OAuthHandler):
     async def post(self) -> None:
         client_id, secret = self.client_credentials()
         self.srv.check_client(client_id, secret)
         assert client_id is not None  # noqa: S101 - check_client refuses None
+        if not self.srv.settings.idps:  # say so now, not after the user opened the page
+            raise AuthServerError("invalid_request", NO_IDP)
         self.reply(await self.blocking(grants.start_device, self.srv, client_id,
                                        self.arg("scope")))
 

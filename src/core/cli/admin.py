@@ -13,6 +13,7 @@ Subcommands::
     pilotwms token issue --user U [--group G] [--lifetime S] [--out F] [--config F]
     pilotwms auth rotate-key|keys|housekeeping|delegations [--config F]   # login server
     pilotwms call SYSTEM/SERVICE METHOD [ARG ...]      # ARGs are JSON, else strings
+    pilotwms dirac-config [--config F] [--out FILE] [--url URL] [--vo VO]  # the DIRAC client's
     pilotwms mover --config mover.yaml                  # a data mover (docs/transfers-admin.md)
     pilotwms transfer rotate-key [--config F]          # re-encrypt association secrets
 
@@ -107,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_auth_parser(sub)
 
+    from core.cli.dirac_config import add_parser as add_dirac_config_parser
+
+    add_dirac_config_parser(sub)
+
     p = sub.add_parser("agent", help="run an agent (see 'pilotwms agents')")
     p.add_argument("name")
     p.add_argument("--config", type=Path)
@@ -148,7 +153,21 @@ def cmd_init(ns: argparse.Namespace) -> int:
     print(f"pilotwms instance ready in {inst.directory}")
     print(f"  start it:  pilotwms serve --config {inst.config}")
     print(f"  use it:    export PILOTWMS_CLIENT_CONFIG={inst.client_config}")
+    if inst.dirac_cfg.exists():
+        print(f"  DIRAC client: export DIRAC_ROOT_PATH={inst.dirac_root}; "
+              "unset REQUESTS_CA_BUNDLE CURL_CA_BUNDLE")
+        print(f"                ({inst.dirac_cfg}, see docs/interop-dirac.md)")
+    print("  login server: on (Framework/Auth: discovery, JWKS, proxy exchange, refresh).")
+    print("    No identity provider is configured, so dlogin's device flow cannot finish yet:")
+    print(f"    add your VO's IdP under Auth.Server.IdPs in {inst.config} (docs/login.md);")
+    print("    meanwhile use a proxy (pilotwms proxy init / dinit) or exchange it for a token.")
     return 0
+
+
+def cmd_dirac_config(ns: argparse.Namespace) -> int:
+    from core.cli.dirac_config import cmd_dirac_config as run_dirac_config
+
+    return run_dirac_config(ns, _server_config(ns.config))
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
@@ -372,6 +391,7 @@ COMMANDS: dict[str, Any] = {
     "init": cmd_init, "serve": cmd_serve, "services": cmd_services, "db": cmd_db,
     "ca": cmd_ca, "cert": cmd_cert, "proxy": cmd_proxy, "token": cmd_token, "call": cmd_call,
     "agent": cmd_agent, "agents": cmd_agents, "auth": cmd_auth,
+    "dirac-config": cmd_dirac_config,
 }
 
 

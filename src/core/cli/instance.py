@@ -3,7 +3,13 @@
 DIR receives: ``config.yaml`` (server), ``client.yaml`` (user side), a dev CA in ``ca/`` with its
 hashed directory ``ca/certificates``, a host certificate for localhost/127.0.0.1 in ``host/``,
 users with certificates in ``users/<name>/`` (the demo user, an administrator), the token
-signing key ``jwk.json`` and the SQLite database ``pilotwms.db`` with every schema created.
+signing key ``jwk.json``, the SQLite database ``pilotwms.db`` with every schema created, and
+``dirac/etc/dirac.cfg`` for the real DIRAC client (``pilotwms dirac-config``).
+
+The login server (``Framework/Auth``: discovery, JWKS, device flow, X509-proxy exchange,
+refresh) is on, with single-host settings: the issuer is this server's own URL, access tokens
+live 20 minutes, refresh tokens a week; no identity provider is configured (``IdPs`` is
+empty), so the device flow says so until the admin adds one (docs/login.md).
 
 Example::
 
@@ -47,6 +53,15 @@ class Instance:
     def ca_dir(self) -> Path:
         return self.directory / "ca" / "certificates"
 
+    @property
+    def dirac_root(self) -> Path:
+        """``DIRAC_ROOT_PATH`` for the real DIRAC client (its ``etc/dirac.cfg``)."""
+        return self.directory / "dirac"
+
+    @property
+    def dirac_cfg(self) -> Path:
+        return self.dirac_root / "etc" / "dirac.cfg"
+
     def user_cert(self, user: str) -> tuple[Path, Path]:
         base = self.directory / "users" / user
         return base / "usercert.pem", base / "userkey.pem"
@@ -72,7 +87,10 @@ def server_config_data(directory: Path, *, user: str, host: str, port: int) -> d
             "CADir": "ca/certificates",
             "Processes": 1,
         },
-        "Auth": {"Signing": {"Issuer": url, "KeyFile": "jwk.json", "Audience": "pilotwms"}},
+        # the login server, safe on one host: our own issuer, short access tokens, no IdP yet
+        "Auth": {"Signing": {"Issuer": url, "KeyFile": "jwk.json", "Audience": "pilotwms"},
+                 "Server": {"AccessTokenLifetime": 1200, "RefreshTokenLifetime": 604800,
+                            "IdPs": {}}},
         # one site with local pilots (`pilotwms agent SiteDirector` feeds it) and one disk SE
         # served by this server, the default of dput and of jobs' output data
         "Resources": {
@@ -167,5 +185,10 @@ def create_instance(
 
     from core.cli.dbcmd import init_all  # the schemas of every installed system
 
-    init_all(load_config(inst.config))
+    config = load_config(inst.config)
+    init_all(config)
+    if port:  # with --port 0 the URLs are only known once serving
+        from core.cli.dirac_config import write_dirac_cfg
+
+        write_dirac_cfg(config, inst.dirac_cfg)
     return inst

@@ -3,6 +3,7 @@
 ::
 
     dlogin [--group G] [--issuer URL] [--client-id ID] [--scope S] [--resource URI] [--ca PATH]
+    dlogin --proxy [FILE]            # exchange an X509 proxy for a token (no browser, no IdP)
     dlogout
 
 ``dlogin`` finds the issuer by OpenID discovery: by default the pilotwms server of the client
@@ -21,6 +22,12 @@ The client id is ``--client-id``, else ``ClientId`` of the client configuration,
 scopes ``group:<G>`` and ``vo:<VO>`` (as DiracX does); with an external IdP ``--group`` must be
 one of the groups the IdP asserts (``groups`` claim).
 
+``dlogin --proxy`` needs no identity provider: the proxy (``FILE``, else ``$X509_USER_PROXY``
+or ``/tmp/x509up_u<uid>``, made by ``dinit``) is presented to the pilotwms login server, which
+exchanges it for an access token of the proxy's user and group (no refresh token: run it again
+when the token expires). On a server without an identity provider the device flow stops at
+once and says what to do instead.
+
 Example::
 
     $ dlogin --group demo_user
@@ -38,6 +45,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from core.cli.common import run
@@ -55,6 +63,7 @@ from core.oauth_client import (
     TokenStore,
     Verify,
     discover,
+    exchange_proxy,
     jwt_claims,
     poll_device_flow,
     revoke_token,
@@ -75,7 +84,19 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--scope", help="scopes to ask for (replaces the defaults)")
     p.add_argument("--resource", help="RFC 8707 resource indicator (the token's audience)")
     p.add_argument("--ca", help="CA file or directory to verify the issuer's TLS certificate")
+    p.add_argument("--proxy", nargs="?", const="", metavar="FILE",
+                   help="exchange this X509 proxy (default: $X509_USER_PROXY or "
+                        "/tmp/x509up_u<uid>) for a token instead of the device flow")
     return p
+
+
+NO_IDP_HELP = (
+    "{issuer} has no identity provider configured, so it cannot log you in with the device "
+    "flow.\n"
+    "  - use your X509 certificate: 'dinit' makes a proxy every command accepts, and\n"
+    "    'dlogin --proxy' exchanges that proxy for an access token;\n"
+    "  - or ask the administrator to add the VO's identity provider under Auth.Server.IdPs\n"
+    "    of the server configuration (see docs/login.md).")
 
 
 def _optional_config() -> ClientConfig | None:
@@ -155,8 +176,15 @@ def cmd_login(argv: Sequence[str]) -> int:
     else:
         scope = EXTERNAL_SCOPE
     meta = discover(issuer, verify)
-    auth = start_device_flow(meta, client_id, scope, client_secret=secret, verify=verify,
-                             resource=ns.resource)
+    if ns.proxy is not None:
+        return _login_with_proxy(ns, meta, client_id, cfg, verify, group if ours else None)
+    try:
+        auth = start_device_flow(meta, client_id, scope, client_secret=secret, verify=verify,
+                                 resource=ns.resource)
+    except OAuthError as exc:
+        if ours and "no identity provider" in exc.message:
+            raise CredentialError(NO_IDP_HELP.format(issuer=issuer)) from None
+        raise
     print(f"To log in, open {auth.verification_uri} in a browser and enter the code "
           f"{auth.user_code}")
     if auth.verification_uri_complete:
@@ -203,6 +231,28 @@ def cmd_login(argv: Sequence[str]) -> int:
                     previous.verify)
     print(f"Token saved in {store.token_file}")
     _show(info or {})
+    return 0
+
+
+def _login_with_proxy(ns: argparse.Namespace, meta: dict[str, Any], client_id: str,
+                      cfg: ClientConfig | None, verify: Verify, group: str | None) -> int:
+    """``dlogin --proxy``: the x509-proxy grant; the token saved as a device login's."""
+    from core.security.proxy import default_proxy_path
+
+    proxy = Path(ns.proxy) if ns.proxy else default_proxy_path()
+    scope = ns.scope or (f"group:{ns.group}" if ns.group else "")
+    tokens = exchange_proxy(meta, client_id, proxy, scope, verify=verify)
+    store = TokenStore.default()
+    state = LoginState.from_tokens(meta, client_id, tokens, verify=verify, group=group)
+    store.save(tokens, state)
+    print(f"Token saved in {store.token_file} (from the proxy {proxy}; it lasts "
+          f"{_fmt_left(float(tokens.get('expires_in') or 0))}, run 'dlogin --proxy' again "
+          "then)")
+    if cfg is not None:
+        try:
+            _show(_whoami_pilotwms(cfg, str(tokens["access_token"])))
+        except PilotWMSError as exc:
+            print(f"(whoami failed: {exc.message})", file=sys.stderr)
     return 0
 
 

@@ -91,9 +91,9 @@ def _main(argv: Sequence[str]) -> int:
             except PilotWMSError as exc:
                 print("Error:", exc.message)
                 return EXIT_ERROR
-            for name in metas or sorted(values):
+            for name in metas or list(values):  # the catalog's order, as DIRAC prints it
                 if name in values:
-                    print(f"{name}={date_text(values[name])}")
+                    print(f"{name} = {date_text(values[name])}")
         else:
             print(f"Error: unknown command {command!r} (add, rm, ls)")
             return EXIT_ERROR

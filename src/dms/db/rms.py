@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.db import Schema, UTCDateTime, utcnow, write_transaction
-from core.exceptions import NotFoundError
+from core.exceptions import InvalidArgumentError, NotFoundError
 
 metadata = sa.MetaData()
 
@@ -273,3 +273,31 @@ def cancel(engine: Engine, request_id: int) -> bool:
         return bool(conn.execute(sa.update(rms_requests).where(
             r.request_id == request_id, r.status.not_in(list(FINAL))).values(
             status=CANCELED, last_update=utcnow())).rowcount)
+
+
+def request_ids_named(engine: Engine, name: str, owner: str | None = None) -> list[int]:
+    """IDs of the requests called ``name`` (of ``owner`` when given)."""
+    query = sa.select(rms_requests.c.request_id).where(rms_requests.c.name == name)
+    if owner is not None:
+        query = query.where(rms_requests.c.owner == owner)
+    with engine.connect() as conn:
+        return list(conn.execute(query.order_by(rms_requests.c.request_id)).scalars())
+
+
+def delete_request(engine: Engine, request_id: int) -> bool:
+    """Remove a request with its operations and files; False when there was none. A request
+    an agent is executing (Assigned) is not removed (cancel it first)."""
+    with write_transaction(engine) as conn:
+        status = conn.execute(sa.select(rms_requests.c.status).where(
+            rms_requests.c.request_id == request_id)).scalar()
+        if status is None:
+            return False
+        if status == ASSIGNED:
+            raise InvalidArgumentError(f"request {request_id} is being executed: cancel it "
+                                       "first")
+        ops = sa.select(rms_operations.c.operation_id).where(
+            rms_operations.c.request_id == request_id)
+        conn.execute(sa.delete(rms_files).where(rms_files.c.operation_id.in_(ops)))
+        conn.execute(sa.delete(rms_operations).where(rms_operations.c.request_id == request_id))
+        conn.execute(sa.delete(rms_requests).where(rms_requests.c.request_id == request_id))
+    return True

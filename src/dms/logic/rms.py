@@ -130,6 +130,26 @@ def to_wire(req: RequestRow) -> dict[str, Any]:
     }
 
 
+def digest(req: RequestRow) -> str:
+    """DIRAC's one-line-per-operation summary of a request (``Request.getDigest``)."""
+    lines = [f"Name:{req.name}"]
+    for order, op in enumerate(req.operations):
+        parts = [op.type, op.type, op.status, str(order)]
+        if op.target_se:
+            parts.append(op.target_se)
+        if op.files:
+            more = f"...+<{len(op.files) - 1} files>" if len(op.files) > 1 else ""
+            parts.append(op.files[0].lfn + more)
+        lines.append(":".join(parts))
+    return "\n".join(lines)
+
+
+def file_statuses(req: RequestRow, lfns: list[str]) -> dict[str, str]:
+    """``{lfn: status}`` of the request's files among ``lfns`` (the last operation's)."""
+    found = {f.lfn: f.status for op in req.operations for f in op.files}
+    return {lfn: found[lfn] for lfn in lfns if lfn in found}
+
+
 def _run_file(dm: DataManager, op: OperationRow, f: FileRow) -> None:
     """One file's step of one operation; raises on failure."""
     lfn = f.lfn

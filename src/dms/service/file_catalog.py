@@ -55,7 +55,7 @@ from core.security.identity import Identity
 from dms.bulk import BulkResult
 from dms.db import changes, tables
 from dms.db import metadata as meta_db
-from dms.logic import ancestry, datasets, directories, metadata, namespace
+from dms.logic import access, ancestry, datasets, directories, metadata, namespace
 from dms.logic.namespace import as_list
 from dms.logic.rights import CatalogSettings, Requester
 
@@ -122,6 +122,51 @@ class FileCatalogService(Service):
         return requester_of(call.identity, self.settings, self.ctx)
 
     # -- namespace ------------------------------------------------------------------------------
+
+    @rpc_method("isOK")
+    def is_ok(self, call: Call) -> None:
+        """S_OK when the catalog's database answers."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    @rpc_method("getPathPermissions")
+    def get_path_permissions(self, call: Call, lfns: Bulk) -> dict[str, Any]:
+        return _wire(access.path_permissions(self.engine, self.req(call), _paths(lfns)))
+
+    @rpc_method("hasAccess")
+    def has_access(self, call: Call, paths: Bulk, op_type: Bulk) -> dict[str, Any]:
+        if isinstance(paths, str) and not isinstance(op_type, str):  # DIRAC < v6r15 order
+            paths, op_type = op_type, paths
+        if not isinstance(op_type, str):
+            raise InvalidArgumentError("hasAccess(paths, opType): opType is a method name")
+        return _wire(access.has_access(self.engine, self.req(call), _paths(paths), op_type))
+
+    @rpc_method("getLFNForGUID")
+    def get_lfn_for_guid(self, call: Call, guids: Bulk) -> dict[str, Any]:
+        return _wire(access.lfns_for_guids(self.engine, self.req(call), _paths(guids)))
+
+    @rpc_method("getFileDetails")
+    def get_file_details(self, call: Call, lfns: Bulk) -> dict[str, Any]:
+        return _wire(access.file_details(self.engine, self.req(call), _paths(lfns)))
+
+    @rpc_method("getReplicaStatus")
+    def get_replica_status(self, call: Call, lfns: Bulk) -> dict[str, Any]:
+        return _wire(access.replica_status(self.engine, self.req(call), _mapping(lfns)))
+
+    @rpc_method("setFileStatus")
+    def set_file_status(self, call: Call, lfns: dict) -> dict[str, Any]:
+        return _wire(access.set_file_status(self.engine, self.req(call), lfns))
+
+    @rpc_method("getDirectoryDump")
+    def get_directory_dump(self, call: Call, lfns: Bulk) -> dict[str, Any]:
+        return _wire(access.directory_dump(self.engine, self.req(call), _paths(lfns)))
+
+    @rpc_method("findFilesByMetadataDetailed")
+    def find_files_by_metadata_detailed(self, call: Call, query: dict,
+                                        path: str = "/") -> dict[str, Any]:
+        req = self.req(call)
+        found = metadata.find_files(self.engine, req, query, path)
+        return _wire(access.file_details(self.engine, req, found)) if found else {}
 
     @rpc_method("addFile")
     def add_file(self, call: Call, lfns: dict) -> dict[str, Any]:

@@ -9,6 +9,12 @@ RPC methods:
 * ``getRequestStatus(requestID)`` -> ``"Waiting"``, ``"Assigned"``, ``"Done"``, ...
 * ``getRequestIDsForJobs(jobIDs)`` -> ``{"Successful": {jobID: requestID}, "Failed": {}}``.
 * ``cancelRequest(requestID)`` -> True when it was cancelled (False: already final).
+* ``readRequestsForJobs(jobIDs)`` -> ``{"Successful": {jobID: request}, "Failed": {...}}``;
+  ``getBulkRequestStatus(requestIDs)`` -> ``{requestID: status}``;
+  ``getRequestFileStatus(requestID, lfns)`` -> ``{lfn: status}``; ``getDigest(requestID)``;
+  ``getRequestInfo(requestID)`` -> DIRAC's row ``[RequestID, Status, RequestName, JobID,
+  Owner, OwnerGroup, SourceComponent, CreationTime, SubmitTime, LastUpdate]``;
+  ``getRequestIDForName(name)``; ``deleteRequest(requestID)`` (not while Assigned).
 
 Users see and cancel their own requests; ``Operator``, ``JobAdministrator`` and trusted hosts
 see and cancel all of them. The database is ``Systems.RequestManagement.Database`` (schema
@@ -22,11 +28,12 @@ Example::
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from core.exceptions import InvalidArgumentError, NotAuthorizedError
+from core.exceptions import InvalidArgumentError, NotAuthorizedError, NotFoundError
 from core.rpc.service import Call, Service, rpc_method
 from core.security.identity import Identity
 from dms.db import rms as db
@@ -67,7 +74,14 @@ class ReqManagerService(Service):
         return req
 
     @rpc_method("putRequest")
-    def put_request(self, call: Call, request: dict) -> int:
+    def put_request(self, call: Call, request: dict | str) -> int:
+        if isinstance(request, str):  # DIRAC's ReqClient sends Request.toJSON() text
+            try:
+                request = json.loads(request)
+            except ValueError:
+                raise InvalidArgumentError("the request is not JSON") from None
+            if not isinstance(request, dict):
+                raise InvalidArgumentError("a request is a JSON object")
         owner, group, vo = self._owner(call.identity, request)
         return db.insert_request(self.engine, logic.parse_request(request, owner, group, vo))
 
@@ -92,3 +106,51 @@ class ReqManagerService(Service):
     def cancel_request(self, call: Call, request_id: int) -> bool:
         self._visible(call, request_id)
         return db.cancel(self.engine, request_id)
+
+    @rpc_method("readRequestsForJobs")
+    def read_requests_for_jobs(self, call: Call, job_ids: list) -> dict[str, Any]:
+        ids = self.get_request_ids_for_jobs(call, job_ids)
+        return {"Successful": {job: logic.to_wire(db.get_request(self.engine, rid))
+                               for job, rid in ids["Successful"].items()},
+                "Failed": ids["Failed"]}
+
+    @rpc_method("getBulkRequestStatus")
+    def get_bulk_request_status(self, call: Call, request_ids: list) -> dict[int, str]:
+        out = {}
+        for rid in request_ids:
+            try:
+                out[int(rid)] = self._visible(call, int(rid)).status
+            except (NotFoundError, NotAuthorizedError, ValueError, TypeError):
+                continue
+        return out
+
+    @rpc_method("getRequestFileStatus")
+    def get_request_file_status(self, call: Call, request_id: int,
+                                lfns: str | list) -> dict[str, str]:
+        wanted = [lfns] if isinstance(lfns, str) else [str(x) for x in lfns]
+        return logic.file_statuses(self._visible(call, request_id), wanted)
+
+    @rpc_method("getDigest")
+    def get_digest(self, call: Call, request_id: int) -> str:
+        return logic.digest(self._visible(call, request_id))
+
+    @rpc_method("getRequestInfo")
+    def get_request_info(self, call: Call, request_id: int) -> list[Any]:
+        req = self._visible(call, request_id)
+        return [req.request_id, req.status, req.name, req.job_id, req.owner, req.owner_group,
+                "", req.created, req.created, req.last_update]
+
+    @rpc_method("getRequestIDForName")
+    def get_request_id_for_name(self, call: Call, name: str) -> int:
+        owner = None if _manager(call.identity) else call.identity.username
+        found = db.request_ids_named(self.engine, name, owner)
+        if not found:
+            raise NotFoundError(f"No such request {name}")
+        if len(found) > 1:
+            raise InvalidArgumentError(f"RequestName {name} not unique ({len(found)} matches)")
+        return found[0]
+
+    @rpc_method("deleteRequest")
+    def delete_request(self, call: Call, request_id: int) -> None:
+        self._visible(call, request_id)
+        db.delete_request(self.engine, request_id)

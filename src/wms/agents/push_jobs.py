@@ -50,7 +50,7 @@ from core.db import utcnow
 from core.exceptions import ConfigError, PilotWMSError
 from core.security.tokens import TokenIssuer
 from pilot.rpc import RpcClient, RpcError
-from pilot.wrapper import STATE, WrapperOptions
+from pilot.wrapper import STATE, PayloadRefusedError, WrapperOptions
 from wms.ce.base import CEError, ComputingElement, PilotStatus, ce_class
 from wms.ce.slurm import SlurmComputingElement
 from wms.ce.ssh import SSHComputingElement
@@ -249,7 +249,15 @@ class PushJobAgent(Agent):
             name = f"push-{job_id}"
             if recover:  # an earlier attempt may have reached sbatch before a crash
                 slurm.runner.run(["scancel", f"--name={name}"])
-            slurm.runner.run(["/bin/sh", "-c", _UNPACK, "sh", remote], input=job.stage(remote),
+            try:
+                staged = job.stage(remote)
+            except PayloadRefusedError as exc:  # a DIRAC workflow this site cannot run
+                job.refuse(exc)
+                job._send_log()
+                with engine.begin() as conn:
+                    push_db.forget(conn, job_id)
+                return
+            slurm.runner.run(["/bin/sh", "-c", _UNPACK, "sh", remote], input=staged,
                              check=True)
             argv = slurm.commands.sbatch(queue=q_name, job_name=name,
                                          processors=queue.number_of_processors,
@@ -356,6 +364,7 @@ class PushJobAgent(Agent):
                 packed = slurm.runner.run(["/bin/sh", "-c", _PACK, "sh", row.remote_dir],
                                           check=True).stdout
                 unpack(packed, job.dir)
+                job.relay_workflow_statuses()
                 text = slurm.runner.read_file(f"{row.remote_dir}/{META}/result.json")
                 result = json.loads(text) if text.strip() else {}
             except (CEError, OSError, ValueError, tarfile.TarError) as exc:

@@ -1,20 +1,22 @@
 """What the COMDIRAC-style commands share: job-ID arguments, DIRAC's table formats, progress.
 
-Formats are DIRAC's ``ArrayFormatter`` ones: ``pretty`` (a header, a row of ``=``, columns
-separated by two spaces, values that read as integers right-aligned, "No output" when empty),
-``csv`` (a comma after every field, header included) and ``json`` (a list of objects).
+Formats are DIRAC's ``ArrayFormatter`` ones, text for text (DIRAC's own COMDIRAC commands are
+the oracle, tests/interop/test_dirac_commands.py): ``pretty`` (a header, a row of ``=``, columns
+separated by two spaces, values that read as integers right-aligned, a newline after every row,
+"No output" when empty), ``csv`` (a comma after every field, header included, a newline after
+every line) and ``json`` (a list of objects). The commands print the text with ``print``, as
+DIRAC's commands log it: a table is followed by an empty line.
 
 Example::
 
     >>> print(format_table([[12, "Waiting"], [3, "Done"]], ["JobID", "Status"], "pretty",
-    ...                    sort="JobID"))
+    ...                    sort="JobID"), end="")
     JobID  Status
     ================
         3  Done
        12  Waiting
-    >>> print(format_table([[3, "Done"]], ["JobID", "Status"], "csv"))
-    JobID,Status,
-    3,Done,
+    >>> format_table([[3, "Done"]], ["JobID", "Status"], "csv")
+    'JobID,Status,\\n3,Done,\\n'
 """
 
 from __future__ import annotations
@@ -102,13 +104,14 @@ def _pretty(rows: list[list[str]], headers: Sequence[str]) -> str:
 
     out = [line([h.strip() for h in headers]), "=" * (sum(widths) + len(sep) * len(widths))]
     out.extend(line(r) for r in rows)
-    return "\n".join(out)
+    return "\n".join(out) + "\n"
 
 
 def format_table(records: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str,
                  sort: str | None = None) -> str:
     """``records`` (rows of values in ``headers`` order) in a DIRAC format, sorted by the
-    ``sort`` column when given. No trailing newline."""
+    ``sort`` column when given; the text DIRAC's ``ArrayFormatter`` makes (pretty and csv end
+    with a newline, json and "No output" do not)."""
     if fmt not in FORMATS:
         raise InvalidArgumentError(
             f"Output format not supported: {fmt} not in {', '.join(FORMATS)}")
@@ -124,7 +127,7 @@ def format_table(records: Sequence[Sequence[Any]], headers: Sequence[str], fmt: 
     if fmt == "csv":
         lines = ["".join(f"{h}," for h in headers)]
         lines.extend("".join(f"{v}," for v in r) for r in texts)
-        return "\n".join(lines)
+        return "\n".join(lines) + "\n"
     return _pretty(texts, headers)
 
 

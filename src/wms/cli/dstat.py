@@ -45,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-S", "--Status", dest="status",
                    help="comma-separated statuses (" + ",".join(map(str, JOB_STATUSES))
                         + "), or 'all'")
-    p.add_argument("-a", "--StatusAll", dest="status_all", action="store_true",
+    # -a and -S set the same filter: the last one given wins, as DIRAC's switches
+    p.add_argument("-a", "--StatusAll", dest="status", action="store_const", const="all",
                    help="jobs of any status")
     p.add_argument("-g", "--JobGroup", dest="job_group", help="select jobs by job group")
     p.add_argument("-n", "--JobName", dest="job_name", help="select jobs by job name")
@@ -65,8 +66,6 @@ def parser() -> argparse.ArgumentParser:
 
 def wanted_statuses(opts: argparse.Namespace) -> list[str] | None:
     """Lower-case statuses to keep, or None for any."""
-    if opts.status_all:
-        return None
     if opts.status is None:
         return [s.lower() for s in DEFAULT_STATUSES]
     chosen = [s.strip().lower() for s in opts.status.split(",") if s.strip()]

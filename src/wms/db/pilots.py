@@ -140,3 +140,30 @@ def output_of(conn: Connection, ref: str) -> tuple[str, str] | None:
              .where(pilot_agents.c.pilot_reference == ref))
     row = conn.execute(query).first()
     return None if row is None else (row[0], row[1])
+
+
+def select_pilots(conn: Connection, conditions: dict[str, Any], limit: int = 100_000
+                  ) -> list[str]:
+    """References of the pilots whose wire attributes (``Status``, ``GridSite``,
+    ``DestinationSite``, ``OwnerGroup``...) equal the value, or one of the list's values."""
+    query = sa.select(pilot_agents.c.pilot_reference)
+    for name, wanted in conditions.items():
+        column = _WIRE.get(name)
+        if column is None:
+            raise KeyError(name)
+        values = wanted if isinstance(wanted, list | tuple) else [wanted]
+        query = query.where(column.in_([str(v) for v in values]))
+    query = query.order_by(pilot_agents.c.pilot_id).limit(limit)
+    return [ref for (ref,) in conn.execute(query)]
+
+
+def pilot_counts(conn: Connection, since: datetime | None = None,
+                 until: datetime | None = None) -> list[tuple[str, str, int]]:
+    """(site, status, count) of the pilots submitted in [since, until]."""
+    site, status = pilot_agents.c.site, pilot_agents.c.status
+    query = sa.select(site, status, sa.func.count()).group_by(site, status)
+    if since is not None:
+        query = query.where(pilot_agents.c.submission_time >= since)
+    if until is not None:
+        query = query.where(pilot_agents.c.submission_time <= until)
+    return [(s, st, int(n)) for s, st, n in conn.execute(query)]

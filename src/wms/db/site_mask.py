@@ -55,6 +55,14 @@ def site_statuses(conn: Connection, sites: Sequence[str] | None = None,
     return {site: st for site, st in conn.execute(query)}
 
 
+def site_mask_entries(conn: Connection) -> dict[str, tuple[str, datetime, str]]:
+    """site -> (status, last change, comment) of every site in the mask."""
+    query = sa.select(site_mask.c.site, site_mask.c.status, site_mask.c.last_update,
+                      site_mask.c.comment)
+    return {site: (status, when, comment or "") for site, status, when, comment
+            in conn.execute(query)}
+
+
 def site_logging(conn: Connection, sites: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """site -> its changes, oldest first: status, update_time, author, comment."""
     out: dict[str, list[dict[str, Any]]] = {site: [] for site in sites}

@@ -20,9 +20,12 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from core.db import utcnow, write_transaction
-from core.exceptions import InvalidArgumentError, NotFoundError
+from core.exceptions import InvalidArgumentError, NotAuthorizedError, NotFoundError
+from core.security.identity import Identity
+from wms.db import jobs as jobs_db
 from wms.db import outbox
 from wms.db import pilots as pilots_db
+from wms.logic.job_policy import may_manage
 
 PILOT_STATUSES = ("Submitted", "Waiting", "Running", "Done", "Failed", "Aborted", "Deleted")
 FINAL_PILOT = frozenset({"Done", "Failed", "Aborted", "Deleted"})
@@ -85,3 +88,25 @@ def register(engine: Engine, ref: str, info: Mapping[str, Any], *, vo: str, owne
                                  queue=where["queue"] or "Unknown", now=now)
         pilots_db.update_pilots(conn, [ref], status="Running", last_update_time=now,
                                 **{k: v for k, v in where.items() if v})
+
+
+def owned_job(engine: Engine, ident: Identity, job_id: int) -> int:
+    """``job_id`` when ``ident`` may read that job's pilots (its owner, or an administrator)."""
+    with engine.connect() as conn:
+        row = jobs_db.status_of(conn, [job_id]).get(job_id)
+    if row is None:
+        raise NotFoundError(f"Job {job_id} not found")
+    if not may_manage(ident, owner=row.owner, owner_group=row.owner_group):
+        raise NotAuthorizedError(f"{ident.username} may not read job {job_id}")
+    return job_id
+
+
+def job_pilot_output(engine: Engine, ident: Identity, job_id: int) -> dict[str, str]:
+    """The output of the last pilot that ran the job: ``{"StdOut": ..., "StdErr": ...}``."""
+    owned_job(engine, ident, job_id)
+    with engine.connect() as conn:
+        refs = pilots_db.pilots_of_job(conn, job_id)
+        found = pilots_db.output_of(conn, refs[-1]) if refs else None
+    if found is None:
+        raise NotFoundError(f"no pilot output for job {job_id} yet")
+    return {"StdOut": found[0], "StdErr": found[1]}

@@ -6,6 +6,10 @@ sandbox handling, same final statuses) whose payload is not started here: :meth:
 describes it for :mod:`pilot.batch_wrapper`, which runs it on the worker node, and
 :meth:`~pilot.wrapper.JobWrapper.finish` reports the end once the job directory is back.
 
+A DIRAC ``Job`` API job runs :mod:`pilot.jobexec` on the worker node (its modules travel with
+the wrapper's) when every step is DIRAC's ``Script`` module, else the site's own
+``dirac-jobexec``; the application statuses it wrote come back with the job directory.
+
 :func:`pack_dir` / :func:`unpack` move a directory as base64 text (what a command runner's
 stdin/stdout carry; tar.gz inside); :func:`batch_script` is the batch job itself.
 
@@ -29,9 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import pilot
+from pilot.batch_wrapper import PYTHON
 from pilot.data import URLS_FILE
 from pilot.jdl import as_list
-from pilot.wrapper import JobWrapper, safe_extract
+from pilot.wrapper import (
+    DIRAC_JOBEXEC,
+    WORKFLOW_STATUS,
+    JobWrapper,
+    PayloadRefusedError,
+    safe_extract,
+)
 from wms.ce.base import shell_quote
 
 __all__ = ["META", "PushedJob", "batch_script", "pack_dir", "unpack"]
@@ -40,7 +51,8 @@ __all__ = ["META", "PushedJob", "batch_script", "pack_dir", "unpack"]
 META = ".pw"
 _PILOT = Path(pilot.__file__).resolve().parent
 #: the standard-library modules the worker node needs
-WRAPPER_MODULES = ("__init__.py", "watchdog.py", "batch_wrapper.py")
+WRAPPER_MODULES = ("__init__.py", "watchdog.py", "batch_wrapper.py", "dirac_workflow.py",
+                   "jobexec.py")
 
 
 class PushedJob(JobWrapper):
@@ -59,6 +71,13 @@ class PushedJob(JobWrapper):
             os.chmod(local, os.stat(local).st_mode | stat.S_IXUSR)
             exe = f"{remote_dir}/{exe}"
         command = [exe] + self.command()[1:]
+        plan = self.workflow_plan()  # a DIRAC Job API job (PayloadRefusedError: refused)
+        if plan is not None and not plan[1]:  # Script steps only: the pilot's runner
+            self.workflow_run = True
+            command = [PYTHON, "-S", "-m", "pilot.jobexec", "--status-file",
+                       f"{remote_dir}/{WORKFLOW_STATUS}", *plan[0]]
+        elif plan is not None:  # VO modules: the site's own dirac-jobexec, if it has one
+            command = [DIRAC_JOBEXEC, *plan[0]]
         env = {"DIRACJOBID": str(self.job_id), "JOBID": str(self.job_id),
                "DIRAC_PROCESSORS": str(self.opts.processors)}
         if os.path.exists(os.path.join(self.dir, URLS_FILE)):  # the "Protocol" data policy
@@ -71,6 +90,17 @@ class PushedJob(JobWrapper):
                 "StdOutput": str(self.jdl.get("StdOutput", "std.out")),
                 "StdError": str(self.jdl.get("StdError", "std.err")),
                 "CPULimit": self.cpu_limit(), "WallLimit": self.opts.max_wall, "Sample": 2.0}
+
+    def relay_workflow_statuses(self) -> None:
+        """Once the job directory is back: the application statuses a DIRAC workflow wrote
+        on the worker node, in order (and the workflow's own last status stays)."""
+        try:
+            plan = self.workflow_plan()
+        except PayloadRefusedError:
+            return
+        if plan is not None and not plan[1]:
+            self.workflow_run = True
+            self.relay_statuses()
 
     def stage(self, remote_dir: str) -> str:
         """The job directory (inputs + wrapper + job.json) as :func:`pack_dir` text."""

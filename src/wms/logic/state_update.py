@@ -94,6 +94,39 @@ def set_status_bulk(engine: Engine, ident: Identity, job_id: int,
                    item.get("ApplicationStatus"), item.get("Source", "Unknown"), when, force)
 
 
+#: what ``setJobAttribute`` may change (DIRAC's ``MUTABLE_JOB_ATTRIBUTES``); statuses still go
+#: through the transition table
+MUTABLE_ATTRIBUTES = {"Status", "MinorStatus", "ApplicationStatus", "Site", "StartExecTime",
+                      "EndExecTime", "HeartBeatTime"}
+_TIME_COLUMNS = {"StartExecTime": "start_exec_time", "EndExecTime": "end_exec_time",
+                 "HeartBeatTime": "heartbeat_time"}
+
+
+def set_attribute(engine: Engine, ident: Identity, job_id: int, name: str, value: Any, *,
+                  source: str = "JobStateUpdate") -> None:
+    """DIRAC's ``setJobAttribute``: one of :data:`MUTABLE_ATTRIBUTES`; a status is checked
+    against the transition table and logged like any status report."""
+    if name not in MUTABLE_ATTRIBUTES:
+        raise InvalidArgumentError(
+            f"Job attribute '{name}' cannot be modified through JobStateUpdate")
+    with write_transaction(engine) as conn:
+        row = _row(conn, ident, job_id)
+        now = utcnow()
+        if name in ("Status", "MinorStatus", "ApplicationStatus"):
+            status, minor, app = (str(value) if name == n else None
+                                  for n in ("Status", "MinorStatus", "ApplicationStatus"))
+            _apply(conn, row, status, minor, app, source, now, False)
+        elif name == "Site":
+            site = str(value).strip()
+            if not site or len(site) > 128:
+                raise InvalidArgumentError("Site must have 1 to 128 characters")
+            jobs_db.update_jobs(conn, [job_id], site=site, last_update_time=now)
+        else:
+            if not isinstance(value, datetime):
+                raise InvalidArgumentError(f"{name} must be a datetime")
+            jobs_db.update_jobs(conn, [job_id], **{_TIME_COLUMNS[name]: value})
+
+
 def set_parameters(engine: Engine, ident: Identity, params: Mapping[int, Mapping[str, Any]],
                    *, store: ParameterStore | None = None) -> None:
     """Set parameters of the jobs' current attempt (in ``store`` when there is one:

@@ -1,9 +1,11 @@
 """DIRAC's job statuses, minor statuses and status transition table.
 
-The table is DIRAC's ``JobsStateMachine`` (``WorkloadManagementSystem/Client/JobStatus.py``).
+The table is DIRAC's ``JobsStateMachine`` (``WorkloadManagementSystem/Client/JobStatus.py``),
+checked pair by pair against the installed DIRAC client by tests/interop/test_dirac_oracle.py.
 Setting the status a job already has is always allowed (DIRAC's state machine accepts it): it is
 how the minor or application status changes alone, e.g. Running -> Running with a new minor
-status. Deleted is the only status with no way out.
+status. Deleted is the only status with no way out: the one deliberate difference from DIRAC,
+listed with its reason in :data:`DIRAC_DIFFERENCES`.
 
 >>> from wms.logic.states import JobStatus, MinorStatus, allowed, check_transition
 >>> allowed(JobStatus.WAITING, JobStatus.MATCHED), allowed("Done", "Running")
@@ -28,6 +30,7 @@ __all__ = [
     "ACTIVE",
     "FINAL",
     "JOB_STATUSES",
+    "DIRAC_DIFFERENCES",
     "REALLY_FINAL",
     "TRANSITIONS",
     "JobStatus",
@@ -77,7 +80,9 @@ ACTIVE: Final[frozenset[JobStatus]] = frozenset(JobStatus) - FINAL - REALLY_FINA
 TRANSITIONS: Final = MappingProxyType(
     {
         S.SUBMITTING: frozenset({S.RECEIVED, S.CHECKING, S.DELETED, S.KILLED}),
-        S.RECEIVED: frozenset({S.SCOUTING, S.CHECKING, S.WAITING, S.FAILED, S.DELETED, S.KILLED}),
+        S.RECEIVED: frozenset(
+            {S.SCOUTING, S.CHECKING, S.STAGING, S.WAITING, S.FAILED, S.DELETED, S.KILLED}
+        ),
         S.CHECKING: frozenset(
             {S.SCOUTING, S.STAGING, S.WAITING, S.RESCHEDULED, S.FAILED, S.DELETED, S.KILLED}
         ),
@@ -97,6 +102,19 @@ TRANSITIONS: Final = MappingProxyType(
         S.KILLED: frozenset({S.DELETED}),
         S.DELETED: frozenset(),
     }
+)
+
+
+_DELETED_IS_FINAL = (
+    "pilotwms: Deleted is final. DIRAC 9.1.22 gives Deleted no transitions and no default "
+    "state, so its state machine lets a Deleted job take any status; a deleted job's "
+    "sandboxes and parameters are gone, and reviving it would show a job without its data")
+
+#: Where pilotwms's table differs from DIRAC's ``JobsStateMachine`` on purpose:
+#: (current, new) -> why. Every other pair of the 16 x 16 is the same as DIRAC's.
+DIRAC_DIFFERENCES: Final = MappingProxyType(
+    {(S.DELETED.value, target.value): _DELETED_IS_FINAL
+     for target in JobStatus if target is not S.DELETED}
 )
 
 

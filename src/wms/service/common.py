@@ -10,12 +10,13 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.engine import Connection, Engine
 
 from core.config.schema import Config
 from core.db import utcnow
+from core.exceptions import InvalidArgumentError
 from core.rpc.context import ServerContext
 from core.security.identity import Identity
 from dms.logic import namespace
@@ -126,3 +127,18 @@ def action_extra(result: ActionResult) -> dict[str, object]:
     """DIRAC's extra reply keys for a kill/delete/reschedule."""
     return {"InvalidJobIDs": result.invalid, "NonauthorizedJobIDs": result.nonauthorized,
             "FailedJobIDs": sorted(result.failed)}
+
+
+def wire_time(value: datetime | str | None) -> datetime | None:
+    """A time from the wire: a datetime, DIRAC's ``YYYY-mm-dd HH:MM:SS`` text or a date
+    (``YYYY-mm-dd``, midnight UTC); None for None or ""."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    for fmt, size in (("%Y-%m-%d %H:%M:%S", 19), ("%Y-%m-%d", 10)):
+        try:
+            return datetime.strptime(value[:size], fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    raise InvalidArgumentError(f"bad time {value!r}")

@@ -89,6 +89,14 @@ class JobMonitoringService(Service):
             raise JobNotFoundError(f"Job {job_id} not found")
         return next(iter(found.values()))
 
+    @rpc_method("getJobAttribute")
+    def get_job_attribute(self, call: Call, job_id: int | str, name: str) -> Any:
+        """One attribute's value (DIRAC's ``getJobAttribute``)."""
+        found = self.get_job_attributes(call, job_id, [name])
+        if name not in found:
+            raise InvalidArgumentError(f"no job attribute {name!r}")
+        return found[name]
+
     @rpc_method("getJobs")
     def get_jobs(self, call: Call, cond: dict[str, Any] | None = None,
                  cut_date: datetime | str | None = None) -> list[int]:
@@ -176,6 +184,11 @@ class JobMonitoringService(Service):
                                           list(visible))
         return {job_id: {k: v for k, v in params.get(job_id, {}).items()
                          if not names or k in names} for job_id in visible}
+
+    @rpc_method("getJobParameter")
+    def get_job_parameter(self, call: Call, job_id: int | str, name: str) -> dict[str, str]:
+        """``{name: value}`` (empty when the job has no such parameter), as DIRAC."""
+        return next(iter(self.get_job_parameters(call, [job_id], [name]).values()), {})
 
     @rpc_method("getJobsParameters")
     def get_jobs_parameters(self, call: Call, job_ids: IDS,

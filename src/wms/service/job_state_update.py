@@ -9,14 +9,14 @@ Example (wire)::
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from core.exceptions import InvalidArgumentError
 from core.rpc.service import Call, Service, rpc_method
 from wms.logic import parameter_store, state_update
 from wms.logic.job_policy import job_ids_argument
-from wms.service.common import SYSTEM, engine_of
+from wms.service.common import SYSTEM, engine_of, wire_time
 
 REPORTERS = ["GenericPilot", "NormalUser", "ProductionManagement", "JobAdministrator"]
 
@@ -26,15 +26,7 @@ def _job(job_id: int | str) -> int:
     return jid
 
 
-def _time(value: datetime | str | None) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value
-    try:
-        return datetime.strptime(value[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
-    except ValueError:
-        raise InvalidArgumentError(f"bad time {value!r}") from None
+_time = wire_time
 
 
 class JobStateUpdateService(Service):
@@ -71,6 +63,17 @@ class JobStateUpdateService(Service):
                                    source: str = "Unknown") -> None:
         state_update.set_status(engine_of(self.ctx), call.identity, _job(job_id),
                                 application=status, source=source)
+
+    @rpc_method("setJobAttribute", rights=REPORTERS)
+    def set_job_attribute(self, call: Call, job_id: int | str, name: str, value: Any) -> None:
+        """One of DIRAC's mutable attributes (statuses still follow the transition table)."""
+        state_update.set_attribute(engine_of(self.ctx), call.identity, _job(job_id), name,
+                                   _time(value) if name.endswith("Time") else value)
+
+    @rpc_method("setJobSite", rights=REPORTERS)
+    def set_job_site(self, call: Call, job_id: int | str, site: str) -> None:
+        state_update.set_attribute(engine_of(self.ctx), call.identity, _job(job_id), "Site",
+                                   site)
 
     @rpc_method("setJobParameter", rights=REPORTERS)
     def set_job_parameter(self, call: Call, job_id: int | str, name: str, value: Any) -> None:

@@ -3,8 +3,11 @@
 * site directors (TrustedHost/Operator): ``addPilotReferences``, ``setPilotStatus``,
   ``storePilotOutput``;
 * pilots (GenericPilot): ``registerPilot``, ``storePilotOutput`` (their log at the end);
-* administrators: ``getPilotInfo``, ``getPilotOutput``; job owners: ``getPilots(jobID)`` and
-  ``getJobPilotOutput(jobID)`` for the pilots that ran their jobs.
+* administrators: ``getPilotInfo``, ``getPilotOutput``, ``selectPilots(conditions)``
+  (references of the pilots whose attributes match), ``getPilotSummary(start, end)``
+  (``{site: {status: count}, "Total": {...}}`` of the pilots submitted in that interval);
+  job owners: ``getPilots(jobID)`` and ``getJobPilotOutput(jobID)`` for the pilots that ran
+  their jobs.
 
 Example (wire)::
 
@@ -13,15 +16,15 @@ Example (wire)::
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from core.exceptions import NotAuthorizedError, NotFoundError
+from core.exceptions import InvalidArgumentError, NotFoundError
 from core.rpc.service import Call, Service, rpc_method
-from wms.db import jobs as jobs_db
 from wms.db import pilots as pilots_db
 from wms.logic import pilots
-from wms.logic.job_policy import job_ids_argument, may_manage
-from wms.service.common import SYSTEM, engine_of
+from wms.logic.job_policy import job_ids_argument
+from wms.service.common import SYSTEM, engine_of, wire_time
 
 DIRECTORS = ["TrustedHost", "Operator", "JobAdministrator"]
 REPORTERS = [*DIRECTORS, "GenericPilot"]
@@ -79,15 +82,28 @@ class PilotManagerService(Service):
             raise NotFoundError(f"no output stored for pilot {ref}")
         return {"StdOut": found[0], "StdErr": found[1]}
 
+    @rpc_method("selectPilots", rights=DIRECTORS)
+    def select_pilots(self, call: Call, conditions: dict[str, Any] | None = None) -> list[str]:
+        with engine_of(self.ctx).connect() as conn:
+            try:
+                return pilots_db.select_pilots(conn, conditions or {})
+            except KeyError as exc:
+                raise InvalidArgumentError(f"no pilot attribute {exc.args[0]!r}") from None
+
+    @rpc_method("getPilotSummary", rights=DIRECTORS)
+    def get_pilot_summary(self, call: Call, start: datetime | str = "",
+                          end: datetime | str = "") -> dict[str, dict[str, int]]:
+        with engine_of(self.ctx).connect() as conn:
+            counts = pilots_db.pilot_counts(conn, wire_time(start), wire_time(end))
+        summary: dict[str, dict[str, int]] = {"Total": dict.fromkeys(pilots.PILOT_STATUSES, 0)}
+        for site, status, count in counts:
+            summary.setdefault(site, {})[status] = count
+            summary["Total"][status] = summary["Total"].get(status, 0) + count
+        return summary
+
     def _owned_job(self, call: Call, job_id: int | str) -> int:
         [jid] = job_ids_argument(job_id)
-        with engine_of(self.ctx).connect() as conn:
-            row = jobs_db.status_of(conn, [jid]).get(jid)
-        if row is None:
-            raise NotFoundError(f"Job {jid} not found")
-        if not may_manage(call.identity, owner=row.owner, owner_group=row.owner_group):
-            raise NotAuthorizedError(f"{call.identity.username} may not read job {jid}")
-        return jid
+        return pilots.owned_job(engine_of(self.ctx), call.identity, jid)
 
     @rpc_method("getPilots")
     def get_pilots(self, call: Call, job_id: int | str) -> dict[str, Any]:
@@ -97,10 +113,5 @@ class PilotManagerService(Service):
 
     @rpc_method("getJobPilotOutput")
     def get_job_pilot_output(self, call: Call, job_id: int | str) -> dict[str, str]:
-        jid = self._owned_job(call, job_id)
-        with engine_of(self.ctx).connect() as conn:
-            refs = pilots_db.pilots_of_job(conn, jid)
-            found = pilots_db.output_of(conn, refs[-1]) if refs else None
-        if found is None:
-            raise NotFoundError(f"no pilot output for job {jid} yet")
-        return {"StdOut": found[0], "StdErr": found[1]}
+        [jid] = job_ids_argument(job_id)
+        return pilots.job_pilot_output(engine_of(self.ctx), call.identity, jid)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -100,6 +101,7 @@ class SandboxStoreService(Service):
                          token: str | None = None) -> bytes:
         if isinstance(file_id, list):  # tolerate [url, ...] as some clients wrap it
             file_id = file_id[0] if file_id and isinstance(file_id[0], str) else ""
+        file_id = _strip_service_url(file_id, self.path())
         return logic.read_sandbox(self.engine, self.settings,
                                   sandbox_requester(self.ctx, call.identity), file_id)
 
@@ -127,6 +129,21 @@ class SandboxStoreService(Service):
         """Routes beside ``POST /<system>/<name>`` (wired by the server, see the report)."""
         return [(rf"/{self.path()}/upload/([^/]+)", SandboxUploadHandler,
                  {"hosted": hosted, "ctx": self.ctx, "balancers": balancers})]
+
+
+def _strip_service_url(file_id: str, service_path: str) -> str:
+    """DIRAC's DIP storage plugin (``dirac-wms-job-get-output``) names a sandbox by its full
+    URL, ``https://host:port/WorkloadManagement/SandboxStore/SandBox/...``: keep the path.
+
+    >>> _strip_service_url("https://h:1/WorkloadManagement/SandboxStore/SandBox/a.tar.bz2",
+    ...                    "WorkloadManagement/SandboxStore")
+    '/SandBox/a.tar.bz2'
+    """
+    if "://" not in file_id.split("|", 1)[0]:
+        return file_id
+    path = urllib.parse.urlsplit(file_id).path
+    prefix = f"/{service_path}/"
+    return path[len(prefix) - 1:] if path.startswith(prefix) else file_id
 
 
 def _parse_file_id(file_id: list | str) -> tuple[str, dict[str, str]]:

@@ -6,7 +6,9 @@
 * ``getSiteMaskStatus(sites=None)``: a site's status (one site given as a string; ``Unknown``
   for a site never set), or ``{site: status}`` for a list or all sites;
 * ``getSiteMaskLogging(sites)``: ``{site: [(Status, UpdateTime, Author, Comment), ...]}``,
-  oldest first (DIRAC's JobDB format).
+  oldest first (DIRAC's JobDB format);
+* ``getJobPilotOutput(jobID)`` (where DIRAC 9's ``WMSAdministratorClient`` asks): the output
+  of the last pilot that ran the job, as ``PilotManager.getJobPilotOutput``.
 
 A Banned site never gets jobs from the matcher; a site never set is allowed unless the
 Matcher's option ``UnknownSitesAllowed`` is false.
@@ -26,6 +28,8 @@ from core.db import utcnow, write_transaction
 from core.exceptions import InvalidArgumentError
 from core.rpc.service import Call, Service, rpc_method
 from wms.db import site_mask as mask_db
+from wms.logic import pilots
+from wms.logic.job_policy import job_ids_argument
 
 SYSTEM = "WorkloadManagement"
 CHANGERS = ["Operator", "SiteManager"]
@@ -83,3 +87,8 @@ class WMSAdministratorService(Service):
             history = mask_db.site_logging(conn, _sites(sites))
         return {site: [(r["status"], r["update_time"], r["author"], r["comment"])
                        for r in records] for site, records in history.items()}
+
+    @rpc_method("getJobPilotOutput", rights="authenticated")
+    def get_job_pilot_output(self, call: Call, job_id: int | str) -> dict[str, str]:
+        [jid] = job_ids_argument(job_id)
+        return pilots.job_pilot_output(self.ctx.engine(SYSTEM), call.identity, jid)

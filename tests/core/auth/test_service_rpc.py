@@ -48,6 +48,7 @@ def test_delegate_and_mint(client: Client, srv: AuthServer, creds: Creds) -> Non
 
 
 def test_not_configured(config: Config, creds: Creds) -> None:
+    config = config.model_copy(update={"auth": config.auth.model_copy(update={"server": None})})
     with ThreadedServer(config, [AuthService]) as server:
         meta = requests.get(f"{server.url}/.well-known/openid-configuration",
                             verify=str(creds.ca_dir), timeout=10)

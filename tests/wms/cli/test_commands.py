@@ -220,13 +220,13 @@ def test_dstat_formats(served: Served) -> None:
         "JobID  JobName     Status   MinorStatus             Owner\n"
         + "=" * 59 + "\n"
         f"{first:>5}  first       Waiting  Pilot Agent Submission  alice\n"
-        f"{second:>5}  second-job  Waiting  Pilot Agent Submission  alice\n")
+        f"{second:>5}  second-job  Waiting  Pilot Agent Submission  alice\n\n")
     csv = cmd("dstat", *fields, "-S", "all", "-f", "csv")
     assert csv.stdout == (
         "JobID,JobName,Status,MinorStatus,Owner,\n"
         f"{first},first,Waiting,Pilot Agent Submission,alice,\n"
         f"{second},second-job,Waiting,Pilot Agent Submission,alice,\n"
-        f"{killed},gone,Killed,Marked for termination,alice,\n")
+        f"{killed},gone,Killed,Marked for termination,alice,\n\n")
     rows = [{"JobID": killed, "JobName": "gone", "Status": "Killed",
              "MinorStatus": "Marked for termination", "Owner": "alice"}]
     as_json = cmd("dstat", *fields, "-S", "killed", "-f", "json")
@@ -279,7 +279,9 @@ def test_dlogging(served: Served) -> None:
     assert lines[0] == ("Status    MinorStatus             ApplicationStatus  Time"
                         "                 Source")
     assert lines[1] == "=" * 86
-    assert [line.split("  ")[0] for line in lines[2:]] == ["Received", "Checking", "Waiting"]
+    assert lines[-1] == ""  # DIRAC's dlogging logs the table, which ends with a newline
+    assert [line.split("  ")[0] for line in lines[2:-1]] == ["Received", "Checking",
+                                                             "Waiting"]
     assert lines[2].endswith("  JobManager") and lines[4].endswith("  Optimizer")
     csv = cmd("dlogging", "-f", "csv", str(job), "999999")
     assert csv.returncode == 2 and csv.stderr == "ERROR: Job 999999 not found\n"

@@ -1,4 +1,5 @@
-"""Tests of the job state machine against a literal copy of DIRAC's table."""
+"""Tests of the job state machine against a literal copy of DIRAC's table (the oracle test,
+tests/interop/test_dirac_oracle.py, compares it with the installed DIRAC client itself)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from wms.logic.states import (
 # DIRAC's JobsStateMachine (WorkloadManagementSystem/Client/JobStatus.py), written out again.
 DIRAC_TABLE: dict[str, set[str]] = {
     "Submitting": {"Received", "Checking", "Deleted", "Killed"},
-    "Received": {"Scouting", "Checking", "Waiting", "Failed", "Deleted", "Killed"},
+    "Received": {"Scouting", "Checking", "Staging", "Waiting", "Failed", "Deleted", "Killed"},
     "Checking": {"Scouting", "Staging", "Waiting", "Rescheduled", "Failed", "Deleted", "Killed"},
     "Scouting": {"Checking", "Failed", "Stalled", "Killed"},
     "Staging": {"Checking", "Waiting", "Failed", "Killed"},
