@@ -10,6 +10,12 @@ The wire format every DIRAC HTTPS service speaks:
 Decoding gives timezone-aware UTC datetimes. A naive datetime handed to :func:`encode` is taken
 as UTC already (DIRAC stores naive UTC times); an aware one is converted to UTC.
 
+Decoding is bounded (:class:`Limits`): what a server reads from a client
+(:data:`REQUEST_LIMITS`) may nest at most 64 levels, hold at most 2,000,000 values, carry
+integers of 64 bits (signed) and no ``NaN``/``Infinity``; anything else is a
+:class:`~core.exceptions.BadRequestError` (HTTP 400), never a crash. Replies are decoded with
+looser bounds (:data:`REPLY_LIMITS`).
+
 Example::
 
     >>> from datetime import datetime, timezone
@@ -18,6 +24,12 @@ Example::
     '{"1": {"__dCls": "dt", "obj": "2026-01-02 03:04:05"}, "b": {"__dCls": "b64", "obj": "AA=="}}'
     >>> decode(text)["b"]
     b'\\x00'
+    >>> decode("[[[1]]]", REQUEST_LIMITS)
+    [[[1]]]
+    >>> decode(str(2**64), REQUEST_LIMITS)
+    Traceback (most recent call last):
+    ...
+    core.exceptions.BadRequestError: integer 18446744073709551616 is out of the 64-bit range
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -33,6 +46,27 @@ from core.exceptions import BadRequestError
 DT_FORMAT = "%Y-%m-%d %H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
 _MARK = "__dCls"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on decoded data; ``None`` switches a bound off.
+
+    ``max_depth`` counts container levels (``[[1]]`` is 2), ``max_items`` the values held by
+    all containers together, ``int_bits`` the signed width integers must fit in.
+    """
+
+    max_depth: int | None = 64
+    max_items: int | None = 2_000_000
+    int_bits: int | None = 64
+    allow_non_finite: bool = False
+
+
+#: what a server accepts from a client
+REQUEST_LIMITS = Limits()
+#: what a client accepts from a server: deeper data, any integer, NaN (Python's own JSON)
+REPLY_LIMITS = Limits(max_depth=512, max_items=None, int_bits=None, allow_non_finite=True)
 
 
 def _default(obj: Any) -> Any:
@@ -75,9 +109,69 @@ def encode(obj: Any) -> str:
     return json.dumps(obj, default=_default, separators=(", ", ": "))
 
 
-def decode(text: str | bytes) -> Any:
-    """Parse JEncode text; bad JSON or markers raise :class:`~core.exceptions.BadRequestError`."""
+def _parse_int(text: str, bits: int | None) -> int:
+    if bits is not None and len(text.lstrip("-")) > (bits * 3) // 10 + 1:
+        shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
+        raise BadRequestError(f"integer {shown} is out of the {bits}-bit range")
     try:
-        return json.loads(text, object_hook=_hook)
+        value = int(text)
+    except ValueError as exc:  # more digits than sys.get_int_max_str_digits()
+        raise BadRequestError(f"integer with {len(text)} digits refused: {exc}") from None
+    if bits is not None and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        raise BadRequestError(f"integer {value} is out of the {bits}-bit range")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BadRequestError(f"number {text[:40]} is out of the floating point range")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadRequestError(f"{name} is not a JSON value")
+
+
+def _check_shape(value: Any, limits: Limits) -> None:
+    """Depth and item count of decoded data, walked without recursion."""
+    max_depth = limits.max_depth
+    items = 0
+    stack = [(value, 1)]
+    while stack:
+        obj, depth = stack.pop()
+        if max_depth is not None and depth > max_depth:
+            raise BadRequestError(f"data nested deeper than {max_depth} levels")
+        children = obj.values() if isinstance(obj, dict) else obj
+        items += len(children)
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, list | dict))
+    if limits.max_items is not None and items > limits.max_items:
+        raise BadRequestError(f"data holds {items} values, more than {limits.max_items}")
+
+
+def decode(text: str | bytes, limits: Limits = REPLY_LIMITS) -> Any:
+    """Parse JEncode text within ``limits``; bad JSON, bad markers and data beyond the limits
+    raise :class:`~core.exceptions.BadRequestError`."""
+    kwargs: dict[str, Any] = {}
+    if limits.int_bits is not None:
+        bits = limits.int_bits
+        kwargs["parse_int"] = lambda digits: _parse_int(digits, bits)
+    if not limits.allow_non_finite:
+        kwargs["parse_float"] = _parse_float
+        kwargs["parse_constant"] = _refuse_constant
+    try:
+        value = json.loads(text, object_hook=_hook, **kwargs)
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"Cannot decode JSON: {exc}") from exc
+    except RecursionError:
+        raise BadRequestError(
+            f"data nested deeper than {limits.max_depth or 'the decoder allows'} levels"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise BadRequestError(f"Cannot decode JSON: not UTF-8 text: {exc}") from None
+    except ValueError as exc:  # e.g. more integer digits than Python converts
+        raise BadRequestError(f"Cannot decode JSON: {exc}") from None
+    if isinstance(value, list | dict) and (limits.max_depth or limits.max_items):
+        _check_shape(value, limits)
+    return value

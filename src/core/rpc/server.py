@@ -55,7 +55,7 @@ from core.exceptions import (
     PilotWMSError,
 )
 from core.rpc.context import ServerContext
-from core.rpc.jencode import decode, encode
+from core.rpc.jencode import REQUEST_LIMITS, decode, encode
 from core.rpc.service import Call, MethodSpec, Reply, Service
 from core.security.identity import ANONYMOUS, Identity
 from core.security.rights import Rule, allowed, parse_rules
@@ -64,6 +64,8 @@ from core.security.x509 import load_pem_chain, verified_chain_der, verify_chain
 log = logging.getLogger("pilotwms.rpc")
 
 DEFAULT_CA_DIR = "/etc/grid-security/certificates"
+#: positional arguments accepted in one call (DIRAC's methods take a handful)
+MAX_ARGS = 64
 
 
 def ca_directory(config: Config) -> Path:
@@ -203,16 +205,19 @@ class RPCHandler(tornado.web.RequestHandler):
         if method is None:
             raise BadRequestError("No method given")
         raw_args = self._form("args")
-        args = decode(raw_args) if raw_args is not None else []
+        args = decode(raw_args, REQUEST_LIMITS) if raw_args is not None else []
         if not isinstance(args, list):
             raise BadRequestError("args must be a JSON list of positional arguments")
+        if len(args) > MAX_ARGS:
+            raise BadRequestError(f"{len(args)} arguments given, at most {MAX_ARGS} accepted")
         spec = self.hosted.specs.get(method)
         if spec is None:
             raise MethodNotFoundError(f"{method} is not implemented")
         ident = self.identify()
         extra_raw = self._form("extraCredentials")
         if extra_raw is not None:
-            ident = self.ctx.authenticator.apply_extra_credentials(ident, decode(extra_raw))
+            ident = self.ctx.authenticator.apply_extra_credentials(
+                ident, decode(extra_raw, REQUEST_LIMITS))
         client_vo = self._form("clientVO")
         self.ctx.authenticator.check_vo(ident, client_vo)
         if not allowed(ident, self.hosted.rules[method]):
