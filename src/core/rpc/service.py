@@ -173,7 +173,8 @@ class Param:
         for container, accepted, nullable in self.items:
             if not isinstance(value, container):
                 continue
-            values: Iterable[Any] = value.values() if isinstance(value, dict) else value
+            held: Any = value
+            values: Iterable[Any] = held.values() if isinstance(held, dict) else held
             for item in values:
                 if (item is None and nullable) or (item is not None and _fits(item, accepted)):
                     continue
