@@ -15,8 +15,8 @@ import tempfile
 import zipapp
 from pathlib import Path
 
-MODULES = ("__init__.py", "__main__.py", "agent.py", "data.py", "jdl.py", "node.py", "rpc.py",
-           "watchdog.py", "wrapper.py")
+MODULES = ("__init__.py", "__main__.py", "agent.py", "archive.py", "data.py", "jdl.py", "node.py",
+           "rpc.py", "watchdog.py", "wrapper.py")
 ENTRY = "import sys\nfrom pilot.__main__ import main\nsys.exit(main())\n"
 
 

@@ -318,13 +318,15 @@ class FileCatalogService(Service):
         return _wire(ancestry.add_ancestors(self.engine, self.req(call), entries))
 
     @rpc_method("getFileAncestors")
-    def get_file_ancestors(self, call: Call, lfns: Bulk, depths: list | int | None = None
+    def get_file_ancestors(self, call: Call, lfns: Bulk,
+                           depths: list[int] | int | None = None
                            ) -> dict[str, Any]:
         return _wire(ancestry.get_ancestors(self.engine, self.req(call), _paths(lfns),
                                             depths))
 
     @rpc_method("getFileDescendents")
-    def get_file_descendents(self, call: Call, lfns: Bulk, depths: list | int | None = None
+    def get_file_descendents(self, call: Call, lfns: Bulk,
+                             depths: list[int] | int | None = None
                              ) -> dict[str, Any]:
         return _wire(ancestry.get_descendants(self.engine, self.req(call), _paths(lfns),
                                               depths))
