@@ -42,7 +42,8 @@ EDGE_TEXT = ["", " ", "/", "//", "/..", "../../etc/passwd", "/demo/user/a/alice/
              "\x00", "a\x00b", "%00", "SB:", "SB:DIRAC-USER|/../../x.tar.bz2",
              "SB:x|/SandBox/a/alice.demo_user/../../../etc", "'; DROP TABLE jobs; --",
              "\ud800", "☃" * 50, "\u202e", "*", "%", "_", "[ Executable = ", "]" * 10,
-             'Executable = "/bin/sh"; Arguments = "-c \'rm -rf /\'";', "LFN:/demo", "1e999", "NaN", "null", "true", "-0"]
+             'Executable = "/bin/sh"; Arguments = "-c \'rm -rf /\'";', "LFN:/demo", "1e999",
+             "NaN", "null", "true", "-0"]
 
 
 def long_text() -> st.SearchStrategy[str]:
