@@ -28,8 +28,8 @@ from dms.paths import normalise_lfn
 from pilot.jdl import JdlError
 from pilot.jdl import parse_jdl as pilot_parse_jdl
 from tests.fuzz.strategies import EDGE_TEXT, fuzz_settings, json_values
-from wms.logic.job_description import describe_job
 from wms.logic.jdl import parse_jdl
+from wms.logic.job_description import describe_job
 from wms.logic.parametric import expand_parametric
 
 #: set to the workflow XML parser (a callable taking text) when it exists; see the TODO above
