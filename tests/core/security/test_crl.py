@@ -24,6 +24,8 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from tests.core.rpc.conftest import ProbeService
+from tests.support.servers import ThreadedServer
 
 from core.cli.instance import Instance, create_instance
 from core.config.loader import load_config
@@ -35,8 +37,6 @@ from core.security.ca import CertificateAuthority, write_pem
 from core.security.crl import CRLStore
 from core.security.proxy import create_proxy
 from core.security.x509 import load_pem_chain
-from tests.core.rpc.conftest import ProbeService
-from tests.support.servers import ThreadedServer
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -284,10 +284,12 @@ def test_store_details(pki: PKI) -> None:
 
 def test_login_server_proxy_exchange_refuses_revoked(pki: PKI) -> None:
     """The X509 grant of Framework/Auth maps the chain with the same checks."""
-    from core.auth.tables import AUTH_SCHEMA
-    from core.auth.service import AuthService
-    from core.db import init_schema, make_engine
     from tests.support.fullserver import free_port
+
+    from core.auth.grants import X509_GRANT
+    from core.auth.service import AuthService
+    from core.auth.tables import AUTH_SCHEMA
+    from core.db import init_schema, make_engine
 
     port = free_port()
     data = pki.with_server().model_dump(by_alias=True, exclude_none=True)
@@ -301,8 +303,7 @@ def test_login_server_proxy_exchange_refuses_revoked(pki: PKI) -> None:
     pki.revoke(mallory[0])
     with ThreadedServer(cfg, [AuthService], port=port) as server:
         reply = requests.post(f"{server.url}/auth/token", timeout=30,
-                              data={"client_id": "pilotwms-cli",
-                                    "grant_type": "urn:pilotwms:params:oauth:grant-type:x509-proxy"},
+                              data={"client_id": "pilotwms-cli", "grant_type": X509_GRANT},
                               cert=str(proxy), verify=str(pki.inst.ca_dir))
     assert reply.status_code in (400, 401), reply.text
     body = reply.json()
