@@ -176,22 +176,31 @@ def _extract_members(tar: tarfile.TarFile, dest: str, max_members: int,
             raise UnsafeArchiveError(f"sandbox holds more than {max_members} members")
         name = member.name.rstrip("/")
         _check_name(name)
-        if member.isdir():
-            target = _resolved(root, name)
-            os.makedirs(target, exist_ok=True)
-            os.chmod(target, _mode(member, 0o700))
-        elif member.isfile():
-            _write_file(tar, member, root, name)
-        elif member.issym() or member.islnk():
-            if not links:
-                raise UnsafeArchiveError(f"links are not accepted in this sandbox: {name!r}")
-            _make_link(member, root, name)
-        else:
-            kind = "device file" if (member.ischr() or member.isblk()) else (
-                "FIFO" if member.isfifo() else "special member")
-            raise UnsafeArchiveError(f"{kind} refused in sandbox: {name!r}")
+        try:
+            _extract_member(tar, member, root, name, links)
+        except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+            raise UnsafeArchiveError(f"sandbox member {name!r} conflicts with what is already "
+                                     f"there: {exc.strerror}") from None
         written.append(name)
     return written
+
+
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: str, name: str,
+                    links: bool) -> None:
+    if member.isdir():
+        target = _resolved(root, name)
+        os.makedirs(target, exist_ok=True)
+        os.chmod(target, _mode(member, 0o700))
+    elif member.isfile():
+        _write_file(tar, member, root, name)
+    elif member.issym() or member.islnk():
+        if not links:
+            raise UnsafeArchiveError(f"links are not accepted in this sandbox: {name!r}")
+        _make_link(member, root, name)
+    else:
+        kind = "device file" if (member.ischr() or member.isblk()) else (
+            "FIFO" if member.isfifo() else "special member")
+        raise UnsafeArchiveError(f"{kind} refused in sandbox: {name!r}")
 
 
 def _parent_of(root: str, name: str) -> str:

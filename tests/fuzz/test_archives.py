@@ -106,6 +106,9 @@ HOSTILE = {
     "block device": [("disk", "blk", None)],
     "fifo": [("pipe", "fifo", None)],
     "link replacing a file": [("f", "file", b"x"), ("f", "sym", "g")],
+    # found by test_any_archive_stays_inside: IsADirectoryError / NotADirectoryError escaped
+    "file named dot": [(".", "file", b"x")],
+    "file then a path through it": [("a", "file", b"x"), ("a/b", "file", b"y")],
 }
 
 

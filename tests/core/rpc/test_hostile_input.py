@@ -126,6 +126,27 @@ def test_extra_credentials_are_bounded_too(server: ThreadedServer, creds: Creds)
     assert_clear_refusal(reply, "64-bit")
 
 
+@pytest.mark.parametrize("path, method, args", [
+    # each was an HTTP 500 found by tests/fuzz/test_rpc_methods.py
+    ("DataManagement/FileCatalog", "getFileAncestors", [[], [None]]),
+    ("DataManagement/FileCatalog", "getFileDescendents", [["/demo"], ["x"]]),
+    ("DataManagement/FileCatalog", "removeMetadata", [{"/": True}]),
+    ("DataManagement/FileCatalog", "removeMetadata", [{"/demo": [1, {}]}]),
+    ("WorkloadManagement/JobStateUpdate", "setJobApplicationStatus",
+     ["9223372036854775808", "", ""]),
+    ("WorkloadManagement/JobMonitoring", "getJobsStatus", [["-9223372036854775809"]]),
+])
+def test_fuzz_findings_are_clear_errors(server: ThreadedServer, creds: Creds, path: str,
+                                        method: str, args: list[Any]) -> None:
+    reply = post(server, creds, path, method, json.dumps(args))
+    assert reply.status_code in (200, 400), reply.text
+    body = reply.json()
+    if body["OK"]:   # bulk methods report per entry
+        assert body["Value"]["Failed"], body
+    else:
+        assert body["Errno"] in (1, 13, 22), body
+
+
 def test_server_still_answers(server: ThreadedServer, creds: Creds) -> None:
     reply = post(server, creds, MONITORING, "ping", "[]")
     assert reply.status_code == 200 and reply.json()["OK"] is True
