@@ -137,7 +137,7 @@ def test_oversized_bodies_are_refused(fuzz_cfg: Config, fuzz_server: ThreadedSer
         head = (b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 b"Content-Type: application/x-www-form-urlencoded\r\n"
                 b"Content-Length: " + str(limit + 1).encode() + b"\r\n\r\n")
-        answer = _raw_request(fuzz_server, ca_dir, head, 256 * 1024)
+        answer = _raw_request(fuzz_server, ca_dir, head, 0)  # the head alone is refused
         assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 413")), answer[:200]
     pong = callers["anonymous"].post("Framework/Registry", method="ping", args="[]")
     assert pong.status_code == 200 and pong.json()["OK"] is True

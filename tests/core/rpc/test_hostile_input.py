@@ -39,9 +39,13 @@ def server(instance: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def post(server: ThreadedServer, creds: Creds, path: str, method: str, args: str,
          **form: str) -> requests.Response:
+    """As alice; as a pilot (token) for the PilotManager."""
+    auth: dict[str, Any] = {"cert": tuple(map(str, creds.alice))}
+    if path.endswith("PilotManager"):
+        token = creds.issuer_for(server.config).issue("pilot", group="demo_pilot", vo="demo")
+        auth = {"headers": {"Authorization": f"Bearer {token}"}}
     return requests.post(f"{server.url}/{path}", data={"method": method, "args": args, **form},
-                         cert=tuple(map(str, creds.alice)), verify=str(creds.ca_dir),
-                         timeout=60)
+                         verify=str(creds.ca_dir), timeout=60, **auth)
 
 
 def assert_clear_refusal(reply: requests.Response, *words: str) -> dict[str, Any]:
@@ -135,6 +139,10 @@ def test_extra_credentials_are_bounded_too(server: ThreadedServer, creds: Creds)
     ("WorkloadManagement/JobStateUpdate", "setJobApplicationStatus",
      ["9223372036854775808", "", ""]),
     ("WorkloadManagement/JobMonitoring", "getJobsStatus", [["-9223372036854775809"]]),
+    # an empty reference registered twice: UNIQUE constraint failed
+    ("WorkloadManagement/PilotManager", "registerPilot", ["", {}]),
+    ("WorkloadManagement/PilotManager", "registerPilot", ["", {}]),
+    ("WorkloadManagement/PilotManager", "registerPilot", ["x" * 300, {}]),
 ])
 def test_fuzz_findings_are_clear_errors(server: ThreadedServer, creds: Creds, path: str,
                                         method: str, args: list[Any]) -> None:
