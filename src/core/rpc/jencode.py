@@ -155,6 +155,13 @@ def _check_shape(value: Any, limits: Limits) -> None:
 def decode(text: str | bytes, limits: Limits = REPLY_LIMITS) -> Any:
     """Parse JEncode text within ``limits``; bad JSON, bad markers and data beyond the limits
     raise :class:`~core.exceptions.BadRequestError`."""
+    if limits.max_items is not None and len(text) > limits.max_items:
+        # every value after the first of a container follows a comma: refuse before parsing
+        # what would need gigabytes of objects (commas inside strings count too: such a
+        # request is refused a little early, never one within the limit of values)
+        commas = text.count(b",") if isinstance(text, bytes) else text.count(",")
+        if commas > limits.max_items:
+            raise BadRequestError(f"data holds more than {limits.max_items} values")
     kwargs: dict[str, Any] = {}
     if not limits.allow_non_finite:
         kwargs["parse_float"] = _parse_float

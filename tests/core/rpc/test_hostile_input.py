@@ -172,6 +172,9 @@ def test_decoder_limits() -> None:
     assert decode(str(2**63 - 1), REQUEST_LIMITS) == 2**63 - 1
     with pytest.raises(BadRequestError, match="64-bit"):
         decode(str(2**63), REQUEST_LIMITS)
+    # a body of millions of tiny values is refused before it is parsed (memory)
+    with pytest.raises(BadRequestError, match="more than 2000000 values"):
+        decode("[" + "0," * 2_500_000 + "0]", REQUEST_LIMITS)
     # replies from a server are decoded with looser bounds
     assert decode(str(2**70)) == 2**70
     assert decode("[" * 200 + "]" * 200) is not None
