@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Literal
 from cryptography import x509
 
 from core.exceptions import CredentialError
-from core.security.x509 import classify_proxy, dn_string, load_pem_chain
+from core.security.x509 import dn_string, load_pem_chain
 
 if TYPE_CHECKING:
     from core.config.schema import Config
@@ -199,17 +199,17 @@ class CRLStore:
             return
         now = now or datetime.now(timezone.utc)
         for cert in chain:
-            if cert.issuer == cert.subject or classify_proxy(cert) is not None:
-                continue
+            # proxies are skipped by the look-up itself: their issuer is a user or host, never
+            # a CA with a CRL (and classify_proxy() would cost more than the whole check)
             crl = lists.get(cert.issuer)
-            if crl is not None:
-                self._check_one(cert, crl, now)
+            if crl is None or cert.issuer == cert.subject:
+                continue
+            self._check_one(cert, crl, now)
 
     def _check_one(self, cert: x509.Certificate, crl: _List, now: datetime) -> None:
-        subject = dn_string(cert.subject)
         if crl.broken:
-            raise CredentialError(f"certificate {subject} refused: the CRL of {crl.issuer} "
-                                  f"cannot be trusted ({crl.broken})")
+            raise CredentialError(f"certificate {dn_string(cert.subject)} refused: the CRL of "
+                                  f"{crl.issuer} cannot be trusted ({crl.broken})")
         stale = None
         if crl.next_update is not None and crl.next_update < now:
             stale = f"expired at {crl.next_update:%Y-%m-%d %H:%M:%S} UTC"
@@ -217,8 +217,9 @@ class CRLStore:
             stale = f"is not valid before {crl.this_update:%Y-%m-%d %H:%M:%S} UTC"
         if stale is not None:
             if self.expired_policy == "refuse":
-                raise CredentialError(f"certificate {subject} refused: the CRL of {crl.issuer} "
-                                      f"{stale} (fetch-crl must refresh {crl.path})")
+                raise CredentialError(f"certificate {dn_string(cert.subject)} refused: the CRL "
+                                      f"of {crl.issuer} {stale} (fetch-crl must refresh "
+                                      f"{crl.path})")
             key = (crl.path, self.generation)
             if key not in self._warned:
                 self._warned.add(key)
@@ -227,8 +228,8 @@ class CRLStore:
         when = (crl.revoked or {}).get(cert.serial_number)
         if when is not None:
             raise CredentialError(
-                f"certificate {subject} (serial {cert.serial_number:x}) was revoked by "
-                f"{crl.issuer} on {when:%Y-%m-%d %H:%M:%S} UTC")
+                f"certificate {dn_string(cert.subject)} (serial {cert.serial_number:x}) was "
+                f"revoked by {crl.issuer} on {when:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
