@@ -12,9 +12,10 @@ as UTC already (DIRAC stores naive UTC times); an aware one is converted to UTC.
 
 Decoding is bounded (:class:`Limits`): what a server reads from a client
 (:data:`REQUEST_LIMITS`) may nest at most 64 levels, hold at most 2,000,000 values, carry
-integers of 64 bits (signed) and no ``NaN``/``Infinity``; anything else is a
-:class:`~core.exceptions.BadRequestError` (HTTP 400), never a crash. Replies are decoded with
-no bounds beyond the parser's own recursion limit (:data:`REPLY_LIMITS`).
+integers of 64 bits (signed), no ``NaN``/``Infinity`` and no lone UTF-16 surrogates in text;
+anything else is a :class:`~core.exceptions.BadRequestError` (HTTP 400), never a crash.
+Replies are decoded with no bounds beyond the parser's own recursion limit
+(:data:`REPLY_LIMITS`).
 
 Example::
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -61,13 +63,16 @@ class Limits:
     max_items: int | None = 2_000_000
     int_bits: int | None = 64
     allow_non_finite: bool = False
+    #: text with a lone UTF-16 surrogate (``"\\ud800"``), which no database can store
+    allow_lone_surrogates: bool = False
 
 
 #: what a server accepts from a client
 REQUEST_LIMITS = Limits()
 #: what a client accepts from a server: any depth the decoder can parse, any integer, NaN
 #: (Python's own JSON); no walk over the data, so large replies decode at full speed
-REPLY_LIMITS = Limits(max_depth=None, max_items=None, int_bits=None, allow_non_finite=True)
+REPLY_LIMITS = Limits(max_depth=None, max_items=None, int_bits=None, allow_non_finite=True,
+                      allow_lone_surrogates=True)
 
 
 def _default(obj: Any) -> Any:
@@ -120,6 +125,36 @@ def _int_error(value: int, bits: int) -> BadRequestError:
     text = str(value)
     shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
     return BadRequestError(f"integer {shown} is out of the {bits}-bit range")
+
+
+#: a JSON escape of a UTF-16 surrogate: only then can decoded text hold a lone one
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_text(value: Any) -> None:
+    """Refuse text holding a lone surrogate (``"\\ud800"``): it is not Unicode, and no
+    database or file can store it."""
+    stack = [value]
+    while stack:
+        obj = stack.pop()
+        texts: list[Any] = []
+        if isinstance(obj, dict):
+            texts.extend(obj)
+            children: Any = obj.values()
+        else:
+            children = obj
+        for child in children:
+            if isinstance(child, str):
+                texts.append(child)
+            elif isinstance(child, list | dict):
+                stack.append(child)
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequestError(f"text {text[:40]!r} holds a lone UTF-16 surrogate: not "
+                                      f"Unicode") from None
 
 
 def _parse_float(text: str) -> float:
@@ -187,6 +222,11 @@ def decode(text: str | bytes, limits: Limits = REPLY_LIMITS) -> Any:
             raise BadRequestError(f"an integer of thousands of digits is out of the "
                                   f"{limits.int_bits}-bit range") from None
         raise BadRequestError(f"Cannot decode JSON: {exc}") from None
+    if not limits.allow_lone_surrogates:
+        found = (_SURROGATE_ESCAPE_BYTES.search(text) if isinstance(text, bytes)
+                 else _SURROGATE_ESCAPE.search(text))
+        if found:
+            _check_text([value])
     if isinstance(value, list | dict):
         if limits.max_depth or limits.max_items or limits.int_bits:
             _check_shape(value, limits)

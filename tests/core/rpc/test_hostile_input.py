@@ -99,6 +99,8 @@ def test_largest_64_bit_integers_are_ordinary_unknown_jobs(server: ThreadedServe
     ('[{"__dCls": "nope", "obj": "x"}]', ["Unknown JEncode marker"]),
     ('[{"__dCls": "dt", "obj": 5}]', ["without a string"]),
     ("[1, 2", ["Cannot decode JSON"]), ('{"a": 1}', ["JSON list"]),
+    # a lone surrogate reached SQLite: UnicodeEncodeError, HTTP 500 (mintDelegatedToken)
+    ('["\\ud800"]', ["lone UTF-16 surrogate"]), ('[{"\\udfff": 1}]', ["surrogate"]),
 ])
 def test_malformed_json_and_markers(server: ThreadedServer, creds: Creds, args: str,
                                     words: list[str]) -> None:
