@@ -75,9 +75,12 @@ class _Reader:
             while self.peek() != "}":
                 if not self.peek():
                     raise JdlError("unterminated list")
+                start = self.pos
                 items.append(self.value())
                 if self.peek() == ",":
                     self.pos += 1
+                elif self.pos == start:  # nothing read: a character no value starts with
+                    raise JdlError(f"unexpected {self.peek()!r} in a list at {self.pos}")
             self.pos += 1
             return items
         if char == "[":
@@ -108,11 +111,14 @@ class _Reader:
 def parse_jdl(text: str) -> dict[str, Any]:
     """The attributes of a JDL as a dict (outer brackets optional)."""
     reader = _Reader(text)
-    if reader.peek() == "[":
-        reader.pos += 1
+    try:
+        if reader.peek() == "[":
+            reader.pos += 1
+            return reader.ad("]")
+        reader.text += "\n]"
         return reader.ad("]")
-    reader.text += "\n]"
-    return reader.ad("]")
+    except RecursionError:
+        raise JdlError("the JDL nests lists and records too deeply") from None
 
 
 def as_list(value: Any) -> list[str]:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from pilot.archive import extract
 from pilot.data import URLS_FILE, DataError, DataMover, output_lfn, strip_lfn
 from pilot.dirac_workflow import MAX_BYTES, WorkflowError, parse_workflow, split_jobexec_arguments
 from pilot.jdl import as_list, parse_jdl
@@ -318,8 +319,7 @@ class JobWrapper:
         data = self.rpc.call(SANDBOX, "streamToClient", url, "", raw=True)
         if not isinstance(data, bytes):
             raise ValueError(f"{url}: not an archive")
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            safe_extract(tar, self.dir)
+        extract(data, self.dir)
         self.log(f"input sandbox {url}: {len(data)} bytes")
 
     def command(self) -> list[str]:
@@ -552,25 +552,4 @@ class JobWrapper:
         except RpcError as exc:
             self.opts.log(f"job {self.job_id}: cannot send the wrapper log: {exc}")
 
-
-def safe_extract(tar: tarfile.TarFile, dest: str) -> None:
-    """Extract regular files and directories only, never outside ``dest``."""
-    root = os.path.realpath(dest)
-    for member in tar.getmembers():
-        target = os.path.realpath(os.path.join(root, member.name))
-        if os.path.isabs(member.name) or not (target == root or target.startswith(
-                root + os.sep)):
-            raise ValueError(f"unsafe path in sandbox: {member.name!r}")
-        if member.isdir():
-            os.makedirs(target, exist_ok=True)
-        elif member.isfile():
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            source = tar.extractfile(member)
-            if source is None:
-                continue
-            with source, open(target, "wb") as out:
-                shutil.copyfileobj(source, out)
-            os.chmod(target, (member.mode & 0o755) | 0o600)
-        else:
-            raise ValueError(f"unsupported member in sandbox: {member.name!r}")
 

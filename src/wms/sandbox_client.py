@@ -35,6 +35,8 @@ import requests
 from core.exceptions import InvalidArgumentError, PilotWMSError, ServiceUnavailableError
 from core.rpc.client import RPCClient, error_from_reply
 from core.rpc.jencode import decode
+from pilot.archive import UnsafeArchiveError
+from pilot.archive import extract as archive_extract
 
 #: archives up to this size go through streamFromClient (base64 in a form), larger ones PUT
 STREAM_THRESHOLD = 8 * 1024 * 1024
@@ -117,33 +119,16 @@ def put_archive(rpc_client: RPCClient, archive: Path, name: str, size: int) -> s
 # -- download ---------------------------------------------------------------------------------
 
 
-def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
-    name = PurePosixPath(member.name)
-    if name.is_absolute() or ".." in name.parts or member.name.startswith(("/", "\\")):
-        raise InvalidArgumentError(f"unsafe path in sandbox: {member.name!r}")
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise InvalidArgumentError(f"unsupported member type in sandbox: {member.name!r}")
-    if member.issym() or member.islnk():
-        target = PurePosixPath(member.linkname)
-        base = dest / name.parent if member.issym() else dest
-        resolved = Path(os.path.normpath(base / target))
-        if target.is_absolute() or not resolved.is_relative_to(dest):
-            raise InvalidArgumentError(
-                f"link in sandbox points outside: {member.name!r} -> {member.linkname!r}")
-
-
 def unpack(archive: Path | IO[bytes], dest_dir: str | os.PathLike[str]) -> list[Path]:
-    """Safely extract a sandbox archive into ``dest_dir``; returns the top-level entries."""
+    """Safely extract a sandbox archive into ``dest_dir`` (:func:`pilot.archive.extract`:
+    nothing outside it, no devices, bounded size); returns the top-level entries. A refused
+    archive raises :class:`~core.exceptions.InvalidArgumentError`."""
     dest = Path(dest_dir).resolve()
-    dest.mkdir(parents=True, exist_ok=True)
-    opened = (tarfile.open(archive, mode="r:*") if isinstance(archive, Path)
-              else tarfile.open(fileobj=archive, mode="r:*"))
-    with opened as tar:
-        members = tar.getmembers()
-        for member in members:
-            _check_member(member, dest)
-        tar.extractall(dest, filter="data")
-    tops = {PurePosixPath(m.name).parts[0] for m in members if PurePosixPath(m.name).parts}
+    try:
+        names = archive_extract(archive, str(dest))
+    except UnsafeArchiveError as exc:
+        raise InvalidArgumentError(str(exc)) from None
+    tops = {PurePosixPath(name).parts[0] for name in names if PurePosixPath(name).parts}
     return sorted(dest / top for top in tops)
 
 
@@ -157,6 +142,5 @@ def download_sandbox(rpc_client: RPCClient, sb_url: str,
         tmp.seek(0)
         try:
             return unpack(tmp, dest_dir)
-        except tarfile.TarError as exc:
-            raise InvalidArgumentError(f"sandbox {sb_url} is not a valid archive: {exc}") \
-                from None
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"sandbox {sb_url} refused: {exc.message}") from None

@@ -7,6 +7,8 @@ Subcommands::
     pilotwms services                                  # installed services
     pilotwms db init|upgrade|version [--config F]
     pilotwms ca init --dir D [--name N]
+    pilotwms ca revoke --dir D --cert F [--reason R] [--days N]   # publishes <hash>.r0
+    pilotwms ca crl --dir D [--days N]                  # re-issue the CRL (N < 0: expired)
     pilotwms cert issue (--user NAME | --host NAME) [--ca D] [--out D] [--days N]
     pilotwms proxy init [--cert F] [--key F] [--group G] [--hours H] [--limited] [--out F]
     pilotwms proxy info [FILE]
@@ -37,6 +39,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+
+from cryptography import x509
 
 from core.cli.common import print_json, run
 from core.config.loader import load_config
@@ -72,10 +76,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="with 'repair': what to rebuild (without: list them)")
     p.add_argument("--config", type=Path)
 
-    p = sub.add_parser("ca", help="certification authority")
-    p.add_argument("action", choices=["init"])
+    p = sub.add_parser("ca", help="certification authority: init, revoke a certificate, "
+                                  "re-issue the CRL")
+    p.add_argument("action", choices=["init", "revoke", "crl"])
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--name", default="pilotwms dev CA")
+    p.add_argument("--cert", type=Path, help="revoke: the certificate (PEM) to revoke")
+    p.add_argument("--reason", choices=sorted(f.name for f in x509.ReasonFlags),
+                   help="revoke: the CRL reason code")
+    p.add_argument("--days", type=float, default=30,
+                   help="revoke, crl: days until the CRL's nextUpdate (negative: expired)")
 
     p = sub.add_parser("cert", help="certificates")
     p.add_argument("action", choices=["issue"])
@@ -212,9 +222,22 @@ def cmd_db(ns: argparse.Namespace) -> int:
 
 def cmd_ca(ns: argparse.Namespace) -> int:
     from core.security.ca import CertificateAuthority
+    from core.security.x509 import dn_string, load_pem_chain
 
-    ca = CertificateAuthority.create(ns.dir, name=ns.name)
-    print(f"CA created in {ns.dir}; hashed directory: {ca.certificates_dir}")
+    if ns.action == "init":
+        ca = CertificateAuthority.create(ns.dir, name=ns.name)
+        print(f"CA created in {ns.dir}; hashed directory: {ca.certificates_dir}")
+        return 0
+    ca = CertificateAuthority.load(ns.dir)
+    if ns.action == "crl":
+        print(ca.write_crl(days=ns.days))
+        return 0
+    if ns.cert is None:
+        raise InvalidArgumentError("ca revoke needs --cert")
+    cert = load_pem_chain(ns.cert.read_bytes())[0]
+    reason = x509.ReasonFlags[ns.reason] if ns.reason else None
+    path = ca.revoke(cert, reason=reason, days=ns.days)
+    print(f"revoked {dn_string(cert.subject)} (serial {cert.serial_number:x}); CRL: {path}")
     return 0
 
 

@@ -173,6 +173,15 @@ class SystemConfig(Section):
 # -- Server ------------------------------------------------------------------------------------
 
 
+class CRLConfig(Section):
+    """Certificate revocation lists (``<hash>.r0`` in the CA directory, see core.security.crl)."""
+
+    #: an expired (or not yet valid) CRL: "refuse" the CA's certificates, or "warn" and use it
+    expired_policy: Literal["refuse", "warn"] = "refuse"
+    #: how often the CA directory is looked at for new or changed CRL files (seconds)
+    reload_seconds: float = Field(default=10.0, ge=0)
+
+
 class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8443, ge=0, le=65535)
@@ -189,6 +198,7 @@ class ServerConfig(Section):
     trusted_balancers: list[str] = Field(default_factory=list)
     #: largest request body accepted, in bytes
     max_body_size: int = Field(default=100 * 1024 * 1024, ge=1024)
+    crls: CRLConfig = Field(default_factory=CRLConfig, alias="CRLs")
 
     @field_validator("trusted_balancers")
     @classmethod

@@ -10,6 +10,9 @@ Failover is never attempted after a request may have reached a server (read time
 could have been executed, and repeating a submission would duplicate it. That case raises
 :class:`~core.exceptions.ServiceUnavailableError` saying so.
 
+With a CA directory (``ca_dir``), the server's certificate chain is also checked against that
+directory's CRLs (:mod:`core.rpc.tls_client`): a revoked server is a TLS error (next URL).
+
 Example::
 
     from core.rpc.client import RPCClient, Credentials
@@ -32,6 +35,8 @@ import requests
 
 from core.exceptions import PilotWMSError, ServiceUnavailableError, error_class
 from core.rpc.jencode import decode, encode
+from core.rpc.tls_client import CRLCheckingAdapter
+from core.security.crl import shared_store
 
 #: seconds: (connect, read); a read may be long (bulk submissions, large sandboxes)
 DEFAULT_TIMEOUT = (10.0, 600.0)
@@ -98,6 +103,9 @@ class RPCClient:
         self.session = session or requests.Session()
         # given per request: a session-level value loses to $REQUESTS_CA_BUNDLE in requests
         self._verify: str | bool = str(ca_dir) if ca_dir else True
+        if ca_dir:
+            # the server's host certificate is checked against the CA directory's CRLs
+            self.session.mount("https://", CRLCheckingAdapter(shared_store(ca_dir)))
         if self.credentials.token:
             self.session.headers["Authorization"] = f"Bearer {self.credentials.token}"
         elif self.credentials.cert:

@@ -10,6 +10,13 @@ The wire format every DIRAC HTTPS service speaks:
 Decoding gives timezone-aware UTC datetimes. A naive datetime handed to :func:`encode` is taken
 as UTC already (DIRAC stores naive UTC times); an aware one is converted to UTC.
 
+Decoding is bounded (:class:`Limits`): what a server reads from a client
+(:data:`REQUEST_LIMITS`) may nest at most 64 levels, hold at most 2,000,000 values, carry
+integers of 64 bits (signed), no ``NaN``/``Infinity`` and no lone UTF-16 surrogates in text;
+anything else is a :class:`~core.exceptions.BadRequestError` (HTTP 400), never a crash.
+Replies are decoded with no bounds beyond the parser's own recursion limit
+(:data:`REPLY_LIMITS`).
+
 Example::
 
     >>> from datetime import datetime, timezone
@@ -18,6 +25,12 @@ Example::
     '{"1": {"__dCls": "dt", "obj": "2026-01-02 03:04:05"}, "b": {"__dCls": "b64", "obj": "AA=="}}'
     >>> decode(text)["b"]
     b'\\x00'
+    >>> decode("[[[1]]]", REQUEST_LIMITS)
+    [[[1]]]
+    >>> decode(str(2**64), REQUEST_LIMITS)
+    Traceback (most recent call last):
+    ...
+    core.exceptions.BadRequestError: integer 18446744073709551616 is out of the 64-bit range
 """
 
 from __future__ import annotations
@@ -25,6 +38,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -33,6 +48,31 @@ from core.exceptions import BadRequestError
 DT_FORMAT = "%Y-%m-%d %H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
 _MARK = "__dCls"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on decoded data; ``None`` switches a bound off.
+
+    ``max_depth`` counts container levels (``[[1]]`` is 2), ``max_items`` the values held by
+    all containers together, ``int_bits`` the signed width integers must fit in.
+    """
+
+    max_depth: int | None = 64
+    max_items: int | None = 2_000_000
+    int_bits: int | None = 64
+    allow_non_finite: bool = False
+    #: text with a lone UTF-16 surrogate (``"\\ud800"``), which no database can store
+    allow_lone_surrogates: bool = False
+
+
+#: what a server accepts from a client
+REQUEST_LIMITS = Limits()
+#: what a client accepts from a server: any depth the decoder can parse, any integer, NaN
+#: (Python's own JSON); no walk over the data, so large replies decode at full speed
+REPLY_LIMITS = Limits(max_depth=None, max_items=None, int_bits=None, allow_non_finite=True,
+                      allow_lone_surrogates=True)
 
 
 def _default(obj: Any) -> Any:
@@ -81,9 +121,116 @@ def encode(obj: Any) -> str:
     return json.dumps(obj, default=_default, separators=(", ", ": "))
 
 
-def decode(text: str | bytes) -> Any:
-    """Parse JEncode text; bad JSON or markers raise :class:`~core.exceptions.BadRequestError`."""
+def _int_error(value: int, bits: int) -> BadRequestError:
+    text = str(value)
+    shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
+    return BadRequestError(f"integer {shown} is out of the {bits}-bit range")
+
+
+#: a JSON escape of a UTF-16 surrogate: only then can decoded text hold a lone one
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_text(value: Any) -> None:
+    """Refuse text holding a lone surrogate (``"\\ud800"``): it is not Unicode, and no
+    database or file can store it."""
+    stack = [value]
+    while stack:
+        obj = stack.pop()
+        texts: list[Any] = []
+        if isinstance(obj, dict):
+            texts.extend(obj)
+            children: Any = obj.values()
+        else:
+            children = obj
+        for child in children:
+            if isinstance(child, str):
+                texts.append(child)
+            elif isinstance(child, list | dict):
+                stack.append(child)
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequestError(f"text {text[:40]!r} holds a lone UTF-16 surrogate: not "
+                                      f"Unicode") from None
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BadRequestError(f"number {text[:40]} is out of the floating point range")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadRequestError(f"{name} is not a JSON value")
+
+
+def _check_shape(value: Any, limits: Limits) -> None:
+    """Depth, item count and integer range of decoded data, in one walk without recursion
+    (integers are checked here rather than by a ``parse_int`` hook: 2x cheaper)."""
+    max_depth = limits.max_depth
+    bits = limits.int_bits
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if bits else (None, None)
+    items = 0
+    stack = [(value, 1)]
+    while stack:
+        obj, depth = stack.pop()
+        if max_depth is not None and depth > max_depth:
+            raise BadRequestError(f"data nested deeper than {max_depth} levels")
+        children = obj.values() if isinstance(obj, dict) else obj
+        items += len(children)
+        for child in children:
+            kind = type(child)
+            if kind is int:
+                if low is not None and not low <= child <= high:
+                    raise _int_error(child, bits)  # type: ignore[arg-type]
+            elif kind is list or kind is dict:
+                stack.append((child, depth + 1))
+    if limits.max_items is not None and items > limits.max_items:
+        raise BadRequestError(f"data holds {items} values, more than {limits.max_items}")
+
+
+def decode(text: str | bytes, limits: Limits = REPLY_LIMITS) -> Any:
+    """Parse JEncode text within ``limits``; bad JSON, bad markers and data beyond the limits
+    raise :class:`~core.exceptions.BadRequestError`."""
+    if limits.max_items is not None and len(text) > limits.max_items:
+        # every value after the first of a container follows a comma: refuse before parsing
+        # what would need gigabytes of objects (commas inside strings count too: such a
+        # request is refused a little early, never one within the limit of values)
+        commas = text.count(b",") if isinstance(text, bytes) else text.count(",")
+        if commas > limits.max_items:
+            raise BadRequestError(f"data holds more than {limits.max_items} values")
+    kwargs: dict[str, Any] = {}
+    if not limits.allow_non_finite:
+        kwargs["parse_float"] = _parse_float
+        kwargs["parse_constant"] = _refuse_constant
     try:
-        return json.loads(text, object_hook=_hook)
+        value = json.loads(text, object_hook=_hook, **kwargs)
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"Cannot decode JSON: {exc}") from exc
+    except RecursionError:
+        raise BadRequestError(
+            f"data nested deeper than {limits.max_depth or 'the decoder allows'} levels"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise BadRequestError(f"Cannot decode JSON: not UTF-8 text: {exc}") from None
+    except ValueError as exc:  # e.g. more integer digits than Python converts
+        if limits.int_bits is not None and "integer string conversion" in str(exc):
+            raise BadRequestError(f"an integer of thousands of digits is out of the "
+                                  f"{limits.int_bits}-bit range") from None
+        raise BadRequestError(f"Cannot decode JSON: {exc}") from None
+    if not limits.allow_lone_surrogates:
+        found = (_SURROGATE_ESCAPE_BYTES.search(text) if isinstance(text, bytes)
+                 else _SURROGATE_ESCAPE.search(text))
+        if found:
+            _check_text([value])
+    if isinstance(value, list | dict):
+        if limits.max_depth or limits.max_items or limits.int_bits:
+            _check_shape(value, limits)
+    elif type(value) is int and limits.int_bits is not None \
+            and value.bit_length() >= limits.int_bits and value != -(2 ** (limits.int_bits - 1)):
+        raise _int_error(value, limits.int_bits)
+    return value

@@ -30,7 +30,6 @@ import dataclasses
 import functools
 import ipaddress
 import logging
-import os
 import ssl
 import time
 import urllib.parse
@@ -55,29 +54,25 @@ from core.exceptions import (
     PilotWMSError,
 )
 from core.rpc.context import ServerContext
-from core.rpc.jencode import decode, encode
+from core.rpc.jencode import REQUEST_LIMITS, decode, encode
 from core.rpc.service import Call, MethodSpec, Reply, Service
+from core.security.crl import CRLStore, ca_directory
 from core.security.identity import ANONYMOUS, Identity
 from core.security.rights import Rule, allowed, parse_rules
 from core.security.x509 import load_pem_chain, verified_chain_der, verify_chain
 
 log = logging.getLogger("pilotwms.rpc")
 
-DEFAULT_CA_DIR = "/etc/grid-security/certificates"
-
-
-def ca_directory(config: Config) -> Path:
-    """``Server.CADir``, else ``$X509_CERT_DIR``, else /etc/grid-security/certificates."""
-    if config.server.ca_dir is not None:
-        return config.server.ca_dir
-    return Path(os.environ.get("X509_CERT_DIR") or DEFAULT_CA_DIR)
+#: positional arguments accepted in one call (DIRAC's methods take a handful)
+MAX_ARGS = 64
 
 
 def server_ssl_context(config: Config) -> ssl.SSLContext:
     """TLS for the server: host cert, client certs optional but verified, proxies allowed.
 
     A client certificate is optional so that token users can connect; one that is presented
-    must verify against the CA directory or the handshake fails.
+    must verify against the CA directory or the handshake fails. A host certificate revoked by
+    a CRL of the CA directory is a :class:`CredentialError` here (the server does not start).
     """
     conf = config.server
     if conf.host_cert is None or conf.host_key is None:
@@ -92,6 +87,9 @@ def server_ssl_context(config: Config) -> ssl.SSLContext:
     if not ca_dir.is_dir():
         raise CredentialError(f"CA directory {ca_dir} does not exist")
     ctx.load_verify_locations(capath=str(ca_dir))
+    # a revoked host certificate would be refused by every careful client: say so at start
+    host_chain = load_pem_chain(Path(conf.host_cert).read_bytes())
+    CRLStore(ca_dir, expired_policy=conf.crls.expired_policy).check_chain(host_chain)
     ctx.verify_mode = ssl.CERT_OPTIONAL
     ctx.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS
     return ctx
@@ -173,8 +171,13 @@ class RPCHandler(tornado.web.RequestHandler):
         stream = getattr(self.request.connection, "stream", None)
         cached = getattr(stream, "_pilotwms_identity", None)
         if cached is not None:
-            # same TLS connection, same chain: only the time left changes
+            # same TLS connection, same chain: only the time left changes, and the CRLs
+            # (a long keep-alive connection must not outlive a revocation)
             ident, expires = cached
+            try:
+                authenticator.check_revoked(self._tls_chain() or [])
+            except CredentialError as exc:
+                raise NotAuthenticatedError(str(exc)) from None
             return dataclasses.replace(ident, seconds_left=max(0, int(expires - time.time())))
         tls_chain = self._tls_chain()
         if tls_chain:
@@ -203,16 +206,19 @@ class RPCHandler(tornado.web.RequestHandler):
         if method is None:
             raise BadRequestError("No method given")
         raw_args = self._form("args")
-        args = decode(raw_args) if raw_args is not None else []
+        args = decode(raw_args, REQUEST_LIMITS) if raw_args is not None else []
         if not isinstance(args, list):
             raise BadRequestError("args must be a JSON list of positional arguments")
+        if len(args) > MAX_ARGS:
+            raise BadRequestError(f"{len(args)} arguments given, at most {MAX_ARGS} accepted")
         spec = self.hosted.specs.get(method)
         if spec is None:
             raise MethodNotFoundError(f"{method} is not implemented")
         ident = self.identify()
         extra_raw = self._form("extraCredentials")
         if extra_raw is not None:
-            ident = self.ctx.authenticator.apply_extra_credentials(ident, decode(extra_raw))
+            ident = self.ctx.authenticator.apply_extra_credentials(
+                ident, decode(extra_raw, REQUEST_LIMITS))
         client_vo = self._form("clientVO")
         self.ctx.authenticator.check_vo(ident, client_vo)
         if not allowed(ident, self.hosted.rules[method]):

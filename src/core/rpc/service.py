@@ -8,8 +8,10 @@ positional arguments from the request's ``args``. They return a value or raise a
 
 Argument types are checked against the method's annotations before the call (``int``, ``str``,
 ``float``, ``bool``, ``list``, ``dict``, ``bytes``, ``datetime``, unions and ``X | None``;
-parameters of generic types like ``list[int]`` are checked for their outer type only), so bad
-input is answered with a clear :class:`~core.exceptions.InvalidArgumentError`, not a crash.
+``list[X]`` and ``dict[K, V]`` have their items checked too, one level deep), so bad input is
+answered with a clear :class:`~core.exceptions.InvalidArgumentError`, not a crash. Integers
+must fit in 64 bits (signed), what every database column holds; the decoder
+(:mod:`core.rpc.jencode`) has already bounded nesting, sizes and nested integers.
 
 Blocking methods (plain ``def``) run in the server's thread pool; ``async def`` methods run on
 the IOLoop and must not block.
@@ -38,7 +40,7 @@ import socket
 import time
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -91,6 +93,35 @@ _SIMPLE: dict[Any, tuple[type, ...]] = {
 }
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _fits(value: Any, accepted: tuple[type, ...]) -> bool:
+    """``value`` is an instance of ``accepted`` (a bool is not an int unless bool is named)."""
+    if not isinstance(value, accepted):
+        return False
+    return not (isinstance(value, bool) and bool not in accepted and object not in accepted)
+
+
+def _item_types(annotation: Any) -> tuple[tuple[type, ...], bool] | None:
+    """(accepted, nullable) of the items of ``list[X]`` / values of ``dict[K, V]``; None when
+    the items are not checked (no parameters, ``Any``, or not a list or dict)."""
+    origin = typing.get_origin(annotation)
+    params = typing.get_args(annotation)
+    if origin in (list, tuple) and len(params) == 1:
+        item = params[0]
+    elif origin is dict and len(params) == 2:
+        item = params[1]
+    else:
+        return None
+    accepted, nullable = _accepted(item)
+    return None if object in accepted else (accepted, nullable)
+
+
 def _accepted(annotation: Any) -> tuple[tuple[type, ...], bool]:
     """(accepted types, None allowed) for an annotation."""
     origin = typing.get_origin(annotation)
@@ -121,20 +152,36 @@ class Param:
     nullable: bool
     required: bool
     variadic: bool = False
+    #: item checks by container type: ``list`` -> (accepted, nullable) of its items
+    items: tuple[tuple[tuple[type, ...], tuple[type, ...], bool], ...] = ()
 
     def check(self, method: str, index: int, value: Any) -> None:
+        where = f"{method}: argument {index} ({self.name!r})"
         if value is None:
             if self.nullable:
                 return
-        elif isinstance(value, self.accepted) and not (
-            isinstance(value, bool) and bool not in self.accepted and object not in self.accepted
-        ):
+        elif _fits(value, self.accepted):
+            if isinstance(value, int) and not isinstance(value, bool) \
+                    and not INT64_MIN <= value <= INT64_MAX:
+                raise InvalidArgumentError(f"{where}: {value} does not fit in 64 bits")
+            self._check_items(where, value)
             return
         wanted = " or ".join(sorted({t.__name__ for t in self.accepted}))
-        raise InvalidArgumentError(
-            f"{method}: argument {index} ({self.name!r}) must be {wanted}, "
-            f"not {type(value).__name__}"
-        )
+        raise InvalidArgumentError(f"{where} must be {wanted}, not {_type_name(value)}")
+
+    def _check_items(self, where: str, value: Any) -> None:
+        for container, accepted, nullable in self.items:
+            if not isinstance(value, container):
+                continue
+            held: Any = value
+            values: Iterable[Any] = held.values() if isinstance(held, dict) else held
+            for item in values:
+                if (item is None and nullable) or (item is not None and _fits(item, accepted)):
+                    continue
+                wanted = " or ".join(sorted({t.__name__ for t in accepted}))
+                raise InvalidArgumentError(
+                    f"{where}: items must be {wanted}, not {_type_name(item)}")
+            return
 
 
 @dataclass
@@ -188,6 +235,15 @@ def _build_spec(func: Callable[..., Any], wire_name: str, rights: Any, raw: bool
     for pname, param in list(sig.parameters.items())[2:]:  # skip self, call
         annotation = hints.get(pname, Any)
         accepted, nullable = _accepted(annotation)
+        members = typing.get_args(annotation) if typing.get_origin(annotation) in (
+            typing.Union, types.UnionType) else (annotation,)
+        items = []
+        for member in members:
+            checked = _item_types(member)
+            if checked is not None:
+                origin = typing.get_origin(member)
+                container = (dict,) if origin is dict else (list, tuple)
+                items.append((container, *checked))
         params.append(
             Param(
                 name=pname,
@@ -196,6 +252,7 @@ def _build_spec(func: Callable[..., Any], wire_name: str, rights: Any, raw: bool
                 required=param.default is inspect.Parameter.empty
                 and param.kind is not inspect.Parameter.VAR_POSITIONAL,
                 variadic=param.kind is inspect.Parameter.VAR_POSITIONAL,
+                items=tuple(items),
             )
         )
     return MethodSpec(

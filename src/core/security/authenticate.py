@@ -8,6 +8,8 @@ Rules, following DIRAC:
   identity with ``valid_dn=False``; a group the user is not in gives ``valid_group=False``.
   Neither is authenticated, so only methods open to ``all`` accept them.
 * Host certificates map to ``Registry.Hosts`` and get the host's properties.
+* Every certificate chain is checked against the CA directory's CRLs (:mod:`core.security.crl`):
+  a revoked user, host or proxy-issuer certificate is refused.
 * Tokens: ``Authorization: Bearer``; see :meth:`Authenticator.from_token`.
 * ``extraCredentials`` (``[DN, group]``) lets a ``TrustedHost`` act for a user, as DIRAC does.
 
@@ -37,6 +39,7 @@ from cryptography import x509 as cx509
 
 from core.config.schema import Config
 from core.exceptions import NotAuthenticatedError, NotAuthorizedError
+from core.security.crl import CRLStore, ca_directory
 from core.security.identity import Identity
 from core.security.registry import Registry
 from core.security.tokens import TokenVerifier
@@ -46,10 +49,22 @@ from core.security.x509 import dn_string, identity_from_chain
 class Authenticator:
     """Maps credentials to identities; one per server process, shared by all requests."""
 
-    def __init__(self, config: Config, verifier: TokenVerifier | None = None) -> None:
+    def __init__(self, config: Config, verifier: TokenVerifier | None = None,
+                 crls: CRLStore | None = None) -> None:
         self.config = config
         self.registry = Registry(config.registry)
         self.verifier = verifier if verifier is not None else TokenVerifier(config.auth)
+        conf = config.server.crls
+        #: the CRLs of the CA directory, checked for every chain (see core.security.crl)
+        self.crls = crls if crls is not None else CRLStore(
+            ca_directory(config), expired_policy=conf.expired_policy,
+            reload_seconds=conf.reload_seconds)
+
+    def check_revoked(self, chain: Sequence[cx509.Certificate]) -> None:
+        """:class:`CredentialError` if a certificate of ``chain`` is revoked (or its CA's CRL
+        cannot be used); cheap enough for every request (a reload is checked every
+        ``Server.CRLs.ReloadSeconds``)."""
+        self.crls.check_chain(chain)
 
     # -- building blocks ---------------------------------------------------------------------
 
@@ -89,8 +104,10 @@ class Authenticator:
     # -- X509 ----------------------------------------------------------------------------------
 
     def from_chain(self, chain: Sequence[cx509.Certificate]) -> Identity:
-        """Identity of a chain that TLS (or :func:`verify_chain`) has verified; leaf first."""
+        """Identity of a chain that TLS (or :func:`verify_chain`) has verified; leaf first.
+        A revoked certificate in the chain raises :class:`CredentialError`."""
         info = identity_from_chain(chain)
+        self.check_revoked(chain)
         leaf = chain[0]
         common: dict[str, Any] = {
             "identity": info.dn,

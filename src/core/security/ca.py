@@ -9,7 +9,10 @@
 
 so ``<directory>/certificates`` works as OpenSSL's ``capath`` (``X509_CERT_DIR``), like
 ``/etc/grid-security/certificates``. :meth:`CertificateAuthority.issue` makes user and host
-certificates with the extensions grid software expects.
+certificates with the extensions grid software expects; :meth:`CertificateAuthority.revoke`
+adds one to the CA's revocation list and :meth:`CertificateAuthority.write_crl` publishes it
+as ``<directory>/crl.pem`` and ``<directory>/certificates/<hash>.r0`` (where fetch-crl puts
+a CA's CRL).
 
 Example::
 
@@ -53,6 +56,7 @@ __all__ = [
 
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
+CRL_FILE = "crl.pem"
 CERTIFICATES_DIR = "certificates"
 
 #: clock skew tolerated by making certificates valid a little before "now"
@@ -343,3 +347,64 @@ class CertificateAuthority:
             serialization.NoEncryption(),
         )
         return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+    # -- revocation ------------------------------------------------------------------------------
+
+    def _current_crl(self) -> x509.CertificateRevocationList | None:
+        if self.directory is None or not (self.directory / CRL_FILE).exists():
+            return None
+        try:
+            return x509.load_pem_x509_crl((self.directory / CRL_FILE).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CredentialError(f"cannot read {self.directory / CRL_FILE}: {exc}") from None
+
+    def revoke(self, cert: x509.Certificate, *, reason: x509.ReasonFlags | None = None,
+               when: datetime | None = None, days: float = 30) -> Path:
+        """Add ``cert`` (issued by this CA) to the revocation list and publish a new CRL valid
+        for ``days``; returns the path of the ``<hash>.r0`` file."""
+        if cert.issuer != self.cert.subject:
+            raise InvalidArgumentError("this certificate was not issued by this CA")
+        current = self._current_crl()
+        entries = list(current) if current is not None else []
+        if not any(e.serial_number == cert.serial_number for e in entries):
+            builder = x509.RevokedCertificateBuilder().serial_number(cert.serial_number) \
+                .revocation_date(when or datetime.now(timezone.utc))
+            if reason is not None:
+                builder = builder.add_extension(x509.CRLReason(reason), critical=False)
+            entries.append(builder.build())
+        return self.write_crl(entries, days=days)
+
+    def write_crl(self, entries: Iterable[x509.RevokedCertificate] | None = None, *,
+                  days: float = 30, this_update: datetime | None = None) -> Path:
+        """Publish the CRL (``entries``: default, the current ones) valid from
+        ``this_update`` (default: now) for ``days``; a negative ``days`` makes an expired
+        CRL, for tests. Returns the path of the ``<hash>.r0`` file."""
+        if self.directory is None:
+            raise InvalidArgumentError("this CA was not saved in a directory")
+        current = self._current_crl()
+        if entries is None:
+            entries = list(current) if current is not None else []
+        number = 1
+        if current is not None:
+            try:
+                number = current.extensions.get_extension_for_class(
+                    x509.CRLNumber).value.crl_number + 1
+            except x509.ExtensionNotFound:
+                pass
+        start = this_update or datetime.now(timezone.utc)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(start - BACKDATE if days > 0 else start + timedelta(days=days) * 2)
+            .next_update(start + timedelta(days=days))
+            .add_extension(x509.CRLNumber(number), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                self.key.public_key()), critical=False)
+        )
+        for entry in entries:
+            builder = builder.add_revoked_certificate(entry)
+        pem = builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+        write_pem(self.directory / CRL_FILE, pem, 0o644)
+        target = self.certificates_dir / f"{subject_hash(self.cert)}.r0"
+        write_pem(target, pem, 0o644)
+        return target

@@ -149,7 +149,12 @@ def remove_metadata(engine: Engine, req: Requester, targets: Mapping[str, Any]) 
     with write_transaction(engine) as conn:
         for path, raw in wanted.items():
             names = targets[raw]
-            names = [names] if isinstance(names, str) else list(names or [])
+            names = [names] if isinstance(names, str) else names
+            if not isinstance(names, list | tuple) or not all(
+                    isinstance(n, str) for n in names):
+                result.fail(raw, "metadata field names must be a name or a list of names")
+                continue
+            names = list(names)
             try:
                 _res, row = _entry(conn, req, path, WRITE)
             except (NotFoundError, NotAuthorizedError) as exc:

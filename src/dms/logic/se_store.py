@@ -10,6 +10,8 @@ the rules, free of Tornado:
   removes only under their home ``/<vo>/user/<initial>/<user>/``; production managers write
   anywhere in their VO; trusted hosts and catalog managers (``TrustedHost``,
   ``FileCatalogManagement``) everywhere; an SE with ``VOs`` only takes those VOs' files;
+* :func:`catalog_read_check`: on top of that, a file registered in the catalog is read only
+  by whom the catalog's permissions let read it (a private file stays private on the SE);
 * :class:`Writer` streams an upload to a hidden temp file next to the target, computing the
   adler32 on the way; :meth:`Writer.finish` checks size and checksum against what the client
   declared and only then renames, so a corrupted or cut upload never becomes a file.
@@ -33,8 +35,14 @@ import os
 import tempfile
 from pathlib import Path
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
 from core.exceptions import InvalidArgumentError
 from core.security.identity import Identity
+from dms.bulk import DENIED
+from dms.logic.namespace import get_file_metadata
+from dms.logic.rights import Requester
 from dms.storage.base import (
     Adler32,
     ChecksumMismatchError,
@@ -78,6 +86,22 @@ def may_read(ident: Identity, lfn: str, se_vos: list[str] | None = None) -> bool
     if ident.properties & SUPER_PROPERTIES:
         return True
     return bool(ident.vo) and _vo_of(lfn) == ident.vo
+
+
+def catalog_read_check(engine: Engine, req: Requester, lfn: str) -> str | None:
+    """Why the catalog does not let ``req`` read ``lfn``; None when it does.
+
+    Registered files follow the catalog's permissions (traversal and read bits); files the
+    catalog does not know (an upload not registered yet) keep the VO rule of
+    :func:`may_read`. Super properties are not asked about.
+    """
+    try:
+        found = get_file_metadata(engine, req, [lfn])
+    except sa.exc.OperationalError:  # no catalog tables in this database
+        return None
+    if found.failed.get(lfn) == DENIED:
+        return "the file catalog does not let you read it"
+    return None  # readable, unknown to the catalog, or a directory: the VO rule holds
 
 
 def may_write(ident: Identity, lfn: str, se_vos: list[str] | None = None) -> bool:

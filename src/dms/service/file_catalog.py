@@ -73,6 +73,18 @@ def requester_of(ident: Identity, settings: CatalogSettings, ctx: ServerContext)
     return Requester(user, ident.group or "", ident.vo, admin, groups)
 
 
+def catalog_settings(ctx: ServerContext) -> CatalogSettings:
+    """The catalog's settings from ``Systems.DataManagement.Services.FileCatalog.Options``."""
+    registry = ctx.config.registry
+    vo_groups = {vo: (conf.default_group or registry.default_group or vo)
+                 for vo, conf in registry.vos.items()}
+    try:
+        return CatalogSettings.from_options(
+            ctx.config.service_config(SYSTEM, "FileCatalog").options, vo_groups)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"FileCatalog options: {exc}") from None
+
+
 def _wire(result: BulkResult) -> dict[str, Any]:
     return result.to_wire()
 
@@ -93,14 +105,7 @@ class FileCatalogService(Service):
 
     def __init__(self, ctx: ServerContext) -> None:
         super().__init__(ctx)
-        registry = ctx.config.registry
-        vo_groups = {vo: (conf.default_group or registry.default_group or vo)
-                     for vo, conf in registry.vos.items()}
-        try:
-            self.settings = CatalogSettings.from_options(
-                ctx.config.service_config(SYSTEM, self.name).options, vo_groups)
-        except ValueError as exc:
-            raise InvalidArgumentError(f"FileCatalog options: {exc}") from None
+        self.settings = catalog_settings(ctx)
 
     @property
     def engine(self) -> Engine:
@@ -379,13 +384,15 @@ class FileCatalogService(Service):
         return _wire(ancestry.add_ancestors(self.engine, self.req(call), entries))
 
     @rpc_method("getFileAncestors")
-    def get_file_ancestors(self, call: Call, lfns: Bulk, depths: list | int | None = None
+    def get_file_ancestors(self, call: Call, lfns: Bulk,
+                           depths: list[int] | int | None = None
                            ) -> dict[str, Any]:
         return _wire(ancestry.get_ancestors(self.engine, self.req(call), _paths(lfns),
                                             depths))
 
     @rpc_method("getFileDescendents")
-    def get_file_descendents(self, call: Call, lfns: Bulk, depths: list | int | None = None
+    def get_file_descendents(self, call: Call, lfns: Bulk,
+                             depths: list[int] | int | None = None
                              ) -> dict[str, Any]:
         return _wire(ancestry.get_descendants(self.engine, self.req(call), _paths(lfns),
                                               depths))

@@ -48,6 +48,8 @@ from core.rpc.service import Call, Service, rpc_method
 from core.rpc.streaming import StreamingUploadHandler
 from core.security.identity import Identity
 from dms.logic import se_store
+from dms.paths import normalise_lfn
+from dms.service.file_catalog import catalog_settings, requester_of
 from dms.storage.base import CHUNK, FileTooBigError, StorageFileNotFoundError
 
 SYSTEM = "DataManagement"
@@ -76,6 +78,7 @@ class StorageElementService(Service):
                     self.ses[se_name] = DiskSE(se_name, Path(proto.path),
                                                proto.max_file_size_mib * 1024 * 1024, se.vos)
                     break
+        self.catalog_settings = catalog_settings(ctx)
 
     def disk_se(self, name: str) -> DiskSE:
         se = self.ses.get(name)
@@ -84,6 +87,7 @@ class StorageElementService(Service):
         return se
 
     def check(self, ident: Identity, se: DiskSE, lfn: str, write: bool) -> None:
+        """Blocking (a read asks the catalog): call it from the executor."""
         rule = se_store.may_write if write else se_store.may_read
         if not rule(ident, lfn, se.vos):
             if not ident.authenticated:
@@ -91,6 +95,17 @@ class StorageElementService(Service):
             raise NotAuthorizedError(
                 f"{ident.username}@{ident.group} may not {'write' if write else 'read'} "
                 f"{lfn} on {se.name}")
+        if write or ident.properties & se_store.SUPER_PROPERTIES:
+            return
+        try:
+            clean = normalise_lfn(lfn)
+        except ValueError:
+            return  # refused by confined() with the reason
+        why = se_store.catalog_read_check(
+            self.ctx.engine(SYSTEM), requester_of(ident, self.catalog_settings, self.ctx), clean)
+        if why is not None:
+            raise NotAuthorizedError(f"{ident.username}@{ident.group} may not read {lfn} on "
+                                     f"{se.name}: {why}")
 
     @rpc_method("getStorageElements")
     def get_storage_elements(self, call: Call) -> dict[str, Any]:
@@ -193,7 +208,7 @@ class SEFileHandler(StreamingUploadHandler):
 
     async def get(self, se_name: str, lfn: str) -> None:
         se = self.store.disk_se(se_name)
-        self.store.check(self.identify(), se, lfn, False)
+        await self.blocking(self.store.check, self.identify(), se, lfn, False)
         self.target = se_store.confined(se.base, lfn)
         try:
             stream: IO[bytes] = await self.blocking(open, self.target, "rb")

@@ -80,17 +80,25 @@ def select_jobs(ident: Identity, requested: Iterable[int], rows: Mapping[int, St
     return out
 
 
+#: the largest job ID a database column holds (signed 64 bits)
+MAX_JOB_ID = 2**63 - 1
+
+
 def job_ids_argument(value: object) -> list[int]:
-    """DIRAC clients send one ID or a list, as ints or digit strings."""
+    """DIRAC clients send one ID or a list, as ints or digit strings, within 64 bits (IDs
+    that no job has, negative ones included, are then reported as not found)."""
     items = value if isinstance(value, list | tuple) else [value]
     ids = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, int | str):
             raise InvalidArgumentError(f"not a job ID: {item!r}")
         try:
-            ids.append(int(item))
+            job_id = int(item)
         except ValueError:
             raise InvalidArgumentError(f"not a job ID: {item!r}") from None
+        if not -MAX_JOB_ID - 1 <= job_id <= MAX_JOB_ID:
+            raise InvalidArgumentError(f"not a job ID: {item!r} (beyond 64 bits)")
+        ids.append(job_id)
     return ids
 
 

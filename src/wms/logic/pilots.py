@@ -39,10 +39,24 @@ def check_status(status: str) -> str:
     return status
 
 
+#: the length of the pilot_reference column
+MAX_REFERENCE = 255
+
+
+def check_reference(ref: object) -> str:
+    """A pilot reference: non-empty printable text of at most 255 characters."""
+    if not isinstance(ref, str) or not ref.strip() or not ref.isprintable() \
+            or len(ref) > MAX_REFERENCE:
+        raise InvalidArgumentError(f"not a pilot reference: {str(ref)[:80]!r}")
+    return ref
+
+
 def add_pilots(engine: Engine, refs: Sequence[str], *, vo: str, owner_group: str,
                grid_type: str, site: str = "Unknown", ce: str = "Unknown",
                queue: str = "Unknown", stamps: Mapping[str, str] | None = None,
                now: datetime | None = None) -> None:
+    for ref in refs:
+        check_reference(ref)
     with write_transaction(engine) as conn:
         known = pilots_db.pilot_ids(conn, refs)
         new = [ref for ref in dict.fromkeys(refs) if ref not in known]
@@ -77,6 +91,7 @@ def set_status(engine: Engine, refs: Sequence[str], status: str, *, reason: str 
 def register(engine: Engine, ref: str, info: Mapping[str, Any], *, vo: str, owner_group: str,
              now: datetime | None = None) -> None:
     """A pilot reports from its worker node: it is Running at Site/CE/Queue on Host."""
+    check_reference(ref)
     now = now or utcnow()
     where = {"site": str(info.get("Site") or ""), "ce": str(info.get("CE") or ""),
              "queue": str(info.get("Queue") or ""), "host": str(info.get("Host") or "")[:255]}

@@ -33,16 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import pilot
+from pilot.archive import extract
 from pilot.batch_wrapper import PYTHON
 from pilot.data import URLS_FILE
 from pilot.jdl import as_list
-from pilot.wrapper import (
-    DIRAC_JOBEXEC,
-    WORKFLOW_STATUS,
-    JobWrapper,
-    PayloadRefusedError,
-    safe_extract,
-)
+from pilot.wrapper import DIRAC_JOBEXEC, WORKFLOW_STATUS, JobWrapper, PayloadRefusedError
 from wms.ce.base import shell_quote
 
 __all__ = ["META", "PushedJob", "batch_script", "pack_dir", "unpack"]
@@ -123,12 +118,9 @@ def pack_dir(path: str) -> str:
 
 
 def unpack(text: str, dest: str) -> None:
-    """Extract :func:`pack_dir` text (or ``tar -cz | base64`` output) into ``dest``; regular
-    files and directories only, never outside ``dest``."""
-    data = base64.b64decode("".join(text.split()))
-    os.makedirs(dest, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        safe_extract(tar, dest)
+    """Extract :func:`pack_dir` text (or ``tar -cz | base64`` output) into ``dest``, never
+    outside it (:func:`pilot.archive.extract`)."""
+    extract(base64.b64decode("".join(text.split())), dest)
 
 
 def batch_script(remote_dir: str, python: str) -> str:

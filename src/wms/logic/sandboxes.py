@@ -153,6 +153,8 @@ class Requester:
     group: str | None
     vo: str | None
     properties: frozenset[str] = field(default_factory=frozenset)
+    #: a job's own credential reads only the sandboxes of these entities (``Job:<id>``)
+    entities: frozenset[str] | None = None
 
     @classmethod
     def from_identity(cls, ident: Identity) -> Requester:
@@ -384,10 +386,15 @@ def find_readable(engine: Engine, settings: StoreSettings, req: Requester,
     pfn = parse_sb_url(file_id, settings.se_name)
     with engine.connect() as conn:
         rec = db.get_by_location(conn, settings.se_name, pfn)
+        mine = (db.sandbox_ids_of_entities(conn, req.entities)
+                if rec is not None and req.entities is not None else None)
     if rec is None:
         raise NotFoundError(f"no sandbox {sb_url(settings.se_name, pfn)}")
     if not may_use(req, rec):
         raise NotAuthorizedError(f"{req.username}@{req.group} may not read {pfn}")
+    if mine is not None and rec.sb_id not in mine:
+        raise NotAuthorizedError(f"a job's credential reads its own job's sandboxes only, "
+                                 f"not {pfn}")
     return local_path(settings, pfn)
 
 
@@ -463,6 +470,8 @@ def assigned_to(engine: Engine, settings: StoreSettings, req: Requester,
     """``{"Input": [urls], "Output": [urls]}`` of the sandboxes ``req`` may see."""
     check_entity(entity_id)
     result: dict[str, list[str]] = {t: [] for t in SANDBOX_TYPES}
+    if req.entities is not None and entity_id not in req.entities:
+        return result  # a job's credential sees its own job's sandboxes only
     with engine.connect() as conn:
         pairs = db.sandboxes_of_entity(conn, entity_id)
     for sb_type, rec in pairs:

@@ -113,13 +113,16 @@ def sandbox_settings(ctx: ServerContext) -> StoreSettings:
 
 def sandbox_requester(ctx: ServerContext, ident: Identity) -> Requester:
     """Whose sandboxes a caller handles: its own; for a job-scoped credential (a job wrapper),
-    the job owner's, so the output sandbox it uploads belongs to the job's owner."""
+    the job owner's, so the output sandbox it uploads belongs to the job's owner, and it
+    reads the sandboxes of its own job only."""
     scoped = job_scope(ident)
     if len(scoped) == 1 and ident.authenticated:
+        job_id = next(iter(scoped))
         with engine_of(ctx).connect() as conn:
-            row = jobs_db.status_of(conn, scoped).get(next(iter(scoped)))
+            row = jobs_db.status_of(conn, scoped).get(job_id)
         if row is not None:
-            return Requester(row.owner, row.owner_group, row.vo)
+            return Requester(row.owner, row.owner_group, row.vo,
+                             entities=frozenset({f"Job:{job_id}"}))
     return Requester.from_identity(ident)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from core.exceptions import JobManagementError
+from core.exceptions import JobManagementError, JobSubmissionError
 from core.rpc.service import Call, Reply, Service, rpc_method
 from wms.db import jobs as jobs_db
 from wms.logic import job_manager, sandboxes, submission
@@ -65,8 +65,10 @@ class JobManagerService(Service):
     def submit_job(self, call: Call, jdl: str) -> Reply:
         """Store the job(s); ``SB:`` input sandboxes must exist and be the caller's, and are
         assigned to the new jobs (DIRAC's JobSanity step), so a job never waits for a sandbox
-        that is not there."""
+        that is not there. A limited proxy cannot submit (DIRAC's rule)."""
         ident = call.identity
+        if ident.is_limited_proxy:
+            raise JobSubmissionError("Can't submit using a limited proxy")
         engine = engine_of(self.ctx)
         references = submission.sandbox_references(jdl)
         requester = sandboxes.Requester.from_identity(ident)
