@@ -204,6 +204,8 @@ class MatchResult:
     site: str
     tq_id: int
     resource: Resource | None = None
+    #: the job's reschedule counter when matched: reports of an earlier attempt are refused
+    attempt: int = 0
 
     def as_dirac(self) -> dict[str, Any]:
         """DIRAC's requestJob value: JDL, JobID, Owner, Group, PilotInfoReportedFlag."""
@@ -425,7 +427,8 @@ def _claim(conn: Connection, row: tq_db.ClaimRow, res: Resource, now: datetime,
     if jdl is None:
         jdl = jobs_db.jdls_of(conn, [row.job_id], processed=False).get(row.job_id, "")
     return MatchResult(job_id=row.job_id, jdl=jdl, owner=row.owner, owner_group=row.owner_group,
-                       vo=row.vo, site=res.site, tq_id=row.tq_id, resource=res)
+                       vo=row.vo, site=res.site, tq_id=row.tq_id, resource=res,
+                       attempt=row.reschedule_counter)
 
 
 # -- views ----------------------------------------------------------------------------------------

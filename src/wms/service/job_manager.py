@@ -13,6 +13,7 @@ Example (wire)::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,7 @@ from wms.service.common import (
     sweep_pending,
 )
 
+log = logging.getLogger("pilotwms.wms")
 SUBMITTERS = ["NormalUser", "JobAdministrator", "ProductionManagement"]
 
 
@@ -60,6 +62,23 @@ class JobManagerService(Service):
 
     def _sweep(self) -> None:
         sweep_pending(self.ctx)
+
+    def startup_tasks(self) -> list[Callable[[], None]]:
+        return [self._repair]
+
+    def _repair(self) -> None:
+        """At start-up, at once: what a crashed server left in Received/Checking (a bulk
+        confirmation or a reschedule cut between its two transactions) goes on to Waiting now,
+        not after the sweep's age limit. Safe beside live workers: the optimiser re-reads each
+        job under its row lock and skips what another process has moved on meanwhile."""
+        waiting = failed = 0
+        for _batch in range(1000):  # 1,000 jobs per batch; stop when a batch moves none
+            result = sweep_pending(self.ctx, older_than=0.0)
+            if not (result.waiting or result.failed):
+                break
+            waiting, failed = waiting + len(result.waiting), failed + len(result.failed)
+        if waiting or failed:
+            log.info("start-up repair: %d job(s) to Waiting, %d failed", waiting, failed)
 
     @rpc_method("submitJob", rights=SUBMITTERS)
     def submit_job(self, call: Call, jdl: str) -> Reply:
