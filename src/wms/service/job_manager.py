@@ -33,6 +33,7 @@ from wms.service.common import (
     engine_of,
     limits_from,
     optimise,
+    optimise_in,
     optimise_new,
     sandbox_settings,
     sweep_pending,
@@ -117,8 +118,9 @@ class JobManagerService(Service):
         with engine.connect() as conn:
             rows = jobs_db.status_of(conn, ids)
         sel = select_jobs(call.identity, ids, rows)
-        confirmed = submission.confirm_bulk(engine, sel.valid)
-        optimise(self.ctx, confirmed)
+        confirmed = submission.confirm_bulk(
+            engine, sel.valid,
+            on_confirmed=lambda conn, ids, now: optimise_in(self.ctx, conn, ids, now))
         result = ActionResult(done=confirmed, invalid=sel.invalid,
                               nonauthorized=sel.nonauthorized)
         return self._reply(result, "confirmation")
