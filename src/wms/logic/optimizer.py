@@ -112,6 +112,7 @@ def optimise_in(
     jobs_db.apply_status_changes(
         conn, [jobs_db.StatusChange(j, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
                for j in due], rows, now=now, source=SOURCE)
+    jobs_db.cancel_commands(conn, due, now)  # a new attempt starts: no Kill meant for the old
     rows = jobs_db.status_of(conn, list(rows))
     todo = [j for j, row in rows.items() if row.status in (JobStatus.RECEIVED,
                                                              JobStatus.CHECKING)]
