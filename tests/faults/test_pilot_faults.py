@@ -2,8 +2,8 @@
 while, the stalled limit passed meanwhile, SIGTERM.
 
 * Cut off for :data:`OUTAGE` seconds (the server stopped, then started again on the same port
-  and database; ``PILOTWMS_TEST_OUTAGE`` sets it, 75 s by default so that the suite stays
-  short; 120 s was run too): the pilot keeps its running payload, resumes heartbeats and
+  and database; ``PILOTWMS_TEST_OUTAGE`` sets it, 60 s by default so that the suite stays
+  short; 120 s passes too): the pilot keeps its running payload, resumes heartbeats and
   uploads its outputs once the server is back, and the job ends Done.
 * Beyond the stalled limit (the StalledJobAgent's logic run with short, configurable limits
   while the server is away): the job is Stalled, then Failed; when the late pilot comes back
@@ -39,7 +39,7 @@ from wms.db.schema import WMS_SCHEMA
 from wms.logic.stalled import check_jobs
 from wms.service.common import dequeue
 
-OUTAGE = float(os.environ.get("PILOTWMS_TEST_OUTAGE", "75"))
+OUTAGE = float(os.environ.get("PILOTWMS_TEST_OUTAGE", "60"))
 
 
 @pytest.fixture(scope="module")
