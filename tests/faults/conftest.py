@@ -106,7 +106,7 @@ class Served:
             self.wait_serving()
         return self
 
-    def wait_serving(self, timeout: float = 60.0) -> None:
+    def wait_serving(self, timeout: float = 180.0) -> None:
         def up() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:

@@ -31,7 +31,7 @@ from wms.logic.submission import DEFAULT_LIMITS, Submitter, confirm_bulk, submit
 from wms.service.job_manager import JobManagerService
 
 
-def _progress(load: Load, what: str, more: int = 3, timeout: float = 60.0) -> None:
+def _progress(load: Load, what: str, more: int = 3, timeout: float = 180.0) -> None:
     """Wait until the load has had ``more`` jobs accepted and matched again."""
     accepted, matched = len(load.accepted), len(load.matched)
     wait_for(lambda: len(load.accepted) >= accepted + more
@@ -47,12 +47,12 @@ def test_kill9_of_workers_and_server_under_load(instance: Instance, creds: Creds
         engine = make_engine(url)
         try:
             _progress(load, "the first accepted and matched jobs", more=10)
-            assert load.uploads, "no sandbox uploaded yet"
+            wait_for(lambda: load.uploads, 120, "a first sandbox upload")
             # one worker dies: the supervisor starts another, the other worker serves on
             victim = served.workers()[0]
             os.kill(victim, signal.SIGKILL)
             wait_for(lambda: len(served.workers()) == 2 and victim not in served.workers(),
-                     30, "a new worker")
+                     60, "a new worker")
             _progress(load, "work after a worker was killed")
             # the whole server dies at once, and comes back
             uploads = len(load.uploads)
@@ -60,7 +60,7 @@ def test_kill9_of_workers_and_server_under_load(instance: Instance, creds: Creds
             time.sleep(0.5)
             served.start()
             _progress(load, "work after the restart")
-            wait_for(lambda: len(load.uploads) > uploads, 60, "an upload after the restart")
+            wait_for(lambda: len(load.uploads) > uploads, 120, "an upload after the restart")
         finally:
             load.finish()
         try:
