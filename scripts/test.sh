@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh Debian/Ubuntu machine, then run all of it:
-# lint (ruff), types (mypy), and pytest against real components.
+# lint (ruff), types (mypy), the doctests, and pytest against real components, under
+# coverage.py (the summary is printed at the end).
 #
 #   bash scripts/test.sh [PYTEST_ARGS...]
 #
 # Installs when missing: Debian packages (mariadb-server, Slurm, munge, OpenSSH, xrootd,
-# voms-clients, openssl, gcc, and what the DIRAC client needs), a venv in .venv with pilotwms
-# and its test tools (and Node.js 22 from PyPI when the system's is older than 20.19), the
+# voms-clients, openssl, gcc, procps, NorduGrid ARC's A-REX, and what the DIRAC client
+# needs), a venv in .venv with pilotwms and its test tools (and Node.js 22 from PyPI when the system's is older than 20.19), the
 # test OpenID Connect provider's npm packages, the real DIRAC client in .cache/dirac-venv.
 # The tests start their own servers (MariaDB, Slurm, sshd, xrootd, the IdP, pilotwms servers)
 # on free 127.0.0.1 ports and stop them afterwards.
@@ -34,9 +35,32 @@ command -v xrootd >/dev/null 2>&1 || missing+=(xrootd-server)
 command -v xrdcp >/dev/null 2>&1 || missing+=(xrootd-client)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v pgrep >/dev/null 2>&1 || missing+=(procps)      # pgrep/ps in process-tree tests
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)       # ss: A-REX's listening check
+command -v mount >/dev/null 2>&1 || missing+=(mount)       # tmpfs for the disk-full tests
 if ((${#missing[@]})); then
   as_root apt-get update -q
   as_root apt-get install -y -q "${missing[@]}"
+fi
+echo "ok"
+
+log "NorduGrid ARC A-REX 6.17 (a real ARC CE for the ARC tests; started by tests/support/arex.py)"
+# the packages' postinst would start the stock A-REX (port 443, all interfaces): a temporary
+# policy-rc.d denies it, as Debian's invoke-rc.d honours (there is no systemd here)
+arc_missing=()
+for p in nordugrid-arc-arex nordugrid-arc-plugins-needed; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || arc_missing+=("$p")
+done
+if ((${#arc_missing[@]})); then
+  policy=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod 755 /usr/sbin/policy-rc.d; policy=1
+  fi
+  as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q "${arc_missing[@]}" >/dev/null \
+    || { as_root apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+         as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q "${arc_missing[@]}"; }
+  [[ -n $policy ]] && as_root rm -f /usr/sbin/policy-rc.d
 fi
 echo "ok"
 
@@ -78,5 +102,21 @@ log "ruff"
 log "mypy"
 "$VENV/bin/mypy"
 
-log "pytest"
-"$VENV/bin/python" -m pytest "$@"
+log "pytest, with coverage (coverage.py, subprocesses included: pyproject.toml)"
+# the pilot zipapp runs under the system Python (-S -I, no site-packages) and the DIRAC
+# client in its own venv: those processes are not measured
+rm -f .coverage .coverage.*
+rc=0
+if (($# == 0)); then
+  log "doctests (every >>> example in src)"
+  "$VENV/bin/python" -m coverage run -m pytest --doctest-modules src -q -p no:cacheprovider \
+    || rc=$?
+  log "tests"
+  "$VENV/bin/python" -m coverage run -m pytest --durations=15 || rc=$?
+else
+  "$VENV/bin/python" -m coverage run -m pytest "$@" || rc=$?
+fi
+log "coverage"
+"$VENV/bin/python" -m coverage combine -q || true
+"$VENV/bin/python" -m coverage report || true
+exit $rc

@@ -222,3 +222,31 @@ class WrongPilotVersionError(PilotWMSError):
 
     errno = 1511
     strerror = "Pilot version does not match"
+
+
+# -- faults (docs/reliability.md) --------------------------------------------------------------
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database cannot be reached (down, restarting, connection lost mid-request). The
+    request's transaction did not commit; the client may retry (HTTP 503, ``Retry-After``)."""
+
+    errno = _errno.EAGAIN
+    strerror = "Database unavailable"
+    http_status = 503
+
+
+class StorageFullError(PilotWMSError):
+    """A file system of the server is full (or over quota): nothing of the request was kept."""
+
+    errno = _errno.ENOSPC
+    strerror = os.strerror(_errno.ENOSPC)
+
+
+class JobNotActiveError(PilotWMSError):
+    """A pilot reports on a job that is no longer its own (stalled and failed or rescheduled
+    meanwhile, killed, or matched again): the report is refused and the pilot should stop the
+    payload (DIRAC's EWMSSTATUS)."""
+
+    errno = 1505
+    strerror = "Job status error"

@@ -15,14 +15,15 @@ Where tokens live (WLCG bearer token discovery):
 the token file's token, refreshed first (under a file lock: refresh tokens rotate) when it
 expires within :data:`REFRESH_MARGIN` seconds.
 
-Example (against the test IdP of tests/support/oidc_idp.py)::
+Example (against an IdP: not a doctest, tests/core/auth runs it against the test IdP of
+tests/support/oidc_idp.py)::
 
-    >>> meta = discover("http://127.0.0.1:9000")                      # doctest: +SKIP
-    >>> auth = start_device_flow(meta, "pilotwms-cli", "openid groups")  # doctest: +SKIP
-    >>> print(auth.verification_uri_complete)       # the user opens it # doctest: +SKIP
-    >>> tokens = poll_device_flow(meta, "pilotwms-cli", auth)           # doctest: +SKIP
-    >>> store = TokenStore.default()                                    # doctest: +SKIP
-    >>> store.save(tokens, LoginState.from_tokens(meta, "pilotwms-cli", tokens))  # doctest: +SKIP
+    meta = discover("http://127.0.0.1:9000")
+    auth = start_device_flow(meta, "pilotwms-cli", "openid groups")
+    print(auth.verification_uri_complete)       # the user opens it
+    tokens = poll_device_flow(meta, "pilotwms-cli", auth)
+    store = TokenStore.default()
+    store.save(tokens, LoginState.from_tokens(meta, "pilotwms-cli", tokens))
 """
 
 from __future__ import annotations

@@ -79,6 +79,10 @@ def parser() -> argparse.ArgumentParser:
     add("--keep-jobdirs", action="store_true")
     add("--timeout", type=float, default=120.0, help="RPC timeout (s)")
     add("--retries", type=int, default=5, help="RPC retries on connection errors")
+    add("--outage-tolerance", type=float, default=900.0,
+        help="seconds a job's reports are retried while the server cannot be reached")
+    add("--stop-grace", type=float, default=8.0,
+        help="after SIGTERM, seconds left for the last reports before the pilot exits")
     add("--log-file", default="", help="default <workdir>/pilot.log")
     return p
 
@@ -108,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
     urls = [u for item in args.url for u in item.split(",") if u]
     rpc = RpcClient(urls, token_file=args.token_file, proxy=args.proxy, ca_dir=args.ca_dir,
-                    ca_file=args.ca_file, timeout=args.timeout, retries=args.retries)
+                    ca_file=args.ca_file, timeout=args.timeout, retries=args.retries,
+                    stop=stop, stop_grace=args.stop_grace)
     node = check_node(workdir, max_time=args.max_time, processors=args.processors,
                       max_ram_mb=args.max_ram, platform_name=args.platform)
     log.info("node: %s", node.as_dict())
@@ -121,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir=workdir, heartbeat=args.heartbeat, check=args.watchdog_check,
         cpu_limit_factor=args.cpu_limit_factor, max_wall=args.max_wall,
         max_sandbox_mib=args.max_sandbox_mib, keep_jobdirs=args.keep_jobdirs, stop=stop,
-        cpu_normalization=factor, log=log.info)
+        cpu_normalization=factor, log=log.info, outage=args.outage_tolerance)
     options = AgentOptions(
         site=args.site, ce=args.ce, queue=args.queue, pilot_reference=args.pilot_reference,
         workdir=workdir, drain_file=args.drain_file, max_failed=args.max_failed_matches,

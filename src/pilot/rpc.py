@@ -2,8 +2,11 @@
 
 Credentials: a bearer token (file re-read when it changes) or a proxy file (certificate and key
 in one PEM); trust: a hashed CA directory and/or a CA file. Connection errors are retried with
-back-off, failing over along the URLs; HTTP 404/502/503/504 fail over too. A read timeout is
-never repeated (the server may have acted).
+back-off, failing over along the URLs; HTTP 404/502/503/504 fail over too, and a 503 with an
+envelope (the server's database restarting: nothing was done) is retried like a connection
+error. ``retry_for`` keeps retrying through an outage of that many seconds; once ``stop`` is
+set (the pilot got SIGTERM) every call is tried once, within a shared grace period. A read
+timeout is never repeated (the server may have acted).
 
 Example::
 
@@ -85,7 +88,9 @@ class RpcClient:
     def __init__(self, urls: list[str], *, token: str | None = None,
                  token_file: str | None = None, proxy: str | None = None,
                  ca_dir: str | None = None, ca_file: str | None = None,
-                 timeout: float = 120.0, retries: int = 5, backoff: float = 1.0) -> None:
+                 timeout: float = 120.0, retries: int = 5, backoff: float = 1.0,
+                 retry_for: float = 0.0, stop: threading.Event | None = None,
+                 stop_grace: float = 8.0) -> None:
         if not urls:
             raise ValueError("no server URL")
         self.urls = [u.rstrip("/") for u in urls]
@@ -95,16 +100,50 @@ class RpcClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        #: keep retrying connection errors and 503s for this long (s) after the first one, past
+        #: ``retries``: the outage a call survives (a server restarting, a network cut)
+        self.retry_for = retry_for
+        #: once set (SIGTERM), calls are tried once each, and all of them together get
+        #: ``stop_grace`` seconds: a stopping pilot never waits on an unreachable server
+        self.stop = stop
+        self.stop_grace = stop_grace
+        self._stopping: dict[str, float] = {}
         self.context = ssl.create_default_context(cafile=ca_file, capath=ca_dir)
         if proxy:
             self.context.load_cert_chain(proxy)
         self._local = threading.local()
         self._proxy, self._ca_dir, self._ca_file = proxy, ca_dir, ca_file
 
-    def with_token(self, token: str) -> RpcClient:
-        """A client for the same servers speaking with another bearer token."""
-        return RpcClient(self.urls, token=token, ca_dir=self._ca_dir, ca_file=self._ca_file,
-                         timeout=self.timeout, retries=self.retries, backoff=self.backoff)
+    def with_token(self, token: str, **options: Any) -> RpcClient:
+        """A client for the same servers speaking with another bearer token (``options``
+        override ``timeout``, ``retries``, ``retry_for``...)."""
+        settings: dict[str, Any] = {
+            "timeout": self.timeout, "retries": self.retries, "backoff": self.backoff,
+            "retry_for": self.retry_for, "stop": self.stop, "stop_grace": self.stop_grace}
+        settings.update(options)
+        client = RpcClient(self.urls, token=token, ca_dir=self._ca_dir, ca_file=self._ca_file,
+                           **settings)
+        client._stopping = self._stopping  # one grace period for every client of the pilot
+        return client
+
+    def with_options(self, **options: Any) -> RpcClient:
+        """The same credentials with other retry settings."""
+        settings: dict[str, Any] = {
+            "timeout": self.timeout, "retries": self.retries, "backoff": self.backoff,
+            "retry_for": self.retry_for, "stop": self.stop, "stop_grace": self.stop_grace}
+        settings.update(options)
+        client = RpcClient(self.urls, token=self.token, token_file=self.token_file,
+                           proxy=self._proxy, ca_dir=self._ca_dir, ca_file=self._ca_file,
+                           **settings)
+        client._stopping = self._stopping
+        return client
+
+    def _stop_left(self) -> float | None:
+        """Seconds left of the stop grace period (None: not stopping)."""
+        if self.stop is None or not self.stop.is_set():
+            return None
+        deadline = self._stopping.setdefault("deadline", time.monotonic() + self.stop_grace)
+        return deadline - time.monotonic()
 
     def auth_headers(self) -> dict[str, str]:
         """The ``Authorization`` header for other HTTPS requests to the same servers (empty
@@ -133,6 +172,11 @@ class RpcClient:
             else:
                 conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
             conns[base] = conn
+        left = self._stop_left()
+        timeout = self.timeout if left is None else max(0.5, min(self.timeout, left))
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
         return conn
 
     def _drop(self, base: str) -> None:
@@ -181,7 +225,14 @@ class RpcClient:
         body = urllib.parse.urlencode(form).encode("ascii")
         errors: list[str] = []
         last_status = 0
-        for attempt in range(self.retries + 1):
+        first_failure: float | None = None
+        unavailable: tuple[int, str, bytes] | None = None
+        attempt = 0
+        while True:
+            left = self._stop_left()
+            if left is not None and left <= 0:
+                raise RpcError(f"{method} not sent: the pilot is stopping")
+            retry = False  # connection refused/reset, or every server answered 503
             for base in self.urls:
                 try:
                     status, ctype, data = self._post(base, service, body)
@@ -189,15 +240,31 @@ class RpcClient:
                     raise RpcError(f"{base}: timeout: {exc}") from exc
                 except (OSError, http.client.HTTPException) as exc:
                     errors.append(f"{base}: {type(exc).__name__}: {exc}")
+                    retry = True
                     continue
                 if status in FAILOVER_STATUSES:
                     errors.append(f"{base}: HTTP {status}")
                     last_status = status
+                    if status == 503 and "json" in ctype:
+                        retry = True  # the server's database is restarting: nothing was done
+                        unavailable = (status, ctype, data)
                     continue
                 return self._reply(status, ctype, data, raw, method)
-            if last_status in FAILOVER_STATUSES or attempt == self.retries:
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
+            if (not retry or self._stop_left() is not None
+                    or (attempt >= self.retries and now - first_failure >= self.retry_for)):
                 break
-            time.sleep(min(self.backoff * 2 ** attempt, 60.0))
+            pause = min(self.backoff * 2 ** attempt, 30.0)
+            if self.retry_for and attempt >= self.retries:
+                pause = min(pause, max(0.1, first_failure + self.retry_for - now))
+            attempt += 1
+            if self.stop is not None:
+                self.stop.wait(pause)  # a SIGTERM ends the wait
+            else:
+                time.sleep(pause)
+        if unavailable is not None and errors[-1].endswith("HTTP 503"):
+            return self._reply(*unavailable, raw, method)  # the server's own message
         raise RpcError("no server answered: " + "; ".join(errors[-3:]), status=last_status)
 
     @staticmethod

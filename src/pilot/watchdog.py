@@ -30,6 +30,9 @@ CPU_LIMIT = "Job has reached the CPU limit of the queue"
 WALL_LIMIT = "Job has exceeded maximum wall clock time"
 KILL_SIGNAL = "Received Kill signal"
 KILLED = "Killed"  # a Kill command from the server
+NOT_OURS = "Job no longer assigned to this pilot"  # a heartbeat refused: stalled, rescheduled
+#: the errno of the server's refusal of a report (JobNotActiveError, DIRAC's EWMSSTATUS)
+JOB_NOT_ACTIVE = 1505
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -172,6 +175,10 @@ class Watchdog(threading.Thread):
             try:
                 commands = self.send(dynamic, {}) or {}
             except Exception as exc:  # noqa: BLE001 - a lost heartbeat is not fatal
+                if getattr(exc, "errno", None) == JOB_NOT_ACTIVE:
+                    self.log(f"heartbeat refused: {exc}")
+                    self.terminate(NOT_OURS)  # the job runs elsewhere now, or is over
+                    return
                 self.log(f"heartbeat failed: {exc}")
                 continue
             if "Kill" in commands:

@@ -46,7 +46,16 @@ from pilot.data import URLS_FILE, DataError, DataMover, output_lfn, strip_lfn
 from pilot.dirac_workflow import MAX_BYTES, WorkflowError, parse_workflow, split_jobexec_arguments
 from pilot.jdl import as_list, parse_jdl
 from pilot.rpc import RpcClient, RpcError
-from pilot.watchdog import CPU_LIMIT, KILL_SIGNAL, KILLED, WALL_LIMIT, Watchdog, kill_tree
+from pilot.watchdog import (
+    CPU_LIMIT,
+    JOB_NOT_ACTIVE,
+    KILL_SIGNAL,
+    KILLED,
+    NOT_OURS,
+    WALL_LIMIT,
+    Watchdog,
+    kill_tree,
+)
 
 STATE = "WorkloadManagement/JobStateUpdate"
 MANAGER = "WorkloadManagement/JobManager"
@@ -80,6 +89,9 @@ class WrapperOptions:
     parameters: dict[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     log: Callable[[str], None] = print
+    #: seconds the job's reports (statuses, outputs) keep being retried while the server
+    #: cannot be reached; heartbeats are never retried (the next one comes soon)
+    outage: float = 900.0
 
 
 class PayloadRefusedError(Exception):
@@ -96,7 +108,9 @@ class JobWrapper:
         self.job_id = int(match["JobID"])
         self.jdl = parse_jdl(str(match.get("JDL", "")))
         token = match.get("JobToken")
-        self.rpc = rpc.with_token(str(token)) if token else rpc
+        self.rpc = (rpc.with_token(str(token), retry_for=options.outage) if token
+                    else rpc.with_options(retry_for=options.outage))
+        self.beat_rpc = self.rpc.with_options(retries=0, retry_for=0.0)
         self.opts = options
         self.dir = os.path.join(os.path.abspath(options.workdir), str(self.job_id))
         self.lines: list[str] = []
@@ -132,22 +146,33 @@ class JobWrapper:
     # -- the job ------------------------------------------------------------------------
 
     def run(self) -> str:
-        """Run the job; returns the final status reported (``Killed`` for a Kill command)."""
+        """Run the job; returns the final status reported (``Killed`` for a Kill command,
+        ``Refused`` when the server no longer counts the job as this pilot's)."""
         try:
             return self._run()
-        except Exception as exc:  # noqa: BLE001 - whatever happens, the job must end
-            self.log(f"exception: {exc}\n{traceback.format_exc()}")
+        except RpcError as exc:
+            if exc.errno != JOB_NOT_ACTIVE:
+                return self._failed(exc)
+            self.log(f"the server refused a report: {exc}; the job is no longer ours")
             if self.watchdog is not None:
-                self.watchdog.terminate("Exception During Execution")
-            try:
-                self.report("Failed", "Exception During Execution")
-            except RpcError as again:
-                self.log(f"cannot report the failure: {again}")
-            return "Failed"
+                self.watchdog.terminate(NOT_OURS)
+            return "Refused"
+        except Exception as exc:  # noqa: BLE001 - whatever happens, the job must end
+            return self._failed(exc)
         finally:
             self._send_log()
             if not self.opts.keep_jobdirs:
                 shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _failed(self, exc: Exception) -> str:
+        self.log(f"exception: {exc}\n{traceback.format_exc()}")
+        if self.watchdog is not None:
+            self.watchdog.terminate("Exception During Execution")
+        try:
+            self.report("Failed", "Exception During Execution")
+        except RpcError as again:
+            self.log(f"cannot report the failure: {again}")
+        return "Failed"
 
     def _run(self) -> str:
         if not self.prepare():
@@ -290,6 +315,9 @@ class JobWrapper:
         if reason == KILLED:
             self.log("killed on the server's request; the job stays Killed")
             return "Killed"
+        if reason == NOT_OURS:
+            self.log("the server no longer counts the job as ours: nothing more is reported")
+            return "Refused"
         if reason is not None:
             if not self.workflow_run:
                 self.app_status(f"Exit code {code}")
@@ -491,7 +519,7 @@ class JobWrapper:
             proc.wait()
 
     def heartbeat(self, dynamic: dict[str, Any], static: dict[str, Any]) -> dict[str, Any]:
-        reply = self.rpc.call(STATE, "sendHeartBeat", self.job_id, dynamic, static)
+        reply = self.beat_rpc.call(STATE, "sendHeartBeat", self.job_id, dynamic, static)
         return reply if isinstance(reply, dict) else {}
 
     # -- outputs --------------------------------------------------------------------------

@@ -120,7 +120,7 @@ class Pilot:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            raise AssertionError(f"pilot still running:\n{self.log()}") from None
+            raise AssertionError(f"pilot still running:\n{self.log()[-6000:]}") from None
 
     def log(self) -> str:
         return (self.workdir / "stderr.txt").read_text(errors="replace")

@@ -57,7 +57,19 @@ class MariaDBServer:
              "--auth-root-authentication-method=socket", "--skip-test-db"],
             check=True, capture_output=True, timeout=120,
         )
-        log = open(self.base / "stdout.log", "wb")  # noqa: SIM115 - kept for the process life
+        self._launch(mariadbd, user)
+        sql = (
+            f"CREATE USER IF NOT EXISTS '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';"
+            f"GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'127.0.0.1'; FLUSH PRIVILEGES;"
+        )
+        subprocess.run(
+            ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-e", sql],
+            check=True, capture_output=True,
+        )
+
+    def _launch(self, mariadbd: str, user: str) -> None:
+        """Start ``mariadbd`` on the existing datadir and wait until it answers."""
+        log = open(self.base / "stdout.log", "ab")  # noqa: SIM115 - kept for the process life
         self.proc = subprocess.Popen(
             [mariadbd, "--no-defaults", f"--user={user}", f"--datadir={self.base / 'data'}",
              "--bind-address=127.0.0.1", f"--port={self.port}", f"--socket={self.socket}",
@@ -80,14 +92,18 @@ class MariaDBServer:
             time.sleep(0.3)
         else:
             raise RuntimeError("mariadbd did not start within 60 s")
-        sql = (
-            f"CREATE USER IF NOT EXISTS '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';"
-            f"GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'127.0.0.1'; FLUSH PRIVILEGES;"
-        )
-        subprocess.run(
-            ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-e", sql],
-            check=True, capture_output=True,
-        )
+
+    def crash(self) -> None:
+        """SIGKILL the server (its datadir stays; :meth:`restart` recovers it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def restart(self) -> None:
+        """Start the server again on the same port and datadir (InnoDB crash recovery)."""
+        self.crash()
+        self._launch(shutil.which("mariadbd") or "/usr/sbin/mariadbd",
+                     os.environ.get("USER") or "root")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -103,7 +119,7 @@ class MariaDBServer:
 def fresh_database(admin_url: str) -> Iterator[str]:
     """A new empty database on the server of ``admin_url``; dropped on exit."""
     name = f"pwtest_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
     url = sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)

@@ -47,7 +47,8 @@ def _format_errors(source: str, exc: ValidationError) -> str:
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     if environ.get("PILOTWMS_DB"):
         data["Database"] = environ["PILOTWMS_DB"]
-    systems = data.setdefault("Systems", {}) or {}
+    # copies: the caller's mapping (and its nested sections) must not change
+    systems = dict(data.get("Systems") or {})
     data["Systems"] = systems
     by_upper = {name.upper(): name for name in systems}
     for key, value in environ.items():
@@ -57,7 +58,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
         name = by_upper.get(upper)
         if name is None:
             continue  # a DB for a system this config does not run
-        section = systems[name] or {}
+        section = dict(systems[name] or {})
         section["Database"] = value
         systems[name] = section
 

@@ -199,6 +199,8 @@ class ServerConfig(Section):
     #: largest request body accepted, in bytes
     max_body_size: int = Field(default=100 * 1024 * 1024, ge=1024)
     crls: CRLConfig = Field(default_factory=CRLConfig, alias="CRLs")
+    #: at start-up, how long to wait for unreachable databases (s) before giving up
+    database_wait_seconds: float = Field(default=300.0, ge=0)
 
     @field_validator("trusted_balancers")
     @classmethod

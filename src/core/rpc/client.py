@@ -2,7 +2,9 @@
 
 A client talks to one service (``"WorkloadManagement/JobMonitoring"``) at one or more servers.
 It reuses connections (one ``requests.Session`` per client), tries the servers starting at a
-random one and fails over to the next on connection errors and on HTTP 404/502/503/504, and
+random one and fails over to the next on connection errors and on HTTP 404/502/503/504 (when
+every server answers 503, its database restarting, the call is repeated for up to
+:attr:`RPCClient.unavailable_retry_seconds`: such a call did nothing), and
 turns ``{"OK": false}`` replies back into the exception class the server raised, so callers
 write ``except JobNotFoundError:`` whichever side raised it.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +79,23 @@ def error_from_reply(reply: dict[str, Any]) -> PilotWMSError:
     return exc
 
 
+def _is_envelope(response: requests.Response) -> bool:
+    return response.headers.get("Content-Type", "").startswith("application/json")
+
+
+def _retry_after(response: requests.Response) -> float:
+    try:
+        return min(max(float(response.headers.get("Retry-After", "2")), 0.1), 10.0)
+    except ValueError:
+        return 2.0
+
+
 class RPCClient:
     """A client of one service at one or more servers."""
+
+    #: how long calls answered 503 by every server (a database restarting) are repeated, in
+    #: seconds; the last answer is then raised (DatabaseUnavailableError)
+    unavailable_retry_seconds: float = 30.0
 
     def __init__(
         self,
@@ -141,7 +159,24 @@ class RPCClient:
             data["clientVO"] = self.client_vo
         if raw:
             data["rawContent"] = "true"
+        deadline = time.monotonic() + self.unavailable_retry_seconds
+        while True:
+            response, wait = self._post_round(method, data)
+            if response is not None:
+                return response
+            # every server answered 503 (its database restarting): nothing was done, so the
+            # call may be repeated, for a while
+            if time.monotonic() + wait > deadline:
+                break
+            time.sleep(wait)
+        return self._post_round(method, data, last=True)[0]  # type: ignore[return-value]
+
+    def _post_round(self, method: str, data: dict[str, str], *, last: bool = False
+                    ) -> tuple[requests.Response | None, float]:
+        """One pass over the servers: (a response, 0), or (None, seconds to wait) when every
+        server answered 503 (with ``last``, the last such response is returned instead)."""
         errors: list[str] = []
+        unavailable: requests.Response | None = None
         for attempt in range(len(self.urls)):
             index = (self._next + attempt) % len(self.urls)
             url = self.urls[index]
@@ -162,9 +197,15 @@ class RPCClient:
                 ) from exc
             if response.status_code in _FAILOVER_STATUS:
                 errors.append(f"{url}: HTTP {response.status_code}")
+                if response.status_code == 503 and _is_envelope(response):
+                    unavailable = response
                 continue
             self._next = index
-            return response
+            return response, 0.0
+        if unavailable is not None and len(errors) == len(self.urls):
+            if last:
+                return unavailable, 0.0
+            return None, _retry_after(unavailable)
         raise ServiceUnavailableError(f"{self.service}.{method}: no server answered: "
                                  + "; ".join(errors))
 

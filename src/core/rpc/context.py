@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -47,6 +48,8 @@ class ServerContext:
         #: service instances and their running periodic callbacks (set by the server)
         self.services: list[Any] = []
         self.background: list[Any] = []
+        #: start-up tasks still running (asyncio futures, cancelled on close)
+        self.startup: list[Any] = []
 
     def database_url(self, system: str) -> str:
         return self.config.database_url(system)
@@ -63,6 +66,10 @@ class ServerContext:
     def close(self) -> None:
         for callback in self.background:
             callback.stop()
+        for future in self.startup:
+            if not future.done():
+                with contextlib.suppress(RuntimeError):  # its loop may be closed already
+                    future.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
         for engine in self._engines.values():
             engine.dispose()

@@ -31,8 +31,10 @@ from typing import Any
 from tornado.netutil import bind_sockets
 
 from core import metrics
+from core.auth.tables import SYSTEM as AUTH_SYSTEM
 from core.config.schema import Config
 from core.exceptions import ConfigError
+from core.faults import wait_for_databases
 from core.rpc.context import ServerContext
 from core.rpc.server import make_http_server
 from core.rpc.service import Service
@@ -67,6 +69,20 @@ def select_services(config: Config,
     return [available[name] for name in wanted]
 
 
+def database_urls(config: Config, services: Iterable[type[Service]]) -> list[str]:
+    """The databases the services (and the login server's revocation list) use."""
+    systems = [cls.system for cls in services]
+    if config.auth.server is not None:
+        systems.append(AUTH_SYSTEM)
+    urls = []
+    for system in dict.fromkeys(systems):
+        try:
+            urls.append(config.database_url(system))
+        except ConfigError:
+            continue  # a service without a database (Framework/Registry)
+    return list(dict.fromkeys(urls))
+
+
 async def _worker_main(config: Config, services: list[type[Service]],
                        sockets: list[socket.socket], tls: bool) -> None:
     ctx = ServerContext(config)
@@ -99,6 +115,8 @@ def serve(
 ) -> None:
     """Bind ``Server.Host:Server.Port`` and serve until SIGTERM/SIGINT."""
     services = list(services)
+    wait_for_databases(database_urls(config, services),
+                       timeout=config.server.database_wait_seconds)
     count = config.server.processes if processes is None else processes
     if count == 0:
         count = os.cpu_count() or 1

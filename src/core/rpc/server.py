@@ -48,11 +48,13 @@ from core.config.schema import Config
 from core.exceptions import (
     BadRequestError,
     CredentialError,
+    DatabaseUnavailableError,
     MethodNotFoundError,
     NotAuthenticatedError,
     NotAuthorizedError,
     PilotWMSError,
 )
+from core.faults import service_error
 from core.rpc.context import ServerContext
 from core.rpc.jencode import REQUEST_LIMITS, decode, encode
 from core.rpc.service import Call, MethodSpec, Reply, Service
@@ -264,6 +266,8 @@ class RPCHandler(tornado.web.RequestHandler):
         exc_info = kwargs.get("exc_info")
         exc = exc_info[1] if exc_info else None
         self.set_header("Content-Type", "application/json")
+        if isinstance(exc, DatabaseUnavailableError):
+            self.set_header("Retry-After", "2")
         if isinstance(exc, PilotWMSError):
             body = {
                 "OK": False,
@@ -284,6 +288,13 @@ class RPCHandler(tornado.web.RequestHandler):
         self.finish(encode(body))
 
     def _handle_request_exception(self, e: BaseException) -> None:
+        translated = service_error(e)
+        if translated is not None and translated is not e:
+            # a fault of the machine (disk full, database gone), not a bug: a clear error
+            log.warning("request %s to %s: %s: %s", self.request_id, self.request.path,
+                        type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
+            translated.__traceback__ = e.__traceback__
+            e = translated
         if isinstance(e, PilotWMSError):
             if self._finished:
                 return
@@ -343,6 +354,31 @@ def _start_background_tasks(ctx: ServerContext, services: Iterable[Service]) -> 
             callback = PeriodicCallback(tick, period * 1000, jitter=0.1)
             callback.start()
             ctx.background.append(callback)
+        for task in service.startup_tasks():
+            ctx.startup.append(asyncio.ensure_future(_run_startup(ctx, task, service.path())))
+
+
+#: seconds between attempts of a start-up task whose database cannot be reached
+STARTUP_RETRY = 2.0
+
+
+async def _run_startup(ctx: ServerContext, task: Any, name: str) -> None:
+    """Run a start-up repair once; while its database cannot be reached, try again."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            await loop.run_in_executor(ctx.executor, task)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a repair must never stop the server
+            error = service_error(exc)
+            if error is None or error.http_status != 503:
+                log.exception("start-up task of %s failed", name)
+                return
+            log.warning("start-up task of %s: %s; retrying in %.0f s", name, error.message,
+                        STARTUP_RETRY)
+        await asyncio.sleep(STARTUP_RETRY)
 
 
 def make_http_server(ctx: ServerContext, service_classes: Iterable[type[Service]],

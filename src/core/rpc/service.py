@@ -292,6 +292,13 @@ class Service:
         """
         return []
 
+    def startup_tasks(self) -> list[Callable[[], None]]:
+        """Blocking functions the server runs once in its thread pool as soon as it serves,
+        in every worker process (same rules as :meth:`background_tasks`): repairs of what a
+        crash of an earlier server left, so that they need not wait for the first period of a
+        sweep. A failing one is retried (database unreachable) or logged. None by default."""
+        return []
+
     def extra_routes(self, hosted: Any, balancers: Sequence[Any]) -> list[Any]:
         """Tornado routes beside ``POST /<system>/<name>`` (e.g. a streaming upload), as
         ``(pattern, handler, kwargs)``; ``hosted`` is this service's ``HostedService``. None by

@@ -31,7 +31,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from core.exceptions import PilotWMSError
+from core.exceptions import PilotWMSError, StorageFullError
+from core.faults import service_error
 from core.rpc.server import RPCHandler
 
 T = TypeVar("T")
@@ -76,8 +77,11 @@ class StreamingUploadHandler(RPCHandler):
             return
         try:
             await self.blocking(self.writer.write, data)
-        except PilotWMSError as exc:
-            self.failure = exc
+        except Exception as exc:  # noqa: BLE001 - a full disk is refused, bugs are re-raised
+            failure = service_error(exc)
+            if failure is None:
+                raise
+            self.failure = failure
             self._release()
 
     async def take_writer(self) -> Any:
@@ -95,6 +99,12 @@ class StreamingUploadHandler(RPCHandler):
         writer, self.writer = self.writer, None
         if writer is not None:
             self.ctx.executor.submit(writer.abort)
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], StorageFullError):
+            status_code = 507  # HTTP's "Insufficient Storage", same envelope
+        super().send_error(status_code, **kwargs)
 
     def on_finish(self) -> None:
         self._release()

@@ -223,7 +223,8 @@ class PushJobAgent(Agent):
                               cpu_limit_factor=self.opts.cpu_limit_factor,
                               max_sandbox_mib=self.config.operations.max_sandbox_size_mib,
                               parameters={"Site": site, "GridCE": ce_name, "CEQueue": q_name},
-                              log=lambda m: log.info("%s", m))
+                              log=lambda m: log.info("%s", m),
+                              outage=0.0)  # the agent's next cycle retries, not one call
         return PushedJob({"JobID": job_id, "JDL": jdl}, self.job_rpc(job_id), opts)
 
     def ship(self, slurm: SlurmComputingElement, site: str, ce_name: str, q_name: str,

@@ -303,6 +303,8 @@ class ARCComputingElement(BatchRefs, ComputingElement):
             f"(inputfiles=({xrsl_value(SCRIPT)} \"\"))",
             f"(stdout={xrsl_value(STDOUT)})",
             f"(stderr={xrsl_value(STDERR)})",
+            # A-REX deletes, when a job ends, every session file not declared as output
+            f"(outputfiles=({xrsl_value(STDOUT)} \"\")({xrsl_value(STDERR)} \"\"))",
             f"(jobname={xrsl_value('pilotwms-' + self.name)})",
             f"(queue={xrsl_value(queue)})",
             f"(count={processors})",

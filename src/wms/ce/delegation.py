@@ -31,12 +31,15 @@ Example::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from core.exceptions import CredentialError
@@ -52,21 +55,67 @@ from core.security.x509 import (
     load_pem_key,
 )
 
-__all__ = ["sign_proxy_request"]
+__all__ = ["load_request", "sign_proxy_request"]
 
 BACKDATE = timedelta(minutes=5)
+
+
+def _header(der: bytes | bytearray, at: int) -> tuple[int, int, int]:
+    """(tag, offset of the content, content length) of the DER element at ``at``."""
+    tag, first = der[at], der[at + 1]
+    if first < 0x80:
+        return tag, at + 2, first
+    size = first & 0x7F
+    return tag, at + 2 + size, int.from_bytes(der[at + 2:at + 2 + size], "big")
+
+
+def load_request(csr_pem: bytes) -> x509.CertificateSigningRequest:
+    """The CSR, its signature checked. A-REX 6 writes version 2 ("Unknown (2)") in its
+    delegation requests, which ``cryptography`` refuses to load: the version is read as 0
+    (v1, the only one there is) and the signature is checked over the bytes as sent."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+        if not csr.is_signature_valid:
+            raise CredentialError("the delegation request's signature is not valid")
+        return csr
+    except x509.InvalidVersion:
+        pass
+    except ValueError as exc:
+        raise CredentialError(f"the delegation request is not a PEM CSR: {exc}") from None
+    try:
+        body = b"".join(line for line in csr_pem.strip().splitlines()
+                        if not line.startswith(b"-----"))
+        der = bytearray(base64.b64decode(body))
+        _, info_at, _ = _header(der, 0)          # CertificationRequest ::= SEQUENCE {
+        _, version_at, _ = _header(der, info_at)  # certificationRequestInfo SEQUENCE {
+        tag, value_at, size = _header(der, version_at)  # version INTEGER
+        if tag != 0x02 or size != 1:
+            raise ValueError("no version in the request")
+        sent = der[value_at]
+        der[value_at] = 0
+        csr = x509.load_der_x509_csr(bytes(der))
+    except (ValueError, IndexError, binascii.Error) as exc:
+        raise CredentialError(f"the delegation request is not a PEM CSR: {exc}") from None
+    tbs = bytearray(csr.tbs_certrequest_bytes)
+    tbs[value_at - info_at] = sent
+    public, algorithm = csr.public_key(), csr.signature_hash_algorithm
+    try:
+        if isinstance(public, rsa.RSAPublicKey) and algorithm is not None:
+            public.verify(csr.signature, bytes(tbs), padding.PKCS1v15(), algorithm)
+        elif isinstance(public, ec.EllipticCurvePublicKey) and algorithm is not None:
+            public.verify(csr.signature, bytes(tbs), ec.ECDSA(algorithm))
+        else:
+            raise CredentialError("the delegation request has an unsupported key")
+    except InvalidSignature:
+        raise CredentialError("the delegation request's signature is not valid") from None
+    return csr
 
 
 def sign_proxy_request(csr_pem: bytes, chain_pem: bytes, key_pem: bytes, *,
                        lifetime: timedelta = timedelta(hours=12)) -> bytes:
     """The PEM chain (new proxy certificate, then ``chain_pem``'s certificates up to the EEC)
     that delegates ``chain_pem``'s credential to the holder of the CSR's key."""
-    try:
-        csr = x509.load_pem_x509_csr(csr_pem)
-    except ValueError as exc:
-        raise CredentialError(f"the delegation request is not a PEM CSR: {exc}") from None
-    if not csr.is_signature_valid:
-        raise CredentialError("the delegation request's signature is not valid")
+    csr = load_request(csr_pem)
     chain = load_pem_chain(chain_pem)
     key = load_pem_key(key_pem)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):

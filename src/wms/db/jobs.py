@@ -288,6 +288,16 @@ def add_commands(conn: Connection, job_ids: Sequence[int], command: str, now: da
              "status": "Received", "reception_time": now} for job_id in job_ids])
 
 
+def cancel_commands(conn: Connection, job_ids: Sequence[int], now: datetime) -> None:
+    """Pending commands of the jobs' earlier attempt (the Kill sent to the pilot of a
+    rescheduled job) are cancelled: the next pilot must not receive them."""
+    for chunk in _chunks(list(job_ids)):
+        conn.execute(sa.update(job_commands)
+                     .where(job_commands.c.job_id.in_(chunk),
+                            job_commands.c.status == "Received")
+                     .values(status="Cancelled", execution_time=now))
+
+
 def take_commands(conn: Connection, job_id: int, now: datetime) -> dict[str, str]:
     """Pending commands of a job, marked as sent (delivered in a heartbeat reply)."""
     rows = conn.execute(sa.select(job_commands.c.id, job_commands.c.command,

@@ -102,6 +102,23 @@ def job_ids_argument(value: object) -> list[int]:
     return ids
 
 
+#: scope prefix of a job token naming the attempt (reschedule counter) it was issued for
+ATTEMPT_SCOPE = "attempt:"
+
+
+def job_attempt(ident: Identity) -> int | None:
+    """The attempt a job-scoped credential was issued for (None: not said).
+
+    >>> from core.security.identity import Identity
+    >>> job_attempt(Identity(auth_method="token", scopes=frozenset({"job:7", "attempt:2"})))
+    2
+    """
+    for scope in ident.scopes:
+        if scope.startswith(ATTEMPT_SCOPE) and scope[len(ATTEMPT_SCOPE):].isdigit():
+            return int(scope[len(ATTEMPT_SCOPE):])
+    return None
+
+
 def job_scope(ident: Identity) -> set[int]:
     """Jobs a job-scoped credential is limited to (empty: not job-scoped).
 

@@ -204,6 +204,8 @@ class MatchResult:
     site: str
     tq_id: int
     resource: Resource | None = None
+    #: the job's reschedule counter when matched: reports of an earlier attempt are refused
+    attempt: int = 0
 
     def as_dirac(self) -> dict[str, Any]:
         """DIRAC's requestJob value: JDL, JobID, Owner, Group, PilotInfoReportedFlag."""
@@ -334,6 +336,7 @@ def match_job(engine: Engine, resource: Mapping[str, Any] | str | Resource, *,
         raise InvalidArgumentError("Missing Site Name in Resource JDL")
     if res.cpu_time is None:
         raise InvalidArgumentError("resource CPUTime is mandatory")
+    fixed = now is not None  # else the claim is stamped when its row is locked
     now = now or utcnow()
     rng = rng or random.Random()  # noqa: S311 - a scheduling draw, not a secret
     full = _filter(res, scope, settings)
@@ -356,14 +359,14 @@ def match_job(engine: Engine, resource: Mapping[str, Any] | str | Resource, *,
                 job_excluded = (_negative_conditions(conn, site, settings, now, job_level=True)[1]
                                 if limited else {})
                 result = _claim_loop(conn, weights, res, job_excluded, settings, now, rng,
-                                     on_match, full.site_mask)
+                                     on_match, full.site_mask, fixed=fixed)
     else:
         with write_transaction(engine) as conn:
             tq_excluded, job_excluded = _negative_conditions(conn, site, settings, now)
             weights = _candidate_weights(conn, replace(base, exclude=tq_excluded), settings,
                                          cacheable=not limited)
             result = _claim_loop(conn, weights, res, job_excluded, settings, now, rng, on_match,
-                                 full.site_mask)
+                                 full.site_mask, fixed=fixed)
     if result is None:
         raise NoMatchError("No match found")
     return result
@@ -372,8 +375,12 @@ def match_job(engine: Engine, resource: Mapping[str, Any] | str | Resource, *,
 def _claim_loop(conn: Connection, weights: dict[int, float], res: Resource,
                 job_excluded: Mapping[str, Sequence[str]], settings: MatchSettings,
                 now: datetime, rng: random.Random, on_match: OnMatch | None,
-                mask: str) -> MatchResult | None:
-    """Draw queues and claim their head job until one is claimed (or attempts run out)."""
+                mask: str, *, fixed: bool = True) -> MatchResult | None:
+    """Draw queues and claim their head job until one is claimed (or attempts run out).
+
+    Unless ``fixed``, the claim is stamped once its job row is locked, never earlier: a job
+    committed while this request waited must not get a Matched logging row older than its
+    Received one."""
     assert res.site is not None  # noqa: S101 - checked by match_job
     delays = settings.matching_delays.get(res.site, {})
     delay_attrs = [a for a in delays if a in JOB_ATTRIBUTES]
@@ -392,7 +399,7 @@ def _claim_loop(conn: Connection, weights: dict[int, float], res: Resource,
                 break
             del weights[tq_id]
             continue
-        result = _claim(conn, row, res, now, delays)
+        result = _claim(conn, row, res, now if fixed else max(now, utcnow()), delays)
         if result is None:
             stale.append(row.job_id)  # killed or rescheduled meanwhile: not ours to give
             continue
@@ -425,7 +432,8 @@ def _claim(conn: Connection, row: tq_db.ClaimRow, res: Resource, now: datetime,
     if jdl is None:
         jdl = jobs_db.jdls_of(conn, [row.job_id], processed=False).get(row.job_id, "")
     return MatchResult(job_id=row.job_id, jdl=jdl, owner=row.owner, owner_group=row.owner_group,
-                       vo=row.vo, site=res.site, tq_id=row.tq_id, resource=res)
+                       vo=row.vo, site=res.site, tq_id=row.tq_id, resource=res,
+                       attempt=row.reschedule_counter)
 
 
 # -- views ----------------------------------------------------------------------------------------

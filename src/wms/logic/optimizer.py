@@ -79,57 +79,75 @@ def optimise(
 ) -> OptimiseResult:
     """Move the given jobs that are Received (or due Rescheduled) to Waiting, in one write
     transaction (jobs just stored in the caller's transaction: :func:`optimise_new`)."""
+    with write_transaction(engine) as conn:
+        return optimise_in(conn, job_ids, enqueue=enqueue, limits=limits,
+                           check_input_data=check_input_data,
+                           reschedule_delays=reschedule_delays, now=now)
+
+
+def optimise_in(
+    conn: Connection,
+    job_ids: Sequence[int],
+    *,
+    enqueue: Enqueue,
+    limits: JobLimits = DEFAULT_LIMITS,
+    check_input_data: InputDataCheck | None = None,
+    reschedule_delays: Sequence[int] = (60, 180, 300, 600),
+    now: datetime | None = None,
+) -> OptimiseResult:
+    """:func:`optimise` inside the caller's write transaction ``conn`` (e.g. the one that
+    confirms a bulk submission, so that a crash cannot leave the jobs Received)."""
     now = now or utcnow()
     result = OptimiseResult()
-    with write_transaction(engine) as conn:
-        rows = jobs_db.status_of(conn, job_ids, for_update=True)
-        times = dict(conn.execute(sa.select(jobs.c.job_id, jobs.c.reschedule_time)
-                                  .where(jobs.c.job_id.in_(list(rows)))).all()) if rows else {}
-        due = []
-        for job_id, row in rows.items():
-            if row.status == JobStatus.RESCHEDULED:
-                since = times.get(job_id) or now
-                wait = reschedule_delay(row.reschedule_counter, reschedule_delays)
-                if since + timedelta(seconds=wait) <= now:
-                    due.append(job_id)
-        jobs_db.apply_status_changes(
-            conn, [jobs_db.StatusChange(j, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
-                   for j in due], rows, now=now, source=SOURCE)
-        rows = jobs_db.status_of(conn, list(rows))
-        todo = [j for j, row in rows.items() if row.status in (JobStatus.RECEIVED,
-                                                                 JobStatus.CHECKING)]
-        result.skipped = sorted(set(job_ids) - set(todo))
-        described: dict[int, JobDescription] = {}
-        texts = jobs_db.jdls_of(conn, todo)
-        for job_id in todo:
-            row = rows[job_id]
-            try:
-                text = texts.get(job_id)
-                if text is None:
-                    raise InvalidJDLError("no JDL stored")
-                described[job_id] = describe_job(parse_jdl(text), owner=row.owner,
-                                                 owner_group=row.owner_group, vo=row.vo,
-                                                 limits=limits)
-            except InvalidJDLError:
-                result.failed[job_id] = MinorStatus.ILLEGAL_JOB_JDL
-        refused, data_sites = _schedule(described, check_input_data, result.failed)
-        result.failed.update(refused)
-        _restrict(conn, described, data_sites)
-        fail_changes = [jobs_db.StatusChange(j, JobStatus.FAILED, reason)
-                        for j, reason in result.failed.items()]
-        jobs_db.apply_status_changes(conn, fail_changes, rows, now=now, source=SOURCE,
-                                     extra={"end_exec_time": now})
-        good = [j for j in described if j not in result.failed]
-        checking = [j for j in good if rows[j].status == JobStatus.RECEIVED]
-        jobs_db.apply_status_changes(
-            conn, [jobs_db.StatusChange(j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED)
-                   for j in checking], rows, now=now, source=SOURCE)
-        rows = jobs_db.status_of(conn, good)
-        jobs_db.apply_status_changes(
-            conn, [jobs_db.StatusChange(j, JobStatus.WAITING, MinorStatus.PILOT_AGENT_SUBMISSION)
-                   for j in good], rows, now=now, source=SOURCE)
-        enqueue(conn, [(j, described[j]) for j in good], now)
-        result.waiting = sorted(good)
+    rows = jobs_db.status_of(conn, job_ids, for_update=True)
+    times = dict(conn.execute(sa.select(jobs.c.job_id, jobs.c.reschedule_time)
+                              .where(jobs.c.job_id.in_(list(rows)))).all()) if rows else {}
+    due = []
+    for job_id, row in rows.items():
+        if row.status == JobStatus.RESCHEDULED:
+            since = times.get(job_id) or now
+            wait = reschedule_delay(row.reschedule_counter, reschedule_delays)
+            if since + timedelta(seconds=wait) <= now:
+                due.append(job_id)
+    jobs_db.apply_status_changes(
+        conn, [jobs_db.StatusChange(j, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
+               for j in due], rows, now=now, source=SOURCE)
+    jobs_db.cancel_commands(conn, due, now)  # a new attempt starts: no Kill meant for the old
+    rows = jobs_db.status_of(conn, list(rows))
+    todo = [j for j, row in rows.items() if row.status in (JobStatus.RECEIVED,
+                                                             JobStatus.CHECKING)]
+    result.skipped = sorted(set(job_ids) - set(todo))
+    described: dict[int, JobDescription] = {}
+    texts = jobs_db.jdls_of(conn, todo)
+    for job_id in todo:
+        row = rows[job_id]
+        try:
+            text = texts.get(job_id)
+            if text is None:
+                raise InvalidJDLError("no JDL stored")
+            described[job_id] = describe_job(parse_jdl(text), owner=row.owner,
+                                             owner_group=row.owner_group, vo=row.vo,
+                                             limits=limits)
+        except InvalidJDLError:
+            result.failed[job_id] = MinorStatus.ILLEGAL_JOB_JDL
+    refused, data_sites = _schedule(described, check_input_data, result.failed)
+    result.failed.update(refused)
+    _restrict(conn, described, data_sites)
+    fail_changes = [jobs_db.StatusChange(j, JobStatus.FAILED, reason)
+                    for j, reason in result.failed.items()]
+    jobs_db.apply_status_changes(conn, fail_changes, rows, now=now, source=SOURCE,
+                                 extra={"end_exec_time": now})
+    good = [j for j in described if j not in result.failed]
+    checking = [j for j in good if rows[j].status == JobStatus.RECEIVED]
+    jobs_db.apply_status_changes(
+        conn, [jobs_db.StatusChange(j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED)
+               for j in checking], rows, now=now, source=SOURCE)
+    rows = jobs_db.status_of(conn, good)
+    jobs_db.apply_status_changes(
+        conn, [jobs_db.StatusChange(j, JobStatus.WAITING, MinorStatus.PILOT_AGENT_SUBMISSION)
+               for j in good], rows, now=now, source=SOURCE)
+    enqueue(conn, [(j, described[j]) for j in good], now)
+    result.waiting = sorted(good)
     return result
 
 

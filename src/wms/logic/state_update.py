@@ -8,7 +8,11 @@ Rules:
 * the first ``Running`` sets StartExecTime; a final status sets EndExecTime;
 * a heartbeat stores its dynamic data, sets HeartBeatTime, brings a ``Matched`` or ``Stalled``
   job to ``Running`` (as DIRAC does), and returns the job's pending commands (``Kill``);
-* updates of jobs in a final state are refused, except application status and parameters.
+* updates of jobs in a final state are refused, except application status and parameters;
+* a job's own credential (the token its pilot got with the match) reports only on the attempt
+  it was issued for, and its status reports and heartbeats only while the job is Matched,
+  Running, Stalled or Completing: the late reports of a pilot that was cut off beyond the
+  stalled limit are refused with :class:`~core.exceptions.JobNotActiveError`.
 
 Example::
 
@@ -36,21 +40,44 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from core.db import utcnow, write_transaction
-from core.exceptions import InvalidArgumentError, JobNotFoundError, NotAuthorizedError
+from core.exceptions import (
+    InvalidArgumentError,
+    JobNotActiveError,
+    JobNotFoundError,
+    NotAuthorizedError,
+)
 from core.security.identity import Identity
 from wms.db import jobs as jobs_db
 from wms.logic import parameter_store
-from wms.logic.job_policy import may_report
+from wms.logic.job_policy import job_attempt, job_scope, may_report
 from wms.logic.parameter_store import ParameterStore
 from wms.logic.states import FINAL, JobStatus, check_transition, parse_status
 
+#: the statuses in which a job belongs to the pilot that was given it
+ACTIVE = frozenset({JobStatus.MATCHED, JobStatus.RUNNING, JobStatus.STALLED,
+                    JobStatus.COMPLETING})
 
-def _row(conn: Connection, ident: Identity, job_id: int) -> jobs_db.StatusRow:
+
+def _row(conn: Connection, ident: Identity, job_id: int, *,
+         active: bool = False) -> jobs_db.StatusRow:
+    """The job's row, locked, once ``ident`` may report on it. A job's own credential (its
+    pilot's) must be of the job's current attempt, and with ``active`` the job must still be
+    running: a pilot cut off beyond the stalled limit finds its job failed or rescheduled (and
+    perhaps matched again), and its late reports are refused (:class:`JobNotActiveError`)."""
     row = jobs_db.status_of(conn, [job_id], for_update=True).get(job_id)
     if row is None:
         raise JobNotFoundError(f"Job {job_id} not found")
     if not may_report(ident, owner=row.owner, owner_group=row.owner_group, job_id=job_id):
         raise NotAuthorizedError(f"{ident.username} may not update job {job_id}")
+    if job_scope(ident):
+        attempt = job_attempt(ident)
+        if attempt is not None and attempt != row.reschedule_counter:
+            raise JobNotActiveError(f"Job {job_id} was rescheduled since this pilot got it "
+                                    f"(attempt {attempt}, now {row.reschedule_counter}): "
+                                    "report refused")
+        if active and row.status not in ACTIVE:
+            raise JobNotActiveError(f"Job {job_id} is {row.status} ({row.minor_status}): "
+                                    "reports of its pilot are refused")
     return row
 
 
@@ -78,7 +105,7 @@ def set_status(engine: Engine, ident: Identity, job_id: int, status: str = "",
                when: datetime | None = None, force: bool = False) -> None:
     when = when or utcnow()
     with write_transaction(engine) as conn:
-        row = _row(conn, ident, job_id)
+        row = _row(conn, ident, job_id, active=bool(status or minor))
         _apply(conn, row, status, minor, application, source, when, force)
 
 
@@ -88,7 +115,7 @@ def set_status_bulk(engine: Engine, ident: Identity, job_id: int,
     """Apply timestamped updates in time order (DIRAC's setJobStatusBulk); all or nothing."""
     with write_transaction(engine) as conn:
         for when in sorted(updates):
-            row = _row(conn, ident, job_id)
+            row = _row(conn, ident, job_id, active=True)
             item = updates[when]
             _apply(conn, row, item.get("Status"), item.get("MinorStatus"),
                    item.get("ApplicationStatus"), item.get("Source", "Unknown"), when, force)
@@ -151,7 +178,7 @@ def heartbeat(engine: Engine, ident: Identity, job_id: int, dynamic: Mapping[str
         set_parameters(engine, ident, {job_id: static}, store=store)
         return commands
     with write_transaction(engine) as conn:
-        row = _row(conn, ident, job_id)
+        row = _row(conn, ident, job_id, active=True)
         jobs_db.update_jobs(conn, [job_id], heartbeat_time=now)
         if row.status in (JobStatus.MATCHED, JobStatus.STALLED):
             extra = {"start_exec_time": now} if row.status == JobStatus.MATCHED else {}

@@ -128,10 +128,16 @@ def submit(engine: Engine, jdl_text: str, who: Submitter, limits: JobLimits,
     return result
 
 
-def confirm_bulk(engine: Engine, job_ids: Sequence[int], now: datetime | None = None
-                 ) -> list[int]:
+#: called inside the confirming transaction with the jobs moved to Received
+OnConfirmed = Callable[[Connection, list[int], datetime], object]
+
+
+def confirm_bulk(engine: Engine, job_ids: Sequence[int], now: datetime | None = None, *,
+                 on_confirmed: OnConfirmed | None = None) -> list[int]:
     """Submitting -> Received for the given jobs still in Submitting; returns those moved.
 
+    ``on_confirmed(conn, ids, now)`` runs in the same write transaction (the service
+    optimises the jobs there: a crash then leaves them Submitting or Waiting, never Received).
     Callers check ownership first (see :mod:`wms.logic.job_policy`).
     """
     now = now or utcnow()
@@ -141,6 +147,8 @@ def confirm_bulk(engine: Engine, job_ids: Sequence[int], now: datetime | None = 
         changes = [jobs_db.StatusChange(job_id, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
                    for job_id in todo]
         jobs_db.apply_status_changes(conn, changes, rows, now=now, source=SOURCE)
+        if on_confirmed is not None and todo:
+            on_confirmed(conn, sorted(todo), now)
     return sorted(todo)
 
 

@@ -60,6 +60,15 @@ def optimise(ctx: ServerContext, job_ids: Sequence[int]) -> OptimiseResult:
                               reschedule_delays=ctx.config.operations.reschedule_delays)
 
 
+def optimise_in(ctx: ServerContext, conn: Connection, job_ids: Sequence[int],
+                now: datetime) -> OptimiseResult:
+    """Optimise jobs inside the caller's write transaction (a bulk confirmation)."""
+    return optimizer.optimise_in(conn, job_ids, enqueue=enqueue, now=now,
+                                 limits=limits_from(ctx.config),
+                                 check_input_data=input_data_check(ctx),
+                                 reschedule_delays=ctx.config.operations.reschedule_delays)
+
+
 def optimise_new(ctx: ServerContext, conn: Connection, described: Mapping[int, JobDescription],
                  now: datetime) -> OptimiseResult:
     """Optimise jobs just stored in ``conn``'s transaction (the submission request)."""

@@ -13,6 +13,7 @@ Example (wire)::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -32,11 +33,13 @@ from wms.service.common import (
     engine_of,
     limits_from,
     optimise,
+    optimise_in,
     optimise_new,
     sandbox_settings,
     sweep_pending,
 )
 
+log = logging.getLogger("pilotwms.wms")
 SUBMITTERS = ["NormalUser", "JobAdministrator", "ProductionManagement"]
 
 
@@ -60,6 +63,23 @@ class JobManagerService(Service):
 
     def _sweep(self) -> None:
         sweep_pending(self.ctx)
+
+    def startup_tasks(self) -> list[Callable[[], None]]:
+        return [self._repair]
+
+    def _repair(self) -> None:
+        """At start-up, at once: what a crashed server left in Received/Checking (a bulk
+        confirmation or a reschedule cut between its two transactions) goes on to Waiting now,
+        not after the sweep's age limit. Safe beside live workers: the optimiser re-reads each
+        job under its row lock and skips what another process has moved on meanwhile."""
+        waiting = failed = 0
+        for _batch in range(1000):  # 1,000 jobs per batch; stop when a batch moves none
+            result = sweep_pending(self.ctx, older_than=0.0)
+            if not (result.waiting or result.failed):
+                break
+            waiting, failed = waiting + len(result.waiting), failed + len(result.failed)
+        if waiting or failed:
+            log.info("start-up repair: %d job(s) to Waiting, %d failed", waiting, failed)
 
     @rpc_method("submitJob", rights=SUBMITTERS)
     def submit_job(self, call: Call, jdl: str) -> Reply:
@@ -100,8 +120,9 @@ class JobManagerService(Service):
         with engine.connect() as conn:
             rows = jobs_db.status_of(conn, ids)
         sel = select_jobs(call.identity, ids, rows)
-        confirmed = submission.confirm_bulk(engine, sel.valid)
-        optimise(self.ctx, confirmed)
+        confirmed = submission.confirm_bulk(
+            engine, sel.valid,
+            on_confirmed=lambda conn, ids, now: optimise_in(self.ctx, conn, ids, now))
         result = ActionResult(done=confirmed, invalid=sel.invalid,
                               nonauthorized=sel.nonauthorized)
         return self._reply(result, "confirmation")

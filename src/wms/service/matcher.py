@@ -31,7 +31,7 @@ from core.rpc.service import Call, Service, rpc_method
 from core.security.tokens import TokenIssuer
 from wms.db import pilots as pilots_db
 from wms.logic import matching
-from wms.logic.job_policy import JOB_CREDENTIAL_PROPERTIES, job_scope
+from wms.logic.job_policy import ATTEMPT_SCOPE, JOB_CREDENTIAL_PROPERTIES, job_scope
 
 SYSTEM = "WorkloadManagement"
 PILOTS = ["GenericPilot", "Pilot", "JobSharing"]
@@ -62,9 +62,10 @@ class MatcherService(Service):
         """The match; with ``PilotReference`` the pilot is recorded as running the job, and
         when the server issues tokens the reply carries ``JobToken``: the job owner's
         credential, scoped to this job for the WMS (status, heartbeats, parameters, its
-        sandboxes) and carrying only the owner's ordinary properties
-        (:data:`~wms.logic.job_policy.JOB_CREDENTIAL_PROPERTIES`), so the job reads and writes
-        data with its owner's rights and nothing more."""
+        sandboxes) and to this attempt of it (``attempt:<reschedule counter>``: once the job
+        is rescheduled, its earlier pilot's reports are refused), carrying only the owner's
+        ordinary properties (:data:`~wms.logic.job_policy.JOB_CREDENTIAL_PROPERTIES`), so
+        the job reads and writes data with its owner's rights and nothing more."""
         if job_scope(call.identity):
             raise NotAuthorizedError("a job-scoped credential cannot request jobs")
         resource = matching.parse_resource(resource_description)
@@ -94,7 +95,8 @@ class MatcherService(Service):
                 self._issuer = TokenIssuer(signing)
             reply["JobToken"] = self._issuer.issue(
                 result.owner, group=result.owner_group, vo=result.vo,
-                lifetime=self.JOB_TOKEN_LIFETIME, scopes=[f"job:{result.job_id}"],
+                lifetime=self.JOB_TOKEN_LIFETIME,
+                scopes=[f"job:{result.job_id}", f"{ATTEMPT_SCOPE}{result.attempt}"],
                 extra_claims={"properties": list(JOB_CREDENTIAL_PROPERTIES)})
         return reply
 

@@ -64,9 +64,13 @@ def served(fresh: Instance) -> Iterator[str]:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        # the workers are gone with the supervisor
-        time.sleep(0.5)
-        leftover = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True)
+        # the workers are gone with the supervisor (polled: a loaded machine is slow)
+        deadline = time.monotonic() + 30
+        while True:
+            leftover = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True)
+            if leftover.stdout.strip() == b"" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert leftover.stdout.strip() == b""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -65,6 +66,15 @@ class ProbeService(Service):
     def slow(self, call: Call, seconds: float) -> float:
         time.sleep(seconds)
         return seconds
+
+    #: ``hold`` blocks its pool thread until the test sets RELEASE (ENTERED says it began)
+    ENTERED = threading.Event()
+    RELEASE = threading.Event()
+
+    @rpc_method("hold", rights="all")
+    def hold(self, call: Call) -> bool:
+        ProbeService.ENTERED.set()
+        return ProbeService.RELEASE.wait(60)
 
     @rpc_method("download", rights="all", raw=True)
     def download(self, call: Call, size: int) -> bytes:

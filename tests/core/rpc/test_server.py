@@ -265,14 +265,21 @@ def test_raw_content(probe_server: ThreadedServer, creds: Creds) -> None:
 
 def test_blocking_methods_do_not_block_the_ioloop(probe_server: ThreadedServer,
                                                    creds: Creds) -> None:
-    slow = threading.Thread(target=post, args=(probe_server, creds, "slow"),
-                            kwargs={"args": "[1.5]"})
-    slow.start()
-    time.sleep(0.2)
-    started = time.monotonic()
-    assert post(probe_server, creds, "open").json()["OK"]
-    assert time.monotonic() - started < 0.5
-    slow.join()
+    # a blocking method that cannot finish until the test lets it: any other call answered
+    # meanwhile proves the IOLoop was free (no time bound that a loaded machine could miss)
+    ProbeService.ENTERED.clear()
+    ProbeService.RELEASE.clear()
+    replies: list[Any] = []
+    held = threading.Thread(target=lambda: replies.append(post(probe_server, creds, "hold")))
+    held.start()
+    try:
+        assert ProbeService.ENTERED.wait(30), "hold never started"
+        assert post(probe_server, creds, "open").json()["OK"]
+        assert held.is_alive() and not replies  # still held while the other call was served
+    finally:
+        ProbeService.RELEASE.set()
+        held.join(60)
+    assert replies and replies[0].json()["Value"] is True
 
 
 # -- clientVO, extraCredentials, balancers -----------------------------------------------------

@@ -241,7 +241,10 @@ def test_push_mode_kill_is_scancel_and_cpu_limit_holds(env: Env, push_config: Co
     assert env.status(busy)["MinorStatus"] == "Job has reached the CPU limit of the queue"
     agent.stop()
     agent.run(once=True)
-    res = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True, check=False)
+    deadline = time.monotonic() + 30  # the processes go, on a loaded machine not at once
+    while (res := subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True,
+                                 check=False)).stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert res.stdout.strip() == ""
 
 

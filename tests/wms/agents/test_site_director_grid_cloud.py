@@ -1,6 +1,6 @@
-"""End to end through the grid and cloud CEs: the site director sends real pilots (the real
-zipapp) to the ARC stand-in (run as an ARC job) and to the OpenStack stand-in (run by a
-"VM"'s user data); they match submitted jobs and run them to Done."""
+"""End to end through the cloud CE: the site director sends real pilots (the real zipapp) to
+the OpenStack stand-in (run by a "VM"'s user data); they match submitted jobs and run them to
+Done. (ARC: against a real A-REX, tests/wms/ce/test_arex.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import requests
-from tests.support.arc import ARCStandIn
 from tests.support.credentials import Creds
 from tests.support.openstack import OpenStackStandIn
 from tests.support.servers import ThreadedServer
@@ -20,7 +19,6 @@ from tests.support.servers import ThreadedServer
 from core.config.schema import Config
 from core.db import init_schema, make_engine
 from core.rpc.runner import available_services
-from core.security.x509 import identity_from_chain, load_pem_chain
 from wms.agents.site_director import SiteDirector
 from wms.db.schema import WMS_SCHEMA
 
@@ -86,21 +84,6 @@ def run_jobs_to_done(cfg: Config, server: ThreadedServer, creds: Creds) -> None:
     assert output["StdOut"] or output["StdErr"], output
     director.stop()
     director.run(once=True)
-
-
-def test_arc_pilots_run_jobs_to_done(config: Config, server: ThreadedServer, creds: Creds,
-                                     tmp_path: Path) -> None:
-    dn = identity_from_chain(load_pem_chain(creds.alice[0].read_bytes())).dn
-    proxy = creds.proxy(creds.alice, group="demo_user")
-    with ARCStandIn(tmp_path / "arex", ca_dir=creds.ca_dir, host_cert=creds.host[0],
-                    host_key=creds.host[1], allowed_dns={dn}) as arc:
-        cfg = with_ce(config, server, "ARC", {"Host": "localhost", "Port": arc.port,
-                                              "CADir": str(creds.ca_dir),
-                                              "Proxy": str(proxy)})
-        run_jobs_to_done(cfg, server, creds)
-        # the pilot ended Done (FINISHED with exit code 0); once its output was kept, the
-        # director had the CE clean the job, so its session directory is gone from A-REX
-        assert arc.jobs == {}
 
 
 def test_cloud_pilots_run_jobs_to_done(config: Config, server: ThreadedServer, creds: Creds,
