@@ -7,9 +7,10 @@
 #
 # Installs when missing: Debian packages (mariadb-server, Slurm, munge, OpenSSH, xrootd,
 # voms-clients, openssl, gcc, procps, NorduGrid ARC's A-REX, and what the DIRAC client
-# needs), a venv in .venv with pilotwms and its test tools (and Node.js 22 from PyPI when the system's is older than 20.19), the
-# test OpenID Connect provider's npm packages, the real DIRAC client in .cache/dirac-venv.
-# The tests start their own servers (MariaDB, Slurm, sshd, xrootd, the IdP, pilotwms servers)
+# needs), a venv in .venv with pilotwms and its test tools (and Node.js 22 from PyPI when the
+# system's is older than 20.19), the test OpenID Connect provider's npm packages, the real
+# DIRAC client in .cache/dirac-venv. The tests start their own servers (MariaDB, Slurm, sshd,
+# xrootd, the IdP, pilotwms servers)
 # on free 127.0.0.1 ports and stop them afterwards.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
