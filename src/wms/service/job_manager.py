@@ -19,12 +19,15 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from core.exceptions import JobManagementError
+from core.exceptions import InvalidJDLError, JobManagementError
 from core.rpc.service import Call, Reply, Service, rpc_method
 from wms.db import jobs as jobs_db
-from wms.logic import job_manager, sandboxes, submission
+from wms.logic import capacity, events, job_manager, sandboxes, submission
+from wms.logic.jdl import parse_jdl
 from wms.logic.job_manager import ActionResult
 from wms.logic.job_policy import job_ids_argument, select_jobs
+from wms.logic.parametric import is_parametric
+from wms.logic.states import JobStatus
 from wms.service.common import (
     SYSTEM,
     action_extra,
@@ -75,19 +78,31 @@ class JobManagerService(Service):
             for ref in dict.fromkeys(references):
                 sandboxes.find_readable(engine, settings, requester, ref)
         who = submission.Submitter(ident.username or "", ident.group or "", ident.vo or "")
+        parsed = parse_jdl(jdl)
+        event = events.event_of(parsed)
+        if event is not None and is_parametric(parsed):
+            raise InvalidJDLError("a parametric job cannot subscribe to an event")
 
         def stored(conn: Connection, result: submission.SubmitResult, now: datetime) -> None:
             # one transaction: the job, its sandboxes and (unless parametric, which waits
-            # for confirmBulkSubmission) its optimisation to Waiting commit together
+            # for confirmBulkSubmission, or subscribed to an event, which waits in Standby)
+            # its optimisation to Waiting commit together
+            capacity.check_jobs(self.ctx.config, result.descriptions.values())
             if result.input_sandboxes:
                 sandboxes.assign_in(conn, sandbox_settings(self.ctx), requester, {
                     f"Job:{job_id}": refs for job_id, refs in result.input_sandboxes.items()
                 }, "Input", now)
-            if not result.parametric:
+            if event is not None:
+                events.subscribe_in(conn, events.Actor.from_identity(ident), event,
+                                    {job_id: parsed.to_text() for job_id in result.job_ids},
+                                    now)
+            elif not result.parametric:
                 optimise_new(self.ctx, conn, result.descriptions, now)
 
+        initial = ((JobStatus.STANDBY, events.standby_minor(event)) if event is not None
+                   else None)
         result = submission.submit(engine, jdl, who, limits_from(self.ctx.config),
-                                   on_stored=stored)
+                                   on_stored=stored, initial=initial)
         value: Any = result.job_ids if result.parametric else result.job_ids[0]
         return Reply(value, {"JobID": value, "requireProxyUpload": False})
 
