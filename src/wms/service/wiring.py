@@ -9,6 +9,8 @@ released by a service.
 Example::
 
     >>> from core.config.schema import Config
+from core.exceptions import InvalidArgumentError, NotFoundError
+from core.security.identity import Identity
     >>> from core.db import make_engine
     >>> w = Wiring(Config.model_validate({"Database": "sqlite://"}),
     ...            lambda system: make_engine("sqlite://"))
@@ -18,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, cast
@@ -25,13 +28,17 @@ from typing import Any, cast
 from sqlalchemy.engine import Connection, Engine, Row
 
 from core.config.schema import Config
+from core.exceptions import InvalidArgumentError, NotFoundError
 from core.rpc.context import ServerContext
+from core.security.identity import Identity
 from wms.db import jobs as jobs_db
 from wms.logic import capacity, events, sandboxes, submission
 from wms.logic.jdl import JDL, parse_jdl
 from wms.logic.job_description import JobDescription
 from wms.logic.optimizer import OptimiseResult
 from wms.service import common
+
+DMS = "DataManagement"
 
 
 class Wiring:
@@ -115,6 +122,49 @@ def schedule_submitter(ctx: Context) -> Callable[[Connection, Row[Any], datetime
             check_capacity=False)  # checked when the schedule was made
         return result.job_ids[0]
     return run
+
+
+def dataset_files(ctx: Context, ident: Identity, source: Mapping[str, Any]
+                  ) -> tuple[dict[str, list[str]], str]:
+    """({lfn: [SEs]}, label) of a dataset (``{"Dataset": path}``) or a metadata query
+    (``{"Query": {...}, "Path": "/"}``), read with the caller's catalog rights; a dataset
+    that does not exist or a query without files is an error."""
+    from dms.logic import datasets, metadata, namespace
+    from dms.logic.rights import CatalogSettings
+    from dms.service.file_catalog import requester_of
+
+    if DMS not in ctx.config.systems:
+        raise InvalidArgumentError("this instance has no file catalog (Systems.DataManagement)")
+    unknown = set(source) - {"Dataset", "Query", "Path"}
+    if unknown or (("Dataset" in source) == ("Query" in source)):
+        raise InvalidArgumentError("give either {'Dataset': path} or {'Query': {...}, "
+                                   "'Path': '/'}")
+    vo_groups = {name: vo.default_group for name, vo in ctx.config.registry.vos.items()
+                 if vo.default_group}
+    settings = CatalogSettings.from_options(
+        ctx.config.service_config(DMS, "FileCatalog").options, vo_groups)
+    req = requester_of(ident, settings, _ctx(ctx))
+    dms_engine = ctx.engine(DMS)
+    if "Dataset" in source:
+        path = str(source["Dataset"])
+        found = datasets.get_dataset_files(dms_engine, req, [path])
+        if path not in found.successful:
+            reason = next(iter(found.failed.values()), "not found")
+            raise NotFoundError(f"dataset {path}: {reason}")
+        lfns = list(found.successful[path])
+        label = path
+    else:
+        query = source["Query"]
+        if not isinstance(query, dict) or not query:
+            raise InvalidArgumentError("Query must be a non-empty metadata query")
+        path = str(source.get("Path") or "/")
+        lfns = metadata.find_files(dms_engine, req, query, path)
+        label = f"query {json.dumps(query, sort_keys=True)} in {path}"[:255]
+    if not lfns:
+        raise InvalidArgumentError(f"{label}: no files")
+    replicas = namespace.get_replicas(dms_engine, common.CATALOG_READER, lfns,
+                                      all_status=False)
+    return {lfn: list(replicas.successful.get(lfn, {})) for lfn in lfns}, label
 
 
 def engine(ctx: Context) -> Engine:
