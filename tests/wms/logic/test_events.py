@@ -19,8 +19,8 @@ from core.exceptions import (
     NotFoundError,
 )
 from wms.db import jobs as jobs_db
-from wms.db.schema import WMS_SCHEMA
 from wms.db.scheduling_tables import event_releases, event_subscriptions
+from wms.db.schema import WMS_SCHEMA
 from wms.db.tq_tables import tq_jobs
 from wms.logic import events, optimizer
 from wms.logic.jdl import parse_jdl

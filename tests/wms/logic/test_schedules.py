@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection, Engine, Row
 from core.db import init_schema, make_engine
 from core.exceptions import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from wms.db import jobs as jobs_db
-from wms.db.schema import WMS_SCHEMA
 from wms.db.scheduling_tables import schedule_runs
+from wms.db.schema import WMS_SCHEMA
 from wms.logic import schedules
 from wms.logic.jdl import parse_jdl
 from wms.logic.submission import DEFAULT_LIMITS, Submitter, describe, store_in
