@@ -176,11 +176,20 @@ def add_releases(conn: Connection, notification_id: int,
 
 
 def rearm(conn: Connection, new_jobs: Mapping[int, int]) -> None:
-    """sub_id -> its new standby job; the release counter goes up."""
+    """sub_id -> its new standby job; the release counter goes up. On MariaDB one
+    UPDATE ... CASE per 1000 subscriptions (an UPDATE per row costs a round trip each)."""
     subs = event_subscriptions
-    statement = (sa.update(subs).where(subs.c.sub_id == sa.bindparam("b_sub"))
-                 .values(job_id=sa.bindparam("b_job"), releases=subs.c.releases + 1))
-    conn.execute(statement, [{"b_sub": s, "b_job": j} for s, j in new_jobs.items()])
+    pairs = list(new_jobs.items())
+    if conn.dialect.name == "sqlite":  # in-process: executemany is cheaper than a big CASE
+        statement = (sa.update(subs).where(subs.c.sub_id == sa.bindparam("b_sub"))
+                     .values(job_id=sa.bindparam("b_job"), releases=subs.c.releases + 1))
+        conn.execute(statement, [{"b_sub": s, "b_job": j} for s, j in pairs])
+        return
+    for start in range(0, len(pairs), 1000):
+        chunk = dict(pairs[start:start + 1000])
+        conn.execute(sa.update(subs).where(subs.c.sub_id.in_(list(chunk)))
+                     .values(job_id=sa.case(chunk, value=subs.c.sub_id),
+                             releases=subs.c.releases + 1))
 
 
 def finish_notification(conn: Connection, notification_id: int, now: datetime) -> int:

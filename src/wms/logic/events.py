@@ -371,9 +371,10 @@ def _release_chunk(engine: Engine, notification_id: int, hooks: ReleaseHooks, ch
         rows = jobs_db.status_of(conn, [s.job_id for s in subs], for_update=True)
         live = [s for s in subs if s.job_id in rows
                 and rows[s.job_id].status == JobStatus.STANDBY]
+        alive = {s.sub_id for s in live}
         ended = {s.sub_id: (f"job {s.job_id} is {rows[s.job_id].status}" if s.job_id in rows
                             else f"job {s.job_id} was removed")
-                 for s in subs if s not in live}
+                 for s in subs if s.sub_id not in alive}
         db.end_subscriptions(conn, ended, now)
         if live:
             _release(conn, note, event.name, live, rows, hooks, now)
@@ -385,14 +386,39 @@ def _release(conn: Connection, note: Row[Any], event: str, live: Sequence[Row[An
     env = json.loads(note.environment)
     descs: dict[tuple[str, str, str, str], JobDescription] = {}
     released_text: dict[str, str] = {}
+    # per distinct subscription (JDL and owner): its description, and the processed JDLs of
+    # its copies and of its released jobs rendered once, the job ID put in per job
+    renders: dict[tuple[tuple[str, str, str, str], bool], Callable[[int], str]] = {}
+
+    keys: dict[int, tuple[str, str, str, str]] = {}
+
+    def key_of(sub: Row[Any]) -> tuple[str, str, str, str]:
+        key = keys.get(sub.sub_id)
+        if key is None:
+            key = keys[sub.sub_id] = (sub.jdl, sub.owner, sub.owner_group, sub.vo)
+        return key
 
     def template_desc(sub: Row[Any]) -> JobDescription:
-        key = (sub.jdl, sub.owner, sub.owner_group, sub.vo)
+        key = key_of(sub)
         if key not in descs:
             descs[key] = describe_job(parse_jdl(sub.jdl), owner=sub.owner,
                                       owner_group=sub.owner_group, vo=sub.vo,
                                       limits=hooks.limits)
         return descs[key]
+
+    def released_desc(sub: Row[Any]) -> JobDescription:
+        base = template_desc(sub)
+        extra = base.extra.copy()
+        extra.pop(EVENT_ATTRIBUTE, None)
+        return replace(base, execution_environment={**base.execution_environment, **env},
+                       extra=extra)
+
+    def render(sub: Row[Any], released: bool) -> Callable[[int], str]:
+        key = (key_of(sub), released)
+        if key not in renders:
+            renders[key] = processed_renderer(released_desc(sub) if released
+                                              else template_desc(sub))
+        return renders[key]
 
     # 1. the fresh standby copies
     new = []
@@ -403,7 +429,8 @@ def _release(conn: Connection, note: Row[Any], event: str, live: Sequence[Row[An
             minor_status=standby_minor(event), original_jdl=sub.jdl, job_type=desc.job_type,
             job_group=desc.job_group, job_name=desc.job_name, site=desc.site_summary,
             user_priority=desc.priority, input_data=desc.input_data))
-    copies = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE)
+    copies = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE,
+                                 processed=lambda i, job_id: render(live[i], False)(job_id))
     # 2. the release records: a second application of this notification fails right here
     db.add_releases(conn, note.notification_id,
                     [(s.sub_id, s.job_id, c) for s, c in zip(live, copies, strict=True)], now)
@@ -411,7 +438,8 @@ def _release(conn: Connection, note: Row[Any], event: str, live: Sequence[Row[An
     originals: dict[int, str] = {}
     processed: dict[int, str] = {}
     described: dict[int, JobDescription] = {}
-    for sub, copy in zip(live, copies, strict=True):
+    descs_released: dict[tuple[str, str, str, str], JobDescription] = {}
+    for sub in live:
         base = template_desc(sub)
         if sub.jdl not in released_text:
             jdl = parse_jdl(sub.jdl)
@@ -420,22 +448,21 @@ def _release(conn: Connection, note: Row[Any], event: str, live: Sequence[Row[An
             if merged:
                 jdl["ExecutionEnvironment"] = [f"{k}={v}" for k, v in merged.items()]
             released_text[sub.jdl] = jdl.to_text()
-        extra = base.extra.copy()
-        extra.pop(EVENT_ATTRIBUTE, None)
-        desc = replace(base, execution_environment={**base.execution_environment, **env},
-                       extra=extra)
-        described[sub.job_id] = desc
+        key = key_of(sub)
+        if key not in descs_released:
+            descs_released[key] = released_desc(sub)
+        described[sub.job_id] = descs_released[key]
         originals[sub.job_id] = released_text[sub.jdl]
-        processed[sub.job_id] = processed_jdl(desc, sub.job_id).to_text()
-        processed[copy] = processed_jdl(base, copy).to_text()
-    jobs_db.set_jdls(conn, processed=processed, originals=originals)
+        processed[sub.job_id] = render(sub, True)(sub.job_id)
+    jobs_db.replace_jdls(conn, {job_id: (originals[job_id], text)
+                                for job_id, text in processed.items()})
     changes = [jobs_db.StatusChange(s.job_id, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
                for s in live]
     jobs_db.apply_status_changes(conn, changes, dict(rows), now=now, source=SOURCE)
-    jobs_db.set_parameters(conn, {s.job_id: {"Event": event,
-                                             "EventNotification": str(note.notification_id)}
-                                  for s in live},
-                           {s.job_id: rows[s.job_id].reschedule_counter for s in live})
+    # a standby job never had parameters: insert them (no per-job delete as set_parameters)
+    jobs_db.insert_parameters(conn, [
+        (s.job_id, rows[s.job_id].reschedule_counter, name, value) for s in live
+        for name, value in (("Event", event), ("EventNotification", str(note.notification_id)))])
     hooks.optimise_new(conn, described, now)
     # 4. the subscriptions point to their new standby jobs, which get the sandboxes
     db.rearm(conn, {s.sub_id: c for s, c in zip(live, copies, strict=True)})
@@ -447,6 +474,26 @@ def _release(conn: Connection, note: Row[Any], event: str, live: Sequence[Row[An
                 by_owner.setdefault((sub.owner, sub.owner_group, sub.vo), {})[copy] = refs
         for (owner, group, vo), refs_of in by_owner.items():
             hooks.assign_sandboxes(conn, owner, group, vo, refs_of, now)
+
+
+_SENTINEL = 987654320123456789
+
+
+def processed_renderer(desc: JobDescription) -> Callable[[int], str]:
+    """``job_id -> processed JDL text`` of ``desc``, rendered once (the JobID written in per
+    job): 10,000 releases of one subscription cost one rendering, not 10,000.
+
+    >>> from wms.logic.jdl import JDL
+    >>> desc = describe_job(JDL({"Executable": "ls"}), owner="u", owner_group="g", vo="v")
+    >>> processed_renderer(desc)(42) == processed_jdl(desc, 42).to_text()
+    True
+    """
+    text = processed_jdl(desc, _SENTINEL).to_text()
+    marker = f"JobID = {_SENTINEL};"
+    if text.count(str(_SENTINEL)) != 1 or marker not in text:
+        return lambda job_id: processed_jdl(desc, job_id).to_text()
+    head, tail = text.split(marker)
+    return lambda job_id: f"{head}JobID = {int(job_id)};{tail}"
 
 
 def pending_notifications(engine: Engine, *, older_than: float = 10.0,

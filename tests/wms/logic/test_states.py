@@ -93,7 +93,7 @@ def test_the_statuses() -> None:
         "Rescheduled", "Running", "Stalled", "Completing", "Done", "Completed", "Failed",
         "Deleted", "Killed", "Standby",
     ]  # fmt: skip
-    assert list(DIRAC_STATUSES) == JOB_STATUSES[:16]
+    assert DIRAC_STATUSES == JOB_STATUSES[:16]
     assert set(JOB_STATUSES) == set(ALL)
     assert JobStatus.RUNNING == "Running"
     assert f"{JobStatus.MATCHED}" == "Matched"
