@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.interop.test_dirac_client import dirac_call
-from tests.interop.test_dirac_client import dirac_python as dirac_python  # noqa: F401
-from tests.support.servers import ThreadedServer
 
 from core.cli.instance import Instance
 from core.config.schema import Config
 from core.db import init_schema, make_engine
 from core.rpc.runner import available_services
+from tests.interop.test_dirac_client import dirac_call
+from tests.interop.test_dirac_client import dirac_python as dirac_python  # noqa: F401
+from tests.support.servers import ThreadedServer
 from wms.db.schema import WMS_SCHEMA
 from wms.logic import events
 
