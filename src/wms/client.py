@@ -171,7 +171,7 @@ class WMSClient:
         ``query`` under ``path`` (each with InputData set); local sandbox files uploaded."""
         if (dataset is None) == (query is None):
             raise InvalidArgumentError("give a dataset or a query")
-        desc = self._with_sandbox(jdl, progress)
+        desc = self.with_sandbox(jdl, progress)
         source: dict[str, Any] = ({"Dataset": dataset} if dataset is not None
                                   else {"Query": dict(query or {}), "Path": path})
         value = self.rpc("JobManager").call("submitDatasetJobs", desc.to_text(), source,
@@ -183,7 +183,8 @@ class WMSClient:
         parameter ``RestartOf`` of the new job names the old one."""
         return int(self.rpc("JobManager").call("restartJob", job_ids(job_id)[0]))
 
-    def _with_sandbox(self, jdl: str | JDL, progress: Progress | None) -> JDL:
+    def with_sandbox(self, jdl: str | JDL, progress: Progress | None = None) -> JDL:
+        """The JDL with its local InputSandbox files uploaded (an ``SB:`` entry added)."""
         desc = parse_jdl(jdl) if isinstance(jdl, str) else jdl.copy()
         local = local_sandbox_files(desc)
         missing = [name for name in local if not Path(name).exists()]

@@ -225,8 +225,11 @@ def test_impossible_jobs_and_bad_input_create_nothing(stack: Stack) -> None:
 def test_schedule_skip_runs_one_at_a_time_with_two_schedulers(stack: Stack) -> None:
     alice = stack.client()
     schedules = ScheduleClient(alice)
-    sid = schedules.add("every2", '[Executable = "/bin/sleep"; Arguments = "3"; '
-                        'CPUTime = 600;]', every="2s", overlap="skip", max_runs=3)
+    script = stack.base / "run.sh"
+    script.write_text("sleep 3\necho ran\n")
+    jdl = alice.with_sandbox(f'[Executable = "/bin/sh"; Arguments = "run.sh"; CPUTime = 600; '
+                             f'InputSandbox = {{"{script}"}}; OutputSandbox = {{"std.out"}};]')
+    sid = schedules.add("every2", jdl.to_text(), every="2s", overlap="skip", max_runs=3)
     agents = [ScheduleAgent(stack.config, instance=f"sched-{i}", period=0.3) for i in range(2)]
     threads = [threading.Thread(target=a.run, daemon=True) for a in agents]
     for t in threads:
@@ -250,8 +253,12 @@ def test_schedule_skip_runs_one_at_a_time_with_two_schedulers(stack: Stack) -> N
     slots = [r["Slot"] for r in info["History"]]
     assert len(slots) == len(set(slots))  # never two runs for one slot
     assert len(job_ids) == 3 and info["Runs"] == 3
-    assert set(alice.status(job_ids).values()) == {"Done"}
+    assert set(alice.status(job_ids).values()) == {"Done"}, alice.summary(job_ids)
     assert any(r["State"] == "Skipped" for r in info["History"])
+    # every run got the schedule's input sandbox, kept for the schedule itself
+    assert "ran" in output_of(alice, job_ids[-1], stack.base)
+    assert alice.sandboxes(job_ids[0])["Input"] == alice.sandboxes(job_ids[-1])["Input"]
+    schedules.remove(sid)
     attrs = [alice.attributes(j) for j in job_ids]
     assert {a["JobGroup"] for a in attrs} == {"every2"}
     for earlier, later in zip(attrs, attrs[1:], strict=False):  # one after the other

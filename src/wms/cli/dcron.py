@@ -75,7 +75,7 @@ def _main(argv: Sequence[str]) -> int:
         schedules = ScheduleClient(wms)
         if opts.command == "add":
             text, default = _jdl(opts.jdl)
-            desc = wms._with_sandbox(text, None)  # local files go up once, for every run
+            desc = wms.with_sandbox(text, None)  # local files go up once, for every run
             sid = schedules.add(opts.name or default, desc.to_text(), every=opts.every,
                                 cron=opts.cron, timezone=opts.tz, overlap=opts.overlap,
                                 catch_up=opts.catch_up, max_runs=opts.max_runs,

@@ -182,8 +182,11 @@ def create_schedule(engine: Engine, owner: Owner, name: str, jdl_text: str, timi
                     overlap: str = "skip", catch_up: str = "none", max_runs: int | None = None,
                     until: datetime | None = None, start: datetime | None = None,
                     check_jdl: Callable[[JDL], None] | None = None,
+                    on_created: Callable[[Connection, int, JDL], None] | None = None,
                     now: datetime | None = None) -> int:
-    """A new Active schedule; ``check_jdl`` validates the JDL as a submission would."""
+    """A new Active schedule; ``check_jdl`` validates the JDL as a submission would;
+    ``on_created(conn, schedule_id, jdl)`` runs in the creating transaction (e.g. to keep the
+    input sandboxes of all future runs)."""
     if not isinstance(name, str) or NAME.fullmatch(name) is None:
         raise InvalidArgumentError(f"bad schedule name {name!r}: 1-32 letters, digits, '_.-'")
     if overlap not in OVERLAPS:
@@ -211,9 +214,12 @@ def create_schedule(engine: Engine, owner: Owner, name: str, jdl_text: str, timi
         if db.schedule_by_name(conn, owner.user, name) is not None:
             raise AlreadyExistsError(f"you already have a schedule named {name!r}")
         try:
-            return db.insert_schedule(conn, values)
+            schedule_id = db.insert_schedule(conn, values)
         except sa.exc.IntegrityError:
             raise AlreadyExistsError(f"you already have a schedule named {name!r}") from None
+        if on_created is not None:
+            on_created(conn, schedule_id, jdl)
+        return schedule_id
 
 
 def _find(conn: Connection, owner: Owner, ref: str | int, *, for_update: bool = False
@@ -275,11 +281,15 @@ def set_paused(engine: Engine, owner: Owner, ref: str | int, paused: bool, *,
     return status
 
 
-def remove(engine: Engine, owner: Owner, ref: str | int) -> int:
-    """Delete the schedule and its run history (jobs already made stay). Returns its ID."""
+def remove(engine: Engine, owner: Owner, ref: str | int, *,
+           on_removed: Callable[[int], None] | None = None) -> int:
+    """Delete the schedule and its run history (jobs already made stay). Returns its ID;
+    ``on_removed(schedule_id)`` runs after the commit (e.g. to release its sandboxes)."""
     with write_transaction(engine) as conn:
         row = _find(conn, owner, ref, for_update=True)
         db.delete_schedule(conn, row.schedule_id)
+    if on_removed is not None:
+        on_removed(int(row.schedule_id))
     return int(row.schedule_id)
 
 

@@ -26,12 +26,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
+from core.db import utcnow
 from core.exceptions import InvalidArgumentError, InvalidJDLError
 from core.rpc.service import Call, Service, rpc_method
-from wms.logic import capacity, events, schedules, submission
+from wms.logic import capacity, events, sandboxes, schedules, submission
 from wms.logic.jdl import JDL
 from wms.logic.parametric import is_parametric
-from wms.service.common import SYSTEM, limits_from
+from wms.service.common import SYSTEM, limits_from, sandbox_settings
 from wms.service.wiring import engine
 
 USERS = ["NormalUser", "JobAdministrator", "ProductionManagement"]
@@ -95,11 +98,22 @@ class ScheduleManagerService(Service):
         max_runs = opts.get("MaxRuns")
         if max_runs is not None and (isinstance(max_runs, bool) or not isinstance(max_runs, int)):
             raise InvalidArgumentError("MaxRuns must be an integer")
+        requester = sandboxes.Requester.from_identity(call.identity)
+        settings = sandbox_settings(self.ctx)
+
+        def keep_sandboxes(conn: Connection, schedule_id: int, parsed: JDL) -> None:
+            # assigned to the schedule itself: the cleanup keeps them for every future run
+            refs = [str(x) for x in parsed.get_list("InputSandbox") if str(x).startswith("SB:")]
+            if refs:
+                sandboxes.assign_in(conn, settings, requester,
+                                    {f"Schedule:{schedule_id}": refs}, "Input", utcnow())
+
         return schedules.create_schedule(
             engine(self.ctx), owner, name, jdl, when,
             overlap=str(opts.get("Overlap") or "skip"),
             catch_up=str(opts.get("CatchUp") or "none"), max_runs=max_runs,
-            until=schedules.parse_until(opts.get("Until"), tz), start=start, check_jdl=check)
+            until=schedules.parse_until(opts.get("Until"), tz), start=start, check_jdl=check,
+            on_created=keep_sandboxes)
 
     @rpc_method("getSchedules", rights="authenticated")
     def get_schedules(self, call: Call, everyone: bool = False) -> list[dict[str, Any]]:
@@ -121,4 +135,9 @@ class ScheduleManagerService(Service):
 
     @rpc_method("removeSchedule", rights="authenticated")
     def remove_schedule(self, call: Call, ref: int | str) -> int:
-        return schedules.remove(engine(self.ctx), _owner(call), _ref(ref))
+        eng = engine(self.ctx)
+
+        def release(schedule_id: int) -> None:
+            sandboxes.unassign(eng, [f"Schedule:{schedule_id}"])
+
+        return schedules.remove(eng, _owner(call), _ref(ref), on_removed=release)

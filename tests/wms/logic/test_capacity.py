@@ -145,3 +145,15 @@ def test_dataset_grouping_and_templates() -> None:
         with pytest.raises(InvalidJDLError):
             check_template(bad)
     assert "Event" not in restart_jdl('[Executable = "x"; Event = "e";]')
+
+
+def test_job_api_sets_events_and_gpus() -> None:
+    from wms.dirac_api import Job
+
+    job = Job()
+    job.setExecutable("/bin/echo", arguments="x")
+    assert job.setEvent("an00h000")["OK"]
+    assert job.setNumberOfGPUs(2, model="A100")["OK"]
+    assert not job.setNumberOfGPUs(0)["OK"]
+    jdl = parse_jdl(job._toJDL())
+    assert (jdl["Event"], jdl["NumberOfGPUs"], jdl["GPUModel"]) == ("an00h000", 2, "A100")
