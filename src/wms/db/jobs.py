@@ -135,7 +135,7 @@ def _sqlite_insert(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     low = high - len(rows) + 1
     found = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
         jobs.c.job_id.between(low, high), jobs.c.submission_time == rows[0]["submission_time"],
-        jobs.c.owner.in_({r["owner"] for r in rows}))).scalar_one()
+        jobs.c.owner.in_(sorted({r["owner"] for r in rows})))).scalar_one()
     if found != len(rows):  # pragma: no cover - not a rowid table any more?
         raise RuntimeError("job IDs of a bulk insert are not consecutive")
     return list(range(low, high + 1))
