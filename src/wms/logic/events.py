@@ -199,7 +199,6 @@ def create_event(engine: Engine, actor: Actor, name: str, description: str = "",
 
 
 def delete_event(engine: Engine, actor: Actor, name: str, *,
-                 dequeue: Callable[[Connection, Sequence[int]], None] | None = None,
                  now: datetime | None = None) -> list[int]:
     """Delete an event (who may notify it may delete it): its standby jobs are killed (the
     chains end), its history goes. Returns the killed standby jobs."""

@@ -33,7 +33,7 @@ from typing import Any
 from core.exceptions import InvalidArgumentError
 from core.rpc.service import Call, Service, rpc_method
 from wms.logic import events
-from wms.service.common import SYSTEM, dequeue
+from wms.service.common import SYSTEM
 from wms.service.wiring import engine, known_groups, release_hooks
 
 log = logging.getLogger("pilotwms.events")
@@ -72,7 +72,7 @@ class EventManagerService(Service):
     @rpc_method("deleteEvent", rights="authenticated")
     def delete_event(self, call: Call, name: str) -> list[int]:
         return events.delete_event(engine(self.ctx), events.Actor.from_identity(call.identity),
-                                   name, dequeue=dequeue)
+                                   name)
 
     @rpc_method("getEvents", rights="authenticated")
     def get_events(self, call: Call) -> list[dict[str, Any]]:
