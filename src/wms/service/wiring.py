@@ -9,8 +9,6 @@ released by a service.
 Example::
 
     >>> from core.config.schema import Config
-from core.exceptions import InvalidArgumentError, NotFoundError
-from core.security.identity import Identity
     >>> from core.db import make_engine
     >>> w = Wiring(Config.model_validate({"Database": "sqlite://"}),
     ...            lambda system: make_engine("sqlite://"))
