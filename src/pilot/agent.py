@@ -65,7 +65,8 @@ class Agent:
         self.node = node
         self.started = time.monotonic()
         self.free = node.processors
-        self.free_gpus = len(node.gpus)
+        #: GPU IDs not given to a running job
+        self.free_gpu_ids = list(node.gpu_ids or [str(i) for i in range(len(node.gpus))])
         self.cond = threading.Condition()
         self.threads: list[threading.Thread] = []
         self.jobs_run = 0
@@ -103,8 +104,8 @@ class Agent:
             "MaxRAM": self.node.memory_mb or None, "Tag": tags, "RequiredTag": required,
             "PilotReference": self.opts.pilot_reference, "WholeNode": whole_node,
             "OwnerGroup": self.opts.owner_group or None,
-            "NumberOfGPUs": self.free_gpus or None,
-            "GPUModels": (gpu_models(self.node.gpus) or None) if self.free_gpus else None}
+            "NumberOfGPUs": len(self.free_gpu_ids) or None,
+            "GPUModels": (gpu_models(self.node.gpus) or None) if self.free_gpu_ids else None}
         return {k: v for k, v in desc.items() if v is not None}
 
     def request(self, resource: dict[str, Any]) -> dict[str, Any] | None:
@@ -197,21 +198,22 @@ class Agent:
         for key in ("NumberOfGPUs", "GPUs"):
             value = jdl.get(key)
             if isinstance(value, int) and value > 0:
-                return min(value, self.free_gpus)
+                return min(value, len(self.free_gpu_ids))
         return 0
 
     def start_job(self, match: dict[str, Any]) -> None:
         processors = self.job_processors(match)
-        gpus = self.job_gpus(match)
+        count = self.job_gpus(match)
         with self.cond:
             self.free -= processors
-            self.free_gpus -= gpus
+            gpus, self.free_gpu_ids = self.free_gpu_ids[:count], self.free_gpu_ids[count:]
         self.jobs_run += 1
         job_id = int(match["JobID"])
         log.info("job %s matched (%d processor(s), owner %s)", job_id, processors,
                  match.get("Owner"))
         wrapper_opts = WrapperOptions(**{**self.opts.wrapper.__dict__,
                                          "processors": processors,
+                                         "gpu_ids": gpus if self.node.gpus else None,
                                          "parameters": self.job_parameters()})
         thread = threading.Thread(target=self._run_job,
                                   args=(match, wrapper_opts, processors, gpus),
@@ -225,7 +227,7 @@ class Agent:
                 "LocalAccount": _user(), "Platform": self.node.platform}
 
     def _run_job(self, match: dict[str, Any], options: WrapperOptions, processors: int,
-                 gpus: int = 0) -> None:
+                 gpus: list[str] | None = None) -> None:
         try:
             status = JobWrapper(match, self.rpc, options).run()
             self.results[int(match["JobID"])] = status
@@ -233,7 +235,7 @@ class Agent:
         finally:
             with self.cond:
                 self.free += processors
-                self.free_gpus += gpus
+                self.free_gpu_ids += gpus or []
                 self.cond.notify_all()
 
 

@@ -31,6 +31,8 @@ class NodeInfo:
     memory_mb: int
     disk_free_mb: int
     gpus: list[str] = field(default_factory=list)
+    #: the IDs of those GPUs (CUDA_VISIBLE_DEVICES values), in the same order
+    gpu_ids: list[str] = field(default_factory=list)
     time_left: int = UNLIMITED_TIME
     python: str = ""
 
@@ -94,17 +96,17 @@ def _allocated(env: dict[str, str]) -> list[str] | None:
     return None
 
 
-def gpus(environ: dict[str, str] | None = None, model_hint: str = "") -> list[str]:
-    """The model names of the GPUs this pilot may use.
+def gpu_devices(environ: dict[str, str] | None = None, model_hint: str = ""
+                ) -> list[tuple[str, str]]:
+    """(device ID, model name) of the GPUs this pilot may use.
 
     ``nvidia-smi`` names the node's GPUs; when the batch system allocated some
-    (``CUDA_VISIBLE_DEVICES``), only those count. Without ``nvidia-smi``, the batch
-    allocation gives the count and ``model_hint`` (the queue's declared model) the names.
+    (``CUDA_VISIBLE_DEVICES``), only those count, with the IDs it gave. Without ``nvidia-smi``,
+    the batch allocation gives the devices and ``model_hint`` (the queue's declared model) the
+    names.
 
-    >>> gpus({"CUDA_VISIBLE_DEVICES": "0,1", "PATH": "/nonexistent"}, "A100")
-    ['A100', 'A100']
-    >>> gpus({"CUDA_VISIBLE_DEVICES": "NoDevFiles", "PATH": "/nonexistent"}, "A100")
-    []
+    >>> gpu_devices({"CUDA_VISIBLE_DEVICES": "2,3", "PATH": "/nonexistent"}, "A100")
+    [('2', 'A100'), ('3', 'A100')]
     """
     env = dict(os.environ) if environ is None else environ
     allocated = _allocated(env)
@@ -119,14 +121,28 @@ def gpus(environ: dict[str, str] | None = None, model_hint: str = "") -> list[st
         found = []
         for line in out.splitlines():
             index, _, name = line.partition(",")
-            if name.strip() and (allocated is None or index.strip() in allocated
-                                 or not all(a.isdigit() for a in allocated)):
-                found.append(name.strip())
-        if allocated is not None and not all(a.isdigit() for a in allocated):
-            found = found[:len(allocated)]  # UUIDs: keep the allocated number
+            if name.strip():
+                found.append((index.strip(), name.strip()))
+        if allocated is not None:
+            if all(a.isdigit() for a in allocated):
+                found = [(i, n) for i, n in found if i in allocated]
+            else:  # UUIDs: the allocation's IDs, nvidia-smi's names
+                names = [n for _, n in found]
+                found = [(a, names[i]) for i, a in enumerate(allocated) if i < len(names)]
         if found or allocated is None:
             return found
-    return [model_hint] * len(allocated or [])
+    return [(device, model_hint) for device in allocated or []]
+
+
+def gpus(environ: dict[str, str] | None = None, model_hint: str = "") -> list[str]:
+    """The model names of the GPUs this pilot may use (see :func:`gpu_devices`).
+
+    >>> gpus({"CUDA_VISIBLE_DEVICES": "0,1", "PATH": "/nonexistent"}, "A100")
+    ['A100', 'A100']
+    >>> gpus({"CUDA_VISIBLE_DEVICES": "NoDevFiles", "PATH": "/nonexistent"}, "A100")
+    []
+    """
+    return [name for _, name in gpu_devices(environ, model_hint)]
 
 
 def gpu_models(names: list[str]) -> list[str]:
@@ -201,12 +217,13 @@ def check_node(workdir: str, *, max_time: int | None = None, processors: int | N
     allocated GPUs the node cannot name itself)."""
     left = batch_time_left()
     limits = [t for t in (left, max_time) if t is not None]
+    devices = (gpu_devices(model_hint=gpu_model) if gpu_count is None
+               else [(str(i), gpu_model) for i in range(gpu_count)])
     return NodeInfo(
         host=socket.getfqdn(), os_name=os_name(),
         platform=platform_name or default_platform(),
         processors=processors or processor_count(),
         memory_mb=max_ram_mb or memory_mb(), disk_free_mb=disk_free_mb(workdir),
-        gpus=(gpus(model_hint=gpu_model) if gpu_count is None
-              else [gpu_model] * gpu_count),
+        gpus=[name for _, name in devices], gpu_ids=[device for device, _ in devices],
         time_left=min(limits) if limits else UNLIMITED_TIME,
         python=platform.python_version())

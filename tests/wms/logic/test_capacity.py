@@ -157,3 +157,23 @@ def test_job_api_sets_events_and_gpus() -> None:
     assert not job.setNumberOfGPUs(0)["OK"]
     jdl = parse_jdl(job._toJDL())
     assert (jdl["Event"], jdl["NumberOfGPUs"], jdl["GPUModel"]) == ("an00h000", 2, "A100")
+
+
+def test_a_pilot_gives_each_job_its_own_gpus(tmp_path: Path) -> None:
+    from pilot.agent import Agent, AgentOptions
+    from pilot.node import NodeInfo
+    from pilot.wrapper import JobWrapper, WrapperOptions
+
+    node = NodeInfo(host="h", os_name="x", platform="p", processors=4, memory_mb=8000,
+                    disk_free_mb=1, gpus=["A100"] * 4, gpu_ids=["4", "5", "6", "7"])
+    agent = Agent(None, AgentOptions(workdir=str(tmp_path)), node)  # type: ignore[arg-type]
+    assert agent.resource(1)["NumberOfGPUs"] == 4
+    match = {"JobID": 1, "JDL": '[Executable = "x"; NumberOfGPUs = 3;]'}
+    assert agent.job_gpus(match) == 3
+    agent.free_gpu_ids = agent.free_gpu_ids[3:]  # what start_job takes for that job
+    assert agent.resource(1)["NumberOfGPUs"] == 1 and agent.job_gpus(match) == 1
+    env = JobWrapper(match, None, WrapperOptions(gpu_ids=["4", "5", "6"])  # type: ignore[arg-type]
+                     ).environment()
+    assert (env["CUDA_VISIBLE_DEVICES"], env["PILOTWMS_GPUS"]) == ("4,5,6", "3")
+    assert JobWrapper(match, None, WrapperOptions(gpu_ids=[])  # type: ignore[arg-type]
+                      ).environment()["CUDA_VISIBLE_DEVICES"] == ""
