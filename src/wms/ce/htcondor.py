@@ -101,6 +101,7 @@ class HTCondorComputingElement(BatchRefs, ComputingElement):
                env: Mapping[str, str] | None = None, gpus: int = 0,
                gpu_model: str | None = None) -> list[str]:
         self.check_submit(script, count, queue, processors, wall_seconds, memory_mb)
+        self.check_gpus(gpus)
         import uuid
 
         ident = uuid.uuid4().hex
