@@ -172,7 +172,3 @@ def engine(ctx: Context) -> Engine:
 def known_groups(ctx: Context) -> list[str]:
     return sorted(ctx.config.registry.groups)
 
-
-def describe(value: Any) -> Any:
-    """Rows and dicts as they travel (datetimes are JEncoded by the server)."""
-    return value
