@@ -171,4 +171,3 @@ def engine(ctx: Context) -> Engine:
 
 def known_groups(ctx: Context) -> list[str]:
     return sorted(ctx.config.registry.groups)
-
