@@ -177,3 +177,19 @@ def test_a_pilot_gives_each_job_its_own_gpus(tmp_path: Path) -> None:
     assert (env["CUDA_VISIBLE_DEVICES"], env["PILOTWMS_GPUS"]) == ("4,5,6", "3")
     assert JobWrapper(match, None, WrapperOptions(gpu_ids=[])  # type: ignore[arg-type]
                       ).environment()["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_batch_requests_for_gpus() -> None:
+    from wms.agents.push_jobs import job_gpus
+    from wms.ce.htcondor import HTCondorComputingElement
+    from wms.ce.slurm import SlurmCommands
+
+    argv = SlurmCommands("/w").sbatch(queue="gpu", job_name="p", processors=1,
+                                      wall_seconds=None, memory_mb=None, gpus=2)
+    assert "--gres=gpu:2" in argv
+    assert not any(a.startswith("--gres") for a in SlurmCommands("/w").sbatch(
+        queue="q", job_name="p", processors=1, wall_seconds=None, memory_mb=None))
+    condor = HTCondorComputingElement("ce", {"WorkDir": "/w"})
+    assert "request_GPUs = 2" in condor.submit_description(
+        "/w/p.sh", 1, processors=1, wall_seconds=None, memory_mb=None, gpus=2)
+    assert job_gpus({"NumberOfGPUs": 2}) == 2  # what push mode asks Slurm for
