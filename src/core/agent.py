@@ -122,8 +122,8 @@ class Agent(ABC):
         loop goes on after a period."""
         try:
             while not self.stopping:
-                self.beat()
                 try:
+                    self.beat()  # copies starting together may race to create the table
                     idle = self.run_once()
                 except Exception:  # noqa: BLE001 - one bad cycle must not end the agent
                     log.exception("%s: cycle failed", self.name)
