@@ -5,21 +5,24 @@ sure ``pilotwms db init`` creates all of them.
 
 Migrations (version N is reached by running migration N-1):
 
-0. events, subscriptions, notifications, releases, schedules and their runs
+0. the owner indexes of the job monitor's searches and the live job counters;
+1. events, subscriptions, notifications, releases, schedules and their runs
    (:mod:`wms.db.scheduling_tables`).
 
 Example::
 
     >>> WMS_SCHEMA.system, "jobs" in WMS_SCHEMA.metadata.tables, WMS_SCHEMA.latest
-    ('WorkloadManagement', True, 1)
+    ('WorkloadManagement', True, 2)
 """
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.db import Schema
 from wms.db import (  # noqa: F401 - they register their tables
+    counters,
     pilot_tables,
     push_jobs,
     sandbox_tables,
@@ -29,10 +32,23 @@ from wms.db import (  # noqa: F401 - they register their tables
 )
 
 
+def _job_counters(conn: Connection) -> None:
+    """1: the owner indexes of the job monitor's searches, and the live job counters."""
+    for name in ("ix_jobs_owner_id", "ix_jobs_owner_status"):
+        index = next(ix for ix in tables.jobs.indexes if ix.name == name)
+        if name not in {ix["name"] for ix in sa.inspect(conn).get_indexes("jobs")}:
+            index.create(conn)
+    for table in (counters.job_counters, counters.job_count_deltas, counters.job_counter_fold):
+        table.create(conn, checkfirst=True)
+    counters.backfill(conn)
+
+
 def _scheduling_tables(conn: Connection) -> None:
-    """Migration 0 -> 1: the event and schedule tables."""
+    """2: the event and schedule tables."""
     for table in scheduling_tables.SCHEDULING_TABLES:
         table.create(conn, checkfirst=True)
 
 
-WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[_scheduling_tables])
+WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata,
+                    migrations=[_job_counters, _scheduling_tables],
+                    repairs={"job-counters": counters.repair})
