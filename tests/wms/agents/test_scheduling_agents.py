@@ -110,3 +110,33 @@ def test_two_schedule_agents_make_one_run_per_slot(setup: tuple[Config, Engine])
         assert len(slots) == len(set(slots)) >= 10  # the 10 slots since start, once each
     assert states == {"Waiting"}
     assert len({r.job_id for r in rows}) == len(rows)
+
+
+def test_agent_copies_starting_together_on_a_fresh_database(tmp_path: Path) -> None:
+    """Copies racing to create the heartbeat and WMS tables all run their cycle."""
+    cfg = Config.model_validate({"Database": f"sqlite:///{tmp_path / 'fresh.db'}"})
+    cycles: list[str] = []
+
+    class Counting(ScheduleAgent):
+        def run_once(self) -> bool:
+            init_schema(self.engine(), WMS_SCHEMA)
+            cycles.append(self.instance)
+            return super().run_once()
+
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def start(i: int) -> None:
+        try:
+            agent = Counting(cfg, instance=f"c{i}", period=0.1)
+            barrier.wait(30)
+            agent.run(once=True)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and sorted(cycles) == ["c0", "c1", "c2", "c3"], (errors, cycles)
