@@ -168,10 +168,10 @@ class Agent(ABC):
         reporting = None if once else self.start_component_reports()
         try:
             while not self.stopping:
-                self.beat()
                 started = time.monotonic()
                 result = "ok"
                 try:
+                    self.beat()  # copies starting together may race to create the table
                     idle = self.run_once()
                 except Exception:  # noqa: BLE001 - one bad cycle must not end the agent
                     log.exception("%s: cycle failed", self.name)

@@ -176,9 +176,13 @@ def schema_version(engine: Engine, system: str) -> int | None:
     with engine.connect() as conn:
         if not sa.inspect(conn).has_table(SCHEMA_TABLE):
             return None
-        row = conn.execute(
-            sa.select(schema_versions.c.version).where(schema_versions.c.system == system)
-        ).first()
+        return _version(conn, system)
+
+
+def _version(conn: Connection, system: str) -> int | None:
+    row = conn.execute(
+        sa.select(schema_versions.c.version).where(schema_versions.c.system == system)
+    ).first()
     return None if row is None else int(row[0])
 
 
@@ -193,18 +197,26 @@ def _stamp(conn: Connection, system: str, version: int, exists: bool) -> None:
 
 
 def init_schema(engine: Engine, schema: Schema) -> int:
-    """Create what is missing; a new schema is stamped at its latest version. Returns it."""
+    """Create what is missing; a new schema is stamped at its latest version. Returns it.
+
+    Safe when several processes start at once: on SQLite the check and the creation are one
+    ``BEGIN IMMEDIATE`` transaction (a second creator waits for the first instead of failing
+    with "database is locked" when its read snapshot went stale); elsewhere a creator that
+    loses the race to stamp the version upgrades instead.
+    """
     try:
-        _schema_md.create_all(engine)
-        current = schema_version(engine, schema.system)
-        if current is not None:
-            return upgrade_schema(engine, schema)
-        with engine.begin() as conn:
-            schema.metadata.create_all(conn)
-            _stamp(conn, schema.system, schema.latest, exists=False)
+        with write_transaction(engine) as conn:
+            _schema_md.create_all(conn)
+            current = _version(conn, schema.system)
+            if current is None:
+                schema.metadata.create_all(conn)
+                _stamp(conn, schema.system, schema.latest, exists=False)
+                return schema.latest
+    except sa.exc.IntegrityError:
+        pass  # another process stamped it first (MariaDB: DDL commits on its own)
     except sa.exc.SQLAlchemyError as exc:
         raise DatabaseError(f"cannot create the {schema.system} schema: {exc}") from exc
-    return schema.latest
+    return upgrade_schema(engine, schema)
 
 
 def upgrade_schema(engine: Engine, schema: Schema) -> int:
@@ -219,7 +231,10 @@ def upgrade_schema(engine: Engine, schema: Schema) -> int:
         )
     for version in range(current, schema.latest):
         try:
-            with engine.begin() as conn:
+            with write_transaction(engine) as conn:
+                reached = _version(conn, schema.system)
+                if reached is not None and reached > version:
+                    continue  # another process ran it meanwhile
                 schema.migrations[version](conn)
                 _stamp(conn, schema.system, version + 1, exists=True)
         except sa.exc.SQLAlchemyError as exc:
@@ -227,5 +242,6 @@ def upgrade_schema(engine: Engine, schema: Schema) -> int:
                 f"{schema.system} migration {version} -> {version + 1} failed: {exc}"
             ) from exc
     # tables added to the metadata without a migration (new tables) are created too
-    schema.metadata.create_all(engine)
+    with write_transaction(engine) as conn:
+        schema.metadata.create_all(conn)
     return schema.latest

@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     add("--processors", type=int, help="processors to use (default: all available)")
     add("--max-ram", type=int, help="memory to offer (MB)")
     add("--platform")
+    add("--gpus", type=int, help="GPUs to offer (default: nvidia-smi, else the batch "
+        "system's allocation)")
+    add("--gpu-model", default="", help="model of allocated GPUs the node cannot name")
     add("--tag", action="append", default=[])
     add("--required-tag", action="append", default=[])
     add("--owner-group", default="", help="only take jobs of this group")
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                     ca_file=args.ca_file, timeout=args.timeout, retries=args.retries,
                     stop=stop, stop_grace=args.stop_grace)
     node = check_node(workdir, max_time=args.max_time, processors=args.processors,
-                      max_ram_mb=args.max_ram, platform_name=args.platform)
+                      max_ram_mb=args.max_ram, platform_name=args.platform,
+                      gpu_count=args.gpus, gpu_model=args.gpu_model)
     log.info("node: %s", node.as_dict())
     factor = args.cpu_normalization_factor
     if not factor and args.benchmark_scale > 0:

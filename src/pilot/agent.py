@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pilot.jdl import parse_jdl
-from pilot.node import NodeInfo
+from pilot.node import NodeInfo, gpu_models
 from pilot.rpc import RpcClient, RpcError
 from pilot.wrapper import JobWrapper, WrapperOptions
 
@@ -65,6 +65,8 @@ class Agent:
         self.node = node
         self.started = time.monotonic()
         self.free = node.processors
+        #: GPU IDs not given to a running job
+        self.free_gpu_ids = list(node.gpu_ids or [str(i) for i in range(len(node.gpus))])
         self.cond = threading.Condition()
         self.threads: list[threading.Thread] = []
         self.jobs_run = 0
@@ -94,8 +96,6 @@ class Agent:
     def resource(self, processors: int, *, whole_node: bool = False,
                  multi_only: bool = False) -> dict[str, Any]:
         tags = list(self.opts.tags)
-        if self.node.gpus:
-            tags += ["GPU", f"{len(self.node.gpus)}GPUs"]
         required = list(self.opts.required_tags)
         if multi_only:
             required.append("MultiProcessor")
@@ -105,7 +105,9 @@ class Agent:
             "CPUTime": max(0, self.time_left()), "NumberOfProcessors": processors,
             "MaxRAM": self.node.memory_mb or None, "Tag": tags, "RequiredTag": required,
             "PilotReference": self.opts.pilot_reference, "WholeNode": whole_node,
-            "OwnerGroup": self.opts.owner_group or None}
+            "OwnerGroup": self.opts.owner_group or None,
+            "NumberOfGPUs": len(self.free_gpu_ids) or None,
+            "GPUModels": (gpu_models(self.node.gpus) or None) if self.free_gpu_ids else None}
         return {k: v for k, v in desc.items() if v is not None}
 
     def request(self, resource: dict[str, Any]) -> dict[str, Any] | None:
@@ -190,18 +192,33 @@ class Agent:
         while time.monotonic() < deadline and not self.should_stop():
             self.opts.wrapper.stop.wait(min(0.2, max(0.0, deadline - time.monotonic())))
 
+    def job_gpus(self, match: dict[str, Any]) -> int:
+        try:
+            jdl = parse_jdl(str(match.get("JDL", "")))
+        except ValueError:
+            return 0
+        for key in ("NumberOfGPUs", "GPUs"):
+            value = jdl.get(key)
+            if isinstance(value, int) and value > 0:
+                return min(value, len(self.free_gpu_ids))
+        return 0
+
     def start_job(self, match: dict[str, Any]) -> None:
         processors = self.job_processors(match)
+        count = self.job_gpus(match)
         with self.cond:
             self.free -= processors
+            gpus, self.free_gpu_ids = self.free_gpu_ids[:count], self.free_gpu_ids[count:]
         self.jobs_run += 1
         job_id = int(match["JobID"])
         log.info("job %s matched (%d processor(s), owner %s)", job_id, processors,
                  match.get("Owner"))
         wrapper_opts = WrapperOptions(**{**self.opts.wrapper.__dict__,
                                          "processors": processors,
+                                         "gpu_ids": gpus if self.node.gpus else None,
                                          "parameters": self.job_parameters()})
-        thread = threading.Thread(target=self._run_job, args=(match, wrapper_opts, processors),
+        thread = threading.Thread(target=self._run_job,
+                                  args=(match, wrapper_opts, processors, gpus),
                                   name=f"job-{job_id}", daemon=True)
         self.threads.append(thread)
         thread.start()
@@ -211,7 +228,8 @@ class Agent:
                 "Site": self.opts.site, "GridCE": self.opts.ce, "CEQueue": self.opts.queue,
                 "LocalAccount": _user(), "Platform": self.node.platform}
 
-    def _run_job(self, match: dict[str, Any], options: WrapperOptions, processors: int) -> None:
+    def _run_job(self, match: dict[str, Any], options: WrapperOptions, processors: int,
+                 gpus: list[str] | None = None) -> None:
         try:
             status = JobWrapper(match, self.rpc, options).run()
             self.results[int(match["JobID"])] = status
@@ -219,6 +237,7 @@ class Agent:
         finally:
             with self.cond:
                 self.free += processors
+                self.free_gpu_ids += gpus or []
                 self.cond.notify_all()
 
 

@@ -86,6 +86,8 @@ class WrapperOptions:
     processors: int = 1
     #: the node's HS23 factor per core (pilot.benchmark); 0 when unknown
     cpu_normalization: float = 0.0
+    #: the GPUs given to the job (CUDA_VISIBLE_DEVICES); None: the pilot has none to give
+    gpu_ids: list[str] | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     log: Callable[[str], None] = print
@@ -447,6 +449,9 @@ class JobWrapper:
         env = dict(os.environ)
         env.update({"DIRACJOBID": str(self.job_id), "JOBID": str(self.job_id),
                     "DIRAC_PROCESSORS": str(self.opts.processors)})
+        if self.opts.gpu_ids is not None:  # a job sees its own GPUs only
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.opts.gpu_ids)
+            env["PILOTWMS_GPUS"] = str(len(self.opts.gpu_ids))
         urls = os.path.join(self.dir, URLS_FILE)
         if os.path.exists(urls):  # the "Protocol" input data policy
             env["PILOTWMS_INPUT_DATA"] = urls

@@ -164,6 +164,39 @@ class WMSClient:
             return ids
         return [int(value)]
 
+    def submit_dataset(self, jdl: str | JDL, files_per_job: int, *,
+                       dataset: str | None = None, query: Mapping[str, Any] | None = None,
+                       path: str = "/", progress: Progress | None = None) -> list[int]:
+        """One job per ``files_per_job`` files of a catalog ``dataset`` or of a metadata
+        ``query`` under ``path`` (each with InputData set); local sandbox files uploaded."""
+        if (dataset is None) == (query is None):
+            raise InvalidArgumentError("give a dataset or a query")
+        desc = self.with_sandbox(jdl, progress)
+        source: dict[str, Any] = ({"Dataset": dataset} if dataset is not None
+                                  else {"Query": dict(query or {}), "Path": path})
+        value = self.rpc("JobManager").call("submitDatasetJobs", desc.to_text(), source,
+                                            int(files_per_job))
+        return [int(v) for v in value]
+
+    def restart(self, job_id: int | str) -> int:
+        """A new job with the same description and input sandbox as a finished one; the job
+        parameter ``RestartOf`` of the new job names the old one."""
+        return int(self.rpc("JobManager").call("restartJob", job_ids(job_id)[0]))
+
+    def with_sandbox(self, jdl: str | JDL, progress: Progress | None = None) -> JDL:
+        """The JDL with its local InputSandbox files uploaded (an ``SB:`` entry added)."""
+        desc = parse_jdl(jdl) if isinstance(jdl, str) else jdl.copy()
+        local = local_sandbox_files(desc)
+        missing = [name for name in local if not Path(name).exists()]
+        if missing:
+            raise InvalidJDLError("Input Sandbox is not valid: not found: " + ", ".join(missing),
+                                  BadFile=missing)
+        if local:
+            sb_url = self.upload_sandbox(local, progress=progress)
+            name = desc.name_of("InputSandbox") or "InputSandbox"
+            desc[name] = [*desc.get_list("InputSandbox"), sb_url]
+        return desc
+
     def _confirm(self, ids: list[int]) -> None:
         error: PilotWMSError | None = None
         for attempt in range(CONFIRM_ATTEMPTS):

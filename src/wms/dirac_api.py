@@ -220,6 +220,20 @@ class Job:
                 self._set(name, value)
         return S_OK()
 
+    def setNumberOfGPUs(self, numberOfGPUs: int, model: str = "") -> Result:
+        """pilotwms: the job needs this many GPUs (of ``model``, e.g. "A100")."""
+        if isinstance(numberOfGPUs, bool) or not isinstance(numberOfGPUs, int) \
+                or numberOfGPUs < 1:
+            return self._reportError("Expected a positive number of GPUs", "setNumberOfGPUs")
+        if model:
+            self._set("GPUModel", model)
+        return self._set("NumberOfGPUs", numberOfGPUs)
+
+    def setEvent(self, event: str) -> Result:
+        """pilotwms: subscribe the job to an event; it waits in ``Standby`` until the event
+        is notified, then runs with the notification's variables, and a copy waits again."""
+        return self._text("Event", event, "setEvent")
+
     def _files(self, name: str, files: Any, method: str) -> list[str]:
         files = [files] if isinstance(files, str) else files
         if not isinstance(files, list) or not files:
@@ -408,6 +422,18 @@ class Dirac:
 
     def rescheduleJob(self, jobID: Any) -> Result:
         return self._filtered(jobID, ("Rescheduled",), "reschedule")
+
+    def notifyEvent(self, event: str, environment: dict[str, Any] | None = None) -> Result:
+        """pilotwms: release the jobs waiting for ``event`` (its owner only);
+        ``{"NotificationID": n, "Released": count}``."""
+        from wms.scheduling_client import EventClient
+
+        return self._call(lambda: EventClient(self.wms).notify(
+            event, {k: str(v) for k, v in (environment or {}).items()}))
+
+    def restartJob(self, jobID: Any) -> Result:
+        """pilotwms (ECaccess restart): a new job like a finished one; its ID."""
+        return self._call(lambda: self.wms.restart(self._one(jobID)))
 
     def _one(self, jobID: Any) -> int:
         return _check_ids(jobID, multiple=False)[0]

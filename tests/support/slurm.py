@@ -8,6 +8,11 @@ NodeName = the short hostname, free ports, no cgroups, no slurmdbd (``jobcomp/fi
 
     >>> cluster = SlurmCluster(); cluster.start()          # doctest: +SKIP
     >>> cluster.env["SLURM_CONF"]                           # doctest: +SKIP
+
+``SlurmCluster(gpus=2)`` declares GPUs without hardware: ``GresTypes=gpu``, the node's
+``Gres=gpu:<n>`` and a ``gres.conf`` whose device files are links to ``/dev/null``, plus a
+``gpu`` partition. Slurm then allocates them (``--gres=gpu:N``) and sets
+``CUDA_VISIBLE_DEVICES`` in the job, as on a real GPU node.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ def _which(name: str) -> str:
 
 
 class SlurmCluster:
-    def __init__(self) -> None:
+    def __init__(self, *, gpus: int = 0) -> None:
+        self.gpus = gpus
         self.base = Path(tempfile.mkdtemp(prefix="pwslurm-"))
         self.base.chmod(0o755)
         self.node = socket.gethostname().split(".")[0]
@@ -69,6 +75,18 @@ class SlurmCluster:
         )
         user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
         b = self.base
+        gres_types, node_gres, gpu_partition = "", "", ""
+        if self.gpus:
+            (b / "dev").mkdir(mode=0o755)
+            for index in range(self.gpus):
+                (b / "dev" / f"nvidia{index}").symlink_to("/dev/null")
+            (b / "gres.conf").write_text(
+                f"NodeName={self.node} Name=gpu File={b}/dev/nvidia[0-{self.gpus - 1}]\n")
+            (b / "gres.conf").chmod(0o644)
+            gres_types = "GresTypes=gpu\n"
+            node_gres = f" Gres=gpu:{self.gpus}"
+            gpu_partition = (f"PartitionName=gpu Nodes={self.node} MaxTime=INFINITE "
+                             "State=UP\n")
         self.conf.write_text(f"""ClusterName=pwtest
 SlurmctldHost={self.node}(127.0.0.1)
 SlurmctldPort={self.ctld_port}
@@ -97,10 +115,11 @@ ReturnToService=2
 MinJobAge=600
 KillWait=2
 MpiDefault=none
-NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory=2000 State=UNKNOWN
+{gres_types}NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory=2000\
+{node_gres} State=UNKNOWN
 PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 PartitionName=short Nodes={self.node} MaxTime=5 State=UP
-""")
+{gpu_partition}""")
         self.conf.chmod(0o644)
         for name, args in (("slurmctld", ["-D", "-i"]), ("slurmd", ["-D"])):
             out = open(b / "log" / f"{name}.out", "wb")  # noqa: SIM115 - kept for the process

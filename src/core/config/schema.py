@@ -59,6 +59,7 @@ KNOWN_PROPERTIES = frozenset(
         "SiteManager",
         "AlarmsManagement",
         "Monitoring",  # reads /metrics and every monitoring record (docs/monitoring.md)
+        "EventManager",
     }
 )
 
@@ -312,6 +313,11 @@ class QueueConfig(Section):
     tags: list[str] = Field(default_factory=list)
     required_tags: list[str] = Field(default_factory=list)
     platform: str | None = None
+    #: pilots get whole nodes (and offer WholeNode jobs all of it)
+    whole_node: bool = False
+    #: GPUs per pilot, and their model (docs/queues.md)
+    number_of_gpus: int = Field(default=0, ge=0, le=64, alias="NumberOfGPUs")
+    gpu_model: str | None = Field(default=None, alias="GPUModel", max_length=64)
     max_waiting_pilots: int = Field(default=10, ge=0)
     max_total_pilots: int = Field(default=100, ge=0)
     #: pilots submitted per cycle at most
@@ -396,6 +402,9 @@ class JobSchedulingConfig(Section):
 
     running_limit: dict[str, dict[str, dict[str, int]]] = Field(default_factory=dict)
     matching_delay: dict[str, dict[str, dict[str, int]]] = Field(default_factory=dict)
+    #: refuse at submission a job that no configured queue could ever run (docs/queues.md);
+    #: a job with ``WaitForResources = true`` is kept Waiting anyway
+    refuse_impossible_jobs: bool = True
 
 
 class StalledJobsConfig(Section):

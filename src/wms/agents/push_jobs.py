@@ -41,6 +41,7 @@ import tarfile
 import tempfile
 import time
 import zlib
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -83,6 +84,22 @@ def slurm_of(ce: ComputingElement) -> SlurmComputingElement:
         return ce.slurm
     raise ConfigError(f"CE {ce.name}: push mode needs a Slurm CE or an SSH CE with "
                       "BatchSystem: Slurm")
+
+
+def job_gpus(jdl: Mapping[str, Any]) -> int:
+    """The GPUs a pushed job asks Slurm for (``NumberOfGPUs``/``GPUs`` of its JDL).
+
+    >>> job_gpus({"NumberOfGPUs": 2}), job_gpus({"GPUs": "1"}), job_gpus({})
+    (2, 1, 0)
+    """
+    for key in ("NumberOfGPUs", "GPUs"):
+        try:
+            value = int(jdl.get(key) or 0)
+        except (TypeError, ValueError):
+            continue
+        if value > 0:
+            return value
+    return 0
 
 
 class PushJobAgent(Agent):
@@ -263,7 +280,8 @@ class PushJobAgent(Agent):
             argv = slurm.commands.sbatch(queue=q_name, job_name=name,
                                          processors=queue.number_of_processors,
                                          wall_seconds=queue.max_wall_time or None,
-                                         memory_mb=queue.max_ram or None)
+                                         memory_mb=queue.max_ram or None,
+                                         gpus=job_gpus(job.jdl))
             out = slurm.runner.run(argv, input=batch_script(remote, self.opts.python),
                                    check=True).stdout.strip().split(";")[0]
             if not out.isdigit():

@@ -145,7 +145,8 @@ class SiteDirector(Agent):
                 refs = ce.submit(self.script(site, ce_name, q_name, queue, stamp), 1,
                                  queue=q_name, processors=queue.number_of_processors,
                                  wall_seconds=queue.max_wall_time or None,
-                                 memory_mb=queue.max_ram or None)
+                                 memory_mb=queue.max_ram or None,
+                                 gpus=queue.number_of_gpus, gpu_model=queue.gpu_model)
             except PilotWMSError as exc:
                 minutes = self.config.operations.pilot.failing_queue_backoff_minutes
                 self._backoff[key] = time.monotonic() + 60 * minutes
@@ -178,6 +179,11 @@ class SiteDirector(Agent):
             args.append(f"--max-ram={queue.max_ram}")
         if queue.platform:
             args.append(f"--platform={queue.platform}")
+        if queue.whole_node:
+            args.append("--whole-node")
+        if queue.number_of_gpus and queue.gpu_model:
+            # the model of allocated GPUs that the node cannot name (no nvidia-smi)
+            args.append(f"--gpu-model={queue.gpu_model}")
         args += [f"--tag={t}" for t in queue.tags]
         args += [f"--required-tag={t}" for t in queue.required_tags]
         return pilot_script(zipapp=self.zipapp, token=token, cas=self.cas, args=args,

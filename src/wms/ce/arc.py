@@ -320,7 +320,8 @@ class ARCComputingElement(BatchRefs, ComputingElement):
 
     def submit(self, script: str, count: int = 1, *, queue: str, processors: int = 1,
                wall_seconds: int | None = None, memory_mb: int | None = None,
-               env: Mapping[str, str] | None = None) -> list[str]:
+               env: Mapping[str, str] | None = None, gpus: int = 0,
+               gpu_model: str | None = None) -> list[str]:
         self.check_submit(script, count, queue, processors, wall_seconds, memory_mb)
         text = embed_env(script, env).encode()
         delegation = self.delegation_id() if self.delegate else None

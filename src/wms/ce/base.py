@@ -221,11 +221,20 @@ class ComputingElement(ABC):
         if memory_mb is not None and memory_mb < 1:
             raise ValueError(f"memory_mb must be >= 1, not {memory_mb}")
 
+    @staticmethod
+    def check_gpus(gpus: int) -> None:
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+            raise ValueError(f"gpus must be an integer >= 0, not {gpus!r}")
+
     @abstractmethod
     def submit(self, script: str, count: int = 1, *, queue: str, processors: int = 1,
                wall_seconds: int | None = None, memory_mb: int | None = None,
-               env: Mapping[str, str] | None = None) -> list[str]:
-        """Submit ``count`` pilots running ``script``; their references, in order."""
+               env: Mapping[str, str] | None = None, gpus: int = 0,
+               gpu_model: str | None = None) -> list[str]:
+        """Submit ``count`` pilots running ``script``; their references, in order.
+
+        ``gpus`` (and ``gpu_model``) ask the batch system for GPUs where it can be asked
+        (Slurm ``--gres``, HTCondor ``request_GPUs``); other CEs give what their slots have."""
 
     @abstractmethod
     def status(self, refs: Sequence[str]) -> dict[str, PilotStatus]:

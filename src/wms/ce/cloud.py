@@ -282,7 +282,8 @@ class CloudComputingElement(ComputingElement):
 
     def submit(self, script: str, count: int = 1, *, queue: str, processors: int = 1,
                wall_seconds: int | None = None, memory_mb: int | None = None,
-               env: Mapping[str, str] | None = None) -> list[str]:
+               env: Mapping[str, str] | None = None, gpus: int = 0,
+               gpu_model: str | None = None) -> list[str]:
         """One VM per pilot; the flavor sets its size (``processors``/``memory_mb`` are the
         queue's description, checked only for sanity), ``wall_seconds`` shortens the VM's
         lifetime."""

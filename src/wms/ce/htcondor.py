@@ -71,7 +71,8 @@ class HTCondorComputingElement(BatchRefs, ComputingElement):
             [f"-pool={self.pool}"] if self.pool else [])
 
     def submit_description(self, script_path: str, count: int, *, processors: int,
-                           wall_seconds: int | None, memory_mb: int | None) -> str:
+                           wall_seconds: int | None, memory_mb: int | None,
+                           gpus: int = 0) -> str:
         lines = [
             "universe = vanilla",
             f"executable = {script_path}",
@@ -86,6 +87,8 @@ class HTCondorComputingElement(BatchRefs, ComputingElement):
         ]
         if memory_mb is not None:
             lines.append(f"request_memory = {memory_mb}")
+        if gpus:
+            lines.append(f"request_GPUs = {gpus}")
         if wall_seconds is not None:
             lines.append(f"+MaxRuntime = {wall_seconds}")
             lines.append(f"periodic_remove = JobStatus == 2 && "
@@ -95,8 +98,10 @@ class HTCondorComputingElement(BatchRefs, ComputingElement):
 
     def submit(self, script: str, count: int = 1, *, queue: str, processors: int = 1,
                wall_seconds: int | None = None, memory_mb: int | None = None,
-               env: Mapping[str, str] | None = None) -> list[str]:
+               env: Mapping[str, str] | None = None, gpus: int = 0,
+               gpu_model: str | None = None) -> list[str]:
         self.check_submit(script, count, queue, processors, wall_seconds, memory_mb)
+        self.check_gpus(gpus)
         import uuid
 
         ident = uuid.uuid4().hex
@@ -105,7 +110,7 @@ class HTCondorComputingElement(BatchRefs, ComputingElement):
         sub_path = f"{self.work_dir}/pilot-{ident}.sub"
         self.runner.write_file(sub_path, self.submit_description(
             script_path, count, processors=processors, wall_seconds=wall_seconds,
-            memory_mb=memory_mb))
+            memory_mb=memory_mb, gpus=gpus))
         res = self.runner.run(["condor_submit", "-terse", *self._where(), sub_path], check=True)
         match = _TERSE.match(res.stdout.strip().splitlines()[-1] if res.stdout.strip() else "")
         if not match:

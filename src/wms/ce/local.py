@@ -136,7 +136,8 @@ class ProcessComputingElement(ComputingElement):
 
     def submit(self, script: str, count: int = 1, *, queue: str, processors: int = 1,
                wall_seconds: int | None = None, memory_mb: int | None = None,
-               env: Mapping[str, str] | None = None) -> list[str]:
+               env: Mapping[str, str] | None = None, gpus: int = 0,
+               gpu_model: str | None = None) -> list[str]:
         self.check_submit(script, count, queue, processors, wall_seconds, memory_mb)
         text = embed_env(script, env)
         refs = []

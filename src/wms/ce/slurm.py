@@ -76,7 +76,7 @@ class SlurmCommands:
         self.sacct_completion = sacct_completion
 
     def sbatch(self, *, queue: str, job_name: str, processors: int, wall_seconds: int | None,
-               memory_mb: int | None) -> list[str]:
+               memory_mb: int | None, gpus: int = 0) -> list[str]:
         argv = ["sbatch", "--parsable", f"--partition={queue}", f"--job-name={job_name}",
                 "--ntasks=1", f"--cpus-per-task={processors}",
                 f"--output={self.work_dir}/%j.out", f"--error={self.work_dir}/%j.err",
@@ -85,6 +85,8 @@ class SlurmCommands:
             argv.append(f"--time={minutes(wall_seconds)}")
         if memory_mb is not None:
             argv.append(f"--mem={memory_mb}M")
+        if gpus:
+            argv.append(f"--gres=gpu:{gpus}")
         if self.account:
             argv.append(f"--account={self.account}")
         return argv
@@ -133,8 +135,10 @@ class SlurmComputingElement(BatchRefs, ComputingElement):
 
     def submit(self, script: str, count: int = 1, *, queue: str, processors: int = 1,
                wall_seconds: int | None = None, memory_mb: int | None = None,
-               env: Mapping[str, str] | None = None) -> list[str]:
+               env: Mapping[str, str] | None = None, gpus: int = 0,
+               gpu_model: str | None = None) -> list[str]:
         self.check_submit(script, count, queue, processors, wall_seconds, memory_mb)
+        self.check_gpus(gpus)
         if not self._work_dir_ready:
             self.runner.run(["mkdir", "-p", "--", self.commands.work_dir], check=True)
             self._work_dir_ready = True
@@ -143,7 +147,7 @@ class SlurmComputingElement(BatchRefs, ComputingElement):
             text = "#!/bin/sh\n" + text
         argv = self.commands.sbatch(queue=queue, job_name=f"pilot-{self.name}",
                                     processors=processors, wall_seconds=wall_seconds,
-                                    memory_mb=memory_mb)
+                                    memory_mb=memory_mb, gpus=gpus)
         refs = []
         for _ in range(count):
             res = self.runner.run(argv, input=text, check=True)

@@ -99,10 +99,12 @@ class SSHComputingElement(ProcessComputingElement):
 
     def submit(self, script: str, count: int = 1, *, queue: str, processors: int = 1,
                wall_seconds: int | None = None, memory_mb: int | None = None,
-               env: Mapping[str, str] | None = None) -> list[str]:
+               env: Mapping[str, str] | None = None, gpus: int = 0,
+               gpu_model: str | None = None) -> list[str]:
         if self.slurm is not None:
             return self.slurm.submit(script, count, queue=queue, processors=processors,
-                                     wall_seconds=wall_seconds, memory_mb=memory_mb, env=env)
+                                     wall_seconds=wall_seconds, memory_mb=memory_mb, env=env,
+                                     gpus=gpus, gpu_model=gpu_model)
         self._remote_base()
         return super().submit(script, count, queue=queue, processors=processors,
                               wall_seconds=wall_seconds, memory_mb=memory_mb, env=env)

@@ -8,10 +8,19 @@ the job; without an executable the script is read from stdin (job name ``STDIN``
 ``start:stop[:step[:factor]]`` loop (stop exclusive). Prints the job IDs comma-separated;
 a failed submission prints ``ERROR <jdl>: <message>`` and the exit status is 2.
 
+pilotwms additions (docs/events.md, docs/queues.md, docs/dataset-jobs.md): ``--event NAME``
+subscribes the job to an event (it waits in Standby); ``--NumberOfGPUs``, ``--GPUModel``,
+``--MinRAM``, ``--MaxRAM``, ``--WholeNode`` ask for capacity, ``--wait-for-resources`` keeps a
+job no configured queue can run Waiting instead of refusing it; ``--dataset PATH`` or
+``--query "run=42 kind=raw"`` with ``--files-per-job N`` make one job per group of files;
+``--restart JOBID`` resubmits a finished job. A positional argument ending in ``.jdl`` that
+is a file is read as the JDL (``dsub --event an00h000 job.jdl``).
+
 Example::
 
     dsub -N hello /bin/echo hello world          # 42
     echo 'date' | dsub --Parametric 1:4          # 43,44,45
+    dsub --dataset /demo/datasets/run42 --files-per-job 10 job.jdl   # 46,47,48
 """
 
 from __future__ import annotations
@@ -59,6 +68,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--JobGroup", help="job JobGroup")
     p.add_argument("--Tag", help="job Tags (comma-separated)")
     p.add_argument("--NumberOfProcessors", help="number of processors")
+    p.add_argument("--NumberOfGPUs", "--GPUs", dest="NumberOfGPUs", help="number of GPUs")
+    p.add_argument("--GPUModel", help="GPU model (e.g. A100)")
+    p.add_argument("--MinRAM", help="memory the job needs (MB)")
+    p.add_argument("--MaxRAM", help="memory limit of the job (MB)")
+    p.add_argument("--WholeNode", action="store_true", help="the job wants a whole node")
+    p.add_argument("--wait-for-resources", action="store_true",
+                   help="keep the job Waiting even if no configured queue can run it")
+    p.add_argument("--event", help="subscribe the job to this event (it waits in Standby)")
+    p.add_argument("--dataset", help="run the job over this catalog dataset")
+    p.add_argument("--query", help='run the job over the files of this metadata query '
+                   '("run=42 kind=raw")')
+    p.add_argument("--query-path", default=None,
+                   help="directory the query searches (default: the working directory)")
+    p.add_argument("--files-per-job", type=int, default=None,
+                   help="files per job with --dataset/--query (default 1)")
+    p.add_argument("--restart", metavar="JOBID",
+                   help="a new job with the description and input sandbox of a finished one")
     p.add_argument("--Parametric",
                    help="comma-separated values and/or loops <start>:<stop>[:<step>[:<factor>]]")
     p.add_argument("--ForceExecUpload", action="store_true",
@@ -101,9 +127,20 @@ def option_attributes(opts: argparse.Namespace) -> JDL:
         if value is not None:
             attrs[name] = _list(value)
     for name, value in (("CPUTime", opts.CPUTime), ("Priority", opts.Priority),
-                        ("NumberOfProcessors", opts.NumberOfProcessors)):
+                        ("NumberOfProcessors", opts.NumberOfProcessors),
+                        ("NumberOfGPUs", getattr(opts, "NumberOfGPUs", None)),
+                        ("MinRAM", getattr(opts, "MinRAM", None)),
+                        ("MaxRAM", getattr(opts, "MaxRAM", None))):
         if value is not None:
             attrs[name] = _int(name, value)
+    if getattr(opts, "GPUModel", None):
+        attrs["GPUModel"] = opts.GPUModel
+    if getattr(opts, "WholeNode", False):
+        attrs["WholeNode"] = True
+    if getattr(opts, "wait_for_resources", False):
+        attrs["WaitForResources"] = True
+    if getattr(opts, "event", None):
+        attrs["Event"] = opts.event
     return attrs
 
 
@@ -250,6 +287,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str]) -> int:
     opts = parser().parse_args(argv)
+    if opts.restart is not None:
+        return _restart(opts.restart)
+    if (opts.executable and opts.executable.endswith(".jdl") and os.path.isfile(opts.executable)
+            and not opts.jdl and not opts.arguments):
+        opts.jdl, opts.executable = opts.executable, None
+    if opts.dataset and opts.query:
+        raise InvalidArgumentError("give --dataset or --query, not both")
+    if opts.files_per_job is not None and not (opts.dataset or opts.query):
+        raise InvalidArgumentError("--files-per-job goes with --dataset or --query")
     stdin_lines = None
     needs_stdin = opts.executable is None and not _jdl_has_executable(opts)
     if needs_stdin:
@@ -260,6 +306,8 @@ def _main(argv: Sequence[str]) -> int:
     temp_files: list[str] = []
     try:
         jdl = build_jdl(opts, stdin_lines, temp_files)
+        if opts.dataset or opts.query:
+            return _on_dataset(opts, jdl)
         jdls = parametric_jdls(jdl, opts.Parametric)
         if opts.verbose:
             print("JDL:")
@@ -283,6 +331,52 @@ def _main(argv: Sequence[str]) -> int:
     finally:
         for name in temp_files:
             Path(name).unlink(missing_ok=True)
+
+
+def _restart(job: str) -> int:
+    if not job.strip().isdigit():
+        raise InvalidArgumentError(f"--restart needs a job ID, not {job!r}")
+    with WMSClient() as wms:
+        print(wms.restart(int(job)))
+    return 0
+
+
+def _on_dataset(opts: argparse.Namespace, jdl: JDL) -> int:
+    """``--dataset``/``--query``: one job per group of files, all or none."""
+    size = 1 if opts.files_per_job is None else opts.files_per_job
+    if size < 1:
+        raise InvalidArgumentError("--files-per-job must be at least 1")
+    if opts.Parametric or "Parameters" in jdl:
+        raise InvalidArgumentError("--dataset/--query make one job per group of files: "
+                                   "no --Parametric")
+    with WMSClient() as wms:
+        if opts.dataset:
+            ids = wms.submit_dataset(jdl, size, dataset=_absolute(opts.dataset),
+                                     progress=progress_for("Uploading sandbox"))
+        else:
+            from dms.catalog_client import FileCatalogClient
+            from dms.cli.dfind import parse_query
+
+            fields = FileCatalogClient(wms.rpc("DataManagement/FileCatalog")) \
+                .get_metadata_fields()
+            try:
+                query = parse_query(shlex.split(opts.query), fields)
+            except ValueError as exc:
+                raise InvalidArgumentError(f"--query: {exc}") from None
+            ids = wms.submit_dataset(jdl, size, query=query,
+                                     path=_absolute(opts.query_path or "."),
+                                     progress=progress_for("Uploading sandbox"))
+    print(",".join(map(str, ids)))
+    return 0
+
+
+def _absolute(path: str) -> str:
+    """A catalog path, relative ones from the session's working directory (``dcd``)."""
+    if path.startswith("/"):
+        return path
+    from dms.cli._common import session
+
+    return session().resolve(path)
 
 
 def _jdl_has_executable(opts: argparse.Namespace) -> bool:

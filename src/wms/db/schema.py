@@ -3,10 +3,17 @@
 Table modules define their tables on :data:`wms.db.tables.metadata`; importing them here makes
 sure ``pilotwms db init`` creates all of them.
 
+Migrations (version N is reached by running migration N-1):
+
+0. the owner indexes of the job monitor's searches and the live job counters;
+1. the monitoring outbox (:mod:`wms.db.outbox`);
+2. events, subscriptions, notifications, releases, schedules and their runs
+   (:mod:`wms.db.scheduling_tables`).
+
 Example::
 
-    >>> WMS_SCHEMA.system, "jobs" in WMS_SCHEMA.metadata.tables
-    ('WorkloadManagement', True)
+    >>> WMS_SCHEMA.system, "jobs" in WMS_SCHEMA.metadata.tables, WMS_SCHEMA.latest
+    ('WorkloadManagement', True, 3)
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from wms.db import (  # noqa: F401 - they register their tables
     pilot_tables,
     push_jobs,
     sandbox_tables,
+    scheduling_tables,
     tables,
     tq_tables,
 )
@@ -37,7 +45,14 @@ def _job_counters(conn: Connection) -> None:
     counters.backfill(conn)
 
 
+def _scheduling_tables(conn: Connection) -> None:
+    """3: the event and schedule tables."""
+    for table in scheduling_tables.SCHEDULING_TABLES:
+        table.create(conn, checkfirst=True)
+
+
 WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[
     _job_counters,
     outbox.create_table,  # 1 -> 2: monitoring_outbox (monitoring issue)
+    _scheduling_tables,  # 2 -> 3: events and schedules
 ], repairs={"job-counters": counters.repair})

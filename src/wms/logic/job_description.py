@@ -68,12 +68,14 @@ STANDARD_ATTRIBUTES = (
     "InputData", "OutputData", "OutputSE", "OutputPath", "JobName", "JobGroup", "JobType",
     "Priority", "LogLevel", "CPUTime", "Site", "BannedSites", "BannedSite", "GridCE", "Platform",
     "Tags", "Tag", "NumberOfProcessors", "MinNumberOfProcessors", "MaxNumberOfProcessors",
-    "MaxRAM", "WholeNode", "ExecutionEnvironment",
+    "MaxRAM", "WholeNode", "ExecutionEnvironment", "MinRAM", "NumberOfGPUs", "GPUs",
+    "GPUModel",
 )  # fmt: skip
 _SERVER_ATTRIBUTES = ("JobID", "JobRequirements", "Owner", "OwnerGroup", "VirtualOrganization",
                       "OwnerDN")  # fmt: skip
 _KNOWN = {name.lower() for name in STANDARD_ATTRIBUTES + _SERVER_ATTRIBUTES}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_GPU_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+ -]{0,63}")
 # Widths of the jobs-table columns these attributes go into.
 _MAX_LENGTH = {"JobName": 128, "JobGroup": 32, "JobType": 32, "Site": 100}
 
@@ -138,6 +140,10 @@ class JobDescription:
     min_number_of_processors: int | None = None
     max_number_of_processors: int | None = None
     max_ram: int | None = None
+    #: MB the job needs on its node (matched against what pilots report); MaxRAM when unset
+    min_ram: int | None = None
+    number_of_gpus: int | None = None
+    gpu_model: str | None = None
     whole_node: bool = False
     execution_environment: dict[str, str] = field(default_factory=dict)
     extra: JDL = field(default_factory=JDL)
@@ -148,6 +154,11 @@ class JobDescription:
         if not self.sites:
             return "ANY"
         return self.sites[0] if len(self.sites) == 1 else "Multiple"
+
+    @property
+    def ram_needed(self) -> int | None:
+        """MB the job needs on its node: MinRAM (DIRAC 9 matches on it), else MaxRAM."""
+        return self.min_ram or self.max_ram
 
     @property
     def requirement_tags(self) -> list[str]:
@@ -171,8 +182,12 @@ class JobDescription:
                 tags.append("MultiProcessor")
         if self.whole_node or "WholeNode" in self.tags:
             tags += ["WholeNode", "MultiProcessor"]
-        if self.max_ram:
-            tags.append(f"{math.ceil(self.max_ram / 1024)}GB")
+        if self.ram_needed:
+            tags.append(f"{math.ceil(self.ram_needed / 1024)}GB")
+        if self.number_of_gpus:
+            tags += ["GPU", f"{self.number_of_gpus}GPUs"]
+        if self.gpu_model:
+            tags += ["GPU", f"GPU:{self.gpu_model}"]
         tags += self.tags
         return list(dict.fromkeys(tags))
 
@@ -322,6 +337,16 @@ def describe_job(
             f"MaxNumberOfProcessors ({low or 1}..{high or maximum})"
         )
     max_ram = _optional_int(jdl, "MaxRAM", 1, 2**31 - 1)
+    min_ram = _optional_int(jdl, "MinRAM", 1, 2**31 - 1)
+    if min_ram is not None and max_ram is not None and min_ram > max_ram:
+        raise InvalidJDLError(f"MinRAM ({min_ram}) must not be more than MaxRAM ({max_ram})")
+    gpus = _optional_int(jdl, "NumberOfGPUs", 0, 64)
+    if gpus is None:
+        gpus = _optional_int(jdl, "GPUs", 0, 64)
+    gpu_model = jdl.get_str("GPUModel", "").strip() or None
+    if gpu_model is not None and _GPU_MODEL.fullmatch(gpu_model) is None:
+        raise InvalidJDLError(f"GPUModel: '{gpu_model}' is not a GPU model name "
+                              "(letters, digits, '_.-+ ', up to 64)")
     sites = _names(jdl, "Site", drop_any=True)
     banned = _names(jdl, "BannedSites") or _names(jdl, "BannedSite")
     for site in sites:
@@ -379,6 +404,9 @@ def describe_job(
         min_number_of_processors=low,
         max_number_of_processors=high,
         max_ram=max_ram,
+        min_ram=min_ram,
+        number_of_gpus=gpus or None,
+        gpu_model=gpu_model,
         whole_node=jdl.get_bool("WholeNode", False),
         execution_environment=_environment(jdl),
         extra=extra.copy(),
@@ -447,6 +475,11 @@ def processed_jdl(desc: JobDescription, job_id: int) -> JDL:
     for name, number in processors:
         if number is not None:
             jdl[name] = number
+    for name, number in (("MinRAM", desc.min_ram), ("NumberOfGPUs", desc.number_of_gpus)):
+        if number is not None:
+            jdl[name] = number
+    if desc.gpu_model:
+        jdl["GPUModel"] = desc.gpu_model
     if desc.whole_node:
         jdl["WholeNode"] = True
     if desc.execution_environment:
@@ -470,6 +503,9 @@ def processed_jdl(desc: JobDescription, job_id: int) -> JDL:
         if items:
             requirements[name] = list(items)
     for name, number in processors:
+        if number is not None:
+            requirements[name] = number
+    for name, number in (("MinRAM", desc.min_ram), ("NumberOfGPUs", desc.number_of_gpus)):
         if number is not None:
             requirements[name] = number
     jdl["JobRequirements"] = requirements

@@ -3,6 +3,8 @@
 **What a resource offers** (:func:`parse_resource`, DIRAC's ``resourceDescription`` keys):
 ``Site`` (mandatory), ``GridCE``, ``Queue``/``CEQueue``, ``Platform``/``Platforms``,
 ``JobType``, ``CPUTime``, ``NumberOfProcessors``, ``MaxRAM`` (MB), ``WholeNode``,
+``NumberOfGPUs``, ``GPUModel``/``GPUModels`` (pilotwms: N GPUs offer ``GPU``, ``<k>GPUs`` for
+1 <= k <= N and ``GPU:<model>``),
 ``Tag``/``Tags``, ``RequiredTag``/``RequiredTags`` (lists or comma-separated strings),
 ``OwnerGroup``, ``Owner``, ``VirtualOrganization``, ``JobID``, ``PilotReference``,
 ``PilotBenchmark``; ``ANY`` is a wildcard. N processors offer the tags ``<k>Processors`` for

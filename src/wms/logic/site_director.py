@@ -30,6 +30,7 @@ from typing import Any
 
 from core.config.schema import Config, QueueConfig
 from core.exceptions import ConfigError
+from wms.logic import capacity
 
 
 def pilot_identity(config: Config) -> tuple[str, str, str]:
@@ -55,17 +56,10 @@ def pilots_to_submit(queue: QueueConfig, *, waiting_jobs: int, waiting_pilots: i
 
 def queue_resource(site: str, ce: str, queue_name: str, queue: QueueConfig) -> dict[str, Any]:
     """The resource description a pilot of this queue would send (to count its jobs); its
-    CPUTime is bounded by the wall time too, as a pilot's offer is."""
-    resource: dict[str, Any] = {"Site": site, "GridCE": ce, "Queue": queue_name,
-                                "CPUTime": min(queue.max_cpu_time,
-                                               queue.max_wall_time or queue.max_cpu_time),
-                                "NumberOfProcessors": queue.number_of_processors,
-                                "Tag": list(queue.tags), "RequiredTag": list(queue.required_tags)}
-    if queue.max_ram:
-        resource["MaxRAM"] = queue.max_ram
-    if queue.platform:
-        resource["Platform"] = queue.platform
-    return resource
+    CPUTime is bounded by the wall time too, as a pilot's offer is; GPUs and whole nodes as
+    declared (:func:`wms.logic.capacity.queue_resource`)."""
+    return capacity.queue_resource(capacity.QueueCapacity(site, ce, queue_name, "", False,
+                                                          queue))
 
 
 def ca_bundle(ca_dir: Path) -> bytes:

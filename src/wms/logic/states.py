@@ -1,7 +1,11 @@
-"""DIRAC's job statuses, minor statuses and status transition table.
+"""DIRAC's job statuses, minor statuses and status transition table, plus ``Standby``.
 
-The table is DIRAC's ``JobsStateMachine`` (``WorkloadManagementSystem/Client/JobStatus.py``),
-checked pair by pair against the installed DIRAC client by tests/interop/test_dirac_oracle.py.
+The table is DIRAC's ``JobsStateMachine`` (``WorkloadManagementSystem/Client/JobStatus.py``)
+for DIRAC's 16 statuses, checked pair by pair against the installed DIRAC client by
+tests/interop/test_dirac_oracle.py. pilotwms adds one, ``Standby``: a job subscribed to an
+event waits there, never matched, until the event is notified (docs/events.md). Nothing moves
+*to* Standby (jobs are born in it); it leaves to ``Received`` (released), ``Killed`` or
+``Deleted``. DIRAC's clients show the name as is; see docs/events.md for how they treat it.
 Setting the status a job already has is always allowed (DIRAC's state machine accepts it): it is
 how the minor or application status changes alone, e.g. Running -> Running with a new minor
 status. Deleted is the only status with no way out: the one deliberate difference from DIRAC,
@@ -28,6 +32,7 @@ from core.exceptions import InvalidTransitionError
 
 __all__ = [
     "ACTIVE",
+    "DIRAC_STATUSES",
     "FINAL",
     "JOB_STATUSES",
     "DIRAC_DIFFERENCES",
@@ -42,7 +47,8 @@ __all__ = [
 
 
 class JobStatus(StrEnum):
-    """The 16 job statuses, spelled as DIRAC spells them (they go over the wire as text)."""
+    """DIRAC's 16 job statuses, spelled as DIRAC spells them (they go over the wire as text),
+    then pilotwms's ``Standby`` (jobs waiting for an event)."""
 
     SUBMITTING = "Submitting"
     RECEIVED = "Received"
@@ -60,11 +66,15 @@ class JobStatus(StrEnum):
     FAILED = "Failed"
     DELETED = "Deleted"
     KILLED = "Killed"
+    STANDBY = "Standby"
 
 
 S = JobStatus
 
-#: Every status, in DIRAC's order (``JOB_STATES``).
+#: DIRAC's own statuses (``JOB_STATES``), in its order.
+DIRAC_STATUSES: Final[tuple[JobStatus, ...]] = tuple(s for s in JobStatus if s != "Standby")
+
+#: Every status, in DIRAC's order, then Standby.
 JOB_STATUSES: Final[tuple[JobStatus, ...]] = tuple(JobStatus)
 
 #: The payload's work is over (DIRAC's ``JOB_FINAL_STATES``).
@@ -101,6 +111,8 @@ TRANSITIONS: Final = MappingProxyType(
         S.FAILED: frozenset({S.RESCHEDULED, S.DELETED}),
         S.KILLED: frozenset({S.DELETED}),
         S.DELETED: frozenset(),
+        # pilotwms: a job subscribed to an event (released, or the chain ended)
+        S.STANDBY: frozenset({S.RECEIVED, S.KILLED, S.DELETED}),
     }
 )
 

@@ -41,8 +41,8 @@ from wms.logic.job_description import (
 from wms.logic.parametric import expand_parametric, is_parametric, substitute_job_id
 from wms.logic.states import JobStatus, MinorStatus
 
-__all__ = ["DEFAULT_LIMITS", "SubmitResult", "Submitter", "confirm_bulk", "submit",
-           "submit_many"]
+__all__ = ["DEFAULT_LIMITS", "SubmitResult", "Submitter", "confirm_bulk", "describe", "store",
+           "store_in", "submit", "submit_many"]
 
 SOURCE = "JobManager"
 
@@ -81,21 +81,49 @@ OnStored = Callable[[Connection, "SubmitResult", datetime], None]
 
 
 def submit(engine: Engine, jdl_text: str, who: Submitter, limits: JobLimits,
-           now: datetime | None = None, *, on_stored: OnStored | None = None
-           ) -> SubmitResult:
+           now: datetime | None = None, *, on_stored: OnStored | None = None,
+           initial: tuple[str, str] | None = None) -> SubmitResult:
     """Validate and store the job(s) of ``jdl_text``; returns their IDs in order.
 
     ``on_stored(conn, result, now)`` runs in the same write transaction once the jobs are
     stored: what it writes commits with them, and if it raises nothing is stored.
+    ``initial`` = (status, minor status) replaces Received/"Job accepted" (e.g. Standby for a
+    job subscribed to an event).
     """
-    now = now or utcnow()
     jdl = parse_jdl(jdl_text)
     parametric = is_parametric(jdl)
     children = expand_parametric(jdl, limits.max_parametric_jobs) if parametric else [jdl]
+    return store(engine, children, who, limits, now, on_stored=on_stored, initial=initial,
+                 parametric=parametric)
+
+
+def store(engine: Engine, children: Sequence[JDL], who: Submitter, limits: JobLimits,
+          now: datetime | None = None, *, on_stored: OnStored | None = None,
+          initial: tuple[str, str] | None = None, parametric: bool = False) -> SubmitResult:
+    """Validate and store already expanded JDLs (one job each) in one transaction.
+
+    ``parametric`` children start in Submitting/"Bulk transaction confirmation" (and ``%j``
+    is replaced by each job's ID); others in ``initial`` or Received/"Job accepted".
+    """
+    now = now or utcnow()
     descriptions = [_describe(child, who, limits) for child in children]
-    status = JobStatus.SUBMITTING if parametric else JobStatus.RECEIVED
-    minor = (MinorStatus.BULK_TRANSACTION_CONFIRMATION if parametric
-             else MinorStatus.JOB_ACCEPTED)
+    with write_transaction(engine) as conn:
+        return store_in(conn, children, descriptions, who, limits, now, on_stored=on_stored,
+                        initial=initial, parametric=parametric)
+
+
+def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[JobDescription],
+             who: Submitter, limits: JobLimits, now: datetime, *,
+             on_stored: OnStored | None = None, initial: tuple[str, str] | None = None,
+             parametric: bool = False) -> SubmitResult:
+    """:func:`store` inside the caller's write transaction, with the children's
+    descriptions already made (by :func:`describe`)."""
+    status: str
+    minor: str
+    if parametric:
+        status, minor = JobStatus.SUBMITTING, MinorStatus.BULK_TRANSACTION_CONFIRMATION
+    else:
+        status, minor = initial or (JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
     new = [
         jobs_db.NewJob(
             owner=who.owner, owner_group=who.owner_group, vo=who.vo, status=status,
@@ -105,27 +133,31 @@ def submit(engine: Engine, jdl_text: str, who: Submitter, limits: JobLimits,
         )
         for child, desc in zip(children, descriptions, strict=True)
     ]
-    with write_transaction(engine) as conn:
-        ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE)
-        originals: dict[int, str] = {}
-        processed: dict[int, str] = {}
-        final: dict[int, JobDescription] = {}
-        for job_id, child, desc, row in zip(ids, children, descriptions, new, strict=True):
-            if parametric and "%j" in row.original_jdl:
-                child = substitute_job_id(child, job_id)
-                desc = _describe(child, who, limits)
-                originals[job_id] = child.to_text()
-            final[job_id] = desc
-            processed[job_id] = processed_jdl(desc, job_id).to_text()
-        jobs_db.set_jdls(conn, processed=processed, originals=originals)
-        sandboxes = {job_id: [s for s in desc.input_sandbox if s.startswith("SB:")]
-                     for job_id, desc in zip(ids, descriptions, strict=True)}
-        result = SubmitResult(job_ids=ids, parametric=parametric,
-                              input_sandboxes={j: s for j, s in sandboxes.items() if s},
-                              descriptions=final)
-        if on_stored is not None:
-            on_stored(conn, result, now)
+    ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE)
+    originals: dict[int, str] = {}
+    processed: dict[int, str] = {}
+    final: dict[int, JobDescription] = {}
+    for job_id, child, desc, row in zip(ids, children, descriptions, new, strict=True):
+        if parametric and "%j" in row.original_jdl:
+            child = substitute_job_id(child, job_id)
+            desc = _describe(child, who, limits)
+            originals[job_id] = child.to_text()
+        final[job_id] = desc
+        processed[job_id] = processed_jdl(desc, job_id).to_text()
+    jobs_db.set_jdls(conn, processed=processed, originals=originals)
+    sandboxes = {job_id: [s for s in desc.input_sandbox if s.startswith("SB:")]
+                 for job_id, desc in zip(ids, descriptions, strict=True)}
+    result = SubmitResult(job_ids=ids, parametric=parametric,
+                          input_sandboxes={j: s for j, s in sandboxes.items() if s},
+                          descriptions=final)
+    if on_stored is not None:
+        on_stored(conn, result, now)
     return result
+
+
+def describe(jdl: JDL, who: Submitter, limits: JobLimits) -> JobDescription:
+    """The validated description of one (non-parametric) JDL submitted by ``who``."""
+    return _describe(jdl, who, limits)
 
 
 #: called inside the confirming transaction with the jobs moved to Received

@@ -276,11 +276,14 @@ def _truthy(value: Any) -> bool:
 
 
 def offered_tags(tags: Sequence[str], processors: int | None, max_ram_mb: float | None,
-                 whole_node: bool) -> list[str]:
-    """The tags a resource offers: its own plus those of its processors, RAM and node.
+                 whole_node: bool, *, gpus: int = 0, gpu_models: Sequence[str] = ()
+                 ) -> list[str]:
+    """The tags a resource offers: its own plus those of its processors, RAM, GPUs and node.
 
     >>> offered_tags(["GPU"], 4, 2500, False)
     ['GPU', '2Processors', '3Processors', '4Processors', 'MultiProcessor', '1GB', '2GB']
+    >>> offered_tags([], 1, None, False, gpus=2, gpu_models=["A100"])
+    ['GPU', '1GPUs', '2GPUs', 'GPU:A100']
     """
     out = list(tags)
     if processors and processors > 1:
@@ -290,6 +293,9 @@ def offered_tags(tags: Sequence[str], processors: int | None, max_ram_mb: float 
         out += [f"{k}GB" for k in range(1, min(int(max_ram_mb / 1000), 1024) + 1)]
     if whole_node:
         out.append("WholeNode")
+    if gpus > 0:
+        out += ["GPU"] + [f"{k}GPUs" for k in range(1, min(gpus, 64) + 1)]
+        out += [f"GPU:{model}" for model in gpu_models if model]
     return list(dict.fromkeys(out))
 
 
@@ -312,9 +318,11 @@ def parse_resource(description: Mapping[str, Any] | str) -> Resource:
     processors = _number(desc, "NumberOfProcessors")
     job_id = _number(desc, "JobID")
     benchmark = _number(desc, "PilotBenchmark")
+    gpus = _number(desc, "NumberOfGPUs")
     offered = None if _wildcard(tags) else tuple(offered_tags(
         tags + list(required), int(processors) if processors else None,
-        _number(desc, "MaxRAM"), "WholeNode" in desc and _truthy(desc["WholeNode"])))
+        _number(desc, "MaxRAM"), "WholeNode" in desc and _truthy(desc["WholeNode"]),
+        gpus=int(gpus or 0), gpu_models=_names(_first(desc, "GPUModel", "GPUModels"))))
     job_types = values("JobType", "JobTypes")
     return Resource(
         site=site,

@@ -20,12 +20,23 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from core.exceptions import JobManagementError, JobSubmissionError
+from core.db import utcnow, write_transaction
+from core.exceptions import (
+    InvalidArgumentError,
+    InvalidJDLError,
+    JobManagementError,
+    JobNotFoundError,
+    JobSubmissionError,
+    NotAuthorizedError,
+)
 from core.rpc.service import Call, Reply, Service, rpc_method
 from wms.db import jobs as jobs_db
-from wms.logic import job_manager, sandboxes, submission
+from wms.logic import capacity, dataset_jobs, events, job_manager, sandboxes, submission
+from wms.logic.jdl import parse_jdl
 from wms.logic.job_manager import ActionResult
 from wms.logic.job_policy import job_ids_argument, select_jobs
+from wms.logic.parametric import is_parametric
+from wms.logic.states import FINAL, JobStatus
 from wms.service.common import (
     SYSTEM,
     action_extra,
@@ -38,6 +49,7 @@ from wms.service.common import (
     sandbox_settings,
     sweep_pending,
 )
+from wms.service.wiring import dataset_files, store_jobs
 
 log = logging.getLogger("pilotwms.wms")
 SUBMITTERS = ["NormalUser", "JobAdministrator", "ProductionManagement"]
@@ -97,19 +109,31 @@ class JobManagerService(Service):
             for ref in dict.fromkeys(references):
                 sandboxes.find_readable(engine, settings, requester, ref)
         who = submission.Submitter(ident.username or "", ident.group or "", ident.vo or "")
+        parsed = parse_jdl(jdl)
+        event = events.event_of(parsed)
+        if event is not None and is_parametric(parsed):
+            raise InvalidJDLError("a parametric job cannot subscribe to an event")
 
         def stored(conn: Connection, result: submission.SubmitResult, now: datetime) -> None:
             # one transaction: the job, its sandboxes and (unless parametric, which waits
-            # for confirmBulkSubmission) its optimisation to Waiting commit together
+            # for confirmBulkSubmission, or subscribed to an event, which waits in Standby)
+            # its optimisation to Waiting commit together
+            capacity.check_jobs(self.ctx.config, result.descriptions.values())
             if result.input_sandboxes:
                 sandboxes.assign_in(conn, sandbox_settings(self.ctx), requester, {
                     f"Job:{job_id}": refs for job_id, refs in result.input_sandboxes.items()
                 }, "Input", now)
-            if not result.parametric:
+            if event is not None:
+                events.subscribe_in(conn, events.Actor.from_identity(ident), event,
+                                    {job_id: parsed.to_text() for job_id in result.job_ids},
+                                    now)
+            elif not result.parametric:
                 optimise_new(self.ctx, conn, result.descriptions, now)
 
+        initial = ((JobStatus.STANDBY, events.standby_minor(event)) if event is not None
+                   else None)
         result = submission.submit(engine, jdl, who, limits_from(self.ctx.config),
-                                   on_stored=stored)
+                                   on_stored=stored, initial=initial)
         value: Any = result.job_ids if result.parametric else result.job_ids[0]
         return Reply(value, {"JobID": value, "requireProxyUpload": False})
 
@@ -165,3 +189,60 @@ class JobManagerService(Service):
     @rpc_method("getMaxParametricJobs")
     def get_max_parametric_jobs(self, call: Call) -> int:
         return self.ctx.config.operations.max_parametric_jobs
+
+    # -- jobs the server makes from a user's JDL ----------------------------------------------
+
+    @rpc_method("submitDatasetJobs", rights=SUBMITTERS)
+    def submit_dataset_jobs(self, call: Call, jdl: str, source: dict[str, Any],
+                            files_per_job: int) -> Reply:
+        """One job per group of ``files_per_job`` files of a dataset (``{"Dataset": path}``)
+        or of a metadata query (``{"Query": {...}, "Path": "/"}``), read with the caller's
+        catalog rights; all jobs or none are stored. Value: the job IDs."""
+        template = dataset_jobs.check_template(jdl)
+        limits = limits_from(self.ctx.config)
+        if isinstance(files_per_job, bool) or not 1 <= int(files_per_job) <= \
+                limits.max_input_data:
+            raise InvalidArgumentError(
+                f"files per job must be between 1 and {limits.max_input_data}")
+        ident = call.identity
+        files, label = dataset_files(self.ctx, ident, source)
+        groups = dataset_jobs.group_by_location(files, int(files_per_job))
+        if len(groups) > limits.max_parametric_jobs:
+            raise InvalidArgumentError(
+                f"{len(groups)} jobs: more than the {limits.max_parametric_jobs} allowed in one "
+                "submission (more files per job?)")
+        who = submission.Submitter(ident.username or "", ident.group or "", ident.vo or "")
+        with write_transaction(engine_of(self.ctx)) as conn:
+            result = store_jobs(self.ctx, conn, dataset_jobs.dataset_jdls(template, groups),
+                                who, utcnow(), parameters={"Dataset": label})
+        return Reply(result.job_ids, {"JobID": result.job_ids, "requireProxyUpload": False})
+
+    @rpc_method("restartJob", rights=SUBMITTERS)
+    def restart_job(self, call: Call, job_id: int) -> Reply:
+        """A new job with the same description and input sandbox as a finished one (ECaccess
+        restart); parameters ``RestartOf`` (new job) and ``RestartedAs`` (old job) link
+        them. Value: the new job ID."""
+        engine = engine_of(self.ctx)
+        ident = call.identity
+        with write_transaction(engine) as conn:
+            rows = jobs_db.status_of(conn, [int(job_id)])
+            sel = select_jobs(ident, [int(job_id)], rows)
+            if sel.invalid:
+                raise JobNotFoundError(f"Job {job_id} not found")
+            if sel.nonauthorized:
+                raise NotAuthorizedError(f"you may not restart job {job_id}")
+            row = rows[int(job_id)]
+            if row.status not in FINAL:
+                raise JobManagementError(
+                    f"Job {job_id} is {row.status}: only finished jobs (Done, Completed, Failed, "
+                    "Killed) can be restarted")
+            original = jobs_db.jdls_of(conn, [int(job_id)], processed=False).get(int(job_id))
+            if original is None:
+                raise JobManagementError(f"Job {job_id} has no JDL left to restart")
+            who = submission.Submitter(row.owner, row.owner_group, row.vo)
+            result = store_jobs(self.ctx, conn, [dataset_jobs.restart_jdl(original)], who,
+                                utcnow(), parameters={"RestartOf": str(job_id)})
+            new = result.job_ids[0]
+            jobs_db.set_parameters(conn, {int(job_id): {"RestartedAs": str(new)}},
+                                   {int(job_id): row.reschedule_counter})
+        return Reply(new, {"JobID": new, "requireProxyUpload": False})

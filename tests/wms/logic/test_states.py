@@ -1,15 +1,20 @@
-"""Tests of the job state machine against a literal copy of DIRAC's table (the oracle test,
-tests/interop/test_dirac_oracle.py, compares it with the installed DIRAC client itself)."""
+"""Tests of the job state machine against DIRAC's own ``JobsStateMachine`` (the installed
+DIRAC client is the oracle) and a literal copy of its table, plus pilotwms's Standby."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from core.exceptions import InvalidTransitionError
 from wms.logic.states import (
     ACTIVE,
+    DIRAC_STATUSES,
     FINAL,
     JOB_STATUSES,
     REALLY_FINAL,
@@ -21,7 +26,8 @@ from wms.logic.states import (
     is_final,
 )
 
-# DIRAC's JobsStateMachine (WorkloadManagementSystem/Client/JobStatus.py), written out again.
+# DIRAC's JobsStateMachine (DIRACCommon/WorkloadManagementSystem/Client/JobStatus.py of DIRAC
+# 9.1.22), written out again; test_table_is_the_installed_dirac_s checks it against the code.
 DIRAC_TABLE: dict[str, set[str]] = {
     "Submitting": {"Received", "Checking", "Deleted", "Killed"},
     "Received": {"Scouting", "Checking", "Staging", "Waiting", "Failed", "Deleted", "Killed"},
@@ -40,16 +46,54 @@ DIRAC_TABLE: dict[str, set[str]] = {
     "Killed": {"Deleted"},
     "Deleted": set(),
 }
+#: pilotwms's own status: jobs subscribed to an event (docs/events.md)
+OUR_TABLE = {**DIRAC_TABLE, "Standby": {"Received", "Killed", "Deleted"}}
 
-ALL = list(DIRAC_TABLE)
+ALL = list(OUR_TABLE)
+REPO = Path(__file__).resolve().parents[3]
 
 
-def test_the_sixteen_statuses() -> None:
+def _dirac_python() -> str:
+    venv = os.environ.get("PILOTWMS_DIRAC_VENV", str(REPO / ".cache" / "dirac-venv"))
+    python = os.environ.get("PILOTWMS_DIRAC_CLIENT_PYTHON", f"{venv}/bin/python")
+    if not Path(python).exists():
+        proc = subprocess.run(["bash", str(REPO / "scripts/install-dirac-client.sh")],
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        python = proc.stdout.strip().splitlines()[-1]
+    return python
+
+
+_DUMP = """
+import json
+from DIRACCommon.WorkloadManagementSystem.Client import JobStatus as J
+m = J.JobsStateMachine(None)
+print(json.dumps({"states": J.JOB_STATES, "final": J.JOB_FINAL_STATES,
+                  "table": {k: sorted(v.stateMap) for k, v in m.states.items()}}))
+"""
+
+
+@pytest.mark.dirac
+def test_table_is_the_installed_dirac_s() -> None:
+    """DIRAC's 16 statuses and their transitions are exactly what its code says."""
+    proc = subprocess.run([_dirac_python(), "-c", _DUMP], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dirac = json.loads(proc.stdout)
+    assert [str(s) for s in DIRAC_STATUSES] == dirac["states"]
+    assert FINAL == set(dirac["final"])
+    ours = {str(k): {str(v) for v in vs} for k, vs in TRANSITIONS.items() if k != "Standby"}
+    assert ours == {k: set(v) for k, v in dirac["table"].items()}
+    assert "Standby" not in dirac["states"]  # ours alone: see docs/events.md
+
+
+def test_the_statuses() -> None:
     assert [status.value for status in JOB_STATUSES] == [
         "Submitting", "Received", "Checking", "Scouting", "Staging", "Waiting", "Matched",
         "Rescheduled", "Running", "Stalled", "Completing", "Done", "Completed", "Failed",
-        "Deleted", "Killed",
+        "Deleted", "Killed", "Standby",
     ]  # fmt: skip
+    assert DIRAC_STATUSES == JOB_STATUSES[:16]
     assert set(JOB_STATUSES) == set(ALL)
     assert JobStatus.RUNNING == "Running"
     assert f"{JobStatus.MATCHED}" == "Matched"
@@ -63,13 +107,15 @@ def test_final_sets() -> None:
     assert not any(is_final(s) for s in ACTIVE)
 
 
-def test_table_is_exactly_dirac_s() -> None:
-    assert {str(k): {str(v) for v in vs} for k, vs in TRANSITIONS.items()} == DIRAC_TABLE
+def test_table_is_exactly_dirac_s_plus_standby() -> None:
+    assert {str(k): {str(v) for v in vs} for k, vs in TRANSITIONS.items()} == OUR_TABLE
+    # nothing enters Standby: a job is born in it
+    assert not any("Standby" in targets for targets in OUR_TABLE.values())
 
 
 @pytest.mark.parametrize(("current", "new"), list(itertools.product(ALL, ALL)))
 def test_every_pair(current: str, new: str) -> None:
-    expected = current == new or new in DIRAC_TABLE[current]
+    expected = current == new or new in OUR_TABLE[current]
     assert allowed(current, new) is expected
     assert allowed(JobStatus(current), JobStatus(new)) is expected
     if expected:
