@@ -67,8 +67,12 @@ class ComponentReporter:
         self.sink = sink
         self.queue_size = queue_size or (lambda: 0)
         self.host = socket.getfqdn()
-        self._last: dict[tuple[str, str], float] = {}
         self._stamp = 0
+        # counts made before this reporter started (another server earlier in the same
+        # process) are not this component's: the first period starts from them
+        self._last: dict[tuple[str, str], float] = {
+            (component, name): value
+            for component, totals in self._totals().items() for name, value in totals.items()}
 
     def _delta(self, component: str, what: str, total: float) -> float:
         key = (component, what)

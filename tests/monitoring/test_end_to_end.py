@@ -176,7 +176,7 @@ def test_jobs_through_a_pilot_make_records_history_and_plots(
 
     # dstat --summary: live counts from the history snapshot
     summary = command(run_env, "wms.cli.dstat", "--summary", "Site,Status", "-f", "csv")
-    assert summary.splitlines() == ["Site,Status,Jobs,", "LCG.Pilot.test,Done,2,",
+    assert summary.rstrip("\n").splitlines() == ["Site,Status,Jobs,", "LCG.Pilot.test,Done,2,",
                                     "LCG.Pilot.test,Failed,1,"]
     pretty = command(run_env, "wms.cli.dstat", "--summary")
     assert pretty.splitlines()[2:4] == ["Done       2", "Failed     1"]

@@ -61,6 +61,6 @@ def test_the_migration_adds_the_outbox(tmp_path: Path) -> None:
         conn.execute(sa.update(schema_versions).where(
             schema_versions.c.system == "WorkloadManagement").values(version=1))
     assert schema_version(engine, "WorkloadManagement") == 1
-    assert upgrade_schema(engine, WMS_SCHEMA) == 2 == WMS_SCHEMA.latest
+    assert upgrade_schema(engine, WMS_SCHEMA) == WMS_SCHEMA.latest >= 2
     assert "monitoring_outbox" in sa.inspect(engine).get_table_names()
     assert "monitoring_outbox" in metadata.tables

@@ -160,14 +160,14 @@ def _main(argv: Sequence[str]) -> int:
         grid_headers, grid = report_grid(report)
         print(f"{report['title']} by {report['grouping']} ({report['unit']}), "
               f"{value_text(start)} to {value_text(end)} UTC")
-        print(format_table(grid, grid_headers, fmt))
+        print(format_table(grid, grid_headers, fmt).rstrip("\n"))
     elif fmt == "json":
         print(json.dumps({"type": type_name, "report": report_name,
                           "grouping": report["grouping"], "unit": report["unit"],
                           "granularity": report["granularity"], "totals": report["totals"],
                           "rows": json.loads(format_table(rows, headers, "json"))}))
     else:
-        print(format_table(rows, headers, fmt))
+        print(format_table(rows, headers, fmt).rstrip("\n"))
     if opts.plot is not None and plot_format is not None:
         drawn = plots.draw(report, plot_format)
         opts.plot.write_bytes(drawn.image)
