@@ -9,6 +9,15 @@ other requests. See docs/architecture.md for the reasons.
 * ``sqlite:///path`` (the embedded default): WAL journal, ``synchronous=NORMAL``, foreign keys
   on, a 30 s busy timeout; several processes may share the file.
 * ``mysql+pymysql://user:pw@host:port/db``: utf8mb4, READ COMMITTED, pre-ping, recycling.
+  ``?failover=host2:port2,host3:port3`` adds hosts that new connections try in order when the
+  first cannot be reached or is not ready (a Galera node outside the primary component); a
+  pooled connection whose node leaves is dropped and replaced (see :func:`make_engine`).
+
+Galera and InnoDB conflicts: a transaction that loses a certification conflict (or an InnoDB
+deadlock) fails with error 1213, at COMMIT or at its next statement, and is rolled back whole.
+:func:`retry_conflicts` re-runs a function that opens its own write transaction(s) when that
+happens; use it on functions whose only effect is their transaction (they re-read what they
+decide on), not on ones that also write files or call out.
 
 Schemas: each system declares a :class:`Schema` (its ``MetaData`` and ordered migrations).
 ``pilotwms db init`` creates missing tables and stamps the newest version; ``pilotwms db upgrade``
@@ -29,11 +38,15 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import logging
+import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -41,6 +54,7 @@ from sqlalchemy.pool import StaticPool
 
 from core.exceptions import ConfigError, DatabaseError
 
+log = logging.getLogger("pilotwms.db")
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """A DATETIME stored as naive UTC and read back timezone-aware (UTC).
@@ -111,8 +125,134 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         options.update(kwargs)
         if "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-        return sa.create_engine(parsed, **options)
+        failover = _failover_hosts(parsed)
+        if failover:
+            parsed = parsed.difference_update_query(["failover"])
+        engine = sa.create_engine(parsed, **options)
+        # a node that left the Galera primary component answers 1047/1927: drop that
+        # connection from the pool instead of handing it out again
+        sa.event.listen(engine, "handle_error", _mark_node_errors)
+        if failover:
+            sa.event.listen(engine, "do_connect", _failover_connect(failover))
+        return engine
     raise ConfigError(f"unsupported database {backend!r} in {url!r} (sqlite or mysql+pymysql)")
+
+
+def _failover_hosts(url: sa.engine.URL) -> list[tuple[str, int]]:
+    raw = url.query.get("failover")
+    if raw is None:
+        return []
+    text = ",".join(raw) if isinstance(raw, tuple) else raw
+    hosts: list[tuple[str, int]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"database URL: failover host {item!r} is not host:port")
+        hosts.append((host.strip("[]"), int(port)))
+    return hosts
+
+
+#: MariaDB errors meaning "this node cannot serve": 1047 (WSREP not ready: the node is outside
+#: the primary component or still joining), 1927 (connection killed by a shutdown)
+NODE_ERRORS = frozenset({1047, 1927})
+
+
+def _error_code(exc: BaseException | None) -> int | None:
+    args = getattr(exc, "args", None)
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def _mark_node_errors(context: Any) -> None:
+    if _error_code(context.original_exception) in NODE_ERRORS:
+        context.is_disconnect = True
+
+
+def _failover_connect(alternates: list[tuple[str, int]]) -> Callable[..., Any]:
+    """A ``do_connect`` hook: the URL's host first, then ``alternates``; a host that refuses
+    or whose Galera node is not ready (``wsrep_ready`` OFF) is skipped."""
+
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        first = (cparams.get("host", "localhost"), int(cparams.get("port", 3306)))
+        failure: BaseException | None = None
+        for host, port in [first, *(a for a in alternates if a != first)]:
+            try:
+                dbapi_conn = dialect.loaded_dbapi.connect(
+                    *cargs, **{**cparams, "host": host, "port": port})
+            except dialect.loaded_dbapi.OperationalError as exc:
+                failure = exc
+                continue
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SHOW STATUS LIKE 'wsrep_ready'")
+                row = cur.fetchone()
+            if row is None or str(row[1]).upper() == "ON":
+                if (host, port) != first:
+                    log.warning("database %s:%s unreachable or not ready; connected to %s:%s",
+                                first[0], first[1], host, port)
+                return dbapi_conn
+            dbapi_conn.close()
+            failure = dialect.loaded_dbapi.OperationalError(
+                1047, f"{host}:{port} is not ready (wsrep_ready OFF)")
+        assert failure is not None  # noqa: S101 - at least one host was tried
+        raise failure
+
+    return connect
+
+
+# -- conflicts --------------------------------------------------------------------------------
+
+#: errors after which the failed transaction was rolled back whole and may simply be re-run:
+#: 1213, InnoDB's deadlock and Galera's certification failure / brute-force abort
+CONFLICT_ERRORS = frozenset({1213})
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True for a deadlock or Galera certification conflict (MariaDB error 1213)."""
+    return (isinstance(exc, sa.exc.DBAPIError)
+            and _error_code(exc.orig) in CONFLICT_ERRORS)
+
+
+def retry_conflicts(attempts: int = 5, base_delay: float = 0.005
+                    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Re-run the decorated function when it fails with a conflict (:func:`is_conflict`).
+
+    For functions that open their own transaction(s) and have no other effect, so that a
+    re-run decides again from fresh reads: a conflict rolls the losing transaction back whole,
+    at COMMIT or at its next statement. Between attempts it sleeps a random 0.5-1.5 x
+    ``base_delay`` x 2^n (the winner's write set reaches the node meanwhile). Costs nothing
+    when there is no conflict; SQLite never raises one (writers are serialised).
+
+        >>> calls = []
+        >>> @retry_conflicts(attempts=3)
+        ... def once() -> int:
+        ...     calls.append(1)
+        ...     return len(calls)
+        >>> once()
+        1
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            for attempt in range(attempts):
+                try:
+                    return fn(*args, **kwargs)
+                except sa.exc.DBAPIError as exc:
+                    if attempt + 1 >= attempts or not is_conflict(exc):
+                        raise
+                    delay = base_delay * (2 ** attempt) * (0.5 + random.random())  # noqa: S311
+                    log.info("%s: conflict (%s), attempt %d of %d", fn.__qualname__,
+                             exc.orig, attempt + 1, attempts)
+                    time.sleep(delay)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return wrapper
+
+    return decorate
 
 
 def _no_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:

@@ -82,7 +82,7 @@ from typing import Any, Literal
 from sqlalchemy.engine import Connection, Engine
 
 from core.config.schema import Config
-from core.db import utcnow, write_transaction
+from core.db import retry_conflicts, utcnow, write_transaction
 from core.exceptions import InvalidArgumentError, NoMatchError
 from core.security.identity import Identity
 from wms.db import jobs as jobs_db
@@ -323,6 +323,7 @@ def _compute_weights(conn: Connection, flt: tq_db.TQFilter, settings: MatchSetti
                       settings.shares, owner_sums=sums, group_owners=owners)
 
 
+@retry_conflicts()
 def match_job(engine: Engine, resource: Mapping[str, Any] | str | Resource, *,
               settings: MatchSettings, scope: MatchScope | None, now: datetime | None = None,
               rng: random.Random | None = None, on_match: OnMatch | None = None) -> MatchResult:

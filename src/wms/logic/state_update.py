@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from core.db import utcnow, write_transaction
+from core.db import retry_conflicts, utcnow, write_transaction
 from core.exceptions import InvalidArgumentError, JobNotFoundError, NotAuthorizedError
 from core.security.identity import Identity
 from wms.db import jobs as jobs_db
@@ -71,6 +71,7 @@ def _apply(conn: Connection, row: jobs_db.StatusRow, status: str | None, minor: 
                                  extra=extra)
 
 
+@retry_conflicts()
 def set_status(engine: Engine, ident: Identity, job_id: int, status: str = "",
                minor: str = "", application: str = "", *, source: str = "Unknown",
                when: datetime | None = None, force: bool = False) -> None:
@@ -80,6 +81,7 @@ def set_status(engine: Engine, ident: Identity, job_id: int, status: str = "",
         _apply(conn, row, status, minor, application, source, when, force)
 
 
+@retry_conflicts()
 def set_status_bulk(engine: Engine, ident: Identity, job_id: int,
                     updates: Mapping[datetime, Mapping[str, str]], *,
                     force: bool = False) -> None:
@@ -92,6 +94,7 @@ def set_status_bulk(engine: Engine, ident: Identity, job_id: int,
                    item.get("ApplicationStatus"), item.get("Source", "Unknown"), when, force)
 
 
+@retry_conflicts()
 def set_parameters(engine: Engine, ident: Identity, params: Mapping[int, Mapping[str, Any]]
                    ) -> None:
     """Set parameters of the jobs' current attempt."""
@@ -102,6 +105,7 @@ def set_parameters(engine: Engine, ident: Identity, params: Mapping[int, Mapping
                                {j: row.reschedule_counter for j, row in rows.items()})
 
 
+@retry_conflicts()
 def heartbeat(engine: Engine, ident: Identity, job_id: int, dynamic: Mapping[str, Any],
               static: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, str]:
     """Record a heartbeat; returns the job's pending commands (e.g. ``{"Kill": ""}``)."""
