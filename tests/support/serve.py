@@ -45,11 +45,12 @@ class ServeProcess:
     """One ``pilotwms serve --port 0``; ``url`` once started; its output in ``log``."""
 
     def __init__(self, config: Path, *, env: dict[str, str] | None = None, tls: bool = True,
-                 processes: int = 1, log: Path | None = None) -> None:
+                 processes: int = 1, log: Path | None = None, port: int = 0) -> None:
         self.config = config
         self.env = {**os.environ, **(env or {})}
         self.tls = tls
         self.processes = processes
+        self.requested_port = port
         self.log = log or config.parent / f"serve-{id(self)}.log"
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
@@ -61,7 +62,7 @@ class ServeProcess:
 
     def start(self, timeout: float = 60) -> ServeProcess:
         args = [sys.executable, "-m", "core.cli.admin", "serve", "--config", str(self.config),
-                "--port", "0", "--processes", str(self.processes)]
+                "--port", str(self.requested_port), "--processes", str(self.processes)]
         if not self.tls:
             args.append("--no-tls")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
