@@ -142,7 +142,14 @@ def unpack(archive: Path | IO[bytes], dest_dir: str | os.PathLike[str]) -> list[
         members = tar.getmembers()
         for member in members:
             _check_member(member, dest)
-        tar.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:  # Python < 3.11.4 (Debian 12 has 3.11.2): the checks above, and no special bits
+            for member in members:  # or foreign owners
+                member.mode &= 0o777
+                member.uid, member.gid, member.uname, member.gname = (
+                    os.getuid(), os.getgid(), "", "")
+            tar.extractall(dest, members=members)  # noqa: S202 - members checked above
     tops = {PurePosixPath(m.name).parts[0] for m in members if PurePosixPath(m.name).parts}
     return sorted(dest / top for top in tops)
 
