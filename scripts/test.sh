@@ -5,7 +5,8 @@
 #   bash scripts/test.sh [PYTEST_ARGS...]
 #
 # Installs when missing: Debian packages (mariadb-server, Slurm, munge, OpenSSH, xrootd,
-# voms-clients, openssl, gcc, and what the DIRAC client needs), a venv in .venv with pilotwms
+# voms-clients, openssl, gcc, galera-4, haproxy, podman, and what the DIRAC client needs),
+# a venv in .venv with pilotwms
 # and its test tools (and Node.js 22 from PyPI when the system's is older than 20.19), the
 # test OpenID Connect provider's npm packages, the real DIRAC client in .cache/dirac-venv.
 # The tests start their own servers (MariaDB, Slurm, sshd, xrootd, the IdP, pilotwms servers)
@@ -34,6 +35,11 @@ command -v xrootd >/dev/null 2>&1 || missing+=(xrootd-server)
 command -v xrdcp >/dev/null 2>&1 || missing+=(xrootd-client)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# scale-out tests (tests/deploy): a 3-node Galera cluster (rsync state transfers) and HAProxy
+[[ -e /usr/lib/galera/libgalera_smm.so ]] || missing+=(galera-4)
+command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
 if ((${#missing[@]})); then
   as_root apt-get update -q
   as_root apt-get install -y -q "${missing[@]}"
@@ -80,3 +86,17 @@ log "mypy"
 
 log "pytest"
 "$VENV/bin/python" -m pytest "$@"
+
+# The whole suite (no arguments) also builds the container images and runs the compose stack's
+# smoke test (a job submitted through the balancer, run by a pilot, its output fetched), in a
+# private state directory that is removed afterwards. PILOTWMS_SKIP_STACK=1 skips it.
+if (($# == 0)) && [[ ${PILOTWMS_SKIP_STACK:-0} != 1 ]]; then
+  log "container images + compose stack smoke test (scripts/stack-up.sh, stack-smoke.sh)"
+  stack_start=$SECONDS
+  PILOTWMS_STACK=$(mktemp -d /tmp/pilotwms-stack.XXXXXX)
+  export PILOTWMS_STACK PILOTWMS_STACK_PROJECT=pilotwms-ci-$$
+  trap 'bash scripts/stack-down.sh --purge' EXIT
+  bash scripts/stack-up.sh
+  bash scripts/stack-smoke.sh
+  echo "container build + stack + smoke test: $((SECONDS - stack_start)) s"
+fi
