@@ -117,10 +117,13 @@ class GaleraCluster:
             d = self.dir(i)
             d.mkdir()
             shutil.chown(d, self.os_user, self.os_user)
-            subprocess.run(
+            done = subprocess.run(
                 [install, "--no-defaults", f"--user={self.os_user}", f"--datadir={d / 'data'}",
                  "--innodb-log-file-size=32M", "--auth-root-authentication-method=socket",
-                 "--skip-test-db"], check=True, capture_output=True, timeout=120)
+                 "--skip-test-db"], capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                raise RuntimeError(f"mariadb-install-db failed: {done.stdout[-1500:]}"
+                                   f"{done.stderr[-1500:]}")
         self._launch(0, "--wsrep-new-cluster")
         self.wait_synced(0)
         for i in range(1, self.count):  # one at a time: a donor serves one transfer at a time
