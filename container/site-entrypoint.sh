@@ -27,6 +27,8 @@ SelectTypeParameters=CR_Core
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 ReturnToService=2
+# daemons listen on their NodeAddr/SlurmctldHost address (127.0.0.1), not on every interface
+CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=pilots Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONF

@@ -5,6 +5,7 @@
 #
 #   bash scripts/containers.sh build [TARGET...]   # default: server agent client mariadb balancer
 #   bash scripts/containers.sh base                # only the Debian base image
+#   bash scripts/containers.sh site-check          # build the site image, run a Slurm job in it
 #   bash scripts/containers.sh clean               # remove the images and the build cache
 #
 # Sourced by scripts/stack-*.sh for pw_setup (packages, containers.conf, podman-compose).
@@ -146,6 +147,19 @@ pw_build() {
   done
 }
 
+pw_site_check() {  # the site image: its single-node Slurm runs a batch job as pilotwms
+  local port out
+  pw_build site
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  out=$(timeout 180 podman run --rm --init --network host -e "SLURM_CTLD_PORT=$port" \
+    "$PW_PREFIX-site:latest" sh -c '
+      for i in $(seq 60); do sinfo -h -o %T 2>/dev/null | grep -q idle && break; sleep 1; done
+      su -s /bin/sh pilotwms -c "cd /tmp && sbatch -Q -o /tmp/out.%j --wrap \"id -un\""
+      for i in $(seq 60); do [ -s /tmp/out.1 ] && break; sleep 1; done; cat /tmp/out.1' 2>/dev/null)
+  [[ $out == pilotwms ]] || { pw_say "site image: the batch job said '$out'"; return 1; }
+  pw_say "site image: slurmctld + slurmd up, a batch job ran as pilotwms"
+}
+
 pw_clean() {
   local target
   for target in "${PW_TARGETS_DEFAULT[@]}" site; do
@@ -162,7 +176,8 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   case $cmd in
     build) pw_build "$@" ;;
     base) pw_base ;;
+    site-check) pw_site_check ;;
     clean) pw_clean ;;
-    *) echo "usage: $0 build [TARGET...]|base|clean" >&2; exit 2 ;;
+    *) echo "usage: $0 build [TARGET...]|base|site-check|clean" >&2; exit 2 ;;
   esac
 fi

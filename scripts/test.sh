@@ -98,5 +98,7 @@ if (($# == 0)) && [[ ${PILOTWMS_SKIP_STACK:-0} != 1 ]]; then
   trap 'bash scripts/stack-down.sh --purge' EXIT
   bash scripts/stack-up.sh
   bash scripts/stack-smoke.sh
+  # the worker-node image with Slurm (+2.5 min cold): PILOTWMS_SITE_IMAGE=1
+  [[ ${PILOTWMS_SITE_IMAGE:-0} != 1 ]] || bash scripts/containers.sh site-check
   echo "container build + stack + smoke test: $((SECONDS - stack_start)) s"
 fi
