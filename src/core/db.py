@@ -38,6 +38,7 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import random
@@ -200,14 +201,22 @@ def _failover_connect(alternates: list[tuple[str, int]]) -> Callable[..., Any]:
     return connect
 
 
-# -- conflicts --------------------------------------------------------------------------------
+# -- conflicts ---------------------------------------------------------------------------------
 
 #: errors after which the failed transaction was rolled back whole and may simply be re-run:
 #: 1213, InnoDB's deadlock and Galera's certification failure / brute-force abort
 CONFLICT_ERRORS = frozenset({1213})
+#: Galera errors of a node outside the primary component (while a dead node is being evicted,
+#: or a partitioned one): 1047 refused statement, 1180 commit not replicated; the transaction
+#: did not commit, and a new connection reaches a ready node (see ``?failover=``)
+UNAVAILABLE_ERRORS = frozenset({1047, 1180})
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# set while a retry runs: its write transactions read causally on Galera (see below)
+_retrying: contextvars.ContextVar[bool] = contextvars.ContextVar("pilotwms_retrying",
+                                                                  default=False)
 
 
 def is_conflict(exc: BaseException) -> bool:
@@ -216,15 +225,26 @@ def is_conflict(exc: BaseException) -> bool:
             and _error_code(exc.orig) in CONFLICT_ERRORS)
 
 
+def _retryable(exc: sa.exc.DBAPIError) -> str | None:
+    code = _error_code(exc.orig)
+    if code in CONFLICT_ERRORS:
+        return "conflict"
+    if code in UNAVAILABLE_ERRORS:
+        return "unavailable"
+    return None
+
+
 def retry_conflicts(attempts: int = 5, base_delay: float = 0.005
                     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Re-run the decorated function when it fails with a conflict (:func:`is_conflict`).
+    """Re-run the decorated function when its transaction was rolled back by a conflict
+    (:func:`is_conflict`) or by a Galera node outside the primary component (1047, 1180).
 
     For functions that open their own transaction(s) and have no other effect, so that a
-    re-run decides again from fresh reads: a conflict rolls the losing transaction back whole,
-    at COMMIT or at its next statement. Between attempts it sleeps a random 0.5-1.5 x
-    ``base_delay`` x 2^n (the winner's write set reaches the node meanwhile). Costs nothing
-    when there is no conflict; SQLite never raises one (writers are serialised).
+    re-run decides again from fresh reads. Between attempts it sleeps a random 0.5-1.5 x
+    ``base_delay`` x 2^n after a conflict, 0.25-2 s after an unavailable node (a dead node is
+    evicted within seconds). During a re-run, :func:`write_transaction` reads causally on
+    Galera (``wsrep_sync_wait``), so the claim that won is seen instead of being fought for
+    again. Costs nothing when there is no conflict; SQLite never raises one.
 
         >>> calls = []
         >>> @retry_conflicts(attempts=3)
@@ -238,21 +258,41 @@ def retry_conflicts(attempts: int = 5, base_delay: float = 0.005
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            for attempt in range(attempts):
-                try:
-                    return fn(*args, **kwargs)
-                except sa.exc.DBAPIError as exc:
-                    if attempt + 1 >= attempts or not is_conflict(exc):
-                        raise
-                    delay = base_delay * (2 ** attempt) * (0.5 + random.random())  # noqa: S311
-                    log.info("%s: conflict (%s), attempt %d of %d", fn.__qualname__,
-                             exc.orig, attempt + 1, attempts)
-                    time.sleep(delay)
-            raise AssertionError("unreachable")  # pragma: no cover
+            token: contextvars.Token[bool] | None = None
+            try:
+                for attempt in range(attempts):
+                    try:
+                        return fn(*args, **kwargs)
+                    except sa.exc.DBAPIError as exc:
+                        kind = _retryable(exc)
+                        if attempt + 1 >= attempts or kind is None:
+                            raise
+                        jitter = 0.5 + random.random()  # noqa: S311 - back-off only
+                        delay = (base_delay * 2 ** attempt if kind == "conflict"
+                                 else min(2.0, 0.25 * 2 ** attempt)) * jitter
+                        log.info("%s: %s (%s), attempt %d of %d", fn.__qualname__, kind,
+                                 exc.orig, attempt + 1, attempts)
+                        time.sleep(delay)
+                        if token is None:
+                            token = _retrying.set(True)
+                raise AssertionError("unreachable")  # pragma: no cover
+            finally:
+                if token is not None:
+                    _retrying.reset(token)
 
         return wrapper
 
     return decorate
+
+
+def _sync_wait(conn: Connection, value: int) -> None:
+    """``SET SESSION wsrep_sync_wait`` outside any transaction; ignored by servers without
+    the variable (not built with Galera)."""
+    try:
+        conn.exec_driver_sql(f"SET SESSION wsrep_sync_wait={int(value)}")
+        conn.commit()
+    except sa.exc.DBAPIError:
+        conn.rollback()
 
 
 def _no_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
@@ -273,11 +313,16 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """
     with engine.connect() as conn:
         conn.info["immediate"] = True
+        causal = _retrying.get() and conn.dialect.name in ("mysql", "mariadb")
+        if causal:
+            _sync_wait(conn, 1)  # a re-run after a conflict sees the winner's write set
         try:
             with conn.begin():
                 yield conn
         finally:
             conn.info.pop("immediate", None)
+            if causal and not conn.invalidated:
+                _sync_wait(conn, 0)
 
 
 # -- schema management ------------------------------------------------------------------------
