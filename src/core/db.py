@@ -258,31 +258,40 @@ def retry_conflicts(attempts: int = 5, base_delay: float = 0.005
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            token: contextvars.Token[bool] | None = None
-            try:
-                for attempt in range(attempts):
-                    try:
-                        return fn(*args, **kwargs)
-                    except sa.exc.DBAPIError as exc:
-                        kind = _retryable(exc)
-                        if attempt + 1 >= attempts or kind is None:
-                            raise
-                        jitter = 0.5 + random.random()  # noqa: S311 - back-off only
-                        delay = (base_delay * 2 ** attempt if kind == "conflict"
-                                 else min(2.0, 0.25 * 2 ** attempt)) * jitter
-                        log.info("%s: %s (%s), attempt %d of %d", fn.__qualname__, kind,
-                                 exc.orig, attempt + 1, attempts)
-                        time.sleep(delay)
-                        if token is None:
-                            token = _retrying.set(True)
-                raise AssertionError("unreachable")  # pragma: no cover
-            finally:
-                if token is not None:
-                    _retrying.reset(token)
+            try:  # the first attempt costs a call and a try (hot paths)
+                return fn(*args, **kwargs)
+            except sa.exc.DBAPIError as exc:
+                if attempts < 2 or _retryable(exc) is None:
+                    raise
+                first = exc
+            return _rerun(fn, args, kwargs, first, attempts, base_delay)
 
         return wrapper
 
     return decorate
+
+
+def _rerun(fn: Callable[..., R], args: Any, kwargs: Any, error: sa.exc.DBAPIError,
+           attempts: int, base_delay: float) -> R:
+    token = _retrying.set(True)
+    try:
+        for attempt in range(1, attempts):
+            kind = _retryable(error)
+            jitter = 0.5 + random.random()  # noqa: S311 - back-off only
+            delay = (base_delay * 2 ** (attempt - 1) if kind == "conflict"
+                     else min(2.0, 0.25 * 2 ** (attempt - 1))) * jitter
+            log.info("%s: %s (%s), attempt %d of %d", fn.__qualname__, kind, error.orig,
+                     attempt, attempts)
+            time.sleep(delay)
+            try:
+                return fn(*args, **kwargs)
+            except sa.exc.DBAPIError as exc:
+                if attempt + 1 >= attempts or _retryable(exc) is None:
+                    raise
+                error = exc
+        raise AssertionError("unreachable")  # pragma: no cover
+    finally:
+        _retrying.reset(token)
 
 
 def _sync_wait(conn: Connection, value: int) -> None:
