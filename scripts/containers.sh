@@ -11,12 +11,14 @@
 # Sourced by scripts/stack-*.sh for pw_setup (packages, containers.conf, podman-compose).
 # Cache between runs on one machine: the base image, podman's layer cache (apt and Python
 # dependency layers change only with the Containerfile or requirements.txt), the compose venv.
-# Settings: PILOTWMS_CACHE (default <repo>/.cache), PILOTWMS_IMAGE_PREFIX (localhost/pilotwms).
+# Settings: PILOTWMS_CACHE (default <repo>/.cache), PILOTWMS_IMAGE_PREFIX (localhost/pilotwms:
+# images are <prefix>-server, <prefix>-agent, ...; scripts/test.sh uses one per checkout).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PW_CACHE=${PILOTWMS_CACHE:-$REPO/.cache}
 PW_PREFIX=${PILOTWMS_IMAGE_PREFIX:-localhost/pilotwms}
-PW_BASE=${PW_PREFIX}-debian:bookworm
+# the base image is shared by every checkout (same content): made once per machine
+PW_BASE=${PILOTWMS_BASE_IMAGE:-localhost/pilotwms-debian:bookworm}
 PW_TARGETS_DEFAULT=(server agent client mariadb balancer)
 export CONTAINERS_CONF=$PW_CACHE/containers/containers.conf
 PW_COMPOSE=$PW_CACHE/compose-venv/bin/podman-compose

@@ -11,7 +11,7 @@ set -a; source "$STACK/stack.env"; set +a
 start=$SECONDS
 client() {
   podman run --rm -i --init --network host -v "$STACK/instance:/srv/pilotwms" \
-    -w /srv/pilotwms/smoke localhost/pilotwms-client:latest "$@"
+    -w /srv/pilotwms/smoke "${PILOTWMS_IMAGE_PREFIX:-$PW_PREFIX}-client:latest" "$@"
 }
 install -d -o 8443 -g 8443 "$STACK/instance/smoke"
 

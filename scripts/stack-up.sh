@@ -24,7 +24,7 @@ pc() { "$PW_COMPOSE" -p "$PROJECT" -f "$REPO/container/compose.yaml" --env-file 
 client() {  # a command in the client image, as the pilotwms user, with the instance mounted
   podman run --rm -i --init --network host -v "$STACK/instance:/srv/pilotwms" "$@"
 }
-image=localhost/pilotwms-client:latest
+image=$PW_PREFIX-client:latest
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
   local end=$((SECONDS + $1)) what=$2; shift 2
   until "$@" >/dev/null 2>&1; do
@@ -47,6 +47,7 @@ PILOTWMS_LB_PORT=${PILOTWMS_LB_PORT:-$(free_port)}
 PILOTWMS_DB_PORT=${PILOTWMS_DB_PORT:-$(free_port)}
 PILOTWMS_SERVER1_PORT=${PILOTWMS_SERVER1_PORT:-$(free_port)}
 PILOTWMS_SERVER2_PORT=${PILOTWMS_SERVER2_PORT:-$(free_port)}
+PILOTWMS_IMAGE_PREFIX=$PW_PREFIX
 EOF
 fi
 set -a; source "$STACK/stack.env"; set +a
@@ -77,7 +78,7 @@ open(path, "w").write("# pilotwms instance of the compose stack (scripts/stack-u
 PY
 fi
 # the balancer's certificate (the instance's host certificate) and the CA it accepts
-HA_UID=$(podman run --rm --entrypoint id localhost/pilotwms-balancer:latest -u 2>/dev/null)
+HA_UID=$(podman run --rm --entrypoint id "$PW_PREFIX-balancer:latest" -u 2>/dev/null)
 cat "$STACK/instance/host/hostcert.pem" "$STACK/instance/host/hostkey.pem" >"$STACK/balancer/balancer.pem"
 cp "$STACK/instance/ca/ca.pem" "$STACK/balancer/ca.pem"
 chown "$HA_UID" "$STACK/balancer/balancer.pem"; chmod 600 "$STACK/balancer/balancer.pem"

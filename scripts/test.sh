@@ -94,7 +94,9 @@ if (($# == 0)) && [[ ${PILOTWMS_SKIP_STACK:-0} != 1 ]]; then
   log "container images + compose stack smoke test (scripts/stack-up.sh, stack-smoke.sh)"
   stack_start=$SECONDS
   PILOTWMS_STACK=$(mktemp -d /tmp/pilotwms-stack.XXXXXX)
-  export PILOTWMS_STACK PILOTWMS_STACK_PROJECT=pilotwms-ci-$$
+  # images of this checkout (other checkouts on the machine may build theirs meanwhile)
+  PILOTWMS_IMAGE_PREFIX=localhost/pilotwms-ci-$(printf '%s' "$REPO" | sha1sum | cut -c1-8)
+  export PILOTWMS_STACK PILOTWMS_STACK_PROJECT=pilotwms-ci-$$ PILOTWMS_IMAGE_PREFIX
   trap 'bash scripts/stack-down.sh --purge' EXIT
   bash scripts/stack-up.sh
   bash scripts/stack-smoke.sh
