@@ -96,13 +96,13 @@ wait_for 120 "MariaDB answers" db_ready "${PROJECT}_db_1" mariadb-admin --no-def
 wait_for 60 "pilotwms db init" client --env-file "$STACK/secrets/db.env" "$image" pilotwms db init --config /srv/pilotwms/config.yaml
 pw_say "starting the servers, the balancer and the agents"
 pc up -d >>"$STACK/compose-up.log" 2>&1 || { cat "$STACK/compose-up.log"; exit 1; }
-for name in server1 server2 site-director stalled-jobs; do
+for name in server1 server2 balancer site-director stalled-jobs; do
   # podman-compose can exit 0 when a container did not start: look at each
   [[ $(podman inspect -f '{{.State.Running}}' "${PROJECT}_${name}_1" 2>/dev/null) == true ]] \
     || { podman logs "${PROJECT}_${name}_1" 2>&1 | tail -20; pw_say "$name is not running"; exit 1; }
 done
 # podman schedules health checks with systemd timers; without systemd, run them here
-for name in server1 server2; do
+for name in db server1 server2 balancer site-director stalled-jobs; do
   wait_for 90 "$name healthy" podman healthcheck run "${PROJECT}_${name}_1"
 done
 wait_for 60 "the balancer answers" python3 - "$STACK" "$PILOTWMS_LB_PORT" <<'PY'

@@ -225,6 +225,12 @@ def is_conflict(exc: BaseException) -> bool:
             and _error_code(exc.orig) in CONFLICT_ERRORS)
 
 
+def rolled_back(exc: BaseException) -> bool:
+    """True when ``exc`` is a database error after which the failing transaction was rolled
+    back by the server (a conflict, or a Galera node outside the primary component)."""
+    return isinstance(exc, sa.exc.DBAPIError) and _retryable(exc) is not None
+
+
 def _retryable(exc: sa.exc.DBAPIError) -> str | None:
     code = _error_code(exc.orig)
     if code in CONFLICT_ERRORS:

@@ -40,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 import tornado.web
 from cryptography import x509 as cx509
 from tornado.httpserver import HTTPServer
@@ -47,9 +48,11 @@ from tornado.ioloop import PeriodicCallback
 from tornado.iostream import SSLIOStream
 
 from core.config.schema import Config
+from core.db import rolled_back
 from core.exceptions import (
     BadRequestError,
     CredentialError,
+    DatabaseError,
     MethodNotFoundError,
     NotAuthenticatedError,
     NotAuthorizedError,
@@ -280,7 +283,18 @@ class RPCHandler(tornado.web.RequestHandler):
     def _run_blocking(self, spec: MethodSpec, service: Service, call: Call,
                       args: list[Any]) -> bytes:
         # encoding happens here too, so a large reply never blocks the IOLoop
-        return self._envelope(spec.func(service, call, *args), call, spec)
+        try:
+            result = spec.func(service, call, *args)
+        except sa.exc.DBAPIError as exc:
+            if not rolled_back(exc):
+                raise
+            # retries ran out (core.db.retry_conflicts) or the method does not retry: a clear
+            # error instead of a 500; the failing transaction was rolled back by the server
+            log.warning("request %s to %s: %s", self.request_id, self.request.path, exc.orig)
+            raise DatabaseError(
+                "the database rolled this change back (a concurrent change of the same data, "
+                "or a database node leaving its cluster): try again") from None
+        return self._envelope(result, call, spec)
 
     def _envelope(self, result: Any, call: Call, spec: MethodSpec) -> bytes:
         if call.raw_content and spec.raw and isinstance(result, bytes | bytearray):
