@@ -119,7 +119,8 @@ def test_matcher_claim_lost_on_another_node_is_rerun(cluster: GaleraCluster) -> 
     init_schema(e1, WMS_SCHEMA)
     ids = _queue_jobs(e1, 3)
     settings, scope = MatchSettings(), MatchScope(vo="demo")
-    time.sleep(0.5)  # let node 2 apply the jobs
+    with _causal(e2) as conn:  # node 2 has applied the jobs
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM tq_jobs").scalar_one() == 3
     rival: dict[str, Any] = {}
     claims: list[int] = []
 
@@ -131,7 +132,7 @@ def test_matcher_claim_lost_on_another_node_is_rerun(cluster: GaleraCluster) -> 
             thread = threading.Thread(target=lambda: rival.update(result=match_job(
                 e1, RESOURCE, settings=settings, scope=scope)))
             thread.start()
-            thread.join(30)
+            thread.join(120)
 
     ours = match_job(e2, RESOURCE, settings=settings, scope=scope, on_match=on_match)
     theirs = rival["result"]

@@ -176,8 +176,8 @@ def test_a_server_killed_under_load(stack: Stack, creds: Creds) -> None:
     port = victim.port
     try:
         time.sleep(2)
+        victim.kill()  # returns once the process is gone: its sockets are closed
         killed_at.append(time.monotonic())
-        victim.kill()
         stack.balancer.wait_status("s1", "DOWN", timeout=15)
         down_after = time.monotonic() - killed_at[0]
         time.sleep(2)

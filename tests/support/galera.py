@@ -127,8 +127,7 @@ class GaleraCluster:
         self._launch(0, "--wsrep-new-cluster")
         self.wait_synced(0)
         for i in range(1, self.count):  # one at a time: a donor serves one transfer at a time
-            self._launch(i)
-            self.wait_synced(i)
+            self._join(i)
         self.sql(0, f"CREATE DATABASE IF NOT EXISTS {DATABASE} CHARACTER SET utf8mb4; "
                     f"CREATE USER IF NOT EXISTS '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';"
                     f"GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'127.0.0.1';")
@@ -138,6 +137,22 @@ class GaleraCluster:
         log = open(self.dir(i) / "stdout.log", "ab")  # noqa: SIM115 - kept for the process
         self.procs[i] = subprocess.Popen([*self.args(i), *extra], stdout=log,
                                          stderr=subprocess.STDOUT)
+
+    def _join(self, i: int, *extra: str, timeout: float = 120, tries: int = 3) -> None:
+        """Start node ``i`` and wait until it is Synced. A state transfer that fails (seen on
+        a machine loaded to 90: "State transfer ... failed: No message of desired type", the
+        joiner aborts) is tried again on fresh transfer ports."""
+        for attempt in range(tries):
+            self._launch(i, *extra)
+            try:
+                self.wait_synced(i, timeout)
+                return
+            except RuntimeError:
+                if attempt + 1 >= tries:
+                    raise
+                self.kill(i)
+                self.sst_ports[i], self.ist_ports[i] = free_port(), free_port()
+                time.sleep(1)
 
     def kill(self, i: int) -> None:
         """SIGKILL node ``i`` (no clean shutdown: the other nodes evict it after ~3 s)."""
@@ -154,8 +169,8 @@ class GaleraCluster:
                        capture_output=True, timeout=120)
         found = re.findall(r"WSREP: Recovered position: *(\S+)", log.read_text(errors="replace"))
         lines = len((self.dir(i) / "error.log").read_text(errors="replace").splitlines())
-        self._launch(i, *([f"--wsrep-start-position={found[-1]}"] if found else []))
-        self.wait_synced(i, timeout)
+        self._join(i, *([f"--wsrep-start-position={found[-1]}"] if found else []),
+                   timeout=timeout)
         new = "\n".join((self.dir(i) / "error.log").read_text(errors="replace")
                         .splitlines()[lines:])
         return "SST" if "rsync SST completed on joiner" in new else "IST"
