@@ -135,18 +135,31 @@ pw_context() {
   echo "$ctx"
 }
 
+pw_build_one() {  # pw_build_one CONTEXT TARGET
+  local t=$SECONDS
+  # docker format: OCI images drop HEALTHCHECK
+  podman build -q --format docker --pull=never --network host --build-arg "BASE=$PW_BASE" \
+    ${PILOTWMS_BUILD_NO_CACHE:+--no-cache} \
+    --target "$2" -t "$PW_PREFIX-$2:latest" -f "$1/Containerfile" "$1" >"$PW_CACHE/build-$2.log" 2>&1 \
+    || { tail -30 "$PW_CACHE/build-$2.log" >&2; pw_say "image $PW_PREFIX-$2 FAILED"; return 1; }
+  pw_say "image $PW_PREFIX-$2 ($((SECONDS - t)) s)"
+}
+
 pw_build() {
-  local targets=("$@") ctx target t
+  local targets=("$@") ctx target pids=() pid failed=0
   ((${#targets[@]})) || targets=("${PW_TARGETS_DEFAULT[@]}")
   pw_base
   ctx=$(pw_context)
+  # MariaDB and HAProxy images share nothing with the Python ones but the base: build them
+  # meanwhile (their apt downloads overlap the Python image's pip downloads)
   for target in "${targets[@]}"; do
-    t=$SECONDS
-    # docker format: OCI images drop HEALTHCHECK
-    podman build -q --format docker --pull=never --network host --build-arg "BASE=$PW_BASE" \
-      --target "$target" -t "$PW_PREFIX-$target:latest" -f "$ctx/Containerfile" "$ctx" >/dev/null
-    pw_say "image $PW_PREFIX-$target ($((SECONDS - t)) s)"
+    case $target in mariadb|balancer) pw_build_one "$ctx" "$target" & pids+=($!) ;; esac
   done
+  for target in "${targets[@]}"; do
+    case $target in mariadb|balancer) ;; *) pw_build_one "$ctx" "$target" || failed=1 ;; esac
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  return $failed
 }
 
 pw_site_check() {  # the site image: its single-node Slurm runs a batch job as pilotwms
