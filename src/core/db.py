@@ -43,7 +43,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -362,6 +362,9 @@ class Schema:
     system: str
     metadata: sa.MetaData
     migrations: Sequence[Migration] = field(default_factory=list)
+    #: named repairs an administrator may run (``pilotwms db repair NAME``): each takes the
+    #: system's engine and returns a one-line report
+    repairs: Mapping[str, Callable[[Engine], str]] = field(default_factory=dict)
 
     @property
     def latest(self) -> int:

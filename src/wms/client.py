@@ -205,20 +205,29 @@ class WMSClient:
     def search(self, filters: Sequence[tuple[str, str, Any]], columns: Sequence[str], *,
                per_page: int = 10_000) -> list[dict[str, Any]]:
         """Every job matching ``filters`` ([(Attribute, operator, value)], operators eq, neq,
-        in, not in, like, gt, lt, ge, le) with only ``columns``, fetched page by page (one
-        call per ``per_page`` jobs), sorted by JobID."""
+        in, not in, like, gt, lt, ge, le) with only ``columns``, sorted by JobID, fetched a
+        page of ``per_page`` at a time by keyset (each call asks for JobIDs above the last one
+        received, so a late page costs what the first does and needs no total), records
+        travelling as lists of values."""
         search = [{"parameter": name, "operator": op, "value": value}
                   for name, op, value in filters]
+        wanted = list(columns) if "JobID" in columns else ["JobID", *columns]
+        position = wanted.index("JobID")
+        keep = [i for i, name in enumerate(wanted) if name in columns]
+        names = [wanted[i] for i in keep]
         monitoring = self.rpc("JobMonitoring")
         records: list[dict[str, Any]] = []
-        page = 1
+        after: list[dict[str, Any]] = []
         while True:
-            reply = monitoring.call("search", list(columns), search,
-                                    [{"parameter": "JobID", "direction": "asc"}], page, per_page)
-            records.extend(reply["Records"])
-            if len(records) >= reply["Total"] or not reply["Records"]:
+            reply = monitoring.call("search", wanted, search + after,
+                                    [{"parameter": "JobID", "direction": "asc"}], 1, per_page,
+                                    False, True)
+            page = reply["Records"]
+            records.extend({n: row[i] for n, i in zip(names, keep, strict=True)}
+                           for row in page)
+            if len(page) < per_page:
                 return records
-            page += 1
+            after = [{"parameter": "JobID", "operator": "gt", "value": page[-1][position]}]
 
     def _per_job(self, method: str, ids: JobIDs) -> dict[int, Any]:
         wanted = job_ids(ids)

@@ -1,4 +1,5 @@
-"""A private OpenSSH server on 127.0.0.1 and a free port, key-only, for a local test user.
+"""A private OpenSSH server on 127.0.0.1 and a free port, for a local test user: key-only by
+default, key and password when ``password`` is given (sftp associations of the transfer tests).
 
 The user ``pwmsce`` is created when absent, with its home in ``/var/tmp/pwmsce-home``, and kept
 afterwards: several test sessions on one machine (helpers, CI) share it, and removing it under
@@ -10,11 +11,17 @@ never overwrite each other's key; ``StrictModes no`` as it lives under /tmp) and
 (``<home>/<temp dir name>``), removed when the server stops: put remote work there. sshd is
 started by absolute path (it re-executes itself). Needs ``openssh-server`` and
 ``openssh-client`` (scripts/test.sh installs them) and root (useradd).
+
+Password login uses a user of its own (never ``pwmsce``, whose password stays ``*``): its
+password is made once per machine by :func:`machine_password` (a root-only file beside its
+home), so concurrent test sessions agree on it.
 """
 
 from __future__ import annotations
 
+import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -28,12 +35,36 @@ HOME = "/var/tmp/pwmsce-home"
 SSHD = "/usr/sbin/sshd"
 
 
+def home_of(user: str) -> str:
+    return HOME if user == USER else f"/var/tmp/{user}-home"
+
+
+def machine_password(user: str) -> str:
+    """The password of test user ``user`` on this machine (made once, kept root-only)."""
+    path = Path(f"/var/tmp/{user}-password")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another session is writing it
+            text = path.read_text().strip()
+            if text:
+                return text
+            time.sleep(0.1)
+        raise RuntimeError(f"{path} stays empty") from None
+    with os.fdopen(fd, "w") as stream:
+        stream.write(secrets.token_urlsafe(18) + "\n")
+    return path.read_text().strip()
+
+
 class SSHServer:
-    def __init__(self, user: str = USER) -> None:
+    def __init__(self, user: str = USER, password: str | None = None) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="pwsshd-"))
         self.base.chmod(0o755)
         self.port = free_port()
         self.user = user
+        self.password = password
+        if password is not None and user == USER:
+            raise ValueError(f"password login needs a user other than {USER}")
         self.key = self.base / "client_ed25519"
         self.known_hosts = self.base / "known_hosts"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,15 +85,20 @@ class SSHServer:
                 raise RuntimeError(f"{tool} not found: install the Debian package '{package}' "
                                    "(scripts/test.sh does)")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+        home = home_of(self.user)
         try:
             pwd.getpwnam(self.user)
         except KeyError:
-            subprocess.run(["useradd", "-m", "-d", HOME, "-s", "/bin/bash", self.user],
+            subprocess.run(["useradd", "-m", "-d", home, "-s", "/bin/bash", self.user],
                            check=True, capture_output=True)
             self.created_user = True
-        subprocess.run(["usermod", "-p", "*", self.user], check=True, capture_output=True)
-        if pwd.getpwnam(self.user).pw_dir != HOME:  # made by an older version, home in a temp dir
-            subprocess.run(["usermod", "-d", HOME, self.user], capture_output=True)
+        if self.password is None:
+            subprocess.run(["usermod", "-p", "*", self.user], check=True, capture_output=True)
+        else:
+            subprocess.run(["chpasswd"], input=f"{self.user}:{self.password}\n".encode(),
+                           check=True, capture_output=True)
+        if pwd.getpwnam(self.user).pw_dir != home:  # made by an older version, home in a temp dir
+            subprocess.run(["usermod", "-d", home, self.user], capture_output=True)
         entry = pwd.getpwnam(self.user)
         # this server's own directory of the user (removed by stop(): the home is shared)
         self.home = Path(entry.pw_dir) / self.base.name
@@ -84,7 +120,7 @@ PidFile {self.base / 'sshd.pid'}
 AuthorizedKeysFile {auth}
 StrictModes no
 PubkeyAuthentication yes
-PasswordAuthentication no
+PasswordAuthentication {"yes" if self.password is not None else "no"}
 KbdInteractiveAuthentication no
 PermitRootLogin no
 UsePAM no
@@ -92,6 +128,7 @@ AllowUsers {self.user}
 X11Forwarding no
 PrintMotd no
 MaxSessions 50
+Subsystem sftp internal-sftp
 MaxStartups 50:30:100
 LogLevel VERBOSE
 """)

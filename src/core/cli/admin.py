@@ -13,6 +13,8 @@ Subcommands::
     pilotwms token issue --user U [--group G] [--lifetime S] [--out F] [--config F]
     pilotwms auth rotate-key|keys|housekeeping|delegations [--config F]   # login server
     pilotwms call SYSTEM/SERVICE METHOD [ARG ...]      # ARGs are JSON, else strings
+    pilotwms mover --config mover.yaml                  # a data mover (docs/transfers-admin.md)
+    pilotwms transfer rotate-key [--config F]          # re-encrypt association secrets
 
 ``--config`` defaults to ``$PILOTWMS_CONFIG``; user-side commands (``proxy init``, ``call``)
 read ``$PILOTWMS_CLIENT_CONFIG`` (default ``~/.pilotwms/client.yaml``).
@@ -64,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("services", help="list the installed services")
 
     p = sub.add_parser("db", help="database schemas")
-    p.add_argument("action", choices=["init", "upgrade", "version"])
+    p.add_argument("action", choices=["init", "upgrade", "version", "repair"])
+    p.add_argument("repair", nargs="?", metavar="REPAIR",
+                   help="with 'repair': what to rebuild (without: list them)")
     p.add_argument("--config", type=Path)
 
     p = sub.add_parser("ca", help="certification authority")
@@ -116,7 +120,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("service", help="System/Service")
     p.add_argument("method")
     p.add_argument("args", nargs="*")
+
+    for ep in _plugin_commands():  # subcommands of installed systems (entry points)
+        COMMANDS.update(ep.load()(sub))
     return parser
+
+
+def _plugin_commands() -> list[Any]:
+    """Entry points of ``pilotwms.commands``: ``register(subparsers) -> {name: handler}``
+    (systems add their operator subcommands without core importing them)."""
+    from importlib.metadata import entry_points
+
+    return sorted(entry_points(group="pilotwms.commands"), key=lambda ep: ep.name)
 
 
 def _server_config(path: Path | None) -> Any:
@@ -159,6 +174,13 @@ def cmd_db(ns: argparse.Namespace) -> int:
     from core.cli import dbcmd
 
     config = _server_config(ns.config)
+    if ns.action == "repair":
+        if not ns.repair:
+            for system, name, doc in dbcmd.repairs():
+                print(f"{name:20s} {system}: {doc}")
+            return 0
+        print(dbcmd.repair(config, ns.repair))
+        return 0
     action = {"init": dbcmd.init_all, "upgrade": dbcmd.upgrade_all,
               "version": dbcmd.versions}[ns.action]
     for system, version in action(config).items():
@@ -339,7 +361,7 @@ def cmd_call(ns: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
+COMMANDS: dict[str, Any] = {
     "init": cmd_init, "serve": cmd_serve, "services": cmd_services, "db": cmd_db,
     "ca": cmd_ca, "cert": cmd_cert, "proxy": cmd_proxy, "token": cmd_token, "call": cmd_call,
     "agent": cmd_agent, "agents": cmd_agents, "auth": cmd_auth,

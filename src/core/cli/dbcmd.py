@@ -1,7 +1,8 @@
-"""``pilotwms db init|upgrade|version``: create and upgrade every system's schema.
+"""``pilotwms db init|upgrade|version|repair``: create, upgrade and repair the schemas.
 
 Schemas are found through the ``pilotwms.schemas`` entry points (``System = module:SCHEMA``);
-each goes to its system's database (``Systems.<S>.Database``, else ``Database``).
+each goes to its system's database (``Systems.<S>.Database``, else ``Database``). A schema may
+offer named repairs (``Schema.repairs``), e.g. ``pilotwms db repair job-counters``.
 
 Example::
 
@@ -43,6 +44,25 @@ def _each(config: Config, action: str) -> dict[str, int | None]:
         finally:
             engine.dispose()
     return results
+
+
+def repairs() -> list[tuple[str, str, str]]:
+    """(system, repair name, first line of its docstring) of every installed repair."""
+    return [(schema.system, name, (func.__doc__ or "").strip().splitlines()[0])
+            for schema in installed_schemas() for name, func in sorted(schema.repairs.items())]
+
+
+def repair(config: Config, name: str) -> str:
+    """Run the repair ``name`` on its system's database; returns what it reports."""
+    for schema in installed_schemas():
+        if name in schema.repairs:
+            engine = make_engine(config.database_url(schema.system))
+            try:
+                return schema.repairs[name](engine)
+            finally:
+                engine.dispose()
+    known = ", ".join(r[1] for r in repairs()) or "none"
+    raise ConfigError(f"no repair named {name!r}; known: {known}")
 
 
 def init_all(config: Config) -> dict[str, int | None]:

@@ -37,9 +37,11 @@ _MARK = "__dCls"
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, datetime):
-        if obj.tzinfo is not None:
+        if obj.tzinfo is not None and obj.utcoffset():
             obj = obj.astimezone(timezone.utc)
-        return {_MARK: "dt", "obj": obj.strftime(DT_FORMAT)}
+        # isoformat is C code with no format to parse (strftime is ~40% slower); the first 19
+        # characters are DT_FORMAT's, whatever offset or microseconds follow
+        return {_MARK: "dt", "obj": obj.isoformat(" ", "seconds")[:19]}
     if isinstance(obj, date):
         return {_MARK: "date", "obj": obj.strftime(DATE_FORMAT)}
     if isinstance(obj, bytes | bytearray | memoryview):
@@ -58,9 +60,13 @@ def _hook(obj: dict[str, Any]) -> Any:
         raise BadRequestError(f"JEncode marker {kind!r} without a string 'obj'")
     try:
         if kind == "dt":
-            # DIRAC sends "%Y-%m-%d %H:%M:%S"; older clients may add microseconds
-            fmt = DT_FORMAT + (".%f" if "." in value else "")
-            return datetime.strptime(value, fmt).replace(tzinfo=timezone.utc)
+            # DIRAC sends "%Y-%m-%d %H:%M:%S"; older clients may add microseconds.
+            # fromisoformat (C) is ~10x faster than strptime; the length check keeps it to
+            # those two forms ("YYYY-mm-dd HH:MM:SS[.ffffff]"), nothing else ISO allows
+            if (len(value) not in (19, 26) or value[4] + value[7] + value[10] + value[13]
+                    + value[16] != "-- ::" or value[19:20] not in ("", ".")):
+                raise ValueError("not YYYY-mm-dd HH:MM:SS[.ffffff]")
+            return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
         if kind == "date":
             return datetime.strptime(value, DATE_FORMAT).replace(tzinfo=timezone.utc).date()
         if kind == "b64":

@@ -79,6 +79,34 @@ class OwnerCatalog:
         return namespace.remove_directories(self.engine, self.req, namespace.as_list(paths))
 
 
+def host_storage_elements(config: Config) -> StorageElements:
+    """The configured SEs, reached with the server's host certificate (agents)."""
+    server = config.server
+    creds = Credentials(cert=server.host_cert, key=server.host_key) \
+        if server.host_cert else None
+    return StorageElements.from_config(config, credentials=creds,
+                                       ca_dir=ca_directory(config))
+
+
+def owner_data_manager(config: Config, catalog_engine: Engine, ses: StorageElements,
+                       owner: str, owner_group: str, vo: str | None, *,
+                       job_id: int | None = None,
+                       work_dir: str | None = None) -> DataManager:
+    """A data manager acting in the catalog as ``owner`` (server side, in this process) and
+    reaching storage through ``ses``; the transfer agent uses it too."""
+    registry = config.registry
+    vo_groups = {v: (conf.default_group or registry.default_group or v)
+                 for v, conf in registry.vos.items()}
+    settings = CatalogSettings.from_options(
+        config.service_config("DataManagement", "FileCatalog").options, vo_groups)
+    groups = frozenset(n for n, g in registry.groups.items() if owner in g.users)
+    props = registry.groups[owner_group].properties if owner_group in registry.groups else []
+    requester = Requester(owner, owner_group, vo,
+                          bool(settings.admin_properties & set(props)), groups)
+    catalog = OwnerCatalog(catalog_engine, settings, requester)
+    return DataManager(catalog, ses, job_id=job_id, work_dir=work_dir)
+
+
 class RequestExecutingAgent(Agent):
     name = "RequestExecutingAgent"
     system = "RequestManagement"
@@ -99,26 +127,13 @@ class RequestExecutingAgent(Agent):
 
     def storage_elements(self) -> StorageElements:
         if self._ses is None:
-            server = self.config.server
-            creds = Credentials(cert=server.host_cert, key=server.host_key) \
-                if server.host_cert else None
-            self._ses = StorageElements.from_config(self.config, credentials=creds,
-                                                    ca_dir=ca_directory(self.config))
+            self._ses = host_storage_elements(self.config)
         return self._ses
 
     def default_data_manager(self, req: db.RequestRow) -> DataManager:
-        registry = self.config.registry
-        vo_groups = {vo: (conf.default_group or registry.default_group or vo)
-                     for vo, conf in registry.vos.items()}
-        settings = CatalogSettings.from_options(
-            self.config.service_config("DataManagement", "FileCatalog").options, vo_groups)
-        groups = frozenset(n for n, g in registry.groups.items() if req.owner in g.users)
-        props = registry.groups[req.owner_group].properties \
-            if req.owner_group in registry.groups else []
-        requester = Requester(req.owner, req.owner_group, req.vo,
-                              bool(settings.admin_properties & set(props)), groups)
-        catalog = OwnerCatalog(self.engine("DataManagement"), settings, requester)
-        return DataManager(catalog, self.storage_elements(), job_id=req.job_id)
+        return owner_data_manager(self.config, self.engine("DataManagement"),
+                                  self.storage_elements(), req.owner, req.owner_group, req.vo,
+                                  job_id=req.job_id)
 
     def run_once(self) -> bool:
         engine = self.engine()

@@ -80,6 +80,10 @@ class _Reader(io.RawIOBase):
         super().close()
 
 
+#: a local file as a streamed request body of known length (other uploaders use it too)
+FileBody = _Reader
+
+
 class HTTPSStorage(StoragePlugin):
     name = "HTTPS"
 

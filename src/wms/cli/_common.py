@@ -64,10 +64,12 @@ def split_ids(args: Iterable[str], input_file: str | None = None) -> list[int]:
 
 def value_text(value: Any) -> str:
     """A wire value as DIRAC prints it (datetimes without time zone nor microseconds)."""
+    if type(value) is str:  # most cells: no conversion
+        return value
     if isinstance(value, datetime):
-        if value.tzinfo is not None:
+        if value.tzinfo is not None and value.utcoffset():
             value = value.astimezone(timezone.utc)
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return value.isoformat(" ", "seconds")[:19]
     if isinstance(value, date):
         return value.strftime("%Y-%m-%d")
     return str(value)

@@ -1,8 +1,8 @@
 """Read queries for monitoring: attributes, filtered searches, counters, distinct values.
 
-Filters are lists of ``(column, operator, value)`` with operators ``eq``, ``neq``, ``in``,
-``not in``, ``like``, ``gt``, ``lt`` (and ``ge``, ``le``); ``scope`` is an extra condition the
-caller builds from the identity (whose jobs may be seen).
+Filters are lists of ``(attribute, operator, value)`` (``wms.db.filters``); ``scope`` is the
+:class:`~wms.db.filters.Scope` of jobs the caller may see. Totals and counts by status come
+from the job counters (``wms.db.counters``) whenever they can.
 
 Example::
 
@@ -16,56 +16,38 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.exceptions import InvalidArgumentError
+from wms.db import counters as job_counters
+from wms.db.filters import (
+    OPERATORS,
+    Filter,
+    Scope,
+    Shape,
+    column,
+    condition,
+    scope_condition,
+    shape_of,
+    shaped_condition,
+)
 from wms.db.tables import JOB_ATTRIBUTES, jobs
 
-OPERATORS = ("eq", "neq", "in", "not in", "like", "gt", "lt", "ge", "le")
-Filter = tuple[str, str, Any]
+__all__ = ["OPERATORS", "Filter", "InvalidArgumentError", "Scope", "TOTAL_CAP", "attributes_of",
+           "column", "condition", "counters", "distinct", "job_id_scope", "owner_scope",
+           "search_jobs", "total_is_exact"]
 
-
-def column(name: str) -> sa.ColumnElement[Any]:
-    try:
-        return JOB_ATTRIBUTES[name]
-    except KeyError:
-        raise InvalidArgumentError(
-            f"unknown job attribute {name!r}; known: {', '.join(sorted(JOB_ATTRIBUTES))}"
-        ) from None
-
-
-def condition(filters: Iterable[Filter]) -> sa.ColumnElement[bool]:
-    clauses: list[sa.ColumnElement[bool]] = []
-    for name, op, value in filters:
-        col = column(name)
-        if op == "eq":
-            clauses.append(col == value)
-        elif op == "neq":
-            clauses.append(col != value)
-        elif op in ("in", "not in"):
-            values = list(value) if isinstance(value, list | tuple | set) else [value]
-            clauses.append(col.in_(values) if op == "in" else col.not_in(values))
-        elif op == "like":
-            clauses.append(col.like(str(value)))
-        elif op == "gt":
-            clauses.append(col > value)
-        elif op == "lt":
-            clauses.append(col < value)
-        elif op == "ge":
-            clauses.append(col >= value)
-        elif op == "le":
-            clauses.append(col <= value)
-        else:
-            raise InvalidArgumentError(f"unknown operator {op!r}; use one of {OPERATORS}")
-    return sa.and_(sa.true(), *clauses)
+#: totals the counters cannot give are counted up to this many (then reported as a lower bound)
+TOTAL_CAP = 10_000
 
 
 def attributes_of(conn: Connection, job_ids: Sequence[int], names: Sequence[str] | None = None,
-                  scope: sa.ColumnElement[bool] | None = None) -> dict[int, dict[str, Any]]:
+                  scope: Scope | None = None) -> dict[int, dict[str, Any]]:
     """{job_id: {Attribute: value}} for the jobs (visible in ``scope``) among ``job_ids``."""
     wanted = list(names) if names else list(JOB_ATTRIBUTES)
     cols = [column(n).label(n) for n in wanted]
@@ -76,7 +58,7 @@ def attributes_of(conn: Connection, job_ids: Sequence[int], names: Sequence[str]
     for start in range(0, len(ids), 1000):
         query = sa.select(*cols).where(jobs.c.job_id.in_(ids[start:start + 1000]))
         if scope is not None:
-            query = query.where(scope)
+            query = query.where(scope.condition())
         for row in conn.execute(query).mappings():
             record = dict(row)
             job_id = int(record["JobID"])
@@ -87,58 +69,106 @@ def attributes_of(conn: Connection, job_ids: Sequence[int], names: Sequence[str]
 def search_jobs(conn: Connection, filters: Sequence[Filter], *,
                 columns: Sequence[str] = ("JobID",),
                 sort: Sequence[tuple[str, str]] = (("JobID", "asc"),),
-                scope: sa.ColumnElement[bool] | None = None,
-                limit: int | None = None, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-    """(total matching, one page of records) ordered by ``sort``."""
-    where = condition(filters)
-    if scope is not None:
-        where = sa.and_(where, scope)
-    total = int(conn.execute(sa.select(sa.func.count()).select_from(jobs).where(where))
-                .scalar_one())
-    query = sa.select(*[column(c).label(c) for c in columns]).where(where)
-    for name, direction in sort:
+                scope: Scope | None = None, limit: int | None = None, offset: int = 0,
+                with_total: bool = True, as_tuples: bool = False) -> tuple[int, list[Any]]:
+    """(total matching, one page of records) ordered by ``sort``: dictionaries, or tuples of
+    values in ``columns`` order with ``as_tuples``.
+
+    The total is exact: from the job counters when every filter is on a counted attribute
+    (owner, group, VO, status, minor status, site, job group), else by counting at most
+    :data:`TOTAL_CAP` + 1 rows; :func:`total_is_exact` tells which. Without ``with_total``
+    it is -1 (keyset paging needs none). Statements are built once per shape of the query
+    (attributes, operators, columns, order) and reused with new values.
+    """
+    shape, params = shape_of(filters)
+    for _, direction in sort:
         if direction not in ("asc", "desc"):
             raise InvalidArgumentError(f"sort direction must be asc or desc, not {direction!r}")
+    scope_shape = None if scope is None else scope.shape
+    if scope is not None:
+        params.update(scope.params)
+    total = -1
+    if with_total:
+        total = (job_counters.count(conn, filters, scope)
+                 if job_counters.answerable(filters, scope)
+                 else min(TOTAL_CAP + 1, int(conn.execute(
+                     _capped_count(shape, scope_shape), {**params, "p_cap": TOTAL_CAP + 1})
+                     .scalar_one())))
+    for name in columns:
+        column(name)
+    result = conn.execute(
+        _page(shape, scope_shape, tuple(columns), tuple(sort), limit is not None),
+        {**params, "p_limit": limit, "p_offset": offset})
+    if as_tuples:
+        return total, [tuple(row) for row in result.all()]
+    names = list(result.keys())  # tuples zipped with the names: no RowMapping per row
+    return total, [dict(zip(names, row, strict=True)) for row in result.all()]
+
+
+def total_is_exact(total: int, filters: Sequence[Filter], scope: Scope | None) -> bool:
+    """False when ``total`` from :func:`search_jobs` is only "at least :data:`TOTAL_CAP`"."""
+    return total <= TOTAL_CAP or job_counters.answerable(filters, scope)
+
+
+def _where(shape: Shape, scope_shape: tuple[bool, bool, bool] | None
+           ) -> sa.ColumnElement[bool]:
+    where = shaped_condition(shape)
+    return where if scope_shape is None else sa.and_(where, scope_condition(scope_shape))
+
+
+@functools.lru_cache(maxsize=512)
+def _page(shape: Shape, scope_shape: tuple[bool, bool, bool] | None, columns: tuple[str, ...],
+          sort: tuple[tuple[str, str], ...], paged: bool) -> sa.Select[Any]:
+    query = sa.select(*[column(c).label(c) for c in columns]).where(_where(shape, scope_shape))
+    for name, direction in sort:
         col = column(name)
         query = query.order_by(col.asc() if direction == "asc" else col.desc())
-    if limit is not None:
-        query = query.limit(limit).offset(offset)
-    return total, [dict(row) for row in conn.execute(query).mappings()]
+    if paged:
+        query = query.limit(sa.bindparam("p_limit")).offset(sa.bindparam("p_offset"))
+    return query
+
+
+@functools.lru_cache(maxsize=256)
+def _capped_count(shape: Shape, scope_shape: tuple[bool, bool, bool] | None
+                  ) -> sa.Select[Any]:
+    found = (sa.select(jobs.c.job_id).where(_where(shape, scope_shape))
+             .limit(sa.bindparam("p_cap")).subquery())
+    return sa.select(sa.func.count()).select_from(found)
 
 
 def counters(conn: Connection, group_by: Sequence[str], filters: Sequence[Filter],
-             scope: sa.ColumnElement[bool] | None = None) -> list[tuple[dict[str, Any], int]]:
+             scope: Scope | None = None) -> list[tuple[dict[str, Any], int]]:
+    """Job counts per combination of the ``group_by`` attributes (from the job counters when
+    every attribute involved is counted)."""
+    if all(n in job_counters.COUNTED for n in group_by) and job_counters.answerable(
+            filters, scope):
+        return job_counters.group_counts(conn, group_by, filters, scope)
     cols = [column(n).label(n) for n in group_by]
-    where = condition(filters)
-    if scope is not None:
-        where = sa.and_(where, scope)
-    query = sa.select(*cols, sa.func.count().label("n")).where(where).group_by(*cols)
+    query = (sa.select(*cols, sa.func.count().label("n")).where(_condition(filters, scope))
+             .group_by(*cols))
     return [({n: row[n] for n in group_by}, int(row["n"]))
             for row in conn.execute(query).mappings()]
 
 
 def distinct(conn: Connection, name: str, filters: Sequence[Filter] = (),
-             scope: sa.ColumnElement[bool] | None = None) -> list[Any]:
+             scope: Scope | None = None) -> list[Any]:
     col = column(name)
+    return [x for x in conn.execute(sa.select(col).where(_condition(filters, scope)).distinct()
+                                    .order_by(col)).scalars()]
+
+
+def _condition(filters: Sequence[Filter], scope: Scope | None) -> sa.ColumnElement[bool]:
     where = condition(filters)
-    if scope is not None:
-        where = sa.and_(where, scope)
-    return [x for x in conn.execute(sa.select(col).where(where).distinct().order_by(col))
-            .scalars()]
+    return where if scope is None else sa.and_(where, scope.condition())
 
 
-def owner_scope(owner: str | None, group: str | None) -> sa.ColumnElement[bool] | None:
+def owner_scope(owner: str | None, group: str | None) -> Scope | None:
     """Jobs of ``owner``, or of ``group`` too when given; None means every job."""
     if owner is None and group is None:
         return None
-    clauses = []
-    if owner is not None:
-        clauses.append(jobs.c.owner == owner)
-    if group is not None:
-        clauses.append(jobs.c.owner_group == group)
-    return sa.or_(*clauses)
+    return Scope(owner=owner, group=group)
 
 
-def job_id_scope(job_ids: Sequence[int]) -> sa.ColumnElement[bool]:
+def job_id_scope(job_ids: Sequence[int]) -> Scope:
     """Only these jobs."""
-    return jobs.c.job_id.in_(list(job_ids))
+    return Scope(job_ids=tuple(job_ids))

@@ -57,6 +57,8 @@ jobs = sa.Table(
     sa.Column("parametric_parent", JobIdType, nullable=True),
     sa.Index("ix_jobs_status_site", "status", "site"),
     sa.Index("ix_jobs_owner_submission", "owner", "submission_time"),
+    sa.Index("ix_jobs_owner_id", "owner", "job_id"),
+    sa.Index("ix_jobs_owner_status", "owner", "status"),
     sa.Index("ix_jobs_group_status", "owner_group", "status"),
     sa.Index("ix_jobs_submission", "submission_time"),
     sa.Index("ix_jobs_job_group", "job_group"),

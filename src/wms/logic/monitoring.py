@@ -6,7 +6,10 @@ jobs outside that view report them as not authorised rather than revealing them.
 
 Example::
 
-    >>> from core.security.identity import Identity
+    >>> from sqlalchemy.engine import Engine
+
+from core.db import write_transaction
+from core.security.identity import Identity
     >>> scope_for(Identity(auth_method="x509", username="al", group="g", valid_dn=True,
     ...                    valid_group=True)) is not None
     True
@@ -17,15 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from core.db import write_transaction
 from core.security.identity import Identity
-from wms.db import job_queries
+from wms.db import counters, job_queries
 from wms.logic.job_policy import GENERIC_PILOT, JOB_ADMINISTRATOR, JOB_SHARING, job_scope
 
 
-def scope_for(ident: Identity) -> sa.ColumnElement[bool] | None:
+def scope_for(ident: Identity) -> job_queries.Scope | None:
     scoped = job_scope(ident)
     if scoped:
         return job_queries.job_id_scope(sorted(scoped))
@@ -62,3 +65,21 @@ def filters_from_search(search: Sequence[dict[str, Any]]) -> list[job_queries.Fi
         value = item.get("values", item.get("value"))
         out.append((str(item["parameter"]), str(item["operator"]), value))
     return out
+
+
+def fold_counters(engine: Engine, *, batch: int = 50_000, batches: int = 10) -> int:
+    """Fold pending job count deltas into the counters (a periodic task of the WMS services),
+    ``batch`` at a time (one write transaction each) until none is left or ``batches`` were
+    done; the write lock is taken only when there is something to fold. Returns how many
+    deltas were folded."""
+    done = 0
+    for _ in range(batches):
+        with engine.connect() as conn:
+            if not counters.pending(conn):
+                break
+        with write_transaction(engine) as conn:
+            folded = counters.fold(conn, limit=batch)
+        done += folded
+        if folded < batch:
+            break
+    return done

@@ -60,7 +60,13 @@ def test_dirac_microsecond_variant_is_accepted() -> None:
 @pytest.mark.parametrize(
     "text",
     ["{", '{"__dCls": "dt", "obj": "yesterday"}', '{"__dCls": "b64", "obj": "@@@"}',
-     '{"__dCls": "nope", "obj": "x"}', '{"__dCls": "dt", "obj": 5}'],
+     '{"__dCls": "nope", "obj": "x"}', '{"__dCls": "dt", "obj": 5}',
+     # only DIRAC's two forms: no other ISO 8601 spelling, no offset that would shift the time
+     '{"__dCls": "dt", "obj": "2026-01-02T03:04:05"}',
+     '{"__dCls": "dt", "obj": "2026-01-02 03:04+01"}',
+     '{"__dCls": "dt", "obj": "2026-01-02 03:04:05+01:00"}',
+     '{"__dCls": "dt", "obj": "2026-01-02 03:04:05,123456"}',
+     '{"__dCls": "dt", "obj": "2026-13-02 03:04:05"}'],
 )
 def test_bad_input_is_a_bad_request(text: str) -> None:
     with pytest.raises(BadRequestError):

@@ -207,8 +207,20 @@ def test_monitoring_views(wms: ThreadedServer, creds: Creds) -> None:
                  [{"parameter": "Status", "operator": "neq", "value": "Killed"},
                   {"parameter": "JobName", "operator": "like", "value": "job%"}],
                  [{"parameter": "JobID", "direction": "desc"}], 1, 2)["Value"]
-    assert page["Total"] == 3
+    assert page["Total"] == 3 and page["TotalIsExact"] is True  # counted by rows (JobName)
     assert [r["JobID"] for r in page["Records"]] == [ids[4], ids[3]]
+    # filters on counted attributes: the total comes from the job counters, still exact
+    page = alice("JobMonitoring", "search", ["JobID"],
+                 [{"parameter": "Status", "operator": "in", "values": ["Killed", "Waiting"]},
+                  {"parameter": "JobGroup", "operator": "eq", "value": "g0"}],
+                 [{"parameter": "JobID", "direction": "asc"}], 2, 1)["Value"]
+    assert page == {"Total": 3, "TotalIsExact": True, "Records": [{"JobID": ids[2]}]}
+    # keyset paging without a total, records as lists (what dstat uses)
+    page = alice("JobMonitoring", "search", ["Status", "JobID"],
+                 [{"parameter": "JobID", "operator": "gt", "value": ids[2]}],
+                 [{"parameter": "JobID", "direction": "asc"}], 1, 10, False, True)["Value"]
+    assert page == {"Total": -1, "TotalIsExact": False, "ParameterNames": ["Status", "JobID"],
+                    "Records": [["Waiting", ids[3]], ["Waiting", ids[4]]]}
     bad = alice("JobMonitoring", "search", None, [{"parameter": "Nope", "operator": "eq",
                                                     "value": 1}])
     assert bad["OK"] is False and "unknown job attribute 'Nope'" in bad["Message"]

@@ -1,0 +1,189 @@
+"""The paged job ``search``: server time in-process and round trips over HTTPS.
+
+    python bench/search.py [--jobs 100000] [--db sqlite|mariadb] [--calls 200]
+
+Fills a fresh database with ``--jobs`` jobs of one owner (a realistic status mix: 1% Waiting,
+1% Running, 8% Failed, the rest Done, four sites, ten job groups) plus as many jobs of 9 other
+owners, then times the monitoring service's ``search`` for the queries a job monitor makes:
+
+* in-process (``JobMonitoringService.search`` called directly: what the server spends per call,
+  reply encoding included), and
+* over HTTPS (``pilotwms serve``, one client on a kept-alive connection, JEncode both ways).
+
+Each query is a page of 100 with its total, sorted by JobID descending unless said otherwise;
+``--page-size 10000`` times the large page. Prints p50/p99 in milliseconds per query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.config.loader import load_config
+from core.db import init_schema, make_engine, utcnow, write_transaction
+from core.rpc.jencode import encode
+from core.rpc.service import Call
+from core.security.identity import Identity
+from wms.db import jobs as jobs_db
+from wms.db.schema import WMS_SCHEMA
+from wms.logic.monitoring import fold_counters
+
+OWNERS = ["alice"] + [f"user{i}" for i in range(9)]
+SITES = ["DIRAC.Demo.org", "LCG.CERN.cern", "LCG.IN2P3.fr", "HPC.Ciemat.es"]
+
+QUERIES: dict[str, tuple[list[dict[str, Any]], list[dict[str, str]]]] = {
+    "owner only": ([], [{"parameter": "JobID", "direction": "desc"}]),
+    "status eq": ([{"parameter": "Status", "operator": "eq", "value": "Done"}],
+                  [{"parameter": "JobID", "direction": "desc"}]),
+    "status in (3)": ([{"parameter": "Status", "operator": "in",
+                        "values": ["Waiting", "Running", "Failed"]}],
+                      [{"parameter": "JobID", "direction": "desc"}]),
+    "site + status": ([{"parameter": "Site", "operator": "eq", "value": SITES[1]},
+                       {"parameter": "Status", "operator": "eq", "value": "Done"}],
+                      [{"parameter": "JobID", "direction": "desc"}]),
+    "job group": ([{"parameter": "JobGroup", "operator": "eq", "value": "group3"}],
+                  [{"parameter": "JobID", "direction": "desc"}]),
+    "status, by submission": ([{"parameter": "Status", "operator": "eq", "value": "Done"}],
+                              [{"parameter": "SubmissionTime", "direction": "desc"}]),
+}
+
+
+def status_of(i: int) -> tuple[str, str]:
+    k = i % 100
+    if k == 0:
+        return "Waiting", "Pilot Agent Submission"
+    if k == 1:
+        return "Running", "Application"
+    if k < 10:
+        return "Failed", "Application Finished With Errors"
+    return "Done", "Execution Complete"
+
+
+def fill(url: str, per_owner: int) -> None:
+    engine = make_engine(url)
+    init_schema(engine, WMS_SCHEMA)
+    now = utcnow()
+    batch = 5000
+    for owner in OWNERS:
+        count = per_owner if owner == "alice" else max(1, per_owner // len(OWNERS))
+        for start in range(0, count, batch):
+            rows = []
+            for i in range(start, min(count, start + batch)):
+                status, minor = status_of(i)
+                rows.append(jobs_db.NewJob(
+                    owner=owner, owner_group="demo_user", vo="demo", status=status,
+                    minor_status=minor, original_jdl='[Executable="x";]', job_name=f"job{i}",
+                    site=SITES[i % len(SITES)], job_group=f"group{i % 10}"))
+            with write_transaction(engine) as conn:
+                jobs_db.insert_jobs(conn, rows, now=now, source="bench")
+    fold_counters(engine, batches=100)  # as the server's periodic task does within seconds
+    engine.dispose()
+
+
+def percentiles(samples: list[float]) -> str:
+    samples = sorted(samples)
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return f"p50 {statistics.median(samples) * 1e3:6.2f} ms  p99 {p99 * 1e3:6.2f} ms"
+
+
+def measure(label: str, fn: Callable[[], Any], calls: int) -> None:
+    for _ in range(min(10, calls)):
+        fn()
+    samples = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    print(f"  {label:24s} {percentiles(samples)}", flush=True)
+
+
+def in_process(config_path: Path, calls: int, per_page: int) -> None:
+    from core.rpc.context import ServerContext
+    from wms.service.job_monitoring import JobMonitoringService
+
+    config = load_config(config_path)
+    service = JobMonitoringService(ServerContext(config))
+    ident = Identity(auth_method="x509", username="alice", group="demo_user",
+                     properties=frozenset({"NormalUser"}), valid_dn=True, valid_group=True)
+    call = Call(identity=ident, request_id="bench")
+    columns = ["JobID", "Status", "MinorStatus", "Site", "JobName", "LastUpdateTime"]
+    print(f"in-process (server time, reply encoded), page of {per_page}:")
+    for label, (search, sort) in QUERIES.items():
+        def run(search: Any = search, sort: Any = sort) -> Any:
+            reply = service.search(call, columns, search, sort, 1, per_page)
+            return encode({"OK": True, "Value": reply})
+        measure(label, run, calls)
+
+
+def over_https(inst: Path, calls: int, per_page: int) -> None:
+    from core.client_config import load_client_config, make_client
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "core.cli.admin", "serve", "--config", str(inst / "config.yaml"),
+         "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        base = server.stdout.readline().split(" at ")[1].split()[0]
+        client_conf = yaml.safe_load((inst / "client.yaml").read_text())
+        client_conf["URLs"] = [base]
+        (inst / "client.yaml").write_text(yaml.safe_dump(client_conf))
+        os.environ["X509_USER_PROXY"] = ""
+        settings = load_client_config(inst / "client.yaml", session=False)
+        client = make_client("WorkloadManagement/JobMonitoring", settings)
+        columns = ["JobID", "Status", "MinorStatus", "Site", "JobName", "LastUpdateTime"]
+        print(f"over HTTPS (one client, keep-alive), page of {per_page}:")
+        measure("ping", lambda: client.call("ping"), calls)
+        for label, (search, sort) in QUERIES.items():
+            def run(search: Any = search, sort: Any = sort) -> Any:
+                return client.call("search", columns, search, sort, 1, per_page)
+            measure(label, run, calls)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=100_000, help="jobs of the searching owner")
+    parser.add_argument("--db", choices=("sqlite", "mariadb"), default="sqlite")
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument("--no-https", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        inst = Path(tmp) / "inst"
+        subprocess.run([sys.executable, "-m", "core.cli.admin", "init", str(inst),
+                        "--port", "0"], check=True, capture_output=True)
+        config = yaml.safe_load((inst / "config.yaml").read_text())
+        if args.db == "mariadb":
+            from tests.support.mariadb import MariaDBServer, fresh_database
+
+            server = MariaDBServer()
+            server.start()
+            stack.callback(server.stop)
+            url = stack.enter_context(fresh_database(server.admin_url))
+            config["Database"] = url
+            (inst / "config.yaml").write_text(yaml.safe_dump(config))
+        t0 = time.perf_counter()
+        fill(config["Database"], args.jobs)
+        print(f"filled {args.jobs} jobs of alice (+{args.jobs} of 9 others) on {args.db} "
+              f"in {time.perf_counter() - t0:.1f} s; load avg {os.getloadavg()[0]:.1f}")
+        in_process(inst / "config.yaml", args.calls, args.page_size)
+        if not args.no_https:
+            over_https(inst, args.calls, args.page_size)
+
+
+if __name__ == "__main__":
+    main()

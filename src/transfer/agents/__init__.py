@@ -1,0 +1,1 @@
+"""Agents of the transfer system (``pilotwms agent TransferAgent``)."""

@@ -1,0 +1,1 @@
+"""Rules of the transfer system: plain functions and small classes, dependencies passed in."""

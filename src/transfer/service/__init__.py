@@ -1,0 +1,1 @@
+"""RPC services of the transfer system: ``Transfer/TransferManager``, ``Transfer/DataPush``."""
