@@ -6,12 +6,12 @@
 #   bash scripts/test.sh [PYTEST_ARGS...]
 #
 # Installs when missing: Debian packages (mariadb-server, Slurm, munge, OpenSSH, xrootd,
-# voms-clients, openssl, gcc, procps, NorduGrid ARC's A-REX, and what the DIRAC client
-# needs), a venv in .venv with pilotwms and its test tools (and Node.js 22 from PyPI when the
-# system's is older than 20.19), the test OpenID Connect provider's npm packages, the real
-# DIRAC client in .cache/dirac-venv. The tests start their own servers (MariaDB, Slurm, sshd,
-# xrootd, the IdP, pilotwms servers)
-# on free 127.0.0.1 ports and stop them afterwards.
+# voms-clients, openssl, gcc, procps, NorduGrid ARC's A-REX, galera-4, haproxy, podman, and
+# what the DIRAC client needs), a venv in .venv with pilotwms and its test tools (and Node.js
+# 22 from PyPI when the system's is older than 20.19), the test OpenID Connect provider's npm
+# packages, the real DIRAC client in .cache/dirac-venv. The tests start their own servers
+# (MariaDB, Slurm, sshd, xrootd, the IdP, pilotwms servers) on free 127.0.0.1 ports and stop
+# them afterwards; the whole suite ends with the container images and the compose stack.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,6 +39,10 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)      # pgrep/ps in process-tree tests
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)       # ss: A-REX's listening check
 command -v mount >/dev/null 2>&1 || missing+=(mount)       # tmpfs for the disk-full tests
+# scale-out tests (tests/deploy): a 3-node Galera cluster (rsync state transfers) and HAProxy
+[[ -e /usr/lib/galera/libgalera_smm.so ]] || missing+=(galera-4)
+command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
 if ((${#missing[@]})); then
   as_root apt-get update -q
   as_root apt-get install -y -q "${missing[@]}"
@@ -120,4 +124,21 @@ fi
 log "coverage"
 "$VENV/bin/python" -m coverage combine -q || true
 "$VENV/bin/python" -m coverage report || true
+# The whole suite (no arguments) also builds the container images and runs the compose stack's
+# smoke test (a job submitted through the balancer, run by a pilot, its output fetched), in a
+# private state directory that is removed afterwards. PILOTWMS_SKIP_STACK=1 skips it.
+if (($# == 0)) && [[ ${PILOTWMS_SKIP_STACK:-0} != 1 ]]; then
+  log "container images + compose stack smoke test (scripts/stack-up.sh, stack-smoke.sh)"
+  stack_start=$SECONDS
+  PILOTWMS_STACK=$(mktemp -d /tmp/pilotwms-stack.XXXXXX)
+  # images of this checkout (other checkouts on the machine may build theirs meanwhile)
+  PILOTWMS_IMAGE_PREFIX=localhost/pilotwms-ci-$(printf '%s' "$REPO" | sha1sum | cut -c1-8)
+  export PILOTWMS_STACK PILOTWMS_STACK_PROJECT=pilotwms-ci-$$ PILOTWMS_IMAGE_PREFIX
+  trap 'bash scripts/stack-down.sh --purge' EXIT
+  bash scripts/stack-up.sh
+  bash scripts/stack-smoke.sh
+  # the worker-node image with Slurm (+2.5 min cold): PILOTWMS_SITE_IMAGE=1
+  [[ ${PILOTWMS_SITE_IMAGE:-0} != 1 ]] || bash scripts/containers.sh site-check
+  echo "container build + stack + smoke test: $((SECONDS - stack_start)) s"
+fi
 exit $rc

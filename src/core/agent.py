@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.config.schema import Config
-from core.db import init_schema, make_engine, utcnow, write_transaction
+from core.db import init_schema, make_engine, retry_conflicts, utcnow, write_transaction
 from core.tables import FRAMEWORK_SCHEMA, component_heartbeats
 
 log = logging.getLogger("pilotwms.agent")
@@ -82,6 +82,7 @@ class Agent(ABC):
 
     # -- heartbeat and peers -----------------------------------------------------------------
 
+    @retry_conflicts()
     def beat(self) -> list[str]:
         """Refresh this instance's heartbeat row; returns the live instances, sorted."""
         engine = self.engine("Framework")

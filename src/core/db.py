@@ -9,6 +9,15 @@ other requests. See docs/architecture.md for the reasons.
 * ``sqlite:///path`` (the embedded default): WAL journal, ``synchronous=NORMAL``, foreign keys
   on, a 30 s busy timeout; several processes may share the file.
 * ``mysql+pymysql://user:pw@host:port/db``: utf8mb4, READ COMMITTED, pre-ping, recycling.
+  ``?failover=host2:port2,host3:port3`` adds hosts that new connections try in order when the
+  first cannot be reached or is not ready (a Galera node outside the primary component); a
+  pooled connection whose node leaves is dropped and replaced (see :func:`make_engine`).
+
+Galera and InnoDB conflicts: a transaction that loses a certification conflict (or an InnoDB
+deadlock) fails with error 1213, at COMMIT or at its next statement, and is rolled back whole.
+:func:`retry_conflicts` re-runs a function that opens its own write transaction(s) when that
+happens; use it on functions whose only effect is their transaction (they re-read what they
+decide on), not on ones that also write files or call out.
 
 Schemas: each system declares a :class:`Schema` (its ``MetaData`` and ordered migrations).
 ``pilotwms db init`` creates missing tables and stamps the newest version; ``pilotwms db upgrade``
@@ -29,11 +38,16 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import logging
+import random
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -41,6 +55,7 @@ from sqlalchemy.pool import StaticPool
 
 from core.exceptions import ConfigError, DatabaseError
 
+log = logging.getLogger("pilotwms.db")
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """A DATETIME stored as naive UTC and read back timezone-aware (UTC).
@@ -111,8 +126,188 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         options.update(kwargs)
         if "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-        return sa.create_engine(parsed, **options)
+        failover = _failover_hosts(parsed)
+        if failover:
+            parsed = parsed.difference_update_query(["failover"])
+        engine = sa.create_engine(parsed, **options)
+        # a node that left the Galera primary component answers 1047/1927: drop that
+        # connection from the pool instead of handing it out again
+        sa.event.listen(engine, "handle_error", _mark_node_errors)
+        if failover:
+            sa.event.listen(engine, "do_connect", _failover_connect(failover))
+        return engine
     raise ConfigError(f"unsupported database {backend!r} in {url!r} (sqlite or mysql+pymysql)")
+
+
+def _failover_hosts(url: sa.engine.URL) -> list[tuple[str, int]]:
+    raw = url.query.get("failover")
+    if raw is None:
+        return []
+    text = ",".join(raw) if isinstance(raw, tuple) else raw
+    hosts: list[tuple[str, int]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"database URL: failover host {item!r} is not host:port")
+        hosts.append((host.strip("[]"), int(port)))
+    return hosts
+
+
+#: MariaDB errors meaning "this node cannot serve": 1047 (WSREP not ready: the node is outside
+#: the primary component or still joining), 1927 (connection killed by a shutdown)
+NODE_ERRORS = frozenset({1047, 1927})
+
+
+def _error_code(exc: BaseException | None) -> int | None:
+    args = getattr(exc, "args", None)
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def _mark_node_errors(context: Any) -> None:
+    if _error_code(context.original_exception) in NODE_ERRORS:
+        context.is_disconnect = True
+
+
+def _failover_connect(alternates: list[tuple[str, int]]) -> Callable[..., Any]:
+    """A ``do_connect`` hook: the URL's host first, then ``alternates``; a host that refuses
+    or whose Galera node is not ready (``wsrep_ready`` OFF) is skipped."""
+
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        first = (cparams.get("host", "localhost"), int(cparams.get("port", 3306)))
+        failure: BaseException | None = None
+        for host, port in [first, *(a for a in alternates if a != first)]:
+            try:
+                dbapi_conn = dialect.loaded_dbapi.connect(
+                    *cargs, **{**cparams, "host": host, "port": port})
+            except dialect.loaded_dbapi.OperationalError as exc:
+                failure = exc
+                continue
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SHOW STATUS LIKE 'wsrep_ready'")
+                row = cur.fetchone()
+            if row is None or str(row[1]).upper() == "ON":
+                if (host, port) != first:
+                    log.warning("database %s:%s unreachable or not ready; connected to %s:%s",
+                                first[0], first[1], host, port)
+                return dbapi_conn
+            dbapi_conn.close()
+            failure = dialect.loaded_dbapi.OperationalError(
+                1047, f"{host}:{port} is not ready (wsrep_ready OFF)")
+        assert failure is not None  # noqa: S101 - at least one host was tried
+        raise failure
+
+    return connect
+
+
+# -- conflicts ---------------------------------------------------------------------------------
+
+#: errors after which the failed transaction was rolled back whole and may simply be re-run:
+#: 1213, InnoDB's deadlock and Galera's certification failure / brute-force abort
+CONFLICT_ERRORS = frozenset({1213})
+#: Galera errors of a node outside the primary component (while a dead node is being evicted,
+#: or a partitioned one): 1047 refused statement, 1180 commit not replicated; the transaction
+#: did not commit, and a new connection reaches a ready node (see ``?failover=``)
+UNAVAILABLE_ERRORS = frozenset({1047, 1180})
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# set while a retry runs: its write transactions read causally on Galera (see below)
+_retrying: contextvars.ContextVar[bool] = contextvars.ContextVar("pilotwms_retrying",
+                                                                  default=False)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True for a deadlock or Galera certification conflict (MariaDB error 1213)."""
+    return (isinstance(exc, sa.exc.DBAPIError)
+            and _error_code(exc.orig) in CONFLICT_ERRORS)
+
+
+def rolled_back(exc: BaseException) -> bool:
+    """True when ``exc`` is a database error after which the failing transaction was rolled
+    back by the server (a conflict, or a Galera node outside the primary component)."""
+    return isinstance(exc, sa.exc.DBAPIError) and _retryable(exc) is not None
+
+
+def _retryable(exc: sa.exc.DBAPIError) -> str | None:
+    code = _error_code(exc.orig)
+    if code in CONFLICT_ERRORS:
+        return "conflict"
+    if code in UNAVAILABLE_ERRORS:
+        return "unavailable"
+    return None
+
+
+def retry_conflicts(attempts: int = 5, base_delay: float = 0.005
+                    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Re-run the decorated function when its transaction was rolled back by a conflict
+    (:func:`is_conflict`) or by a Galera node outside the primary component (1047, 1180).
+
+    For functions that open their own transaction(s) and have no other effect, so that a
+    re-run decides again from fresh reads. Between attempts it sleeps a random 0.5-1.5 x
+    ``base_delay`` x 2^n after a conflict, 0.25-2 s after an unavailable node (a dead node is
+    evicted within seconds). During a re-run, :func:`write_transaction` reads causally on
+    Galera (``wsrep_sync_wait``), so the claim that won is seen instead of being fought for
+    again. Costs nothing when there is no conflict; SQLite never raises one.
+
+        >>> calls = []
+        >>> @retry_conflicts(attempts=3)
+        ... def once() -> int:
+        ...     calls.append(1)
+        ...     return len(calls)
+        >>> once()
+        1
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:  # the first attempt costs a call and a try (hot paths)
+                return fn(*args, **kwargs)
+            except sa.exc.DBAPIError as exc:
+                if attempts < 2 or _retryable(exc) is None:
+                    raise
+                first = exc
+            return _rerun(fn, args, kwargs, first, attempts, base_delay)
+
+        return wrapper
+
+    return decorate
+
+
+def _rerun(fn: Callable[..., R], args: Any, kwargs: Any, error: sa.exc.DBAPIError,
+           attempts: int, base_delay: float) -> R:
+    token = _retrying.set(True)
+    try:
+        for attempt in range(1, attempts):
+            kind = _retryable(error)
+            jitter = 0.5 + random.random()  # noqa: S311 - back-off only
+            delay = (base_delay * 2 ** (attempt - 1) if kind == "conflict"
+                     else min(2.0, 0.25 * 2 ** (attempt - 1))) * jitter
+            log.info("%s: %s (%s), attempt %d of %d", fn.__qualname__, kind, error.orig,
+                     attempt, attempts)
+            time.sleep(delay)
+            try:
+                return fn(*args, **kwargs)
+            except sa.exc.DBAPIError as exc:
+                if attempt + 1 >= attempts or _retryable(exc) is None:
+                    raise
+                error = exc
+        raise AssertionError("unreachable")  # pragma: no cover
+    finally:
+        _retrying.reset(token)
+
+
+def _sync_wait(conn: Connection, value: int) -> None:
+    """``SET SESSION wsrep_sync_wait`` outside any transaction; ignored by servers without
+    the variable (not built with Galera)."""
+    try:
+        conn.exec_driver_sql(f"SET SESSION wsrep_sync_wait={int(value)}")
+        conn.commit()
+    except sa.exc.DBAPIError:
+        conn.rollback()
 
 
 def _no_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
@@ -133,11 +328,16 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """
     with engine.connect() as conn:
         conn.info["immediate"] = True
+        causal = _retrying.get() and conn.dialect.name in ("mysql", "mariadb")
+        if causal:
+            _sync_wait(conn, 1)  # a re-run after a conflict sees the winner's write set
         try:
             with conn.begin():
                 yield conn
         finally:
             conn.info.pop("immediate", None)
+            if causal and not conn.invalidated:
+                _sync_wait(conn, 0)
 
 
 # -- schema management ------------------------------------------------------------------------

@@ -112,3 +112,65 @@ def test_framework_schema_and_concurrent_writers(db_url: str) -> None:
 def test_unsupported_urls(url: str) -> None:
     with pytest.raises(ConfigError):
         make_engine(url)
+
+
+# -- conflicts (Galera / InnoDB): retried whole; the real cluster is in tests/deploy ----------
+
+
+def _db_error(code: int) -> sa.exc.OperationalError:
+    import pymysql
+
+    return sa.exc.OperationalError("COMMIT", {}, pymysql.err.OperationalError(code, "x"))
+
+
+@pytest.mark.parametrize(("code", "retried"), [(1213, True), (1047, True), (1180, True),
+                                               (1062, False), (2013, False)])
+def test_retry_conflicts_reruns_only_rolled_back_transactions(
+        code: int, retried: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import db as core_db
+
+    monkeypatch.setattr(core_db.time, "sleep", lambda _s: None)
+    calls: list[bool] = []
+
+    @core_db.retry_conflicts(attempts=3)
+    def flaky() -> str:
+        calls.append(core_db._retrying.get())
+        if len(calls) == 1:
+            raise _db_error(code)
+        return "done"
+
+    if retried:
+        assert flaky() == "done"
+        assert calls == [False, True]  # the re-run knows it is one (causal reads)
+    else:
+        with pytest.raises(sa.exc.OperationalError):
+            flaky()
+        assert calls == [False]
+    assert core_db._retrying.get() is False
+
+
+def test_retry_conflicts_gives_up_after_its_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import db as core_db
+
+    monkeypatch.setattr(core_db.time, "sleep", lambda _s: None)
+    calls: list[int] = []
+
+    @core_db.retry_conflicts(attempts=4)
+    def always() -> None:
+        calls.append(1)
+        raise _db_error(1213)
+
+    with pytest.raises(sa.exc.OperationalError) as caught:
+        always()
+    assert core_db.is_conflict(caught.value) and len(calls) == 4
+
+
+def test_failover_hosts_in_the_url() -> None:
+    from core.db import _failover_hosts
+
+    url = sa.engine.make_url("mysql+pymysql://u:p@h1:3306/db?failover=h2:3307,[::1]:3308")
+    assert _failover_hosts(url) == [("h2", 3307), ("::1", 3308)]
+    engine = make_engine(str(url))
+    assert "failover" not in engine.url.query
+    with pytest.raises(ConfigError, match="not host:port"):
+        make_engine("mysql+pymysql://u:p@h1/db?failover=h2")

@@ -26,6 +26,7 @@ private (but present) in 3.10-3.12.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import functools
 import ipaddress
@@ -38,6 +39,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 import tornado.web
 from cryptography import x509 as cx509
 from tornado.httpserver import HTTPServer
@@ -45,9 +47,11 @@ from tornado.ioloop import PeriodicCallback
 from tornado.iostream import SSLIOStream
 
 from core.config.schema import Config
+from core.db import rolled_back
 from core.exceptions import (
     BadRequestError,
     CredentialError,
+    DatabaseError,
     DatabaseUnavailableError,
     MethodNotFoundError,
     NotAuthenticatedError,
@@ -61,7 +65,12 @@ from core.rpc.service import Call, MethodSpec, Reply, Service
 from core.security.crl import CRLStore, ca_directory
 from core.security.identity import ANONYMOUS, Identity
 from core.security.rights import Rule, allowed, parse_rules
-from core.security.x509 import load_pem_chain, verified_chain_der, verify_chain
+from core.security.x509 import (
+    load_der_chain,
+    load_pem_chain,
+    verified_chain_der,
+    verify_chain,
+)
 
 log = logging.getLogger("pilotwms.rpc")
 
@@ -95,6 +104,36 @@ def server_ssl_context(config: Config) -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_OPTIONAL
     ctx.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS
     return ctx
+
+
+def balancer_chain(cert: str, chain: str | None = None) -> list[cx509.Certificate]:
+    """The client chain a TLS-terminating balancer forwards.
+
+    ``cert`` (header ``X-SSL-CERT``) is either PEM, URL-quoted (nginx's
+    ``$ssl_client_escaped_cert``, Apache), possibly the whole chain; or base64 DER (HAProxy's
+    ``%[ssl_c_der,base64]``), quotes allowed. ``chain`` (``X-SSL-CERT-CHAIN``, HAProxy's
+    ``%[ssl_c_chain_der,base64]``) adds the certificates the client sent behind it (a
+    proxy's issuers).
+    """
+    text = urllib.parse.unquote(cert).strip().strip('"')
+    if "-----BEGIN" in text:
+        certs = load_pem_chain(text.encode())
+    else:
+        certs = load_der_chain(_b64(text))
+    if chain and chain.strip().strip('"'):
+        extra = load_der_chain(_b64(chain.strip().strip('"')))
+        certs += [c for c in extra if c != certs[0]]
+    if not certs:
+        raise CredentialError("no certificate in the balancer's header")
+    return certs
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise CredentialError("balancer certificate header is neither PEM nor base64") \
+            from None
 
 
 class HostedService:
@@ -155,7 +194,10 @@ class RPCHandler(tornado.web.RequestHandler):
         verify = self.request.headers.get("X-Ssl_client_verify", "SUCCESS")
         if verify.upper() != "SUCCESS":
             raise NotAuthenticatedError(f"balancer reports client verification {verify}")
-        chain = load_pem_chain(urllib.parse.unquote(pem).encode())
+        try:
+            chain = balancer_chain(pem, self.request.headers.get("X-SSL-CERT-CHAIN"))
+        except CredentialError as exc:
+            raise NotAuthenticatedError(f"certificate from balancer refused: {exc}") from None
         try:
             verify_chain(chain, ca_directory(self.ctx.config))
         except CredentialError as exc:
@@ -249,7 +291,18 @@ class RPCHandler(tornado.web.RequestHandler):
     def _run_blocking(self, spec: MethodSpec, service: Service, call: Call,
                       args: list[Any]) -> bytes:
         # encoding happens here too, so a large reply never blocks the IOLoop
-        return self._envelope(spec.func(service, call, *args), call, spec)
+        try:
+            result = spec.func(service, call, *args)
+        except sa.exc.DBAPIError as exc:
+            if not rolled_back(exc):
+                raise
+            # retries ran out (core.db.retry_conflicts) or the method does not retry: a clear
+            # error instead of a 500; the failing transaction was rolled back by the server
+            log.warning("request %s to %s: %s", self.request_id, self.request.path, exc.orig)
+            raise DatabaseError(
+                "the database rolled this change back (a concurrent change of the same data, "
+                "or a database node leaving its cluster): try again") from None
+        return self._envelope(result, call, spec)
 
     def _envelope(self, result: Any, call: Call, spec: MethodSpec) -> bytes:
         if call.raw_content and spec.raw and isinstance(result, bytes | bytearray):

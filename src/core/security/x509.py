@@ -369,6 +369,35 @@ def load_pem_chain(data: bytes) -> list[x509.Certificate]:
     return chain
 
 
+def load_der_chain(data: bytes) -> list[x509.Certificate]:
+    """Certificates in DER, one after the other (HAProxy's ``ssl_c_der`` and
+    ``ssl_c_chain_der``); an empty ``data`` is an empty chain."""
+    chain = []
+    pos = 0
+    while pos < len(data):
+        # a DER SEQUENCE: 0x30, then a short length or 0x8n and n length bytes
+        if data[pos] != 0x30 or pos + 2 > len(data):
+            raise CredentialError("DER certificate data is malformed")
+        first = data[pos + 1]
+        if first < 0x80:
+            head, length = 2, first
+        else:
+            count = first & 0x7F
+            if not 1 <= count <= 4 or pos + 2 + count > len(data):
+                raise CredentialError("DER certificate data is malformed")
+            head, length = 2 + count, int.from_bytes(data[pos + 2:pos + 2 + count], "big")
+        end = pos + head + length
+        if end > len(data):
+            raise CredentialError("DER certificate data is truncated")
+        try:
+            chain.append(x509.load_der_x509_certificate(data[pos:end]))
+        except ValueError as exc:
+            raise CredentialError(f"DER certificate #{len(chain) + 1} is invalid: {exc}") \
+                from None
+        pos = end
+    return chain
+
+
 def load_pem_key(data: bytes, password: bytes | None = None) -> PrivateKeyTypes:
     """The first private key of ``data`` (which may also hold certificates, as a proxy does).
 

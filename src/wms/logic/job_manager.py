@@ -39,7 +39,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection, Engine
 
-from core.db import utcnow, write_transaction
+from core.db import retry_conflicts, utcnow, write_transaction
 from core.security.identity import Identity
 from wms.db import jobs as jobs_db
 from wms.db.tables import jobs as jobs_table
@@ -95,6 +95,7 @@ def _kill(conn: Connection, rows: dict[int, jobs_db.StatusRow], result: ActionRe
     return sorted(killed)
 
 
+@retry_conflicts()
 def kill_jobs(engine: Engine, ident: Identity, job_ids: Sequence[int], *, dequeue: Dequeue,
               now: datetime | None = None) -> ActionResult:
     now = now or utcnow()
@@ -104,6 +105,7 @@ def kill_jobs(engine: Engine, ident: Identity, job_ids: Sequence[int], *, dequeu
     return result
 
 
+@retry_conflicts()
 def delete_jobs(engine: Engine, ident: Identity, job_ids: Sequence[int], *, dequeue: Dequeue,
                 now: datetime | None = None) -> ActionResult:
     now = now or utcnow()
@@ -118,6 +120,7 @@ def delete_jobs(engine: Engine, ident: Identity, job_ids: Sequence[int], *, dequ
     return result
 
 
+@retry_conflicts()
 def reschedule_jobs(engine: Engine, ident: Identity, job_ids: Sequence[int], *,
                     dequeue: Dequeue, max_rescheduling: int, reset: bool = False,
                     now: datetime | None = None) -> ActionResult:
@@ -164,6 +167,7 @@ def reschedule_jobs(engine: Engine, ident: Identity, job_ids: Sequence[int], *,
     return result
 
 
+@retry_conflicts()
 def remove_jobs(engine: Engine, ident: Identity, job_ids: Sequence[int], *,
                 dequeue: Dequeue) -> ActionResult:
     """Delete the rows (administrators only: the service checks the property)."""

@@ -84,7 +84,7 @@ from typing import Any, Literal
 from sqlalchemy.engine import Connection, Engine
 
 from core.config.schema import Config
-from core.db import utcnow, write_transaction
+from core.db import retry_conflicts, utcnow, write_transaction
 from core.exceptions import InvalidArgumentError, NoMatchError
 from core.security.identity import Identity
 from wms.db import jobs as jobs_db
@@ -327,6 +327,9 @@ def _compute_weights(conn: Connection, flt: tq_db.TQFilter, settings: MatchSetti
                       settings.shares, owner_sums=sums, group_owners=owners)
 
 
+# every matcher wants the head job of the best queue: on Galera the matchers of other nodes do
+# not see our row locks and collide at commit, so a claim may lose several times in a row
+@retry_conflicts(attempts=10)
 def match_job(engine: Engine, resource: Mapping[str, Any] | str | Resource, *,
               settings: MatchSettings, scope: MatchScope | None, now: datetime | None = None,
               rng: random.Random | None = None, on_match: OnMatch | None = None) -> MatchResult:

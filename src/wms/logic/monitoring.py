@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from core.db import write_transaction
+from core.db import retry_conflicts, write_transaction
 from core.security.identity import Identity
 from wms.db import counters, job_queries
 from wms.logic.job_policy import GENERIC_PILOT, JOB_ADMINISTRATOR, JOB_SHARING, job_scope
@@ -67,6 +67,8 @@ def filters_from_search(search: Sequence[dict[str, Any]]) -> list[job_queries.Fi
     return out
 
 
+# two folders on different Galera nodes read the same deltas; the second commit loses (1213)
+@retry_conflicts()
 def fold_counters(engine: Engine, *, batch: int = 50_000, batches: int = 10) -> int:
     """Fold pending job count deltas into the counters (a periodic task of the WMS services),
     ``batch`` at a time (one write transaction each) until none is left or ``batches`` were

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from core.db import utcnow, write_transaction
+from core.db import retry_conflicts, utcnow, write_transaction
 from core.exceptions import InvalidArgumentError, NotAuthorizedError, NotFoundError
 from core.security.identity import Identity
 from wms.db import jobs as jobs_db
@@ -51,6 +51,7 @@ def check_reference(ref: object) -> str:
     return ref
 
 
+@retry_conflicts()
 def add_pilots(engine: Engine, refs: Sequence[str], *, vo: str, owner_group: str,
                grid_type: str, site: str = "Unknown", ce: str = "Unknown",
                queue: str = "Unknown", stamps: Mapping[str, str] | None = None,
@@ -65,6 +66,7 @@ def add_pilots(engine: Engine, refs: Sequence[str], *, vo: str, owner_group: str
                              stamps=dict(stamps or {}))
 
 
+@retry_conflicts()
 def set_status(engine: Engine, refs: Sequence[str], status: str, *, reason: str = "",
                now: datetime | None = None, **where: str) -> list[str]:
     """Set the status of the pilots not yet final; returns the references changed."""
@@ -88,6 +90,7 @@ def set_status(engine: Engine, refs: Sequence[str], status: str, *, reason: str 
     return sorted(todo)
 
 
+@retry_conflicts()
 def register(engine: Engine, ref: str, info: Mapping[str, Any], *, vo: str, owner_group: str,
              now: datetime | None = None) -> None:
     """A pilot reports from its worker node: it is Running at Site/CE/Queue on Host."""

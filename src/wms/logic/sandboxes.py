@@ -44,7 +44,7 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from core.db import utcnow, write_transaction
+from core.db import retry_conflicts, utcnow, write_transaction
 from core.exceptions import (
     ConfigError,
     HashMismatchError,
@@ -412,6 +412,7 @@ def check_entity(entity_id: str) -> str:
     return entity_id
 
 
+@retry_conflicts()
 def assign(engine: Engine, settings: StoreSettings, req: Requester,
            assignments: Mapping[str, Sequence[Sequence[str]]], *,
            now: datetime | None = None) -> int:

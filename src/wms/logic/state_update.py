@@ -39,7 +39,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from core.db import utcnow, write_transaction
+from core.db import retry_conflicts, utcnow, write_transaction
 from core.exceptions import (
     InvalidArgumentError,
     JobNotActiveError,
@@ -100,6 +100,7 @@ def _apply(conn: Connection, row: jobs_db.StatusRow, status: str | None, minor: 
                                  extra=extra)
 
 
+@retry_conflicts()
 def set_status(engine: Engine, ident: Identity, job_id: int, status: str = "",
                minor: str = "", application: str = "", *, source: str = "Unknown",
                when: datetime | None = None, force: bool = False) -> None:
@@ -109,6 +110,7 @@ def set_status(engine: Engine, ident: Identity, job_id: int, status: str = "",
         _apply(conn, row, status, minor, application, source, when, force)
 
 
+@retry_conflicts()
 def set_status_bulk(engine: Engine, ident: Identity, job_id: int,
                     updates: Mapping[datetime, Mapping[str, str]], *,
                     force: bool = False) -> None:
@@ -154,6 +156,7 @@ def set_attribute(engine: Engine, ident: Identity, job_id: int, name: str, value
             jobs_db.update_jobs(conn, [job_id], **{_TIME_COLUMNS[name]: value})
 
 
+@retry_conflicts()
 def set_parameters(engine: Engine, ident: Identity, params: Mapping[int, Mapping[str, Any]],
                    *, store: ParameterStore | None = None) -> None:
     """Set parameters of the jobs' current attempt (in ``store`` when there is one:
@@ -168,6 +171,7 @@ def set_parameters(engine: Engine, ident: Identity, params: Mapping[int, Mapping
     parameter_store.write(engine, store, values, attempts)  # outside the transaction
 
 
+@retry_conflicts()
 def heartbeat(engine: Engine, ident: Identity, job_id: int, dynamic: Mapping[str, Any],
               static: Mapping[str, Any], *, now: datetime | None = None,
               store: ParameterStore | None = None) -> dict[str, str]:

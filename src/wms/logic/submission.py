@@ -28,7 +28,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection, Engine
 
-from core.db import utcnow, write_transaction
+from core.db import retry_conflicts, utcnow, write_transaction
 from wms.db import jobs as jobs_db
 from wms.logic.jdl import JDL, parse_jdl
 from wms.logic.job_description import (
@@ -80,6 +80,7 @@ def _describe(jdl: JDL, who: Submitter, limits: JobLimits) -> JobDescription:
 OnStored = Callable[[Connection, "SubmitResult", datetime], None]
 
 
+@retry_conflicts()
 def submit(engine: Engine, jdl_text: str, who: Submitter, limits: JobLimits,
            now: datetime | None = None, *, on_stored: OnStored | None = None,
            initial: tuple[str, str] | None = None) -> SubmitResult:
@@ -164,6 +165,7 @@ def describe(jdl: JDL, who: Submitter, limits: JobLimits) -> JobDescription:
 OnConfirmed = Callable[[Connection, list[int], datetime], object]
 
 
+@retry_conflicts()
 def confirm_bulk(engine: Engine, job_ids: Sequence[int], now: datetime | None = None, *,
                  on_confirmed: OnConfirmed | None = None) -> list[int]:
     """Submitting -> Received for the given jobs still in Submitting; returns those moved.

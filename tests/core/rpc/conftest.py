@@ -62,6 +62,13 @@ class ProbeService(Service):
     def bug(self, call: Call) -> None:
         raise RuntimeError("this is a bug")
 
+    @rpc_method("conflict", rights="all")
+    def conflict(self, call: Call, code: int) -> None:
+        import pymysql
+        import sqlalchemy as sa
+
+        raise sa.exc.OperationalError("COMMIT", {}, pymysql.err.OperationalError(code, "lost"))
+
     @rpc_method("slow", rights="all")
     def slow(self, call: Call, seconds: float) -> float:
         time.sleep(seconds)

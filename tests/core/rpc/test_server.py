@@ -223,6 +223,18 @@ def test_http_statuses(probe_server: ThreadedServer, creds: Creds) -> None:
     assert not_list.status_code == 400
 
 
+def test_rolled_back_transaction_is_a_database_error(probe_server: ThreadedServer,
+                                                    creds: Creds) -> None:
+    """A conflict the method did not (or could no longer) retry: a clear error, not a bug."""
+    for code in (1213, 1047, 1180):
+        reply = post(probe_server, creds, "conflict", args=json.dumps([code]))
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["OK"] is False and body["ExceptionClass"] == "DatabaseError"
+        assert "rolled this change back" in body["Message"]
+    assert post(probe_server, creds, "conflict", args="[2013]").status_code == 500
+
+
 def test_bug_is_500_with_request_id_and_no_stack(probe_server: ThreadedServer, creds: Creds,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     reply = post(probe_server, creds, "bug")

@@ -459,3 +459,24 @@ def test_unpack_refuses_what_leaves_the_directory(tmp_path: Path, member: str) -
     with pytest.raises(InvalidArgumentError):
         unpack(buf, tmp_path / "out")
     assert not (tmp_path / "evil").exists() and not (tmp_path / "out" / member).exists()
+
+
+@pytest.mark.parametrize("with_filter", [True, False])
+def test_unpack_without_tarfile_filters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        with_filter: bool) -> None:
+    """Python before 3.11.4 (Debian 12's python3 is 3.11.2, the container images) has no
+    extraction filters: archives unpack the same, with setuid bits dropped."""
+    if not with_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as tar:
+        info = tarfile.TarInfo("out/run.sh")
+        body = b"#!/bin/sh\necho hi\n"
+        info.size, info.mode = len(body), 0o4755
+        tar.addfile(info, io.BytesIO(body))
+    data.seek(0)
+    tops = unpack(data, tmp_path / "x")
+    assert tops == [tmp_path / "x" / "out"]
+    path = tmp_path / "x" / "out" / "run.sh"
+    assert path.read_bytes() == b"#!/bin/sh\necho hi\n"
+    assert path.stat().st_mode & 0o7777 == 0o755
