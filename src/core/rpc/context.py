@@ -47,6 +47,9 @@ class ServerContext:
         #: service instances and their running periodic callbacks (set by the server)
         self.services: list[Any] = []
         self.background: list[Any] = []
+        #: ``System/Service`` -> its ``HostedService`` (instance and effective rules), for
+        #: routes that call other services of this process in-process (the web portal)
+        self.hosted: dict[str, Any] = {}
 
     def database_url(self, system: str) -> str:
         return self.config.database_url(system)
