@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import io
@@ -32,7 +33,15 @@ from typing import Any, Callable
 from pilot.data import URLS_FILE, DataError, DataMover, output_lfn, strip_lfn
 from pilot.jdl import as_list, parse_jdl
 from pilot.rpc import RpcClient, RpcError
-from pilot.watchdog import CPU_LIMIT, KILL_SIGNAL, KILLED, WALL_LIMIT, Watchdog, kill_tree
+from pilot.watchdog import (
+    CPU_LIMIT,
+    KILL_SIGNAL,
+    KILLED,
+    WALL_LIMIT,
+    Watchdog,
+    kill_tree,
+    tail,
+)
 
 STATE = "WorkloadManagement/JobStateUpdate"
 MANAGER = "WorkloadManagement/JobManager"
@@ -310,7 +319,7 @@ class JobWrapper:
         self.watchdog = Watchdog(
             proc.pid, heartbeat=self.heartbeat, workdir=self.dir, period=self.opts.heartbeat,
             check=self.opts.check, cpu_limit=self.cpu_limit(), wall_limit=self.opts.max_wall,
-            log=self.log)
+            log=self.log, peek=functools.partial(tail, os.path.join(self.dir, out_name)))
         self.watchdog.start()
         try:
             while proc.poll() is None:

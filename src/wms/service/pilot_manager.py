@@ -4,7 +4,11 @@
   ``storePilotOutput``;
 * pilots (GenericPilot): ``registerPilot``, ``storePilotOutput`` (their log at the end);
 * administrators: ``getPilotInfo``, ``getPilotOutput``; job owners: ``getPilots(jobID)`` and
-  ``getJobPilotOutput(jobID)`` for the pilots that ran their jobs.
+  ``getJobPilotOutput(jobID)`` for the pilots that ran their jobs;
+* any registered user (the pilot monitor): ``searchPilots(filters, sort, descending, page,
+  per_page)`` -> ``{"Total", "Records"}`` and ``getPilotCounters(attributes, filters)`` ->
+  ``[[{attribute: value}, count], ...]``, filters being ``{attribute: value or [values]}`` on
+  GridSite, DestinationSite (the CE), Queue, Status, GridType, OwnerGroup, VO, ...
 
 Example (wire)::
 
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.exceptions import NotAuthorizedError, NotFoundError
+from core.exceptions import InvalidArgumentError, NotAuthorizedError, NotFoundError
 from core.rpc.service import Call, Service, rpc_method
 from wms.db import jobs as jobs_db
 from wms.db import pilots as pilots_db
@@ -24,6 +28,7 @@ from wms.logic.job_policy import job_ids_argument, may_manage
 from wms.service.common import SYSTEM, engine_of
 
 DIRECTORS = ["TrustedHost", "Operator", "JobAdministrator"]
+MAX_PILOT_PAGE = 1000
 REPORTERS = [*DIRECTORS, "GenericPilot"]
 
 
@@ -104,3 +109,29 @@ class PilotManagerService(Service):
         if found is None:
             raise NotFoundError(f"no pilot output for job {jid} yet")
         return {"StdOut": found[0], "StdErr": found[1]}
+
+    @rpc_method("searchPilots", rights="authenticated")
+    def search_pilots(self, call: Call, filters: dict[str, Any] | None = None,
+                      sort: str = "PilotID", descending: bool = True, page: int = 1,
+                      per_page: int = 100) -> dict[str, Any]:
+        if page < 1 or not 1 <= per_page <= MAX_PILOT_PAGE:
+            raise InvalidArgumentError(f"page must be >= 1 and per_page in 1..{MAX_PILOT_PAGE}")
+        try:
+            with engine_of(self.ctx).connect() as conn:
+                total, rows = pilots_db.search_pilots(
+                    conn, filters or {}, sort=sort, descending=descending, limit=per_page,
+                    offset=(page - 1) * per_page)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        return {"Total": total, "Records": rows}
+
+    @rpc_method("getPilotCounters", rights="authenticated")
+    def get_pilot_counters(self, call: Call, attributes: list[str],
+                           filters: dict[str, Any] | None = None) -> list[list[Any]]:
+        try:
+            with engine_of(self.ctx).connect() as conn:
+                counts = pilots_db.pilot_counts(conn, [str(a) for a in attributes],
+                                                filters or {})
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        return [[values, count] for values, count in counts]

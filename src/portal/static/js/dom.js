@@ -122,3 +122,22 @@ export function debounce(fn, ms) {
   let timer = null;
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
 }
+
+/** A modal asking for one line of text (null when cancelled). */
+export function promptDialog(title, label, confirmLabel = "OK") {
+  return new Promise((resolve) => {
+    const input = h("input", { type: "text", id: "dlg-input" });
+    const ok = h("button", { type: "submit", class: "primary" }, confirmLabel);
+    const cancel = h("button", { type: "button" }, "Cancel");
+    const form = h("form", { method: "dialog" }, h("h2", { id: "dlg-title" }, title),
+                   h("label", {}, label, input), h("div", { class: "buttons" }, cancel, ok));
+    const dialog = h("dialog", { "aria-labelledby": "dlg-title" }, form);
+    const done = (value) => { dialog.close(); dialog.remove(); resolve(value); };
+    form.addEventListener("submit", (e) => { e.preventDefault(); done(input.value.trim()); });
+    cancel.addEventListener("click", () => done(null));
+    dialog.addEventListener("cancel", (e) => { e.preventDefault(); done(null); });
+    document.body.append(dialog);
+    dialog.showModal();
+    input.focus();
+  });
+}
