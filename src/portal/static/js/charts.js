@@ -41,7 +41,8 @@ export function categoryChart(container, { title, names, series, yLabel = "" }) 
   const opts = {
     title, width: Math.max(280, container.clientWidth || 600), height: 260,
     scales: { x: { time: false, range: [-0.5, names.length - 0.5] } },
-    axes: [{ values: (_u, ticks) => ticks.map((t) => names[t] ?? "") }, { label: yLabel }],
+    axes: [{ splits: () => x, values: (_u, ticks) => ticks.map((t) => names[t] ?? "") },
+           { label: yLabel }],
     series: [{ label: "", value: (_u, v) => names[v] ?? "" },
              ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length],
                                          fill: `${PALETTE[i % PALETTE.length]}88`,

@@ -220,8 +220,8 @@ export async function render(root, { session, params }) {
       if (!info) { dirInfo.textContent = "\u00a0"; return; }
       const perSE = Object.entries(info.PhysicalSize || {}).filter(([k]) => k !== "TotalSize"
         && k !== "TotalFiles").map(([se, v]) => `${se}: ${fmtBytes(v.Size)} in ${v.Files} file(s)`);
-      dirInfo.textContent = `${info.LogicalFiles} file(s), ${fmtBytes(info.LogicalSize)} in ` +
-        `${info.LogicalDirectories ?? 0} directories${perSE.length ? ` \u2014 ${perSE.join("; ")}` : ""}`;
+      dirInfo.textContent = `${info.LogicalFiles} file(s), ${fmtBytes(info.LogicalSize)}` +
+        `${perSE.length ? ` \u2014 ${perSE.join("; ")}` : ""}`;
     } catch { dirInfo.textContent = "\u00a0"; }
   }
 
@@ -238,7 +238,7 @@ export async function render(root, { session, params }) {
       details.replaceChildren(
         h("h2", { id: "file-title" }, lfn),
         h("dl", { class: "attrs", id: "file-metadata" }, Object.entries(m).map(([k, v]) =>
-          [h("dt", {}, k), h("dd", {}, String(v))])),
+          [h("dt", {}, k), h("dd", {}, k === "Mode" ? Number(v).toString(8) : String(v))])),
         h("h2", {}, "Metadata"),
         Object.keys(user).length ? h("dl", { class: "attrs", id: "file-user-metadata" },
           Object.entries(user).map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]))
