@@ -61,6 +61,8 @@ def portal_config(instance: Instance, base: Path, idp: OIDCProvider, port: int) 
         user["TokenSubjects"] = [{"Issuer": idp.issuer, "Subject": USERS[name]["sub"]}]
     reg["Groups"]["demo_user"]["Users"] = ["alice", "bob", "admin"]
     reg["Groups"]["demo_admin"]["Users"] = ["alice", "admin"]
+    reg["Groups"]["demo_admin"]["Properties"] = sorted(
+        {*reg["Groups"]["demo_admin"]["Properties"], "FileCatalogManagement"})
     data["Resources"] = {
         "Sites": {SITE: {"SEs": [SE]}},
         "StorageElements": {SE: {"Protocols": [{"Plugin": "HTTPS", "Host": "127.0.0.1",

@@ -186,12 +186,14 @@ export async function render(root, { parts }) {
       root.dataset.loaded = "true";
     } catch (exc) {
       panel.replaceChildren(h("p", { class: "error", role: "alert" }, exc.message));
+      return false;
     }
     if (alive && summary && !["Done", "Failed", "Killed", "Deleted"].includes(summary.Status)) {
       timer = setTimeout(refresh, 10000);
     }
+    return true;
   }
-  await refresh();
-  select("summary");
+  if (await refresh()) select("summary");
+  else { bar.hidden = true; actions.hidden = true; }
   return () => { alive = false; clearTimeout(timer); for (const c of charts) c.destroy(); };
 }
