@@ -34,6 +34,7 @@ command -v xrootd >/dev/null 2>&1 || missing+=(xrootd-server)
 command -v xrdcp >/dev/null 2>&1 || missing+=(xrootd-client)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)   # the portal's browser tests (playwright)
 if ((${#missing[@]})); then
   as_root apt-get update -q
   as_root apt-get install -y -q "${missing[@]}"

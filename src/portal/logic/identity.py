@@ -69,6 +69,10 @@ def _refreshed(portal: PortalService, session: sess.Session, secret: str) -> dic
         fresh = token_reply(reply)
         sess.update_session(engine, session, secret, tokens=fresh)
         return fresh
+    again = sess.load_session(engine, secret, idle_seconds=portal.settings.idle_seconds)
+    if again is not None and again.tokens and again.tokens.get("access") != tokens.get("access"):
+        session.tokens, session.sealed = again.tokens, again.sealed
+        return again.tokens  # refreshed by another request meanwhile
     if left > 5:
         return tokens  # another request is refreshing; this token is still good
     deadline = time.monotonic() + REFRESH_WAIT
@@ -78,7 +82,7 @@ def _refreshed(portal: PortalService, session: sess.Session, secret: str) -> dic
         if again is None:
             break
         if again.tokens and again.tokens.get("access") != tokens.get("access"):
-            session.tokens = again.tokens
+            session.tokens, session.sealed = again.tokens, again.sealed
             return again.tokens
     raise NotAuthenticatedError("your portal session has expired: please sign in again")
 

@@ -78,6 +78,8 @@ class Session:
     dn: str
     csrf: str
     tokens: dict[str, Any] | None
+    #: the tokens as stored (encrypted): a refresh claims the row only if they are unchanged
+    sealed: str
     refreshing_until: datetime | None
     last_seen: datetime
     expires: datetime
@@ -100,7 +102,7 @@ def create_session(engine: Engine, lifetime: int, *, kind: str, username: str, g
 def _session(row: Any, secret: str) -> Session:
     return Session(key=row["session_hash"], kind=row["kind"], username=row["username"],
                    group=row["group_name"], dn=row["dn"], csrf=row["csrf"],
-                   tokens=unseal(secret, row["tokens"]),
+                   tokens=unseal(secret, row["tokens"]), sealed=row["tokens"],
                    refreshing_until=row["refreshing_until"], last_seen=row["last_seen"],
                    expires=row["expires"])
 
@@ -134,7 +136,7 @@ def update_session(engine: Engine, session: Session, secret: str, *,
     """New tokens and/or group for a session (ends any refresh claim)."""
     values: dict[str, Any] = {"refreshing_until": None}
     if tokens is not None:
-        values["tokens"] = seal(secret, tokens)
+        values["tokens"] = session.sealed = seal(secret, tokens)
         session.tokens = tokens
     if group is not None:
         values["group_name"] = group
@@ -145,11 +147,13 @@ def update_session(engine: Engine, session: Session, secret: str, *,
 
 
 def claim_refresh(engine: Engine, session: Session, seconds: int = 30) -> bool:
-    """Become the one request that refreshes this session's tokens (compare-and-set)."""
+    """Become the one request that refreshes this session's tokens: compare-and-set on the
+    tokens this request read (another request may have refreshed them meanwhile: presenting
+    the old refresh token again would end the whole sign-in) and on no refresh under way."""
     now = utcnow()
     with write_transaction(engine) as conn:
         done = conn.execute(sa.update(sessions).where(
-            sessions.c.session_hash == session.key,
+            sessions.c.session_hash == session.key, sessions.c.tokens == session.sealed,
             sa.or_(sessions.c.refreshing_until.is_(None), sessions.c.refreshing_until < now),
         ).values(refreshing_until=now + timedelta(seconds=seconds))).rowcount
     return bool(done)
