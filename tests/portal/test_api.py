@@ -3,6 +3,7 @@ certificate, sessions, CSRF, the RPC gateway's envelopes, token refresh under co
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -83,8 +84,9 @@ def test_certificate_session_calls_services_as_the_user(portal_env: PortalEnv) -
     http, info = cert_session(env)
     assert "WorkloadManagement/JobManager" in info["services"]
     assert info["groups"] == ["demo_admin", "demo_user"]
-    checked = http.post(f"{env.url}{GATEWAY}/Web/Portal", timeout=30, data={
-        "method": "checkJDL", "args": '["[\\n Executable = \\"x\\";\\n CPUTime = \\"soon\\";\\n]"]'})
+    jdl = '[\n Executable = "x";\n CPUTime = "soon";\n]'
+    checked = http.post(f"{env.url}{GATEWAY}/Web/Portal", timeout=30,
+                        data={"method": "checkJDL", "args": json.dumps([jdl])})
     [error] = checked.json()["Value"]["Errors"]
     assert error["line"] == 3 and error["column"] == 2 and "CPUTime" in error["message"]
     who = http.post(f"{env.url}{GATEWAY}/Framework/Registry", data={"method": "whoami"},
