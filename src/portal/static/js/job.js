@@ -18,6 +18,7 @@ function table(headers, rows, id) {
 }
 
 function attrs(obj, id) {
+  if (!Object.keys(obj).length) return h("p", { class: "muted", id }, "Nothing reported yet.");
   return h("dl", { class: "attrs", id }, Object.keys(obj).sort().map((k) => [
     h("dt", {}, k), h("dd", {}, obj[k] === null || obj[k] === undefined ? "" : String(obj[k]))]));
 }
