@@ -34,6 +34,8 @@ from portal.logic.identity import certificate_user, token_reply
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 PREFIX = "/portal"
+#: modules every first load needs (the shell, its helpers, the default view)
+PRELOAD = ("js/app.js", "js/api.js", "js/dom.js", "js/jobs.js")
 #: one year: assets are addressed by their content hash
 ASSET_SECONDS = 365 * 86400
 
@@ -56,8 +58,9 @@ class Shell:
         importmap = json.dumps({"imports": imports}, separators=(",", ":"), sort_keys=True)
         digest = base64.b64encode(hashlib.sha256(importmap.encode()).digest()).decode()
         self.csp = CSP.format(extra=f" 'sha256-{digest}'")
+        # the modules of the first view (the job monitor); the others load when opened
         preload = "".join(f'<link rel="modulepreload" href="{self.url(m)}">' for m in modules
-                          if not m.startswith("js/vendor/"))
+                          if m in PRELOAD)
         template = (STATIC / "index.html").read_text()
         self.html = (template.replace("{{importmap}}", importmap)
                      .replace("{{preload}}", preload)
