@@ -22,6 +22,11 @@ def sign_in(page: Any, env: PortalEnv, user: str, view: str = "#/jobs") -> None:
     """Sign in through the login server and the identity provider, as a person would."""
     page.goto(env.portal + view)
     page.click("#login-token")
+    through_idp(page, user)
+
+
+def through_idp(page: Any, user: str) -> None:
+    """Sign in and consent at the identity provider if it asks, until back in the portal."""
     page.wait_for_url(lambda url: "/interaction/" in url or "/portal/" in url)
     if "/interaction/" in page.url and page.locator("#login-form").count():
         page.fill("#login-form input[name=username]", user)

@@ -74,7 +74,7 @@ export async function render(root, { session }) {
   });
   sourceSel.addEventListener("change", loadType);
   filterKey.addEventListener("change", () => {
-    clear(filterVal).append((keyValues[filterKey.value] || []).map((v) => h("option", { value: v }, v)));
+    clear(filterVal).append(...(keyValues[filterKey.value] || []).map((v) => h("option", { value: v }, v)));
   });
 
   function chosen() {
@@ -88,14 +88,14 @@ export async function render(root, { session }) {
       const [reports, values] = await Promise.all([rpc(service, "listReports", type),
                                                    rpc(service, "listUniqueKeyValues", type)]);
       const names = Array.isArray(reports) ? reports : Object.keys(reports);
-      clear(reportSel).append(names.map((n) => h("option", { value: n },
+      clear(reportSel).append(...names.map((n) => h("option", { value: n },
         Array.isArray(reports) ? n : `${reports[n]} (${n})`)));
       keyValues = values;
       const keys = Object.keys(values).sort();
-      clear(groupSel).append(keys.map((k) => h("option", { value: k }, k)));
+      clear(groupSel).append(...keys.map((k) => h("option", { value: k }, k)));
       if (keys.includes("Site")) groupSel.value = "Site";
       clear(filterKey).append(h("option", { value: "" }, "no filter"),
-                              keys.map((k) => h("option", { value: k }, k)));
+                              ...keys.map((k) => h("option", { value: k }, k)));
       clear(filterVal);
     } catch (exc) { showError(exc); }
   }

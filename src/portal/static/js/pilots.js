@@ -61,7 +61,7 @@ export async function render(root, { session }) {
     const statuses = [...new Set(counts.map(([v]) => v.Status))].sort();
     for (const [sel, values] of [[siteSel, sites], [ceSel, ces], [statusSel, statuses]]) {
       const keep = sel.value;
-      clear(sel).append(h("option", { value: "" }, "any"), values.map((v) => h("option", { value: v }, v)));
+      clear(sel).append(h("option", { value: "" }, "any"), ...values.map((v) => h("option", { value: v }, v)));
       sel.value = keep;
     }
     const cell = new Map();
@@ -172,7 +172,7 @@ export async function render(root, { session }) {
         h("thead", {}, h("tr", {}, ["Site", "Status", "", masker ? "" : null].filter((x) => x !== null)
           .map((x) => h("th", { scope: "col" }, x)))), h("tbody", {}, rows)))
         : h("p", { class: "muted" }, "No site was ever banned or allowed: every site is allowed."),
-      add);
+      add ? h("div", { class: "toolbar" }, add) : null);
   }
 
   try {
