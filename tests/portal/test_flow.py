@@ -17,6 +17,7 @@ from tests.portal.env import SE, PortalEnv, wait_for
 RUN_SH = b"""#!/bin/sh
 echo "answer $1"
 cat input.txt
+echo "result of $1" > result.txt
 i=0
 while [ $i -lt 8 ]; do i=$((i+1)); echo "tick $i"; sleep 1; done
 """
@@ -61,6 +62,8 @@ def test_done_when_flow(portal_env: PortalEnv, browser: Any, artifacts: Path) ->
     page.fill("#f-arguments", "42")
     page.fill("#f-name", "portal-flow")
     page.fill("#f-outputs", "")
+    page.fill("#f-output-data", "result.txt")
+    page.fill("#f-output-se", SE)
     page.set_input_files("#input-files", files=[
         {"name": "run.sh", "mimeType": "text/x-sh", "buffer": RUN_SH},
         {"name": "input.txt", "mimeType": "text/plain", "buffer": b"from the input sandbox\n"}])
@@ -113,6 +116,10 @@ def test_done_when_flow(portal_env: PortalEnv, browser: Any, artifacts: Path) ->
     assert "SB:" in page.inner_text("#job-jdl")
     page.click("#tab-heartbeats")
     page.wait_for_selector("#job-heartbeats")
+    page.click("#tab-data")
+    page.wait_for_selector("#job-output-data")
+    output_lfn = page.locator("#job-output-data td a").first.inner_text()
+    assert output_lfn.endswith("/result.txt") and SE in page.inner_text("#job-output-data")
     page.click("#tab-summary")
     shot(page, artifacts, "job-page")
     with page.expect_download() as info:
@@ -145,6 +152,14 @@ def test_done_when_flow(portal_env: PortalEnv, browser: Any, artifacts: Path) ->
     assert Path(info.value.path()).read_bytes() == content
 
     # -- pilots and sites -------------------------------------------------------------------
+    # the job's output data, found in the catalog and downloaded from its replica
+    page.goto(env.portal + "#/data?path=" + output_lfn.rsplit("/", 1)[0])
+    page.click("#catalog-table button.file:has-text('result.txt')")
+    page.wait_for_selector("#file-replicas a.download")
+    with page.expect_download() as info:
+        page.click("#file-replicas a.download")
+    assert Path(info.value.path()).read_bytes() == b"result of 42\n"
+
     page.goto(env.portal + "#/pilots")
     page.wait_for_selector("#pilot-counts")
     assert "LCG.Portal.test" in page.inner_text("#pilot-counts")

@@ -35,6 +35,8 @@ export function formJDL(f) {
   add("OutputSandbox", list(outputs));
   if (f.cpu) add("CPUTime", String(Number(f.cpu)));
   if (csv(f.tags).length) add("Tags", list(csv(f.tags)));
+  if (csv(f.outputData).length) add("OutputData", list(csv(f.outputData)));
+  if (csv(f.outputData).length && f.outputSE) add("OutputSE", quote(f.outputSE));
   if (f.site) add("Site", quote(f.site));
   if (f.jobGroup) add("JobGroup", quote(f.jobGroup));
   const param = String(f.parametric || "").trim();
@@ -89,14 +91,19 @@ export async function render(root, { session }) {
   const [tags, tagsL] = input("f-tags", "Tags", { placeholder: "GPU, 8Processors" });
   const [site, siteL] = input("f-site", "Site", { placeholder: "any" });
   const [group, groupL] = input("f-jobgroup", "Job group", {});
+  const [outData, outDataL] = input("f-output-data", "Output data (registered in the catalog)",
+                                    { placeholder: "result.root, *.h5" });
+  const [outSE, outSEL] = input("f-output-se", "Output SE", { placeholder: "the site's" });
   const [param, paramL] = input("f-parametric", "Parametric: start:stop[:step] or a, b, c",
                                 { placeholder: "e.g. 1:10" });
   const preview = h("pre", { id: "form-jdl" });
   const formFields = () => ({ executable: exe.value.trim(), arguments: args.value,
     name: name.value.trim(), outputs: outputs.value, cpu: cpu.value, tags: tags.value,
-    site: site.value.trim(), jobGroup: group.value.trim(), parametric: param.value });
+    site: site.value.trim(), jobGroup: group.value.trim(), parametric: param.value,
+    outputData: outData.value, outputSE: outSE.value.trim() });
   const form = h("form", { class: "form", id: "launch-form", onsubmit: (e) => e.preventDefault() },
-                 exeL, argsL, nameL, outL, cpuL, tagsL, siteL, groupL, paramL);
+                 exeL, argsL, nameL, outL, outDataL, outSEL, cpuL, tagsL, siteL, groupL,
+                 paramL);
   const asJdl = h("button", { type: "button", id: "form-to-jdl" }, "Edit as JDL");
 
   const files = h("input", { type: "file", id: "input-files", multiple: true });
