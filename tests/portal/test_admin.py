@@ -80,4 +80,14 @@ def test_a_plain_user_cannot_change_the_site_mask(portal_env: PortalEnv, browser
           body: new URLSearchParams({method: 'banSite', args: '["LCG.Bob.test", "x"]'})});
         return [r.status, await r.json()]; }""")
     assert reply[0] == 401 and reply[1]["ExceptionClass"] == "NotAuthorizedError"
+    # signing out ends the session on the server, not only in this browser
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "__Host-pwms_session"]
+    page.click("#sign-out")
+    page.wait_for_selector("#login-title")
+    assert not [c for c in page.context.cookies() if c["name"] == "__Host-pwms_session"]
+    replay = new_page(browser)
+    replay.context.add_cookies([cookie])
+    replay.goto(portal_env.portal)
+    replay.wait_for_selector("#login-title")
+    replay.close()
     page.close()
