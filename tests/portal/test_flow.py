@@ -95,6 +95,7 @@ def test_done_when_flow(portal_env: PortalEnv, browser: Any, artifacts: Path) ->
     wait_for(lambda: (page.click("#tab-output") or True)
              and "answer 42" in (page.locator("#job-peek").inner_text()), 60,
              "the last lines of the output while Running")
+    shot(page, artifacts, "job-output-running")
     assert job_status(env, job) in ("Running", "Completing", "Done")
     page.goto(env.portal + "#/jobs")
     page.wait_for_selector("#jobs-table[aria-busy=false]")
