@@ -39,6 +39,10 @@ def monitor_row_status(page: Any, job: int) -> str:
 def test_done_when_flow(portal_env: PortalEnv, browser: Any, artifacts: Path) -> None:
     env = portal_env
     page = new_page(browser)
+    problems: list[str] = []  # script errors, CSP refusals, failed loads of the portal
+    page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+    page.on("console", lambda m: m.type == "error" and m.location.get("url", "").startswith(
+        env.url) and problems.append(m.text))
     sign_in(page, env, "alice")
     assert page.locator("#nav a", has_text="Job monitor").count() == 1
     assert page.inner_text(".who .user") == "alice"
@@ -165,4 +169,5 @@ def test_done_when_flow(portal_env: PortalEnv, browser: Any, artifacts: Path) ->
     page.wait_for_selector("#pilot-counts")
     assert "LCG.Portal.test" in page.inner_text("#pilot-counts")
     shot(page, artifacts, "pilots")
+    assert problems == []
     page.close()
