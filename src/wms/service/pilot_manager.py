@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.db import write_transaction
 from core.exceptions import InvalidArgumentError, NotAuthorizedError, NotFoundError
 from core.rpc.service import Call, Service, rpc_method
 from wms.db import jobs as jobs_db
@@ -63,7 +64,9 @@ class PilotManagerService(Service):
 
     @rpc_method("storePilotOutput", rights=REPORTERS)
     def store_pilot_output(self, call: Call, ref: str, output: str, error: str = "") -> None:
-        with engine_of(self.ctx).begin() as conn:
+        # a read then writes: the write lock is taken first (SQLite cannot upgrade a read
+        # transaction while another writes; it answers "database is locked" at once)
+        with write_transaction(engine_of(self.ctx)) as conn:
             if not pilots_db.store_output(conn, ref, output, error):
                 raise NotFoundError(f"unknown pilot {ref}")
 
