@@ -53,10 +53,12 @@ def test_done_when_flow(portal_env: PortalEnv, browser: Any, artifacts: Path) ->
     page.fill("#jdl-editor", '[\n  Executable = "/bin/sleep";\n  Arguments = "600" "x";\n]')
     page.wait_for_selector("#jdl-errors li")
     assert "line 3, column 21" in page.inner_text("#jdl-errors")
+    assert page.inner_text(".editor .gutter .bad") == "3"
     shot(page, artifacts, "launchpad-jdl-error")
     page.fill("#jdl-editor", '[\n  JobName = "to-kill";\n  Executable = "/bin/sleep";\n'
                              '  Arguments = "600";\n]')
     page.wait_for_selector("#jdl-summary:has-text('Valid: 1 job')")
+    assert page.locator(".editor .gutter .bad").count() == 0
     page.click("#submit-job")
     victim = int(page.locator("#new-jobs a.new-job").first.inner_text().split()[-1])
 

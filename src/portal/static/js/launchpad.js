@@ -74,7 +74,11 @@ export async function render(root, { session }) {
   const summary = h("p", { class: "muted", id: "jdl-summary" }, "\u00a0");
   const jdlFile = h("input", { type: "file", id: "jdl-file", accept: ".jdl,.txt,text/plain" });
   jdlFile.addEventListener("change", async () => {
-    if (jdlFile.files[0]) { jdlArea.value = await jdlFile.files[0].text(); check(); }
+    if (jdlFile.files[0]) {
+      jdlArea.value = await jdlFile.files[0].text();
+      numberLines();
+      check();
+    }
   });
 
   const input = (id, label, attrs = {}) => {
@@ -121,7 +125,21 @@ export async function render(root, { session }) {
   const result = h("div", { id: "submit-result", "aria-live": "polite" });
 
   let mode = "jdl";
-  const editorPanel = h("div", {}, jdlArea, errors, summary,
+  // line numbers beside the editor; lines with an error are marked there
+  const gutter = h("div", { class: "gutter", "aria-hidden": "true" });
+  let badLines = new Set();
+  const numberLines = () => {
+    const count = jdlArea.value.split("\n").length;
+    if (gutter.childElementCount !== count || gutter.dataset.bad !== [...badLines].join()) {
+      gutter.replaceChildren(...Array.from({ length: count }, (_, i) =>
+        h("div", { class: badLines.has(i + 1) ? "bad" : null }, String(i + 1))));
+      gutter.dataset.bad = [...badLines].join();
+    }
+    gutter.scrollTop = jdlArea.scrollTop;
+  };
+  jdlArea.addEventListener("input", numberLines);
+  jdlArea.addEventListener("scroll", () => { gutter.scrollTop = jdlArea.scrollTop; });
+  const editorPanel = h("div", {}, h("div", { class: "editor" }, gutter, jdlArea), errors, summary,
                         h("label", {}, "Load a JDL file", jdlFile));
   const formPanel = h("div", { hidden: true }, form, h("h2", {}, "JDL"), preview, asJdl);
   const { bar } = tabs([["jdl", "JDL"], ["form", "Form"]], (key) => {
@@ -132,6 +150,7 @@ export async function render(root, { session }) {
   });
   asJdl.addEventListener("click", () => {
     jdlArea.value = formJDL(formFields());
+    numberLines();
     document.getElementById("tab-jdl").click();
   });
 
@@ -156,6 +175,8 @@ export async function render(root, { session }) {
   function showErrors(target, reply) {
     clear(errors);
     jdlArea.setAttribute("aria-invalid", reply.Errors.length ? "true" : "false");
+    badLines = new Set(reply.Errors.filter((e) => e.line).map((e) => e.line));
+    numberLines();
     for (const e of reply.Errors) {
       const where = e.line ? `line ${e.line}, column ${e.column}: ` : "";
       const item = h("li", {}, e.line ? h("button", { type: "button" }, `${where}${e.message}`)
@@ -224,6 +245,7 @@ export async function render(root, { session }) {
       progress.hidden = true;
     }
   });
+  numberLines();
   check();
   return null;
 }
