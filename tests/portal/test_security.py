@@ -134,6 +134,10 @@ def test_hostile_text_is_shown_as_text(portal_env: PortalEnv, browser: Any,
     assert lfn in added["Successful"], added
     env.call("alice", "demo_user", "DataManagement/FileCatalog", "setMetadata", lfn,
              {"comment": HOSTILE})
+    dataset = f"{home}/ds-<i onclick=x>"
+    made = env.call("alice", "demo_user", "DataManagement/FileCatalog", "addDataset",
+                    {dataset: {"comment": HOSTILE}})
+    assert dataset in made["Successful"], made
 
     page = new_page(browser)
     page.on("dialog", lambda d: pytest.fail(f"a script ran: {d.message}"))
@@ -157,6 +161,10 @@ def test_hostile_text_is_shown_as_text(portal_env: PortalEnv, browser: Any,
     page.wait_for_selector("#file-user-metadata")
     assert HOSTILE in page.inner_text("#file-user-metadata")
     assert "<svg onload" in page.inner_text("#file-title")
+    page.click("#tab-datasets")
+    page.click("#dataset-table button:has-text('ds-<i onclick=x>')")
+    page.wait_for_selector("#dataset-file-list li")
+    assert page.inner_text("#dataset-file-list") == lfn
     page.click("#tab-search")
     page.fill("#meta-query", "comment=x")
     page.click("#meta-search")

@@ -77,6 +77,7 @@ export async function render(root, { session, params }) {
   const listing = h("div", { id: "catalog-listing" }, h("p", { class: "loading" }, "Loading\u2026"));
   const details = h("section", { class: "panel", id: "entry-details", hidden: true });
   const dirInfo = h("p", { class: "muted", id: "dir-info" }, "\u00a0");
+  const dirMetaEl = h("p", { id: "dir-metadata" });
 
   // -- upload ------------------------------------------------------------------------------
   const seSel = h("select", { id: "upload-se" });
@@ -128,15 +129,16 @@ export async function render(root, { session, params }) {
 
   // -- datasets ----------------------------------------------------------------------------
   const datasets = h("div", { id: "datasets" });
+  const datasetFiles = h("div", { id: "dataset-files" });
 
-  const browse = h("div", {}, crumbs, goForm, dirInfo, listing, details);
+  const browse = h("div", {}, crumbs, goForm, dirInfo, dirMetaEl, listing, details);
   const uploadPanel = h("div", { hidden: true },
     h("p", {}, "The file goes to the current directory, streamed to the storage element and " +
                "registered in the catalog with its adler32 checksum."),
     h("div", { class: "form" }, h("label", {}, "Storage element", seSel),
       h("label", {}, "File", fileIn)), h("div", { class: "toolbar" }, upBtn), upProgress, upInfo);
   const searchPanel = h("div", { hidden: true }, searchForm, fieldsInfo, found);
-  const datasetPanel = h("div", { hidden: true }, datasets);
+  const datasetPanel = h("div", { hidden: true }, datasets, datasetFiles);
   const panels = { browse, upload: uploadPanel, search: searchPanel, datasets: datasetPanel };
   const { bar } = tabs([["browse", "Browse"], ["upload", "Upload"], ["search", "Metadata search"],
                         ["datasets", "Datasets"]], (key) => {
@@ -207,10 +209,20 @@ export async function render(root, { session, params }) {
         h("tbody", {}, rows))));
       renderDatasets(entry.Datasets || {});
       dirSize();
+      dirMeta();
       root.dataset.loaded = "true";
     } catch (exc) {
       showError(exc);
     } finally { listing.setAttribute("aria-busy", "false"); }
+  }
+
+  async function dirMeta() {
+    try {
+      const meta = await rpc(CATALOG, "getDirectoryUserMetadata", path);
+      const keys = Object.keys(meta).sort();
+      dirMetaEl.replaceChildren(...(keys.length ? [h("span", { class: "muted" }, "Metadata: "),
+        ...keys.flatMap((k, i) => [i ? ", " : "", h("b", {}, k), `=${meta[k]}`])] : []));
+    } catch { dirMetaEl.replaceChildren(); }
   }
 
   async function dirSize() {
@@ -251,8 +263,23 @@ export async function render(root, { session, params }) {
     } catch (exc) { details.replaceChildren(h("p", { class: "error" }, exc.message)); }
   }
 
+  async function showDataset(name) {
+    datasetFiles.replaceChildren(h("p", { class: "loading" }, "Loading\u2026"));
+    try {
+      const reply = await rpc(CATALOG, "getDatasetFiles", [name]);
+      if (name in reply.Failed) throw new Error(`${name}: ${reply.Failed[name]}`);
+      const lfns = reply.Successful[name] || [];
+      datasetFiles.replaceChildren(h("h3", {}, `${base(name)}: ${lfns.length} file(s)`),
+        h("ul", { id: "dataset-file-list" }, lfns.slice(0, 1000).map((lfn) => h("li", {},
+          h("button", { type: "button", class: "linklike", onclick: () => {
+            document.getElementById("tab-browse").click(); open(parent(lfn)).then(() => showFile(lfn));
+          } }, lfn)))));
+    } catch (exc) { datasetFiles.replaceChildren(h("p", { class: "error" }, exc.message)); }
+  }
+
   function renderDatasets(found) {
     clear(datasets);
+    clear(datasetFiles);
     const names = Object.keys(found);
     if (!names.length) {
       datasets.append(h("p", { class: "muted" }, `No dataset in ${path}.`));
@@ -263,7 +290,9 @@ export async function render(root, { session, params }) {
         (x) => h("th", { scope: "col" }, x)))),
       h("tbody", {}, names.sort().map((name) => {
         const d = found[name] === true ? {} : found[name];
-        return h("tr", {}, h("td", {}, base(name)), h("td", {}, d.Status || ""),
+        const show = h("button", { type: "button", class: "linklike" }, base(name));
+        show.addEventListener("click", () => showDataset(name));
+        return h("tr", {}, h("td", {}, show), h("td", {}, d.Status || ""),
                  h("td", { class: "num" }, d.NumberOfFiles ?? ""),
                  h("td", { class: "num" }, fmtBytes(d.TotalSize)),
                  h("td", {}, d.MetaQuery ? JSON.stringify(d.MetaQuery) : ""));
