@@ -43,6 +43,7 @@ command -v mount >/dev/null 2>&1 || missing+=(mount)       # tmpfs for the disk-
 [[ -e /usr/lib/galera/libgalera_smm.so ]] || missing+=(galera-4)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)   # the portal's browser tests (playwright)
 if ((${#missing[@]})); then
   as_root apt-get update -q
   as_root apt-get install -y -q "${missing[@]}"

@@ -2,7 +2,10 @@
 
 The payload runs in its own session (process group); the watchdog samples its tree every
 ``check`` seconds, sends ``sendHeartBeat`` every ``heartbeat`` seconds, obeys ``Kill`` from the
-reply and enforces the job's CPU limit and the queue's wall-clock limit.
+reply and enforces the job's CPU limit and the queue's wall-clock limit. With ``peek``, each
+heartbeat also carries the last lines of the payload's standard output as the static
+parameter ``StandardOutput`` (DIRAC's watchdog does the same; ``Dirac().peekJob`` and the
+portal show it).
 
 Example::
 
@@ -33,6 +36,33 @@ KILLED = "Killed"  # a Kill command from the server
 NOT_OURS = "Job no longer assigned to this pilot"  # a heartbeat refused: stalled, rescheduled
 #: the errno of the server's refusal of a report (JobNotActiveError, DIRAC's EWMSSTATUS)
 JOB_NOT_ACTIVE = 1505
+#: lines of output sent with each heartbeat (DIRAC's MaxJobPeekLines), and bytes read for them
+PEEK_LINES = 20
+PEEK_BYTES = 16 * 1024
+
+
+def tail(path: str, lines: int = PEEK_LINES, limit: int = PEEK_BYTES) -> str | None:
+    """The last ``lines`` lines of a file (None when it cannot be read).
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile("w", delete=False) as f:
+    ...     _ = f.write("".join(f"line {i}\\n" for i in range(30)))
+    >>> tail(f.name, 2)
+    'line 28\\nline 29\\n'
+    """
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(0, os.SEEK_END)
+            size = stream.tell()
+            stream.seek(max(0, size - limit))
+            data = stream.read(limit)
+    except OSError:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    if size > limit:
+        text = text.split("\n", 1)[-1]  # the first line read may be cut
+    kept = text.splitlines(keepends=True)[-lines:]
+    return "".join(kept)
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -118,7 +148,8 @@ class Watchdog(threading.Thread):
                                                          dict[str, Any]],
                  workdir: str, period: float = 60.0, check: float = 5.0,
                  cpu_limit: float | None = None, wall_limit: float | None = None,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print,
+                 peek: Callable[[], str | None] | None = None) -> None:
         super().__init__(daemon=True, name=f"watchdog-{pid}")
         self.pid = pid
         self.pgid = pid  # started with start_new_session
@@ -129,6 +160,7 @@ class Watchdog(threading.Thread):
         self.cpu_limit = cpu_limit
         self.wall_limit = wall_limit
         self.log = log
+        self.peek = peek
         self.started = time.monotonic()
         self.reason: str | None = None
         self.cpu = 0.0
@@ -173,7 +205,9 @@ class Watchdog(threading.Thread):
                 continue
             next_beat = time.monotonic() + self.period
             try:
-                commands = self.send(dynamic, {}) or {}
+                recent = self.peek() if self.peek is not None else None
+                static = {"StandardOutput": recent} if recent else {}
+                commands = self.send(dynamic, static) or {}
             except Exception as exc:  # noqa: BLE001 - a lost heartbeat is not fatal
                 if getattr(exc, "errno", None) == JOB_NOT_ACTIVE:
                     self.log(f"heartbeat refused: {exc}")

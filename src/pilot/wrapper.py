@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import io
@@ -55,6 +56,7 @@ from pilot.watchdog import (
     WALL_LIMIT,
     Watchdog,
     kill_tree,
+    tail,
 )
 
 STATE = "WorkloadManagement/JobStateUpdate"
@@ -495,7 +497,7 @@ class JobWrapper:
         self.watchdog = Watchdog(
             proc.pid, heartbeat=self.heartbeat, workdir=self.dir, period=self.opts.heartbeat,
             check=self.opts.check, cpu_limit=self.cpu_limit(), wall_limit=self.opts.max_wall,
-            log=self.log)
+            log=self.log, peek=functools.partial(tail, os.path.join(self.dir, out_name)))
         self.watchdog.start()
         started = time.monotonic()
         try:

@@ -50,6 +50,9 @@ class ServerContext:
         self.background: list[Any] = []
         #: start-up tasks still running (asyncio futures, cancelled on close)
         self.startup: list[Any] = []
+        #: ``System/Service`` -> its ``HostedService`` (instance and effective rules), for
+        #: routes that call other services of this process in-process (the web portal)
+        self.hosted: dict[str, Any] = {}
 
     def database_url(self, system: str) -> str:
         return self.config.database_url(system)

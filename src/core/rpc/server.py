@@ -382,6 +382,7 @@ def build_application(ctx: ServerContext,
         service = cls(ctx)
         ctx.services.append(service)
         hosted = HostedService(service, ctx.config)
+        ctx.hosted[cls.path()] = hosted
         routes.append((f"/{cls.system}/{cls.name}", RPCHandler,
                        {"hosted": hosted, "ctx": ctx, "balancers": balancers}))
         routes.extend(service.extra_routes(hosted, balancers))

@@ -167,3 +167,49 @@ def pilot_counts(conn: Connection, since: datetime | None = None,
     if until is not None:
         query = query.where(pilot_agents.c.submission_time <= until)
     return [(s, st, int(n)) for s, st, n in conn.execute(query)]
+
+
+#: pilot attributes a search may filter or sort on (DIRAC's names)
+SEARCHABLE = ("GridSite", "DestinationSite", "Queue", "Status", "GridType", "OwnerGroup", "VO",
+              "PilotJobReference", "SubmissionTime", "LastUpdateTime", "PilotID")
+
+
+def _pilot_condition(filters: dict[str, Any]) -> sa.ColumnElement[bool]:
+    """``{attribute: value or [values]}`` on :data:`SEARCHABLE` attributes."""
+    clauses = []
+    for name, value in filters.items():
+        if name not in SEARCHABLE:
+            raise ValueError(f"pilots cannot be filtered on {name!r}")
+        col = _WIRE[name]
+        clauses.append(col.in_(list(value)) if isinstance(value, list | tuple) else col == value)
+    return sa.and_(sa.true(), *clauses)
+
+
+def search_pilots(conn: Connection, filters: dict[str, Any], *, sort: str = "PilotID",
+                  descending: bool = True, limit: int = 100, offset: int = 0
+                  ) -> tuple[int, list[dict[str, Any]]]:
+    """(total, one page of pilots) matching ``filters``, ordered by ``sort``."""
+    if sort not in SEARCHABLE:
+        raise ValueError(f"pilots cannot be sorted on {sort!r}")
+    where = _pilot_condition(filters)
+    total = int(conn.execute(sa.select(sa.func.count()).select_from(pilot_agents)
+                             .where(where)).scalar_one())
+    key = _WIRE[sort].desc() if descending else _WIRE[sort].asc()
+    tie = pilot_agents.c.pilot_id.desc() if descending else pilot_agents.c.pilot_id.asc()
+    cols = [c.label(name) for name, c in _WIRE.items()]
+    rows = conn.execute(sa.select(*cols).where(where).order_by(key, tie)
+                        .limit(limit).offset(offset)).mappings()
+    return total, [dict(r) for r in rows]
+
+
+def pilot_counters(conn: Connection, group_by: Sequence[str], filters: dict[str, Any]
+                 ) -> list[tuple[dict[str, Any], int]]:
+    """Pilot counts per combination of ``group_by`` attributes (e.g. GridSite, Status)."""
+    for name in group_by:
+        if name not in SEARCHABLE:
+            raise ValueError(f"pilots cannot be grouped by {name!r}")
+    cols = [_WIRE[n].label(n) for n in group_by]
+    query = (sa.select(*cols, sa.func.count().label("n")).where(_pilot_condition(filters))
+             .group_by(*cols))
+    return [({n: row[n] for n in group_by}, int(row["n"]))
+            for row in conn.execute(query).mappings()]

@@ -7,7 +7,11 @@
   (references of the pilots whose attributes match), ``getPilotSummary(start, end)``
   (``{site: {status: count}, "Total": {...}}`` of the pilots submitted in that interval);
   job owners: ``getPilots(jobID)`` and ``getJobPilotOutput(jobID)`` for the pilots that ran
-  their jobs.
+  their jobs;
+* any registered user (the pilot monitor): ``searchPilots(filters, sort, descending, page,
+  per_page)`` -> ``{"Total", "Records"}`` and ``getPilotCounters(attributes, filters)`` ->
+  ``[[{attribute: value}, count], ...]``, filters being ``{attribute: value or [values]}`` on
+  GridSite, DestinationSite (the CE), Queue, Status, GridType, OwnerGroup, VO, ...
 
 Example (wire)::
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from core.db import write_transaction
 from core.exceptions import InvalidArgumentError, NotFoundError
 from core.rpc.service import Call, Service, rpc_method
 from wms.db import pilots as pilots_db
@@ -27,6 +32,7 @@ from wms.logic.job_policy import job_ids_argument
 from wms.service.common import SYSTEM, engine_of, wire_time
 
 DIRECTORS = ["TrustedHost", "Operator", "JobAdministrator"]
+MAX_PILOT_PAGE = 1000
 REPORTERS = [*DIRECTORS, "GenericPilot"]
 
 
@@ -61,7 +67,9 @@ class PilotManagerService(Service):
 
     @rpc_method("storePilotOutput", rights=REPORTERS)
     def store_pilot_output(self, call: Call, ref: str, output: str, error: str = "") -> None:
-        with engine_of(self.ctx).begin() as conn:
+        # a read then writes: the write lock is taken first (SQLite cannot upgrade a read
+        # transaction while another writes; it answers "database is locked" at once)
+        with write_transaction(engine_of(self.ctx)) as conn:
             if not pilots_db.store_output(conn, ref, output, error):
                 raise NotFoundError(f"unknown pilot {ref}")
 
@@ -115,3 +123,29 @@ class PilotManagerService(Service):
     def get_job_pilot_output(self, call: Call, job_id: int | str) -> dict[str, str]:
         [jid] = job_ids_argument(job_id)
         return pilots.job_pilot_output(engine_of(self.ctx), call.identity, jid)
+
+    @rpc_method("searchPilots", rights="authenticated")
+    def search_pilots(self, call: Call, filters: dict[str, Any] | None = None,
+                      sort: str = "PilotID", descending: bool = True, page: int = 1,
+                      per_page: int = 100) -> dict[str, Any]:
+        if page < 1 or not 1 <= per_page <= MAX_PILOT_PAGE:
+            raise InvalidArgumentError(f"page must be >= 1 and per_page in 1..{MAX_PILOT_PAGE}")
+        try:
+            with engine_of(self.ctx).connect() as conn:
+                total, rows = pilots_db.search_pilots(
+                    conn, filters or {}, sort=sort, descending=descending, limit=per_page,
+                    offset=(page - 1) * per_page)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        return {"Total": total, "Records": rows}
+
+    @rpc_method("getPilotCounters", rights="authenticated")
+    def get_pilot_counters(self, call: Call, attributes: list[str],
+                           filters: dict[str, Any] | None = None) -> list[list[Any]]:
+        try:
+            with engine_of(self.ctx).connect() as conn:
+                counts = pilots_db.pilot_counters(conn, [str(a) for a in attributes],
+                                                  filters or {})
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        return [[values, count] for values, count in counts]

@@ -127,3 +127,37 @@ def test_pilot_life_and_job_token(server: ThreadedServer, creds: Creds) -> None:
                 cert=host)["OK"] is False
     info = call(server, creds, "PilotManager", "getPilotInfo", [ref], cert=host)["Value"][ref]
     assert info["Status"] == "Done" and info["Jobs"] == [matched]
+
+
+def test_pilot_monitor_search_and_counters(server: ThreadedServer, creds: Creds) -> None:
+    host = tuple(map(str, creds.host))
+    alice = tuple(map(str, creds.alice))
+    for site, ce, refs in (("Site.A", "ce-a", ["a/1", "a/2", "a/3"]), ("Site.B", "ce-b", ["b/1"])):
+        assert call(server, creds, "PilotManager", "addPilotReferences",
+                    [f"local://{r}" for r in refs], "demo_pilot", "Local", None, site, ce,
+                    "q", cert=host)["OK"]
+    assert call(server, creds, "PilotManager", "setPilotStatus", "local://a/2", "Running",
+                cert=host)["OK"]
+    # any registered user sees the pilots (the portal's pilot monitor), paged and sorted
+    page = call(server, creds, "PilotManager", "searchPilots", {"GridSite": "Site.A"},
+                "PilotID", True, 1, 2, cert=alice)["Value"]
+    assert page["Total"] == 3
+    assert [p["PilotJobReference"] for p in page["Records"]] == ["local://a/3", "local://a/2"]
+    second = call(server, creds, "PilotManager", "searchPilots", {"GridSite": "Site.A"},
+                  "PilotID", True, 2, 2, cert=alice)["Value"]
+    assert [p["PilotJobReference"] for p in second["Records"]] == ["local://a/1"]
+    counts = call(server, creds, "PilotManager", "getPilotCounters", ["GridSite", "Status"],
+                  {}, cert=alice)["Value"]
+    as_dict = {(c[0]["GridSite"], c[0]["Status"]): c[1] for c in counts}
+    assert as_dict == {("Site.A", "Submitted"): 2, ("Site.A", "Running"): 1,
+                       ("Site.B", "Submitted"): 1}
+    running = call(server, creds, "PilotManager", "searchPilots",
+                   {"Status": ["Running", "Done"]}, cert=alice)["Value"]
+    assert [p["PilotJobReference"] for p in running["Records"]] == ["local://a/2"]
+    for bad in (("searchPilots", {"Owner": "x"}), ("searchPilots", {}, "StdOut"),
+                ("getPilotCounters", ["Nope"], {})):
+        refused = call(server, creds, "PilotManager", *bad, cert=alice)
+        assert refused["OK"] is False and refused["ExceptionClass"] == "InvalidArgumentError"
+    assert call(server, creds, "PilotManager", "searchPilots", {}, "PilotID", True, 1, 5000,
+                cert=alice)["OK"] is False
+    assert call(server, creds, "PilotManager", "searchPilots", {})["OK"] is False  # anonymous
