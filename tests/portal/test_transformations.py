@@ -2,7 +2,7 @@
 agents: a transformation with catalog files becomes tasks (TransformationAgent) and WMS jobs
 (WorkflowTaskAgent); the view lists it with its status, shows its files and tasks by status,
 and its owner/manager stops, starts and extends it while another user is refused with the
-service's message; a production is stopped and started from its tab; a hostile
+service's message; a production is started and stopped from its tab; a hostile production,
 transformation name and group are shown as text."""
 
 from __future__ import annotations
@@ -50,7 +50,12 @@ def chips(page: Any, box: str) -> dict[str, int]:
     return {k: int(v) for k, v in found}
 
 
+def close_messages(page: Any) -> None:
+    page.locator("#messages .msg button").evaluate_all("bs => bs.forEach(b => b.click())")
+
+
 def click_confirm(page: Any, button: str, label: str) -> None:
+    close_messages(page)
     page.click(button)
     page.click(f"dialog .buttons button:has-text('{label}')")
 
@@ -58,7 +63,7 @@ def click_confirm(page: Any, button: str, label: str) -> None:
 def last_message(page: Any, kind: str) -> str:
     page.wait_for_selector(f"#messages .msg.{kind}")
     text = str(page.locator(f"#messages .msg.{kind} span").last.inner_text())
-    page.locator("#messages .msg button").evaluate_all("bs => bs.forEach(b => b.click())")
+    close_messages(page)
     return text
 
 
@@ -70,8 +75,8 @@ def transformation(portal_env: PortalEnv) -> Iterator[int]:
     env = portal_env
     lfns = register(env, [f"raw_{i}.dat" for i in range(FILES)])
     tid = int(env.call("alice", "demo_user", TS, "createTransformation", {
-        "Name": f"reco {HOSTILE}", "Description": "portal test", "Type": "Processing",
-        "Plugin": "Standard", "GroupSize": 2, "TransformationGroup": f"grp-{HOSTILE}",
+        "Name": "reco-run2", "Description": "reconstruction of run 2", "Type": "Processing",
+        "Plugin": "Standard", "GroupSize": 2, "TransformationGroup": "physics",
         "Body": '[Executable = "/bin/true";]'}))
     added = env.call("alice", "demo_user", TS, "addFilesToTransformation", tid, lfns)
     assert len(added["Successful"]) == FILES, added
@@ -103,10 +108,9 @@ def test_transformation_view(portal_env: PortalEnv, transformation: int, browser
     row.wait_for()
     text = row.inner_text()
     assert "Active" in text and "Processing" in text and "Standard" in text
-    assert HOSTILE in text, text  # name and group shown as text
     row.locator("button").click()
     page.wait_for_selector("#t-file-stats .chip")
-    assert HOSTILE in page.inner_text("#t-title")
+    assert "reco-run2" in page.inner_text("#t-title")
     assert chips(page, "#t-file-stats") == {"Assigned": FILES, "Total": FILES}
     assert chips(page, "#t-task-stats") == {"Submitted": FILES // 2, "Total": FILES // 2}
     assert page.locator("#t-files tbody tr").count() == FILES
@@ -121,6 +125,7 @@ def test_transformation_view(portal_env: PortalEnv, transformation: int, browser
     click_confirm(page, "#t-start", "Start")
     wait_for(lambda: trans_status(env, tid) == "Active", 30, "the transformation active")
     page.wait_for_selector("#transformation-details .toolbar .status.Active")
+    close_messages(page)
     page.click("#t-extend")
     page.fill("#dlg-input", "2")
     page.click("dialog button[type=submit]")
@@ -144,12 +149,14 @@ def test_others_are_refused(portal_env: PortalEnv, transformation: int, browser:
     refused = last_message(page, "error")
     assert refused.startswith("Stop refused:"), refused
     assert f"You do not have permissions for transformation {tid}" in refused, refused
+    close_messages(page)
     page.click("#t-extend")
     page.fill("#dlg-input", "1")
     page.click("dialog button[type=submit]")
+    page.wait_for_selector("#messages .msg.error")
+    shot(page, artifacts, "transformation-refused")
     refused = last_message(page, "error")
     assert refused.startswith("Extend refused:") and "do not have permissions" in refused
-    shot(page, artifacts, "transformation-refused")
     assert trans_status(env, tid) == "Active"
     assert task_stats(env, tid)["TotalCreated"] == FILES // 2 + 2
     # a manager (another group's property) may change it
@@ -162,15 +169,23 @@ def test_productions_tab(portal_env: PortalEnv, browser: Any, artifacts: Path) -
     pid = int(env.call("alice", "demo_admin", PM, "addProduction", {
         "Name": f"prod-{HOSTILE}", "Description": "portal production", "Steps": [
             {"Name": "sim", "Transformation": {"Type": "MCSimulation",
+                                               "TransformationGroup": f"g-{HOSTILE}",
                                                "Body": '[Executable = "/bin/true";]'}}]}))
+    [step] = env.call("alice", "demo_user", PM, "getProduction", pid)["Steps"]
     page = new_page(browser)
     page.on("dialog", lambda d: pytest.fail(f"a script ran: {d.message}"))
     sign_in(page, env, "alice", "#/transformations")
-    page.wait_for_selector("#transformations-table")
+    # the step's transformation: a hostile name and group, shown as text
+    trow = page.locator(f'#transformations-table tr[data-id="{step["TransformationID"]}"]')
+    assert trow.inner_text().count(HOSTILE) == 2
+    trow.locator("button").click()
+    page.wait_for_selector("#t-file-stats")
+    assert HOSTILE in page.inner_text("#t-title")
+    assert f"g-{HOSTILE}" in page.inner_text("#transformation-details dl")
     page.click("#tab-productions")
     row = page.locator(f'#productions-table tr[data-id="{pid}"]')
     row.wait_for()
-    assert HOSTILE in row.inner_text()
+    assert HOSTILE in row.inner_text() and "sim (New)" in row.inner_text()
     state = lambda: str(env.call("alice", "demo_admin", PM, "getProduction", pid)["Status"])  # noqa: E731
     row.locator("button", has_text="Start").click()
     page.click("dialog .buttons button:has-text('Start')")

@@ -112,7 +112,7 @@ export async function render(root, { session }) {
         h("h2", { id: "t-title" }, `${info.TransformationID} \u2014 ${info.TransformationName}`),
         h("div", { class: "toolbar" }, statusBadge(info.Status), start, stop, extend),
         h("dl", { class: "attrs" }, ["Type", "Plugin", "GroupSize", "AgentType", "FileMask",
-          "Description", "MaxNumberOfTasks", "AuthorDN", "Author", "AuthorGroup"].filter((k) => k in info)
+          "TransformationGroup", "Description", "MaxNumberOfTasks", "Author", "AuthorGroup"].filter((k) => k in info)
           .map((k) => [h("dt", {}, k), h("dd", {}, String(info[k] ?? ""))])),
         h("h3", {}, "Files by status"), counts("t-file-stats", fileStats),
         h("h3", {}, "Tasks by status"), counts("t-task-stats", taskStats, "TotalCreated"),
