@@ -67,6 +67,7 @@ def finished(portal_env: PortalEnv) -> dict[str, int]:
 
 def drawn(page: Any, what: str) -> None:
     page.wait_for_selector(f'#acc-chart[data-report="Job/{what}"] .uplot')
+    page.wait_for_selector("#acc-draw:enabled")
 
 
 def legend(page: Any) -> list[str]:
@@ -152,6 +153,12 @@ def test_accounting_view(portal_env: PortalEnv, finished: dict[str, int], browse
     page.click("#acc-presets button:has-text('CPU by user')")
     drawn(page, "CPUUsage/User")
     assert legend(page) == ["alice"]
+    # the monitoring records (WMS history snapshots) through the same form
+    page.select_option("#acc-type", "Monitoring/Monitoring|WMSHistory")
+    page.wait_for_selector("#acc-report option[value=NumberOfJobs]", state="attached")
+    page.click("#acc-draw")
+    page.wait_for_selector('#acc-chart[data-report^="WMSHistory/NumberOfJobs/"]')
+    assert page.locator("#messages .msg.error").count() == 0
     assert not problems, problems
     assert page.evaluate("window.__xss") is None
 

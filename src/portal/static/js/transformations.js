@@ -136,9 +136,11 @@ export async function render(root, { session }) {
         ["Author", "hide-narrow"], ["Created", "hide-narrow"], [""]],
         rows.map((p) => {
           const id = p.ProductionID;
-          const buttons = [["Start", "startProduction", "primary"], ["Stop", "stopProduction", "danger"]]
-            .map(([label, method, cls]) => {
-              const b = h("button", { type: "button", class: cls }, label);
+          const buttons = [["Start", "startProduction", "primary", ["New", "Stopped"]],
+                           ["Stop", "stopProduction", "danger", ["Active"]]]
+            .map(([label, method, cls, from]) => {
+              const b = h("button", { type: "button", class: cls,
+                                      disabled: !from.includes(p.Status) }, label);
               b.addEventListener("click", async () => {
                 if (!await confirmDialog(`${label} production ${id}?`, "", label, cls === "danger")) return;
                 try { await rpc(PM, method, id); notify(`${label}: production ${id}`); loadProductions(); }
