@@ -31,9 +31,12 @@ function counts(id, stats, totalKey = "Total") {
                             h("b", {}, total)) : null);
 }
 
-// which buttons make sense in a status (the service still decides)
-const STARTABLE = new Set(["New", "Stopped", "Flush"]);
-const STOPPABLE = new Set(["Active", "Flush", "Completing"]);
+// which buttons make sense in a status (transformation.logic.states.TRANSITIONS; the service
+// still decides)
+const STARTABLE = new Set(["New", "ValidatingInput", "Flush", "Stopped", "Completing",
+                           "ValidatingOutput", "Completed"]);
+const STOPPABLE = new Set(["New", "ValidatingInput", "Active", "Flush", "Completing",
+                           "ValidatingOutput"]);
 const EXTENDABLE = new Set(["New", "Active", "Stopped", "Flush"]);
 
 function refusal(label, exc) {
@@ -48,8 +51,9 @@ export async function render(root, { session }) {
   const withProductions = session.services.includes(PM);
   const list = h("div", { id: "transformations" }, h("p", { class: "loading" }, "Loading\u2026"));
   const details = h("section", { class: "panel", id: "transformation-details", hidden: true });
-  const statusSel = h("select", { id: "t-status" }, ["", "New", "Active", "Flush", "Stopped",
-    "Completing", "Completed", "Cleaning", "Cleaned", "Archived"].map((s) =>
+  const statusSel = h("select", { id: "t-status" }, ["", "New", "ValidatingInput", "Active", "Flush",
+    "Stopped", "Completing", "ValidatingOutput", "Completed", "Archived", "Cleaning", "Cleaned",
+    "TransformationCleaned"].map((s) =>
     h("option", { value: s }, s || "any")));
   statusSel.addEventListener("change", loadList);
   const transPanel = h("div", {}, h("form", { class: "filters", onsubmit: (e) => e.preventDefault() },
