@@ -56,12 +56,12 @@ def finished(portal_env: PortalEnv) -> dict[str, int]:
             "bob": submit(env, "bob", "/bin/sh", "acct-bob", BUSY)}
     env.pilot("accounting")
     wait_for(lambda: {s["Status"] for s in statuses(env, list(jobs.values())).values()} <= FINAL,
-             timeout=180, what="the jobs to end")
+             timeout=150, what="the jobs to end")
     env.stop_pilots()
     mine = {"JobGroup": ["acct-ok", "acct-bob", HOSTILE]}
     wait_for(lambda: env.run_agent(AccountingAgent) and sum(report(
         env, "alice", "demo_admin", "TotalNumberOfJobs", "JobGroup", mine)["totals"].values())
-        == len(jobs), timeout=90, what="the jobs' accounting records")
+        == len(jobs), timeout=60, what="the jobs' accounting records")
     return jobs
 
 
@@ -144,6 +144,13 @@ def test_accounting_view(portal_env: PortalEnv, finished: dict[str, int], browse
     assert page.input_value("#acc-filter-key") == "FinalMajorStatus"  # the form says it
     assert page.locator("#acc-filter-value option:checked").all_inner_texts() == ["Failed"]
     assert "Failure reasons" in page.inner_text("#acc-chart .u-title")
+    box = page.locator("#acc-chart .u-over").bounding_box()  # bars per reason: hover one
+    reasons = sorted(expected["totals"])
+    slot = box["width"] / len(reasons)
+    page.mouse.move(box["x"] + slot * (reasons.index(failed_minor) + 0.5),
+                    box["y"] + box["height"] / 2)
+    assert page.inner_text("#acc-chart .u-legend .u-series:nth-child(2) .u-value").strip() \
+        == fmt(expected["totals"][failed_minor])
     assert totals(page) == {g: fmt(v) for g, v in expected["totals"].items()}
     shot(page, artifacts, "accounting-failures")
     page.click("#acc-presets button:has-text('Efficiency by site')")
