@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from monitoring.agents.accounting import AccountingAgent
-from tests.portal.browser import new_page, shot, sign_in, through_idp
+from tests.portal.browser import new_page, shot, sign_in, through_idp, watch
 from tests.portal.env import SITE, PortalEnv, wait_for
 
 RG = "Accounting/ReportGenerator"
@@ -101,9 +101,7 @@ def test_accounting_view(portal_env: PortalEnv, finished: dict[str, int], browse
                             "getJobsMinorStatus", [finished["fail"]])[
                                 str(finished["fail"])]["MinorStatus"]
     page = new_page(browser)
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
-    page.on("dialog", lambda d: problems.append(f"a script ran: {d.message}"))
+    problems = watch(page)
     sign_in(page, env, "alice", "#/accounting")
     assert page.locator("#nav a", has_text="Accounting").count() == 1
 

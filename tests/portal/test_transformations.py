@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.portal.browser import new_page, shot, sign_in
+from tests.portal.browser import new_page, shot, sign_in, watch
 from tests.portal.env import SE, PortalEnv, wait_for
 from transformation.agents.task_agents import WorkflowTaskAgent
 from transformation.agents.transformation_agent import TransformationAgent
@@ -99,9 +99,7 @@ def test_transformation_view(portal_env: PortalEnv, transformation: int, browser
                              artifacts: Path) -> None:
     env, tid = portal_env, transformation
     page = new_page(browser)
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
-    page.on("dialog", lambda d: problems.append(f"a script ran: {d.message}"))
+    problems = watch(page)
     sign_in(page, env, "alice", "#/transformations")
     assert page.locator("#nav a", has_text="Transformations").count() == 1
     row = page.locator(f'#transformations-table tr[data-id="{tid}"]')
