@@ -162,6 +162,7 @@ def test_job_api_sets_events_and_gpus() -> None:
 def test_a_pilot_gives_each_job_its_own_gpus(tmp_path: Path) -> None:
     from pilot.agent import Agent, AgentOptions
     from pilot.node import NodeInfo
+    from pilot.rpc import RpcClient
     from pilot.wrapper import JobWrapper, WrapperOptions
 
     node = NodeInfo(host="h", os_name="x", platform="p", processors=4, memory_mb=8000,
@@ -172,10 +173,10 @@ def test_a_pilot_gives_each_job_its_own_gpus(tmp_path: Path) -> None:
     assert agent.job_gpus(match) == 3
     agent.free_gpu_ids = agent.free_gpu_ids[3:]  # what start_job takes for that job
     assert agent.resource(1)["NumberOfGPUs"] == 1 and agent.job_gpus(match) == 1
-    env = JobWrapper(match, None, WrapperOptions(gpu_ids=["4", "5", "6"])  # type: ignore[arg-type]
-                     ).environment()
+    offline = RpcClient(["https://127.0.0.1:1"])  # never called: environment() is local
+    env = JobWrapper(match, offline, WrapperOptions(gpu_ids=["4", "5", "6"])).environment()
     assert (env["CUDA_VISIBLE_DEVICES"], env["PILOTWMS_GPUS"]) == ("4,5,6", "3")
-    assert JobWrapper(match, None, WrapperOptions(gpu_ids=[])  # type: ignore[arg-type]
+    assert JobWrapper(match, offline, WrapperOptions(gpu_ids=[])
                       ).environment()["CUDA_VISIBLE_DEVICES"] == ""
 
 
