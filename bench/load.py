@@ -427,7 +427,8 @@ def run_load(opts: LoadOptions, base: Path, *, label: str = "load",
     token = TokenIssuer(config.auth.signing).issue("pilot", group="demo_pilot", vo="demo",
                                                    lifetime=24 * 3600)
     port = free_port()
-    server = serve(config_path, port, opts.processes, base / "serve.log")
+    server = serve(config_path, port, opts.processes, base / "serve.log",
+                   config.server.ca_dir or base)
 
     def probe() -> dict[str, Any]:
         found = [proc_stat(p) for p in tree(server.pid)]

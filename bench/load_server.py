@@ -20,7 +20,6 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
-import urllib3
 import yaml
 
 from core.cli.dbcmd import init_all
@@ -33,7 +32,6 @@ from core.security.proxy import create_proxy
 from wms.db.tables import job_logging, jobs
 
 GROUPS = ("load_a", "load_b")
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # liveness probe only
 
 
 def prepare(base: Path, *, users: int, shares: tuple[int, int], processes: int,
@@ -88,7 +86,8 @@ def tree(pid: int) -> list[int]:
     return [pid, *kids]
 
 
-def serve(config: Path, port: int, processes: int, log: Path) -> subprocess.Popen[bytes]:
+def serve(config: Path, port: int, processes: int, log: Path, ca_dir: Path
+          ) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "core.cli.admin", "serve", "--config", str(config),
@@ -100,7 +99,7 @@ def serve(config: Path, port: int, processes: int, log: Path) -> subprocess.Pope
             raise RuntimeError(f"pilotwms serve exited:\n{log.read_text()}")
         try:
             requests.post(f"https://127.0.0.1:{port}/Framework/Registry",
-                          data={"method": "ping"}, verify=False, timeout=5)  # noqa: S501
+                          data={"method": "ping"}, verify=str(ca_dir), timeout=5)
             if len(tree(proc.pid)) > processes:
                 return proc
         except requests.RequestException:
