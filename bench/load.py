@@ -464,6 +464,9 @@ def main() -> None:
     parser.add_argument("--mysql-url", help="admin URL of a MariaDB server")
     parser.add_argument("--start-mariadb", action="store_true",
                         help="start a private MariaDB (tests.support.mariadb)")
+    parser.add_argument("--start-galera", action="store_true",
+                        help="start a 3-node Galera cluster (tests.support.galera); the server "
+                             "writes to node 1 with the others as failover hosts")
     parser.add_argument("--buffer-pool", default="256M")
     args = parser.parse_args()
     a, b = (int(x) for x in args.shares.split(","))
@@ -481,7 +484,12 @@ def main() -> None:
             stack.callback(mariadb.stop)
             admin = mariadb.admin_url
             pid = int((mariadb.base / "mariadbd.pid").read_text())
-        if admin:
+        if args.start_galera:
+            from tests.support.galera import GaleraCluster
+
+            cluster = stack.enter_context(GaleraCluster())
+            opts.database, label = cluster.url(0, failover=True), "Galera (3 nodes)"
+        elif admin:
             from tests.support.mariadb import fresh_database
 
             opts.database = stack.enter_context(fresh_database(admin))
