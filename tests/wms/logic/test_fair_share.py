@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from core.config.schema import Config
 from core.db import init_schema, make_engine, write_transaction
 from core.exceptions import NoMatchError
 from wms.db import jobs as jobs_db
@@ -161,3 +162,14 @@ def test_a_group_without_jobs_leaves_its_share_to_the_others(engine: Engine) -> 
     assert owners["ann", "grp_a"] >= 58, owners  # grp_z weighs 0.001 against 70
     rest = pilots(engine, settings, 90 - len(got), threads=2, timeout=300)
     assert by_owner(engine, got + rest)["zed", "grp_z"] == 30
+
+
+def test_share_refresh_follows_the_matcher_options(config: Config) -> None:
+    """``ShareRefreshSeconds`` (default 1 s, like ``CandidateCacheSeconds``): sums older than
+    that may still count queues emptied meanwhile and under-weight their owners."""
+    assert MatchSettings.from_config(config).share_refresh_seconds == 1.0
+    data = config.model_dump(by_alias=True, exclude_none=True, mode="json")
+    data.setdefault("Systems", {})["WorkloadManagement"] = {"Services": {"Matcher": {
+        "Options": {"ShareRefreshSeconds": 5, "CandidateCacheSeconds": 2}}}}
+    settings = MatchSettings.from_config(Config.model_validate(data))
+    assert (settings.share_refresh_seconds, settings.candidate_cache_seconds) == (5.0, 2.0)
