@@ -67,7 +67,9 @@ def test_login_endpoints(callers: dict[str, Caller], route: str, method: str,
         headers["Authorization"] = "Basic " + (
             basic if basic == "***" else base64.b64encode(basic.encode()).decode())
     elif bearer is not None:
-        headers["Authorization"] = "Bearer " + bearer.encode("ascii", "replace").decode()
+        # what an HTTP client can send at all: no line breaks or other control characters
+        token = bearer.encode("ascii", "replace").decode()
+        headers["Authorization"] = "Bearer " + "".join(c for c in token if c.isprintable())
     url = caller.base + route
     # encoded here: lone surrogates travel as the bytes a hostile client would send
     encoded = "&".join(f"{quote(k.encode('utf-8', 'surrogatepass'))}="

@@ -18,6 +18,14 @@ def new_page(browser: Any, *, width: int = 1280, height: int = 860, **kw: Any) -
     return context.new_page()
 
 
+def watch(page: Any) -> list[str]:
+    """What went wrong on the page: script errors, and alerts a hostile text would raise."""
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+    page.on("dialog", lambda d: problems.append(f"a script ran: {d.message}"))
+    return problems
+
+
 def sign_in(page: Any, env: PortalEnv, user: str, view: str = "#/jobs") -> None:
     """Sign in through the login server and the identity provider, as a person would."""
     page.goto(env.portal + view)

@@ -3,6 +3,10 @@ tests: SQLite, the real login server with the test OpenID Connect provider, a di
 by the same server, and local pilots (the pilot zipapp under the system Python).
 
 Users: alice (IdP alice; groups demo_user and demo_admin), bob (IdP bob; demo_user).
+demo_user also holds ProductionUser (users create and change their own transformations),
+demo_admin ProductionManagement (any transformation) and FileCatalogManagement; the
+agents (transformation, accounting) run in the test's process, one cycle at a time
+(:meth:`PortalEnv.run_agent`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import requests
 
+from core.agent import Agent
 from core.cli.instance import Instance
 from core.config.loader import load_config
 from core.config.schema import Config
@@ -61,8 +66,11 @@ def portal_config(instance: Instance, base: Path, idp: OIDCProvider, port: int) 
         user["TokenSubjects"] = [{"Issuer": idp.issuer, "Subject": USERS[name]["sub"]}]
     reg["Groups"]["demo_user"]["Users"] = ["alice", "bob", "admin"]
     reg["Groups"]["demo_admin"]["Users"] = ["alice", "admin"]
+    reg["Groups"]["demo_user"]["Properties"] = sorted(
+        {*reg["Groups"]["demo_user"]["Properties"], "ProductionUser"})
     reg["Groups"]["demo_admin"]["Properties"] = sorted(
-        {*reg["Groups"]["demo_admin"]["Properties"], "FileCatalogManagement"})
+        {*reg["Groups"]["demo_admin"]["Properties"], "FileCatalogManagement",
+         "ProductionManagement"})
     data["Resources"] = {
         "Sites": {SITE: {"SEs": [SE]}},
         "StorageElements": {SE: {"Protocols": [{"Plugin": "HTTPS", "Host": "127.0.0.1",
@@ -129,6 +137,12 @@ class PortalEnv:
         out.close()
         self.pilots.append(proc)
         return proc
+
+    def run_agent(self, cls: type[Agent]) -> Agent:
+        """One cycle of an agent in this process, on the server's database (as ``--once``)."""
+        agent = cls(self.config, instance=f"portal-{cls.__name__}", period=0.1)
+        agent.run(once=True)
+        return agent
 
     def stop_pilots(self) -> None:
         for proc in self.pilots:

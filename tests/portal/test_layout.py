@@ -43,7 +43,9 @@ def test_phone_width_and_no_layout_shift(portal_env: PortalEnv, browser: Any,
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     shot(page, artifacts, "job-monitor-phone")
     for view, ready in (("#/launch", "#jdl-editor"), ("#/data", "#catalog-listing"),
-                        ("#/pilots", "#pilot-summary")):
+                        ("#/pilots", "#pilot-summary"),
+                        ("#/transformations", "#transformations-table"),
+                        ("#/accounting", "#acc-chart[data-report]")):
         page.goto(env.portal + view)
         page.wait_for_selector(ready)
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), view

@@ -94,6 +94,24 @@ def test_status_machine_and_rights(lite: World) -> None:
     logic.set_status(lite.engine, owner, tid, "Stopped")  # owners may stop their own
     with pytest.raises(NotAuthorizedError):
         logic.set_status(lite.engine, owner, tid, "Active")
+    # DIRAC's checkPermissions: ProductionUser changes their own, ProductionSharing their
+    # group's (the author is admin@demo_prod), nothing else
+    for who, mine in ((logic.Actor("admin", "demo_user", "demo", frozenset({"ProductionUser"})),
+                       True),
+                      (logic.Actor("alice", "demo_user", "demo", frozenset({"ProductionUser"})),
+                       False),
+                      (logic.Actor("alice", "demo_prod", "demo",
+                                   frozenset({"ProductionSharing"})), True),
+                      (logic.Actor("alice", "demo_user", "demo",
+                                   frozenset({"ProductionSharing"})), False)):
+        if not mine:
+            with pytest.raises(NotAuthorizedError, match=f"permissions for transformation {tid}"):
+                logic.set_status(lite.engine, who, tid, "Stopped")
+            with pytest.raises(NotAuthorizedError):
+                logic.extend(lite.engine, who, tid, 1)
+            continue
+        logic.set_status(lite.engine, who, tid, "Active")
+        logic.set_status(lite.engine, who, tid, "Stopped")
     logic.set_status(lite.engine, MANAGER, tid, "Cleaning")
     logic.set_status(lite.engine, MANAGER, tid, "Cleaned")
     with pytest.raises(InvalidTransitionError, match="from Cleaned to Active"):

@@ -110,6 +110,13 @@ def test_start_stop_clean_and_summary(lite: World) -> None:
     assert info["Steps"][1]["Parents"] == ["reco"]
     with pytest.raises(NotAuthorizedError):
         production.start(lite.engine, USER, pid)
+    # DIRAC's ProductionUser: the author (admin) in another group, not someone else
+    with pytest.raises(NotAuthorizedError, match="permissions for production"):
+        production.start(lite.engine, tlogic.Actor("alice", "demo_user", "demo",
+                                                   frozenset({"ProductionUser"})), pid)
+    author = tlogic.Actor("admin", "demo_user", "demo", frozenset({"ProductionUser"}))
+    production.start(lite.engine, author, pid)
+    production.stop(lite.engine, author, pid)
     production.start(lite.engine, MANAGER, "p1")
     assert {s["Status"] for s in production.to_wire(
         lite.engine, production.find(lite.engine, pid, "demo"))["Steps"]} == {"Active"}

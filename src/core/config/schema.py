@@ -51,6 +51,8 @@ KNOWN_PROPERTIES = frozenset(
         "CSAdministrator",
         "FileCatalogManagement",
         "ProductionManagement",
+        "ProductionSharing",  # DIRAC: change what the group authored (transformations)
+        "ProductionUser",  # DIRAC: create and change one's own transformations
         "ProxyManagement",
         "LimitedDelegation",
         "PrivateLimitedDelegation",

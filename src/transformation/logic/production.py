@@ -285,7 +285,7 @@ def listing(engine: Engine, vo: str | None) -> list[dict[str, Any]]:
 def _set(engine: Engine, actor: tlogic.Actor, ident: int | str, status: str,
          step_status: str) -> None:
     row = find(engine, ident, actor.vo or None)
-    if not actor.manager and not (status == STOPPED and row.author == actor.user):
+    if not tlogic.may_modify(actor, row, stopping=status == STOPPED):
         raise NotAuthorizedError(f"You do not have permissions for production "
                                  f"{row.production_id}")
     if status != row.status and status not in PRODUCTION_TRANSITIONS.get(row.status, set()):

@@ -3,8 +3,9 @@
 Functions take the transformation engine, the :class:`CatalogView` where the catalog is
 needed, and an :class:`Actor` (who acts: for the change log and the rights). Rights are
 decided here by :func:`may_modify` and checked by the service: ``ProductionManagement``
-creates and modifies anything of its VO; an owner may stop (and flush) their own; every
-member of the VO reads.
+creates and modifies anything of its VO, ``ProductionSharing`` / ``ProductionUser`` create
+and modify what their group / they authored (DIRAC's rules); an owner may stop (and flush)
+their own; every member of the VO reads.
 
 Example::
 
@@ -49,6 +50,11 @@ from transformation.logic import definition, states
 from transformation.logic.catalog import CatalogView
 
 MANAGER = "ProductionManagement"
+#: DIRAC's finer production rights: the author group's members / the author change their own
+SHARING = "ProductionSharing"
+USER = "ProductionUser"
+#: properties that may create transformations and productions (as DIRAC's handler)
+CREATORS = (MANAGER, SHARING, USER)
 
 
 @dataclass(frozen=True)
@@ -64,10 +70,17 @@ class Actor:
 
 
 def may_modify(actor: Actor, row: Row[Any], *, stopping: bool = False) -> bool:
-    """Managers of the VO may change anything; an owner may stop/flush their own."""
+    """DIRAC's checkPermissions within the VO: ``ProductionManagement`` changes anything,
+    ``ProductionSharing`` what its group authored, ``ProductionUser`` what the user authored;
+    beyond DIRAC, an owner without those properties may still stop/flush their own."""
     if actor.vo and row.vo != actor.vo:
         return False
-    return actor.manager or (stopping and row.author == actor.user)
+    if actor.manager:
+        return True
+    if SHARING in actor.properties and row.author_group == actor.group:
+        return True
+    owner = row.author == actor.user
+    return owner and (stopping or USER in actor.properties)
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ Methods: ``addProduction(description)`` (the whole production as a dict: ``Name`
 checked and nothing is created when anything is wrong), ``getProductions(condDict)``,
 ``getProduction(prod)``, ``startProduction``/``stopProduction``/``cleanProduction(prod)``,
 ``getProductionSummary(prod)`` (per step: files by status, tasks by status, % done).
-Rights as for transformations: ``ProductionManagement`` creates and changes, the author may
-stop their own, the VO reads. The tables live in the Transformation database.
+Rights as for transformations: ``ProductionManagement`` creates and changes anything,
+``ProductionSharing``/``ProductionUser`` their group's/their own, the author may stop their
+own, the VO reads. The tables live in the Transformation database.
 
 Example::
 
@@ -22,9 +23,10 @@ from sqlalchemy.engine import Engine
 
 from core.rpc.service import Call, Service, rpc_method
 from transformation.logic import production as logic
+from transformation.logic import transformations as trans_logic
 from transformation.service.common import SYSTEM, actor_of, catalog_of, known_ses
 
-CREATORS = ["ProductionManagement"]
+CREATORS = list(trans_logic.CREATORS)
 
 
 class ProductionManagerService(Service):

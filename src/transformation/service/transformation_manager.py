@@ -2,8 +2,10 @@
 and the argument order DIRAC's ``TransformationClient`` sends.
 
 Rights: reading needs an identity of the VO (callers see their VO's transformations); creating
-needs ``ProductionManagement``; modifying needs ``ProductionManagement``, except that the
-owner of a transformation may stop (or flush) it. Transformations are addressed by ID or name
+needs ``ProductionManagement``, ``ProductionSharing`` or ``ProductionUser``; modifying needs
+``ProductionManagement``, or ``ProductionSharing`` in the author's group, or
+``ProductionUser`` as the author (DIRAC's ``checkPermissions``); the owner of a
+transformation may always stop (or flush) it. Transformations are addressed by ID or name
 (``transName``), as in DIRAC.
 
 Example (the real DIRAC client)::
@@ -34,7 +36,7 @@ from transformation.logic.catalog import CatalogView
 from transformation.service.common import SYSTEM, actor_of, catalog_of, known_ses
 
 Ident = int | str
-CREATORS = ["ProductionManagement"]
+CREATORS = list(logic.CREATORS)
 
 
 def _tid(value: Ident) -> int | str:

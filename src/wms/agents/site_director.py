@@ -63,7 +63,7 @@ class SiteDirector(Agent):
             raise ConfigError("Server.CADir is needed: pilots carry the CA certificates")
         self.cas = ca_bundle(ca_dir)
         with tempfile.TemporaryDirectory() as tmp:
-            self.zipapp = build_pilot(Path(tmp) / "pilot.pyz").read_bytes()
+            self.zipapp = build_pilot(Path(tmp) / "pilot.pyz", compact=True).read_bytes()
         self.urls = config.operations.pilot.urls or [f"https://{config.server.host}:{config.server.port}"]
         self._ces: dict[tuple[str, str], ComputingElement] = {}
         self._backoff: dict[tuple[str, str, str], float] = {}

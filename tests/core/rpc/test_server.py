@@ -232,7 +232,9 @@ def test_rolled_back_transaction_is_a_database_error(probe_server: ThreadedServe
         body = reply.json()
         assert body["OK"] is False and body["ExceptionClass"] == "DatabaseError"
         assert "rolled this change back" in body["Message"]
-    assert post(probe_server, creds, "conflict", args="[2013]").status_code == 500
+    lost = post(probe_server, creds, "conflict", args="[2013]")  # the connection was lost
+    assert lost.status_code == 503 and lost.headers["Retry-After"] == "2"
+    assert lost.json()["ExceptionClass"] == "DatabaseUnavailableError"
 
 
 def test_bug_is_500_with_request_id_and_no_stack(probe_server: ThreadedServer, creds: Creds,

@@ -21,6 +21,12 @@ const PRESETS = [
 const PERIODS = [["24h", "Last 24 hours", 1], ["7d", "Last 7 days", 7], ["30d", "Last 30 days", 30],
                  ["365d", "Last year", 365], ["custom", "Between dates", 0]];
 
+//: what a type shows first (its first match)
+const DEFAULT_REPORTS = ["NumberOfJobs", "NumberOfPilots", "DataTransferred", "Requests"];
+// "CPUEfficiency" -> "CPU efficiency", "NumberOfJobs" -> "Number of jobs"
+const spaced = (name) => name.replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+  .replace(/([A-Z]+)([A-Z][a-z])/g, "$1 $2").split(" ")
+  .map((w, i) => (i && !/^[A-Z0-9]+$/.test(w) ? w.toLowerCase() : w)).join(" ");
 const pad = (n) => String(n).padStart(2, "0");
 const diracTime = (d) => ({ __dCls: "dt", obj: `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-`
   + `${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}` });
@@ -34,8 +40,10 @@ export async function render(root, { session }) {
   const groupSel = h("select", { id: "acc-grouping" });
   const periodSel = h("select", { id: "acc-period" },
     PERIODS.map(([key, label]) => h("option", { value: key, selected: key === "7d" }, label)));
-  const fromIn = h("input", { type: "date", id: "acc-from", hidden: true });
-  const toIn = h("input", { type: "date", id: "acc-to", hidden: true });
+  const fromIn = h("input", { type: "date", id: "acc-from" });
+  const toIn = h("input", { type: "date", id: "acc-to" });
+  const fromLabel = h("label", { hidden: true }, "From", fromIn);
+  const toLabel = h("label", { hidden: true }, "To", toIn);
   const filterKey = h("select", { id: "acc-filter-key" }, h("option", { value: "" }, "no filter"));
   const filterVal = h("select", { id: "acc-filter-value", multiple: true, size: 3 });
   const draw = h("button", { type: "submit", class: "primary", id: "acc-draw" }, "Plot");
@@ -49,7 +57,11 @@ export async function render(root, { session }) {
         await loadType();
         reportSel.value = report;
         groupSel.value = grouping;
-        plot(cond || {});
+        // the preset's filter goes in the form, so what is drawn is what the form says
+        const [key, values] = Object.entries(cond || {})[0] || ["", []];
+        filterKey.value = key;
+        fillValues(values);
+        plot({}, label);
       });
       return b;
     }));
@@ -58,7 +70,7 @@ export async function render(root, { session }) {
   const form = h("form", { class: "filters panel", onsubmit: (e) => { e.preventDefault(); plot(); } },
     h("label", {}, "Records", sourceSel), h("label", {}, "Report", reportSel),
     h("label", {}, "Group by", groupSel), h("label", {}, "Period", periodSel),
-    h("label", {}, "From", fromIn), h("label", {}, "To", toIn),
+    fromLabel, toLabel,
     h("label", {}, "Filter on", filterKey), h("label", {}, "Values", filterVal),
     h("div", { class: "actions" }, draw));
   root.append(h("h1", {}, "Accounting and monitoring"), presets, form,
@@ -70,12 +82,15 @@ export async function render(root, { session }) {
   let keyValues = {};
 
   periodSel.addEventListener("change", () => {
-    fromIn.hidden = toIn.hidden = periodSel.value !== "custom";
+    fromLabel.hidden = toLabel.hidden = periodSel.value !== "custom";
   });
   sourceSel.addEventListener("change", loadType);
-  filterKey.addEventListener("change", () => {
-    clear(filterVal).append(...(keyValues[filterKey.value] || []).map((v) => h("option", { value: v }, v)));
-  });
+  function fillValues(picked = []) {
+    const known = [...new Set([...(keyValues[filterKey.value] || []), ...picked])].sort();
+    clear(filterVal).append(...known.map((v) => h("option", { value: v,
+                                                            selected: picked.includes(v) }, v)));
+  }
+  filterKey.addEventListener("change", () => fillValues());
 
   function chosen() {
     const [service, type] = sourceSel.value.split("|");
@@ -87,13 +102,18 @@ export async function render(root, { session }) {
     try {
       const [reports, values] = await Promise.all([rpc(service, "listReports", type),
                                                    rpc(service, "listUniqueKeyValues", type)]);
+      // listReports gives DIRAC's names (a list); titles when a service gives a mapping
       const names = Array.isArray(reports) ? reports : Object.keys(reports);
+      const [report, grouping] = [reportSel.value, groupSel.value];
       clear(reportSel).append(...names.map((n) => h("option", { value: n },
-        Array.isArray(reports) ? n : `${reports[n]} (${n})`)));
+        Array.isArray(reports) ? spaced(n) : `${reports[n]} (${n})`)));
+      reportSel.value = names.includes(report) ? report
+        : names.find((n) => DEFAULT_REPORTS.includes(n)) || names[0] || "";
       keyValues = values;
       const keys = Object.keys(values).sort();
       clear(groupSel).append(...keys.map((k) => h("option", { value: k }, k)));
-      if (keys.includes("Site")) groupSel.value = "Site";
+      groupSel.value = keys.includes(grouping) ? grouping : keys.includes("Site") ? "Site"
+        : keys[0] || "";
       clear(filterKey).append(h("option", { value: "" }, "no filter"),
                               ...keys.map((k) => h("option", { value: k }, k)));
       clear(filterVal);
@@ -109,7 +129,7 @@ export async function render(root, { session }) {
     return [new Date(now.getTime() - days * 86400e3), now];
   }
 
-  async function plot(extraCond = {}) {
+  async function plot(extraCond = {}, title = "") {
     const { service, type } = chosen();
     const [start, end] = period();
     const cond = { ...extraCond };
@@ -120,45 +140,51 @@ export async function render(root, { session }) {
       const report = await rpc(service, "getReport", {
         typeName: type, reportName: reportSel.value, startTime: diracTime(start),
         endTime: diracTime(end), condDict: cond, grouping: groupSel.value, extraArgs: {} });
-      show(report);
+      show(report, title);
+      // what is drawn, for people using assistive tools and for the tests
+      Object.assign(chartBox.dataset, { report: `${type}/${report.report}/${report.grouping}`,
+                                        kind: report.kind });
       root.dataset.loaded = "true";
     } catch (exc) { showError(exc); } finally { draw.disabled = false; }
   }
 
-  function show(report) {
+  function show(report, name = "") {
     for (const c of charts.splice(0)) c.destroy();
     clear(chartBox);
     clear(totals);
     const unit = report.unit || "";
-    const title = `${report.title || reportSel.value}${unit ? ` (${unit})` : ""}`;
+    const title = `${name || report.title || reportSel.value}${unit ? ` (${unit})` : ""}`;
     const groups = Object.keys(report.data || {}).sort();
     if (!groups.length) {
       chartBox.append(h("p", { class: "muted", id: "acc-empty" }, "No record in this period."));
       return;
     }
     const timed = groups.some((g) => report.data[g] && typeof report.data[g] === "object");
+    const fmt = (v) => (unit === "bytes" ? fmtBytes(v) : (Math.round(v * 100) / 100).toLocaleString());
+    // the service's own totals: sums for bars, the last value of cumulative series, the
+    // overall ratio of quality reports (not an average of the intervals' ratios)
+    const totalsOf = report.totals || {};
     const sums = {};
     if (timed) {
       const times = [...new Set(groups.flatMap((g) => Object.keys(report.data[g]).map(Number)))]
         .sort((a, b) => a - b);
-      const series = groups.map((g) => ({ label: g, bars: report.kind !== "quality",
+      const series = groups.map((g) => ({ label: g, bars: report.kind === "bars",
         values: times.map((t) => { const v = report.data[g][String(t)]; return v === undefined ? null : Number(v); }) }));
       for (const s of series) sums[s.label] = s.values.reduce((n, v) => n + (v || 0), 0);
-      charts.push(timeChart(chartBox, { title, x: times, series, yLabel: unit,
+      charts.push(timeChart(chartBox, { title, x: times, series, yLabel: unit, fmt,
+                                        step: report.kind === "bars" ? Number(report.granularity) || 0 : 0,
                                         stacked: report.kind === "bars" || report.kind === "cumulative" }));
     } else {
       for (const g of groups) sums[g] = Number(report.data[g]);
       charts.push(categoryChart(chartBox, { title, names: groups,
-        series: [{ label: unit || "value", values: groups.map((g) => sums[g]) }], yLabel: unit }));
+        series: [{ label: unit || "value", values: groups.map((g) => sums[g]) }], yLabel: unit, fmt }));
     }
-    const fmt = (v) => (unit === "bytes" ? fmtBytes(v) : (Math.round(v * 100) / 100).toLocaleString());
-    const label = report.kind === "quality" ? "Average of the intervals" : "Total";
+    const label = { quality: "Over the period", cumulative: "At the end" }[report.kind] || "Total";
     totals.append(h("div", { class: "tablewrap" }, h("table", { id: "acc-table" },
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, groupSel.value), h("th", { scope: "col", class: "num" }, label))),
       h("tbody", {}, groups.map((g) => {
-        const v = report.kind === "quality" && timed
-          ? sums[g] / Math.max(1, Object.keys(report.data[g]).length) : sums[g];
-        return h("tr", {}, h("td", {}, g), h("td", { class: "num" }, fmt(v)));
+        const v = g in totalsOf ? Number(totalsOf[g]) : sums[g];
+        return h("tr", { dataset: { group: g } }, h("td", {}, g), h("td", { class: "num" }, fmt(v)));
       })))));
   }
 

@@ -6,8 +6,13 @@ import { h } from "/portal/static/js/dom.js";
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                  "#7f7f7f", "#bcbd22", "#17becf"];
 
-/** A time-series chart: x = unix seconds, series = [{label, values, bars?}]. */
-export function timeChart(container, { title, x, series, yLabel = "", stacked = false }) {
+const shown = (v, fmt) => (v === null || v === undefined || Number.isNaN(v) ? "--" : fmt(v));
+const plain = (v) => (Math.round(Number(v) * 100) / 100).toLocaleString();
+
+/** A time-series chart: x = unix seconds, series = [{label, values, bars?}]; stacked charts
+ * draw the running sums but show each series' own value on hover (``fmt`` formats it). */
+export function timeChart(container, { title, x, series, yLabel = "", stacked = false,
+                                       fmt = plain, step = 0 }) {
   const box = h("div", { class: "chart", role: "img", "aria-label": title });
   container.append(box);
   const width = () => Math.max(280, box.clientWidth || container.clientWidth || 600);
@@ -18,10 +23,13 @@ export function timeChart(container, { title, x, series, yLabel = "", stacked = 
   }
   const opts = {
     title, width: width(), height: 260,
-    scales: { x: { time: true } },
+    // bars are centred on their interval's start: half an interval of room on both sides
+    scales: { x: step && x.length ? { time: true, range: [x[0] - step / 2, x[x.length - 1] + step / 2] }
+      : { time: true } },
     axes: [{}, { label: yLabel }],
     series: [{}, ...series.map((s, i) => ({
       label: s.label, stroke: PALETTE[i % PALETTE.length],
+      value: (_u, _v, _si, idx) => (idx === null ? "--" : shown(s.values[idx], fmt)),
       fill: stacked ? `${PALETTE[i % PALETTE.length]}33` : undefined,
       paths: s.bars ? uPlot.paths.bars({ size: [0.8, 40] }) : undefined,
       points: { show: x.length < 60 },
@@ -34,7 +42,7 @@ export function timeChart(container, { title, x, series, yLabel = "", stacked = 
 }
 
 /** Bars over categories (x = 0..n-1 with the names as tick labels). */
-export function categoryChart(container, { title, names, series, yLabel = "" }) {
+export function categoryChart(container, { title, names, series, yLabel = "", fmt = plain }) {
   const box = h("div", { class: "chart", role: "img", "aria-label": title });
   container.append(box);
   const x = names.map((_, i) => i);
@@ -45,6 +53,7 @@ export function categoryChart(container, { title, names, series, yLabel = "" }) 
            { label: yLabel }],
     series: [{ label: "", value: (_u, v) => names[v] ?? "" },
              ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length],
+                                         value: (_u, v) => shown(v, fmt),
                                          fill: `${PALETTE[i % PALETTE.length]}88`,
                                          paths: uPlot.paths.bars({ size: [0.6, 60] }),
                                          points: { show: false } }))],

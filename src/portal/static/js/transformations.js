@@ -1,5 +1,9 @@
 // Transformations and productions: list, status, files and tasks by status, start / stop /
-// extend (the services decide who may).
+// extend (the services decide who may: ProductionManagement, ProductionSharing for the
+// author's group, ProductionUser for the author; a refusal is shown with the service's reason).
+// Replies as Transformation/TransformationManager gives them: getTransformationStats
+// {status: n, Total}, getTransformationTaskStats {status: n, TotalCreated},
+// getTransformationFiles a JEncoded {OK, Value} text (as DIRAC), tasks' ExternalStatus/ID.
 import { rpc } from "/portal/static/js/api.js";
 import { clear, confirmDialog, h, notify, promptDialog, showError, statusBadge, tabs }
   from "/portal/static/js/dom.js";
@@ -17,11 +21,27 @@ function table(id, headers, rows) {
     h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: headers.length, class: "muted" }, "None.")))));
 }
 
-function counts(id, stats) {
-  const keys = Object.keys(stats || {}).filter((k) => k !== "Total").sort();
+function counts(id, stats, totalKey = "Total") {
+  const keys = Object.keys(stats || {}).filter((k) => k !== totalKey).sort();
+  const total = stats ? stats[totalKey] : undefined;
   return h("div", { class: "counts", id }, keys.length ? keys.map((k) =>
-    h("span", { class: "chip" }, k, h("b", {}, stats[k]))) : h("span", { class: "muted" }, "none"),
-    stats && stats.Total !== undefined ? h("span", { class: "chip" }, "Total", h("b", {}, stats.Total)) : null);
+    h("span", { class: "chip", dataset: { status: k } }, k, h("b", {}, stats[k])))
+    : h("span", { class: "muted" }, "none"),
+    total !== undefined ? h("span", { class: "chip", dataset: { status: "Total" } }, "Total",
+                            h("b", {}, total)) : null);
+}
+
+// which buttons make sense in a status (transformation.logic.states.TRANSITIONS; the service
+// still decides)
+const STARTABLE = new Set(["New", "ValidatingInput", "Flush", "Stopped", "Completing",
+                           "ValidatingOutput", "Completed"]);
+const STOPPABLE = new Set(["New", "ValidatingInput", "Active", "Flush", "Completing",
+                           "ValidatingOutput"]);
+const EXTENDABLE = new Set(["New", "Active", "Stopped", "Flush"]);
+
+function refusal(label, exc) {
+  return exc && exc.cls === "NotAuthorizedError"
+    ? Object.assign(new Error(`${label} refused: ${exc.message}`), { needsLogin: false }) : exc;
 }
 
 const jencoded = (value) => (typeof value === "string"
@@ -31,8 +51,9 @@ export async function render(root, { session }) {
   const withProductions = session.services.includes(PM);
   const list = h("div", { id: "transformations" }, h("p", { class: "loading" }, "Loading\u2026"));
   const details = h("section", { class: "panel", id: "transformation-details", hidden: true });
-  const statusSel = h("select", { id: "t-status" }, ["", "New", "Active", "Flush", "Stopped",
-    "Completing", "Completed", "Cleaning", "Cleaned", "Archived"].map((s) =>
+  const statusSel = h("select", { id: "t-status" }, ["", "New", "ValidatingInput", "Active", "Flush",
+    "Stopped", "Completing", "ValidatingOutput", "Completed", "Archived", "Cleaning", "Cleaned",
+    "TransformationCleaned"].map((s) =>
     h("option", { value: s }, s || "any")));
   statusSel.addEventListener("change", loadList);
   const transPanel = h("div", {}, h("form", { class: "filters", onsubmit: (e) => e.preventDefault() },
@@ -40,7 +61,7 @@ export async function render(root, { session }) {
   const prodPanel = h("div", { id: "productions", hidden: true });
   const parts = [["transformations", "Transformations"]];
   if (withProductions) parts.push(["productions", "Productions"]);
-  const { bar } = tabs(parts, (key) => {
+  const { bar, select } = tabs(parts, (key) => {
     transPanel.hidden = key !== "transformations";
     prodPanel.hidden = key !== "productions";
     if (key === "productions") loadProductions();
@@ -64,7 +85,7 @@ export async function render(root, { session }) {
   async function act(id, label, call) {
     if (!await confirmDialog(`${label} transformation ${id}?`, "", label, label !== "Start")) return;
     try { await call(); notify(`${label}: transformation ${id}`); open(id); loadList(); }
-    catch (exc) { showError(exc); }
+    catch (exc) { showError(refusal(label, exc)); }
   }
 
   async function open(id) {
@@ -76,30 +97,34 @@ export async function render(root, { session }) {
         rpc(TS, "getTransformationTaskStats", id),
         rpc(TS, "getTransformationFiles", { TransformationID: id }, null, null, "LastUpdate", null, 100),
         rpc(TS, "getTransformationTasks", { TransformationID: id }, null, null, "CreationTime", null, 100)]);
-      const start = h("button", { type: "button", class: "primary", id: "t-start" }, "Start");
-      const stop = h("button", { type: "button", class: "danger", id: "t-stop" }, "Stop");
-      const extend = h("button", { type: "button", id: "t-extend" }, "Extend");
+      const start = h("button", { type: "button", class: "primary", id: "t-start",
+                                  disabled: !STARTABLE.has(info.Status) }, "Start");
+      const stop = h("button", { type: "button", class: "danger", id: "t-stop",
+                                 disabled: !STOPPABLE.has(info.Status) }, "Stop");
+      const extend = h("button", { type: "button", id: "t-extend",
+                                   disabled: !EXTENDABLE.has(info.Status) }, "Extend");
       start.addEventListener("click", () => act(id, "Start", () => rpc(TS, "setTransformationParameter", id, "Status", "Active")));
       stop.addEventListener("click", () => act(id, "Stop", () => rpc(TS, "setTransformationParameter", id, "Status", "Stopped")));
       extend.addEventListener("click", async () => {
         const n = await promptDialog(`Extend transformation ${id}`, "Number of new tasks");
         if (!n) return;
+        if (!/^[0-9]+$/.test(n)) { showError(new Error("the number of tasks must be a whole number")); return; }
         try { const made = await rpc(TS, "extendTransformation", id, Number(n)); notify(`${made.length} task(s) added`); open(id); }
-        catch (exc) { showError(exc); }
+        catch (exc) { showError(refusal("Extend", exc)); }
       });
       details.replaceChildren(
         h("h2", { id: "t-title" }, `${info.TransformationID} \u2014 ${info.TransformationName}`),
         h("div", { class: "toolbar" }, statusBadge(info.Status), start, stop, extend),
         h("dl", { class: "attrs" }, ["Type", "Plugin", "GroupSize", "AgentType", "FileMask",
-          "Description", "MaxNumberOfTasks", "AuthorDN", "Author", "AuthorGroup"].filter((k) => k in info)
+          "TransformationGroup", "Description", "MaxNumberOfTasks", "Author", "AuthorGroup"].filter((k) => k in info)
           .map((k) => [h("dt", {}, k), h("dd", {}, String(info[k] ?? ""))])),
         h("h3", {}, "Files by status"), counts("t-file-stats", fileStats),
-        h("h3", {}, "Tasks by status"), counts("t-task-stats", taskStats),
-        h("h3", {}, "Files (the last 100)"),
+        h("h3", {}, "Tasks by status"), counts("t-task-stats", taskStats, "TotalCreated"),
+        h("h3", {}, `Files (the first ${Math.min(100, fileStats.Total || 0)} of ${fileStats.Total || 0})`),
         table("t-files", [["LFN"], ["Status"], ["Task"], ["Last update"]], jencoded(files).map((f) =>
           h("tr", {}, h("td", {}, f.LFN ?? ""), h("td", {}, statusBadge(f.Status)), h("td", {}, String(f.TaskID ?? "")),
             h("td", {}, String(f.LastUpdate ?? ""))))),
-        h("h3", {}, "Tasks (the last 100)"),
+        h("h3", {}, `Tasks (the first ${Math.min(100, taskStats.TotalCreated || 0)} of ${taskStats.TotalCreated || 0})`),
         table("t-tasks", [["Task"], ["Status"], ["WMS job"], ["Target SE"], ["Created"]], tasks.map((t) =>
           h("tr", {}, h("td", {}, String(t.TaskID)), h("td", {}, statusBadge(t.ExternalStatus)),
             h("td", {}, t.ExternalID && Number(t.ExternalID) > 0
@@ -111,22 +136,31 @@ export async function render(root, { session }) {
   async function loadProductions() {
     try {
       const rows = await rpc(PM, "getProductions", {});
-      prodPanel.replaceChildren(table("productions-table", [["ID"], ["Name"], ["Status"], ["Created"], [""]],
+      prodPanel.replaceChildren(table("productions-table", [["ID"], ["Name"], ["Status"], ["Steps"],
+        ["Author", "hide-narrow"], ["Created", "hide-narrow"], [""]],
         rows.map((p) => {
           const id = p.ProductionID;
-          const buttons = [["Start", "startProduction", "primary"], ["Stop", "stopProduction", "danger"]]
-            .map(([label, method, cls]) => {
-              const b = h("button", { type: "button", class: cls }, label);
+          const buttons = [["Start", "startProduction", "primary", ["New", "Stopped"]],
+                           ["Stop", "stopProduction", "danger", ["Active"]]]
+            .map(([label, method, cls, from]) => {
+              const b = h("button", { type: "button", class: cls,
+                                      disabled: !from.includes(p.Status) }, label);
               b.addEventListener("click", async () => {
                 if (!await confirmDialog(`${label} production ${id}?`, "", label, cls === "danger")) return;
                 try { await rpc(PM, method, id); notify(`${label}: production ${id}`); loadProductions(); }
-                catch (exc) { showError(exc); }
+                catch (exc) { showError(refusal(label, exc)); }
               });
               return b;
             });
-          return h("tr", {}, h("td", {}, String(id)), h("td", {}, String(p.ProductionName ?? "")),
-                   h("td", {}, statusBadge(p.Status)), h("td", {}, String(p.CreationDate ?? "")),
-                   h("td", {}, buttons));
+          const steps = (p.Steps || []).map((st) => h("button", {
+            type: "button", class: "linklike", title: `transformation ${st.TransformationID}`,
+            onclick: () => { select("transformations"); open(st.TransformationID); } },
+            `${st.Name ?? st.StepName ?? ""} (${st.Status ?? ""})`));
+          return h("tr", { dataset: { id } }, h("td", {}, String(id)),
+                   h("td", {}, String(p.ProductionName ?? "")), h("td", {}, statusBadge(p.Status)),
+                   h("td", { class: "steps" }, steps),
+                   h("td", { class: "hide-narrow" }, String(p.Author ?? "")),
+                   h("td", { class: "hide-narrow" }, String(p.CreationDate ?? "")), h("td", {}, buttons));
         })));
     } catch (exc) { prodPanel.replaceChildren(h("p", { class: "error" }, exc.message)); }
   }
