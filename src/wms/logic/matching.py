@@ -143,8 +143,10 @@ class MatchSettings:
     unknown_sites_allowed: bool = True
     #: queues tried per request before answering "no match"
     max_attempts: int = 20
-    #: seconds a process keeps the per-owner priority sums used by the shares
-    share_refresh_seconds: float = 10.0
+    #: seconds a process keeps the per-owner priority sums used by the shares; sums that
+    #: still count a queue emptied meanwhile under-weight its owner (and its group's other
+    #: owners), so keep this near ``candidate_cache_seconds``
+    share_refresh_seconds: float = 1.0
     #: seconds a process reuses the matching queues of one resource description (0: never;
     #: never for sites with running limits or matching delays)
     candidate_cache_seconds: float = 0.0
@@ -152,7 +154,8 @@ class MatchSettings:
     @classmethod
     def from_config(cls, config: Config) -> MatchSettings:
         """From the registry (JobShare), Operations.JobScheduling and the Matcher's options
-        (``UnknownSitesAllowed``, ``MaxAttempts``, ``CandidateCacheSeconds``, default 1)."""
+        (``UnknownSitesAllowed``, ``MaxAttempts``, ``CandidateCacheSeconds`` and
+        ``ShareRefreshSeconds``, both default 1)."""
         options = config.service_config("WorkloadManagement", "Matcher").options
         scheduling = config.operations.job_scheduling
         return cls(
@@ -162,6 +165,7 @@ class MatchSettings:
             unknown_sites_allowed=bool(options.get("UnknownSitesAllowed", True)),
             max_attempts=int(options.get("MaxAttempts", 20)),
             candidate_cache_seconds=float(options.get("CandidateCacheSeconds", 1.0)),
+            share_refresh_seconds=float(options.get("ShareRefreshSeconds", 1.0)),
         )
 
 
