@@ -194,8 +194,8 @@ def _read(conn: Connection, system: str) -> tuple[int | None, str | None]:
         legacy = None if row is None else int(row[0])
     revision = None
     if inspector.has_table(version_table(system)):
-        query = sa.select(sa.column("version_num")).select_from(sa.table(version_table(system)))
-        rows: list[str] = list(conn.execute(query).scalars())
+        table = sa.table(version_table(system), sa.column("version_num", sa.String))
+        rows = [str(rev) for rev in conn.execute(sa.select(table.c.version_num)).scalars()]
         if len(rows) > 1:
             raise DatabaseError(f"{system}: several heads in {version_table(system)}: {rows}")
         revision = rows[0] if rows else None
