@@ -41,10 +41,12 @@ Example::
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -63,6 +65,7 @@ from core.db import (
     SCHEMA_TABLE,
     Migration,
     Schema,
+    _error_code,
     schema_versions,
     utcnow,
     write_transaction,
@@ -245,6 +248,48 @@ def _reconcile(conn: Connection, schema: Schema) -> int:
     return version
 
 
+# -- one upgrader at a time --------------------------------------------------------------------
+
+#: seconds a process waits for another one's upgrade of the same schema (MariaDB)
+LOCK_TIMEOUT = 600
+#: MariaDB's answer to GET_LOCK in a Galera cluster (MDEV-30473): not supported
+_NOT_SUPPORTED = 1235
+
+
+@contextmanager
+def _schema_lock(engine: Engine, system: str) -> Iterator[None]:
+    """On MariaDB, a named lock per database and system held while a schema is created or
+    migrated: DDL commits on its own there, so without it two processes starting together
+    could both run a step. Galera refuses named locks: there the documented procedure (one
+    ``pilotwms db upgrade`` before the services start) is what serialises. SQLite needs none:
+    each step is one ``BEGIN IMMEDIATE`` transaction that re-reads the version."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        yield
+        return
+    with engine.connect() as conn:
+        database = conn.exec_driver_sql("SELECT DATABASE()").scalar() or ""
+        digest = hashlib.sha256(f"{database}/{system}".encode()).hexdigest()[:24]
+        name = f"pilotwms_schema_{digest}"
+        try:
+            got = conn.execute(sa.select(sa.func.get_lock(name, LOCK_TIMEOUT))).scalar()
+        except sa.exc.DBAPIError as exc:
+            if _error_code(exc.orig) != _NOT_SUPPORTED:
+                raise DatabaseError(f"{system}: cannot lock the schema: {exc}") from exc
+            conn.rollback()
+            log.debug("%s: named locks unsupported (Galera), upgrading unlocked", system)
+            yield
+            return
+        conn.commit()
+        if got != 1:
+            raise DatabaseError(f"{system}: another process has been migrating the schema "
+                                f"for {LOCK_TIMEOUT} s; try again when it is done")
+        try:
+            yield
+        finally:
+            conn.execute(sa.select(sa.func.release_lock(name)))
+            conn.commit()
+
+
 # -- the public operations -----------------------------------------------------------------
 
 
@@ -268,36 +313,52 @@ def init_schema(engine: Engine, schema: Schema) -> int:
 
     Safe when several processes start at once: on SQLite the check, the tables and both
     stamps are one ``BEGIN IMMEDIATE`` transaction (a second creator waits for the first);
-    on MariaDB, whose DDL commits on its own, a creator that loses the race to stamp the
-    version upgrades instead.
+    on MariaDB, whose DDL commits on its own, creators and upgraders of a system queue on
+    a named lock (see :func:`_schema_lock`).
     """
-    try:
-        with write_transaction(engine) as conn:
-            legacy, revision = _read(conn, schema.system)
-            if _effective(schema.system, legacy, revision) is None:
-                schema_versions.create(conn, checkfirst=True)
-                schema.metadata.create_all(conn)
-                _stamp(conn, schema, schema.latest)
-                _set_legacy(conn, schema.system, schema.latest, exists=False)
-                return schema.latest
-    except sa.exc.IntegrityError:
-        pass  # another process stamped it first (MariaDB: DDL commits on its own)
-    except (sa.exc.SQLAlchemyError, CommandError) as exc:
-        raise DatabaseError(f"cannot create the {schema.system} schema: {exc}") from exc
-    return upgrade_schema(engine, schema)
+    with _schema_lock(engine, schema.system):
+        if _create(engine, schema):
+            return schema.latest
+        return _upgrade(engine, schema)
 
 
 def upgrade_schema(engine: Engine, schema: Schema) -> int:
     """Run the Alembic revisions from the database's version to the head, each step in its
-    own transaction with its version stamps; returns the version reached."""
+    own transaction with its version stamps; a new schema is created. Returns the version
+    reached."""
+    with _schema_lock(engine, schema.system):
+        if schema_version(engine, schema.system) is None and _create(engine, schema):
+            return schema.latest
+        return _upgrade(engine, schema)
+
+
+def _create(engine: Engine, schema: Schema) -> bool:
+    """Tables, Alembic stamp and ``pilotwms_schema`` row of a schema never initialised, in one
+    write transaction; False when it exists (or another process created it meanwhile)."""
+    try:
+        with write_transaction(engine) as conn:
+            legacy, revision = _read(conn, schema.system)
+            if _effective(schema.system, legacy, revision) is not None:
+                return False
+            schema_versions.create(conn, checkfirst=True)
+            schema.metadata.create_all(conn)
+            _stamp(conn, schema, schema.latest)
+            _set_legacy(conn, schema.system, schema.latest, exists=False)
+            log.info("%s schema created at version %d", schema.system, schema.latest)
+            return True
+    except sa.exc.IntegrityError:
+        return False  # another process stamped it first (MariaDB: DDL commits on its own)
+    except (sa.exc.SQLAlchemyError, CommandError) as exc:
+        raise DatabaseError(f"cannot create the {schema.system} schema: {exc}") from exc
+
+
+def _upgrade(engine: Engine, schema: Schema) -> int:
     current = schema_version(engine, schema.system)
-    if current is None:
-        return init_schema(engine, schema)
-    if current > schema.latest:
+    if current is not None and current > schema.latest:
         raise DatabaseError(
             f"{schema.system} schema is at version {current}, newer than this pilotwms "
             f"({schema.latest}): upgrade the software first")
-    for version in range(current, schema.latest):
+    for version in range(current or 0, schema.latest):
         _step(engine, schema, version, version + 1)
     # tables added to the metadata without a migration (new tables) are created too
     try:
@@ -313,6 +374,11 @@ def downgrade_schema(engine: Engine, schema: Schema, target: int) -> int:
     """Undo the steps above ``target``, newest first, each with its ``downgrade``; refused
     before anything runs when one of them has none (then restore the backup taken before
     the upgrade). Returns ``target``."""
+    with _schema_lock(engine, schema.system):
+        return _downgrade(engine, schema, target)
+
+
+def _downgrade(engine: Engine, schema: Schema, target: int) -> int:
     current = schema_version(engine, schema.system)
     if current is None:
         raise DatabaseError(f"{schema.system} schema is not initialised")
