@@ -70,7 +70,7 @@ from core.db import (
     utcnow,
     write_transaction,
 )
-from core.exceptions import DatabaseError
+from core.exceptions import DatabaseError, InvalidArgumentError
 
 log = logging.getLogger("pilotwms.db")
 
@@ -383,7 +383,7 @@ def _downgrade(engine: Engine, schema: Schema, target: int) -> int:
     if current is None:
         raise DatabaseError(f"{schema.system} schema is not initialised")
     if not 0 <= target <= current:
-        raise ValueError(f"{schema.system}: cannot downgrade from version {current} "
+        raise InvalidArgumentError(f"{schema.system}: cannot downgrade from version {current} "
                          f"to {target}")
     if current > schema.latest:
         raise DatabaseError(f"{schema.system} schema is at version {current}, newer than "

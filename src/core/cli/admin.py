@@ -219,7 +219,8 @@ def cmd_db(ns: argparse.Namespace) -> int:
         systems = [ns.system] if ns.system else [s.system for s in dbcmd.installed_schemas()]
         for system in systems:
             for revision, doc, reversible in dbcmd.history(system):
-                print(f"{system:20s} {revision:28s} {'<->' if reversible else '-> '} {doc}")
+                kind = "reversible" if reversible else "one-way"
+                print(f"{system:20s} {revision:28s} {kind:10s} {doc}")
         return 0
     if ns.action == "downgrade":
         if not ns.system or ns.to is None:
