@@ -73,6 +73,9 @@ from core.db import (
 from core.exceptions import DatabaseError, InvalidArgumentError
 
 log = logging.getLogger("pilotwms.db")
+# Alembic announces its dialect at INFO each time a context is made (every stamp); the steps
+# are logged here instead
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 #: Alembic's ``op`` is one proxy per process: steps run one at a time in a process (taken
 #: before the transaction starts, so it never waits while holding database locks)
@@ -148,7 +151,6 @@ def _revision_module(system: str, number: int, migration: Migration | None) -> M
     return module
 
 
-@functools.lru_cache(maxsize=128)
 def _scripts(system: str, migrations: tuple[Migration, ...]) -> ScriptDirectory:
     steps: list[Migration | None] = [None, *migrations]
     scripts = [Script(_revision_module(system, n, m), revision_id(system, n),
@@ -158,9 +160,17 @@ def _scripts(system: str, migrations: tuple[Migration, ...]) -> ScriptDirectory:
     return directory
 
 
+_cached_scripts = functools.lru_cache(maxsize=128)(_scripts)
+
+
 def revisions(schema: Schema) -> ScriptDirectory:
     """The Alembic revisions of ``schema`` (cached per system and migration list)."""
-    return _scripts(schema.system, tuple(schema.migrations))
+    steps = tuple(schema.migrations)
+    try:
+        hash(steps)
+    except TypeError:  # a migration that is an unhashable callable object
+        return _scripts(schema.system, steps)
+    return _cached_scripts(schema.system, steps)
 
 
 def history(schema: Schema) -> list[tuple[str, str, bool]]:
