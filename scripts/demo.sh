@@ -145,7 +145,9 @@ for _ in $(seq 30); do
 done
 dacct jobs --group-by FinalMajorStatus --from 1d --granularity day
 dacct jobs -r TotalCPUUsed --group-by User --from 1d --plot "$DEMO/cpu-by-user.png"
-dstat --summary || true   # the first history snapshot may still be on its way
+say "dstat --summary: counts from the newest WMS history snapshot (one per 5-minute interval: it may lag)"
+pilotwms agent WMSHistoryAgent --config "$DEMO/config.yaml" --once >"$DEMO/history.log" 2>&1  # at least one
+dstat --summary
 cd "$REPO"
 
 say "demo finished"
