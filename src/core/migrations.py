@@ -17,10 +17,10 @@ the matching revision, then the missing steps run. This is how a database of the
 is adopted in place.
 
 Every step runs in its own write transaction (``BEGIN IMMEDIATE`` on SQLite) that re-reads
-the version first, so processes upgrading together run each step once, and a step that fails
-leaves the version where it was. MariaDB commits DDL statements on their own: a step that
-fails there after a DDL keeps that DDL, which is why migrations are written to be re-runnable
-(``checkfirst``, "if missing" tests).
+the version first, and on MariaDB upgraders of a schema queue on a named lock, so processes
+upgrading together run each step once; a step that fails leaves the version where it was.
+MariaDB commits DDL statements on their own: a step that fails there after a DDL keeps that
+DDL, which is why migrations are written to be re-runnable (``checkfirst``, "if missing").
 
 Example::
 
