@@ -21,7 +21,8 @@ decide on), not on ones that also write files or call out.
 
 Schemas: each system declares a :class:`Schema` (its ``MetaData`` and ordered migrations).
 ``pilotwms db init`` creates missing tables and stamps the newest version; ``pilotwms db upgrade``
-runs the migrations newer than the stamped version, each in its own transaction.
+runs the migrations newer than the stamped version, each in its own transaction, through
+Alembic (one revision chain and version table per system, :mod:`core.migrations`).
 
 Example::
 
@@ -53,7 +54,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from core.exceptions import ConfigError, DatabaseError
+from core.exceptions import ConfigError
 
 log = logging.getLogger("pilotwms.db")
 
@@ -355,9 +356,24 @@ schema_versions = sa.Table(
 Migration = Callable[[Connection], None]
 
 
+@dataclass(frozen=True)
+class Reversible:
+    """A migration step that can be undone: ``pilotwms db downgrade`` runs ``downgrade``.
+
+    Used in ``Schema.migrations`` like a plain function (calling it upgrades).
+    """
+
+    upgrade: Migration
+    downgrade: Migration
+
+    def __call__(self, conn: Connection) -> None:
+        self.upgrade(conn)
+
+
 @dataclass
 class Schema:
-    """A system's tables and its migrations; version N is reached by running migration N-1."""
+    """A system's tables and its migrations; version N is reached by running migration N-1
+    (Alembic revision ``<system>_000N``, see :mod:`core.migrations`)."""
 
     system: str
     metadata: sa.MetaData
@@ -372,76 +388,22 @@ class Schema:
 
 
 def schema_version(engine: Engine, system: str) -> int | None:
-    """The stamped version of ``system``'s schema, None when never initialised."""
-    with engine.connect() as conn:
-        if not sa.inspect(conn).has_table(SCHEMA_TABLE):
-            return None
-        return _version(conn, system)
+    """The version of ``system``'s schema, None when never initialised."""
+    from core import migrations
 
-
-def _version(conn: Connection, system: str) -> int | None:
-    row = conn.execute(
-        sa.select(schema_versions.c.version).where(schema_versions.c.system == system)
-    ).first()
-    return None if row is None else int(row[0])
-
-
-def _stamp(conn: Connection, system: str, version: int, exists: bool) -> None:
-    values = {"version": version, "updated": utcnow()}
-    if exists:
-        conn.execute(
-            sa.update(schema_versions).where(schema_versions.c.system == system).values(**values)
-        )
-    else:
-        conn.execute(sa.insert(schema_versions).values(system=system, **values))
+    return migrations.schema_version(engine, system)
 
 
 def init_schema(engine: Engine, schema: Schema) -> int:
-    """Create what is missing; a new schema is stamped at its latest version. Returns it.
+    """Create what is missing, a new schema stamped at its head; returns the version reached.
+    Safe when several processes start together (see :func:`core.migrations.init_schema`)."""
+    from core import migrations
 
-    Safe when several processes start at once: on SQLite the check and the creation are one
-    ``BEGIN IMMEDIATE`` transaction (a second creator waits for the first instead of failing
-    with "database is locked" when its read snapshot went stale); elsewhere a creator that
-    loses the race to stamp the version upgrades instead.
-    """
-    try:
-        with write_transaction(engine) as conn:
-            _schema_md.create_all(conn)
-            current = _version(conn, schema.system)
-            if current is None:
-                schema.metadata.create_all(conn)
-                _stamp(conn, schema.system, schema.latest, exists=False)
-                return schema.latest
-    except sa.exc.IntegrityError:
-        pass  # another process stamped it first (MariaDB: DDL commits on its own)
-    except sa.exc.SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot create the {schema.system} schema: {exc}") from exc
-    return upgrade_schema(engine, schema)
+    return migrations.init_schema(engine, schema)
 
 
 def upgrade_schema(engine: Engine, schema: Schema) -> int:
-    """Run pending migrations in order; each one commits with its new version stamp."""
-    current = schema_version(engine, schema.system)
-    if current is None:
-        return init_schema(engine, schema)
-    if current > schema.latest:
-        raise DatabaseError(
-            f"{schema.system} schema is at version {current}, newer than this pilotwms "
-            f"({schema.latest}): upgrade the software first"
-        )
-    for version in range(current, schema.latest):
-        try:
-            with write_transaction(engine) as conn:
-                reached = _version(conn, schema.system)
-                if reached is not None and reached > version:
-                    continue  # another process ran it meanwhile
-                schema.migrations[version](conn)
-                _stamp(conn, schema.system, version + 1, exists=True)
-        except sa.exc.SQLAlchemyError as exc:
-            raise DatabaseError(
-                f"{schema.system} migration {version} -> {version + 1} failed: {exc}"
-            ) from exc
-    # tables added to the metadata without a migration (new tables) are created too
-    with write_transaction(engine) as conn:
-        schema.metadata.create_all(conn)
-    return schema.latest
+    """Run the pending migrations through Alembic, each step in its own transaction."""
+    from core import migrations
+
+    return migrations.upgrade_schema(engine, schema)

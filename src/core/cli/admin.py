@@ -71,10 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("services", help="list the installed services")
 
     p = sub.add_parser("db", help="database schemas")
-    p.add_argument("action", choices=["init", "upgrade", "version", "repair"])
+    p.add_argument("action", choices=["init", "upgrade", "version", "history", "downgrade",
+                                      "repair"])
     p.add_argument("repair", nargs="?", metavar="REPAIR",
                    help="with 'repair': what to rebuild (without: list them)")
     p.add_argument("--config", type=Path)
+    p.add_argument("--system", help="history, downgrade: the system (e.g. WorkloadManagement)")
+    p.add_argument("--to", type=int, metavar="VERSION", help="downgrade: the version to reach")
 
     p = sub.add_parser("ca", help="certification authority: init, revoke a certificate, "
                                   "re-issue the CRL")
@@ -212,11 +215,21 @@ def cmd_db(ns: argparse.Namespace) -> int:
             return 0
         print(dbcmd.repair(config, ns.repair))
         return 0
-    action = {"init": dbcmd.init_all, "upgrade": dbcmd.upgrade_all,
-              "version": dbcmd.versions}[ns.action]
-    for system, version in action(config).items():
-        shown = "not initialised" if version is None else f"version {version}"
-        print(f"{system}: {shown}")
+    if ns.action == "history":
+        systems = [ns.system] if ns.system else [s.system for s in dbcmd.installed_schemas()]
+        for system in systems:
+            for revision, doc, reversible in dbcmd.history(system):
+                kind = "reversible" if reversible else "one-way"
+                print(f"{system:20s} {revision:28s} {kind:10s} {doc}")
+        return 0
+    if ns.action == "downgrade":
+        if not ns.system or ns.to is None:
+            raise InvalidArgumentError("db downgrade needs --system and --to")
+        dbcmd.downgrade(config, ns.system, ns.to)
+    elif ns.action != "version":
+        {"init": dbcmd.init_all, "upgrade": dbcmd.upgrade_all}[ns.action](config)
+    for status in dbcmd.statuses(config):
+        print(dbcmd.describe(status))
     return 0
 
 

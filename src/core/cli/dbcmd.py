@@ -1,21 +1,26 @@
-"""``pilotwms db init|upgrade|version|repair``: create, upgrade and repair the schemas.
+"""``pilotwms db init|upgrade|version|history|downgrade|repair``: manage the schemas.
 
 Schemas are found through the ``pilotwms.schemas`` entry points (``System = module:SCHEMA``);
 each goes to its system's database (``Systems.<S>.Database``, else ``Database``). A schema may
 offer named repairs (``Schema.repairs``), e.g. ``pilotwms db repair job-counters``.
+Upgrades and downgrades run through Alembic (:mod:`core.migrations`); every command prints
+each system's version with its current and head Alembic revision.
 
 Example::
 
     pilotwms db init --config /srv/pilotwms/config.yaml
+    pilotwms db downgrade --system WorkloadManagement --to 2
 """
 
 from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+from core import migrations
 from core.config.schema import Config
 from core.db import Schema, init_schema, make_engine, schema_version, upgrade_schema
 from core.exceptions import ConfigError
+from core.migrations import SchemaStatus
 
 ENTRY_POINT_GROUP = "pilotwms.schemas"
 
@@ -75,3 +80,52 @@ def upgrade_all(config: Config) -> dict[str, int | None]:
 
 def versions(config: Config) -> dict[str, int | None]:
     return _each(config, "version")
+
+
+def statuses(config: Config) -> list[SchemaStatus]:
+    """Version, current and head Alembic revision of every installed schema."""
+    found = []
+    for schema in installed_schemas():
+        engine = make_engine(config.database_url(schema.system))
+        try:
+            found.append(migrations.status(engine, schema))
+        finally:
+            engine.dispose()
+    return found
+
+
+def describe(status: SchemaStatus) -> str:
+    """One line for ``pilotwms db``: version, Alembic revision and head."""
+    if status.version is None:
+        return f"{status.system}: not initialised (head {status.head})"
+    line = (f"{status.system}: version {status.version}, revision {status.revision or '-'} "
+            f"(head {status.head})")
+    if status.version < status.latest:
+        line += ": run 'pilotwms db upgrade'"
+    elif status.version > status.latest:
+        line += ": newer than this pilotwms"
+    return line
+
+
+def _schema(system: str) -> Schema:
+    for schema in installed_schemas():
+        if schema.system == system:
+            return schema
+    known = ", ".join(s.system for s in installed_schemas())
+    raise ConfigError(f"no schema for system {system!r}; known: {known}")
+
+
+def history(system: str) -> list[tuple[str, str, bool]]:
+    """(revision, what it does, has a downgrade) of ``system``'s schema, oldest first."""
+    return migrations.history(_schema(system))
+
+
+def downgrade(config: Config, system: str, target: int) -> int:
+    """Downgrade ``system``'s schema to version ``target`` (every step undone must define
+    a downgrade, else restore the backup taken before the upgrade)."""
+    schema = _schema(system)
+    engine = make_engine(config.database_url(system))
+    try:
+        return migrations.downgrade_schema(engine, schema, target)
+    finally:
+        engine.dispose()
