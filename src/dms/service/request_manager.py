@@ -117,10 +117,13 @@ class ReqManagerService(Service):
     @rpc_method("getBulkRequestStatus")
     def get_bulk_request_status(self, call: Call, request_ids: list) -> dict[int, str]:
         out = {}
-        for rid in request_ids:
+        for value in request_ids:
             try:
-                out[int(rid)] = self._visible(call, int(rid)).status
-            except (NotFoundError, NotAuthorizedError, ValueError, TypeError):
+                rid = int(value)
+                if not 0 < rid < 2**63:  # beyond the database's IDs: no such request
+                    continue
+                out[rid] = self._visible(call, rid).status
+            except (NotFoundError, NotAuthorizedError, ValueError, TypeError, OverflowError):
                 continue
         return out
 

@@ -45,6 +45,15 @@ def _tid(value: Ident) -> int | str:
     return value
 
 
+def _task_ids(value: object) -> list[int]:
+    """One task ID or a list of them: whole numbers that fit the database's IDs."""
+    ids = value if isinstance(value, list) else [value]
+    out = [t for t in ids if isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 2**63]
+    if len(out) != len(ids):
+        raise InvalidArgumentError("taskID must be a task ID or a list of task IDs")
+    return out
+
+
 class TransformationManagerService(Service):
     system = SYSTEM
     name = "TransformationManager"
@@ -301,9 +310,8 @@ class TransformationManagerService(Service):
     @rpc_method("setTaskStatus")
     def set_task_status(self, call: Call, trans_name: Ident, task_id: int | list,
                         status: str) -> None:
-        ids = task_id if isinstance(task_id, list) else [task_id]
         task_logic.set_task_status(self.engine, actor_of(call.identity), _tid(trans_name),
-                                   [int(t) for t in ids], status)
+                                   _task_ids(task_id), status)
 
     @rpc_method("setTaskStatusAndWmsID")
     def set_task_status_and_wms_id(self, call: Call, trans_name: Ident, task_id: int,
