@@ -27,7 +27,8 @@ pw_say "submitted job $job through https://127.0.0.1:$PILOTWMS_LB_PORT"
 deadline=$((SECONDS + ${PILOTWMS_SMOKE_TIMEOUT:-300}))
 status=""
 while ((SECONDS < deadline)); do
-  status=$(client dstat -a -F Status -f csv "$job" | tail -1 | cut -d, -f2)
+  # the second line is the job's ("1,Done,"); DIRAC's csv ends with an empty line
+  status=$(client dstat -a -F Status -f csv "$job" | sed -n 2p | cut -d, -f2)
   case $status in Done|Failed|Killed|Stalled) break ;; esac
   sleep 3
 done
