@@ -23,6 +23,8 @@ Example::
 from __future__ import annotations
 
 import functools
+import random
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,13 +51,17 @@ from dms.logic.rights import (
 from dms.paths import ancestors, join, name_of, normalise_lfn, parent_of
 
 CHECKSUM_TYPES = ("ADLER32", "AD", "MD5", "SHA256")
-CONFLICT_RETRIES = 3
+CONFLICT_RETRIES = 6
+#: first back-off after a conflict, seconds (doubled at each attempt, with jitter): the writer
+#: that won may still be committing its other rows
+CONFLICT_BACKOFF = 0.01
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def retry_conflicts(func: F) -> F:
     """Run a writing bulk call again when a concurrent writer made the same directory, file or
-    SE first (a unique key conflict): the next attempt sees the other's committed rows."""
+    SE first (a unique key conflict): the next attempt, after a short jittered back-off, sees
+    the other's committed rows."""
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         for attempt in range(CONFLICT_RETRIES):
@@ -66,6 +72,7 @@ def retry_conflicts(func: F) -> F:
                 retryable = isinstance(exc, sa.exc.IntegrityError) or "deadlock" in text
                 if not retryable or attempt == CONFLICT_RETRIES - 1:
                     raise
+                time.sleep(CONFLICT_BACKOFF * 2**attempt * (0.5 + random.random()))  # noqa: S311
         raise AssertionError("unreachable")  # pragma: no cover
     return wrapper  # type: ignore[return-value]
 
