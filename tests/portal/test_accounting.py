@@ -161,9 +161,11 @@ def test_accounting_view(portal_env: PortalEnv, finished: dict[str, int], browse
     # the monitoring records (WMS history snapshots) through the same form
     page.select_option("#acc-type", "Monitoring/Monitoring|WMSHistory")
     page.wait_for_selector("#acc-report option[value=NumberOfJobs]", state="attached")
+    page.wait_for_selector("#acc-draw:enabled")
     page.click("#acc-draw")
-    page.wait_for_selector('#acc-chart[data-report^="WMSHistory/NumberOfJobs/"]')
-    assert page.locator("#messages .msg.error").count() == 0
+    page.wait_for_selector('#acc-chart[data-report^="WMSHistory/NumberOfJobs/"], '
+                           "#messages .msg.error", timeout=60_000)
+    assert page.locator("#messages .msg.error").all_inner_texts() == []
     assert not problems, problems
     assert page.evaluate("window.__xss") is None
 

@@ -99,6 +99,7 @@ export async function render(root, { session }) {
 
   async function loadType() {
     const { service, type } = chosen();
+    draw.disabled = true;  // no report of one type drawn with the form of another
     try {
       const [reports, values] = await Promise.all([rpc(service, "listReports", type),
                                                    rpc(service, "listUniqueKeyValues", type)]);
@@ -117,7 +118,7 @@ export async function render(root, { session }) {
       clear(filterKey).append(h("option", { value: "" }, "no filter"),
                               ...keys.map((k) => h("option", { value: k }, k)));
       clear(filterVal);
-    } catch (exc) { showError(exc); }
+    } catch (exc) { showError(exc); } finally { draw.disabled = false; }
   }
 
   function period() {
