@@ -5,6 +5,7 @@ umask, and the errors that must not be retried."""
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import time
 from pathlib import Path
@@ -116,6 +117,18 @@ def test_sftp_cut_mid_transfer_leaves_no_file_and_resumes(sftp_host: Remote, tmp
         no_parts(target)
     finally:
         proxy.stop()
+
+
+def test_sftp_close_after_the_connection_broke_does_not_raise(sftp_host: Remote) -> None:
+    """Closing sends a last message; on a broken socket paramiko raises EOFError, which used
+    to replace the RemoteUnavailableError that explained the break (a flaky CI failure)."""
+    session = open_session(endpoint("sftp", sftp_host, str(sftp_host.root)), timeout=10)
+    session.connect()
+    transport = session.transport  # type: ignore[attr-defined]
+    transport.sock.shutdown(socket.SHUT_WR)  # our side can no longer send: as after a cut
+    session.close()  # must not raise
+    assert session.transport is None  # type: ignore[attr-defined]
+    assert not transport.is_active()
 
 
 def settled_size(path: Path, timeout: float = 10) -> int:

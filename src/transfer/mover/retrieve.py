@@ -33,7 +33,7 @@ from transfer.errors import (
     TransferError,
 )
 from transfer.logic.protocols.base import Endpoint
-from transfer.logic.protocols.sftp import _mapped
+from transfer.logic.protocols.sftp import _mapped, close_quietly
 from transfer.mover.config import MoverConfig, SourceHostConfig
 
 
@@ -46,8 +46,7 @@ class _Conn:
         self.transport, self.sftp = transport, sftp
 
     def close(self) -> None:
-        self.sftp.close()
-        self.transport.close()
+        close_quietly(self.sftp, self.transport)
 
 
 class SourceConnections:

@@ -51,6 +51,21 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
     raise RemoteAuthError(f"the private key cannot be read ({type(last).__name__})")
 
 
+def close_quietly(*things: paramiko.SFTPClient | paramiko.Transport | None) -> None:
+    """Close SFTP clients and transports whose peer may be gone, without raising.
+
+    Closing sends a last message; on a cut connection that raises ``EOFError``, which
+    would replace the error that explains the cut.
+    """
+    for thing in things:
+        if thing is None:
+            continue
+        try:
+            thing.close()
+        except (paramiko.SSHException, EOFError, OSError):
+            pass  # the peer is gone already: nothing left to release on its side
+
+
 def key_line(key: paramiko.PKey) -> str:
     return f"{key.get_name()} {key.get_base64()}"
 
@@ -123,11 +138,10 @@ class SFTPSession(RemoteSession):
             self._sftp.get_channel().settimeout(self.timeout)  # type: ignore[union-attr]
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-        if self.transport is not None:
-            self.transport.close()
+        """Best effort: closing a connection that was cut must not hide why it was cut."""
+        sftp, transport = self._sftp, self.transport
         self._sftp = self.transport = None
+        close_quietly(sftp, transport)
 
     def size(self, path: str) -> int | None:
         with _mapped(self.endpoint, f"stat {path}"):
