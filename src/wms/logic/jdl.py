@@ -433,6 +433,9 @@ def _format_list(items: list[JDLValue], pad: str, sorted_: bool) -> str:
     if len(items) == 1 and not isinstance(items[0], (list, JDL)):
         return "{ " + format_value(items[0], in_list=True) + " }"
     inner = pad + _INDENT
+    if all(type(item) is str for item in items):  # the common case: plain strings (LFNs)
+        quoted = [inner + _quote(item) for item in items]  # type: ignore[arg-type]
+        return f"{pad}{{\n" + ",\n".join(quoted) + f"\n{pad}}}"
     lines = [pad + "{"]
     for index, item in enumerate(items):
         comma = "," if index < len(items) - 1 else ""
