@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection, Row
 
+from core.bulk import insert_rows
 from transformation.db.tables import (
     files,
     log,
@@ -64,28 +65,11 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
     """
     if not rows:
         return 0
-    dialect = conn.dialect
+    stmt: Any = None
     if ignore:
-        stmt: Any = sqlite.insert(table).on_conflict_do_nothing() if dialect.name == "sqlite" \
+        stmt = sqlite.insert(table).on_conflict_do_nothing() if conn.dialect.name == "sqlite" \
             else mysql.insert(table).prefix_with("IGNORE")
-    else:
-        stmt = table.insert()
-    fixed: dict[str, Any] = {}
-    for key, value in (constants or {}).items():
-        processor = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
-        fixed[key] = processor(value) if processor is not None else value
-    keys = list(rows[0]) + list(fixed)
-    compiled = stmt.compile(dialect=dialect, column_keys=keys)
-    names = compiled.positiontup if compiled.positional else None
-    total = 0
-    for batch in chunks(rows):
-        if names is not None:
-            params: Any = [tuple(row[n] if n in row else fixed[n] for n in names)
-                           for row in batch]
-        else:
-            params = [{**row, **fixed} for row in batch]
-        total += conn.exec_driver_sql(compiled.string, params).rowcount or 0
-    return total
+    return insert_rows(conn, table, rows, constants=constants, statement=stmt)
 
 
 def insert_ignore(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.bulk import insert_rows
 from wms.db import outbox
 from wms.db.tables import (
     heartbeat_data,
@@ -104,38 +105,40 @@ def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
             "owner": j.owner, "owner_group": j.owner_group, "vo": j.vo, "status": j.status,
             "minor_status": j.minor_status, "application_status": j.application_status,
             "job_type": j.job_type, "job_group": j.job_group, "job_name": j.job_name,
-            "site": j.site, "user_priority": j.user_priority, "submission_time": now,
-            "last_update_time": now, "parametric_parent": j.parametric_parent,
+            "site": j.site, "user_priority": j.user_priority,
+            "parametric_parent": j.parametric_parent,
         } for j in chunk]
         if conn.dialect.name == "sqlite" and len(rows) > 1:
-            ids.extend(_sqlite_insert(conn, rows))
+            ids.extend(_sqlite_insert(conn, rows, now))
             continue
         result = conn.execute(
-            sa.insert(jobs).returning(jobs.c.job_id, sort_by_parameter_order=True), rows)
+            sa.insert(jobs).returning(jobs.c.job_id, sort_by_parameter_order=True),
+            [{**row, "submission_time": now, "last_update_time": now} for row in rows])
         ids.extend(int(x) for x in result.scalars().all())
-    conn.execute(sa.insert(job_jdls), [
+    # the texts and input files go to the driver's executemany (see core.bulk): per-row
+    # parameter processing of 10^5 rows costs more than the database's work
+    insert_rows(conn, job_jdls, [
         {"job_id": job_id, "original_jdl": j.original_jdl,
          "processed_jdl": processed(index, job_id) if processed is not None else None}
         for index, (job_id, j) in enumerate(zip(ids, new, strict=True))])
-    data = [{"job_id": job_id, "lfn": lfn} for job_id, j in zip(ids, new, strict=True)
-            for lfn in dict.fromkeys(j.input_data)]
-    if data:
-        conn.execute(sa.insert(input_data), data)
+    insert_rows(conn, input_data, [
+        {"job_id": job_id, "lfn": lfn} for job_id, j in zip(ids, new, strict=True)
+        for lfn in dict.fromkeys(j.input_data)])
     add_logging(conn, [(job_id, j.status, j.minor_status, j.application_status)
                        for job_id, j in zip(ids, new, strict=True)], now=now, source=source)
     return ids
 
 
-def _sqlite_insert(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+def _sqlite_insert(conn: Connection, rows: list[dict[str, Any]], now: datetime) -> list[int]:
     """Many job rows on SQLite in one ``executemany`` (SQLAlchemy inserts row by row when
     RETURNING must keep the parameters' order). The writer holds SQLite's only write lock
     from its first INSERT on, and a rowid table without AUTOINCREMENT gives each new row
     max(rowid) + 1: the rows get consecutive IDs ending at the new maximum, checked below."""
-    conn.execute(sa.insert(jobs), rows)
+    insert_rows(conn, jobs, rows, constants={"submission_time": now, "last_update_time": now})
     high = int(conn.execute(sa.select(sa.func.max(jobs.c.job_id))).scalar_one())
     low = high - len(rows) + 1
     found = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
-        jobs.c.job_id.between(low, high), jobs.c.submission_time == rows[0]["submission_time"],
+        jobs.c.job_id.between(low, high), jobs.c.submission_time == now,
         jobs.c.owner.in_(sorted({r["owner"] for r in rows})))).scalar_one()
     if found != len(rows):  # pragma: no cover - not a rowid table any more?
         raise RuntimeError("job IDs of a bulk insert are not consecutive")
@@ -169,10 +172,10 @@ def set_jdls(conn: Connection, *, processed: dict[int, str],
 def add_logging(conn: Connection, records: Sequence[tuple[int, str, str, str]], *,
                 now: datetime, source: str) -> None:
     """Append (job_id, status, minor, application) records to the job histories."""
-    if records:
-        conn.execute(sa.insert(job_logging), [
-            {"job_id": r[0], "status": r[1], "minor_status": r[2], "application_status": r[3],
-             "status_time": now, "source": source[:32]} for r in records])
+    insert_rows(conn, job_logging, [
+        {"job_id": r[0], "status": r[1], "minor_status": r[2], "application_status": r[3]}
+        for r in records],
+        constants={"status_time": now, "source": source[:32]})
 
 
 def status_of(conn: Connection, job_ids: Iterable[int], *,

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Container, Iterable, Iterator, Mapping, MutableMapping
 from typing import TypeAlias, overload
 
 from core.exceptions import InvalidJDLError
@@ -81,14 +81,27 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?").f
 _ESCAPE = re.compile(r'\\(?=["\\]|\Z)|"').sub
 
 
+#: attribute names already checked (names repeat: the same few dozen in every job)
+_good_names: set[str] = set()
+
+
 def _check_name(name: object) -> str:
+    if type(name) is str and name in _good_names:
+        return name
     if not isinstance(name, str) or _NAME(name) is None:
         raise InvalidJDLError(f"invalid JDL attribute name {name!r}")
+    if type(name) is str:  # not a subclass, whose hash or equality may differ
+        if len(_good_names) > 4096:
+            _good_names.clear()
+        _good_names.add(name)
     return name
 
 
 def _check_value(value: object, name: str) -> JDLValue:
     """Validate (and normalise tuples to lists in) a value set from Python code."""
+    kind = type(value)
+    if kind is str or kind is int:  # the common cases first
+        return value  # type: ignore[return-value]
     if isinstance(value, (str, bool, int, JDL)):
         return value
     if isinstance(value, float):
@@ -138,6 +151,18 @@ class JDL(MutableMapping[str, JDLValue]):
         jdl._names = names
         return jdl
 
+    @classmethod
+    def _from_checked(cls, pairs: Iterable[tuple[str, JDLValue]]) -> JDL:
+        """As assigning ``pairs`` in order, without checking them: for callers whose names
+        are constants or come from a JDL and whose values are typed (no copy made)."""
+        values: dict[str, JDLValue] = {}
+        names: dict[str, str] = {}
+        for name, value in pairs:
+            key = name.lower()
+            values[key] = value
+            names.setdefault(key, name)
+        return cls._trusted(values, names)
+
     # -- mapping protocol ------------------------------------------------------------------
 
     def __getitem__(self, name: str) -> JDLValue:
@@ -185,9 +210,19 @@ class JDL(MutableMapping[str, JDLValue]):
             raise KeyError(name)
         self._names[key] = spelling
 
-    def copy(self) -> JDL:
-        """A deep copy (lists and nested records are copied too)."""
-        return JDL._trusted({k: _copy_value(v) for k, v in self._values.items()}, dict(self._names))
+    def copy(self, *, without: Container[str] = ()) -> JDL:
+        """A deep copy (lists and nested records are copied too), without the attributes
+        whose lower-case names are in ``without``.
+
+        >>> JDL({"Executable": "ls", "Site": ["A"]}).copy(without={"site"})
+        JDL({'Executable': 'ls'})
+        """
+        if not without:
+            return JDL._trusted({k: _copy_value(v) for k, v in self._values.items()},
+                                dict(self._names))
+        return JDL._trusted(
+            {k: _copy_value(v) for k, v in self._values.items() if k not in without},
+            {k: n for k, n in self._names.items() if k not in without})
 
     def to_text(self, sorted_: bool = True) -> str:
         """The JDL text, DIRAC style; attributes sorted by name as DIRAC's ``asJDL`` does."""
@@ -365,6 +400,11 @@ def format_value(value: JDLValue, *, in_list: bool = False) -> str:
     >>> format_value('say "hi"'), format_value(1.0), format_value(True), format_value(["a", 2])
     ('"say \\\\"hi\\\\""', '1.0', 'true', '{ "a", 2 }')
     """
+    kind = type(value)
+    if kind is str:  # the common cases first
+        return _quote(value)  # type: ignore[arg-type]
+    if kind is int:
+        return str(value)
     if isinstance(value, Expr):
         return str(value) if _bare_ok(value, in_list) else _quote(value)
     if isinstance(value, str):
@@ -393,6 +433,9 @@ def _format_list(items: list[JDLValue], pad: str, sorted_: bool) -> str:
     if len(items) == 1 and not isinstance(items[0], (list, JDL)):
         return "{ " + format_value(items[0], in_list=True) + " }"
     inner = pad + _INDENT
+    if all(type(item) is str for item in items):  # the common case: plain strings (LFNs)
+        quoted = [inner + _quote(item) for item in items]  # type: ignore[arg-type]
+        return f"{pad}{{\n" + ",\n".join(quoted) + f"\n{pad}}}"
     lines = [pad + "{"]
     for index, item in enumerate(items):
         comma = "," if index < len(items) - 1 else ""
@@ -406,17 +449,27 @@ def _format_list(items: list[JDLValue], pad: str, sorted_: bool) -> str:
     return "\n".join(lines)
 
 
+def _spelling(pair: tuple[str, str]) -> str:
+    return pair[1]
+
+
 def _format_record(jdl: JDL, pad: str, sorted_: bool) -> str:
     """A record whose ``[`` is at ``pad``; attributes one indent deeper."""
     if not jdl:
         return pad + "[]"
     inner = pad + _INDENT
     deeper = inner + _INDENT
-    names = sorted(jdl) if sorted_ else list(jdl)
+    values = jdl._values
+    pairs = sorted(jdl._names.items(), key=_spelling) if sorted_ else jdl._names.items()
     lines = [pad + "["]
-    for name in names:
-        value = jdl[name]
-        if isinstance(value, list) and (
+    for key, name in pairs:
+        value = values[key]
+        kind = type(value)
+        if kind is str:  # the common cases first
+            lines.append(f"{inner}{name} = {_quote(value)};")  # type: ignore[arg-type]
+        elif kind is int:
+            lines.append(f"{inner}{name} = {value};")
+        elif isinstance(value, list) and (
             len(value) > 1 or (value and isinstance(value[0], (list, JDL)))
         ):
             lines.append(f"{inner}{name} =")

@@ -357,10 +357,7 @@ def describe_job(
         if not allowed_sites:
             raise InvalidJDLError("Site: every requested site is also in BannedSites")
         sites, banned = allowed_sites, []
-    extra = JDL()
-    for name, value in jdl.items():
-        if name.lower() not in _KNOWN:
-            extra[name] = value
+    extra = jdl.copy(without=_KNOWN)  # the user's other attributes, verbatim
     return JobDescription(
         owner=owner,
         owner_group=owner_group,
@@ -409,7 +406,7 @@ def describe_job(
         gpu_model=gpu_model,
         whole_node=jdl.get_bool("WholeNode", False),
         execution_environment=_environment(jdl),
-        extra=extra.copy(),
+        extra=extra,
     )
 
 
@@ -426,25 +423,27 @@ def processed_jdl(desc: JobDescription, job_id: int) -> JDL:
     >>> jdl["JobID"], jdl["Owner"], jdl["JobRequirements"]["CPUTime"], "OwnerDN" in jdl
     (5, 'u', 86400, False)
     """
-    jdl = JDL()
-    for name, value in desc.extra.items():
-        jdl[name] = value
-    jdl["JobID"] = int(job_id)
-    jdl["Owner"] = desc.owner
-    jdl["OwnerGroup"] = desc.owner_group
-    jdl["VirtualOrganization"] = desc.vo
-    jdl["Executable"] = desc.executable
+    # built from checked parts (the description's fields are typed, its extra attributes
+    # were checked when read): no per-attribute validation, the same record as assigning
+    # them one by one
+    pairs: list[tuple[str, JDLValue]] = list(desc.extra.copy().items())
+    add = pairs.append
+    add(("JobID", int(job_id)))
+    add(("Owner", desc.owner))
+    add(("OwnerGroup", desc.owner_group))
+    add(("VirtualOrganization", desc.vo))
+    add(("Executable", desc.executable))
     if desc.arguments:
-        jdl["Arguments"] = desc.arguments
-    jdl["StdOutput"] = desc.std_output
-    jdl["StdError"] = desc.std_error
-    jdl["JobName"] = desc.job_name
+        add(("Arguments", desc.arguments))
+    add(("StdOutput", desc.std_output))
+    add(("StdError", desc.std_error))
+    add(("JobName", desc.job_name))
     if desc.job_group:
-        jdl["JobGroup"] = desc.job_group
-    jdl["JobType"] = desc.job_type
-    jdl["Priority"] = desc.priority
-    jdl["LogLevel"] = desc.log_level
-    jdl["CPUTime"] = desc.cpu_time
+        add(("JobGroup", desc.job_group))
+    add(("JobType", desc.job_type))
+    add(("Priority", desc.priority))
+    add(("LogLevel", desc.log_level))
+    add(("CPUTime", desc.cpu_time))
     lists: tuple[tuple[str, list[str]], ...] = (
         ("InputSandbox", desc.input_sandbox),
         ("OutputSandbox", desc.output_sandbox),
@@ -455,7 +454,7 @@ def processed_jdl(desc: JobDescription, job_id: int) -> JDL:
     )
     for name, items in lists:
         if items:
-            jdl[name] = list(items)
+            add((name, list(items)))
     for name, items in (
         ("OutputSE", desc.output_se),
         ("Site", desc.sites),
@@ -463,36 +462,33 @@ def processed_jdl(desc: JobDescription, job_id: int) -> JDL:
         ("Platform", desc.platforms),
     ):
         if items:
-            jdl[name] = _one_or_list(items)
+            add((name, _one_or_list(items)))
     if desc.output_path:
-        jdl["OutputPath"] = desc.output_path
-    processors = (
+        add(("OutputPath", desc.output_path))
+    numbers = (
         ("NumberOfProcessors", desc.number_of_processors),
         ("MinNumberOfProcessors", desc.min_number_of_processors),
         ("MaxNumberOfProcessors", desc.max_number_of_processors),
         ("MaxRAM", desc.max_ram),
+        ("MinRAM", desc.min_ram),
+        ("NumberOfGPUs", desc.number_of_gpus),
     )
-    for name, number in processors:
-        if number is not None:
-            jdl[name] = number
-    for name, number in (("MinRAM", desc.min_ram), ("NumberOfGPUs", desc.number_of_gpus)):
-        if number is not None:
-            jdl[name] = number
+    pairs += [(name, number) for name, number in numbers if number is not None]
     if desc.gpu_model:
-        jdl["GPUModel"] = desc.gpu_model
+        add(("GPUModel", desc.gpu_model))
     if desc.whole_node:
-        jdl["WholeNode"] = True
+        add(("WholeNode", True))
     if desc.execution_environment:
-        jdl["ExecutionEnvironment"] = [f"{k}={v}" for k, v in desc.execution_environment.items()]
-    fields: dict[str, JDLValue] = {
-        "Owner": desc.owner,
-        "OwnerGroup": desc.owner_group,
-        "VirtualOrganization": desc.vo,
-        "UserPriority": desc.priority,
-        "CPUTime": desc.cpu_time,
-        "JobTypes": [desc.job_type],
-    }
-    requirements = JDL(fields)
+        add(("ExecutionEnvironment",
+             [f"{k}={v}" for k, v in desc.execution_environment.items()]))
+    required: list[tuple[str, JDLValue]] = [
+        ("Owner", desc.owner),
+        ("OwnerGroup", desc.owner_group),
+        ("VirtualOrganization", desc.vo),
+        ("UserPriority", desc.priority),
+        ("CPUTime", desc.cpu_time),
+        ("JobTypes", [desc.job_type]),
+    ]
     for name, items in (
         ("Sites", desc.sites),
         ("BannedSites", desc.banned_sites),
@@ -501,12 +497,7 @@ def processed_jdl(desc: JobDescription, job_id: int) -> JDL:
         ("Tags", desc.requirement_tags),
     ):
         if items:
-            requirements[name] = list(items)
-    for name, number in processors:
-        if number is not None:
-            requirements[name] = number
-    for name, number in (("MinRAM", desc.min_ram), ("NumberOfGPUs", desc.number_of_gpus)):
-        if number is not None:
-            requirements[name] = number
-    jdl["JobRequirements"] = requirements
-    return jdl
+            required.append((name, list(items)))
+    required += [(name, number) for name, number in numbers if number is not None]
+    add(("JobRequirements", JDL._from_checked(required)))
+    return JDL._from_checked(pairs)

@@ -205,10 +205,9 @@ def submit_many(engine: Engine, jdls: Sequence[JDL], who: Submitter, limits: Job
         for jdl, desc in zip(jdls, descriptions, strict=True)
     ]
     with write_transaction(engine) as conn:
-        ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE)
-        jobs_db.set_jdls(conn, processed={
-            job_id: processed_jdl(desc, job_id).to_text()
-            for job_id, desc in zip(ids, descriptions, strict=True)})
+        ids = jobs_db.insert_jobs(  # the processed JDLs are stored with the originals
+            conn, new, now=now, source=SOURCE,
+            processed=lambda index, job_id: processed_jdl(descriptions[index], job_id).to_text())
         result = SubmitResult(job_ids=ids, parametric=False, input_sandboxes={
             job_id: [s for s in desc.input_sandbox if s.startswith("SB:")]
             for job_id, desc in zip(ids, descriptions, strict=True)

@@ -1,0 +1,83 @@
+"""``core.bulk.insert_rows`` on both databases: values, constants through their column types,
+big texts over several multi-row INSERTs, insert-ignore statements, str enums."""
+
+from __future__ import annotations
+
+import doctest
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from enum import StrEnum
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.engine import Engine
+
+from core import bulk
+from core.bulk import insert_rows
+from core.db import UTCDateTime, make_engine
+
+MD = sa.MetaData()
+T = sa.Table(
+    "bulk_t", MD,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(32), nullable=False),
+    sa.Column("text", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"),
+              nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default="New"),
+)
+AT = datetime(2026, 12, 3, 16, 30, 1, tzinfo=timezone.utc)  # DATETIME: whole seconds on MariaDB
+
+
+class Colour(StrEnum):
+    RED = "Red"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    MD.create_all(eng)
+    yield eng
+    eng.dispose()
+
+
+def test_doctest() -> None:
+    assert doctest.testmod(bulk).failed == 0
+
+
+def test_rows_constants_and_big_texts(engine: Engine) -> None:
+    # 2,500 rows of 3 KB: three executemany calls, several multi-row INSERTs on MariaDB
+    rows = [{"id": n, "name": Colour.RED if n % 2 else f"n{n}",
+             "text": None if n % 7 == 0 else f"{n}:" + "x" * 3000} for n in range(2500)]
+    with engine.begin() as conn:
+        assert insert_rows(conn, T, rows, constants={"at": AT}) == 2500
+    with engine.connect() as conn:
+        got = {r.id: r for r in conn.execute(sa.select(T))}
+    assert len(got) == 2500
+    for row in rows:
+        stored = got[row["id"]]
+        assert (stored.name, stored.text, stored.at, stored.state) == (
+            str(row["name"]), row["text"], AT, "New")
+        assert type(stored.name) is str
+
+
+def test_insert_ignore_statement_counts_new_rows(engine: Engine) -> None:
+    with engine.begin() as conn:
+        insert_rows(conn, T, [{"id": 1, "name": "old"}], constants={"at": AT})
+        stmt = sqlite.insert(T).on_conflict_do_nothing() if conn.dialect.name == "sqlite" \
+            else mysql.insert(T).prefix_with("IGNORE")
+        added = insert_rows(conn, T, [{"id": 1, "name": "new"}, {"id": 2, "name": "two"}],
+                            constants={"at": AT}, statement=stmt)
+    assert added == 1
+    with engine.connect() as conn:
+        assert dict(conn.execute(sa.select(T.c.id, T.c.name)).all()) == {1: "old", 2: "two"}
+
+
+def test_nothing_to_insert_and_a_failing_row(engine: Engine) -> None:
+    with engine.begin() as conn:
+        assert insert_rows(conn, T, []) == 0
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        insert_rows(conn, T, [{"id": 5, "name": None}], constants={"at": AT})
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(T)).scalar_one() == 0
