@@ -262,9 +262,9 @@ class GroupCommitSettings:
                            float(options.get("GroupCommitLingerMs", 2.0)))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"JobStateUpdate options: {exc}") from None
-        if settings.max_batch < 1 or not 0 <= settings.linger_ms <= 1000:
+        if settings.max_batch < 1 or not 0 <= settings.linger_ms <= 60_000:
             raise ConfigError("JobStateUpdate options: GroupCommitMaxBatch must be >= 1 and "
-                              "GroupCommitLingerMs within 0-1000")
+                              "GroupCommitLingerMs within 0-60000")
         return settings
 
 

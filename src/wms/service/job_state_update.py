@@ -24,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+from prometheus_client import Gauge, Histogram
 
 from core.db import utcnow
 from core.exceptions import (
@@ -44,6 +47,31 @@ from wms.logic.job_policy import job_ids_argument
 from wms.service.common import SYSTEM, engine_of, wire_time
 
 log = logging.getLogger("pilotwms.wms.state_update")
+
+
+class _QueueMetrics:
+    """Prometheus view of the queue: reports waiting (all processes summed), batches written
+    and their sizes."""
+
+    def __init__(self) -> None:
+        self.queued = Gauge("pilotwms_job_reports_queued",
+                            "Job reports (heartbeats, statuses, parameters) waiting to be "
+                            "written", multiprocess_mode="livesum")
+        self.batch_size = Histogram("pilotwms_job_report_batch_size",
+                                    "Job reports written per transaction",
+                                    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000))
+
+
+_metrics: _QueueMetrics | None = None
+_metrics_lock = threading.Lock()
+
+
+def _queue_metrics() -> _QueueMetrics:
+    global _metrics
+    with _metrics_lock:
+        if _metrics is None:
+            _metrics = _QueueMetrics()
+        return _metrics
 
 REPORTERS = ["GenericPilot", "NormalUser", "ProductionManagement", "JobAdministrator"]
 #: heartbeats in one ``sendHeartBeats`` call
@@ -84,9 +112,16 @@ class JobStateUpdateService(Service):
                 if self._stopped:
                     raise DatabaseUnavailableError(
                         "this server is stopping: nothing was changed, try again")
-                self._committer = reports.committer(
-                    engine_of(self.ctx), store=self._store(), settings=self.group_commit,
-                    name=f"{self.name}-reports")
+                engine, store = engine_of(self.ctx), self._store()
+                sizes = _queue_metrics().batch_size
+
+                def flush(items: Sequence[reports.Report]) -> list[Any]:
+                    sizes.observe(len(items))
+                    return reports.apply_reports(engine, items, store=store)
+
+                self._committer = GroupCommitter(
+                    flush, max_batch=self.group_commit.max_batch,
+                    linger=self.group_commit.linger_ms / 1000, name=f"{self.name}-reports")
             return self._committer
 
     def stop(self) -> None:
@@ -103,10 +138,14 @@ class JobStateUpdateService(Service):
             loop = asyncio.get_running_loop()
             return loop.run_in_executor(self.ctx.executor, self._write_one, report)
         try:
-            return asyncio.wrap_future(queue.submit(report))
+            future = queue.submit(report)
         except CommitterClosedError:
             raise DatabaseUnavailableError(
                 "this server is stopping: nothing was changed, try again") from None
+        queued = _queue_metrics().queued
+        queued.inc()
+        future.add_done_callback(lambda _: queued.dec())
+        return asyncio.wrap_future(future)
 
     def _write_one(self, report: reports.Report) -> Any:
         [result] = reports.apply_reports(engine_of(self.ctx), [report], store=self._store())
@@ -235,7 +274,9 @@ class JobStateUpdateService(Service):
             raise InvalidArgumentError("each heartbeat must be a dict with JobID, Dynamic "
                                        "and optionally Static and Token")
         job_id = _job(item["JobID"])
-        dynamic, static = item.get("Dynamic") or {}, item.get("Static") or {}
+        dynamic, static = item.get("Dynamic"), item.get("Static")
+        dynamic = {} if dynamic is None else dynamic
+        static = {} if static is None else static
         token = item.get("Token")
         if not isinstance(dynamic, dict) or not isinstance(static, dict) \
                 or not isinstance(token, str | None):

@@ -99,6 +99,14 @@ def row(engine: Engine, job: int) -> jobs_db.StatusRow:
         return jobs_db.status_of(conn, [job])[job]
 
 
+def times(engine: Engine, job: int, conn: Any) -> tuple[Any, ...]:
+    """(HeartBeatTime, StartExecTime, EndExecTime) of a job."""
+    table = jobs_db.jobs
+    return tuple(conn.execute(sa.select(table.c.heartbeat_time, table.c.start_exec_time,
+                                        table.c.end_exec_time)
+                              .where(table.c.job_id == job)).one())
+
+
 def history(engine: Engine, job: int) -> list[tuple[str, str, str, str]]:
     with engine.connect() as conn:
         return [(s, m, a, src) for s, m, a, _, src in jobs_db.logging_of(conn, job)]
@@ -206,9 +214,8 @@ def test_reports_of_one_job_keep_their_order_in_one_transaction(engine: Engine) 
     with engine.connect() as conn:
         assert jobs_db.parameters_of(conn, [job])[job] == {"HostName": "wn2",
                                                            "StandardOutput": "b"}
-        times = conn.execute(sa.text(f"SELECT start_exec_time, end_exec_time FROM jobs "  # noqa: S608
-                                     f"WHERE job_id = {int(job)}")).one()
-    assert times[0] is not None and times[1] is not None
+        _, started, ended = times(engine, job, conn)
+    assert started is not None and ended is not None
     # the same refusal without a job token: Done -> Running is not a transition
     [again] = reports.apply_reports(engine, [StatusReport(ALICE, job, "Running", "x")])
     assert isinstance(again, InvalidTransitionError)
@@ -289,9 +296,7 @@ def _state(engine: Engine, jobs: list[int]) -> list[Any]:
         for job in jobs:
             commands = conn.execute(sa.select(job_commands.c.command, job_commands.c.status)
                                     .where(job_commands.c.job_id == job)).all()
-            stamped = conn.execute(sa.text("SELECT heartbeat_time IS NOT NULL, start_exec_time "
-                                           "IS NOT NULL, end_exec_time IS NOT NULL FROM jobs "
-                                           f"WHERE job_id = {int(job)}")).one()  # noqa: S608
+            stamped = [t is not None for t in times(engine, job, conn)]
             out.append((rows[job].status, rows[job].minor_status,
                         rows[job].application_status, tuple(stamped),
                         history(engine, job), beats_of(engine, job), params.get(job),
