@@ -294,6 +294,66 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
     return lines
 
 
+def profile_server(calls: int, clients: int, base: Path) -> list[str]:
+    """Where a single ``sendHeartBeat`` spends the server's CPU: a one-process server in a
+    thread of this process (SQLite), its IOLoop thread under cProfile, driven by ``clients``
+    kept-alive connections from this process's main thread."""
+    import cProfile
+    import io
+    import pstats
+    import threading
+
+    from tests.support.servers import ThreadedServer
+
+    from bench.load_server import prepare
+    from core.security.tokens import TokenIssuer
+    from wms.service.job_state_update import JobStateUpdateService
+
+    config_path, config, _ = prepare(base, users=1, shares=(70, 30), processes=1,
+                                     database=f"sqlite:///{base / 'profile.db'}")
+    assert config.auth.signing is not None
+    token = TokenIssuer(config.auth.signing).issue("pilot", group="demo_pilot", vo="demo",
+                                                   lifetime=3600)
+    engine = make_engine(str(config.database))
+    ids = make_jobs(engine, 1000)
+    profiler = cProfile.Profile()
+    lines: list[str] = []
+    with ThreadedServer(config, [JobStateUpdateService]) as server:
+        assert server._loop is not None
+        loop = server._loop
+        started = threading.Event()
+        spent: dict[str, float] = {}
+
+        def enable() -> None:
+            spent["cpu0"] = time.thread_time()
+            profiler.enable()
+            started.set()
+
+        def disable() -> None:
+            profiler.disable()
+            spent["cpu"] = time.thread_time() - spent["cpu0"]
+            started.set()
+
+        per = max(1, calls // clients)
+        asyncio.run(_https(server.port, config.server.ca_dir or base, token, ids,
+                           clients=clients, seconds=1.0, bulk=1))  # connections warm
+        loop.call_soon_threadsafe(enable)
+        started.wait(10)
+        started.clear()
+        got = asyncio.run(_https(server.port, config.server.ca_dir or base, token, ids,
+                                 clients=clients, seconds=per / 200, bulk=1))
+        loop.call_soon_threadsafe(disable)
+        started.wait(10)
+    engine.dispose()
+    done = max(got["calls"], 1)
+    lines.append(f"  IOLoop thread CPU {spent['cpu'] / done * 1e3:.2f} ms per sendHeartBeat "
+                 f"({done} calls, profiler overhead included); top functions by own time:")
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
+    lines += ["    " + line for line in out.getvalue().splitlines() if line.strip()][4:]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
@@ -309,7 +369,13 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--bulk", type=int, default=100)
+    parser.add_argument("--profile", action="store_true",
+                        help="only: cProfile of the server's IOLoop thread under single calls")
     args = parser.parse_args()
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            print("\n".join(profile_server(3000, 8, Path(tmp))))
+        return
     print(f"heartbeats: load average {os.getloadavg()[0]:.1f} at start, "
           f"{os.cpu_count()} CPUs")
     with ExitStack() as stack:
