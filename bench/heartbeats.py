@@ -247,7 +247,8 @@ async def _https(port: int, ca_dir: Path, token: str, ids: list[int], *, clients
 
 
 def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, bulk: int,
-               jobs: int, base: Path, mariadb_pid: int | None) -> list[str]:
+               jobs: int, base: Path, mariadb_pid: int | None,
+               group_commit: bool = True) -> list[str]:
     from tests.support.mariadb import free_port, fresh_database
 
     from bench.load_server import prepare, proc_stat, serve, tree
@@ -260,6 +261,13 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
         assert config.auth.signing is not None
         token = TokenIssuer(config.auth.signing).issue("pilot", group="demo_pilot", vo="demo",
                                                        lifetime=3600)
+        if not group_commit:  # each report in its own transaction, as before the queue
+            import yaml
+
+            data = yaml.safe_load(config_path.read_text())
+            data["Systems"]["WorkloadManagement"]["Services"]["JobStateUpdate"] = {
+                "Options": {"GroupCommit": False}}
+            config_path.write_text(yaml.safe_dump(data))
         engine = make_engine(url)
         ids = make_jobs(engine, jobs)
         port = free_port()
@@ -316,7 +324,7 @@ def profile_server(calls: int, clients: int, base: Path) -> list[str]:
                                                    lifetime=3600)
     engine = make_engine(str(config.database))
     ids = make_jobs(engine, 1000)
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.thread_time)  # CPU of the IOLoop thread, not waits
     lines: list[str] = []
     with ThreadedServer(config, [JobStateUpdateService]) as server:
         assert server._loop is not None
@@ -369,6 +377,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--bulk", type=int, default=100)
+    parser.add_argument("--no-group-commit", action="store_true",
+                        help="over HTTPS: the server writes each report in its own transaction")
     parser.add_argument("--profile", action="store_true",
                         help="only: cProfile of the server's IOLoop thread under single calls")
     args = parser.parse_args()
@@ -408,10 +418,12 @@ def main() -> None:
             if not admin:
                 sys.exit("--https needs MariaDB")
             print(f"over HTTPS: pilotwms serve --processes {args.processes}, MariaDB, "
-                  f"{args.clients} kept-alive connections, {args.seconds:.0f} s each")
+                  f"{args.clients} kept-alive connections, {args.seconds:.0f} s each"
+                  + (", GroupCommit off" if args.no_group_commit else ""))
             for line in over_https(admin, processes=args.processes, clients=args.clients,
                                    seconds=args.seconds, bulk=args.bulk, jobs=args.jobs,
-                                   base=base / "https", mariadb_pid=pid):
+                                   base=base / "https", mariadb_pid=pid,
+                                   group_commit=not args.no_group_commit):
                 print(line, flush=True)
 
 

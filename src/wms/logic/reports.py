@@ -170,7 +170,9 @@ def _plan(batch: _Batch, index: int, report: Report) -> Any:
 
 @retry_conflicts()
 def _apply_batch(engine: Engine, reports: Sequence[Report], store: ParameterStore | None,
-                 now: datetime | None = None) -> list[Any]:
+                 now: datetime | None = None
+                 ) -> tuple[list[Any], list[tuple[int, int, str, str]]]:
+    """(results, parameters left for ``store``) of one transaction."""
     now = now or utcnow()
     results: list[Any] = []
     with write_transaction(engine) as conn:
@@ -194,14 +196,19 @@ def _apply_batch(engine: Engine, reports: Sequence[Report], store: ParameterStor
             commands = reports_db.take_commands_of(conn, batch.command_takers.values(), now)
             for index, job_id in batch.command_takers.items():
                 results[index] = commands.get(job_id, {})
-    if batch.parameters and store is not None:  # after the commit, as state_update does
-        values: dict[int, dict[str, str]] = {}
-        attempts: dict[int, int] = {}
-        for job_id, attempt, name, value in batch.parameters:
-            values.setdefault(job_id, {})[name] = value
-            attempts[job_id] = attempt
-        parameter_store.write(engine, store, values, attempts)
-    return results
+    return results, batch.parameters if store is not None else []
+
+
+def _write_store(engine: Engine, store: ParameterStore,
+                 parameters: Sequence[tuple[int, int, str, str]]) -> None:
+    """Parameters to the external store, after the commit (as state_update does); a store
+    that cannot be reached falls back to the table (:func:`parameter_store.write`)."""
+    values: dict[int, dict[str, str]] = {}
+    attempts: dict[int, int] = {}
+    for job_id, attempt, name, value in parameters:
+        values.setdefault(job_id, {})[name] = value
+        attempts[job_id] = attempt
+    parameter_store.write(engine, store, values, attempts)
 
 
 def _client_error(exc: Exception) -> Exception:
@@ -225,14 +232,27 @@ def apply_reports(engine: Engine, reports: Sequence[Report], *,
     if not reports:
         return []
     try:
-        return _apply_batch(engine, reports, store)
+        results, parameters = _apply_batch(engine, reports, store)
     except Exception as exc:  # noqa: BLE001 - given to the waiting requests, not raised
         error = _client_error(exc)
         if len(reports) == 1 or (isinstance(error, PilotWMSError) and error.http_status == 503):
             return [error] * len(reports)
         log.warning("a batch of %d reports failed (%s): retrying them one by one",
                     len(reports), str(exc).splitlines()[0][:200])
-    return [apply_reports(engine, [report], store=store)[0] for report in reports]
+        return [apply_reports(engine, [report], store=store)[0] for report in reports]
+    if parameters and store is not None:
+        try:
+            _write_store(engine, store, parameters)
+        except Exception as exc:  # noqa: BLE001 - committed: only the parameters failed
+            log.exception("writing %d parameters to the parameter store failed",
+                          len(parameters))
+            failed = {job_id for job_id, _, _, _ in parameters}
+            error = _client_error(exc)
+            results = [error if r.job_id in failed and not isinstance(result, Exception)
+                       and (isinstance(r, ParameterReport) or (isinstance(r, Heartbeat)
+                                                               and r.static)) else result
+                       for r, result in zip(reports, results, strict=True)]
+    return results
 
 
 @dataclass(frozen=True)
