@@ -56,7 +56,8 @@ class HeartbeatBatcher:
     """
 
     def __init__(self, rpc: RpcClient, window: float = 5.0) -> None:
-        self.rpc = rpc.with_options(retries=0, retry_for=0.0)  # a lost beat is not retried
+        self._rpc = rpc
+        self._beat_rpc: Optional[RpcClient] = None
         self.window = window
         self.supported = True
         #: calls sent and heartbeats they carried (for logs and tests)
@@ -97,7 +98,7 @@ class HeartbeatBatcher:
                                                  daemon=True)
                 self._sender.start()
             self._cond.notify_all()
-        if not beat.done.wait(self.window + self.rpc.timeout + 30):
+        if not beat.done.wait(self.window + self._rpc.timeout + 30):
             raise RpcError(f"heartbeat of job {job_id} not sent in time")
         if beat.unsupported:
             return _commands(single())
@@ -135,7 +136,9 @@ class HeartbeatBatcher:
         try:
             self.calls += 1
             self.sent += len(batch)
-            value = self.rpc.call(STATE, "sendHeartBeats", [b.item for b in batch])
+            if self._beat_rpc is None:  # a lost beat is not retried: the next one comes
+                self._beat_rpc = self._rpc.with_options(retries=0, retry_for=0.0)
+            value = self._beat_rpc.call(STATE, "sendHeartBeats", [b.item for b in batch])
             successful = value.get("Successful") or {}
             failed = value.get("Failed") or {}
             for beat in batch:
