@@ -39,6 +39,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -91,22 +92,32 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} cannot be sent over the wire")
 
 
+#: DIRAC's datetime text and its variant with microseconds, ASCII digits only
+_DT_TEXT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?").fullmatch
+_from_iso = datetime.fromisoformat
+
+
 def _hook(obj: dict[str, Any]) -> Any:
     kind = obj.get(_MARK)
     if kind is None:
         return obj
     value = obj.get("obj")
+    if kind == "dt" and type(value) is str and _DT_TEXT(value) is not None:
+        # the hot case (a page of 10,000 records carries 10,000s): one C call, which checks
+        # the ranges and gives an aware datetime whose tzinfo is timezone.utc itself (4x
+        # cheaper than fromisoformat + replace, 10x cheaper than strptime)
+        try:
+            return _from_iso(value + "+00:00")
+        except ValueError as exc:
+            raise BadRequestError(f"Bad JEncode {kind!r} value {value!r}: {exc}") from exc
     if not isinstance(value, str):
         raise BadRequestError(f"JEncode marker {kind!r} without a string 'obj'")
     try:
         if kind == "dt":
-            # DIRAC sends "%Y-%m-%d %H:%M:%S"; older clients may add microseconds.
-            # fromisoformat (C) is ~10x faster than strptime; the length check keeps it to
-            # those two forms ("YYYY-mm-dd HH:MM:SS[.ffffff]"), nothing else ISO allows
-            if (len(value) not in (19, 26) or value[4] + value[7] + value[10] + value[13]
-                    + value[16] != "-- ::" or value[19:20] not in ("", ".")):
-                raise ValueError("not YYYY-mm-dd HH:MM:SS[.ffffff]")
-            return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+            # DIRAC sends "%Y-%m-%d %H:%M:%S"; older clients may add microseconds; nothing
+            # else ISO allows
+            raise ValueError("not YYYY-mm-dd HH:MM:SS[.ffffff]")
         if kind == "date":
             return datetime.strptime(value, DATE_FORMAT).replace(tzinfo=timezone.utc).date()
         if kind == "b64":
@@ -116,9 +127,43 @@ def _hook(obj: dict[str, Any]) -> Any:
     raise BadRequestError(f"Unknown JEncode marker {kind!r}")
 
 
+#: the encoder every call shares (``json.dumps`` with arguments builds a new one each time)
+_ENCODER = json.JSONEncoder(default=_default, separators=(", ", ": "))
+
+
 def encode(obj: Any) -> str:
     """Serialise ``obj`` to JEncode text. Raises ``TypeError`` for types the wire cannot carry."""
-    return json.dumps(obj, default=_default, separators=(", ", ": "))
+    return _ENCODER.encode(obj)
+
+
+def datetime_marker(text: str) -> dict[str, str]:
+    """A UTC datetime already in wire form (``text`` is ``YYYY-mm-dd HH:MM:SS``): encoded to
+    the very bytes :func:`encode` writes for the datetime, with no per-value callback.
+
+    >>> encode(datetime_marker("2026-01-02 03:04:05"))
+    '{"__dCls": "dt", "obj": "2026-01-02 03:04:05"}'
+    """
+    return {_MARK: "dt", "obj": text}
+
+
+def mark_datetimes(rows: Sequence[Sequence[Any]], positions: Sequence[int]
+                   ) -> list[tuple[Any, ...]]:
+    """``rows`` as tuples, the values at ``positions`` (UTC datetime texts
+    ``YYYY-mm-dd HH:MM:SS``, as the database formats them, or None) turned into
+    :func:`datetime_marker` s. Long lists of records encode fastest this way: the C encoder
+    meets only its own types (the texts are not checked: give what the database wrote).
+
+    >>> encode(mark_datetimes([(1, "2026-01-02 03:04:05"), (2, None)], [1]))
+    '[[1, {"__dCls": "dt", "obj": "2026-01-02 03:04:05"}], [2, null]]'
+    """
+    if not rows:
+        return []
+    if not positions:
+        return [tuple(row) for row in rows]
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    for i in positions:  # one comprehension per column: no per-row Python frame
+        columns[i] = [None if v is None else {_MARK: "dt", "obj": v} for v in columns[i]]
+    return list(zip(*columns, strict=True))
 
 
 def _int_error(value: int, bits: int) -> BadRequestError:

@@ -91,9 +91,7 @@ def _main(argv: Sequence[str]) -> int:
         if not jobs:
             found = _search(wms, opts, statuses, fields)
             if found is not None:
-                rows = [[job, *(summary.get(f) for f in fields)]
-                        for job, summary in found.items()]
-                print(format_table(rows, headers, opts.fmt.lower(), sort="JobID"))
+                print(format_table(found, headers, opts.fmt.lower(), sort="JobID"))
                 return 0
             owner = opts.user
             if owner is None:
@@ -121,9 +119,10 @@ def _main(argv: Sequence[str]) -> int:
 
 
 def _search(wms: WMSClient, opts: argparse.Namespace, statuses: list[str] | None,
-            fields: list[str]) -> dict[int, dict[str, Any]] | None:
-    """The listing in as few calls as possible (the paged search, only the shown columns);
-    None when a field is not a job attribute the search knows (then summaries are used)."""
+            fields: list[str]) -> list[list[Any]] | None:
+    """The listing's rows (JobID, then ``fields``) in as few calls as possible (the paged
+    search, only the shown columns); None when a field is not a job attribute the search
+    knows (then summaries are used)."""
     owner = opts.user
     if owner is None:
         owner = str(wms.whoami().get("username") or "")
@@ -142,10 +141,9 @@ def _search(wms: WMSClient, opts: argparse.Namespace, statuses: list[str] | None
     if opts.job_name:
         filters.append(("JobName", "eq", opts.job_name))
     try:
-        records = wms.search(filters, ["JobID", *fields])
+        return wms.search_rows(filters, ["JobID", *fields])
     except InvalidArgumentError:
         return None
-    return {int(r["JobID"]): r for r in records}
 
 
 if __name__ == "__main__":
