@@ -109,7 +109,7 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
         {**params, "p_limit": limit, "p_offset": offset})
     if datetimes_as_text:
         if _plain_rows(conn.dialect, tuple(columns)):
-            rows: list[Any] = result.cursor.fetchall()  # the driver's tuples: no conversion
+            rows = list(result.cursor.fetchall())  # the driver's tuples: no conversion
             result.close()
             return total, rows
         return total, [tuple(row) for row in result.all()]
