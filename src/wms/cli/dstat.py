@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -78,6 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str]) -> int:
+    # a listing of 100,000 jobs builds 100,000s of lists and no reference cycle: the cyclic
+    # collector's passes over them cost a quarter of the command's CPU time, for nothing
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _dstat(argv)
+    finally:
+        if enabled:  # as it was (the command may run inside a longer-lived process)
+            gc.enable()
+
+
+def _dstat(argv: Sequence[str]) -> int:
     opts = parser().parse_args(argv)
     if opts.summary:
         return print_summary(opts.summary, opts.fmt.lower())
