@@ -131,9 +131,7 @@ class WorkflowTaskAgent(_TaskAgent):
 
         def check(wanted: dict[int, list[str]]) -> dict[int, InputDataVerdict]:
             with self.engine("DataManagement").connect() as conn:
-                lfns = cat_db.lfns_of(conn, ids)
-                found = cat_db.get_replicas(conn, ids, all_status=False)
-            replicas = {lfn: list(found.get(f, {})) for f, lfn in lfns.items()}
+                replicas = cat_db.good_replica_ses(conn, ids)
             return input_data.decide(wanted, replicas=replicas, se_sites=se_sites)
         return check
 

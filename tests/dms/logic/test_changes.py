@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from core.db import init_schema, make_engine
 from dms.db import changes
-from dms.db.catalog import lfns_of
+from dms.db.catalog import get_replicas, good_replica_ses, lfns_of
 from dms.db.schema import DMS_SCHEMA
 from dms.logic import metadata, namespace
 from dms.logic.rights import CatalogSettings, Requester
@@ -80,3 +80,26 @@ def test_a_catalog_of_version_0_gains_the_journal_on_upgrade(tmp_path: object) -
     with engine.connect() as conn:
         assert sa.inspect(conn).has_table("fc_changes")
     engine.dispose()
+
+
+def test_good_replica_ses_is_the_lfn_and_replica_reads_joined(engine: Engine) -> None:
+    """The transformation's input-data check reads LFNs and good replicas in one joined
+    query: same answer as the two reads it replaced, on edge cases (no replica, a replica
+    not AprioriGood, several SEs, unknown IDs, more IDs than one chunk)."""
+    lfns = {f"{H}/g/f{i}": {"Size": 1, "SE": "A", "GUID": f"gg{i}"} for i in range(1203)}
+    assert not namespace.add_files(engine, CFG, ALICE, lfns).failed
+    namespace.add_replicas(engine, ALICE, {f"{H}/g/f0": {"SE": "B"}, f"{H}/g/f1": {"SE": "B"}})
+    assert not namespace.set_replica_status(
+        engine, ALICE, {f"{H}/g/f1": {"SE": "A", "Status": "Problematic"}}).failed
+    namespace.remove_replicas(engine, ALICE, {f"{H}/g/f2": {"SE": "A"}})
+    with engine.connect() as conn:
+        ids = list(lfns_of(conn, range(1, 1300)))
+        got = good_replica_ses(conn, [*ids, ids[0], 999_999])
+        by_id = get_replicas(conn, ids, all_status=False)
+        before = {lfn: sorted(by_id.get(f, {})) for f, lfn in lfns_of(conn, ids).items()}
+    assert {lfn: sorted(ses) for lfn, ses in got.items()} == before
+    assert len(got) == 1203
+    assert sorted(got[f"{H}/g/f0"]) == ["A", "B"]
+    assert got[f"{H}/g/f1"] == ["B"]  # the Problematic replica at A is not good
+    assert got[f"{H}/g/f2"] == []  # no replica left: present, with no SE
+    assert got[f"{H}/g/f3"] == ["A"]
