@@ -247,9 +247,11 @@ class WMSClient:
                 for row in self.search_rows(filters, columns, per_page=per_page)]
 
     def search_rows(self, filters: Sequence[tuple[str, str, Any]], columns: Sequence[str], *,
-                    per_page: int = 10_000) -> list[list[Any]]:
+                    per_page: int = 10_000, datetimes_as_text: bool = False
+                    ) -> list[list[Any]]:
         """:meth:`search`'s jobs as rows of values in ``columns`` order, as they arrive (no
-        record built per job: what a table of 100,000 jobs wants)."""
+        record built per job: what a table of 100,000 jobs wants); ``datetimes_as_text``
+        gives datetimes as their UTC text ``YYYY-mm-dd HH:MM:SS``, as tables show them."""
         search = [{"parameter": name, "operator": op, "value": value}
                   for name, op, value in filters]
         added = "JobID" not in columns
@@ -261,7 +263,7 @@ class WMSClient:
         while True:
             reply = monitoring.call("search", wanted, search + after,
                                     [{"parameter": "JobID", "direction": "asc"}], 1, per_page,
-                                    False, True)
+                                    False, True, datetimes_as_text=datetimes_as_text)
             page = reply["Records"]
             rows.extend([row[1:] for row in page] if added else page)
             if len(page) < per_page:

@@ -127,6 +127,20 @@ def _hook(obj: dict[str, Any]) -> Any:
     raise BadRequestError(f"Unknown JEncode marker {kind!r}")
 
 
+def _hook_text(obj: dict[str, Any]) -> Any:
+    """:func:`_hook`, but a ``dt`` marker gives its text, to the second (``YYYY-mm-dd
+    HH:MM:SS``, UTC): what a table shows, without a datetime made to be formatted back."""
+    if obj.get(_MARK) == "dt":
+        value = obj.get("obj")
+        if type(value) is str and _DT_TEXT(value) is not None:
+            try:
+                _from_iso(value)  # the ranges are checked as they are for a datetime
+            except ValueError as exc:
+                raise BadRequestError(f"Bad JEncode 'dt' value {value!r}: {exc}") from exc
+            return value[:19]
+    return _hook(obj)
+
+
 #: the encoder every call shares (``json.dumps`` with arguments builds a new one each time)
 _ENCODER = json.JSONEncoder(default=_default, separators=(", ", ": "))
 
@@ -238,9 +252,15 @@ def _check_shape(value: Any, limits: Limits) -> None:
         raise BadRequestError(f"data holds {items} values, more than {limits.max_items}")
 
 
-def decode(text: str | bytes, limits: Limits = REPLY_LIMITS) -> Any:
+def decode(text: str | bytes, limits: Limits = REPLY_LIMITS, *,
+           datetimes_as_text: bool = False) -> Any:
     """Parse JEncode text within ``limits``; bad JSON, bad markers and data beyond the limits
-    raise :class:`~core.exceptions.BadRequestError`."""
+    raise :class:`~core.exceptions.BadRequestError`. With ``datetimes_as_text``, datetimes
+    come as their UTC text to the second, ``YYYY-mm-dd HH:MM:SS`` (for display).
+
+    >>> decode('[{"__dCls": "dt", "obj": "2026-01-02 03:04:05.123456"}]', datetimes_as_text=True)
+    ['2026-01-02 03:04:05']
+    """
     if limits.max_items is not None and len(text) > limits.max_items:
         # every value after the first of a container follows a comma: refuse before parsing
         # what would need gigabytes of objects (commas inside strings count too: such a
@@ -253,7 +273,8 @@ def decode(text: str | bytes, limits: Limits = REPLY_LIMITS) -> Any:
         kwargs["parse_float"] = _parse_float
         kwargs["parse_constant"] = _refuse_constant
     try:
-        value = json.loads(text, object_hook=_hook, **kwargs)
+        value = json.loads(text, object_hook=_hook_text if datetimes_as_text else _hook,
+                           **kwargs)
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"Cannot decode JSON: {exc}") from exc
     except RecursionError:

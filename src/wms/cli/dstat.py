@@ -154,7 +154,8 @@ def _search(wms: WMSClient, opts: argparse.Namespace, statuses: list[str] | None
     if opts.job_name:
         filters.append(("JobName", "eq", opts.job_name))
     try:
-        return wms.search_rows(filters, ["JobID", *fields])
+        # datetimes kept as the text they travel as: the text the table shows
+        return wms.search_rows(filters, ["JobID", *fields], datetimes_as_text=True)
     except InvalidArgumentError:
         return None
 

@@ -133,3 +133,25 @@ def test_datetime_fast_decode_agrees_with_the_general_parser(text: str) -> None:
 def test_datetime_fast_decode_refuses_what_is_not_dirac_s(text: str) -> None:
     with pytest.raises(BadRequestError):
         decode(json.dumps({"__dCls": "dt", "obj": text}))
+
+
+@pytest.mark.parametrize("text", [
+    "2026-01-02 03:04:05", "2026-01-02 03:04:05.123456", "0001-01-01 00:00:00",
+    "9999-12-31 23:59:59.999999"])
+def test_datetimes_as_text_are_the_text_of_the_decoded_datetime(text: str) -> None:
+    """What a table shows: the decoded datetime, formatted as the CLI formats it."""
+    wire = json.dumps([{"__dCls": "dt", "obj": text}, {"a": [{"__dCls": "b64", "obj": "AA=="}]}])
+    [shown, other] = decode(wire, datetimes_as_text=True)
+    [value, other_general] = decode(wire)
+    assert shown == value.isoformat(" ", "seconds")[:19]
+    assert other == other_general == {"a": [b"\x00"]}
+
+
+@pytest.mark.parametrize("text", [
+    "2026-02-30 00:00:00", "2026-01-02 03:04:05Z", "2026-01-02T03:04:05", "", "x" * 19])
+def test_datetimes_as_text_refuse_what_the_general_path_refuses(text: str) -> None:
+    wire = json.dumps({"__dCls": "dt", "obj": text})
+    with pytest.raises(BadRequestError):
+        decode(wire)
+    with pytest.raises(BadRequestError):
+        decode(wire, datetimes_as_text=True)
