@@ -70,13 +70,18 @@ class MariaDBServer:
     def _launch(self, mariadbd: str, user: str) -> None:
         """Start ``mariadbd`` on the existing datadir and wait until it answers."""
         log = open(self.base / "stdout.log", "ab")  # noqa: SIM115 - kept for the process life
+        # a private tmpdir: implicit temporary tables (multi-table UPDATEs, sorts) live there,
+        # and a shared /tmp is cleaned by others (a bench once failed with "Error on delete
+        # of '/tmp/#sql-update-...MAI'")
+        (self.base / "tmp").mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
             [mariadbd, "--no-defaults", f"--user={user}", f"--datadir={self.base / 'data'}",
              "--bind-address=127.0.0.1", f"--port={self.port}", f"--socket={self.socket}",
              f"--pid-file={self.base / 'mariadbd.pid'}",
              f"--log-error={self.base / 'error.log'}", "--skip-name-resolve",
              f"--innodb-buffer-pool-size={self.buffer_pool}", "--max-connections=500",
-             "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin"],
+             "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin",
+             f"--tmpdir={self.base / 'tmp'}"],
             stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60

@@ -35,7 +35,7 @@ import ssl
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -393,19 +393,65 @@ def build_application(ctx: ServerContext,
                                    compress_response=True, log_function=instrument.log_request)
 
 
+@dataclasses.dataclass
+class _TaskFailures:
+    """A background task's run of failures: logged in full once, then briefly."""
+
+    count: int = 0
+    last_error: str = ""
+    last_logged: float = 0.0
+
+
+#: seconds between the one-line reminders of a background task that keeps failing the same way
+FAILURE_REMINDER = 600.0
+
+
+def _failed(name: str, exc: Exception, state: _TaskFailures) -> None:
+    """Log a failed background run: with its traceback the first time or when the error
+    changes, then one line every :data:`FAILURE_REMINDER` seconds (a database that is down
+    would otherwise print a traceback per service every few seconds)."""
+    error = f"{type(exc).__name__}: {exc}"
+    state.count += 1
+    now = time.monotonic()
+    if error != state.last_error:
+        state.last_error, state.last_logged = error, now
+        log.error("background task of %s failed", name, exc_info=exc)
+    elif now - state.last_logged >= FAILURE_REMINDER:
+        state.last_logged = now
+        log.error("background task of %s still failing (%d times in a row): %s", name,
+                  state.count, error.splitlines()[0][:300])
+
+
+def _succeeded(name: str, state: _TaskFailures) -> None:
+    if state.count:
+        log.warning("background task of %s works again after %d failed runs", name,
+                    state.count)
+        state.count, state.last_error = 0, ""
+
+
+def _ticker(ctx: ServerContext, loop: asyncio.AbstractEventLoop, task: Callable[[], object],
+            name: str) -> Callable[[], Awaitable[None]]:
+    """One periodic run of ``task`` in the thread pool; a failing run is logged only."""
+    state = _TaskFailures()
+
+    async def tick() -> None:
+        try:
+            await loop.run_in_executor(ctx.executor, task)
+        except Exception as exc:  # noqa: BLE001 - a sweep must never stop the server
+            _failed(name, exc, state)
+        else:
+            _succeeded(name, state)
+    return tick
+
+
 def _start_background_tasks(ctx: ServerContext, services: Iterable[Service]) -> None:
     """Run each service's periodic tasks in the thread pool; a failing run is logged only."""
     loop = asyncio.get_running_loop()
 
     for service in services:
         for period, task in service.background_tasks():
-            async def tick(task: Any = task, name: str = service.path()) -> None:
-                try:
-                    await loop.run_in_executor(ctx.executor, task)
-                except Exception:  # noqa: BLE001 - a sweep must never stop the server
-                    log.exception("background task of %s failed", name)
-
-            callback = PeriodicCallback(tick, period * 1000, jitter=0.1)
+            callback = PeriodicCallback(_ticker(ctx, loop, task, service.path()),
+                                        period * 1000, jitter=0.1)
             callback.start()
             ctx.background.append(callback)
         for task in service.startup_tasks():
