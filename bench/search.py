@@ -11,12 +11,14 @@ owners, then times the monitoring service's ``search`` for the queries a job mon
 * over HTTPS (``pilotwms serve``, one client on a kept-alive connection, JEncode both ways).
 
 Each query is a page of 100 with its total, sorted by JobID descending unless said otherwise;
-``--page-size 10000`` times the large page. Prints p50/p99 in milliseconds per query.
+``--page-size 10000`` times the large page, ``--as-lists`` records as lists of values (what
+``dstat`` asks for) instead of DIRAC's dicts. Prints p50/p99 in milliseconds per query.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import subprocess
@@ -108,25 +110,28 @@ def measure(label: str, fn: Callable[[], Any], calls: int) -> None:
     print(f"  {label:24s} {percentiles(samples)}", flush=True)
 
 
-def in_process(config_path: Path, calls: int, per_page: int) -> None:
+def in_process(config_path: Path, calls: int, per_page: int, as_lists: bool = False) -> None:
     from core.rpc.context import ServerContext
     from wms.service.job_monitoring import JobMonitoringService
 
     config = load_config(config_path)
     service = JobMonitoringService(ServerContext(config))
+    gc.collect()  # as `pilotwms serve` does once started (core.rpc.runner)
+    gc.freeze()
     ident = Identity(auth_method="x509", username="alice", group="demo_user",
                      properties=frozenset({"NormalUser"}), valid_dn=True, valid_group=True)
     call = Call(identity=ident, request_id="bench")
     columns = ["JobID", "Status", "MinorStatus", "Site", "JobName", "LastUpdateTime"]
-    print(f"in-process (server time, reply encoded), page of {per_page}:")
+    shape = " (records as lists)" if as_lists else ""
+    print(f"in-process (server time, reply encoded), page of {per_page}{shape}:")
     for label, (search, sort) in QUERIES.items():
         def run(search: Any = search, sort: Any = sort) -> Any:
-            reply = service.search(call, columns, search, sort, 1, per_page)
+            reply = service.search(call, columns, search, sort, 1, per_page, True, as_lists)
             return encode({"OK": True, "Value": reply})
         measure(label, run, calls)
 
 
-def over_https(inst: Path, calls: int, per_page: int) -> None:
+def over_https(inst: Path, calls: int, per_page: int, as_lists: bool = False) -> None:
     from core.client_config import load_client_config, make_client
 
     server = subprocess.Popen(
@@ -142,11 +147,13 @@ def over_https(inst: Path, calls: int, per_page: int) -> None:
         settings = load_client_config(inst / "client.yaml", session=False)
         client = make_client("WorkloadManagement/JobMonitoring", settings)
         columns = ["JobID", "Status", "MinorStatus", "Site", "JobName", "LastUpdateTime"]
-        print(f"over HTTPS (one client, keep-alive), page of {per_page}:")
+        shape = " (records as lists)" if as_lists else ""
+        print(f"over HTTPS (one client, keep-alive), page of {per_page}{shape}:")
         measure("ping", lambda: client.call("ping"), calls)
         for label, (search, sort) in QUERIES.items():
             def run(search: Any = search, sort: Any = sort) -> Any:
-                return client.call("search", columns, search, sort, 1, per_page)
+                return client.call("search", columns, search, sort, 1, per_page, True,
+                                   as_lists)
             measure(label, run, calls)
     finally:
         server.terminate()
@@ -161,6 +168,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument("--no-https", action="store_true")
+    parser.add_argument("--as-lists", action="store_true",
+                        help="records as lists of values (dstat's shape) instead of dicts")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         inst = Path(tmp) / "inst"
@@ -180,9 +189,9 @@ def main() -> None:
         fill(config["Database"], args.jobs)
         print(f"filled {args.jobs} jobs of alice (+{args.jobs} of 9 others) on {args.db} "
               f"in {time.perf_counter() - t0:.1f} s; load avg {os.getloadavg()[0]:.1f}")
-        in_process(inst / "config.yaml", args.calls, args.page_size)
+        in_process(inst / "config.yaml", args.calls, args.page_size, args.as_lists)
         if not args.no_https:
-            over_https(inst, args.calls, args.page_size)
+            over_https(inst, args.calls, args.page_size, args.as_lists)
 
 
 if __name__ == "__main__":

@@ -242,24 +242,32 @@ class WMSClient:
         page of ``per_page`` at a time by keyset (each call asks for JobIDs above the last one
         received, so a late page costs what the first does and needs no total), records
         travelling as lists of values."""
+        names = list(columns)
+        return [dict(zip(names, row, strict=True))
+                for row in self.search_rows(filters, columns, per_page=per_page)]
+
+    def search_rows(self, filters: Sequence[tuple[str, str, Any]], columns: Sequence[str], *,
+                    per_page: int = 10_000, datetimes_as_text: bool = False
+                    ) -> list[list[Any]]:
+        """:meth:`search`'s jobs as rows of values in ``columns`` order, as they arrive (no
+        record built per job: what a table of 100,000 jobs wants); ``datetimes_as_text``
+        gives datetimes as their UTC text ``YYYY-mm-dd HH:MM:SS``, as tables show them."""
         search = [{"parameter": name, "operator": op, "value": value}
                   for name, op, value in filters]
-        wanted = list(columns) if "JobID" in columns else ["JobID", *columns]
+        added = "JobID" not in columns
+        wanted = ["JobID", *columns] if added else list(columns)
         position = wanted.index("JobID")
-        keep = [i for i, name in enumerate(wanted) if name in columns]
-        names = [wanted[i] for i in keep]
         monitoring = self.rpc("JobMonitoring")
-        records: list[dict[str, Any]] = []
+        rows: list[list[Any]] = []
         after: list[dict[str, Any]] = []
         while True:
             reply = monitoring.call("search", wanted, search + after,
                                     [{"parameter": "JobID", "direction": "asc"}], 1, per_page,
-                                    False, True)
+                                    False, True, datetimes_as_text=datetimes_as_text)
             page = reply["Records"]
-            records.extend({n: row[i] for n, i in zip(names, keep, strict=True)}
-                           for row in page)
+            rows.extend([row[1:] for row in page] if added else page)
             if len(page) < per_page:
-                return records
+                return rows
             after = [{"parameter": "JobID", "operator": "gt", "value": page[-1][position]}]
 
     def _per_job(self, method: str, ids: JobIDs) -> dict[int, Any]:

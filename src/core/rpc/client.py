@@ -209,11 +209,13 @@ class RPCClient:
         raise ServiceUnavailableError(f"{self.service}.{method}: no server answered: "
                                  + "; ".join(errors))
 
-    def envelope(self, method: str, *args: Any) -> dict[str, Any]:
-        """The decoded reply dict as DIRAC returns it (errors are not raised)."""
+    def envelope(self, method: str, *args: Any, datetimes_as_text: bool = False
+                 ) -> dict[str, Any]:
+        """The decoded reply dict as DIRAC returns it (errors are not raised); with
+        ``datetimes_as_text``, datetimes as their UTC text (``jencode.decode``)."""
         response = self._post(method, args, raw=False)
         try:
-            reply = decode(response.content)
+            reply = decode(response.content, datetimes_as_text=datetimes_as_text)
         except PilotWMSError:
             reply = None
         if not isinstance(reply, dict) or "OK" not in reply:
@@ -221,9 +223,10 @@ class RPCClient:
                     "Message": f"HTTP {response.status_code}: {response.text[:200]}"}
         return reply
 
-    def call(self, method: str, *args: Any) -> Any:
-        """The ``Value`` of the reply; an error reply raises its exception class."""
-        reply = self.envelope(method, *args)
+    def call(self, method: str, *args: Any, datetimes_as_text: bool = False) -> Any:
+        """The ``Value`` of the reply; an error reply raises its exception class.
+        ``datetimes_as_text``: datetimes as their UTC text, for display."""
+        reply = self.envelope(method, *args, datetimes_as_text=datetimes_as_text)
         if not reply.get("OK"):
             raise error_from_reply(reply)
         return reply.get("Value")

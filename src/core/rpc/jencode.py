@@ -39,6 +39,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -91,22 +92,32 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} cannot be sent over the wire")
 
 
+#: DIRAC's datetime text and its variant with microseconds, ASCII digits only
+_DT_TEXT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?").fullmatch
+_from_iso = datetime.fromisoformat
+
+
 def _hook(obj: dict[str, Any]) -> Any:
     kind = obj.get(_MARK)
     if kind is None:
         return obj
     value = obj.get("obj")
+    if kind == "dt" and type(value) is str and _DT_TEXT(value) is not None:
+        # the hot case (a page of 10,000 records carries 10,000s): one C call, which checks
+        # the ranges and gives an aware datetime whose tzinfo is timezone.utc itself (4x
+        # cheaper than fromisoformat + replace, 10x cheaper than strptime)
+        try:
+            return _from_iso(value + "+00:00")
+        except ValueError as exc:
+            raise BadRequestError(f"Bad JEncode {kind!r} value {value!r}: {exc}") from exc
     if not isinstance(value, str):
         raise BadRequestError(f"JEncode marker {kind!r} without a string 'obj'")
     try:
         if kind == "dt":
-            # DIRAC sends "%Y-%m-%d %H:%M:%S"; older clients may add microseconds.
-            # fromisoformat (C) is ~10x faster than strptime; the length check keeps it to
-            # those two forms ("YYYY-mm-dd HH:MM:SS[.ffffff]"), nothing else ISO allows
-            if (len(value) not in (19, 26) or value[4] + value[7] + value[10] + value[13]
-                    + value[16] != "-- ::" or value[19:20] not in ("", ".")):
-                raise ValueError("not YYYY-mm-dd HH:MM:SS[.ffffff]")
-            return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+            # DIRAC sends "%Y-%m-%d %H:%M:%S"; older clients may add microseconds; nothing
+            # else ISO allows
+            raise ValueError("not YYYY-mm-dd HH:MM:SS[.ffffff]")
         if kind == "date":
             return datetime.strptime(value, DATE_FORMAT).replace(tzinfo=timezone.utc).date()
         if kind == "b64":
@@ -116,9 +127,57 @@ def _hook(obj: dict[str, Any]) -> Any:
     raise BadRequestError(f"Unknown JEncode marker {kind!r}")
 
 
+def _hook_text(obj: dict[str, Any]) -> Any:
+    """:func:`_hook`, but a ``dt`` marker gives its text, to the second (``YYYY-mm-dd
+    HH:MM:SS``, UTC): what a table shows, without a datetime made to be formatted back."""
+    if obj.get(_MARK) == "dt":
+        value = obj.get("obj")
+        if type(value) is str and _DT_TEXT(value) is not None:
+            try:
+                _from_iso(value)  # the ranges are checked as they are for a datetime
+            except ValueError as exc:
+                raise BadRequestError(f"Bad JEncode 'dt' value {value!r}: {exc}") from exc
+            return value[:19]
+    return _hook(obj)
+
+
+#: the encoder every call shares (``json.dumps`` with arguments builds a new one each time)
+_ENCODER = json.JSONEncoder(default=_default, separators=(", ", ": "))
+
+
 def encode(obj: Any) -> str:
     """Serialise ``obj`` to JEncode text. Raises ``TypeError`` for types the wire cannot carry."""
-    return json.dumps(obj, default=_default, separators=(", ", ": "))
+    return _ENCODER.encode(obj)
+
+
+def datetime_marker(text: str) -> dict[str, str]:
+    """A UTC datetime already in wire form (``text`` is ``YYYY-mm-dd HH:MM:SS``): encoded to
+    the very bytes :func:`encode` writes for the datetime, with no per-value callback.
+
+    >>> encode(datetime_marker("2026-01-02 03:04:05"))
+    '{"__dCls": "dt", "obj": "2026-01-02 03:04:05"}'
+    """
+    return {_MARK: "dt", "obj": text}
+
+
+def mark_datetimes(rows: Sequence[Sequence[Any]], positions: Sequence[int]
+                   ) -> list[tuple[Any, ...]]:
+    """``rows`` as tuples, the values at ``positions`` (UTC datetime texts
+    ``YYYY-mm-dd HH:MM:SS``, as the database formats them, or None) turned into
+    :func:`datetime_marker` s. Long lists of records encode fastest this way: the C encoder
+    meets only its own types (the texts are not checked: give what the database wrote).
+
+    >>> encode(mark_datetimes([(1, "2026-01-02 03:04:05"), (2, None)], [1]))
+    '[[1, {"__dCls": "dt", "obj": "2026-01-02 03:04:05"}], [2, null]]'
+    """
+    if not rows:
+        return []
+    if not positions:
+        return [tuple(row) for row in rows]
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    for i in positions:  # one comprehension per column: no per-row Python frame
+        columns[i] = [None if v is None else {_MARK: "dt", "obj": v} for v in columns[i]]
+    return list(zip(*columns, strict=True))
 
 
 def _int_error(value: int, bits: int) -> BadRequestError:
@@ -193,9 +252,15 @@ def _check_shape(value: Any, limits: Limits) -> None:
         raise BadRequestError(f"data holds {items} values, more than {limits.max_items}")
 
 
-def decode(text: str | bytes, limits: Limits = REPLY_LIMITS) -> Any:
+def decode(text: str | bytes, limits: Limits = REPLY_LIMITS, *,
+           datetimes_as_text: bool = False) -> Any:
     """Parse JEncode text within ``limits``; bad JSON, bad markers and data beyond the limits
-    raise :class:`~core.exceptions.BadRequestError`."""
+    raise :class:`~core.exceptions.BadRequestError`. With ``datetimes_as_text``, datetimes
+    come as their UTC text to the second, ``YYYY-mm-dd HH:MM:SS`` (for display).
+
+    >>> decode('[{"__dCls": "dt", "obj": "2026-01-02 03:04:05.123456"}]', datetimes_as_text=True)
+    ['2026-01-02 03:04:05']
+    """
     if limits.max_items is not None and len(text) > limits.max_items:
         # every value after the first of a container follows a comma: refuse before parsing
         # what would need gigabytes of objects (commas inside strings count too: such a
@@ -208,7 +273,8 @@ def decode(text: str | bytes, limits: Limits = REPLY_LIMITS) -> Any:
         kwargs["parse_float"] = _parse_float
         kwargs["parse_constant"] = _refuse_constant
     try:
-        value = json.loads(text, object_hook=_hook, **kwargs)
+        value = json.loads(text, object_hook=_hook_text if datetimes_as_text else _hook,
+                           **kwargs)
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"Cannot decode JSON: {exc}") from exc
     except RecursionError:

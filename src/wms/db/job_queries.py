@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.db import UTCDateTime
 from core.exceptions import InvalidArgumentError
 from wms.db import counters as job_counters
 from wms.db.filters import (
@@ -39,8 +40,8 @@ from wms.db.filters import (
 from wms.db.tables import JOB_ATTRIBUTES, jobs
 
 __all__ = ["OPERATORS", "Filter", "InvalidArgumentError", "Scope", "TOTAL_CAP", "attributes_of",
-           "column", "condition", "counters", "distinct", "job_id_scope", "owner_scope",
-           "search_jobs", "total_is_exact"]
+           "column", "condition", "counters", "datetime_positions", "distinct", "job_id_scope",
+           "owner_scope", "search_jobs", "total_is_exact"]
 
 #: totals the counters cannot give are counted up to this many (then reported as a lower bound)
 TOTAL_CAP = 10_000
@@ -70,7 +71,8 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
                 columns: Sequence[str] = ("JobID",),
                 sort: Sequence[tuple[str, str]] = (("JobID", "asc"),),
                 scope: Scope | None = None, limit: int | None = None, offset: int = 0,
-                with_total: bool = True, as_tuples: bool = False) -> tuple[int, list[Any]]:
+                with_total: bool = True, as_tuples: bool = False,
+                datetimes_as_text: bool = False) -> tuple[int, list[Any]]:
     """(total matching, one page of records) ordered by ``sort``: dictionaries, or tuples of
     values in ``columns`` order with ``as_tuples``.
 
@@ -79,6 +81,11 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
     :data:`TOTAL_CAP` + 1 rows; :func:`total_is_exact` tells which. Without ``with_total``
     it is -1 (keyset paging needs none). Statements are built once per shape of the query
     (attributes, operators, columns, order) and reused with new values.
+
+    ``datetimes_as_text`` (implies ``as_tuples``) is the fast path of large pages: the
+    database writes the datetimes as UTC text ``YYYY-mm-dd HH:MM:SS`` (the wire's form,
+    microseconds cut as the encoder cuts them; the positions are :func:`datetime_positions`)
+    and the rows come straight from the driver's cursor, no conversion per value.
     """
     shape, params = shape_of(filters)
     for _, direction in sort:
@@ -97,12 +104,50 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
     for name in columns:
         column(name)
     result = conn.execute(
-        _page(shape, scope_shape, tuple(columns), tuple(sort), limit is not None),
+        _page(shape, scope_shape, tuple(columns), tuple(sort), limit is not None,
+              datetimes_as_text),
         {**params, "p_limit": limit, "p_offset": offset})
+    if datetimes_as_text:
+        if _plain_rows(conn.dialect, tuple(columns)):
+            rows = list(result.cursor.fetchall())  # the driver's tuples: no conversion
+            result.close()
+            return total, rows
+        return total, [tuple(row) for row in result.all()]
     if as_tuples:
         return total, [tuple(row) for row in result.all()]
     names = list(result.keys())  # tuples zipped with the names: no RowMapping per row
     return total, [dict(zip(names, row, strict=True)) for row in result.all()]
+
+
+def datetime_positions(columns: Sequence[str]) -> list[int]:
+    """Positions of the datetime attributes among ``columns``."""
+    return [i for i, name in enumerate(columns) if _is_datetime(column(name))]
+
+
+def _is_datetime(col: sa.ColumnElement[Any]) -> bool:
+    return isinstance(col.type, UTCDateTime | sa.DateTime)
+
+
+def _selected(name: str, datetimes_as_text: bool) -> sa.ColumnElement[Any]:
+    col = column(name)
+    if datetimes_as_text and _is_datetime(col):
+        # SQLite keeps 'YYYY-mm-dd HH:MM:SS.ffffff', MariaDB's DATETIME casts to
+        # 'YYYY-mm-dd HH:MM:SS': the first 19 characters are the wire's text, both naive UTC
+        return sa.func.substr(sa.cast(col, sa.String), 1, 19).label(name)
+    return col.label(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_rows(dialect: sa.Dialect, columns: tuple[str, ...]) -> bool:
+    """True when the driver's values need no conversion for these columns (datetimes read
+    as text): SQLAlchemy would process none of them."""
+    for name in columns:
+        col = column(name)
+        if _is_datetime(col):
+            continue
+        if col.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
+            return False
+    return True
 
 
 def total_is_exact(total: int, filters: Sequence[Filter], scope: Scope | None) -> bool:
@@ -118,8 +163,10 @@ def _where(shape: Shape, scope_shape: tuple[bool, bool, bool] | None
 
 @functools.lru_cache(maxsize=512)
 def _page(shape: Shape, scope_shape: tuple[bool, bool, bool] | None, columns: tuple[str, ...],
-          sort: tuple[tuple[str, str], ...], paged: bool) -> sa.Select[Any]:
-    query = sa.select(*[column(c).label(c) for c in columns]).where(_where(shape, scope_shape))
+          sort: tuple[tuple[str, str], ...], paged: bool, datetimes_as_text: bool = False
+          ) -> sa.Select[Any]:
+    query = (sa.select(*[_selected(c, datetimes_as_text) for c in columns])
+             .where(_where(shape, scope_shape)))
     for name, direction in sort:
         col = column(name)
         query = query.order_by(col.asc() if direction == "asc" else col.desc())
