@@ -419,3 +419,15 @@ def test_the_journal_waits_at_a_fresh_gap_and_reconciliation_catches_the_rest(li
     assert inputs.reconcile(lite.engine, lite.catalog, tid) == (0, 0)
     assert "Reconciliation: 3 files attached" in [
         r["Message"] for r in logic.logging(lite.engine, tid, "demo")]
+
+
+def test_selections_take_values_or_lists_of_values_only(lite: World) -> None:
+    """The fuzzer's ``getTransformationWithStatus([[[]]])`` was an HTTP 500 (a list reached
+    the SQL driver): any selection value must be a scalar or a list of scalars."""
+    lite.field("kind", "string")
+    tid = create(lite, reco())
+    assert [t["TransformationID"] for t in logic.listing(
+        lite.engine, "demo", {"Status": ["New", "Active"], "TransformationID": tid})] == [tid]
+    for bad in ([[]], [{"a": 1}], {"a": 1}, [["New"]]):
+        with pytest.raises(InvalidArgumentError, match="'Status': a value or a list of values"):
+            logic.listing(lite.engine, "demo", {"Status": bad})

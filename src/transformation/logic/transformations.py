@@ -140,8 +140,14 @@ def conditions(cond: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Any]
             raise InvalidArgumentError(f"unknown selection key {key!r} "
                                        f"(one of {', '.join(sorted(columns))})")
         column = columns[key]
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            if item is not None and not isinstance(item, (str, int, float)):
+                raise InvalidArgumentError(
+                    f"selection {key!r}: a value or a list of values (str or number) is "
+                    f"expected, not {type(item).__name__}")
         if isinstance(value, (list, tuple)):
-            out.append(column.in_(list(value)))
+            out.append(column.in_(values))
         else:
             out.append(column == value)
     return out
