@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python bench/growth.py [--steps 10000,100000,1000000,10000000]
         [--buffer-pool 6G] [--calls 200] [--matches 300] [--budget-minutes 45]
+        [--explain-from 1000000]
 
 Starts a private MariaDB (tests.support.mariadb, 127.0.0.1, own datadir, deleted at the end)
 and fills the WMS tables in steps. At each step the DB holds about ``step`` jobs, as a real one
@@ -26,7 +27,9 @@ bench/matcher.py and bench/search.py):
   whole table.
 
 Prints p50/p99 (p50/max for submissions) per step, the ratio to the first step's p50, the
-load average, fill time, DB size on disk and buffer pool pages in use. Steps whose fill would
+load average, fill time, DB size on disk and buffer pool pages in use; from
+``--explain-from`` jobs on, MariaDB's plan (EXPLAIN) of every statement the reads and the
+matcher send. Steps whose fill would
 not finish within ``--budget-minutes`` (estimated from the previous fill rate) are skipped.
 """
 
@@ -54,6 +57,7 @@ from bench.matcher import RESOURCE
 from bench.submission import PARAMETRIC
 from core.config.loader import load_config
 from core.db import init_schema, make_engine, write_transaction
+from core.exceptions import NoMatchError
 from core.rpc.context import ServerContext
 from core.rpc.jencode import encode
 from core.rpc.service import Call
@@ -219,14 +223,17 @@ def db_size(engine: Engine, datadir: Path) -> str:
 class Measures:
     def __init__(self) -> None:
         self.first: dict[str, float] = {}
+        #: the DB URL when the statements' plans are to be printed (``--explain-from``)
+        self.explain_url: str | None = None
 
-    def report(self, label: str, samples: list[float], tail: str = "p99") -> None:
+    def report(self, label: str, samples: list[float], tail: str = "p99",
+               note: str = "") -> None:
         p50, p99 = percentiles(samples)
         if tail == "max":
             p99 = max(samples)
         base = self.first.setdefault(label, p50)
         print(f"  {label:34s} p50 {p50 * 1e3:8.2f} ms  {tail} {p99 * 1e3:8.2f} ms  "
-              f"x{p50 / base:5.2f} of first step  ({load()})", flush=True)
+              f"x{p50 / base:5.2f} of first step  ({load()}{note})", flush=True)
 
 
 def timed(fn: Callable[[], Any], calls: int, warm: int = 5) -> list[float]:
@@ -256,13 +263,25 @@ def measure_submission(engine: Engine, runs: int, measures: Measures) -> None:
 
 
 def measure_matching(engine: Engine, matches: int, measures: Measures) -> None:
+    """``match_job`` as bench/matcher.py's pilot loop calls it; a miss (a queue emptied under
+    the 1 s candidate cache) is retried, 3 in a row end the loop."""
     settings, scope = MatchSettings(candidate_cache_seconds=1.0), MatchScope("demo")
-    got: set[int] = set()
-
-    def one() -> None:
-        got.add(match_job(engine, RESOURCE, settings=settings, scope=scope).job_id)
-
-    measures.report("match_job (1 process)", timed(one, matches))
+    samples: list[float] = []
+    misses = in_a_row = 0
+    while len(samples) < matches and in_a_row < 3:
+        t0 = time.perf_counter()
+        try:
+            match_job(engine, RESOURCE, settings=settings, scope=scope)
+        except NoMatchError:
+            misses += 1
+            in_a_row += 1
+            continue
+        samples.append(time.perf_counter() - t0)
+        in_a_row = 0
+    measures.report("match_job (1 process)", samples, note=f", {misses} misses")
+    if measures.explain_url:
+        explain("match_job", lambda: match_job(engine, RESOURCE, settings=settings,
+                                               scope=scope), measures.explain_url)
 
 
 def measure_reads(service: JobMonitoringService, engine: Engine, calls: int,
@@ -289,16 +308,49 @@ def measure_reads(service: JobMonitoringService, engine: Engine, calls: int,
             assert reply["TotalIsExact"]
             return encode({"OK": True, "Value": reply})
         measures.report(label, timed(run, calls))
+        if measures.explain_url:
+            explain(label, run, measures.explain_url)
     with engine.connect() as conn:
         mine = [int(x) for x in conn.execute(
             sa.select(jobs.c.job_id).where(jobs.c.owner == SEARCHER)).scalars()]
-    picks = [sorted(rng.sample(mine, min(100, len(mine)))) for _ in range(calls + 5)]
+    picks = [sorted(rng.sample(mine, min(100, len(mine)))) for _ in range(calls + 6)]
     it = iter(picks)
 
     def status() -> Any:
         reply = service.get_jobs_status(call, next(it))
         return encode({"OK": True, "Value": reply})
     measures.report(f"getJobsStatus {min(100, len(mine))} IDs (spread)", timed(status, calls))
+    if measures.explain_url:
+        explain("getJobsStatus", status, measures.explain_url)
+
+
+def explain(label: str, fn: Callable[[], Any], url: str) -> None:
+    """Run ``fn`` once, capturing the reads and updates it sends (every engine), and print
+    MariaDB's plan of each: how each statement is served at this size."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> None:
+        if not executemany and statement.lstrip()[:6].upper() in ("SELECT", "UPDATE",
+                                                                  "DELETE"):
+            seen.append((statement, parameters))
+
+    sa.event.listen(Engine, "before_cursor_execute", capture)
+    try:
+        fn()
+    finally:
+        sa.event.remove(Engine, "before_cursor_execute", capture)
+    print(f"  EXPLAIN {label}:")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            for statement, parameters in seen[:10]:
+                print("    " + " ".join(statement.split())[:160])
+                for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters).mappings():
+                    print(f"      {row['table']}: type={row['type']} key={row['key']} "
+                          f"rows={row['rows']} {row['Extra'] or ''}")
+    finally:
+        engine.dispose()
 
 
 def make_service(url: str, tmp: Path) -> JobMonitoringService:
@@ -319,6 +371,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--matches", type=int, default=300)
     parser.add_argument("--submissions", type=int, default=3)
+    parser.add_argument("--explain-from", type=int, default=1_000_000,
+                        help="print the plans of the measured statements from this step on")
+    parser.add_argument("--optimizer-switch", default="",
+                        help="SET GLOBAL optimizer_switch=... first (e.g. "
+                             "index_merge_intersection=off), to try a plan")
+    parser.add_argument("--extra-index", action="append", default=[],
+                        help="columns of an index of jobs to add before the fill (e.g. "
+                             "owner,status,submission_time), to try an index")
     parser.add_argument("--budget-minutes", type=float, default=45.0,
                         help="skip a step whose fill would end after this (estimated)")
     args = parser.parse_args()
@@ -333,6 +393,12 @@ def main() -> None:
         server.start()
         stack.callback(server.stop)
         url = stack.enter_context(fresh_database(server.admin_url))
+        if args.optimizer_switch:
+            admin = make_engine(server.admin_url)
+            with admin.connect() as conn:
+                conn.exec_driver_sql("SET GLOBAL optimizer_switch = %s",
+                                     (args.optimizer_switch,))
+            admin.dispose()
         engine = make_engine(url)
         stack.callback(engine.dispose)
         with engine.connect() as conn:
@@ -340,8 +406,13 @@ def main() -> None:
             conn.exec_driver_sql("SET GLOBAL innodb_log_file_size = 1073741824")
             version = conn.exec_driver_sql("SELECT VERSION()").scalar_one()
         init_schema(engine, WMS_SCHEMA)
+        with engine.begin() as conn:
+            for i, cols in enumerate(args.extra_index):
+                sa.Index(f"ix_growth_{i}", *[jobs.c[c] for c in cols.split(",")]).create(conn)
         service = make_service(url, tmp)
-        print(f"MariaDB {version}, buffer pool {args.buffer_pool}, redo log 1 GiB; "
+        print(f"MariaDB {version}, buffer pool {args.buffer_pool}, redo log 1 GiB, "
+              f"optimizer switch {args.optimizer_switch or 'default'}, extra indexes "
+              f"{args.extra_index or 'none'}; "
               f"{os.cpu_count()} cores, {load()}", flush=True)
         measures = Measures()
         rate = 0.0  # jobs filled per second, from the last step
@@ -362,6 +433,7 @@ def main() -> None:
             print(f"step {step:,} jobs: filled {step - have:,} in {fill:.1f} s "
                   f"({rate:,.0f} jobs/s, {load()}); {db_size(engine, server.base / 'data')}",
                   flush=True)
+            measures.explain_url = url if step >= args.explain_from else None
             measure_submission(engine, args.submissions, measures)
             measure_matching(engine, args.matches, measures)
             fold_counters(engine, batches=1000)
