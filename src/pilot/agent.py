@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from pilot.heartbeats import HeartbeatBatcher
 from pilot.jdl import parse_jdl
 from pilot.node import NodeInfo, gpu_models
 from pilot.rpc import RpcClient, RpcError
@@ -72,6 +74,10 @@ class Agent:
         self.jobs_run = 0
         self.results: dict[int, str] = {}
         self.stop_reason = ""
+        #: several slots: the running jobs' heartbeats leave in one call per period
+        self.beats = (HeartbeatBatcher(rpc, window=max(1.0, min(options.wrapper.check + 1,
+                                                                options.wrapper.heartbeat)))
+                      if node.processors > 1 else None)
 
     # -- registration -------------------------------------------------------------------
 
@@ -216,7 +222,8 @@ class Agent:
         wrapper_opts = WrapperOptions(**{**self.opts.wrapper.__dict__,
                                          "processors": processors,
                                          "gpu_ids": gpus if self.node.gpus else None,
-                                         "parameters": self.job_parameters()})
+                                         "parameters": self.job_parameters(),
+                                         "beats": self.beats})
         thread = threading.Thread(target=self._run_job,
                                   args=(match, wrapper_opts, processors, gpus),
                                   name=f"job-{job_id}", daemon=True)
@@ -230,8 +237,10 @@ class Agent:
 
     def _run_job(self, match: dict[str, Any], options: WrapperOptions, processors: int,
                  gpus: list[str] | None = None) -> None:
+        beats = self.beats.running() if self.beats is not None else contextlib.nullcontext()
         try:
-            status = JobWrapper(match, self.rpc, options).run()
+            with beats:
+                status = JobWrapper(match, self.rpc, options).run()
             self.results[int(match["JobID"])] = status
             log.info("job %s ended %s", match["JobID"], status)
         finally:

@@ -149,7 +149,7 @@ class Watchdog(threading.Thread):
                  workdir: str, period: float = 60.0, check: float = 5.0,
                  cpu_limit: float | None = None, wall_limit: float | None = None,
                  log: Callable[[str], None] = print,
-                 peek: Callable[[], str | None] | None = None) -> None:
+                 peek: Callable[[], str | None] | None = None, align: bool = False) -> None:
         super().__init__(daemon=True, name=f"watchdog-{pid}")
         self.pid = pid
         self.pgid = pid  # started with start_new_session
@@ -161,6 +161,9 @@ class Watchdog(threading.Thread):
         self.wall_limit = wall_limit
         self.log = log
         self.peek = peek
+        #: beat at multiples of the period, as the other watchdogs of the pilot do (their
+        #: heartbeats then leave together: pilot.heartbeats)
+        self.align = align
         self.started = time.monotonic()
         self.reason: str | None = None
         self.cpu = 0.0
@@ -189,8 +192,13 @@ class Watchdog(threading.Thread):
                 "AvailableDiskSpace": shutil.disk_usage(self.workdir).free // 2 ** 20,
                 "LoadAverage": round(os.getloadavg()[0], 2)}
 
+    def _next_beat(self, now: float) -> float:
+        if self.align and self.period > 0:
+            return (now // self.period + 1) * self.period
+        return now + self.period
+
     def run(self) -> None:
-        next_beat = time.monotonic() + self.period
+        next_beat = self._next_beat(time.monotonic())
         while not self._halt.wait(self.check):
             try:
                 dynamic = self.sample()
@@ -203,7 +211,7 @@ class Watchdog(threading.Thread):
                 self.terminate(WALL_LIMIT)
             if time.monotonic() < next_beat or self._halt.is_set():
                 continue
-            next_beat = time.monotonic() + self.period
+            next_beat = self._next_beat(time.monotonic())
             try:
                 recent = self.peek() if self.peek is not None else None
                 static = {"StandardOutput": recent} if recent else {}

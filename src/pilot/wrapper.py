@@ -96,6 +96,8 @@ class WrapperOptions:
     #: seconds the job's reports (statuses, outputs) keep being retried while the server
     #: cannot be reached; heartbeats are never retried (the next one comes soon)
     outage: float = 900.0
+    #: the pilot's pilot.heartbeats.HeartbeatBatcher when it runs several jobs at once
+    beats: Any = None
 
 
 class PayloadRefusedError(Exception):
@@ -112,6 +114,7 @@ class JobWrapper:
         self.job_id = int(match["JobID"])
         self.jdl = parse_jdl(str(match.get("JDL", "")))
         token = match.get("JobToken")
+        self.token = str(token) if token else None
         self.rpc = (rpc.with_token(str(token), retry_for=options.outage) if token
                     else rpc.with_options(retry_for=options.outage))
         self.beat_rpc = self.rpc.with_options(retries=0, retry_for=0.0)
@@ -497,7 +500,8 @@ class JobWrapper:
         self.watchdog = Watchdog(
             proc.pid, heartbeat=self.heartbeat, workdir=self.dir, period=self.opts.heartbeat,
             check=self.opts.check, cpu_limit=self.cpu_limit(), wall_limit=self.opts.max_wall,
-            log=self.log, peek=functools.partial(tail, os.path.join(self.dir, out_name)))
+            log=self.log, peek=functools.partial(tail, os.path.join(self.dir, out_name)),
+            align=self.opts.beats is not None)
         self.watchdog.start()
         started = time.monotonic()
         try:
@@ -526,6 +530,12 @@ class JobWrapper:
             proc.wait()
 
     def heartbeat(self, dynamic: dict[str, Any], static: dict[str, Any]) -> dict[str, Any]:
+        if self.opts.beats is not None:  # with the other jobs of the pilot, in one call
+            return self.opts.beats.send(self.job_id, dynamic, static, token=self.token,
+                                        single=lambda: self._heartbeat(dynamic, static))
+        return self._heartbeat(dynamic, static)
+
+    def _heartbeat(self, dynamic: dict[str, Any], static: dict[str, Any]) -> dict[str, Any]:
         reply = self.beat_rpc.call(STATE, "sendHeartBeat", self.job_id, dynamic, static)
         return reply if isinstance(reply, dict) else {}
 

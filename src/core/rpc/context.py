@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,6 +28,8 @@ from core.config.schema import Config
 from core.db import make_engine
 from core.security.authenticate import Authenticator
 from core.security.tokens import TokenVerifier
+
+log = logging.getLogger("pilotwms.rpc")
 
 
 class ServerContext:
@@ -66,7 +69,16 @@ class ServerContext:
                 engine = self._engines[url] = make_engine(url)
             return engine
 
+    def stop_services(self) -> None:
+        """Let each service finish its queued work (:meth:`Service.stop`); blocking."""
+        for service in self.services:
+            try:
+                service.stop()
+            except Exception:  # noqa: BLE001 - the other services must stop all the same
+                log.exception("stopping %s failed", service.path())
+
     def close(self) -> None:
+        self.stop_services()
         for callback in self.background:
             callback.stop()
         for future in self.startup:

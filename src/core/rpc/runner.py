@@ -94,6 +94,8 @@ async def _worker_main(config: Config, services: list[type[Service]],
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     server.stop()
+    # queued work (write-behind reports) is written while its requests can still be answered
+    await asyncio.to_thread(ctx.stop_services)
     try:
         await asyncio.wait_for(server.close_all_connections(), timeout=10)
     finally:

@@ -299,6 +299,12 @@ class Service:
         sweep. A failing one is retried (database unreachable) or logged. None by default."""
         return []
 
+    def stop(self) -> None:
+        """Finish the work queued in this process before it stops (e.g. write the reports a
+        write-behind queue holds), then refuse more; blocking. Called once the server takes
+        no new connections, and again by :meth:`ServerContext.close`: must be idempotent.
+        Nothing by default."""
+
     def extra_routes(self, hosted: Any, balancers: Sequence[Any]) -> list[Any]:
         """Tornado routes beside ``POST /<system>/<name>`` (e.g. a streaming upload), as
         ``(pattern, handler, kwargs)``; ``hosted`` is this service's ``HostedService``. None by

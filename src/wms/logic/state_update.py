@@ -60,11 +60,20 @@ ACTIVE = frozenset({JobStatus.MATCHED, JobStatus.RUNNING, JobStatus.STALLED,
 
 def _row(conn: Connection, ident: Identity, job_id: int, *,
          active: bool = False) -> jobs_db.StatusRow:
-    """The job's row, locked, once ``ident`` may report on it. A job's own credential (its
-    pilot's) must be of the job's current attempt, and with ``active`` the job must still be
-    running: a pilot cut off beyond the stalled limit finds its job failed or rescheduled (and
-    perhaps matched again), and its late reports are refused (:class:`JobNotActiveError`)."""
+    """The job's row, locked, once ``ident`` may report on it (:func:`check_reporter`)."""
     row = jobs_db.status_of(conn, [job_id], for_update=True).get(job_id)
+    check_reporter(ident, job_id, row, active=active)
+    assert row is not None  # noqa: S101 - checked above
+    return row
+
+
+def check_reporter(ident: Identity, job_id: int, row: jobs_db.StatusRow | None, *,
+                   active: bool = False) -> None:
+    """Raise unless ``ident`` may report on the job whose current row is ``row`` (None: no
+    such job). A job's own credential (its pilot's) must be of the job's current attempt, and
+    with ``active`` the job must still be running: a pilot cut off beyond the stalled limit
+    finds its job failed or rescheduled (and perhaps matched again), and its late reports are
+    refused (:class:`JobNotActiveError`)."""
     if row is None:
         raise JobNotFoundError(f"Job {job_id} not found")
     if not may_report(ident, owner=row.owner, owner_group=row.owner_group, job_id=job_id):
@@ -78,11 +87,14 @@ def _row(conn: Connection, ident: Identity, job_id: int, *,
         if active and row.status not in ACTIVE:
             raise JobNotActiveError(f"Job {job_id} is {row.status} ({row.minor_status}): "
                                     "reports of its pilot are refused")
-    return row
 
 
-def _apply(conn: Connection, row: jobs_db.StatusRow, status: str | None, minor: str | None,
-           app: str | None, source: str, when: datetime, force: bool) -> None:
+def plan_change(row: jobs_db.StatusRow, status: str | None, minor: str | None,
+                app: str | None, when: datetime, force: bool
+                ) -> tuple[jobs_db.StatusChange, dict[str, Any]]:
+    """The change a status report makes to the job in ``row`` (checked against the
+    transition table unless ``force``) and the time columns it sets beside (StartExecTime on
+    the first Running, EndExecTime on a final status)."""
     extra: dict[str, Any] = {}
     if status:
         new = parse_status(status)
@@ -95,7 +107,12 @@ def _apply(conn: Connection, row: jobs_db.StatusRow, status: str | None, minor: 
         status = new.value
     elif row.status in FINAL and minor and not force:
         raise InvalidArgumentError(f"Job {row.job_id} is {row.status}: minor status is final")
-    change = jobs_db.StatusChange(row.job_id, status or None, minor or None, app or None)
+    return jobs_db.StatusChange(row.job_id, status or None, minor or None, app or None), extra
+
+
+def _apply(conn: Connection, row: jobs_db.StatusRow, status: str | None, minor: str | None,
+           app: str | None, source: str, when: datetime, force: bool) -> None:
+    change, extra = plan_change(row, status, minor, app, when, force)
     jobs_db.apply_status_changes(conn, [change], {row.job_id: row}, now=when, source=source,
                                  extra=extra)
 

@@ -1,0 +1,431 @@
+"""Heartbeat and wrapper status-report ingestion through JobStateUpdate's write-behind queue.
+
+Usage::
+
+    python bench/heartbeats.py                          # in process, SQLite and a private MariaDB
+    python bench/heartbeats.py --https --processes 2    # also over HTTPS (pilotwms serve, MariaDB)
+    python bench/heartbeats.py --mysql-url mysql+pymysql://root:pw@127.0.0.1:3306/mysql
+
+**In process** (``wms.logic.reports.committer``, the queue each server process runs):
+``--producers`` asyncio producers, each owning its slice of ``--jobs`` Running jobs, send
+reports one after the other for ``--seconds`` and wait for each acknowledgement (the future
+resolving once the transaction committed). Kinds: ``heartbeat`` (``sendHeartBeat`` with the
+seven dynamic values the pilot's watchdog sends and the ``StandardOutput`` static parameter),
+``status`` (``setJobStatus`` changing the minor status, so each writes a logging row).
+Printed: reports/s, p50/p99 acknowledgement latency, transactions and mean batch size,
+InnoDB deadlocks during the run (``Innodb_deadlocks``; target 0) and lost rows (heartbeat
+data and logging rows in the database minus those acknowledged; target 0).
+
+**Over HTTPS** (``--https``): ``pilotwms serve --processes N`` on 127.0.0.1 over the same
+MariaDB; ``--clients`` kept-alive connections with a pilot token send ``sendHeartBeat`` calls
+(one job each) for ``--seconds``, then ``sendHeartBeats`` calls of ``--bulk`` jobs; printed:
+calls/s, heartbeats/s, p50/p99 per call, server CPU (of the worker processes) per call,
+deadlocks and lost rows, load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import ssl
+import sys
+import tempfile
+import time
+import urllib.parse
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# the repository root, not bench/ (whose monitoring.py would hide the monitoring package)
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import sqlalchemy as sa  # noqa: E402
+
+from core.db import init_schema, make_engine, utcnow  # noqa: E402
+from core.security.identity import Identity  # noqa: E402
+from wms.db import jobs as jobs_db  # noqa: E402
+from wms.db.schema import WMS_SCHEMA  # noqa: E402
+from wms.db.tables import heartbeat_data, job_logging  # noqa: E402
+from wms.logic import reports  # noqa: E402
+
+PILOT = Identity(auth_method="token", username="pilot", group="demo_pilot", vo="demo",
+                 valid_dn=True, valid_group=True, properties=frozenset({"GenericPilot"}))
+STATE = "WorkloadManagement/JobStateUpdate"
+OUTPUT = "".join(f"event {i} processed\n" for i in range(20))  # the watchdog's peek
+
+
+def dynamic(n: int) -> dict[str, Any]:
+    """What pilot.watchdog samples."""
+    return {"CPUConsumed": 12.5 + n, "RSS": 204800, "Vsize": 409600, "MemoryUsed": 204800,
+            "WallClockTime": 60.0 * n, "AvailableDiskSpace": 51200, "LoadAverage": 1.5}
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def make_jobs(engine: sa.engine.Engine, count: int, owner: str = "loaduser00",
+              group: str = "load_a") -> list[int]:
+    with engine.begin() as conn:
+        return jobs_db.insert_jobs(conn, [jobs_db.NewJob(
+            owner=owner, owner_group=group, vo="demo", status="Running",
+            minor_status="Application", original_jdl="[]")] * count, now=utcnow(),
+            source="bench")
+
+
+def deadlocks(engine: sa.engine.Engine) -> int:
+    if engine.dialect.name == "sqlite":
+        return 0
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")).one()[1])
+
+
+def rows(engine: sa.engine.Engine) -> tuple[int, int]:
+    """(heartbeat data rows, logging rows written by status reports)."""
+    with engine.connect() as conn:
+        beats = conn.execute(sa.select(sa.func.count()).select_from(heartbeat_data)).scalar_one()
+        logged = conn.execute(sa.select(sa.func.count()).select_from(job_logging)
+                              .where(job_logging.c.source == "JobWrapper")).scalar_one()
+    return int(beats), int(logged)
+
+
+# -- in process ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    label: str
+    acked: int = 0
+    seconds: float = 0.0
+    latency: list[float] = field(default_factory=list)
+    batches: int = 0
+    deadlocks: int = 0
+    lost: int = 0
+    errors: int = 0
+    cpu: float = 0.0
+
+    def line(self) -> str:
+        rate = self.acked / self.seconds if self.seconds else 0.0
+        mean = self.acked / self.batches if self.batches else 0.0
+        return (f"  {self.label:36s} {rate:8.0f}/s  p50 {percentile(self.latency, .5) * 1e3:6.1f}"
+                f" ms  p99 {percentile(self.latency, .99) * 1e3:6.1f} ms  {self.batches:6d} "
+                f"transactions (mean {mean:5.0f})  CPU {self.cpu / max(self.acked, 1) * 1e6:5.0f}"
+                f" us/report  deadlocks {self.deadlocks}  lost {self.lost}  errors "
+                f"{self.errors}")
+
+
+def in_process(url: str, label: str, kind: str, *, jobs: int, producers: int,
+               seconds: float, linger_ms: float, writers: int = 1) -> Result:
+    """``writers`` processes (as ``serve --processes``), each with its queue and its share of
+    the producers and jobs."""
+    engine = make_engine(url)
+    init_schema(engine, WMS_SCHEMA)
+    ids = make_jobs(engine, jobs)
+    before_rows, before_locks = rows(engine), deadlocks(engine)
+    engine.dispose()
+    result = Result(f"{label} {kind}" + (f", {writers} processes" if writers > 1 else ""))
+    share = len(ids) // writers
+    parts = [ids[i * share:(i + 1) * share] for i in range(writers)]
+    with multiprocessing.get_context("fork").Pool(writers) as pool:
+        found = pool.starmap(_writer, [(url, kind, part, max(1, producers // writers), seconds,
+                                        linger_ms) for part in parts])
+    for part in found:
+        result.acked += part.acked
+        result.seconds = max(result.seconds, part.seconds)
+        result.latency += part.latency
+        result.batches += part.batches
+        result.errors += part.errors
+        result.cpu += part.cpu
+    engine = make_engine(url)
+    result.deadlocks = deadlocks(engine) - before_locks
+    after = rows(engine)
+    written = (after[0] - before_rows[0]) // 7 if kind == "heartbeat" else after[1] - before_rows[1]
+    result.lost = result.acked - written
+    engine.dispose()
+    return result
+
+
+def _writer(url: str, kind: str, ids: list[int], producers: int, seconds: float,
+            linger_ms: float) -> Result:
+    """One process: its queue and its producers."""
+    engine = make_engine(url)
+    committer = reports.committer(engine, settings=reports.GroupCommitSettings(
+        linger_ms=linger_ms))
+    result = Result(kind)
+    per = max(1, len(ids) // producers)
+
+    async def producer(index: int, stop_at: float) -> None:
+        mine = ids[index * per:(index + 1) * per] or ids[:1]
+        n = 0
+        while time.perf_counter() < stop_at:
+            job = mine[n % len(mine)]
+            report: Any = (reports.Heartbeat(PILOT, job, dynamic(n), {"StandardOutput": OUTPUT})
+                           if kind == "heartbeat" else
+                           reports.StatusReport(PILOT, job, minor=f"Step {n}",
+                                                source="JobWrapper"))
+            began = time.perf_counter()
+            try:
+                await committer.run(report)
+            except Exception:  # noqa: BLE001 - counted
+                result.errors += 1
+            else:
+                result.latency.append(time.perf_counter() - began)
+                result.acked += 1
+            n += 1
+
+    async def main() -> None:
+        stop_at = time.perf_counter() + seconds
+        await asyncio.gather(*(producer(i, stop_at) for i in range(producers)))
+
+    cpu0, began = time.process_time(), time.perf_counter()
+    asyncio.run(main())
+    result.seconds = time.perf_counter() - began
+    result.cpu = time.process_time() - cpu0
+    committer.close()
+    result.batches = committer.stats.batches
+    engine.dispose()
+    return result
+
+
+# -- over HTTPS ---------------------------------------------------------------------------------
+
+
+async def _https(port: int, ca_dir: Path, token: str, ids: list[int], *, clients: int,
+                 seconds: float, bulk: int) -> dict[str, Any]:
+    from bench.load import Connection
+
+    context = ssl.create_default_context(capath=str(ca_dir))
+    headers = {"Authorization": f"Bearer {token}"}
+    out: dict[str, Any] = {"latency": [], "calls": 0, "beats": 0, "errors": 0}
+    per = max(1, len(ids) // clients)
+
+    async def client(index: int, stop_at: float) -> None:
+        conn = Connection(port, context)
+        mine = ids[index * per:(index + 1) * per] or ids[:1]
+        n = 0
+        while time.perf_counter() < stop_at:
+            if bulk > 1:
+                chosen = [mine[(n * bulk + k) % len(mine)] for k in range(min(bulk, len(mine)))]
+                args: list[Any] = [[{"JobID": j, "Dynamic": dynamic(n),
+                                     "Static": {"StandardOutput": OUTPUT}} for j in chosen]]
+                method = "sendHeartBeats"
+            else:
+                chosen = [mine[n % len(mine)]]
+                args, method = [chosen[0], dynamic(n), {"StandardOutput": OUTPUT}], "sendHeartBeat"
+            body = urllib.parse.urlencode({"method": method, "args": json.dumps(args)}).encode()
+            began = time.perf_counter()
+            try:
+                status, data = await conn.post(f"/{STATE}", body, headers)
+                reply = json.loads(data)
+                ok = status == 200 and reply.get("OK") and (
+                    bulk <= 1 or not reply["Value"]["Failed"])
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
+                ok = False
+                await conn.close()
+            if ok:
+                out["latency"].append(time.perf_counter() - began)
+                out["calls"] += 1
+                out["beats"] += len(chosen)
+            else:
+                out["errors"] += 1
+            n += 1
+        await conn.close()
+
+    stop_at = time.perf_counter() + seconds
+    began = time.perf_counter()
+    await asyncio.gather(*(client(i, stop_at) for i in range(clients)))
+    out["seconds"] = time.perf_counter() - began
+    return out
+
+
+def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, bulk: int,
+               jobs: int, base: Path, mariadb_pid: int | None,
+               group_commit: bool = True) -> list[str]:
+    from tests.support.mariadb import free_port, fresh_database
+
+    from bench.load_server import prepare, proc_stat, serve, tree
+    from core.security.tokens import TokenIssuer
+
+    lines = []
+    with fresh_database(admin_url) as url:
+        config_path, config, _ = prepare(base, users=1, shares=(70, 30), processes=processes,
+                                         database=url)
+        assert config.auth.signing is not None
+        token = TokenIssuer(config.auth.signing).issue("pilot", group="demo_pilot", vo="demo",
+                                                       lifetime=3600)
+        if not group_commit:  # each report in its own transaction, as before the queue
+            import yaml
+
+            data = yaml.safe_load(config_path.read_text())
+            data["Systems"]["WorkloadManagement"]["Services"]["JobStateUpdate"] = {
+                "Options": {"GroupCommit": False}}
+            config_path.write_text(yaml.safe_dump(data))
+        engine = make_engine(url)
+        ids = make_jobs(engine, jobs)
+        port = free_port()
+        server = serve(config_path, port, processes, base / "serve.log",
+                       config.server.ca_dir or base)
+        try:
+            workers = tree(server.pid)
+            for label, size in (("sendHeartBeat", 1), (f"sendHeartBeats x{bulk}", bulk)):
+                rows0, locks0 = rows(engine), deadlocks(engine)
+                cpu0 = sum(proc_stat(p)[0] for p in workers)
+                db0 = proc_stat(mariadb_pid)[0] if mariadb_pid else 0.0
+                load0 = os.getloadavg()[0]
+                got = asyncio.run(_https(port, config.server.ca_dir or base, token, ids,
+                                         clients=clients, seconds=seconds, bulk=size))
+                cpu = sum(proc_stat(p)[0] for p in workers) - cpu0
+                db_cpu = (proc_stat(mariadb_pid)[0] - db0) if mariadb_pid else 0.0
+                written = (rows(engine)[0] - rows0[0]) // 7
+                wall = got["seconds"]
+                lat = got["latency"]
+                lines.append(
+                    f"  {label:22s} {got['calls'] / wall:7.0f} calls/s {got['beats'] / wall:7.0f}"
+                    f" heartbeats/s  p50 {percentile(lat, .5) * 1e3:6.1f} ms  p99 "
+                    f"{percentile(lat, .99) * 1e3:6.1f} ms  server CPU "
+                    f"{cpu / max(got['calls'], 1) * 1e3:5.2f} ms/call "
+                    f"({cpu / wall * 100:.0f} % of a core), MariaDB {db_cpu / wall * 100:.0f} %"
+                    f"  errors {got['errors']}  deadlocks {deadlocks(engine) - locks0}  lost "
+                    f"{got['beats'] - written}  load {load0:.1f}->{os.getloadavg()[0]:.1f}")
+        finally:
+            server.terminate()
+            server.wait(60)
+            engine.dispose()
+    return lines
+
+
+def profile_server(calls: int, clients: int, base: Path) -> list[str]:
+    """Where a single ``sendHeartBeat`` spends the server's CPU: a one-process server in a
+    thread of this process (SQLite), its IOLoop thread under cProfile, driven by ``clients``
+    kept-alive connections from this process's main thread."""
+    import cProfile
+    import io
+    import pstats
+    import threading
+
+    from tests.support.servers import ThreadedServer
+
+    from bench.load_server import prepare
+    from core.security.tokens import TokenIssuer
+    from wms.service.job_state_update import JobStateUpdateService
+
+    config_path, config, _ = prepare(base, users=1, shares=(70, 30), processes=1,
+                                     database=f"sqlite:///{base / 'profile.db'}")
+    assert config.auth.signing is not None
+    token = TokenIssuer(config.auth.signing).issue("pilot", group="demo_pilot", vo="demo",
+                                                   lifetime=3600)
+    engine = make_engine(str(config.database))
+    ids = make_jobs(engine, 1000)
+    profiler = cProfile.Profile(time.thread_time)  # CPU of the IOLoop thread, not waits
+    lines: list[str] = []
+    with ThreadedServer(config, [JobStateUpdateService]) as server:
+        assert server._loop is not None
+        loop = server._loop
+        started = threading.Event()
+        spent: dict[str, float] = {}
+
+        def enable() -> None:
+            spent["cpu0"] = time.thread_time()
+            profiler.enable()
+            started.set()
+
+        def disable() -> None:
+            profiler.disable()
+            spent["cpu"] = time.thread_time() - spent["cpu0"]
+            started.set()
+
+        per = max(1, calls // clients)
+        asyncio.run(_https(server.port, config.server.ca_dir or base, token, ids,
+                           clients=clients, seconds=1.0, bulk=1))  # connections warm
+        loop.call_soon_threadsafe(enable)
+        started.wait(10)
+        started.clear()
+        got = asyncio.run(_https(server.port, config.server.ca_dir or base, token, ids,
+                                 clients=clients, seconds=per / 200, bulk=1))
+        loop.call_soon_threadsafe(disable)
+        started.wait(10)
+    engine.dispose()
+    done = max(got["calls"], 1)
+    lines.append(f"  IOLoop thread CPU {spent['cpu'] / done * 1e3:.2f} ms per sendHeartBeat "
+                 f"({done} calls, profiler overhead included); top functions by own time:")
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
+    lines += ["    " + line for line in out.getvalue().splitlines() if line.strip()][4:]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--producers", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--linger-ms", type=float, default=2.0)
+    parser.add_argument("--writers", default="1,2",
+                        help="processes writing in process (comma-separated runs)")
+    parser.add_argument("--mysql-url", help="admin URL of a MariaDB server")
+    parser.add_argument("--no-mariadb", action="store_true", help="SQLite only")
+    parser.add_argument("--no-in-process", action="store_true")
+    parser.add_argument("--https", action="store_true", help="also over HTTPS (MariaDB)")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--bulk", type=int, default=100)
+    parser.add_argument("--no-group-commit", action="store_true",
+                        help="over HTTPS: the server writes each report in its own transaction")
+    parser.add_argument("--profile", action="store_true",
+                        help="only: cProfile of the server's IOLoop thread under single calls")
+    args = parser.parse_args()
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            print("\n".join(profile_server(3000, 8, Path(tmp))))
+        return
+    print(f"heartbeats: load average {os.getloadavg()[0]:.1f} at start, "
+          f"{os.cpu_count()} CPUs")
+    with ExitStack() as stack:
+        base = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        admin, pid = args.mysql_url, None
+        if not admin and not args.no_mariadb:
+            from tests.support.mariadb import MariaDBServer
+
+            mariadb = MariaDBServer(buffer_pool="256M")
+            mariadb.start()
+            stack.callback(mariadb.stop)
+            admin = mariadb.admin_url
+            pid = int((mariadb.base / "mariadbd.pid").read_text())
+        if not args.no_in_process:
+            print(f"in process: {args.producers} producers, {args.jobs} jobs, "
+                  f"{args.seconds:.0f} s each, linger {args.linger_ms} ms")
+            targets = [(f"sqlite:///{base / 'bench.db'}", "SQLite")]
+            if admin:
+                from tests.support.mariadb import fresh_database
+
+                targets.append((stack.enter_context(fresh_database(admin)), "MariaDB"))
+            for url, label in targets:
+                for writers in (int(w) for w in args.writers.split(",")):
+                    for kind in ("heartbeat", "status"):
+                        print(in_process(url, label, kind, jobs=args.jobs,
+                                         producers=args.producers, seconds=args.seconds,
+                                         linger_ms=args.linger_ms, writers=writers).line(),
+                              flush=True)
+        if args.https:
+            if not admin:
+                sys.exit("--https needs MariaDB")
+            print(f"over HTTPS: pilotwms serve --processes {args.processes}, MariaDB, "
+                  f"{args.clients} kept-alive connections, {args.seconds:.0f} s each"
+                  + (", GroupCommit off" if args.no_group_commit else ""))
+            for line in over_https(admin, processes=args.processes, clients=args.clients,
+                                   seconds=args.seconds, bulk=args.bulk, jobs=args.jobs,
+                                   base=base / "https", mariadb_pid=pid,
+                                   group_commit=not args.no_group_commit):
+                print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
