@@ -8,12 +8,15 @@ Migrations (version N is reached by running migration N-1):
 0. the owner indexes of the job monitor's searches and the live job counters;
 1. the monitoring outbox (:mod:`wms.db.outbox`);
 2. events, subscriptions, notifications, releases, schedules and their runs
-   (:mod:`wms.db.scheduling_tables`).
+   (:mod:`wms.db.scheduling_tables`);
+3. the index (owner, status, submission_time) of the job monitor's "my jobs of this status,
+   newest first" (bench/growth.py: without it MariaDB sorted all of a user's jobs of that
+   status, 10-23x slower at 1M jobs than at 10k).
 
 Example::
 
     >>> WMS_SCHEMA.system, "jobs" in WMS_SCHEMA.metadata.tables, WMS_SCHEMA.latest
-    ('WorkloadManagement', True, 3)
+    ('WorkloadManagement', True, 4)
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.db import Schema
+from core.db import Reversible, Schema
 from wms.db import (  # noqa: F401 - they register their tables
     counters,
     outbox,
@@ -51,8 +54,25 @@ def _scheduling_tables(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _owner_status_submission_index(conn: Connection) -> None:
+    """4: the (owner, status, submission_time) index of the job monitor's searches (an online
+    ``ALTER TABLE ... ADD INDEX`` on MariaDB: minutes for 10M jobs, writes go on)."""
+    name = "ix_jobs_owner_status_submission"
+    if name not in {ix["name"] for ix in sa.inspect(conn).get_indexes("jobs")}:
+        next(ix for ix in tables.jobs.indexes if ix.name == name).create(conn)
+
+
+def _drop_owner_status_submission_index(conn: Connection) -> None:
+    """4 -> 3: drop the index again (``pilotwms db downgrade``)."""
+    name = "ix_jobs_owner_status_submission"
+    if name in {ix["name"] for ix in sa.inspect(conn).get_indexes("jobs")}:
+        next(ix for ix in tables.jobs.indexes if ix.name == name).drop(conn)
+
+
 WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[
     _job_counters,
     outbox.create_table,  # 1 -> 2: monitoring_outbox (monitoring issue)
     _scheduling_tables,  # 2 -> 3: events and schedules
+    # 3 -> 4: search by owner + status, newest first
+    Reversible(_owner_status_submission_index, _drop_owner_status_submission_index),
 ], repairs={"job-counters": counters.repair})

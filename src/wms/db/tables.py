@@ -59,6 +59,8 @@ jobs = sa.Table(
     sa.Index("ix_jobs_owner_submission", "owner", "submission_time"),
     sa.Index("ix_jobs_owner_id", "owner", "job_id"),
     sa.Index("ix_jobs_owner_status", "owner", "status"),
+    # a user's jobs of one status, newest first, read in index order (no sort of all of them)
+    sa.Index("ix_jobs_owner_status_submission", "owner", "status", "submission_time"),
     sa.Index("ix_jobs_group_status", "owner_group", "status"),
     sa.Index("ix_jobs_submission", "submission_time"),
     sa.Index("ix_jobs_job_group", "job_group"),

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from core.db import init_schema, make_engine, schema_version
+from core.db import init_schema, make_engine, schema_version, upgrade_schema
 from wms.db.schema import WMS_SCHEMA
 from wms.db.tables import job_jdls, job_logging, jobs
 
@@ -32,4 +32,28 @@ def test_schema_on_both_backends(db_url: str) -> None:
     assert row.site == "ANY" and row.user_priority == 1 and row.reschedule_counter == 0
     assert row.submission_time == now
     assert len(jdl) == len(big_jdl)
+    engine.dispose()
+
+
+def test_migration_adds_the_owner_status_submission_index(db_url: str) -> None:
+    """Version 3 -> 4 (issue 17, bench/growth.py): a database made before the index gets it,
+    its jobs kept; a search by owner and status, newest first, can then read it in order."""
+    engine = make_engine(db_url)
+    init_schema(engine, WMS_SCHEMA)
+    name = "ix_jobs_owner_status_submission"
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(jobs).values(
+            owner="alice", owner_group="demo_user", vo="demo", submission_time=now,
+            last_update_time=now, status="Done", minor_status="Execution Complete"))
+        next(ix for ix in jobs.indexes if ix.name == name).drop(conn)
+        conn.execute(sa.text("UPDATE pilotwms_schema SET version = 3 "
+                             "WHERE system = 'WorkloadManagement'"))
+    assert schema_version(engine, "WorkloadManagement") == 3
+    assert upgrade_schema(engine, WMS_SCHEMA) == WMS_SCHEMA.latest == 4
+    with engine.connect() as conn:
+        indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(conn).get_indexes("jobs")}
+        assert indexes[name] == ["owner", "status", "submission_time"]
+        assert conn.execute(sa.select(sa.func.count()).select_from(jobs)).scalar() == 1
+    assert upgrade_schema(engine, WMS_SCHEMA) == 4  # at its head: nothing to do
     engine.dispose()
