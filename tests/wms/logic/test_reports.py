@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -134,7 +135,10 @@ def test_concurrent_heartbeats_share_transactions_and_are_answered_once_committe
         await asyncio.gather(*(producer(j) for j in jobs))
 
     try:
-        asyncio.run(main())
+        # in a thread of its own: an earlier test (Playwright's sync API) may have left an
+        # event loop running in this one, and asyncio.run refuses to nest
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, main()).result(timeout=120)
     finally:
         committer.close()
         reader.dispose()
