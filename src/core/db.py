@@ -43,6 +43,7 @@ import contextvars
 import functools
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -86,13 +87,39 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
+#: seconds a new SQLite connection keeps trying to switch the file to WAL
+WAL_SWITCH_SECONDS = 30.0
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+    try:
+        cur.execute("PRAGMA busy_timeout=30000")
+        _sqlite_wal(cur)
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cur.close()
+
+
+def _sqlite_wal(cur: Any) -> None:
+    """Switch the file to WAL (persistent: later connections find it so). Switching needs
+    the file to itself and SQLite answers "database is locked" at once, without its busy
+    handler, while another new connection is switching or recovering the same file: copies
+    starting together on a fresh database try again, within :data:`WAL_SWITCH_SECONDS`."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not secrets
+        delay = min(delay * 2, 0.5)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -174,3 +175,31 @@ def test_failover_hosts_in_the_url() -> None:
     assert "failover" not in engine.url.query
     with pytest.raises(ConfigError, match="not host:port"):
         make_engine("mysql+pymysql://u:p@h1/db?failover=h2")
+
+
+def test_new_connections_racing_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    """Switching a fresh file to WAL can answer "database is locked" at once (no busy wait)
+    while another new connection is switching it: each connection tries again."""
+    errors: list[BaseException] = []
+    for round_ in range(25):
+        url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
+        engines = [make_engine(url) for _ in range(6)]
+        barrier = threading.Barrier(len(engines))
+
+        def connect(engine: sa.engine.Engine, barrier: threading.Barrier) -> None:
+            try:
+                barrier.wait(30)
+                with engine.begin() as conn:
+                    assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=connect, args=(e, barrier))
+                   for e in engines]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for engine in engines:
+            engine.dispose()
+    assert not errors, errors[:3]
