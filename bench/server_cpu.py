@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python -m bench.server_cpu [--calls 1000] [--bulk 10000] [--bulk-calls 3]
                                            [--processes 1] [--mysql-url URL]
+                                           [--profile single|bulk]
 
 A ``pilotwms init`` instance (SQLite file, or a fresh MariaDB database with ``--mysql-url``)
 served by ``pilotwms serve --processes N``; one client with a kept-alive HTTPS connection
@@ -121,10 +122,11 @@ def run(base: Path, *, database: str | None, processes: int, calls: int, bulk: i
         server.wait(60)
 
 
-def profile_single(base: Path, calls: int) -> None:
-    """Where a single ``submitJob`` spends the server's CPU outside the IOLoop: the JobManager
-    in a thread of this process (SQLite), each call's blocking part (handler, logic, database,
-    reply encoding) under cProfile on thread CPU time; one kept-alive client."""
+def profile_calls(base: Path, calls: int, bulk: int) -> None:
+    """Where ``submitJob`` spends the server's CPU outside the IOLoop: the JobManager in a
+    thread of this process (SQLite), each call's blocking part (handler, logic, database,
+    reply encoding) under cProfile on thread CPU time; one kept-alive client. ``bulk`` > 1:
+    ``calls`` parametric submissions of ``bulk`` jobs, each confirmed."""
     import cProfile
     import pstats
 
@@ -153,22 +155,32 @@ def profile_single(base: Path, calls: int) -> None:
             session = requests.Session()
             ca, proxy = str(base / "inst" / "ca" / "ca.pem"), str(users[0][0])
 
-            def submit() -> None:
+            def rpc(method: str, arg: object) -> object:
                 reply = session.post(f"{server.url}/WorkloadManagement/JobManager",
-                                     data={"method": "submitJob",
-                                           "args": json.dumps(['[Executable = "/bin/true";]'])},
-                                     verify=ca, cert=proxy, timeout=60)
-                assert reply.json()["OK"], reply.text
+                                     data={"method": method, "args": json.dumps([arg])},
+                                     verify=ca, cert=proxy, timeout=600)
+                body = reply.json()
+                assert body["OK"], body
+                return body["Value"]
+
+            def submit(size: int) -> None:
+                if size == 1:
+                    rpc("submitJob", '[Executable = "/bin/true";]')
+                else:
+                    rpc("confirmBulkSubmission",
+                        rpc("submitJob", PARAMETRIC.replace("{N}", str(size))))
 
             for _ in range(50):
-                submit()
+                submit(1)
+            submit(min(bulk, 100))
             spent["on"] = 1.0
             for _ in range(calls):
-                submit()
+                submit(bulk)
     finally:
         RPCHandler._run_blocking = original  # type: ignore[method-assign]
-    print(f"  blocking part of submitJob: {spent['cpu'] / calls * 1e3:.3f} ms of thread CPU "
-          f"per job (profiler overhead included), top functions by cumulative time:")
+    jobs_done = calls * bulk
+    print(f"  blocking part of submitJob x{bulk}: {spent['cpu'] / jobs_done * 1e3:.3f} ms of "
+          f"thread CPU per job (profiler overhead included), top functions by cumulative time:")
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
 
 
@@ -179,12 +191,16 @@ def main() -> None:
     parser.add_argument("--bulk-calls", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1, help="server worker processes")
     parser.add_argument("--mysql-url", help="admin URL of a MariaDB allowed to create databases")
-    parser.add_argument("--profile", action="store_true",
-                        help="profile single submissions in process instead (SQLite)")
+    parser.add_argument("--profile", choices=("single", "bulk"),
+                        help="profile --calls single submissions, or --bulk-calls parametric "
+                             "ones of --bulk jobs, in process instead (SQLite)")
     args = parser.parse_args()
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
-            profile_single(Path(tmp), args.calls)
+            if args.profile == "single":
+                profile_calls(Path(tmp), args.calls, 1)
+            else:
+                profile_calls(Path(tmp), args.bulk_calls, args.bulk)
         return
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
