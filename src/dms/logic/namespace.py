@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
 from core.db import utcnow, write_transaction
+from core.exceptions import InvalidArgumentError
 from dms.bulk import DENIED, EXISTS, IS_DIR, NO_SUCH, NOT_DIR, NOT_EMPTY, BulkResult
 from dms.db import catalog as db
 from dms.db import changes as journal
@@ -142,7 +143,11 @@ def as_list(lfns: str | Iterable[str] | Mapping[str, Any]) -> list[str]:
     """DIRAC's bulk argument: one LFN, a list, or a dict keyed by LFN."""
     if isinstance(lfns, str):
         return [lfns]
-    return list(lfns)
+    out = list(lfns)
+    for lfn in out:
+        if not isinstance(lfn, str):
+            raise InvalidArgumentError(f"an LFN must be a string, not {type(lfn).__name__}")
+    return out
 
 
 # -- making directories -----------------------------------------------------------------------

@@ -216,3 +216,15 @@ def test_admin_lookups(engine: Engine) -> None:
         f"{H}/adm/f1": {"DISK": ""}}
     assert namespace.get_replicas(engine, ALICE, [f"{H}/adm/f1"]).failed == {
         f"{H}/adm/f1": "Permission denied"}  # mode 000: not even its owner reads it
+
+
+def test_bulk_lfn_arguments_must_be_strings() -> None:
+    """A nested list where LFNs are expected is the client's mistake, not a server error
+    (the RPC fuzzer's ``getReplicaStatus([[[]]])`` was an HTTP 500)."""
+    from core.exceptions import InvalidArgumentError
+    from dms.logic.namespace import as_list
+
+    assert as_list("/demo/a") == ["/demo/a"]
+    assert as_list({"/demo/a": "SE"}) == ["/demo/a"]
+    with pytest.raises(InvalidArgumentError, match="must be a string, not list"):
+        as_list([[[]]])
