@@ -33,8 +33,7 @@ def _alias(name: str) -> str:
 
 
 class _Section(Section):
-    model_config = ConfigDict(alias_generator=_alias, populate_by_name=True, extra="forbid",
-                              frozen=True)
+    model_config = Section.model_config | ConfigDict(alias_generator=_alias)
 
 
 class OpenSearchConfig(_Section):
