@@ -149,6 +149,8 @@ def plan_for(conn: Connection, filters: Sequence[Filter], scope: Scope | None,
     statuses = _statuses(filters[position][2])
     if not statuses or len(statuses) > MAX_BRANCHES:
         return None, None
+    if len(statuses) == 1:  # no count needed: see choose()
+        return Plan(BY_STATUS, statuses), None
     owner_scope = Scope(owner=owner)
     per_status = {values["Status"]: n for values, n in
                   job_counters.group_counts(conn, ["Status"], [], owner_scope)}
