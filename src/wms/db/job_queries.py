@@ -102,21 +102,19 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
     scope_shape = None if scope is None else scope.shape
     if scope is not None:
         params.update(scope.params)
-    chosen: search_plans.Plan | None = None
-    counted_total: int | None = None
-    if plan == "counted":
-        chosen, counted_total = search_plans.plan_for(conn, filters, scope, sort, limit, offset)
-    elif plan != "database":
-        chosen = search_plans.forced(plan, filters, sort, limit)
     total = -1
-    if with_total and counted_total is not None:
-        total = counted_total
-    elif with_total:
-        total = (job_counters.count(conn, filters, scope)
-                 if job_counters.answerable(filters, scope)
+    answerable = job_counters.answerable(filters, scope)
+    if with_total:
+        total = (job_counters.count(conn, filters, scope) if answerable
                  else min(TOTAL_CAP + 1, int(conn.execute(
                      _capped_count(shape, scope_shape), {**params, "p_cap": TOTAL_CAP + 1})
                      .scalar_one())))
+    chosen: search_plans.Plan | None = None
+    if plan == "counted":
+        chosen = search_plans.plan_for(conn, filters, scope, sort, limit, offset,
+                                       total if with_total and answerable else None)
+    elif plan != "database":
+        chosen = search_plans.forced(plan, filters, sort, limit)
     for name in columns:
         column(name)
     if chosen is not None and limit is not None:

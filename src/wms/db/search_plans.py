@@ -13,10 +13,11 @@ A job monitor's page ("my jobs, JobID descending, 100 at a time") has two ways i
 
 The databases' planners cannot tell which is cheaper (SQLite walks the owner's 100,000 jobs to
 keep 2,000 active ones; MariaDB sometimes intersects both indexes and sorts every match), but
-the job counters know ``N``, ``M`` and every ``c_s`` exactly, for a few index probes. With one
-status the status path is never worse than the walk (it reads a subset of the walk's rows, in
-the same order); with several it is taken when its entries, weighted by
-:data:`UNION_ENTRY_COST`, are fewer than the rows the walk would read. The chosen index is
+the job counters know ``N`` and every ``c_s`` (read once per owner every :data:`COUNTS_TTL`
+seconds) and the page's total ``M``. With one status the status path is never worse than the
+walk (it reads a subset of the walk's rows, in the same order) and no count is needed; with
+several it is taken when its entries, weighted by :data:`UNION_ENTRY_COST`, are fewer than the
+rows the walk would read. The chosen index is
 then named to the database (SQLite ``INDEXED BY``, MariaDB ``FORCE INDEX``), so the plan does
 not change from one run to the next. Either way the page holds the same rows: the counts
 choose the plan, never the result (tests/wms/db/test_search_plans.py compares them).
@@ -35,28 +36,34 @@ Example::
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from wms.db import counters as job_counters
 from wms.db.filters import Filter, Scope, Shape, scope_condition, shaped_condition
 from wms.db.tables import jobs
 
 __all__ = ["BY_STATUS", "MAX_BRANCHES", "UNION_ENTRY_COST", "WALK", "Costs", "Plan",
-           "branch_params", "choose", "forced", "hinted", "page_statement", "plan_for",
-           "status_filter"]
+           "branch_params", "choose", "forced", "hinted", "owner_status_counts", "page_statement",
+           "plan_for", "status_filter"]
 
 WALK = "ix_jobs_owner_id"
 BY_STATUS = "ix_jobs_owner_status"
 
 #: a status-path index entry (several statuses: read, merged, sorted, then the page's rows
-#: fetched by ID) costs about this many rows of the walk: SQLite, pages of 10,000 among
-#: 100,000 jobs: 1.8 µs an entry against 0.55 µs a walked row (docs/performance.md)
-UNION_ENTRY_COST = 3.0
+#: fetched by ID) costs about this many walked rows. SQLite: 1.8 µs an entry against 0.55 µs
+#: a walked row (pages of 10,000 among 100,000 jobs of one owner, bench/search.py); MariaDB:
+#: the branches read the secondary index alone (owner, status, job ID) while the walk reads a
+#: clustered row per entry, and the forced paths measured alike at 3 entries a row or fewer
+#: at 1M jobs (bench/growth.py --compare-plans; docs/performance.md)
+UNION_ENTRY_COST = {"sqlite": 3.0, "mysql": 1.0, "mariadb": 1.0}
 
 #: status lists longer than this are left to the database's planner
 MAX_BRANCHES = 20
@@ -93,15 +100,16 @@ def _reads(reach: int, entries: int, matches: int) -> float:
     return min(float(entries), reach * entries / matches)
 
 
-def choose(costs: Costs, reach: int) -> Plan:
-    """The cheaper path for a page ending at ``reach`` (offset + limit)."""
+def choose(costs: Costs, reach: int, entry_cost: float = 3.0) -> Plan:
+    """The cheaper path for a page ending at ``reach`` (offset + limit), a status-path entry
+    costing ``entry_cost`` walked rows (:data:`UNION_ENTRY_COST`)."""
     statuses = tuple(costs.matches)
     if len(statuses) == 1:  # the same order, a subset of the walk's rows: never worse
         return Plan(BY_STATUS, statuses)
     walk = _reads(reach, costs.owner_jobs, costs.total_matches)
     by_status = sum(_reads(reach, costs.by_status.get(s, 0), costs.matches[s])
                     for s in statuses)
-    if by_status * UNION_ENTRY_COST < walk:
+    if by_status * entry_cost < walk:
         return Plan(BY_STATUS, statuses)
     return Plan(WALK)
 
@@ -130,40 +138,62 @@ def _statuses(value: Any) -> tuple[Any, ...]:
 
 
 def plan_for(conn: Connection, filters: Sequence[Filter], scope: Scope | None,
-             sort: Sequence[tuple[str, str]], limit: int | None, offset: int
-             ) -> tuple[Plan | None, int | None]:
-    """(the plan, or None to leave the page to the database's planner; the exact total when
-    the counts read to choose it give it, else None).
+             sort: Sequence[tuple[str, str]], limit: int | None, offset: int,
+             total: int | None = None) -> Plan | None:
+    """The plan, or None to leave the page to the database's planner. ``total``: the exact
+    number of matches when the caller has it (the counters' count), else the owner's jobs in
+    the statuses asked stand for it.
 
     Only pages sorted by JobID alone, of one owner (the caller's scope, or an ``Owner eq``
     filter for an administrator), with a ``Status`` filter (``eq``/``in``) and no filter on
     JobID other than a keyset range, are planned here."""
     if limit is None or [name for name, _ in sort] != ["JobID"]:
-        return None, None
+        return None
     position = status_filter(filters)
     owner = _fixed_owner(filters, scope)
     if position is None or owner is None:
-        return None, None
+        return None
     if any(name == "JobID" and op not in ("gt", "ge", "lt", "le") for name, op, _ in filters):
-        return None, None  # job IDs given: the primary key is the way in
+        return None  # job IDs given: the primary key is the way in
     statuses = _statuses(filters[position][2])
     if not statuses or len(statuses) > MAX_BRANCHES:
-        return None, None
+        return None
     if len(statuses) == 1:  # no count needed: see choose()
-        return Plan(BY_STATUS, statuses), None
-    owner_scope = Scope(owner=owner)
-    per_status = {values["Status"]: n for values, n in
-                  job_counters.group_counts(conn, ["Status"], [], owner_scope)}
-    counted = [f for f in filters if f[0] in job_counters.COUNTED]
-    exact = job_counters.answerable(filters, scope)
-    if list(counted) == [filters[position]] and scope is not None:
-        matches = {s: per_status.get(s, 0) for s in statuses}
-    else:  # other counted filters: count the matches per status with them
-        found = {values["Status"]: n for values, n in job_counters.group_counts(
-            conn, ["Status"], counted, scope if scope is not None else owner_scope)}
-        matches = {s: found.get(s, 0) for s in statuses}
+        return Plan(BY_STATUS, statuses)
+    per_status = owner_status_counts(conn, owner)
+    asked = sum(per_status.get(s, 0) for s in statuses)
+    share = 1.0 if total is None or asked <= 0 else min(1.0, total / asked)
+    # other filters keep the same share of every status (what an estimate can assume)
+    matches = {s: round(per_status.get(s, 0) * share) for s in statuses}
     costs = Costs(owner_jobs=sum(per_status.values()), by_status=per_status, matches=matches)
-    return choose(costs, offset + limit), costs.total_matches if exact else None
+    return choose(costs, offset + limit, UNION_ENTRY_COST.get(conn.dialect.name, 3.0))
+
+
+#: seconds an owner's counts by status are reused to choose plans (never for totals)
+COUNTS_TTL = 10.0
+_counts_cache: weakref.WeakKeyDictionary[Engine, dict[str, tuple[float, dict[Any, int]]]] = (
+    weakref.WeakKeyDictionary())
+_cache_lock = threading.Lock()
+
+
+def owner_status_counts(conn: Connection, owner: str) -> dict[Any, int]:
+    """{status: jobs} of ``owner`` from the job counters, at most :data:`COUNTS_TTL` seconds
+    old (at 1M jobs the owner's counter rows are thousands: read and grouped once, not on
+    every page; a plan chosen from counts a few seconds old costs a little time at worst,
+    the records do not depend on it)."""
+    now = time.monotonic()
+    with _cache_lock:
+        cached = _counts_cache.get(conn.engine, {}).get(owner)
+    if cached is not None and now - cached[0] < COUNTS_TTL:
+        return cached[1]
+    counts = {values["Status"]: n for values, n in
+              job_counters.group_counts(conn, ["Status"], [], Scope(owner=owner))}
+    with _cache_lock:
+        per_owner = _counts_cache.setdefault(conn.engine, {})
+        if len(per_owner) > 10_000:
+            per_owner.clear()
+        per_owner[owner] = (now, counts)
+    return counts
 
 
 # -- statements ----------------------------------------------------------------------------
