@@ -117,7 +117,10 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
         chosen = search_plans.forced(plan, filters, sort, limit)
     for name in columns:
         column(name)
-    if chosen is not None and limit is not None:
+    if chosen is not None and len(chosen.statuses) <= 1:  # one ordered read: the hint alone
+        statement = _hinted_page(shape, scope_shape, tuple(columns), tuple(sort),
+                                 datetimes_as_text, chosen.index)
+    elif chosen is not None and limit is not None:
         statement = _planned_page(shape, scope_shape, tuple(columns), sort[0][1] == "desc",
                                   datetimes_as_text, chosen.index, len(chosen.statuses),
                                   search_plans.status_filter(filters) or 0)
@@ -192,6 +195,14 @@ def _page(shape: Shape, scope_shape: tuple[bool, bool, bool] | None, columns: tu
     if paged:
         query = query.limit(sa.bindparam("p_limit")).offset(sa.bindparam("p_offset"))
     return query
+
+
+@functools.lru_cache(maxsize=256)
+def _hinted_page(shape: Shape, scope_shape: tuple[bool, bool, bool] | None,
+                 columns: tuple[str, ...], sort: tuple[tuple[str, str], ...],
+                 datetimes_as_text: bool, index: str) -> sa.Select[Any]:
+    return search_plans.hinted(_page(shape, scope_shape, columns, sort, True,
+                                     datetimes_as_text), index)
 
 
 @functools.lru_cache(maxsize=256)

@@ -50,12 +50,14 @@ from wms.db import counters as job_counters
 from wms.db.filters import Filter, Scope, Shape, scope_condition, shaped_condition
 from wms.db.tables import jobs
 
-__all__ = ["BY_STATUS", "MAX_BRANCHES", "UNION_ENTRY_COST", "WALK", "Costs", "Plan",
-           "branch_params", "choose", "forced", "hinted", "owner_status_counts", "page_statement",
-           "plan_for", "status_filter"]
+__all__ = ["BY_STATUS", "BY_STATUS_SUBMISSION", "MAX_BRANCHES", "UNION_ENTRY_COST", "WALK",
+           "Costs", "Plan", "branch_params", "choose", "forced", "hinted", "owner_status_counts",
+           "page_statement", "plan_for", "status_filter"]
 
 WALK = "ix_jobs_owner_id"
 BY_STATUS = "ix_jobs_owner_status"
+#: "my jobs of this status, newest first": the page in the order of this index (WMS migration 4)
+BY_STATUS_SUBMISSION = "ix_jobs_owner_status_submission"
 
 #: a status-path index entry (several statuses: read, merged, sorted, then the page's rows
 #: fetched by ID) costs about this many walked rows. SQLite: 1.8 µs an entry against 0.55 µs
@@ -146,8 +148,11 @@ def plan_for(conn: Connection, filters: Sequence[Filter], scope: Scope | None,
 
     Only pages sorted by JobID alone, of one owner (the caller's scope, or an ``Owner eq``
     filter for an administrator), with a ``Status`` filter (``eq``/``in``) and no filter on
-    JobID other than a keyset range, are planned here."""
-    if limit is None or [name for name, _ in sort] != ["JobID"]:
+    JobID other than a keyset range, are planned here; and "one status, newest first" (sorted
+    by SubmissionTime alone), read in the order of :data:`BY_STATUS_SUBMISSION` (MariaDB
+    otherwise intersected two indexes and sorted every match now and then: 55 ms at 1M)."""
+    order = [name for name, _ in sort]
+    if limit is None or order not in (["JobID"], ["SubmissionTime"]):
         return None
     position = status_filter(filters)
     owner = _fixed_owner(filters, scope)
@@ -158,6 +163,8 @@ def plan_for(conn: Connection, filters: Sequence[Filter], scope: Scope | None,
     statuses = _statuses(filters[position][2])
     if not statuses or len(statuses) > MAX_BRANCHES:
         return None
+    if order == ["SubmissionTime"]:  # "newest first": in the order of one index, or sorted
+        return Plan(BY_STATUS_SUBMISSION, statuses) if len(statuses) == 1 else None
     if len(statuses) == 1:  # no count needed: see choose()
         return Plan(BY_STATUS, statuses)
     per_status = owner_status_counts(conn, owner)

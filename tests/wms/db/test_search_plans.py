@@ -6,6 +6,7 @@ when the matches are few and the walk when they are most of the owner's jobs."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -36,6 +37,10 @@ def engine(db_url: str) -> Iterator[Engine]:
                            minor_status=f"m{i % 3}", original_jdl="[]", job_name=f"j{i}",
                            site=("A", "B", "C")[i % 3], job_group=f"g{i % 5}")
             for i in range(600)], now=now, source="test")
+    with write(eng) as conn:  # distinct submission times, not in job ID order
+        for job_id in range(1, 601):
+            conn.execute(sa.update(jobs).where(jobs.c.job_id == job_id).values(
+                submission_time=now - timedelta(seconds=(job_id * 7919) % 600)))
     fold_counters(eng, batches=10)
     with write(eng) as conn:  # a few deltas left unfolded: the counts read both tables
         conn.execute(sa.update(jobs).where(jobs.c.job_id.in_([3, 7, 11, 590]))
@@ -86,6 +91,19 @@ def test_every_plan_gives_the_same_pages(engine: Engine, filters: list[Any],
                     pages["database"][0], filters, scope) else pages["database"][0])
 
 
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_newest_first_in_the_order_of_the_index_gives_the_same_pages(
+        engine: Engine, direction: str) -> None:
+    filters = [("Status", "eq", "Done"), ("Site", "in", ["A", "C"])]
+    with engine.connect() as conn:
+        for limit, offset in [(7, 0), (20, 40), (1000, 0)]:
+            pages = [job_queries.search_jobs(
+                conn, filters, columns=["JobID", "SubmissionTime"], scope=Scope(owner="alice"),
+                sort=[("SubmissionTime", direction)], limit=limit, offset=offset,
+                datetimes_as_text=True, plan=plan) for plan in ("database", "counted")]
+            assert pages[0] == pages[1] and pages[0][1]
+
+
 def test_an_administrator_naming_the_owner_gets_the_same_pages(engine: Engine) -> None:
     filters = [("Owner", "eq", "bob"), ("Status", "in", ["Done", "Waiting", "Stalled"])]
     with engine.connect() as conn:
@@ -109,7 +127,9 @@ def test_the_counters_choose_by_the_matches(engine: Engine) -> None:
     assert plan([("Status", "in", ["Done", "Failed"])]) == search_plans.Plan(search_plans.WALK)
     assert plan([("Status", "eq", "Done")]) == search_plans.Plan(search_plans.BY_STATUS,
                                                                  ("Done",))
-    assert plan([("Status", "eq", "Done")], sort="SubmissionTime") is None
+    assert plan([("Status", "eq", "Done")], sort="SubmissionTime") == search_plans.Plan(
+        search_plans.BY_STATUS_SUBMISSION, ("Done",))
+    assert plan([("Status", "in", ["Done", "Killed"])], sort="SubmissionTime") is None
     assert plan([("Status", "eq", "Done"), ("JobID", "in", [1, 2])]) is None
     assert plan([("Status", "eq", "Done")], scope=Scope(owner="alice", group="g")) is None
     assert plan([("Site", "eq", "A")]) is None
