@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python bench/growth.py [--steps 10000,100000,1000000,10000000]
         [--buffer-pool 6G] [--calls 200] [--matches 300] [--budget-minutes 45]
-        [--explain-from 1000000]
+        [--explain-from 1000000] [--compare-plans 3]
 
 Starts a private MariaDB (tests.support.mariadb, 127.0.0.1, own datadir, deleted at the end)
 and fills the WMS tables in steps. At each step the DB holds about ``step`` jobs, as a real one
@@ -62,8 +62,9 @@ from core.rpc.context import ServerContext
 from core.rpc.jencode import encode
 from core.rpc.service import Call
 from core.security.identity import Identity
-from wms.db import counters
+from wms.db import counters, job_queries, search_plans
 from wms.db import jobs as jobs_db
+from wms.db.filters import Scope
 from wms.db.schema import WMS_SCHEMA
 from wms.db.tables import job_jdls, jobs
 from wms.logic import optimizer
@@ -324,6 +325,46 @@ def measure_reads(service: JobMonitoringService, engine: Engine, calls: int,
         explain("getJobsStatus", status, measures.explain_url)
 
 
+def compare_plans(engine: Engine, calls: int, rounds: int, url: str | None) -> None:
+    """The searched owner's pages (100, total included) with the code before the search
+    plans (the database's plan, the counts read without the counters' (owner, status) index)
+    and after them (the plan chosen from the counters, that index), alternately on the same
+    database: ``rounds`` times each, p50 per round; then each path forced (``walk``,
+    ``status``: what the choice is made between)."""
+    scope = Scope(owner=SEARCHER)
+    columns = ["JobID", "Status", "MinorStatus", "Site", "JobName", "LastUpdateTime"]
+    queries = {"Done, JobID desc": [("Status", "eq", "Done")],
+               "3 statuses, JobID desc": [("Status", "in", ["Waiting", "Running", "Failed"])],
+               "Running+Killed, JobID desc": [("Status", "in", ["Running", "Killed"])]}
+    index = next(ix for ix in counters.job_counters.indexes
+                 if ix.name == "ix_job_counters_owner_status")
+    results: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for variant, plan in (("before", "database"), ("after", "counted"),
+                              ("walk", search_plans.WALK), ("status", search_plans.BY_STATUS)):
+            with engine.begin() as conn:  # a small table: a second at 1M jobs
+                present = index.name in {ix["name"] for ix in sa.inspect(conn).get_indexes(
+                    "job_counters")}
+                if variant == "before" and present:
+                    index.drop(conn)
+                elif variant != "before" and not present:
+                    index.create(conn)
+            for label, filters in queries.items():
+                def run(filters: Any = filters, plan: str = plan) -> Any:
+                    with engine.connect() as conn:
+                        return job_queries.search_jobs(
+                            conn, filters, columns=columns, sort=[("JobID", "desc")],
+                            scope=scope, limit=100, datetimes_as_text=True, plan=plan)
+                p50, _ = percentiles(timed(run, calls))
+                results.setdefault((label, variant), []).append(p50)
+                if url and len(results[(label, variant)]) == 1:
+                    explain(f"{label} ({variant})", run, url)
+    for (label, variant), p50s in results.items():
+        print(f"  compare {label:28s} {variant:6s} p50 per round "
+              f"{' '.join(f'{x * 1e3:.2f}' for x in p50s)} ms, best {min(p50s) * 1e3:.2f} ms "
+              f"({load()})", flush=True)
+
+
 def explain(label: str, fn: Callable[[], Any], url: str) -> None:
     """Run ``fn`` once, capturing the reads and updates it sends (every engine), and print
     MariaDB's plan of each: how each statement is served at this size."""
@@ -379,6 +420,9 @@ def main() -> None:
     parser.add_argument("--extra-index", action="append", default=[],
                         help="columns of an index of jobs to add before the fill (e.g. "
                              "owner,status,submission_time), to try an index")
+    parser.add_argument("--compare-plans", type=int, default=0, metavar="ROUNDS",
+                        help="also time the searches before/after the counted search plans, "
+                             "alternately, ROUNDS times each (compare_plans)")
     parser.add_argument("--budget-minutes", type=float, default=45.0,
                         help="skip a step whose fill would end after this (estimated)")
     args = parser.parse_args()
@@ -438,6 +482,8 @@ def main() -> None:
             measure_matching(engine, args.matches, measures)
             fold_counters(engine, batches=1000)
             measure_reads(service, engine, args.calls, measures, rng)
+            if args.compare_plans:
+                compare_plans(engine, args.calls, args.compare_plans, measures.explain_url)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The paged job ``search``: server time in-process and round trips over HTTPS.
 
     python bench/search.py [--jobs 100000] [--db sqlite|mariadb] [--calls 200]
+        [--page-size 10000] [--as-lists] [--no-https] [--compare-plans ROUNDS]
 
 Fills a fresh database with ``--jobs`` jobs of one owner (a realistic status mix: 1% Waiting,
 1% Running, 8% Failed, the rest Done, four sites, ten job groups) plus as many jobs of 9 other
@@ -30,6 +31,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 import yaml
 
 from core.config.loader import load_config
@@ -131,6 +133,63 @@ def in_process(config_path: Path, calls: int, per_page: int, as_lists: bool = Fa
         measure(label, run, calls)
 
 
+def compare_plans(url: str, calls: int, per_page: int, rounds: int) -> None:
+    """The searches as ``JobMonitoring.search`` makes them (records as dicts, encoded), with
+    the code before the counted search plans (the database's plan; counts read without the
+    counters' (owner, status) index) and after them, alternately on the same database."""
+    from itertools import product, repeat
+
+    from core.rpc.jencode import mark_datetimes
+    from wms.db import counters, job_queries
+    from wms.db.filters import Scope
+    from wms.logic.monitoring import filters_from_search
+
+    engine = make_engine(url)
+    columns = ["JobID", "Status", "MinorStatus", "Site", "JobName", "LastUpdateTime"]
+    index = next(ix for ix in counters.job_counters.indexes
+                 if ix.name == "ix_job_counters_owner_status")
+    results: dict[tuple[str, str], list[float]] = {}
+    print(f"before/after the search plans, page of {per_page}, p50 of {calls} per round:")
+    for _ in range(rounds):
+        for (label, (search, sort)), (variant, plan) in product(
+                QUERIES.items(), (("before", "database"), ("after", "counted"))):
+            with write_transaction(engine) as conn:  # 1,700 counter rows: a few ms
+                present = index.name in {
+                    ix["name"] for ix in sa.inspect(conn).get_indexes("job_counters")}
+                if variant == "before" and present:
+                    index.drop(conn)
+                elif variant == "after" and not present:
+                    index.create(conn)
+            filters = filters_from_search(search)
+            order = [(s["parameter"], s["direction"]) for s in sort]
+
+            def run(filters: Any = filters, order: Any = order, plan: str = plan) -> Any:
+                with engine.connect() as conn:
+                    total, rows = job_queries.search_jobs(
+                        conn, filters, columns=columns, sort=order,
+                        scope=Scope(owner="alice"), limit=per_page,
+                        datetimes_as_text=True, plan=plan)
+                rows = mark_datetimes(rows, job_queries.datetime_positions(columns))
+                records = list(map(dict, map(zip, repeat(columns), rows)))
+                return encode({"OK": True, "Value": {"Total": total, "Records": records}})
+            for _ in range(3):
+                run()
+            samples = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                run()
+                samples.append(time.perf_counter() - t0)
+            results.setdefault((label, variant), []).append(statistics.median(samples))
+    for (label, variant), p50s in sorted(results.items()):
+        ratio = statistics.median(a / b for a, b in zip(
+            p50s, results[(label, "before")], strict=True))
+        print(f"  {label:24s} {variant:6s} {' '.join(f'{x * 1e3:6.2f}' for x in p50s)} ms, "
+              f"best {min(p50s) * 1e3:6.2f} ms, x{ratio:.2f} of before (median of rounds)",
+              flush=True)
+    print(f"  (load avg {os.getloadavg()[0]:.1f})")
+    engine.dispose()
+
+
 def over_https(inst: Path, calls: int, per_page: int, as_lists: bool = False) -> None:
     from core.client_config import load_client_config, make_client
 
@@ -168,6 +227,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument("--no-https", action="store_true")
+    parser.add_argument("--compare-plans", type=int, default=0, metavar="ROUNDS",
+                        help="only time the searches before/after the counted search plans, "
+                             "alternately, ROUNDS times each (compare_plans)")
     parser.add_argument("--as-lists", action="store_true",
                         help="records as lists of values (dstat's shape) instead of dicts")
     args = parser.parse_args()
@@ -189,6 +251,9 @@ def main() -> None:
         fill(config["Database"], args.jobs)
         print(f"filled {args.jobs} jobs of alice (+{args.jobs} of 9 others) on {args.db} "
               f"in {time.perf_counter() - t0:.1f} s; load avg {os.getloadavg()[0]:.1f}")
+        if args.compare_plans:
+            compare_plans(config["Database"], args.calls, args.page_size, args.compare_plans)
+            return
         in_process(inst / "config.yaml", args.calls, args.page_size, args.as_lists)
         if not args.no_https:
             over_https(inst, args.calls, args.page_size, args.as_lists)

@@ -53,6 +53,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
 
 from core.exceptions import ConfigError
@@ -120,6 +121,17 @@ def _sqlite_wal(cur: Any) -> None:
                 raise
         time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not secrets
         delay = min(delay * 2, 0.5)
+
+
+@compiles(sa.Table, "sqlite")
+def _sqlite_table_hint(element: sa.Table, compiler: Any, **kw: Any) -> str:
+    """SQLite's ``INDEXED BY``: ``select(...).with_hint(table, "INDEXED BY ix", "sqlite")``
+    (SQLAlchemy renders table hints for MySQL/MariaDB, not for SQLite by itself)."""
+    text: str = compiler.visit_table(element, **kw)
+    hints = kw.get("fromhints")
+    if kw.get("asfrom") and hints and element in hints:
+        text += " " + hints[element]
+    return text
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

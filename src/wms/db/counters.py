@@ -74,6 +74,9 @@ job_counters = sa.Table(
     sa.Column("n", sa.BigInteger, nullable=False),
     sa.Index("ux_job_counters_values", *_DIMS, unique=True),
     sa.Index("ix_job_counters_status", "status"),
+    # a user's counts by status, read from the index alone (the unique index above is a range
+    # of every combination of the owner's values, thousands of rows at 10M jobs)
+    sa.Index("ix_job_counters_owner_status", "owner", "status", "n"),
 )
 
 job_count_deltas = sa.Table(

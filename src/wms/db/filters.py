@@ -77,14 +77,15 @@ def _clause(col: sa.ColumnElement[Any], op: str, value: Any) -> sa.ColumnElement
     return {"gt": col.__gt__, "lt": col.__lt__, "ge": col.__ge__, "le": col.__le__}[op](value)
 
 
-def shaped_condition(shape: Shape, columns: Columns | None = None, prefix: str = "f"
-                     ) -> sa.ColumnElement[bool]:
+def shaped_condition(shape: Shape, columns: Columns | None = None, prefix: str = "f",
+                     skip: int | None = None) -> sa.ColumnElement[bool]:
     """The condition of ``shape`` with bound parameters named as :func:`shape_of` names them:
-    built once per shape by callers that cache statements."""
+    built once per shape by callers that cache statements (the filter at position ``skip``
+    left out)."""
     return sa.and_(sa.true(), *[
         _clause(column(name, columns), op,
                 sa.bindparam(f"{prefix}{i}", expanding=op in ("in", "not in")))
-        for i, (name, op) in enumerate(shape)])
+        for i, (name, op) in enumerate(shape) if i != skip])
 
 
 def condition(filters: Iterable[Filter], columns: Columns | None = None

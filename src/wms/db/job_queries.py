@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from core.db import UTCDateTime
 from core.exceptions import InvalidArgumentError
 from wms.db import counters as job_counters
+from wms.db import search_plans
 from wms.db.filters import (
     OPERATORS,
     Filter,
@@ -72,7 +73,8 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
                 sort: Sequence[tuple[str, str]] = (("JobID", "asc"),),
                 scope: Scope | None = None, limit: int | None = None, offset: int = 0,
                 with_total: bool = True, as_tuples: bool = False,
-                datetimes_as_text: bool = False) -> tuple[int, list[Any]]:
+                datetimes_as_text: bool = False, plan: str = "counted"
+                ) -> tuple[int, list[Any]]:
     """(total matching, one page of records) ordered by ``sort``: dictionaries, or tuples of
     values in ``columns`` order with ``as_tuples``.
 
@@ -86,6 +88,12 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
     database writes the datetimes as UTC text ``YYYY-mm-dd HH:MM:SS`` (the wire's form,
     microseconds cut as the encoder cuts them; the positions are :func:`datetime_positions`)
     and the rows come straight from the driver's cursor, no conversion per value.
+
+    ``plan``: how a page of one owner's jobs with a status filter, in JobID order, reads the
+    table (:mod:`wms.db.search_plans`): ``"counted"`` chooses from the job counters,
+    ``"database"`` leaves it to the database's planner, an index name
+    (``search_plans.WALK``, ``search_plans.BY_STATUS``) forces that path. The records are
+    the same whichever is taken.
     """
     shape, params = shape_of(filters)
     for _, direction in sort:
@@ -95,18 +103,32 @@ def search_jobs(conn: Connection, filters: Sequence[Filter], *,
     if scope is not None:
         params.update(scope.params)
     total = -1
+    answerable = job_counters.answerable(filters, scope)
     if with_total:
-        total = (job_counters.count(conn, filters, scope)
-                 if job_counters.answerable(filters, scope)
+        total = (job_counters.count(conn, filters, scope) if answerable
                  else min(TOTAL_CAP + 1, int(conn.execute(
                      _capped_count(shape, scope_shape), {**params, "p_cap": TOTAL_CAP + 1})
                      .scalar_one())))
+    chosen: search_plans.Plan | None = None
+    if plan == "counted":
+        chosen = search_plans.plan_for(conn, filters, scope, sort, limit, offset,
+                                       total if with_total and answerable else None)
+    elif plan != "database":
+        chosen = search_plans.forced(plan, filters, sort, limit)
     for name in columns:
         column(name)
-    result = conn.execute(
-        _page(shape, scope_shape, tuple(columns), tuple(sort), limit is not None,
-              datetimes_as_text),
-        {**params, "p_limit": limit, "p_offset": offset})
+    if chosen is not None and len(chosen.statuses) <= 1:  # one ordered read: the hint alone
+        statement = _hinted_page(shape, scope_shape, tuple(columns), tuple(sort),
+                                 datetimes_as_text, chosen.index)
+    elif chosen is not None and limit is not None:
+        statement = _planned_page(shape, scope_shape, tuple(columns), sort[0][1] == "desc",
+                                  datetimes_as_text, chosen.index, len(chosen.statuses),
+                                  search_plans.status_filter(filters) or 0)
+        params.update(search_plans.branch_params(chosen, limit, offset))
+    else:
+        statement = _page(shape, scope_shape, tuple(columns), tuple(sort), limit is not None,
+                          datetimes_as_text)
+    result = conn.execute(statement, {**params, "p_limit": limit, "p_offset": offset})
     if datetimes_as_text:
         if _plain_rows(conn.dialect, tuple(columns)):
             rows = list(result.cursor.fetchall())  # the driver's tuples: no conversion
@@ -173,6 +195,23 @@ def _page(shape: Shape, scope_shape: tuple[bool, bool, bool] | None, columns: tu
     if paged:
         query = query.limit(sa.bindparam("p_limit")).offset(sa.bindparam("p_offset"))
     return query
+
+
+@functools.lru_cache(maxsize=256)
+def _hinted_page(shape: Shape, scope_shape: tuple[bool, bool, bool] | None,
+                 columns: tuple[str, ...], sort: tuple[tuple[str, str], ...],
+                 datetimes_as_text: bool, index: str) -> sa.Select[Any]:
+    return search_plans.hinted(_page(shape, scope_shape, columns, sort, True,
+                                     datetimes_as_text), index)
+
+
+@functools.lru_cache(maxsize=256)
+def _planned_page(shape: Shape, scope_shape: tuple[bool, bool, bool] | None,
+                  columns: tuple[str, ...], descending: bool, datetimes_as_text: bool,
+                  index: str, branches: int, position: int) -> sa.Select[Any]:
+    return search_plans.page_statement(
+        shape, scope_shape, tuple(_selected(c, datetimes_as_text) for c in columns),
+        descending, index, branches, position)
 
 
 @functools.lru_cache(maxsize=256)

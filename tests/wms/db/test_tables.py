@@ -6,8 +6,11 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
+from core import migrations
 from core.db import init_schema, make_engine, schema_version, upgrade_schema
-from wms.db.schema import WMS_SCHEMA
+from wms.db import counters
+from wms.db.filters import Scope
+from wms.db.schema import COUNTERS_INDEX, COUNTERS_INDEX_STEP, WMS_SCHEMA
 from wms.db.tables import job_jdls, job_logging, jobs
 
 
@@ -50,10 +53,39 @@ def test_migration_adds_the_owner_status_submission_index(db_url: str) -> None:
         conn.execute(sa.text("UPDATE pilotwms_schema SET version = 3 "
                              "WHERE system = 'WorkloadManagement'"))
     assert schema_version(engine, "WorkloadManagement") == 3
-    assert upgrade_schema(engine, WMS_SCHEMA) == WMS_SCHEMA.latest == 4
+    assert upgrade_schema(engine, WMS_SCHEMA) == WMS_SCHEMA.latest
     with engine.connect() as conn:
         indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(conn).get_indexes("jobs")}
         assert indexes[name] == ["owner", "status", "submission_time"]
         assert conn.execute(sa.select(sa.func.count()).select_from(jobs)).scalar() == 1
-    assert upgrade_schema(engine, WMS_SCHEMA) == 4  # at its head: nothing to do
+    assert upgrade_schema(engine, WMS_SCHEMA) == WMS_SCHEMA.latest  # at its head: no step
     engine.dispose()
+
+
+def test_migration_adds_the_counters_owner_status_index_and_downgrade_drops_it(
+        db_url: str) -> None:
+    """The (owner, status, n) index of the job counters (issue 17, bench/growth.py): added to a
+    database made before it, counts kept; ``pilotwms db downgrade`` drops it again."""
+    engine = make_engine(db_url)
+    init_schema(engine, WMS_SCHEMA)
+    step = WMS_SCHEMA.migrations.index(COUNTERS_INDEX_STEP)  # its number may change on merges
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(jobs).values(
+            owner="alice", owner_group="demo_user", vo="demo", submission_time=now,
+            last_update_time=now, status="Done", minor_status="Execution Complete"))
+        counters.fold(conn)
+    assert migrations.downgrade_schema(engine, WMS_SCHEMA, step) == step
+    with engine.connect() as conn:
+        assert COUNTERS_INDEX not in _index_columns(conn, "job_counters")
+    assert schema_version(engine, "WorkloadManagement") == step
+    assert upgrade_schema(engine, WMS_SCHEMA) == WMS_SCHEMA.latest
+    with engine.connect() as conn:
+        assert _index_columns(conn, "job_counters")[COUNTERS_INDEX] == ["owner", "status", "n"]
+        assert counters.count(conn, [("Status", "eq", "Done")], Scope(owner="alice")) == 1
+    engine.dispose()
+
+
+def _index_columns(conn: sa.engine.Connection, table: str) -> dict[str, list[str]]:
+    return {str(ix["name"]): [str(c) for c in ix["column_names"]]
+            for ix in sa.inspect(conn).get_indexes(table)}
