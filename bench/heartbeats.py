@@ -50,7 +50,7 @@ from core.db import init_schema, make_engine, utcnow  # noqa: E402
 from core.security.identity import Identity  # noqa: E402
 from wms.db import jobs as jobs_db  # noqa: E402
 from wms.db.schema import WMS_SCHEMA  # noqa: E402
-from wms.db.tables import heartbeat_data, job_logging  # noqa: E402
+from wms.db.tables import job_heartbeats, job_logging  # noqa: E402
 from wms.logic import reports  # noqa: E402
 
 PILOT = Identity(auth_method="token", username="pilot", group="demo_pilot", vo="demo",
@@ -91,7 +91,7 @@ def deadlocks(engine: sa.engine.Engine) -> int:
 def rows(engine: sa.engine.Engine) -> tuple[int, int]:
     """(heartbeat data rows, logging rows written by status reports)."""
     with engine.connect() as conn:
-        beats = conn.execute(sa.select(sa.func.count()).select_from(heartbeat_data)).scalar_one()
+        beats = conn.execute(sa.select(sa.func.count()).select_from(job_heartbeats)).scalar_one()
         logged = conn.execute(sa.select(sa.func.count()).select_from(job_logging)
                               .where(job_logging.c.source == "JobWrapper")).scalar_one()
     return int(beats), int(logged)
@@ -147,7 +147,7 @@ def in_process(url: str, label: str, kind: str, *, jobs: int, producers: int,
     engine = make_engine(url)
     result.deadlocks = deadlocks(engine) - before_locks
     after = rows(engine)
-    written = (after[0] - before_rows[0]) // 7 if kind == "heartbeat" else after[1] - before_rows[1]
+    written = after[0] - before_rows[0] if kind == "heartbeat" else after[1] - before_rows[1]
     result.lost = result.acked - written
     engine.dispose()
     return result
@@ -284,7 +284,7 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
                                          clients=clients, seconds=seconds, bulk=size))
                 cpu = sum(proc_stat(p)[0] for p in workers) - cpu0
                 db_cpu = (proc_stat(mariadb_pid)[0] - db0) if mariadb_pid else 0.0
-                written = (rows(engine)[0] - rows0[0]) // 7
+                written = rows(engine)[0] - rows0[0]
                 wall = got["seconds"]
                 lat = got["latency"]
                 lines.append(

@@ -29,11 +29,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.bulk import insert_rows
-from wms.db import outbox
+from wms.db import heartbeats, outbox
 from wms.db.tables import (
-    heartbeat_data,
     input_data,
     job_commands,
+    job_heartbeats,
     job_jdls,
     job_logging,
     job_parameters,
@@ -313,18 +313,14 @@ def logging_of(conn: Connection, job_id: int) -> list[tuple[str, str, str, datet
 
 
 def add_heartbeat(conn: Connection, job_id: int, data: dict[str, Any], now: datetime) -> None:
+    """One heartbeat's dynamic data (one row, :mod:`wms.db.heartbeats`); none when empty."""
     if data:
-        conn.execute(sa.insert(heartbeat_data), [
-            {"job_id": job_id, "name": str(k)[:100], "value": str(v), "heartbeat_time": now}
-            for k, v in data.items()])
+        heartbeats.add(conn, [(job_id, heartbeats.encode(data), now)])
 
 
 def heartbeats_of(conn: Connection, job_id: int) -> list[tuple[str, str, datetime]]:
-    query = (sa.select(heartbeat_data.c.name, heartbeat_data.c.value,
-                       heartbeat_data.c.heartbeat_time)
-             .where(heartbeat_data.c.job_id == job_id)
-             .order_by(heartbeat_data.c.heartbeat_time, heartbeat_data.c.id))
-    return [tuple(row) for row in conn.execute(query)]
+    """(name, value, time) of every heartbeat value, by time then arrival."""
+    return heartbeats.history(conn, job_id)
 
 
 def add_commands(conn: Connection, job_ids: Sequence[int], command: str, now: datetime,
@@ -360,7 +356,7 @@ def take_commands(conn: Connection, job_id: int, now: datetime) -> dict[str, str
 def delete_jobs(conn: Connection, job_ids: Sequence[int]) -> None:
     """Remove jobs and everything attached (the tables cascade on MariaDB and SQLite)."""
     for chunk in _chunks(list(job_ids)):
-        for table in (heartbeat_data, job_commands, job_logging, job_parameters, input_data,
+        for table in (job_heartbeats, job_commands, job_logging, job_parameters, input_data,
                       job_jdls):
             conn.execute(sa.delete(table).where(table.c.job_id.in_(chunk)))
         conn.execute(sa.delete(jobs).where(jobs.c.job_id.in_(chunk)))

@@ -17,7 +17,7 @@ Example::
     ...     [job] = jobs_db.insert_jobs(conn, [jobs_db.NewJob(
     ...         owner="al", owner_group="g", vo="v", status="Running", minor_status="x",
     ...         original_jdl="[]")], now=now, source="doc")
-    ...     add_heartbeat_rows(conn, [(job, "CPUConsumed", "1.5", now)])
+    ...     add_heartbeat_rows(conn, [(job, '{"CPUConsumed":"1.5"}', now)])
     ...     upsert_parameters(conn, [(job, 0, "HostName", "wn1")])
     ...     upsert_parameters(conn, [(job, 0, "HostName", "wn2")])
     ...     take_commands_of(conn, [job], now), jobs_db.parameters_of(conn, [job])
@@ -35,9 +35,9 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.bulk import insert_rows
+from wms.db import heartbeats, outbox
 from wms.db import jobs as jobs_db
-from wms.db import outbox
-from wms.db.tables import heartbeat_data, job_commands, job_parameters, jobs
+from wms.db.tables import job_commands, job_parameters, jobs
 
 __all__ = ["add_heartbeat_rows", "add_logging_rows", "set_heartbeat_times",
            "take_commands_of", "update_job_rows", "upsert_parameters"]
@@ -62,14 +62,11 @@ def set_heartbeat_times(conn: Connection, times: Mapping[int, datetime]) -> None
                          .values(heartbeat_time=when))
 
 
-def add_heartbeat_rows(conn: Connection, rows: Sequence[tuple[int, str, str, datetime]]
-                       ) -> None:
-    """Append (job_id, name, value, time) heartbeat data, in the given order (the history
-    is read back by time, then insertion order)."""
-    for when, group in _by_time(rows, 3).items():
-        insert_rows(conn, heartbeat_data,
-                    [{"job_id": r[0], "name": r[1][:100], "value": r[2]} for r in group],
-                    constants={"heartbeat_time": when})
+def add_heartbeat_rows(conn: Connection, rows: Sequence[tuple[int, str, datetime]]) -> None:
+    """Append (job_id, data, time) heartbeats (``data``: :func:`wms.db.heartbeats.encode`),
+    one row each, in the given order (the history is read back by time, then insertion
+    order)."""
+    heartbeats.add(conn, rows)
 
 
 def add_logging_rows(conn: Connection,
@@ -81,14 +78,6 @@ def add_logging_rows(conn: Connection,
         groups.setdefault((when, source), []).append((job_id, status, minor, app))
     for (when, source), records in groups.items():
         jobs_db.add_logging(conn, records, now=when, source=source)
-
-
-def _by_time(rows: Sequence[tuple[Any, ...]], index: int
-             ) -> dict[datetime, list[tuple[Any, ...]]]:
-    groups: dict[datetime, list[tuple[Any, ...]]] = {}
-    for row in rows:
-        groups.setdefault(row[index], []).append(row)
-    return groups
 
 
 def update_job_rows(conn: Connection, values: Mapping[int, Mapping[str, Any]], *,

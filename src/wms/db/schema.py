@@ -12,11 +12,13 @@ Migrations (version N is reached by running migration N-1):
 3. the index (owner, status, submission_time) of the job monitor's "my jobs of this status,
    newest first" (bench/growth.py: without it MariaDB sorted all of a user's jobs of that
    status, 10-23x slower at 1M jobs than at 10k).
+4. one row per heartbeat: ``heartbeat_data`` (DIRAC's row per value) pivoted into
+   ``job_heartbeats`` (:mod:`wms.db.heartbeats`; reversible).
 
 Example::
 
     >>> WMS_SCHEMA.system, "jobs" in WMS_SCHEMA.metadata.tables, WMS_SCHEMA.latest
-    ('WorkloadManagement', True, 4)
+    ('WorkloadManagement', True, 5)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy.engine import Connection
 from core.db import Reversible, Schema
 from wms.db import (  # noqa: F401 - they register their tables
     counters,
+    heartbeats,
     outbox,
     pilot_tables,
     push_jobs,
@@ -69,10 +72,23 @@ def _drop_owner_status_submission_index(conn: Connection) -> None:
         next(ix for ix in tables.jobs.indexes if ix.name == name).drop(conn)
 
 
+def _one_row_per_heartbeat(conn: Connection) -> None:
+    """One row per heartbeat: ``heartbeat_data`` (a row per value) pivoted into
+    ``job_heartbeats``, in batches; the answers of ``getJobHeartBeatData`` do not change."""
+    heartbeats.pivot(conn)
+
+
+def _one_row_per_heartbeat_value(conn: Connection) -> None:
+    """Back to ``heartbeat_data``, a row per value (``pilotwms db downgrade``)."""
+    heartbeats.unpivot(conn)
+
+
 WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[
     _job_counters,
     outbox.create_table,  # 1 -> 2: monitoring_outbox (monitoring issue)
     _scheduling_tables,  # 2 -> 3: events and schedules
     # 3 -> 4: search by owner + status, newest first
     Reversible(_owner_status_submission_index, _drop_owner_status_submission_index),
+    # one row per heartbeat instead of one per value (issues 16, 17: heartbeat ingestion)
+    Reversible(_one_row_per_heartbeat, _one_row_per_heartbeat_value),
 ], repairs={"job-counters": counters.repair})
