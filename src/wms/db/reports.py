@@ -34,15 +34,27 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection
 
-from core.bulk import insert_rows
 from wms.db import heartbeats, outbox
 from wms.db import jobs as jobs_db
+from wms.db.prepared import executemany
 from wms.db.tables import job_commands, job_parameters, jobs
 
 __all__ = ["add_heartbeat_rows", "add_logging_rows", "set_heartbeat_times",
            "take_commands_of", "update_job_rows", "upsert_parameters"]
 
 CHUNK = jobs_db.CHUNK
+
+# the statements of every batch, built once (expanding IN lists)
+_IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+_SET_HEARTBEAT_TIME = (sa.update(jobs).where(jobs.c.job_id.in_(_IDS))
+                       .values(heartbeat_time=sa.bindparam("when")))
+_PENDING_COMMANDS = (sa.select(job_commands.c.id, job_commands.c.job_id,
+                               job_commands.c.command, job_commands.c.arguments)
+                     .where(job_commands.c.job_id.in_(_IDS),
+                            job_commands.c.status == "Received")
+                     .order_by(job_commands.c.id))
+_MARK_SENT = (sa.update(job_commands).where(job_commands.c.id.in_(_IDS))
+              .values(status="Sent", execution_time=sa.bindparam("now")))
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -58,8 +70,7 @@ def set_heartbeat_times(conn: Connection, times: Mapping[int, datetime]) -> None
         by_time.setdefault(when, []).append(job_id)
     for when, ids in by_time.items():
         for chunk in _chunks(sorted(ids)):
-            conn.execute(sa.update(jobs).where(jobs.c.job_id.in_(chunk))
-                         .values(heartbeat_time=when))
+            conn.execute(_SET_HEARTBEAT_TIME, {"ids": list(chunk), "when": when})
 
 
 def add_heartbeat_rows(conn: Connection, rows: Sequence[tuple[int, str, datetime]]) -> None:
@@ -100,16 +111,12 @@ def take_commands_of(conn: Connection, job_ids: Iterable[int], now: datetime
     out: dict[int, dict[str, str]] = {}
     sent: list[int] = []
     for chunk in _chunks(sorted(set(job_ids))):
-        for row in conn.execute(sa.select(job_commands.c.id, job_commands.c.job_id,
-                                          job_commands.c.command, job_commands.c.arguments)
-                                .where(job_commands.c.job_id.in_(chunk),
-                                       job_commands.c.status == "Received")
-                                .order_by(job_commands.c.id)):
-            out.setdefault(row.job_id, {})[row.command] = row.arguments
-            sent.append(row.id)
+        for row_id, job_id, command, arguments in conn.execute(_PENDING_COMMANDS,
+                                                               {"ids": list(chunk)}):
+            out.setdefault(job_id, {})[command] = arguments
+            sent.append(row_id)
     for chunk in _chunks(sent):
-        conn.execute(sa.update(job_commands).where(job_commands.c.id.in_(chunk))
-                     .values(status="Sent", execution_time=now))
+        conn.execute(_MARK_SENT, {"ids": list(chunk), "now": now})
     return out
 
 
@@ -144,6 +151,6 @@ def upsert_parameters(conn: Connection, rows: Sequence[tuple[int, int, str, str]
             attempts[job_id] = attempt
         jobs_db.set_parameters(conn, params, attempts)
         return
-    insert_rows(conn, job_parameters, [
+    executemany(conn, "job_parameters-upsert", job_parameters, _upsert, [
         {"job_id": job_id, "attempt": attempt, "name": name, "value": value}
-        for (job_id, attempt, name), value in sorted(merged.items())], statement=statement)
+        for (job_id, attempt, name), value in sorted(merged.items())])
