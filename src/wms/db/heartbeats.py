@@ -45,8 +45,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.bulk import insert_rows
 from core.db import UTCDateTime
-from wms.db.prepared import executemany
 from wms.db.tables import JobIdType, job_heartbeats, jobs
 
 __all__ = ["add", "decode", "encode", "history", "latest_values", "pivot", "unpivot"]
@@ -86,12 +86,7 @@ def add(conn: Connection, rows: Sequence[tuple[int, str, datetime]]) -> None:
     for job_id, data, when in rows:
         by_time.setdefault(when, []).append({"job_id": job_id, "data": data})
     for when, group in by_time.items():
-        executemany(conn, "job_heartbeats", job_heartbeats, _insert, group,
-                    constants={"heartbeat_time": when})
-
-
-def _insert(conn: Connection) -> Any:
-    return job_heartbeats.insert()
+        insert_rows(conn, job_heartbeats, group, constants={"heartbeat_time": when})
 
 
 def history(conn: Connection, job_id: int) -> list[tuple[str, str, datetime]]:

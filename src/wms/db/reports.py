@@ -32,7 +32,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from wms.db import heartbeats, outbox
 from wms.db import jobs as jobs_db
@@ -120,9 +120,9 @@ def take_commands_of(conn: Connection, job_ids: Iterable[int], now: datetime
     return out
 
 
-def _upsert(conn: Connection) -> Any:
+def _upsert(dialect: Dialect) -> Any:
     """INSERT of a parameter that replaces the value of an existing one."""
-    name = conn.dialect.name
+    name = dialect.name
     if name in ("mysql", "mariadb"):
         statement = mysql.insert(job_parameters)
         return statement.on_duplicate_key_update(value=statement.inserted.value)
@@ -142,8 +142,7 @@ def upsert_parameters(conn: Connection, rows: Sequence[tuple[int, int, str, str]
         merged[(job_id, attempt, name[:100])] = str(value)
     if not merged:
         return
-    statement = _upsert(conn)
-    if statement is None:  # pragma: no cover - another database: portable delete + insert
+    if _upsert(conn.dialect) is None:  # pragma: no cover - another database: delete + insert
         params: dict[int, dict[str, str]] = {}
         attempts: dict[int, int] = {}
         for (job_id, attempt, name), value in merged.items():
@@ -151,6 +150,6 @@ def upsert_parameters(conn: Connection, rows: Sequence[tuple[int, int, str, str]
             attempts[job_id] = attempt
         jobs_db.set_parameters(conn, params, attempts)
         return
-    executemany(conn, "job_parameters-upsert", job_parameters, _upsert, [
+    executemany(conn, job_parameters, _upsert, [
         {"job_id": job_id, "attempt": attempt, "name": name, "value": value}
         for (job_id, attempt, name), value in sorted(merged.items())])
