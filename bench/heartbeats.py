@@ -12,7 +12,9 @@ reports one after the other for ``--seconds`` and wait for each acknowledgement 
 resolving once the transaction committed). Kinds: ``heartbeat`` (``sendHeartBeat`` with the
 seven dynamic values the pilot's watchdog sends and the ``StandardOutput`` static parameter),
 ``status`` (``setJobStatus`` changing the minor status, so each writes a logging row).
-Printed: reports/s, p50/p99 acknowledgement latency, transactions and mean batch size,
+``--stages``: first, the client CPU per heartbeat of ``apply_reports`` itself (batches of 40,
+no queue), by statement. Printed: reports/s, p50/p99 acknowledgement latency, transactions
+and mean batch size,
 InnoDB deadlocks during the run (``Innodb_deadlocks``; target 0) and lost rows (heartbeat
 data and logging rows in the database minus those acknowledged; target 0).
 
@@ -50,7 +52,7 @@ from core.db import init_schema, make_engine, utcnow  # noqa: E402
 from core.security.identity import Identity  # noqa: E402
 from wms.db import jobs as jobs_db  # noqa: E402
 from wms.db.schema import WMS_SCHEMA  # noqa: E402
-from wms.db.tables import heartbeat_data, job_logging  # noqa: E402
+from wms.db.tables import job_heartbeats, job_logging  # noqa: E402
 from wms.logic import reports  # noqa: E402
 
 PILOT = Identity(auth_method="token", username="pilot", group="demo_pilot", vo="demo",
@@ -91,7 +93,7 @@ def deadlocks(engine: sa.engine.Engine) -> int:
 def rows(engine: sa.engine.Engine) -> tuple[int, int]:
     """(heartbeat data rows, logging rows written by status reports)."""
     with engine.connect() as conn:
-        beats = conn.execute(sa.select(sa.func.count()).select_from(heartbeat_data)).scalar_one()
+        beats = conn.execute(sa.select(sa.func.count()).select_from(job_heartbeats)).scalar_one()
         logged = conn.execute(sa.select(sa.func.count()).select_from(job_logging)
                               .where(job_logging.c.source == "JobWrapper")).scalar_one()
     return int(beats), int(logged)
@@ -147,7 +149,7 @@ def in_process(url: str, label: str, kind: str, *, jobs: int, producers: int,
     engine = make_engine(url)
     result.deadlocks = deadlocks(engine) - before_locks
     after = rows(engine)
-    written = (after[0] - before_rows[0]) // 7 if kind == "heartbeat" else after[1] - before_rows[1]
+    written = after[0] - before_rows[0] if kind == "heartbeat" else after[1] - before_rows[1]
     result.lost = result.acked - written
     engine.dispose()
     return result
@@ -193,6 +195,59 @@ def _writer(url: str, kind: str, ids: list[int], producers: int, seconds: float,
     result.batches = committer.stats.batches
     engine.dispose()
     return result
+
+
+def stages(url: str, label: str, *, batch: int = 40, batches: int = 50) -> list[str]:
+    """Client CPU and wall per heartbeat of ``apply_reports`` (batches of ``batch`` watchdog
+    heartbeats, no queue), split by statement: what one flush costs the server process."""
+    from wms.db import reports as reports_db
+
+    engine = make_engine(url)
+    init_schema(engine, WMS_SCHEMA)
+    ids = make_jobs(engine, 2000)
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    saved = []
+
+    def timed(module: Any, name: str) -> None:
+        inner = getattr(module, name)
+        saved.append((module, name, inner))
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            c0, w0 = time.process_time(), time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                wall[name] = wall.get(name, 0.0) + time.perf_counter() - w0
+                cpu[name] = cpu.get(name, 0.0) + time.process_time() - c0
+        setattr(module, name, wrapper)
+
+    for name in ("set_heartbeat_times", "add_heartbeat_rows", "upsert_parameters",
+                 "take_commands_of"):
+        timed(reports_db, name)
+    timed(jobs_db, "status_of")
+    try:
+        n = 0
+        for rep in range(batches + 10):  # 10 to warm up
+            if rep == 10:
+                wall.clear()
+                cpu.clear()
+                c0, w0 = time.process_time(), time.perf_counter()
+            reports.apply_reports(engine, [
+                reports.Heartbeat(PILOT, ids[(n + i) % len(ids)], dynamic(n + i),
+                                  {"StandardOutput": OUTPUT}) for i in range(batch)])
+            n += batch
+        total_cpu, total_wall = time.process_time() - c0, time.perf_counter() - w0
+    finally:
+        for module, name, inner in saved:
+            setattr(module, name, inner)
+        engine.dispose()
+    count = batch * batches
+    lines = [f"  {label} apply_reports, batches of {batch}: {total_cpu / count * 1e6:.0f} us "
+             f"client CPU, {total_wall / count * 1e6:.0f} us wall per heartbeat"]
+    lines += [f"    {name:22s} CPU {cpu[name] / count * 1e6:5.0f} us  wall "
+              f"{wall[name] / count * 1e6:5.0f} us" for name in wall]
+    return lines
 
 
 # -- over HTTPS ---------------------------------------------------------------------------------
@@ -284,7 +339,7 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
                                          clients=clients, seconds=seconds, bulk=size))
                 cpu = sum(proc_stat(p)[0] for p in workers) - cpu0
                 db_cpu = (proc_stat(mariadb_pid)[0] - db0) if mariadb_pid else 0.0
-                written = (rows(engine)[0] - rows0[0]) // 7
+                written = rows(engine)[0] - rows0[0]
                 wall = got["seconds"]
                 lat = got["latency"]
                 lines.append(
@@ -379,6 +434,8 @@ def main() -> None:
     parser.add_argument("--bulk", type=int, default=100)
     parser.add_argument("--no-group-commit", action="store_true",
                         help="over HTTPS: the server writes each report in its own transaction")
+    parser.add_argument("--stages", action="store_true",
+                        help="also: client CPU per heartbeat of one flush, by statement")
     parser.add_argument("--profile", action="store_true",
                         help="only: cProfile of the server's IOLoop thread under single calls")
     args = parser.parse_args()
@@ -408,6 +465,8 @@ def main() -> None:
 
                 targets.append((stack.enter_context(fresh_database(admin)), "MariaDB"))
             for url, label in targets:
+                if args.stages:
+                    print("\n".join(stages(url, label)), flush=True)
                 for writers in (int(w) for w in args.writers.split(",")):
                     for kind in ("heartbeat", "status"):
                         print(in_process(url, label, kind, jobs=args.jobs,

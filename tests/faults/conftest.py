@@ -38,7 +38,7 @@ from core.config.schema import Config
 from tests.support.credentials import Creds
 from tests.support.mariadb import free_port
 from wms.db.sandbox_tables import sandboxes
-from wms.db.tables import heartbeat_data, job_logging, jobs
+from wms.db.tables import job_heartbeats, job_logging, jobs
 from wms.db.tq_tables import tq_jobs
 
 PY = sys.executable
@@ -315,9 +315,9 @@ def check_consistency(engine: sa.engine.Engine, load: Load, sandbox_base: Path) 
             logged.setdefault(int(job_id), []).append(st)
         queued = Counter(int(x) for x in conn.execute(sa.select(tq_jobs.c.job_id)).scalars())
         beats = {int(j): int(n) for j, n in conn.execute(
-            sa.select(heartbeat_data.c.job_id, sa.func.count())
-            .where(heartbeat_data.c.name == "CPUConsumed")
-            .group_by(heartbeat_data.c.job_id)).all()}
+            sa.select(job_heartbeats.c.job_id, sa.func.count())
+            .where(job_heartbeats.c.data.like('%"CPUConsumed":%'))
+            .group_by(job_heartbeats.c.job_id)).all()}
         stored = conn.execute(sa.select(sandboxes.c.pfn, sandboxes.c.checksum,
                                         sandboxes.c.size)).all()
     # every accepted job exists, has gone past Received/Checking

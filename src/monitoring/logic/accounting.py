@@ -48,9 +48,9 @@ from monitoring.types import (
     doc_id,
     normalise,
 )
-from wms.db import outbox
+from wms.db import heartbeats, outbox
 from wms.db.pilot_tables import pilot_agents, pilot_jobs
-from wms.db.tables import heartbeat_data, jobs
+from wms.db.tables import jobs
 from wms.logic import parameter_store
 from wms.logic.parameter_store import ParameterStore
 
@@ -84,17 +84,7 @@ def _number(text: Any) -> float:
 
 
 def _last_heartbeats(conn: Connection, job_ids: Sequence[int]) -> dict[int, dict[str, str]]:
-    out: dict[int, dict[str, str]] = {}
-    names = list(HEARTBEAT_FALLBACK)
-    for start in range(0, len(job_ids), 500):
-        chunk = list(job_ids[start:start + 500])
-        query = (sa.select(heartbeat_data.c.job_id, heartbeat_data.c.name,
-                           heartbeat_data.c.value)
-                 .where(heartbeat_data.c.job_id.in_(chunk), heartbeat_data.c.name.in_(names))
-                 .order_by(heartbeat_data.c.heartbeat_time, heartbeat_data.c.id))
-        for job_id, name, value in conn.execute(query):
-            out.setdefault(job_id, {})[name] = value  # the latest wins
-    return out
+    return heartbeats.latest_values(conn, job_ids, HEARTBEAT_FALLBACK)
 
 
 def job_records(conn: Connection, job_ids: Sequence[int],

@@ -29,11 +29,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.bulk import insert_rows
-from wms.db import outbox
+from wms.db import heartbeats, outbox
 from wms.db.tables import (
-    heartbeat_data,
     input_data,
     job_commands,
+    job_heartbeats,
     job_jdls,
     job_logging,
     job_parameters,
@@ -178,20 +178,25 @@ def add_logging(conn: Connection, records: Sequence[tuple[int, str, str, str]], 
         constants={"status_time": now, "source": source[:32]})
 
 
+#: :func:`status_of`'s query, built once (an expanding IN: the hot report path builds no
+#: expression per call)
+_STATUS_QUERY = sa.select(jobs.c.job_id, jobs.c.status, jobs.c.minor_status,
+                          jobs.c.application_status, jobs.c.owner, jobs.c.owner_group,
+                          jobs.c.vo, jobs.c.site, jobs.c.reschedule_counter
+                          ).where(jobs.c.job_id.in_(sa.bindparam("ids", expanding=True)))
+_STATUS_QUERY_LOCKING = _STATUS_QUERY.with_for_update()
+
+
 def status_of(conn: Connection, job_ids: Iterable[int], *,
               for_update: bool = False) -> dict[int, StatusRow]:
     """Current status and ownership of the jobs that exist among ``job_ids``."""
     found: dict[int, StatusRow] = {}
     wanted = sorted(set(job_ids))
+    query = (_STATUS_QUERY_LOCKING if for_update and conn.dialect.name != "sqlite"
+             else _STATUS_QUERY)
     for chunk in _chunks(wanted):
-        query = sa.select(jobs.c.job_id, jobs.c.status, jobs.c.minor_status,
-                          jobs.c.application_status, jobs.c.owner, jobs.c.owner_group,
-                          jobs.c.vo, jobs.c.site, jobs.c.reschedule_counter
-                          ).where(jobs.c.job_id.in_(chunk))
-        if for_update and conn.dialect.name != "sqlite":
-            query = query.with_for_update()
-        for row in conn.execute(query):
-            found[row.job_id] = StatusRow(*row)
+        for row in conn.execute(query, {"ids": list(chunk)}):
+            found[row[0]] = StatusRow(*row)
     return found
 
 
@@ -313,18 +318,14 @@ def logging_of(conn: Connection, job_id: int) -> list[tuple[str, str, str, datet
 
 
 def add_heartbeat(conn: Connection, job_id: int, data: dict[str, Any], now: datetime) -> None:
+    """One heartbeat's dynamic data (one row, :mod:`wms.db.heartbeats`); none when empty."""
     if data:
-        conn.execute(sa.insert(heartbeat_data), [
-            {"job_id": job_id, "name": str(k)[:100], "value": str(v), "heartbeat_time": now}
-            for k, v in data.items()])
+        heartbeats.add(conn, [(job_id, heartbeats.encode(data), now)])
 
 
 def heartbeats_of(conn: Connection, job_id: int) -> list[tuple[str, str, datetime]]:
-    query = (sa.select(heartbeat_data.c.name, heartbeat_data.c.value,
-                       heartbeat_data.c.heartbeat_time)
-             .where(heartbeat_data.c.job_id == job_id)
-             .order_by(heartbeat_data.c.heartbeat_time, heartbeat_data.c.id))
-    return [tuple(row) for row in conn.execute(query)]
+    """(name, value, time) of every heartbeat value, by time then arrival."""
+    return heartbeats.history(conn, job_id)
 
 
 def add_commands(conn: Connection, job_ids: Sequence[int], command: str, now: datetime,
@@ -360,7 +361,7 @@ def take_commands(conn: Connection, job_id: int, now: datetime) -> dict[str, str
 def delete_jobs(conn: Connection, job_ids: Sequence[int]) -> None:
     """Remove jobs and everything attached (the tables cascade on MariaDB and SQLite)."""
     for chunk in _chunks(list(job_ids)):
-        for table in (heartbeat_data, job_commands, job_logging, job_parameters, input_data,
+        for table in (job_heartbeats, job_commands, job_logging, job_parameters, input_data,
                       job_jdls):
             conn.execute(sa.delete(table).where(table.c.job_id.in_(chunk)))
         conn.execute(sa.delete(jobs).where(jobs.c.job_id.in_(chunk)))

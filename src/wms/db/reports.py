@@ -17,7 +17,7 @@ Example::
     ...     [job] = jobs_db.insert_jobs(conn, [jobs_db.NewJob(
     ...         owner="al", owner_group="g", vo="v", status="Running", minor_status="x",
     ...         original_jdl="[]")], now=now, source="doc")
-    ...     add_heartbeat_rows(conn, [(job, "CPUConsumed", "1.5", now)])
+    ...     add_heartbeat_rows(conn, [(job, '{"CPUConsumed":"1.5"}', now)])
     ...     upsert_parameters(conn, [(job, 0, "HostName", "wn1")])
     ...     upsert_parameters(conn, [(job, 0, "HostName", "wn2")])
     ...     take_commands_of(conn, [job], now), jobs_db.parameters_of(conn, [job])
@@ -32,17 +32,29 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
-from core.bulk import insert_rows
+from wms.db import heartbeats, outbox
 from wms.db import jobs as jobs_db
-from wms.db import outbox
-from wms.db.tables import heartbeat_data, job_commands, job_parameters, jobs
+from wms.db.prepared import executemany
+from wms.db.tables import job_commands, job_parameters, jobs
 
 __all__ = ["add_heartbeat_rows", "add_logging_rows", "set_heartbeat_times",
            "take_commands_of", "update_job_rows", "upsert_parameters"]
 
 CHUNK = jobs_db.CHUNK
+
+# the statements of every batch, built once (expanding IN lists)
+_IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+_SET_HEARTBEAT_TIME = (sa.update(jobs).where(jobs.c.job_id.in_(_IDS))
+                       .values(heartbeat_time=sa.bindparam("when")))
+_PENDING_COMMANDS = (sa.select(job_commands.c.id, job_commands.c.job_id,
+                               job_commands.c.command, job_commands.c.arguments)
+                     .where(job_commands.c.job_id.in_(_IDS),
+                            job_commands.c.status == "Received")
+                     .order_by(job_commands.c.id))
+_MARK_SENT = (sa.update(job_commands).where(job_commands.c.id.in_(_IDS))
+              .values(status="Sent", execution_time=sa.bindparam("now")))
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -58,18 +70,14 @@ def set_heartbeat_times(conn: Connection, times: Mapping[int, datetime]) -> None
         by_time.setdefault(when, []).append(job_id)
     for when, ids in by_time.items():
         for chunk in _chunks(sorted(ids)):
-            conn.execute(sa.update(jobs).where(jobs.c.job_id.in_(chunk))
-                         .values(heartbeat_time=when))
+            conn.execute(_SET_HEARTBEAT_TIME, {"ids": list(chunk), "when": when})
 
 
-def add_heartbeat_rows(conn: Connection, rows: Sequence[tuple[int, str, str, datetime]]
-                       ) -> None:
-    """Append (job_id, name, value, time) heartbeat data, in the given order (the history
-    is read back by time, then insertion order)."""
-    for when, group in _by_time(rows, 3).items():
-        insert_rows(conn, heartbeat_data,
-                    [{"job_id": r[0], "name": r[1][:100], "value": r[2]} for r in group],
-                    constants={"heartbeat_time": when})
+def add_heartbeat_rows(conn: Connection, rows: Sequence[tuple[int, str, datetime]]) -> None:
+    """Append (job_id, data, time) heartbeats (``data``: :func:`wms.db.heartbeats.encode`),
+    one row each, in the given order (the history is read back by time, then insertion
+    order)."""
+    heartbeats.add(conn, rows)
 
 
 def add_logging_rows(conn: Connection,
@@ -81,14 +89,6 @@ def add_logging_rows(conn: Connection,
         groups.setdefault((when, source), []).append((job_id, status, minor, app))
     for (when, source), records in groups.items():
         jobs_db.add_logging(conn, records, now=when, source=source)
-
-
-def _by_time(rows: Sequence[tuple[Any, ...]], index: int
-             ) -> dict[datetime, list[tuple[Any, ...]]]:
-    groups: dict[datetime, list[tuple[Any, ...]]] = {}
-    for row in rows:
-        groups.setdefault(row[index], []).append(row)
-    return groups
 
 
 def update_job_rows(conn: Connection, values: Mapping[int, Mapping[str, Any]], *,
@@ -111,22 +111,18 @@ def take_commands_of(conn: Connection, job_ids: Iterable[int], now: datetime
     out: dict[int, dict[str, str]] = {}
     sent: list[int] = []
     for chunk in _chunks(sorted(set(job_ids))):
-        for row in conn.execute(sa.select(job_commands.c.id, job_commands.c.job_id,
-                                          job_commands.c.command, job_commands.c.arguments)
-                                .where(job_commands.c.job_id.in_(chunk),
-                                       job_commands.c.status == "Received")
-                                .order_by(job_commands.c.id)):
-            out.setdefault(row.job_id, {})[row.command] = row.arguments
-            sent.append(row.id)
+        for row_id, job_id, command, arguments in conn.execute(_PENDING_COMMANDS,
+                                                               {"ids": list(chunk)}):
+            out.setdefault(job_id, {})[command] = arguments
+            sent.append(row_id)
     for chunk in _chunks(sent):
-        conn.execute(sa.update(job_commands).where(job_commands.c.id.in_(chunk))
-                     .values(status="Sent", execution_time=now))
+        conn.execute(_MARK_SENT, {"ids": list(chunk), "now": now})
     return out
 
 
-def _upsert(conn: Connection) -> Any:
+def _upsert(dialect: Dialect) -> Any:
     """INSERT of a parameter that replaces the value of an existing one."""
-    name = conn.dialect.name
+    name = dialect.name
     if name in ("mysql", "mariadb"):
         statement = mysql.insert(job_parameters)
         return statement.on_duplicate_key_update(value=statement.inserted.value)
@@ -146,8 +142,7 @@ def upsert_parameters(conn: Connection, rows: Sequence[tuple[int, int, str, str]
         merged[(job_id, attempt, name[:100])] = str(value)
     if not merged:
         return
-    statement = _upsert(conn)
-    if statement is None:  # pragma: no cover - another database: portable delete + insert
+    if _upsert(conn.dialect) is None:  # pragma: no cover - another database: delete + insert
         params: dict[int, dict[str, str]] = {}
         attempts: dict[int, int] = {}
         for (job_id, attempt, name), value in merged.items():
@@ -155,6 +150,6 @@ def upsert_parameters(conn: Connection, rows: Sequence[tuple[int, int, str, str]
             attempts[job_id] = attempt
         jobs_db.set_parameters(conn, params, attempts)
         return
-    insert_rows(conn, job_parameters, [
+    executemany(conn, job_parameters, _upsert, [
         {"job_id": job_id, "attempt": attempt, "name": name, "value": value}
-        for (job_id, attempt, name), value in sorted(merged.items())], statement=statement)
+        for (job_id, attempt, name), value in sorted(merged.items())])

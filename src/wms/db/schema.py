@@ -14,12 +14,14 @@ Migrations (version N is reached by running migration N-1):
    status, 10-23x slower at 1M jobs than at 10k);
 4. the index (owner, status, n) of the job counters: a user's totals and counts by status
    from the index alone (bench/growth.py: the counts read every counter row of the owner,
-   thousands at 10M jobs).
+   thousands at 10M jobs);
+5. one row per heartbeat: ``heartbeat_data`` (DIRAC's row per value) pivoted into
+   ``job_heartbeats`` (:mod:`wms.db.heartbeats`; reversible).
 
 Example::
 
     >>> WMS_SCHEMA.system, "jobs" in WMS_SCHEMA.metadata.tables, WMS_SCHEMA.latest
-    ('WorkloadManagement', True, 5)
+    ('WorkloadManagement', True, 6)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sqlalchemy.engine import Connection
 from core.db import Reversible, Schema
 from wms.db import (  # noqa: F401 - they register their tables
     counters,
+    heartbeats,
     outbox,
     pilot_tables,
     push_jobs,
@@ -95,6 +98,18 @@ def _counters_index() -> sa.Index:
 COUNTERS_INDEX_STEP = Reversible(_counters_owner_status_index,
                                  _drop_counters_owner_status_index)
 
+
+def _one_row_per_heartbeat(conn: Connection) -> None:
+    """One row per heartbeat: ``heartbeat_data`` (a row per value) pivoted into
+    ``job_heartbeats``, in batches; the answers of ``getJobHeartBeatData`` do not change."""
+    heartbeats.pivot(conn)
+
+
+def _one_row_per_heartbeat_value(conn: Connection) -> None:
+    """Back to ``heartbeat_data``, a row per value (``pilotwms db downgrade``)."""
+    heartbeats.unpivot(conn)
+
+
 WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[
     _job_counters,
     outbox.create_table,  # 1 -> 2: monitoring_outbox (monitoring issue)
@@ -102,4 +117,6 @@ WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[
     # 3 -> 4: search by owner + status, newest first
     Reversible(_owner_status_submission_index, _drop_owner_status_submission_index),
     COUNTERS_INDEX_STEP,  # job counters by owner and status, from the index alone
+    # one row per heartbeat instead of one per value (issues 16, 17: heartbeat ingestion)
+    Reversible(_one_row_per_heartbeat, _one_row_per_heartbeat_value),
 ], repairs={"job-counters": counters.repair})

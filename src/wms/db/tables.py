@@ -10,6 +10,9 @@ Design notes:
   enough.
 * ``job_parameters`` keys on the attempt (``reschedule_counter``), so the parameters of earlier
   attempts survive a rescheduling.
+* ``job_heartbeats`` holds ONE row per heartbeat, its values in one JSON text column, not
+  DIRAC's row per value (``HeartBeatLoggingInfo``): a heartbeat is one row to write instead
+  of seven (:mod:`wms.db.heartbeats`).
 * Indexes follow the hot queries: status counts, "my jobs of the last N days", site views,
   heartbeat sweeps.
 
@@ -110,16 +113,17 @@ job_logging = sa.Table(
     sa.Index("ix_job_logging_job", "job_id", "status_time"),
 )
 
-heartbeat_data = sa.Table(
-    "heartbeat_data",
+job_heartbeats = sa.Table(
+    "job_heartbeats",
     metadata,
     sa.Column("id", JobIdType, primary_key=True, autoincrement=True),
     sa.Column("job_id", JobIdType, sa.ForeignKey("jobs.job_id", ondelete="CASCADE"),
               nullable=False),
-    sa.Column("name", sa.String(100), nullable=False),
-    sa.Column("value", sa.Text, nullable=False),
     sa.Column("heartbeat_time", UTCDateTime, nullable=False),
-    sa.Index("ix_heartbeat_job", "job_id", "heartbeat_time"),
+    #: the heartbeat's dynamic data, a JSON object of texts in the order sent
+    #: (:mod:`wms.db.heartbeats`)
+    sa.Column("data", LongText, nullable=False),
+    sa.Index("ix_job_heartbeats_job", "job_id", "heartbeat_time"),
 )
 
 job_commands = sa.Table(

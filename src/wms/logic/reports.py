@@ -52,6 +52,7 @@ from core.exceptions import DatabaseError, PilotWMSError
 from core.faults import service_error
 from core.group_commit import GroupCommitter
 from core.security.identity import Identity
+from wms.db import heartbeats as heartbeats_db
 from wms.db import jobs as jobs_db
 from wms.db import outbox
 from wms.db import reports as reports_db
@@ -109,7 +110,8 @@ class _Batch:
 
     current: dict[int, jobs_db.StatusRow]
     heartbeat_times: dict[int, datetime] = field(default_factory=dict)
-    heartbeat_rows: list[tuple[int, str, str, datetime]] = field(default_factory=list)
+    #: (job, data, time): one row per heartbeat with dynamic data
+    heartbeat_rows: list[tuple[int, str, datetime]] = field(default_factory=list)
     #: job -> column -> value, later reports overriding earlier ones
     columns: dict[int, dict[str, Any]] = field(default_factory=dict)
     logging: list[tuple[int, str, str, str, datetime, str]] = field(default_factory=list)
@@ -146,8 +148,9 @@ def _plan(batch: _Batch, index: int, report: Report) -> Any:
             extra = {"start_exec_time": when} if row.status == JobStatus.MATCHED else {}
             batch.change(jobs_db.StatusChange(report.job_id, JobStatus.RUNNING,
                                               "Job Heartbeat"), extra, when, "Heartbeat")
-        batch.heartbeat_rows.extend((report.job_id, str(k), str(v), when)
-                                    for k, v in report.dynamic.items())
+        if report.dynamic:
+            batch.heartbeat_rows.append((report.job_id, heartbeats_db.encode(report.dynamic),
+                                         when))
         batch.parameters.extend((report.job_id, row.reschedule_counter, str(k), str(v))
                                 for k, v in report.static.items())
         if report.job_id not in batch.command_takers.values():

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from core.db import make_engine
 from wms.db.schema import WMS_SCHEMA
 
-WMS = WMS_SCHEMA.latest  # the WMS head (grows with each release's migrations)
-
 PILOTWMS = [sys.executable, "-m", "core.cli.admin"]
+WMS = WMS_SCHEMA.latest
+WMS_HEAD = f"workload_management_{WMS:04d}"
 
 
 def db(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -27,19 +27,19 @@ def test_db_commands_show_revisions_and_guard_downgrades(tmp_path: Path) -> None
     url = f"sqlite:///{tmp_path / 'p.db'}"
     config.write_text(f"Database: {url}\n")
     out = db(config, "version").stdout
-    assert f"WorkloadManagement: not initialised (head workload_management_{WMS:04d})" in out
+    assert f"WorkloadManagement: not initialised (head {WMS_HEAD})" in out
     out = db(config, "init").stdout
-    assert (f"WorkloadManagement: version {WMS}, revision workload_management_{WMS:04d} "
-            f"(head workload_management_{WMS:04d})") in out
+    assert (f"WorkloadManagement: version {WMS}, revision {WMS_HEAD} "
+            f"(head {WMS_HEAD})") in out
     assert "Framework: version 0, revision framework_0000 (head framework_0000)" in out
     with make_engine(url).begin() as conn:  # as an older release left it
         conn.execute(sa.text("UPDATE pilotwms_schema SET version = 2 "
                              "WHERE system = 'WorkloadManagement'"))
-    assert (f"WorkloadManagement: version 2, revision workload_management_{WMS:04d} "
-            f"(head workload_management_{WMS:04d}): run 'pilotwms db upgrade'") in db(
+    assert (f"WorkloadManagement: version 2, revision {WMS_HEAD} "
+            f"(head {WMS_HEAD}): run 'pilotwms db upgrade'") in db(
         config, "version").stdout
     out = db(config, "upgrade").stdout
-    assert f"WorkloadManagement: version {WMS}, revision workload_management_{WMS:04d}" in out
+    assert f"WorkloadManagement: version {WMS}, revision {WMS_HEAD}" in out
     lines = db(config, "history", "--system", "DataManagement").stdout.splitlines()
     assert [line.split()[1:3] for line in lines] == [
         ["data_management_0000", "one-way"], ["data_management_0001", "one-way"]]

@@ -28,7 +28,7 @@ from core.exceptions import (
 from core.security.identity import Identity
 from wms.db import jobs as jobs_db
 from wms.db.schema import WMS_SCHEMA
-from wms.db.tables import heartbeat_data, job_commands, job_logging, job_parameters
+from wms.db.tables import job_commands, job_heartbeats, job_logging, job_parameters
 from wms.logic import job_manager, reports, state_update
 from wms.logic.reports import GroupCommitSettings, Heartbeat, ParameterReport, StatusReport
 from wms.service.common import dequeue
@@ -126,8 +126,8 @@ def test_concurrent_heartbeats_share_transactions_and_are_answered_once_committe
         assert commands == {}
         # answered: the row is committed, another connection sees it
         with reader.connect() as conn:
-            found = conn.execute(sa.select(sa.func.count()).select_from(heartbeat_data)
-                                 .where(heartbeat_data.c.job_id == job)).scalar_one()
+            found = conn.execute(sa.select(sa.func.count()).select_from(job_heartbeats)
+                                 .where(job_heartbeats.c.job_id == job)).scalar_one()
         if found != 1:
             unseen.append(job)
 
@@ -157,12 +157,12 @@ def _poison(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql(
-                "CREATE TRIGGER poison BEFORE INSERT ON heartbeat_data "
-                "WHEN NEW.value = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END")
+                "CREATE TRIGGER poison BEFORE INSERT ON job_heartbeats "
+                "WHEN instr(NEW.data, 'poison') > 0 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END")
         else:
             conn.exec_driver_sql(
-                "CREATE TRIGGER poison BEFORE INSERT ON heartbeat_data FOR EACH ROW BEGIN "
-                "IF NEW.value = 'poison' THEN SIGNAL SQLSTATE '45000' "
+                "CREATE TRIGGER poison BEFORE INSERT ON job_heartbeats FOR EACH ROW BEGIN "
+                "IF INSTR(NEW.data, 'poison') > 0 THEN SIGNAL SQLSTATE '45000' "
                 "SET MESSAGE_TEXT = 'poisoned row'; END IF; END")
 
 
@@ -391,7 +391,7 @@ def test_two_writers_on_the_same_jobs_never_deadlock(engine: Engine) -> None:
     assert errors == [] and done[0] == 2400
     assert _deadlocks(engine) - before == 0
     with engine.connect() as conn:
-        beats = conn.execute(sa.select(sa.func.count()).select_from(heartbeat_data)
+        beats = conn.execute(sa.select(sa.func.count()).select_from(job_heartbeats)
                              ).scalar_one()
         logged = conn.execute(sa.select(sa.func.count()).select_from(job_logging)
                               .where(job_logging.c.source == "Unknown")).scalar_one()

@@ -26,7 +26,7 @@ from core.config.schema import Config
 from core.db import init_schema, make_engine, utcnow
 from wms.db import jobs as jobs_db
 from wms.db.schema import WMS_SCHEMA
-from wms.db.tables import heartbeat_data
+from wms.db.tables import job_heartbeats
 from wms.service.job_manager import JobManagerService
 from wms.service.job_monitoring import JobMonitoringService
 from wms.service.job_state_update import JobStateUpdateService
@@ -65,8 +65,8 @@ def beats(db_url: str) -> dict[int, int]:
     try:
         with engine.connect() as conn:
             return {int(j): int(n) for j, n in conn.execute(
-                sa.select(heartbeat_data.c.job_id, sa.func.count())
-                .group_by(heartbeat_data.c.job_id))}
+                sa.select(job_heartbeats.c.job_id, sa.func.count())
+                .group_by(job_heartbeats.c.job_id))}
     finally:
         engine.dispose()
 
