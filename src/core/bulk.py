@@ -9,6 +9,13 @@ timestamps...) once through their columns' types, and hands the rows to the driv
 ``executemany`` per 1,000 rows, which pymysql sends as one multi-row INSERT (MariaDB) and
 sqlite3 runs in process.
 
+On pymysql the statement is written out here rather than by the driver's executemany: the
+constants are escaped once and written into the row template as literals, so each row costs
+the escaping of its own values only (pymysql's rewrite would escape every constant again for
+every row: 9.5 us against 1.3 us per row of ``ts_files``, 8 values of which 6 constant), and
+the rows are joined into multi-row INSERTs of at most ``max_stmt_length`` bytes (pymysql's
+own limit, 1 MB), one round trip each.
+
 Caveat: the rows' own values go to the driver as they are, so they must be plain ``int``,
 ``str`` (a ``StrEnum`` member is a ``str``), ``float`` or None, for columns whose type needs no
 conversion (strings, integers, texts); give datetimes and other typed values as
@@ -64,6 +71,10 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
         fixed[key] = processor(value) if processor is not None else value
     keys = [*rows[0], *fixed]
     stmt = statement if statement is not None else table.insert()
+    if fixed and dialect.driver == "pymysql":
+        written = _pymysql_rows(conn, stmt, rows, fixed, chunk)
+        if written is not None:
+            return written
     compiled = stmt.compile(dialect=dialect, column_keys=keys)
     positions = compiled.positiontup if compiled.positional else None
     total = 0
@@ -78,4 +89,41 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
         else:
             params = [{**row, **fixed} for row in batch] if fixed else list(batch)
         total += conn.exec_driver_sql(compiled.string, params).rowcount or 0
+    return total
+
+
+def _pymysql_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]],
+                  fixed: Mapping[str, Any], chunk: int) -> int | None:
+    """Multi-row INSERTs with the constants written once as literals; None when the
+    statement's shape is not a plain ``INSERT ... VALUES (...)`` (the caller then uses the
+    driver's executemany)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # noqa: S101 - an open connection
+    literal = raw.literal  # type: ignore[attr-defined]
+    # the constants as the driver escapes them (literal_column keeps a '%' doubled for the
+    # format paramstyle, which the row formatting below undoes)
+    values = {k: sa.literal_column(literal(v)) for k, v in fixed.items()}
+    if getattr(stmt, "_post_values_clause", None) is not None:
+        return None  # e.g. ON DUPLICATE KEY UPDATE after the values
+    names = list(rows[0])
+    compiled = stmt.values(values).compile(dialect=conn.dialect, column_keys=names)
+    order = list(compiled.positiontup or [])
+    if not compiled.positional or sorted(order) != sorted(names):
+        return None
+    head, sep, template = compiled.string.partition(" VALUES ")
+    if not sep or not template.startswith("(") or not template.endswith(")"):
+        return None
+    limit = int(getattr(raw.cursor(), "max_stmt_length", 1024000))
+    total = 0
+    for start in range(0, len(rows), chunk):
+        parts: list[str] = []
+        size = len(head)
+        for row in rows[start:start + chunk]:
+            text = template % tuple(literal(row[n]) for n in order)
+            if parts and size + len(text) + 8 > limit:
+                total += conn.exec_driver_sql(f"{head} VALUES {','.join(parts)}").rowcount or 0
+                parts, size = [], len(head)
+            parts.append(text)
+            size += len(text) + 1
+        total += conn.exec_driver_sql(f"{head} VALUES {','.join(parts)}").rowcount or 0
     return total
