@@ -99,10 +99,10 @@ def _pymysql_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]
     driver's executemany)."""
     raw = conn.connection.dbapi_connection
     assert raw is not None  # noqa: S101 - an open connection
-    literal = raw.literal  # type: ignore[attr-defined]
+    literal = raw.literal
     # the constants as the driver escapes them (literal_column keeps a '%' doubled for the
     # format paramstyle, which the row formatting below undoes)
-    values = {k: sa.literal_column(literal(v)) for k, v in fixed.items()}
+    values: dict[str, Any] = {k: sa.literal_column(literal(v)) for k, v in fixed.items()}
     if getattr(stmt, "_post_values_clause", None) is not None:
         return None  # e.g. ON DUPLICATE KEY UPDATE after the values
     names = list(rows[0])
