@@ -97,14 +97,16 @@ def _pymysql_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]
     """Multi-row INSERTs with the constants written once as literals; None when the
     statement's shape is not a plain ``INSERT ... VALUES (...)`` (the caller then uses the
     driver's executemany)."""
-    raw = conn.connection.dbapi_connection
-    assert raw is not None  # noqa: S101 - an open connection
-    literal = raw.literal
-    # the constants as the driver escapes them (literal_column keeps a '%' doubled for the
-    # format paramstyle, which the row formatting below undoes)
-    values: dict[str, Any] = {k: sa.literal_column(literal(v)) for k, v in fixed.items()}
     if getattr(stmt, "_post_values_clause", None) is not None:
         return None  # e.g. ON DUPLICATE KEY UPDATE after the values
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # noqa: S101 - an open connection
+    cursor = raw.cursor()
+    mogrify = cursor.mogrify  # the text pymysql would send for (template, values)
+    # the constants as the driver escapes them (literal_column keeps a '%' doubled for the
+    # format paramstyle, which the row formatting undoes)
+    values: dict[str, Any] = {k: sa.literal_column(str(mogrify("%s", (v,))))
+                              for k, v in fixed.items()}
     names = list(rows[0])
     compiled = stmt.values(values).compile(dialect=conn.dialect, column_keys=names)
     order = list(compiled.positiontup or [])
@@ -113,13 +115,13 @@ def _pymysql_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]
     head, sep, template = compiled.string.partition(" VALUES ")
     if not sep or not template.startswith("(") or not template.endswith(")"):
         return None
-    limit = int(getattr(raw.cursor(), "max_stmt_length", 1024000))
+    limit = int(getattr(cursor, "max_stmt_length", 1024000))
     total = 0
     for start in range(0, len(rows), chunk):
         parts: list[str] = []
         size = len(head)
         for row in rows[start:start + chunk]:
-            text = template % tuple(literal(row[n]) for n in order)
+            text = mogrify(template, tuple(row[n] for n in order))
             if parts and size + len(text) + 8 > limit:
                 total += conn.exec_driver_sql(f"{head} VALUES {','.join(parts)}").rowcount or 0
                 parts, size = [], len(head)
