@@ -109,23 +109,43 @@ def _pymysql_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]
                               for k, v in fixed.items()}
     names = list(rows[0])
     compiled = stmt.values(values).compile(dialect=conn.dialect, column_keys=names)
-    order = list(compiled.positiontup or [])
-    if not compiled.positional or sorted(order) != sorted(names):
-        return None
     head, sep, template = compiled.string.partition(" VALUES ")
     if not sep or not template.startswith("(") or not template.endswith(")"):
         return None
+    marks = template.replace("%%", "")
+    if compiled.positional:  # format paramstyle: values by position
+        order = list(compiled.positiontup or [])
+        if sorted(order) != sorted(names) or marks.count("%s") != len(names):
+            return None
+
+        def values_of(row: Mapping[str, Any]) -> Any:
+            return tuple(row[n] for n in order)
+    else:  # pyformat (pymysql's default): the rows are the parameters as they are
+        if marks.count("%(") != len(names) or \
+                any(f"%({n})s" not in marks for n in names):
+            return None
+
+        def values_of(row: Mapping[str, Any]) -> Any:
+            return row
     limit = int(getattr(cursor, "max_stmt_length", 1024000))
     total = 0
     for start in range(0, len(rows), chunk):
         parts: list[str] = []
         size = len(head)
         for row in rows[start:start + chunk]:
-            text = mogrify(template, tuple(row[n] for n in order))
+            text = mogrify(template, values_of(row))
             if parts and size + len(text) + 8 > limit:
-                total += conn.exec_driver_sql(f"{head} VALUES {','.join(parts)}").rowcount or 0
+                total += _send(conn, head, parts)
                 parts, size = [], len(head)
             parts.append(text)
             size += len(text) + 1
-        total += conn.exec_driver_sql(f"{head} VALUES {','.join(parts)}").rowcount or 0
+        total += _send(conn, head, parts)
     return total
+
+
+def _send(conn: Connection, head: str, rows: list[str]) -> int:
+    """One multi-row INSERT, already written out: ``no_parameters`` makes SQLAlchemy call
+    ``cursor.execute(sql)`` without parameters, so pymysql does not %-format it again."""
+    result = conn.exec_driver_sql(f"{head} VALUES {','.join(rows)}",
+                                  execution_options={"no_parameters": True})
+    return int(result.rowcount or 0)
