@@ -88,3 +88,29 @@ def test_replica_changes_count_for_queries_on_ses_only(world: World) -> None:
                                                                      "PFN": ""}})
     report = inputs.follow_journal(world.engine, world.catalog)
     assert report.changes == 1 and report.files == 0 and report.attached == {}
+
+
+def test_task_batches_by_range_or_list(world: World) -> None:
+    from transformation.db import queries
+
+    stmt = sa.select(ts_tasks.c.task_id).where(queries.among(ts_tasks.c.task_id, [3, 1, 2]))
+    assert "BETWEEN" in str(stmt)
+    assert "IN" in str(sa.select(ts_tasks.c.task_id).where(
+        queries.among(ts_tasks.c.task_id, [1, 2, 4])))
+    world.field("kind", "string")
+    world.register([f"{DATA}/q/f{i}" for i in range(8)])
+    world.meta(f"{DATA}/q", {"kind": "raw"})
+    tid = make(world, InputMetaQuery={"kind": "raw"}, GroupSize=2)
+    TransformationAgent(world.config, instance="a", period=0.1).run(once=True)
+    with world.engine.connect() as conn:
+        every = queries.files_of_tasks(conn, tid, [1, 2, 3, 4])  # a range
+        some = queries.files_of_tasks(conn, tid, [4, 1, 3])  # a list
+    assert sorted(every) == [1, 2, 3, 4] and all(len(f) == 2 for f in every.values())
+    assert len({f for fs in every.values() for f in fs}) == 8
+    assert some == {t: every[t] for t in (1, 3, 4)}
+    with world.engine.begin() as conn:  # claims by range and by list
+        assert queries.set_tasks(conn, tid, [1, 2], {"status": "Reserved"}) == 2
+        assert queries.set_tasks(conn, tid, [2, 4], {"status": "Reserved"},
+                                 only_status=["Created"]) == 1
+    assert [v[0] for _k, v in sorted(tasks_of(world, tid).items())] == [
+        "Reserved", "Reserved", "Created", "Reserved"]
