@@ -100,7 +100,7 @@ def serve(config: Path, port: int, processes: int, log: Path, ca_dir: Path
         try:
             requests.post(f"https://127.0.0.1:{port}/Framework/Registry",
                           data={"method": "ping"}, verify=str(ca_dir), timeout=5)
-            if len(tree(proc.pid)) > processes:
+            if processes == 1 or len(tree(proc.pid)) > processes:  # 1: no fork
                 return proc
         except requests.RequestException:
             pass

@@ -41,6 +41,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,13 +73,16 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
     for key, value in (constants or {}).items():
         processor = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
         fixed[key] = processor(value) if processor is not None else value
-    keys = [*rows[0], *fixed]
-    stmt = statement if statement is not None else table.insert()
+    keys = (*rows[0], *fixed)
     if fixed and len(rows) >= LITERAL_ROWS and dialect.driver == "pymysql":
+        stmt = statement if statement is not None else table.insert()
         written = _pymysql_rows(conn, stmt, rows, fixed, chunk)
         if written is not None:
             return written
-    compiled = stmt.compile(dialect=dialect, column_keys=keys)
+    if statement is None:  # compiled once per engine, table and keys: single jobs are hot too
+        compiled = _compiled_insert(dialect, table, keys)
+    else:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     positions = compiled.positiontup if compiled.positional else None
     total = 0
     for start in range(0, len(rows), chunk):
@@ -152,3 +156,10 @@ def _send(conn: Connection, head: str, rows: list[str]) -> int:
     result = conn.exec_driver_sql(f"{head} VALUES {','.join(rows)}",
                                   execution_options={"no_parameters": True})
     return int(result.rowcount or 0)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled_insert(dialect: sa.engine.Dialect, table: sa.Table, keys: tuple[str, ...]) -> Any:
+    """``table.insert()`` compiled for ``dialect`` (an engine's own: its server version may
+    change the SQL) and these column keys; compiling costs ~0.5 ms, more than a row's insert."""
+    return table.insert().compile(dialect=dialect, column_keys=list(keys))

@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError
 
-from core.config.schema import Section
+from core.config.base import Section
 from core.exceptions import ConfigError, CredentialError
 from core.oauth_client import TokenStore, fresh_access_token, pilotwms_home
 from core.rpc.client import Credentials, RPCClient

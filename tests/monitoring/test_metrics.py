@@ -105,6 +105,8 @@ def test_two_processes_give_one_consistent_view(served2: Served) -> None:
         buckets = samples(text, "pilotwms_rpc_request_duration_seconds_bucket")
         inf = (("le", "+Inf"), ("method", "ping"), ("service", "Framework/Registry"))
         assert buckets[inf] == 30.0
+        # requests being served, summed over the live workers: the scrape itself
+        assert samples(text, "pilotwms_rpc_in_flight") == {(): 1.0}
         # the cached database gauges are there too
         assert samples(text, "pilotwms_task_queue_jobs") == {(): 0.0}
         assert samples(text, "pilotwms_accounting_outbox_rows") == {(): 0.0}

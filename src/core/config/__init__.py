@@ -13,18 +13,22 @@ and the environment.
 
 from __future__ import annotations
 
-from core.config.loader import load_config
-from core.config.schema import (
-    AuthConfig,
-    Config,
-    GroupConfig,
-    IssuerConfig,
-    RegistryConfig,
-    ServerConfig,
-    ServiceConfig,
-    SystemConfig,
-    UserConfig,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.config.loader import load_config
+    from core.config.schema import (
+        AuthConfig,
+        Config,
+        GroupConfig,
+        IssuerConfig,
+        RegistryConfig,
+        ServerConfig,
+        ServiceConfig,
+        SystemConfig,
+        UserConfig,
+    )
 
 __all__ = [
     "AuthConfig",
@@ -38,3 +42,13 @@ __all__ = [
     "UserConfig",
     "load_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The names above, imported on first use: ``core.config.base`` (what commands need)
+    stays light, without the server's section models."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module("core.config.loader" if name == "load_config"
+                                     else "core.config.schema")
+    return getattr(module, name)

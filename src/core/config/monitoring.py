@@ -19,10 +19,12 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_pascal
+
+from core.config.base import Section
 
 
 def _alias(name: str) -> str:
@@ -30,18 +32,9 @@ def _alias(name: str) -> str:
     return special.get(name, to_pascal(name))
 
 
-class _Section(BaseModel):
+class _Section(Section):
     model_config = ConfigDict(alias_generator=_alias, populate_by_name=True, extra="forbid",
                               frozen=True)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _resolve_paths(cls, value: Any, info: ValidationInfo) -> Any:
-        """Relative paths are relative to the config file's directory."""
-        base = (info.context or {}).get("base_dir")
-        if base is not None and isinstance(value, Path) and not value.is_absolute():
-            return Path(base) / value
-        return value
 
 
 class OpenSearchConfig(_Section):

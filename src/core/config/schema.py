@@ -26,15 +26,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_pascal
 
+from core.config.base import Section
 from core.config.monitoring import MonitoringConfig
 from core.config.transformations import TransformationsConfig
 from core.exceptions import ConfigError
@@ -64,31 +61,6 @@ KNOWN_PROPERTIES = frozenset(
         "EventManager",
     }
 )
-
-
-def _alias(name: str) -> str:
-    special = {"vos": "VOs", "dns": "DNs", "dn": "DN", "vo": "VO", "urls": "URLs",
-               "ca_dir": "CADir", "jwks_file": "JWKSFile", "jwks": "JWKS",
-               "trusted_balancers": "TrustedBalancers", "max_cpu_time": "MaxCPUTime",
-               "max_ram": "MaxRAM"}
-    return special.get(name, to_pascal(name))
-
-
-class Section(BaseModel):
-    """Base of every section: PascalCase keys in YAML, frozen, unknown keys refused."""
-
-    model_config = ConfigDict(
-        alias_generator=_alias, populate_by_name=True, extra="forbid", frozen=True
-    )
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _resolve_paths(cls, value: Any, info: ValidationInfo) -> Any:
-        """Relative paths are relative to the config file's directory (context ``base_dir``)."""
-        base = (info.context or {}).get("base_dir")
-        if base is not None and isinstance(value, Path) and not value.is_absolute():
-            return Path(base) / value
-        return value
 
 
 # -- Registry --------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from core.exceptions import (
     PilotWMSError,
 )
 from core.faults import service_error
+from core.metrics import metrics
 from core.rpc.context import ServerContext
 from core.rpc.jencode import REQUEST_LIMITS, decode, encode
 from core.rpc.service import Call, MethodSpec, Reply, Service
@@ -164,6 +165,21 @@ class RPCHandler(tornado.web.RequestHandler):
 
     def prepare(self) -> None:
         self.request_id = uuid.uuid4().hex[:16]
+        if not getattr(self, "_in_flight", False):  # some subclasses chain prepare twice
+            metrics().rpc_in_flight.inc()
+            self._in_flight = True
+
+    def on_finish(self) -> None:
+        self._done()
+
+    def on_connection_close(self) -> None:
+        self._done()  # a streaming upload cut by its client never finishes
+        super().on_connection_close()
+
+    def _done(self) -> None:
+        if getattr(self, "_in_flight", False):  # once; never before prepare (405...)
+            self._in_flight = False
+            metrics().rpc_in_flight.dec()
 
     # -- identity ------------------------------------------------------------------------------
 

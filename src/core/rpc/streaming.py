@@ -108,6 +108,7 @@ class StreamingUploadHandler(RPCHandler):
 
     def on_finish(self) -> None:
         self._release()
+        super().on_finish()
 
     def on_connection_close(self) -> None:
         self._release()

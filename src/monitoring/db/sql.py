@@ -99,7 +99,7 @@ class SQLBackend(Backend):
     def _upsert(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         # the statement is made with SQLAlchemy Core, compiled once, then run with the
         # driver's executemany: per-row parameter processing of a 100k-record batch costs
-        # more than the database's own work (bench/monitoring.py)
+        # more than the database's own work (bench/monitoring_backends.py)
         text, order = self._upsert_sql(conn, table)
         if order is not None:
             conn.exec_driver_sql(text, [tuple(row[name] for name in order) for row in rows])

@@ -1,6 +1,6 @@
 """Monitoring and accounting figures (issue 11).
 
-    python -m bench.monitoring [--backend sql|opensearch|both] [--records 100000]
+    python -m bench.monitoring_backends [--backend sql|opensearch|both] [--records 100000]
                                [--report-records 1000000] [--scrapes 50]
 
 (``-m`` from the repository root: run as a file, this module would hide the ``monitoring``
