@@ -1,18 +1,21 @@
 """Submission speed: bulk parametric jobs/s to Waiting, and single submissions over HTTPS.
 
     python bench/submission.py [--jobs 10000] [--singles 600] [--mysql-url URL] [--singles-only]
+                               [--bulk-only] [--profile-sql]
 
 Bulk: one parametric JDL of ``--jobs`` children, stored, confirmed and optimised into task
 queues (the real matcher code), directly against the database, on SQLite and on MariaDB
 (``--mysql-url``, or a private server started with tests.support.mariadb).
 Singles: ``--singles`` submitJob calls over HTTPS from 4 client processes to a
 ``pilotwms serve --processes 2`` on SQLite. Targets (issue 3): >= 2,000 jobs/s bulk,
->= 300/s single.
+>= 300/s single. The CPU time of this process (and of the private MariaDB server) is printed
+beside the wall time; ``--profile-sql`` adds the per-statement profile (``bench/sqlprof.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import subprocess
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import requests
 
+from bench.sqlprof import SqlProfile, cpu_seconds
 from core.db import init_schema, make_engine
 from core.exceptions import PilotWMSError
 from wms.db.schema import WMS_SCHEMA
@@ -36,20 +40,29 @@ PARAMETRIC = ('[Executable = "analysis.sh"; Arguments = "--seed %s --index %n"; 
               ' Parameters = {N}; ParameterStart = 1000; ParameterStep = 7;]')
 
 
-def bulk(url: str, count: int) -> None:
+def bulk(url: str, count: int, server_pid: int | None = None, profile: bool = False) -> None:
     engine = make_engine(url)
     init_schema(engine, WMS_SCHEMA)
     jdl = PARAMETRIC.replace("{N}", str(count))
+    server = cpu_seconds(server_pid) if server_pid else 0.0
+    cpu = time.process_time()
     started = time.perf_counter()
-    ids = submit(engine, jdl, Submitter("alice", "demo_user", "demo"),
-                 JobLimits(max_parametric_jobs=count)).job_ids
-    stored = time.perf_counter()
-    confirm_bulk(engine, ids)
-    result = optimizer.optimise(engine, ids, enqueue=enqueue)
+    with SqlProfile(server_pid) if profile else contextlib.nullcontext() as prof:
+        ids = submit(engine, jdl, Submitter("alice", "demo_user", "demo"),
+                     JobLimits(max_parametric_jobs=count)).job_ids
+        stored = time.perf_counter()
+        confirm_bulk(engine, ids)
+        result = optimizer.optimise(engine, ids, enqueue=enqueue)
     done = time.perf_counter()
+    cpu = time.process_time() - cpu
     assert len(result.waiting) == count, result.failed
+    server_text = f", mariadbd CPU {cpu_seconds(server_pid) - server:.2f} s" if server_pid else ""
     print(f"  bulk {count} jobs on {engine.dialect.name:6s}: stored in {stored - started:5.2f} s,"
-          f" Waiting after {done - started:5.2f} s = {count / (done - started):7.0f} jobs/s")
+          f" Waiting after {done - started:5.2f} s = {count / (done - started):7.0f} jobs/s"
+          f" (CPU of this process {cpu:.2f} s = {count / cpu:,.0f} jobs per CPU second"
+          f"{server_text})")
+    if prof is not None:
+        prof.report(f"bulk submission on {engine.dialect.name}")
     engine.dispose()
 
 
@@ -103,13 +116,18 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=600)
     parser.add_argument("--mysql-url", help="admin URL of a MariaDB allowed to create databases")
     parser.add_argument("--singles-only", action="store_true", help="skip the bulk runs")
+    parser.add_argument("--bulk-only", action="store_true", help="skip the singles")
+    parser.add_argument("--no-sqlite", action="store_true", help="bulk on MariaDB only")
+    parser.add_argument("--profile-sql", action="store_true",
+                        help="per-statement profile of the bulk runs (bench/sqlprof.py)")
     args = parser.parse_args()
     if args.singles_only:
         singles(args.singles)
         return
     print("bulk parametric submission, to Waiting:")
-    with tempfile.TemporaryDirectory() as tmp:
-        bulk(f"sqlite:///{tmp}/bench.db", args.jobs)
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as tmp:
+            bulk(f"sqlite:///{tmp}/bench.db", args.jobs, profile=args.profile_sql)
     from tests.support.mariadb import MariaDBServer, fresh_database
 
     server = None
@@ -120,13 +138,15 @@ def main() -> None:
         admin = server.admin_url
     try:
         with fresh_database(admin) as url:
-            bulk(url, args.jobs)
+            bulk(url, args.jobs, server.proc.pid if server and server.proc else None,
+                 args.profile_sql)
     except PilotWMSError as exc:
         print("  MariaDB run failed:", exc)
     finally:
         if server is not None:
             server.stop()
-    singles(args.singles)
+    if not args.bulk_only:
+        singles(args.singles)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ Figures printed, for each database:
    are registered and the journal is followed: microseconds per file (goal: flat).
 
 Wall and CPU time of this process are printed; on SQLite the database works in this process.
+With a private MariaDB server (``--start-mariadb``) its CPU time is printed too.
+``--profile-sql`` adds, for steps 1 and 2, the per-statement profile of ``bench/sqlprof.py``
+(statements, round trips, time waiting for the server).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ import os
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -42,6 +46,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 sys.path.insert(0, str(_HERE.parent / "src"))
 
+from bench.sqlprof import SqlProfile, cpu_seconds  # noqa: E402
 from core.config.schema import Config  # noqa: E402
 from core.db import init_schema, make_engine  # noqa: E402
 from dms.db.rms import REQUEST_SCHEMA  # noqa: E402
@@ -63,6 +68,9 @@ ADMIN = Requester("admin", "dm_admin", "demo", admin=True)
 MANAGER = tlogic.Actor("admin", "demo_prod", "demo", frozenset({"ProductionManagement"}))
 PER_DIR = 1000
 JDL = '[Executable = "/bin/true"; CPUTime = 600;]'
+#: set by main(): the private MariaDB server's PID (its CPU is printed) and --profile-sql
+SERVER_PID: int | None = None
+PROFILE_SQL = False
 QUERIES = [
     {"kind": "raw"},
     {"kind": "raw", "run": {">=": 0}},
@@ -97,6 +105,18 @@ def register(engine: sa.Engine, prefix: str, first: int, count: int, kind: str) 
     return time.perf_counter() - started
 
 
+def server_cpu(since: float | None = None) -> Any:
+    """The private server's CPU seconds; with ``since``: a text for the figures."""
+    if SERVER_PID is None:
+        return 0.0 if since is None else ""
+    now = cpu_seconds(SERVER_PID)
+    return now if since is None else f", mariadbd CPU {now - since:.1f} s"
+
+
+def profiled() -> Any:
+    return SqlProfile(SERVER_PID) if PROFILE_SQL else nullcontext()
+
+
 def count(engine: sa.Engine, table: sa.Table, *where: object) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(*where))
@@ -115,34 +135,41 @@ def attach_and_group(url: str, n_files: int) -> None:
     agent = TransformationAgent(cfg, instance="bench", period=0.1)
     agent.run(once=True)  # watermark and reconciliation stamps set on an empty catalog
     reg = register(engine, "/demo/bench", 0, n_files, "raw")
-    started, cpu = time.perf_counter(), time.process_time()
+    started, cpu, server = time.perf_counter(), time.process_time(), server_cpu()
     target = n_files * len(tids)
-    while count(engine, ts_files, ts_files.c.status == "Assigned") < target:
-        agent.run(once=True)
+    with profiled() as prof:
+        while count(engine, ts_files, ts_files.c.status == "Assigned") < target:
+            agent.run(once=True)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     tasks = count(engine, ts_tasks)
     print(f"  register {n_files:,} files: {reg:.1f} s ({n_files / reg:,.0f} files/s, journal "
           "included)")
     print(f"  attach to {len(tids)} transformations and group into {tasks:,} tasks: "
-          f"{wall:.1f} s wall, {cpu:.1f} s CPU of this process (goal < 30 s)")
+          f"{wall:.1f} s wall, {cpu:.1f} s CPU of this process{server_cpu(server)} "
+          "(goal < 30 s)")
+    if prof is not None:
+        prof.report("attach and group")
 
     # 2. bulk submission of 10,000 tasks of the first transformation
     wta = WorkflowTaskAgent(cfg, instance="bench", period=0.1)
     wta.beat()
     trans = tlogic.find(engine, tids[0], "demo")
     n_jobs = 0
-    started, cpu = time.perf_counter(), time.process_time()
-    while n_jobs < 10_000:
-        token, claimed = submit.claim(engine, tids[0], "bench", 1000)
-        if not claimed:
-            break
-        made = wta.submit(trans, claimed)
-        submit.record(engine, tids[0], token, {t: str(j) for t, j in made.items()})
-        n_jobs += len(made)
+    started, cpu, server = time.perf_counter(), time.process_time(), server_cpu()
+    with profiled() as prof:
+        while n_jobs < 10_000:
+            token, claimed = submit.claim(engine, tids[0], "bench", 1000)
+            if not claimed:
+                break
+            made = wta.submit(trans, claimed)
+            submit.record(engine, tids[0], token, {t: str(j) for t, j in made.items()})
+            n_jobs += len(made)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(f"  bulk submission: {n_jobs:,} tasks -> Waiting jobs in {wall:.1f} s: "
-          f"{n_jobs / wall:,.0f} jobs/s wall, {n_jobs / cpu:,.0f} per CPU second "
-          "(goal >= 2,000/s)")
+          f"{n_jobs / wall:,.0f} jobs/s wall, {n_jobs / cpu:,.0f} per CPU second"
+          f"{server_cpu(server)} (goal >= 2,000/s)")
+    if prof is not None:
+        prof.report("bulk submission")
     engine.dispose()
 
 
@@ -193,7 +220,13 @@ def main() -> None:
                         help="start a private MariaDB server (tests/support/mariadb.py)")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--skip", default="", help="comma list: attach,flat")
+    parser.add_argument("--buffer-pool", default="128M",
+                        help="InnoDB buffer pool of the private MariaDB server")
+    parser.add_argument("--profile-sql", action="store_true",
+                        help="per-statement profile of steps 1 and 2 (bench/sqlprof.py)")
     args = parser.parse_args()
+    global SERVER_PID, PROFILE_SQL
+    PROFILE_SQL = args.profile_sql
     skip = set(args.skip.split(","))
     sizes = [int(x) for x in args.sizes.split(",") if x]
     with ExitStack() as stack:
@@ -205,10 +238,11 @@ def main() -> None:
         if args.start_mariadb and not admin:
             from tests.support.mariadb import MariaDBServer
 
-            server = MariaDBServer()
+            server = MariaDBServer(buffer_pool=args.buffer_pool)
             server.start()
             stack.callback(server.stop)
             admin = server.admin_url
+            SERVER_PID = server.proc.pid if server.proc is not None else None
         if admin:
             from tests.support.mariadb import fresh_database
 

@@ -9,6 +9,13 @@ timestamps...) once through their columns' types, and hands the rows to the driv
 ``executemany`` per 1,000 rows, which pymysql sends as one multi-row INSERT (MariaDB) and
 sqlite3 runs in process.
 
+On pymysql the statement is written out here rather than by the driver's executemany: the
+constants are escaped once and written into the row template as literals, so each row costs
+the escaping of its own values only (pymysql's rewrite would escape every constant again for
+every row: 9.5 us against 1.3 us per row of ``ts_files``, 8 values of which 6 constant), and
+the rows are joined into multi-row INSERTs of at most ``max_stmt_length`` bytes (pymysql's
+own limit, 1 MB), one round trip each.
+
 Caveat: the rows' own values go to the driver as they are, so they must be plain ``int``,
 ``str`` (a ``StrEnum`` member is a ``str``), ``float`` or None, for columns whose type needs no
 conversion (strings, integers, texts); give datetimes and other typed values as
@@ -45,6 +52,9 @@ __all__ = ["CHUNK", "insert_rows"]
 
 #: rows per ``executemany`` (keeps MariaDB's multi-row INSERTs under max_allowed_packet)
 CHUNK = 1000
+#: from this many rows on, pymysql gets the constants as literals (the statement is then
+#: compiled for each call, ~0.5 ms: worth it only when the rows save more escaping)
+LITERAL_ROWS = 100
 
 
 def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *,
@@ -64,6 +74,11 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
         processor = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
         fixed[key] = processor(value) if processor is not None else value
     keys = (*rows[0], *fixed)
+    if fixed and len(rows) >= LITERAL_ROWS and dialect.driver == "pymysql":
+        stmt = statement if statement is not None else table.insert()
+        written = _pymysql_rows(conn, stmt, rows, fixed, chunk)
+        if written is not None:
+            return written
     if statement is None:  # compiled once per engine, table and keys: single jobs are hot too
         compiled = _compiled_insert(dialect, table, keys)
     else:
@@ -82,6 +97,65 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
             params = [{**row, **fixed} for row in batch] if fixed else list(batch)
         total += conn.exec_driver_sql(compiled.string, params).rowcount or 0
     return total
+
+
+def _pymysql_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]],
+                  fixed: Mapping[str, Any], chunk: int) -> int | None:
+    """Multi-row INSERTs with the constants written once as literals; None when the
+    statement's shape is not a plain ``INSERT ... VALUES (...)`` (the caller then uses the
+    driver's executemany)."""
+    if getattr(stmt, "_post_values_clause", None) is not None:
+        return None  # e.g. ON DUPLICATE KEY UPDATE after the values
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # noqa: S101 - an open connection
+    cursor = raw.cursor()
+    mogrify = cursor.mogrify  # the text pymysql would send for (template, values)
+    # the constants as the driver escapes them (literal_column keeps a '%' doubled for the
+    # format paramstyle, which the row formatting undoes)
+    values: dict[str, Any] = {k: sa.literal_column(str(mogrify("%s", (v,))))
+                              for k, v in fixed.items()}
+    names = list(rows[0])
+    compiled = stmt.values(values).compile(dialect=conn.dialect, column_keys=names)
+    head, sep, template = compiled.string.partition(" VALUES ")
+    if not sep or not template.startswith("(") or not template.endswith(")"):
+        return None
+    marks = template.replace("%%", "")
+    if compiled.positional:  # format paramstyle: values by position
+        order = list(compiled.positiontup or [])
+        if sorted(order) != sorted(names) or marks.count("%s") != len(names):
+            return None
+
+        def values_of(row: Mapping[str, Any]) -> Any:
+            return tuple(row[n] for n in order)
+    else:  # pyformat (pymysql's default): the rows are the parameters as they are
+        if marks.count("%(") != len(names) or \
+                any(f"%({n})s" not in marks for n in names):
+            return None
+
+        def values_of(row: Mapping[str, Any]) -> Any:
+            return row
+    limit = int(getattr(cursor, "max_stmt_length", 1024000))
+    total = 0
+    for start in range(0, len(rows), chunk):
+        parts: list[str] = []
+        size = len(head)
+        for row in rows[start:start + chunk]:
+            text = mogrify(template, values_of(row))
+            if parts and size + len(text) + 8 > limit:
+                total += _send(conn, head, parts)
+                parts, size = [], len(head)
+            parts.append(text)
+            size += len(text) + 1
+        total += _send(conn, head, parts)
+    return total
+
+
+def _send(conn: Connection, head: str, rows: list[str]) -> int:
+    """One multi-row INSERT, already written out: ``no_parameters`` makes SQLAlchemy call
+    ``cursor.execute(sql)`` without parameters, so pymysql does not %-format it again."""
+    result = conn.exec_driver_sql(f"{head} VALUES {','.join(rows)}",
+                                  execution_options={"no_parameters": True})
+    return int(result.rowcount or 0)
 
 
 @functools.lru_cache(maxsize=512)

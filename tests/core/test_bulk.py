@@ -81,3 +81,33 @@ def test_nothing_to_insert_and_a_failing_row(engine: Engine) -> None:
         insert_rows(conn, T, [{"id": 5, "name": None}], constants={"at": AT})
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(T)).scalar_one() == 0
+
+
+def test_constants_written_once_keep_quotes_and_percents(engine: Engine) -> None:
+    # on MariaDB the constants become literals of the row template: quotes, backslashes and
+    # '%' (the driver's format marker) in constants and in rows must come back unchanged, and
+    # 3,000 rows of 3 KB go in a few multi-row INSERTs (< 1 MB each), not one per row
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    rows = [{"id": n, "name": f"%s%%'\\{n}", "text": f"{n}:" + "y" * 3000} for n in range(3000)]
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with engine.begin() as conn:
+            written = insert_rows(conn, T, rows, constants={"at": AT, "state": "50% 'q' \\ (x)"})
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert written == 3000
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert 3 <= len(inserts) <= 30
+    if engine.dialect.name != "sqlite":  # the constants are written once, as literals
+        assert sum(s.count("'2026-12-03 16:30:01'") for s in inserts) == 3000  # per row
+    with engine.connect() as conn:
+        got = {r.id: r for r in conn.execute(sa.select(T))}
+    assert len(got) == 3000
+    for row in rows:
+        stored = got[row["id"]]
+        assert (stored.name, stored.text, stored.at, stored.state) == (
+            row["name"], row["text"], AT, "50% 'q' \\ (x)")

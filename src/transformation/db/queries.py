@@ -52,6 +52,16 @@ def chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
         yield batch
 
 
+def among(column: Any, batch: Sequence[int]) -> Any:
+    """``column IN (batch)``, or ``BETWEEN`` when the batch is a run of consecutive numbers
+    (a batch of tasks usually is): the same rows, and MariaDB turns an IN list of 1,000
+    values into a derived table join (``in_predicate_conversion_threshold``)."""
+    low, high = min(batch), max(batch)
+    if high - low + 1 == len(batch) == len(set(batch)):
+        return column.between(low, high)
+    return column.in_(batch)
+
+
 def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *,
                 constants: Mapping[str, Any] | None = None, ignore: bool = False) -> int:
     """Insert many rows fast; returns how many were inserted (``ignore``: rows whose key
@@ -290,10 +300,10 @@ def task_counts(conn: Connection, tid: int) -> dict[str, int]:
 
 def files_of_tasks(conn: Connection, tid: int, task_ids: Iterable[int]) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
-    for batch in chunks(set(task_ids)):
+    for batch in chunks(sorted(set(task_ids))):
         for task_id, file_id in conn.execute(sa.select(
                 task_files.c.task_id, task_files.c.file_id).where(
-                task_files.c.transformation_id == tid, task_files.c.task_id.in_(batch))):
+                task_files.c.transformation_id == tid, among(task_files.c.task_id, batch))):
             out.setdefault(task_id, []).append(file_id)
     return out
 
@@ -317,7 +327,7 @@ def set_tasks(conn: Connection, tid: int, task_ids: Sequence[int], values: Mappi
               claimed_by: str | None = None) -> int:
     total = 0
     for batch in chunks(task_ids):
-        cond = [tasks.c.transformation_id == tid, tasks.c.task_id.in_(batch)]
+        cond = [tasks.c.transformation_id == tid, among(tasks.c.task_id, batch)]
         if only_status is not None:
             cond.append(tasks.c.status.in_(list(only_status)))
         if claimed_by is not None:

@@ -58,6 +58,10 @@ RECONCILED = "reconciled:"
 GAP_WAIT = 10.0
 #: files evaluated per statement batch
 FACTS_BATCH = 1000
+#: journal kinds that change only a file's replicas: they matter to queries on SEs alone
+#: (a registration journals F+ and R+; re-evaluating and re-attaching the file for its R+
+#: in the next batch doubled the attach work)
+REPLICA_KINDS = frozenset({journal.REPLICA_ADDED, journal.REPLICA_REMOVED})
 
 
 @dataclass
@@ -142,14 +146,19 @@ def follow_journal(engine: Engine, catalog: CatalogView, *, batch: int = 20_000,
 def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal.Change],
             report: FollowReport) -> None:
     changed: set[int] = set()
+    replica_only: set[int] = set()  # files whose replicas alone changed
     removed: set[int] = set()
     dirs: set[int] = set()
     for change in todo:
         if change.kind == journal.FILE_REMOVED and change.file_id is not None:
             removed.add(change.file_id)
             changed.discard(change.file_id)
+            replica_only.discard(change.file_id)
         elif change.kind == journal.DIR_META and change.dir_id is not None:
             dirs.add(change.dir_id)
+        elif change.kind in REPLICA_KINDS and change.file_id is not None:
+            replica_only.add(change.file_id)
+            removed.discard(change.file_id)
         elif change.file_id is not None:
             changed.add(change.file_id)
             removed.discard(change.file_id)
@@ -164,10 +173,12 @@ def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal
                         break
                     last = page[-1]
     report.changes += len(todo)
-    report.files += len(changed)
     matches: dict[int, list[int]] = defaultdict(list)
-    active = watches(engine, catalog) if changed else []
-    if active:
+    active = watches(engine, catalog) if changed or replica_only else []
+    if any(w.query.needs_ses for w in active):
+        changed |= replica_only  # a replica added or removed can change only an SE test
+    report.files += len(changed)
+    if active and changed:
         fields = set().union(*(w.query.fields for w in active))
         need_ses = any(w.query.needs_ses for w in active)
         columns = set().union(*(w.query.columns for w in active))

@@ -86,21 +86,65 @@ def claim(engine: Engine, tid: int, owner: str, limit: int) -> tuple[str, list[R
     return token, rows
 
 
+def runs(external: Mapping[int, str]) -> tuple[list[tuple[int, int, int]], dict[int, str]]:
+    """Split ``{task: external ID}`` into runs ``(first task, last task, ID - task)`` where
+    consecutive tasks have consecutive numeric IDs (a bulk submission gives a batch of
+    tasks, claimed in order, consecutive job IDs), and the rest.
+
+    >>> runs({1: "101", 2: "102", 3: "103", 5: "107", 6: "x", 7: "0108"})
+    ([(1, 3, 100)], {5: '107', 6: 'x', 7: '0108'})
+    """
+    spans: list[tuple[int, int, int]] = []
+    rest: dict[int, str] = {}
+    run: list[int] = []  # [first task, last task, offset]
+    for task, ext in sorted(external.items()):
+        text = str(ext)
+        number = int(text) if text.isdigit() and str(int(text)) == text else None
+        if number is not None and run and task == run[1] + 1 and number - task == run[2]:
+            run[1] = task
+            continue
+        if run:
+            if run[1] > run[0]:
+                spans.append((run[0], run[1], run[2]))
+            else:
+                rest[run[0]] = str(run[0] + run[2])
+        run = [task, task, number - task] if number is not None else []
+        if number is None:
+            rest[task] = text
+    if run:
+        if run[1] > run[0]:
+            spans.append((run[0], run[1], run[2]))
+        else:
+            rest[run[0]] = str(run[0] + run[2])
+    return spans, rest
+
+
 def record(engine: Engine, tid: int, token: str, external: Mapping[int, str],
            status: str = states.SUBMITTED) -> int:
-    """Reserved -> ``status`` with the external IDs, for tasks still claimed by ``token``."""
+    """Reserved -> ``status`` with the external IDs, for tasks still claimed by ``token``.
+
+    A run of tasks with consecutive external IDs is one UPDATE over the task range (the ID
+    computed from the task number); others go one row each (pymysql runs an UPDATE
+    executemany row by row: 1,000 round trips a batch on MariaDB)."""
     now = utcnow()
     if not external:
         return 0
-    stmt = (tasks_t.update().where(tasks_t.c.transformation_id == tid,
-                                   tasks_t.c.task_id == sa.bindparam("b_task"),
-                                   tasks_t.c.claimed_by == token,
-                                   tasks_t.c.status == states.RESERVED)
-            .values(status=status, external_id=sa.bindparam("b_ext"), last_update=now))
+    mine = [tasks_t.c.transformation_id == tid, tasks_t.c.claimed_by == token,
+            tasks_t.c.status == states.RESERVED]
+    spans, rest = runs(external)
+    total = 0
     with write_transaction(engine) as conn:
-        result = conn.execute(stmt, [{"b_task": t, "b_ext": str(e)} for t, e in
-                                     external.items()])
-    return int(result.rowcount or 0)
+        for first, last, offset in spans:
+            total += conn.execute(tasks_t.update().where(
+                *mine, tasks_t.c.task_id.between(first, last)).values(
+                status=status, last_update=now,
+                external_id=sa.cast(tasks_t.c.task_id + offset, sa.String(32)))).rowcount or 0
+        if rest:
+            stmt = (tasks_t.update().where(*mine, tasks_t.c.task_id == sa.bindparam("b_task"))
+                    .values(status=status, external_id=sa.bindparam("b_ext"), last_update=now))
+            total += conn.execute(stmt, [{"b_task": t, "b_ext": e} for t, e in
+                                         rest.items()]).rowcount or 0
+    return int(total)
 
 
 def release(engine: Engine, tid: int, token: str, task_ids: Sequence[int]) -> None:

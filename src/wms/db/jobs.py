@@ -93,12 +93,15 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
 
 
 def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
-                source: str, processed: Callable[[int, int], str | None] | None = None
+                source: str,
+                processed: Callable[[int, int], str | tuple[str, str] | None] | None = None
                 ) -> list[int]:
     """Insert jobs with their JDL, input data and first logging record; IDs in input order.
 
     ``processed(index, job_id)``, when given, is the processed JDL stored at once (saves an
-    UPDATE per job when the caller can make it from the ID alone)."""
+    UPDATE per job when the caller can make it from the ID alone: on MariaDB an UPDATE
+    executemany is one round trip per row), or an (original, processed) pair when the
+    original text depends on the ID too (a parametric child's ``%j``)."""
     ids: list[int] = []
     for chunk in _chunks(new):
         rows = [{
@@ -117,10 +120,12 @@ def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
         ids.extend(int(x) for x in result.scalars().all())
     # the texts and input files go to the driver's executemany (see core.bulk): per-row
     # parameter processing of 10^5 rows costs more than the database's work
-    insert_rows(conn, job_jdls, [
-        {"job_id": job_id, "original_jdl": j.original_jdl,
-         "processed_jdl": processed(index, job_id) if processed is not None else None}
-        for index, (job_id, j) in enumerate(zip(ids, new, strict=True))])
+    texts = []
+    for index, (job_id, j) in enumerate(zip(ids, new, strict=True)):
+        made = processed(index, job_id) if processed is not None else None
+        original, text = made if isinstance(made, tuple) else (j.original_jdl, made)
+        texts.append({"job_id": job_id, "original_jdl": original, "processed_jdl": text})
+    insert_rows(conn, job_jdls, texts)
     insert_rows(conn, input_data, [
         {"job_id": job_id, "lfn": lfn} for job_id, j in zip(ids, new, strict=True)
         for lfn in dict.fromkeys(j.input_data)])

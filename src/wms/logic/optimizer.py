@@ -138,11 +138,12 @@ def optimise_in(
     jobs_db.apply_status_changes(conn, fail_changes, rows, now=now, source=SOURCE,
                                  extra={"end_exec_time": now})
     good = [j for j in described if j not in result.failed]
-    checking = [j for j in good if rows[j].status == JobStatus.RECEIVED]
-    jobs_db.apply_status_changes(
-        conn, [jobs_db.StatusChange(j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED)
-               for j in checking], rows, now=now, source=SOURCE)
-    rows = jobs_db.status_of(conn, good)
+    # Received -> Checking -> Waiting in one UPDATE per 1,000 jobs (Checking lasts only this
+    # transaction: nobody else can see it), both steps logged, Checking first
+    jobs_db.add_logging(conn, [(j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED,
+                                rows[j].application_status)
+                               for j in good if rows[j].status == JobStatus.RECEIVED],
+                        now=now, source=SOURCE)
     jobs_db.apply_status_changes(
         conn, [jobs_db.StatusChange(j, JobStatus.WAITING, MinorStatus.PILOT_AGENT_SUBMISSION)
                for j in good], rows, now=now, source=SOURCE)
@@ -167,7 +168,9 @@ def optimise_new(
     result = OptimiseResult()
     described = dict(described)
     result.failed, data_sites = _schedule(described, check_input_data, {})
-    _restrict(conn, described, data_sites)
+    # the Site of jobs restricted to their data's sites is written with their status below
+    site_of = {j: s for s, ids in _restrict(conn, described, data_sites, write=False).items()
+               for j in ids}
     for reason in dict.fromkeys(result.failed.values()):
         failed = [j for j, r in result.failed.items() if r == reason]
         jobs_db.update_jobs(conn, failed, status=JobStatus.FAILED, minor_status=reason,
@@ -176,9 +179,14 @@ def optimise_new(
                             now=now, source=SOURCE)
     good = [j for j in described if j not in result.failed]
     if good:
-        jobs_db.update_jobs(conn, good, status=JobStatus.WAITING,
-                            minor_status=MinorStatus.PILOT_AGENT_SUBMISSION,
-                            last_update_time=now)
+        by_site: dict[str | None, list[int]] = {}
+        for j in good:
+            by_site.setdefault(site_of.get(j), []).append(j)
+        for site, ids in by_site.items():  # one UPDATE per 1,000 jobs and distinct Site
+            extra = {} if site is None else {"site": site}
+            jobs_db.update_jobs(conn, ids, status=JobStatus.WAITING,
+                                minor_status=MinorStatus.PILOT_AGENT_SUBMISSION,
+                                last_update_time=now, **extra)
         jobs_db.add_logging(conn, [
             rec for j in good for rec in (
                 (j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED, "Unknown"),
@@ -215,15 +223,19 @@ def _schedule(described: Mapping[int, JobDescription],
 
 
 def _restrict(conn: Connection, described: dict[int, JobDescription],
-              data_sites: Mapping[int, tuple[str, ...]]) -> None:
-    """Queue the jobs for the sites holding their data only; their Site attribute says so."""
+              data_sites: Mapping[int, tuple[str, ...]], *,
+              write: bool = True) -> dict[str, list[int]]:
+    """Queue the jobs for the sites holding their data only; their Site attribute says so
+    (written here, or by the caller when ``write`` is False); returns {Site: jobs}."""
     by_summary: dict[str, list[int]] = {}
     for job_id, sites in data_sites.items():
         desc = replace(described[job_id], sites=list(sites))
         described[job_id] = desc
         by_summary.setdefault(desc.site_summary, []).append(job_id)
-    for summary, ids in by_summary.items():  # one statement per distinct Site value
-        jobs_db.update_jobs(conn, ids, site=summary)
+    if write:
+        for summary, ids in by_summary.items():  # one statement per distinct Site value
+            jobs_db.update_jobs(conn, ids, site=summary)
+    return by_summary
 
 
 def pending_jobs(conn: Connection, *, older_than: timedelta, now: datetime,

@@ -6,9 +6,9 @@ children in ``Submitting``/"Bulk transaction confirmation" until the client conf
 batch running. Everything is validated before anything is stored: a bad child fails the whole
 submission with an error naming the attribute, and nothing is kept.
 
-Database work for N jobs: one INSERT ... RETURNING per 1,000 jobs, one INSERT for the JDLs,
-one for input data, one for the logging records, and one UPDATE per 1,000 JDLs to store the
-processed JDL (which needs the job ID), all in one transaction.
+Database work for N jobs: one INSERT ... RETURNING per 1,000 jobs, one INSERT for the JDLs
+(original and processed: the processed one needs the job ID, so it is made between the two
+INSERTs), one for input data, one for the logging records, all in one transaction.
 
 Example::
 
@@ -134,18 +134,20 @@ def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[J
         )
         for child, desc in zip(children, descriptions, strict=True)
     ]
-    ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE)
-    originals: dict[int, str] = {}
-    processed: dict[int, str] = {}
     final: dict[int, JobDescription] = {}
-    for job_id, child, desc, row in zip(ids, children, descriptions, new, strict=True):
-        if parametric and "%j" in row.original_jdl:
-            child = substitute_job_id(child, job_id)
-            desc = _describe(child, who, limits)
-            originals[job_id] = child.to_text()
+
+    def texts(index: int, job_id: int) -> str | tuple[str, str]:
+        """The processed JDL, stored with the job's row (and the original one when ``%j``
+        makes it depend on the ID): no UPDATE per job afterwards."""
+        desc = descriptions[index]
+        if parametric and "%j" in new[index].original_jdl:
+            child = substitute_job_id(children[index], job_id)
+            desc = final[job_id] = _describe(child, who, limits)
+            return child.to_text(), processed_jdl(desc, job_id).to_text()
         final[job_id] = desc
-        processed[job_id] = processed_jdl(desc, job_id).to_text()
-    jobs_db.set_jdls(conn, processed=processed, originals=originals)
+        return processed_jdl(desc, job_id).to_text()
+
+    ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE, processed=texts)
     sandboxes = {job_id: [s for s in desc.input_sandbox if s.startswith("SB:")]
                  for job_id, desc in zip(ids, descriptions, strict=True)}
     result = SubmitResult(job_ids=ids, parametric=parametric,
