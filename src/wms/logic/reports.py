@@ -58,7 +58,7 @@ from wms.db import outbox
 from wms.db import reports as reports_db
 from wms.logic import parameter_store
 from wms.logic.parameter_store import ParameterStore
-from wms.logic.state_update import check_reporter, plan_change
+from wms.logic.state_update import check_reporter, killed_while_reporting, plan_change
 from wms.logic.states import JobStatus
 
 log = logging.getLogger("pilotwms.wms.reports")
@@ -119,6 +119,9 @@ class _Batch:
     parameters: list[tuple[int, int, str, str]] = field(default_factory=list)
     #: report index -> job, for the heartbeats that take the job's commands
     command_takers: dict[int, int] = field(default_factory=dict)
+    #: report index -> (job, refusal): heartbeats of the job's own pilot after a kill, sent
+    #: the job's pending commands instead of the refusal when there are some
+    killed: dict[int, tuple[int, Exception]] = field(default_factory=dict)
 
     def change(self, change: jobs_db.StatusChange, extra: Mapping[str, Any], when: datetime,
                source: str) -> None:
@@ -140,6 +143,10 @@ def _plan(batch: _Batch, index: int, report: Report) -> Any:
     result (commands are filled in later) or raises what a call of its own would."""
     row = batch.current.get(report.job_id)
     if isinstance(report, Heartbeat):
+        refused = killed_while_reporting(report.ident, report.job_id, row)
+        if refused is not None:
+            batch.killed[index] = (report.job_id, refused)
+            return refused
         check_reporter(report.ident, report.job_id, row, active=True)
         assert row is not None  # noqa: S101 - checked
         when = report.when
@@ -195,10 +202,15 @@ def _apply_batch(engine: Engine, reports: Sequence[Report], store: ParameterStor
             reports_db.add_heartbeat_rows(conn, batch.heartbeat_rows)
         if batch.parameters and store is None:
             reports_db.upsert_parameters(conn, batch.parameters)
-        if batch.command_takers:
-            commands = reports_db.take_commands_of(conn, batch.command_takers.values(), now)
+        takers = set(batch.command_takers.values())
+        killed = {index: job for index, (job, _) in batch.killed.items() if job not in takers}
+        if takers or killed:
+            commands = reports_db.take_commands_of(conn, takers | set(killed.values()), now)
             for index, job_id in batch.command_takers.items():
                 results[index] = commands.get(job_id, {})
+            for index, job_id in killed.items():  # the first such heartbeat gets them
+                if commands.get(job_id):
+                    results[index] = commands.pop(job_id)
     return results, batch.parameters if store is not None else []
 
 

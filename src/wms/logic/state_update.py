@@ -89,6 +89,23 @@ def check_reporter(ident: Identity, job_id: int, row: jobs_db.StatusRow | None, 
                                     "reports of its pilot are refused")
 
 
+def killed_while_reporting(ident: Identity, job_id: int,
+                           row: jobs_db.StatusRow | None) -> JobNotActiveError | None:
+    """The refusal of a heartbeat from the job's own pilot when the job is no longer active
+    (killed meanwhile) but its attempt is still this pilot's: the pilot is then sent the
+    job's pending commands (the ``Kill``) instead, if there are any, as DIRAC sends them.
+    None: the usual rules apply (:func:`check_reporter` raises what they refuse)."""
+    check_reporter(ident, job_id, row)
+    assert row is not None  # noqa: S101 - checked above
+    if not job_scope(ident) or row.status in ACTIVE:
+        return None
+    try:
+        check_reporter(ident, job_id, row, active=True)
+    except JobNotActiveError as exc:
+        return exc
+    return None
+
+
 def plan_change(row: jobs_db.StatusRow, status: str | None, minor: str | None,
                 app: str | None, when: datetime, force: bool
                 ) -> tuple[jobs_db.StatusChange, dict[str, Any]]:
@@ -199,6 +216,13 @@ def heartbeat(engine: Engine, ident: Identity, job_id: int, dynamic: Mapping[str
         set_parameters(engine, ident, {job_id: static}, store=store)
         return commands
     with write_transaction(engine) as conn:
+        row = jobs_db.status_of(conn, [job_id], for_update=True).get(job_id)
+        refused = killed_while_reporting(ident, job_id, row)
+        if refused is not None:  # nothing recorded; the Kill, if still pending, is sent
+            commands = jobs_db.take_commands(conn, job_id, now)
+            if not commands:
+                raise refused
+            return commands
         row = _row(conn, ident, job_id, active=True)
         jobs_db.update_jobs(conn, [job_id], heartbeat_time=now)
         if row.status in (JobStatus.MATCHED, JobStatus.STALLED):

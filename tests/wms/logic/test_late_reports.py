@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import Engine
 
-from core.db import init_schema, make_engine
+from core.db import init_schema, make_engine, utcnow
 from core.exceptions import InvalidTransitionError, JobNotActiveError
 from core.security.identity import Identity
 from wms.db.schema import WMS_SCHEMA
@@ -113,3 +113,39 @@ def test_reports_on_a_job_no_longer_running_are_refused_to_its_pilot(engine: Eng
     with pytest.raises(InvalidTransitionError):
         state_update.set_status(engine, OWNER, job, "Running", "again")
     assert status(engine, job) == "Failed"
+
+
+@pytest.mark.parametrize("path", ["call", "batch"])
+def test_a_killed_jobs_pilot_is_sent_the_kill_once_then_refused(engine: Engine,
+                                                               path: str) -> None:
+    """The job is Killed at once by killJob; its pilot's next heartbeat gets the pending
+    ``Kill`` (as in DIRAC) rather than a refusal, records nothing, and the one after is
+    refused. The batched write path (group commit) answers the same."""
+    from wms.db import jobs as jobs_db
+    from wms.logic import reports
+
+    job = waiting_job(engine)
+    match(engine)
+    token = job_token(job, 0)
+
+    def beat(value: int) -> object:
+        if path == "call":
+            try:
+                return state_update.heartbeat(engine, token, job, {"CPUConsumed": value}, {})
+            except JobNotActiveError as exc:
+                return exc
+        return reports.apply_reports(engine, [
+            reports.Heartbeat(token, job, {"CPUConsumed": value}, {}, when=utcnow()),
+            reports.Heartbeat(token, job, {"CPUConsumed": value + 1}, {},
+                              when=utcnow())])[0]
+
+    assert beat(1) == {}
+    assert job_manager.kill_jobs(engine, OWNER, [job], dequeue=dequeue).done == [job]
+    assert status(engine, job) == "Killed"
+    assert beat(2) == {"Kill": ""}
+    refused = beat(3)
+    assert isinstance(refused, JobNotActiveError) and "is Killed" in str(refused)
+    with engine.connect() as conn:
+        values = [v for n, v, _ in jobs_db.heartbeats_of(conn, job) if n == "CPUConsumed"]
+    assert values == (["1"] if path == "call" else ["1", "2"])  # nothing after the kill
+    assert status(engine, job) == "Killed"
