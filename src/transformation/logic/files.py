@@ -35,6 +35,7 @@ from transformation.logic.transformations import (
     _modifiable,
     _time_window,
     _vo_scope,
+    check_page,
     conditions,
 )
 
@@ -87,6 +88,7 @@ def get_files(engine: Engine, catalog: CatalogView | None, vo: str | None,
     where += _time_window(FILE_COLUMNS[time_stamp], older, newer)
     if order is not None and order not in FILE_COLUMNS:
         raise InvalidArgumentError(f"bad orderAttribute {order!r}")
+    check_page(limit, offset)
     with engine.connect() as conn:
         rows = db.file_rows(conn, where, limit=limit, offset=offset,
                             order=[FILE_COLUMNS[order]] if order else None)
