@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +47,7 @@ from transformation.db.tables import tasks as tasks_t
 from transformation.db.tables import transformations as trans_t
 from transformation.logic import definition, states
 from transformation.logic.catalog import CatalogView
+from transformation.logic.selection import check_page, conditions, time_window
 
 MANAGER = "ProductionManagement"
 #: DIRAC's finer production rights: the author group's members / the author change their own
@@ -132,76 +132,6 @@ def get(engine: Engine, ident: int | str, vo: str | None, extra_params: bool = F
     return to_wire(row, parameters_of(engine, row.transformation_id) if extra_params else None)
 
 
-def conditions(cond: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Any]:
-    """DIRAC condDict -> SQL conditions (value or list of values), unknown keys refused."""
-    out = []
-    for key, value in (cond or {}).items():
-        if key not in columns:
-            raise InvalidArgumentError(f"unknown selection key {key!r} "
-                                       f"(one of {', '.join(sorted(columns))})")
-        column = columns[key]
-        values = list(value) if isinstance(value, (list, tuple)) else [value]
-        for item in values:
-            if item is not None and not isinstance(item, (str, int, float)):
-                raise InvalidArgumentError(
-                    f"selection {key!r}: a value or a list of values (str or number) is "
-                    f"expected, not {type(item).__name__}")
-        if isinstance(value, (list, tuple)):
-            out.append(column.in_(values))
-        else:
-            out.append(column == value)
-    return out
-
-
-def as_moment(name: str, value: Any) -> datetime:
-    """A wire date (``datetime``, ``date``, or ISO text such as ``"2026-01-02 03:04:05"``)
-    as an aware UTC datetime; naive values are UTC. Anything else is refused.
-
-    >>> as_moment("older", "2026-01-02 03:04:05+01:00").isoformat()
-    '2026-01-02T02:04:05+00:00'
-    >>> as_moment("older", [])
-    Traceback (most recent call last):
-    ...
-    core.exceptions.InvalidArgumentError: older must be a date (datetime or ISO text), not list
-    """
-    moment: Any = value
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
-        except ValueError:
-            raise InvalidArgumentError(f"{name}: bad date {value[:60]!r}") from None
-    elif isinstance(value, date) and not isinstance(value, datetime):
-        moment = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-    if not isinstance(moment, datetime):
-        raise InvalidArgumentError(f"{name} must be a date (datetime or ISO text), "
-                                   f"not {type(value).__name__}")
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    try:
-        return moment.astimezone(timezone.utc)
-    except OverflowError:
-        raise InvalidArgumentError(f"{name}: date {value!s:.60} is out of range") from None
-
-
-def _time_window(column: Any, older: Any, newer: Any) -> list[Any]:
-    """``column < older`` and ``column > newer``; a missing bound (None or "") is no bound."""
-    out = []
-    for name, value in (("older", older), ("newer", newer)):
-        if value is None or (isinstance(value, str) and not value.strip()):
-            continue
-        moment = as_moment(name, value)
-        out.append(column < moment if name == "older" else column > moment)
-    return out
-
-
-def check_page(limit: Any, offset: Any) -> None:
-    """``limit`` and ``offset`` of a listing: None or whole numbers >= 0 (0: no limit)."""
-    for name, value in (("limit", limit), ("offset", offset)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 0):
-            raise InvalidArgumentError(f"{name} must be a whole number >= 0, not {value!r:.40}")
-
-
 TRANS_SELECT = {key: trans_t.c[col] for key, col in COLUMNS.items()}
 
 
@@ -213,9 +143,7 @@ def listing(engine: Engine, vo: str | None, cond: Mapping[str, Any] | None = Non
     where = conditions(cond or {}, TRANS_SELECT)
     if vo:
         where.append(trans_t.c.vo == vo)
-    if time_stamp not in TRANS_SELECT:
-        raise InvalidArgumentError(f"bad timeStamp {time_stamp!r}")
-    where += _time_window(TRANS_SELECT[time_stamp], older, newer)
+    where += time_window(TRANS_SELECT, time_stamp, older, newer)
     if order is not None and order not in TRANS_SELECT:
         raise InvalidArgumentError(f"bad orderAttribute {order!r}")
     check_page(limit, offset)
@@ -428,9 +356,7 @@ def get_tasks(engine: Engine, vo: str | None, cond: Mapping[str, Any] | None = N
               limit: int | None = None, offset: int | None = None,
               input_vector: bool = False) -> list[dict[str, Any]]:
     where = conditions(cond or {}, TASK_COLUMNS) + _vo_scope(tasks_t.c.transformation_id, vo)
-    if time_stamp not in TASK_COLUMNS:
-        raise InvalidArgumentError(f"bad timeStamp {time_stamp!r}")
-    where += _time_window(TASK_COLUMNS[time_stamp], older, newer)
+    where += time_window(TASK_COLUMNS, time_stamp, older, newer)
     check_page(limit, offset)
     with engine.connect() as conn:
         rows = db.task_rows(conn, where, limit=limit, offset=offset)
