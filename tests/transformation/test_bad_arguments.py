@@ -3,19 +3,23 @@ tests/fuzz/test_rpc_methods.py) refused with InvalidArgumentError naming the arg
 databases; the accepted date forms still select what they should.
 
 Regression: ``getTransformationTasks({}, None, [], '')`` was an HTTP 500 (a list compared
-with a DATETIME column); a negative ``limit`` or ``offset`` was a syntax error on MariaDB.
+with a DATETIME column); a negative ``limit`` or ``offset`` was a syntax error on MariaDB;
+transName ``"²"`` or ``"9" * 19``, and ``getTransformationSummaryWeb(None, [[]])``, were HTTP
+500s too.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from core.exceptions import InvalidArgumentError
+from core.exceptions import InvalidArgumentError, NotFoundError
 from tests.transformation.conftest import MANAGER, World
 from transformation.logic import files as files_logic
+from transformation.logic import monitor, production, selection
 from transformation.logic import transformations as logic
 
 MC = {"Name": "mc", "Type": "MCSimulation", "Body": '[Executable = "sim";]'}
@@ -89,3 +93,58 @@ def test_the_accepted_date_forms_select_by_time(world: World) -> None:
     assert [t["TaskID"] for t in logic.get_tasks(world.engine, "demo", {}, limit=1,
                                                  offset=1)] == [2]
     assert [len(x) for x in listings(world, older=future, newer=past)] == [2, 0, 1]
+
+
+NO_IDS: list[int | str] = ["²", "٣", "9" * 19, "1" * 25, -1, 2**63, 2**70]
+
+
+@pytest.mark.parametrize("ident", NO_IDS, ids=[repr(i)[:12] for i in NO_IDS])
+def test_an_ident_that_is_no_id_is_a_name_not_found(world: World, ident: int | str) -> None:
+    """Found by the RPC fuzzer: transName ``"²"`` (``"²".isdigit()`` is true, ``int("²")``
+    fails) and ``"9" * 19`` (beyond the ID column) were HTTP 500s in every method taking a
+    transformation or a production."""
+    logic.create(world.engine, world.catalog, world.settings, MANAGER, MC)
+    with pytest.raises(NotFoundError, match="Transformation .* does not exist"):
+        logic.find(world.engine, ident, "demo")
+    with pytest.raises(NotFoundError, match="Transformation .* does not exist"):
+        logic.extend(world.engine, MANAGER, ident, 1)
+    with pytest.raises(NotFoundError, match="Production .* does not exist"):
+        production.find(world.engine, ident, "demo")
+    assert logic.find(world.engine, "1", "demo").name == "mc"  # an ID as text still works
+
+
+@pytest.mark.parametrize("sort, message", [
+    ([[]], "sort must be"), ([{}], "sort must be"), ([5], "sort must be"),
+    ([["Status", "DESC", "x"]], "sort must be"), ([["Status", "down"]], "ASC or DESC"),
+    ([["Status", None]], "ASC or DESC"), ("Status", "sort must be a list")])
+def test_a_bad_web_sort_is_refused(sort: Any, message: str) -> None:
+    """Found by the RPC fuzzer: ``getTransformationSummaryWeb(None, [[]])`` was an HTTP 500."""
+    with pytest.raises(InvalidArgumentError, match=message):
+        selection.sort_order(sort)
+
+
+def test_good_web_sorts() -> None:
+    assert [selection.sort_order(s) for s in (None, [], [["Status"]], ["Status"],
+                                              [["Status", "desc"], ["Other", "ASC"]])] == \
+        [None, None, ("Status", False), ("Status", False), ("Status", True)]
+
+
+def test_a_date_column_selection_takes_dates(world: World) -> None:
+    tid = logic.create(world.engine, world.catalog, world.settings, MANAGER, MC)
+    created = logic.get(world.engine, tid, "demo")["CreationDate"]
+    assert [t["TransformationID"] for t in logic.listing(
+        world.engine, "demo", {"CreationDate": [created, "2001-01-01"]})] == [tid]
+    for bad in (5, "soon", [1.5]):
+        with pytest.raises(InvalidArgumentError, match="selection 'CreationDate'"):
+            logic.listing(world.engine, "demo", {"CreationDate": bad})
+    with pytest.raises(InvalidArgumentError, match="bad timeStamp 'TaskID'"):
+        logic.get_tasks(world.engine, "demo", {}, time_stamp="TaskID", older="2026-01-01")
+
+
+def test_the_monitor_skips_external_ids_that_are_no_job_ids(world: World) -> None:
+    """ExternalID is set by hand with setTaskStatusAndWmsID: ``"²"`` or 19 nines crashed the
+    monitor's and the cleaning agent's every cycle (``int()``, then an ID column overflow)."""
+    tasks: Any = [SimpleNamespace(external_id=e, task_id=i)
+                  for i, e in enumerate(["²", "9" * 19, "", "12"])]
+    assert monitor.outputs_of(world.engine, tasks) == {}
+    assert monitor.job_statuses(world.engine)(["²", "9" * 19, "12"]) == {"12": "Lost"}

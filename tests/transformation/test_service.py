@@ -175,7 +175,7 @@ def test_commands(server: ThreadedServer, creds: Creds, tmp_path: Path,
 
 def test_bad_listing_arguments_are_clear_errors_over_https(server: ThreadedServer,
                                                            creds: Creds) -> None:
-    """Found by the RPC fuzzer: ``getTransformationTasks({}, None, [], '')`` was an HTTP 500
+    """Found by the RPC fuzzer: each of these was an HTTP 500
     (tests/transformation/test_bad_arguments.py has the logic's cases)."""
     rpc = Who(server, creds).rpc(SERVICE, "alice")
     with pytest.raises(InvalidArgumentError, match="newer must be a date .*not list"):
@@ -185,3 +185,12 @@ def test_bad_listing_arguments_are_clear_errors_over_https(server: ThreadedServe
     with pytest.raises(InvalidArgumentError, match="limit must be a whole number >= 0"):
         rpc.call("getTransformations", {}, None, None, "CreationDate", None, -1)
     assert rpc.call("getTransformationTasks", {}, None, "2026-01-02", "") == []
+    # transName that is no ID: "²".isdigit() is true, 19 nines overflow the ID column
+    for ident in ("²", "9" * 19):
+        with pytest.raises(NotFoundError, match="does not exist"):
+            rpc.call("getTransformation", ident)
+    with pytest.raises(InvalidArgumentError, match="sort must be"):
+        rpc.call("getTransformationSummaryWeb", None, [[]])
+    with pytest.raises(InvalidArgumentError, match="bad FileID '²'"):
+        Who(server, creds).rpc(SERVICE, "admin-prod").call(
+            "setFileStatusForTransformation", 1, {"²": ["Unused", False]})

@@ -44,14 +44,15 @@ def conditions(cond: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Any]
                                        f"(one of {', '.join(sorted(columns))})")
         column = columns[key]
         values = list(value) if isinstance(value, (list, tuple)) else [value]
-        for item in values:
-            if item is not None and not isinstance(item, (str, int, float)):
-                raise InvalidArgumentError(
-                    f"selection {key!r}: a value or a list of values (str or number) is "
-                    f"expected, not {type(item).__name__}")
         if _is_date(column):
             values = [None if v is None else as_moment(f"selection {key!r}", v)
                       for v in values]
+        for item in values:
+            if item is not None and not isinstance(item, (str, int, float)) \
+                    and not _is_date(column):
+                raise InvalidArgumentError(
+                    f"selection {key!r}: a value or a list of values (str or number) is "
+                    f"expected, not {type(item).__name__}")
         if isinstance(value, (list, tuple)):
             out.append(column.in_(values))
         else:
