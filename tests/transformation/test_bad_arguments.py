@@ -148,3 +148,13 @@ def test_the_monitor_skips_external_ids_that_are_no_job_ids(world: World) -> Non
                   for i, e in enumerate(["²", "9" * 19, "", "12"])]
     assert monitor.outputs_of(world.engine, tasks) == {}
     assert monitor.job_statuses(world.engine)(["²", "9" * 19, "12"]) == {"12": "Lost"}
+
+
+@pytest.mark.parametrize("value", [False, [False, -1], [True], {"a": 1}, [[1]]])
+def test_a_selection_value_must_be_text_or_a_number(world: World, value: Any) -> None:
+    """Found by the RPC fuzzer: ``getTransformationWithStatus([False, -1])`` was an HTTP 500
+    (a boolean in the IN list of a text column)."""
+    with pytest.raises(InvalidArgumentError, match="selection 'Status': a value or a list"):
+        logic.listing(world.engine, "demo", {"Status": value})
+    with pytest.raises(InvalidArgumentError, match="selection 'Status': a value or a list"):
+        files_logic.get_files(world.engine, world.catalog, "demo", {"Status": value})

@@ -189,6 +189,8 @@ def test_bad_listing_arguments_are_clear_errors_over_https(server: ThreadedServe
     for ident in ("²", "9" * 19):
         with pytest.raises(NotFoundError, match="does not exist"):
             rpc.call("getTransformation", ident)
+    with pytest.raises(InvalidArgumentError, match="selection 'Status'"):
+        rpc.call("getTransformationWithStatus", [False, -1])
     with pytest.raises(InvalidArgumentError, match="sort must be"):
         rpc.call("getTransformationSummaryWeb", None, [[]])
     with pytest.raises(InvalidArgumentError, match="bad FileID '²'"):

@@ -48,8 +48,8 @@ def conditions(cond: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Any]
             values = [None if v is None else as_moment(f"selection {key!r}", v)
                       for v in values]
         for item in values:
-            if item is not None and not isinstance(item, (str, int, float)) \
-                    and not _is_date(column):
+            if item is not None and (not isinstance(item, (str, int, float))
+                                     or isinstance(item, bool)) and not _is_date(column):
                 raise InvalidArgumentError(
                     f"selection {key!r}: a value or a list of values (str or number) is "
                     f"expected, not {type(item).__name__}")
