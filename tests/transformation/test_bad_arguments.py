@@ -158,3 +158,17 @@ def test_a_selection_value_must_be_text_or_a_number(world: World, value: Any) ->
         logic.listing(world.engine, "demo", {"Status": value})
     with pytest.raises(InvalidArgumentError, match="selection 'Status': a value or a list"):
         files_logic.get_files(world.engine, world.catalog, "demo", {"Status": value})
+
+
+def test_selection_values_take_the_column_type(world: World) -> None:
+    """Found by the RPC fuzzer: ``getTransformationWithStatus([0.0, ""])`` was an HTTP 500
+    (numbers and text mixed in the IN list of a text column)."""
+    tid = logic.create(world.engine, world.catalog, world.settings, MANAGER, MC)
+    assert logic.listing(world.engine, "demo", {"Status": [0.0, "", "New"]})[0][
+        "TransformationID"] == tid
+    for wanted in ([str(tid), 999], [float(tid)], f" {tid} "):
+        assert [t["TransformationID"] for t in logic.listing(
+            world.engine, "demo", {"TransformationID": wanted})] == [tid]
+    for bad in ("x", "²", "9" * 19, 1.5):
+        with pytest.raises(InvalidArgumentError, match="is not a whole number"):
+            logic.listing(world.engine, "demo", {"TransformationID": [bad]})

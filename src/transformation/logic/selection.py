@@ -26,8 +26,11 @@ from collections.abc import Mapping
 from datetime import date, datetime, timezone
 from typing import Any
 
+import sqlalchemy as sa
+
 from core.db import UTCDateTime
 from core.exceptions import InvalidArgumentError
+from core.ids import as_id
 
 
 def _is_date(column: Any) -> bool:
@@ -53,11 +56,27 @@ def conditions(cond: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Any]
                 raise InvalidArgumentError(
                     f"selection {key!r}: a value or a list of values (str or number) is "
                     f"expected, not {type(item).__name__}")
+        if isinstance(column.type, sa.String):  # one type in an IN list, as DIRAC's SQL text
+            values = [v if v is None or isinstance(v, str) else str(v) for v in values]
+        elif isinstance(column.type, sa.Integer):
+            values = [_whole(key, v) for v in values]
         if isinstance(value, (list, tuple)):
             out.append(column.in_(values))
         else:
             out.append(column == values[0])
     return out
+
+
+def _whole(key: str, value: Any) -> int | None:
+    """A value for an integer column: a whole number, or its decimal text."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    number = as_id(value.strip()) if isinstance(value, str) else None
+    if number is None:
+        raise InvalidArgumentError(f"selection {key!r}: {value!r:.40} is not a whole number")
+    return number
 
 
 def as_moment(name: str, value: Any) -> datetime:
