@@ -4,6 +4,12 @@ The budget: ``PILOTWMS_FUZZ_EXAMPLES`` examples per fuzzed target (default
 :data:`DEFAULT_EXAMPLES`, which keeps the whole suite within a few minutes on 2 cores); a
 deeper run sets e.g. ``PILOTWMS_FUZZ_EXAMPLES=500``.
 
+Each run draws new examples (no seed is fixed, so every CI run covers new ground). To
+reproduce: a failure names the exact call (caller, method, arguments) and prints a
+``@reproduce_failure`` line; a whole run is replayed with pytest's
+``--hypothesis-seed=N`` (e.g. ``PILOTWMS_FUZZ_EXAMPLES=150 pytest tests/fuzz
+--hypothesis-seed=2``).
+
 Values are JSON text fragments rather than Python objects where JSON can say what Python's
 encoder would not (lone surrogates, integers beyond any column, JEncode markers with payloads
 of the wrong kind).
@@ -30,7 +36,9 @@ def examples(scale: float = 1.0) -> int:
 
 
 def fuzz_settings(scale: float = 1.0) -> settings:
+    """``print_blob``: a failure prints the ``@reproduce_failure`` line that replays it."""
     return settings(max_examples=examples(scale), deadline=None, database=None,
+                    print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.function_scoped_fixture,
                                            HealthCheck.data_too_large])
@@ -43,7 +51,9 @@ EDGE_TEXT = ["", " ", "/", "//", "/..", "../../etc/passwd", "/demo/user/a/alice/
              "SB:x|/SandBox/a/alice.demo_user/../../../etc", "'; DROP TABLE jobs; --",
              "\ud800", "☃" * 50, "\u202e", "*", "%", "_", "[ Executable = ", "]" * 10,
              'Executable = "/bin/sh"; Arguments = "-c \'rm -rf /\'";', "LFN:/demo", "1e999",
-             "NaN", "null", "true", "-0"]
+             "NaN", "null", "true", "-0",
+             # digits str.isdigit() accepts and int() does not; IDs beyond a 64-bit column
+             "²", "٣", "9" * 19, "1" * 25]
 
 
 def long_text() -> st.SearchStrategy[str]:

@@ -171,3 +171,28 @@ def test_commands(server: ThreadedServer, creds: Creds, tmp_path: Path,
     code, out, err = cli("dtrans", "stop", "77")
     assert code == 2 and "Transformation 77 does not exist" in err
     assert cli("dprod", "list")[1].strip() == "No output"
+
+
+def test_bad_listing_arguments_are_clear_errors_over_https(server: ThreadedServer,
+                                                           creds: Creds) -> None:
+    """Found by the RPC fuzzer: each of these was an HTTP 500
+    (tests/transformation/test_bad_arguments.py has the logic's cases)."""
+    rpc = Who(server, creds).rpc(SERVICE, "alice")
+    with pytest.raises(InvalidArgumentError, match="newer must be a date .*not list"):
+        rpc.call("getTransformationTasks", {}, None, [], "")
+    with pytest.raises(InvalidArgumentError, match="older: bad date 'soon'"):
+        rpc.call("getTransformationFiles", {}, "soon")
+    with pytest.raises(InvalidArgumentError, match="limit must be a whole number >= 0"):
+        rpc.call("getTransformations", {}, None, None, "CreationDate", None, -1)
+    assert rpc.call("getTransformationTasks", {}, None, "2026-01-02", "") == []
+    # transName that is no ID: "²".isdigit() is true, 19 nines overflow the ID column
+    for ident in ("²", "9" * 19):
+        with pytest.raises(NotFoundError, match="does not exist"):
+            rpc.call("getTransformation", ident)
+    with pytest.raises(InvalidArgumentError, match="selection 'Status'"):
+        rpc.call("getTransformationWithStatus", [False, -1])
+    with pytest.raises(InvalidArgumentError, match="sort must be"):
+        rpc.call("getTransformationSummaryWeb", None, [[]])
+    with pytest.raises(InvalidArgumentError, match="bad FileID '²'"):
+        Who(server, creds).rpc(SERVICE, "admin-prod").call(
+            "setFileStatusForTransformation", 1, {"²": ["Unused", False]})

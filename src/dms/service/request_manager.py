@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from core.exceptions import InvalidArgumentError, NotAuthorizedError, NotFoundError
+from core.ids import as_id
 from core.rpc.service import Call, Service, rpc_method
 from core.security.identity import Identity
 from dms.db import rms as db
@@ -95,7 +96,7 @@ class ReqManagerService(Service):
 
     @rpc_method("getRequestIDsForJobs")
     def get_request_ids_for_jobs(self, call: Call, job_ids: list) -> dict[str, Any]:
-        ids = [int(j) for j in job_ids if isinstance(j, int | str) and str(j).isdigit()]
+        ids = [n for n in map(as_id, job_ids) if n is not None]  # others: no such job
         owner = None if _manager(call.identity) else call.identity.username
         found = {r.job_id: r.request_id for r in db.find_requests(
             self.engine, owner=owner, job_ids=ids)}

@@ -189,10 +189,13 @@ class DataPushService(Service):
         return db.unregister_mover(self.engine, name)
 
     @rpc_method("moverHeartbeat", rights=MOVER)
-    def mover_heartbeat(self, call: Call, name: str, leases: list | dict) -> dict[str, Any]:
-        """``leases``: the leases in progress, or ``{lease: bytes moved so far}``."""
-        held = {str(k): int(v) for k, v in leases.items()} if isinstance(leases, dict) \
-            else [str(x) for x in leases]
+    def mover_heartbeat(self, call: Call, name: str, leases: list[str] | dict[str, int]
+                        ) -> dict[str, Any]:
+        """``leases``: the leases in progress, or ``{lease: bytes moved so far}`` (the item
+        types are checked before the call; byte counts must not be negative)."""
+        if isinstance(leases, dict) and any(v < 0 for v in leases.values()):
+            raise InvalidArgumentError("moverHeartbeat: bytes moved must be >= 0")
+        held = dict(leases) if isinstance(leases, dict) else list(leases)
         return {"Revoked": db.beat(self.engine, name, held)}
 
     def _work(self, w: db.Work) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
+from core.ids import as_id
 from core.security.identity import Identity
 from dms.db import changes as dms_changes
 from dms.db import rms as rms_db
@@ -56,7 +57,7 @@ class TransformationCleaningAgent(TransformationAgentBase):
         return not busy
 
     def _stop_tasks(self, kind: str | None, ids: Sequence[str]) -> None:
-        numbers = [int(i) for i in ids if str(i).isdigit()]
+        numbers = [n for n in map(as_id, ids) if n is not None]
         if kind == "Request":
             engine = self.engine("RequestManagement")
             for rid in numbers:

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from core.bulk import insert_rows
+from core.ids import as_id
 from transformation.db.tables import (
     files,
     log,
@@ -108,8 +109,11 @@ def get_transformation(conn: Connection, ident: int | str, vo: str | None = None
                        *, lock: bool = False) -> Row[Any] | None:
     """By ID, or by name (in ``vo`` when given)."""
     query = sa.select(transformations)
-    if isinstance(ident, int) or (isinstance(ident, str) and ident.isdigit()):
-        query = query.where(transformations.c.transformation_id == int(ident))
+    number = as_id(ident)
+    if number is not None:
+        query = query.where(transformations.c.transformation_id == number)
+    elif not isinstance(ident, str):
+        return None  # a number no ID column holds
     else:
         query = query.where(transformations.c.name == ident)
         if vo:

@@ -30,12 +30,11 @@ from transformation.db import queries as db
 from transformation.db.tables import files as files_t
 from transformation.logic import states
 from transformation.logic.catalog import CatalogView
+from transformation.logic.selection import check_page, conditions, time_window
 from transformation.logic.transformations import (
     Actor,
     _modifiable,
-    _time_window,
     _vo_scope,
-    conditions,
 )
 
 # -- files --------------------------------------------------------------------------------------
@@ -82,11 +81,10 @@ def get_files(engine: Engine, catalog: CatalogView | None, vo: str | None,
             return []
         ids = catalog.file_ids([lfns] if isinstance(lfns, str) else lfns)
         where.append(files_t.c.file_id.in_(list(ids.values())))
-    if time_stamp not in FILE_COLUMNS:
-        raise InvalidArgumentError(f"bad timeStamp {time_stamp!r}")
-    where += _time_window(FILE_COLUMNS[time_stamp], older, newer)
+    where += time_window(FILE_COLUMNS, time_stamp, older, newer)
     if order is not None and order not in FILE_COLUMNS:
         raise InvalidArgumentError(f"bad orderAttribute {order!r}")
+    check_page(limit, offset)
     with engine.connect() as conn:
         rows = db.file_rows(conn, where, limit=limit, offset=offset,
                             order=[FILE_COLUMNS[order]] if order else None)

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, Row
 
 from core.db import utcnow, write_transaction
+from core.ids import as_id
 from dms.db import rms as rms_db
 from transformation.db import queries as db
 from transformation.db.tables import files as files_t
@@ -59,7 +60,7 @@ class MonitorReport:
 
 def job_statuses(wms_engine: Engine) -> Fetch:
     def fetch(ids: Sequence[str]) -> dict[str, str]:
-        wanted = [int(i) for i in ids if str(i).isdigit()]
+        wanted = [n for n in map(as_id, ids) if n is not None]
         with wms_engine.connect() as conn:
             rows = jobs_db.status_of(conn, wanted)
         return {str(j): ("Lost" if j not in rows else rows[j].status) for j in wanted}
@@ -70,7 +71,7 @@ def request_statuses(rms_engine: Engine) -> Fetch:
     table = rms_db.rms_requests
 
     def fetch(ids: Sequence[str]) -> dict[str, str]:
-        wanted = [int(i) for i in ids if str(i).isdigit()]
+        wanted = [n for n in map(as_id, ids) if n is not None]
         found: dict[int, str] = {}
         with rms_engine.connect() as conn:
             for batch in db.chunks(wanted):
@@ -151,7 +152,8 @@ def _fail_files(conn: Any, tid: int, fids: Sequence[int], max_reset: int, now: A
 
 def outputs_of(wms_engine: Engine, tasks: Sequence[Row[Any]]) -> dict[int, list[str]]:
     """task ID -> the LFNs its job uploaded (job parameter ``UploadedOutputData``)."""
-    by_job = {int(t.external_id): t.task_id for t in tasks if str(t.external_id).isdigit()}
+    # an ExternalID that is no job ID (set by hand with setTaskStatusAndWmsID) is skipped
+    by_job = {job: t.task_id for t in tasks if (job := as_id(t.external_id)) is not None}
     with wms_engine.connect() as conn:
         params = jobs_db.parameters_of(conn, list(by_job))
     out: dict[int, list[str]] = {}

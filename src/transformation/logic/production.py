@@ -38,6 +38,7 @@ from core.exceptions import (
     NotAuthorizedError,
     NotFoundError,
 )
+from core.ids import as_id
 from dms.db.changes import FileFacts
 from transformation.db.tables import production_steps, productions
 from transformation.db.tables import transformations as trans_t
@@ -223,10 +224,13 @@ def create(engine: Engine, catalog: CatalogView, settings: TransformationsConfig
 
 def find(engine: Engine, ident: int | str, vo: str | None) -> Row[Any]:
     query = sa.select(productions)
-    if isinstance(ident, int) or str(ident).isdigit():
-        query = query.where(productions.c.production_id == int(ident))
-    else:
+    number = as_id(ident)
+    if number is not None:
+        query = query.where(productions.c.production_id == number)
+    elif isinstance(ident, str):
         query = query.where(productions.c.name == ident)
+    else:
+        raise NotFoundError(f"Production {ident} does not exist")
     if vo:
         query = query.where(productions.c.vo == vo)
     with engine.connect() as conn:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +47,7 @@ from transformation.db.tables import tasks as tasks_t
 from transformation.db.tables import transformations as trans_t
 from transformation.logic import definition, states
 from transformation.logic.catalog import CatalogView
+from transformation.logic.selection import check_page, conditions, time_window
 
 MANAGER = "ProductionManagement"
 #: DIRAC's finer production rights: the author group's members / the author change their own
@@ -132,43 +132,6 @@ def get(engine: Engine, ident: int | str, vo: str | None, extra_params: bool = F
     return to_wire(row, parameters_of(engine, row.transformation_id) if extra_params else None)
 
 
-def conditions(cond: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Any]:
-    """DIRAC condDict -> SQL conditions (value or list of values), unknown keys refused."""
-    out = []
-    for key, value in (cond or {}).items():
-        if key not in columns:
-            raise InvalidArgumentError(f"unknown selection key {key!r} "
-                                       f"(one of {', '.join(sorted(columns))})")
-        column = columns[key]
-        values = list(value) if isinstance(value, (list, tuple)) else [value]
-        for item in values:
-            if item is not None and not isinstance(item, (str, int, float)):
-                raise InvalidArgumentError(
-                    f"selection {key!r}: a value or a list of values (str or number) is "
-                    f"expected, not {type(item).__name__}")
-        if isinstance(value, (list, tuple)):
-            out.append(column.in_(values))
-        else:
-            out.append(column == value)
-    return out
-
-
-def _time_window(column: Any, older: Any, newer: Any) -> list[Any]:
-    out = []
-    for value, op in ((older, "<"), (newer, ">")):
-        if value in (None, ""):
-            continue
-        if isinstance(value, str):
-            try:
-                value = datetime.fromisoformat(value.replace(" ", "T"))
-            except ValueError:
-                raise InvalidArgumentError(f"bad date {value!r}") from None
-        if isinstance(value, datetime) and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        out.append(column < value if op == "<" else column > value)
-    return out
-
-
 TRANS_SELECT = {key: trans_t.c[col] for key, col in COLUMNS.items()}
 
 
@@ -180,11 +143,10 @@ def listing(engine: Engine, vo: str | None, cond: Mapping[str, Any] | None = Non
     where = conditions(cond or {}, TRANS_SELECT)
     if vo:
         where.append(trans_t.c.vo == vo)
-    if time_stamp not in TRANS_SELECT:
-        raise InvalidArgumentError(f"bad timeStamp {time_stamp!r}")
-    where += _time_window(TRANS_SELECT[time_stamp], older, newer)
+    where += time_window(TRANS_SELECT, time_stamp, older, newer)
     if order is not None and order not in TRANS_SELECT:
         raise InvalidArgumentError(f"bad orderAttribute {order!r}")
+    check_page(limit, offset)
     with engine.connect() as conn:
         rows = db.find_transformations(conn, where, limit=limit, offset=offset,
                                        order=TRANS_SELECT[order] if order else None)
@@ -394,9 +356,8 @@ def get_tasks(engine: Engine, vo: str | None, cond: Mapping[str, Any] | None = N
               limit: int | None = None, offset: int | None = None,
               input_vector: bool = False) -> list[dict[str, Any]]:
     where = conditions(cond or {}, TASK_COLUMNS) + _vo_scope(tasks_t.c.transformation_id, vo)
-    if time_stamp not in TASK_COLUMNS:
-        raise InvalidArgumentError(f"bad timeStamp {time_stamp!r}")
-    where += _time_window(TASK_COLUMNS[time_stamp], older, newer)
+    where += time_window(TASK_COLUMNS, time_stamp, older, newer)
+    check_page(limit, offset)
     with engine.connect() as conn:
         rows = db.task_rows(conn, where, limit=limit, offset=offset)
     return [task_to_wire(r, input_vector) for r in rows]

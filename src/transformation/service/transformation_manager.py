@@ -26,10 +26,12 @@ from sqlalchemy.engine import Engine
 
 from core.db import utcnow, write_transaction
 from core.exceptions import InvalidArgumentError, NotAuthorizedError, NotFoundError
+from core.ids import as_id
 from core.rpc.jencode import encode
 from core.rpc.service import Call, Service, rpc_method
 from transformation.db import queries as db
 from transformation.logic import files as files_logic
+from transformation.logic import selection
 from transformation.logic import tasks as task_logic
 from transformation.logic import transformations as logic
 from transformation.logic.catalog import CatalogView
@@ -230,11 +232,12 @@ class TransformationManagerService(Service):
         """``{fileID: [status, failed]}`` as DIRAC's client sends it."""
         parsed: dict[int, tuple[str, bool]] = {}
         for key, value in new_statuses.items():
-            if not str(key).isdigit():
-                raise InvalidArgumentError(f"bad FileID {key!r}")
+            file_id = as_id(key)
+            if file_id is None:
+                raise InvalidArgumentError(f"bad FileID {key!r:.40}")
             if not isinstance(value, (list, tuple)) or len(value) != 2:
                 raise InvalidArgumentError("Status field should be two values")
-            parsed[int(key)] = (str(value[0]), bool(value[1]))
+            parsed[file_id] = (str(value[0]), bool(value[1]))
         done = files_logic.set_file_status(
             self.engine, actor_of(call.identity), _tid(trans_name), parsed,
             max_reset=self.settings.files_max_reset_counter)
@@ -343,16 +346,17 @@ class TransformationManagerService(Service):
                                        max_items: int = 0) -> dict[str, Any]:
         """DIRAC's web table: ``ParameterNames``, ``Records``, ``TotalRecords``."""
         vo = self._vo(call)
+        order = selection.sort_order(sort)
+        selection.check_page(max_items, start, names=("maxItems", "startItem"))
         with self.engine.connect() as conn:
-            where = logic.conditions(select or {}, logic.TRANS_SELECT)
+            where = selection.conditions(select or {}, logic.TRANS_SELECT)
             if vo:
                 where.append(logic.trans_t.c.vo == vo)
             rows = db.find_transformations(conn, where)
         lines = [logic.summary(self.engine, row) for row in rows]
-        if sort:
-            key, *direction = sort[0] if isinstance(sort[0], list) else [sort[0]]
-            lines.sort(key=lambda x: str(x.get(key, "")),
-                       reverse=bool(direction and str(direction[0]).upper() == "DESC"))
+        if order is not None:
+            key, descending = order
+            lines.sort(key=lambda x: str(x.get(key, "")), reverse=descending)
         total = len(lines)
         lines = lines[start:start + max_items] if max_items else lines[start:]
         names = sorted({k for line in lines for k in line})

@@ -51,6 +51,7 @@ from core.exceptions import (
     InvalidArgumentError,
     NotFoundError,
 )
+from core.ids import as_id
 from wms.db import schedules as db
 from wms.logic.jdl import JDL, parse_jdl
 from wms.logic.states import FINAL, REALLY_FINAL
@@ -226,8 +227,9 @@ def _find(conn: Connection, owner: Owner, ref: str | int, *, for_update: bool = 
           ) -> Row[Any]:
     """A schedule by ID or by the caller's name for it; others' only for admins."""
     row = None
-    if isinstance(ref, int) or str(ref).isdigit():
-        row = db.schedule(conn, int(ref), for_update=for_update)
+    number = as_id(ref)
+    if number is not None:
+        row = db.schedule(conn, number, for_update=for_update)
     if row is None and isinstance(ref, str):
         row = db.schedule_by_name(conn, owner.user, ref)
         if row is not None and for_update:

@@ -87,6 +87,10 @@ def test_req_manager_ownership(dms_server: DMS) -> None:
     with pytest.raises(NotAuthorizedError):
         bob.cancel_request(rid)
     assert bob.get_request_ids_for_jobs([7]) == {7: hid}
+    # job IDs that are none (found by the RPC fuzzer: "²" and 19 nines were HTTP 500s) are
+    # not looked up; an ID as text is
+    assert bob.rpc.call("getRequestIDsForJobs", ["²", "9" * 19, "1" * 25, -1, "7"]) == {
+        "Successful": {"7": hid}, "Failed": {}}
     assert alice.get_request_ids_for_jobs([7]) == {}
     assert alice.cancel_request(rid) is True
     assert host.get_request_status(rid) == "Canceled"

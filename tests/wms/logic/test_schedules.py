@@ -186,3 +186,14 @@ def test_two_schedulers_never_make_two_runs_for_one_slot(engine: Engine) -> None
         slots = [r[0] for r in runs(engine, sid)]
         assert len(slots) == len(set(slots)) == 6
     assert len(made) == 30
+
+
+@pytest.mark.parametrize("ref", ["²", "9" * 19, "1" * 25, -1, 2**63 - 1, "٣"])
+def test_a_reference_that_is_no_id_is_not_found(engine: Engine, ref: str | int) -> None:
+    """Found by the RPC fuzzer: ``getSchedule("²")`` was an HTTP 500 (``"²".isdigit()`` is
+    true, ``int("²")`` fails) and ``"9" * 19`` overflowed the ID column."""
+    schedules.create_schedule(engine, AL, "ok", JDL, schedules.Timing(5), now=T0)
+    with pytest.raises(NotFoundError, match="no schedule"):
+        schedules.show(engine, AL, ref)
+    with pytest.raises(NotFoundError, match="no schedule"):
+        schedules.set_paused(engine, AL, ref, True)
