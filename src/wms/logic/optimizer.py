@@ -4,7 +4,8 @@ For a batch of jobs (those just submitted or confirmed, or those a sweep finds p
 
 1. rescheduled jobs whose back-off delay has passed go back to ``Received``;
 2. sanity: the stored JDL parses and validates again for its owner (else ``Failed``/"Illegal
-   Job JDL");
+   Job JDL"), unless the job has a scheduling record made when it was validated at
+   submission under the same limits (a parametric child: :mod:`wms.logic.scheduling_record`);
 3. input data: a resolver passed in by the caller (see :mod:`wms.logic.input_data`) gives the
    sites holding all of a job's input files, and the job is queued for those only, or refuses
    it ("Input Data Not Available", ...); without a resolver, input data is accepted as is;
@@ -45,7 +46,7 @@ from core.db import utcnow, write_transaction
 from core.exceptions import InvalidJDLError
 from wms.db import jobs as jobs_db
 from wms.db.tables import jobs
-from wms.logic import input_data
+from wms.logic import input_data, scheduling_record
 from wms.logic.input_data import InputDataCheck
 from wms.logic.jdl import parse_jdl
 from wms.logic.job_description import DEFAULT_LIMITS, JobDescription, JobLimits, describe_job
@@ -117,9 +118,11 @@ def optimise_in(
     todo = [j for j, row in rows.items() if row.status in (JobStatus.RECEIVED,
                                                              JobStatus.CHECKING)]
     result.skipped = sorted(set(job_ids) - set(todo))
-    described: dict[int, JobDescription] = {}
-    texts = jobs_db.jdls_of(conn, todo)
+    described = _from_records(conn, todo, rows, limits)
+    texts = jobs_db.jdls_of(conn, [j for j in todo if j not in described])
     for job_id in todo:
+        if job_id in described:
+            continue
         row = rows[job_id]
         try:
             text = texts.get(job_id)
@@ -130,6 +133,7 @@ def optimise_in(
                                              limits=limits)
         except InvalidJDLError:
             result.failed[job_id] = MinorStatus.ILLEGAL_JOB_JDL
+    described = {j: described[j] for j in todo if j in described}  # in the jobs' order
     refused, data_sites = _schedule(described, check_input_data, result.failed)
     result.failed.update(refused)
     _restrict(conn, described, data_sites)
@@ -150,6 +154,26 @@ def optimise_in(
     enqueue(conn, [(j, described[j]) for j in good], now)
     result.waiting = sorted(good)
     return result
+
+
+def _from_records(conn: Connection, todo: Sequence[int], rows: Mapping[int, jobs_db.StatusRow],
+                  limits: JobLimits) -> dict[int, JobDescription]:
+    """The descriptions of the jobs whose scheduling record is valid under ``limits``
+    (the others are described from their JDL). Children with equal records and owners
+    share one description: nothing here or in ``enqueue`` changes one in place."""
+    made: dict[tuple[str, str, str, str], JobDescription | None] = {}
+    out: dict[int, JobDescription] = {}
+    for job_id, text in jobs_db.scheduling_of(conn, todo).items():
+        row = rows[job_id]
+        key = (text, row.owner, row.owner_group, row.vo)
+        if key not in made:
+            made[key] = scheduling_record.decode(text, owner=row.owner,
+                                                 owner_group=row.owner_group, vo=row.vo,
+                                                 limits=limits)
+        desc = made[key]
+        if desc is not None:
+            out[job_id] = desc
+    return out
 
 
 def optimise_new(

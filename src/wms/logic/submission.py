@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from core.db import retry_conflicts, utcnow, write_transaction
 from wms.db import jobs as jobs_db
+from wms.logic import scheduling_record
 from wms.logic.jdl import JDL, parse_jdl
 from wms.logic.job_description import (
     DEFAULT_LIMITS,
@@ -136,15 +137,20 @@ def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[J
     ]
     final: dict[int, JobDescription] = {}
 
-    def texts(index: int, job_id: int) -> str | tuple[str, str]:
+    def texts(index: int, job_id: int) -> jobs_db.Texts:
         """The processed JDL, stored with the job's row (and the original one when ``%j``
-        makes it depend on the ID): no UPDATE per job afterwards."""
+        makes it depend on the ID): no UPDATE per job afterwards. A parametric child also
+        gets its scheduling record: its confirmation then parses no JDL again."""
         desc = descriptions[index]
-        if parametric and "%j" in new[index].original_jdl:
+        original = new[index].original_jdl
+        if parametric and "%j" in original:
             child = substitute_job_id(children[index], job_id)
-            desc = final[job_id] = _describe(child, who, limits)
-            return child.to_text(), processed_jdl(desc, job_id).to_text()
+            desc = _describe(child, who, limits)
+            original = child.to_text()
         final[job_id] = desc
+        if parametric:
+            return (original, processed_jdl(desc, job_id).to_text(),
+                    scheduling_record.encode(desc, limits))
         return processed_jdl(desc, job_id).to_text()
 
     ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE, processed=texts)
