@@ -101,20 +101,23 @@ def optimise_in(
     now = now or utcnow()
     result = OptimiseResult()
     rows = jobs_db.status_of(conn, job_ids, for_update=True)
+    rescheduled = [j for j, row in rows.items() if row.status == JobStatus.RESCHEDULED]
     times = dict(conn.execute(sa.select(jobs.c.job_id, jobs.c.reschedule_time)
-                              .where(jobs.c.job_id.in_(list(rows)))).all()) if rows else {}
+                              .where(jobs.c.job_id.in_(rescheduled))).all()) \
+        if rescheduled else {}  # a bulk confirmation has none: no query
     due = []
-    for job_id, row in rows.items():
-        if row.status == JobStatus.RESCHEDULED:
-            since = times.get(job_id) or now
-            wait = reschedule_delay(row.reschedule_counter, reschedule_delays)
-            if since + timedelta(seconds=wait) <= now:
-                due.append(job_id)
-    jobs_db.apply_status_changes(
-        conn, [jobs_db.StatusChange(j, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
-               for j in due], rows, now=now, source=SOURCE)
-    jobs_db.cancel_commands(conn, due, now)  # a new attempt starts: no Kill meant for the old
-    rows = jobs_db.status_of(conn, list(rows))
+    for job_id in rescheduled:
+        row = rows[job_id]
+        since = times.get(job_id) or now
+        wait = reschedule_delay(row.reschedule_counter, reschedule_delays)
+        if since + timedelta(seconds=wait) <= now:
+            due.append(job_id)
+    if due:  # else the rows just read are still the jobs' state
+        jobs_db.apply_status_changes(
+            conn, [jobs_db.StatusChange(j, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
+                   for j in due], rows, now=now, source=SOURCE)
+        jobs_db.cancel_commands(conn, due, now)  # a new attempt: no Kill meant for the old
+        rows = jobs_db.status_of(conn, list(rows))
     todo = [j for j, row in rows.items() if row.status in (JobStatus.RECEIVED,
                                                              JobStatus.CHECKING)]
     result.skipped = sorted(set(job_ids) - set(todo))

@@ -115,6 +115,24 @@ def test_confirmation_describes_no_child_again(engine: Engine,
     assert queued == 1500 and queues == [3600]
 
 
+def test_confirmation_reads_each_job_once(engine: Engine) -> None:
+    """Confirming 1,500 children: their status is read once by the confirmation (locking)
+    and once by the optimiser (no rescheduled job among them: no second read, no query of
+    reschedule times), their records once; no JDL is read."""
+    from tests.wms.logic.test_bulk_statements import Statements
+
+    jdl = '[Executable = "run"; Parameters = 1500; ParameterStart = 0; ParameterStep = 1;]'
+    ids = submit(engine, jdl, ALICE, LIMITS, now=NOW).job_ids
+    with Statements(engine) as stmts:
+        assert confirm(engine, ids) == ids
+    selects = [s for s, _n in stmts.starting("SELECT")]
+    status_reads = [s for s in selects if "jobs.minor_status" in s]
+    assert len(status_reads) == 2 * 2  # two reads of two chunks (was three reads)
+    assert not [s for s in selects if "reschedule_time" in s]
+    assert not [s for s in selects if "processed_jdl" in s]
+    assert len([s for s in selects if "job_jdls.scheduling" in s]) == 2
+
+
 def test_records_give_what_describing_the_stored_jdl_gives(engine: Engine) -> None:
     """The round trip the optimiser relies on: for every child, the record's fields equal
     those of its processed JDL described again."""
