@@ -128,7 +128,7 @@ class JobManagerService(Service):
                                     {job_id: parsed.to_text() for job_id in result.job_ids},
                                     now)
             elif not result.parametric:
-                optimise_new(self.ctx, conn, result.descriptions, now)
+                optimise_new(self.ctx, conn, result.descriptions, now, stored_here=True)
 
         initial = ((JobStatus.STANDBY, events.standby_minor(event)) if event is not None
                    else None)
