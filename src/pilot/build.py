@@ -21,8 +21,8 @@ import zipapp
 from pathlib import Path
 
 MODULES = ("__init__.py", "__main__.py", "agent.py", "archive.py", "benchmark.py", "data.py",
-           "dirac_workflow.py", "heartbeats.py", "jdl.py", "jobexec.py", "node.py", "rpc.py",
-           "watchdog.py", "wrapper.py")
+           "dirac_workflow.py", "heartbeats.py", "jdl.py", "jobexec.py", "node.py", "payload.py",
+           "rpc.py", "watchdog.py", "wrapper.py")
 ENTRY = "import sys\nfrom pilot.__main__ import main\nsys.exit(main())\n"
 
 

@@ -27,13 +27,9 @@ import functools
 import glob
 import hashlib
 import io
-import json
 import os
-import shlex
 import shutil
-import stat
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -42,10 +38,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from pilot import payload
 from pilot.archive import extract
 from pilot.data import URLS_FILE, DataError, DataMover, output_lfn, strip_lfn
-from pilot.dirac_workflow import MAX_BYTES, WorkflowError, parse_workflow, split_jobexec_arguments
 from pilot.jdl import as_list, parse_jdl
+from pilot.payload import DIRAC_JOBEXEC, WORKFLOW_STATUS, PayloadRefusedError
 from pilot.rpc import RpcClient, RpcError
 from pilot.watchdog import (
     CPU_LIMIT,
@@ -64,16 +61,8 @@ MANAGER = "WorkloadManagement/JobManager"
 SANDBOX = "WorkloadManagement/SandboxStore"
 SOURCE = "JobWrapper"
 SANDBOX_TOO_BIG = "Sandbox is too big. Please upload it to a grid storage element"
-DIRAC_JOBEXEC = "dirac-jobexec"
-INVALID_WORKFLOW = "Invalid workflow description"
-UNSUPPORTED_MODULE = "Workflow module not supported"
-#: where pilot.jobexec writes the application statuses the wrapper relays (in the job dir)
-WORKFLOW_STATUS = ".workflow-status.jsonl"
-#: the pilot's own code (the zipapp, or the source directory)
-PILOT_PATH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_JOBEXEC_BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
-                 "from pilot.jobexec import main; sys.exit(main())")
-__all__ = ["CPU_LIMIT", "KILL_SIGNAL", "WALL_LIMIT", "JobWrapper", "WrapperOptions"]
+__all__ = ["CPU_LIMIT", "DIRAC_JOBEXEC", "KILL_SIGNAL", "WALL_LIMIT", "WORKFLOW_STATUS",
+           "JobWrapper", "PayloadRefusedError", "WrapperOptions"]
 
 
 @dataclass
@@ -100,14 +89,6 @@ class WrapperOptions:
     beats: Any = None
 
 
-class PayloadRefusedError(Exception):
-    """The payload cannot run on this node: ``minor`` status and a message for the user."""
-
-    def __init__(self, minor: str, message: str) -> None:
-        super().__init__(message)
-        self.minor = minor
-
-
 class JobWrapper:
     def __init__(self, match: dict[str, Any], rpc: RpcClient, options: WrapperOptions) -> None:
         self.match = match
@@ -129,7 +110,7 @@ class JobWrapper:
         #: the payload is our workflow runner: it sets the application statuses itself
         self.workflow_run = False
         self.last_app_status = ""
-        self._status_offset = 0
+        self._statuses = payload.StatusReader(os.path.join(self.dir, WORKFLOW_STATUS))
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -358,59 +339,17 @@ class JobWrapper:
         self.log(f"input sandbox {url}: {len(data)} bytes")
 
     def command(self) -> list[str]:
-        exe = str(self.jdl.get("Executable", ""))
-        local = os.path.join(self.dir, exe)
-        if exe and not os.path.isabs(exe) and os.path.isfile(local):
-            os.chmod(local, os.stat(local).st_mode | stat.S_IXUSR)
-            exe = local
-        return [exe] + shlex.split(str(self.jdl.get("Arguments", "")))
-
-    def is_dirac_workflow(self) -> bool:
-        """A DIRAC ``Job`` API job: its executable is ``dirac-jobexec``."""
-        return os.path.basename(str(self.jdl.get("Executable", ""))) == DIRAC_JOBEXEC
+        return payload.command(self.jdl, self.dir)
 
     def workflow_plan(self) -> tuple[list[str], list[tuple[str, str]]] | None:
-        """For a DIRAC workflow job: (``dirac-jobexec``'s arguments, the (step, module) pairs
-        the pilot cannot run itself); None for other jobs; :class:`PayloadRefusedError` when
-        the workflow description is refused."""
-        if not self.is_dirac_workflow():
-            return None
-        args = shlex.split(str(self.jdl.get("Arguments", "")))
-        try:
-            xml_name, _options, params = split_jobexec_arguments(args)
-            path = os.path.normpath(os.path.join(self.dir, xml_name))
-            if not path.startswith(self.dir + os.sep):
-                raise WorkflowError(f"{xml_name}: not in the job directory")
-            with open(path, "rb") as stream:
-                workflow = parse_workflow(stream.read(MAX_BYTES + 1)).with_values(params)
-            workflow.steps()
-        except (WorkflowError, OSError) as exc:
-            raise PayloadRefusedError(INVALID_WORKFLOW,
-                                      f"{INVALID_WORKFLOW}: {exc}") from None
-        return args, workflow.unsupported_modules()
+        """:func:`pilot.payload.workflow_plan` of this job."""
+        return payload.workflow_plan(self.jdl, self.dir)
 
     def payload_command(self) -> list[str]:
-        """What runs: the JDL's command, or for a DIRAC workflow :mod:`pilot.jobexec` (only
-        ``Script`` steps) or the node's real ``dirac-jobexec`` (other module types);
-        :class:`PayloadRefusedError` when the workflow cannot run here."""
-        plan = self.workflow_plan()
-        if plan is None:
-            return self.command()
-        args, unsupported = plan
-        if unsupported:
-            real = shutil.which(DIRAC_JOBEXEC)
-            if real:
-                self.log(f"workflow modules {sorted({m for _, m in unsupported})}: "
-                         f"running {real}")
-                return [real, *args]
-            step, module = unsupported[0]
-            raise PayloadRefusedError(UNSUPPORTED_MODULE, (
-                f"Workflow module {module!r} (step {step}) is not supported: the pilot runs "
-                "DIRAC's Script module only, and there is no dirac-jobexec on this node"))
-        self.workflow_run = True
-        status = os.path.join(self.dir, WORKFLOW_STATUS)
-        return [sys.executable, "-S", "-I", "-c", _JOBEXEC_BOOT, PILOT_PATH,
-                "--status-file", status, *args]
+        """:func:`pilot.payload.payload_command` of this job (notes whether it is the pilot's
+        workflow runner, whose statuses :meth:`relay_statuses` sends)."""
+        cmd, self.workflow_run = payload.payload_command(self.jdl, self.dir, self.log)
+        return cmd
 
     def refuse(self, exc: PayloadRefusedError) -> str:
         """The payload cannot run: say why (std.err, application status, ApplicationError),
@@ -428,27 +367,11 @@ class JobWrapper:
 
     def relay_statuses(self) -> None:
         """Send the application statuses :mod:`pilot.jobexec` wrote since the last call."""
-        path = os.path.join(self.dir, WORKFLOW_STATUS)
-        try:
-            if os.path.getsize(path) <= self._status_offset:
-                return
-            with open(path, "rb") as stream:
-                stream.seek(self._status_offset)
-                data = stream.read()
-        except OSError:
-            return
-        complete = data[:data.rfind(b"\n") + 1]
-        self._status_offset += len(complete)
-        for line in complete.splitlines():
+        for text in self._statuses.read():
             try:
-                text = json.loads(line).get("ApplicationStatus")
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(text, str) and text:
-                try:
-                    self.app_status(text)
-                except RpcError as exc:
-                    self.log(f"cannot relay the application status {text!r}: {exc}")
+                self.app_status(text)
+            except RpcError as exc:
+                self.log(f"cannot relay the application status {text!r}: {exc}")
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)

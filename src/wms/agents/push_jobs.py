@@ -50,8 +50,9 @@ from core.config.schema import CEConfig, Config, QueueConfig
 from core.db import utcnow
 from core.exceptions import ConfigError, PilotWMSError
 from core.security.tokens import TokenIssuer
+from pilot.payload import PayloadRefusedError
 from pilot.rpc import RpcClient, RpcError
-from pilot.wrapper import STATE, PayloadRefusedError, WrapperOptions
+from pilot.wrapper import STATE, WrapperOptions
 from wms.ce.base import CEError, ComputingElement, PilotStatus, ce_class
 from wms.ce.slurm import SlurmComputingElement
 from wms.ce.ssh import SSHComputingElement

@@ -37,7 +37,8 @@ from pilot.archive import extract
 from pilot.batch_wrapper import PYTHON
 from pilot.data import URLS_FILE
 from pilot.jdl import as_list
-from pilot.wrapper import DIRAC_JOBEXEC, WORKFLOW_STATUS, JobWrapper, PayloadRefusedError
+from pilot.payload import DIRAC_JOBEXEC, WORKFLOW_STATUS, PayloadRefusedError
+from pilot.wrapper import JobWrapper
 from wms.ce.base import shell_quote
 
 __all__ = ["META", "PushedJob", "batch_script", "pack_dir", "unpack"]
