@@ -98,8 +98,8 @@ Texts = str | tuple[str, str] | tuple[str, str, str | None] | None
 
 
 def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
-                source: str, processed: Callable[[int, int], Texts] | None = None
-                ) -> list[int]:
+                source: str, processed: Callable[[int, int], Texts] | None = None,
+                log: bool = True) -> list[int]:
     """Insert jobs with their JDL, input data and first logging record; IDs in input order.
 
     ``processed(index, job_id)``, when given, is the processed JDL stored at once (saves an
@@ -107,7 +107,8 @@ def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
     executemany is one round trip per row), or an (original, processed) pair when the
     original text depends on the ID too (a parametric child's ``%j``), or an (original,
     processed, scheduling) triple with the optimiser's record of the job
-    (:mod:`wms.logic.scheduling_record`)."""
+    (:mod:`wms.logic.scheduling_record`). ``log=False``: the first logging records are
+    the caller's to write (with later ones, in one INSERT: :func:`add_logging_rows`)."""
     ids: list[int] = []
     for chunk in _chunks(new):
         rows = [{
@@ -144,8 +145,10 @@ def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
     insert_rows(conn, input_data, [
         {"job_id": job_id, "lfn": lfn} for job_id, j in zip(ids, new, strict=True)
         for lfn in dict.fromkeys(j.input_data)])
-    add_logging(conn, [(job_id, j.status, j.minor_status, j.application_status)
-                       for job_id, j in zip(ids, new, strict=True)], now=now, source=source)
+    if log:
+        add_logging(conn, [(job_id, j.status, j.minor_status, j.application_status)
+                           for job_id, j in zip(ids, new, strict=True)], now=now,
+                    source=source)
     return ids
 
 
@@ -200,6 +203,15 @@ def add_logging(conn: Connection, records: Sequence[tuple[int, str, str, str]], 
         {"job_id": r[0], "status": r[1], "minor_status": r[2], "application_status": r[3]}
         for r in records],
         constants={"status_time": now, "source": source[:32]})
+
+
+def add_logging_rows(conn: Connection, records: Sequence[tuple[int, str, str, str, str]], *,
+                     now: datetime) -> None:
+    """Append (job_id, status, minor, application, source) records, each with its own
+    source, in one INSERT (in order: the log's order is by time, then insertion)."""
+    insert_rows(conn, job_logging, [
+        {"job_id": r[0], "status": r[1], "minor_status": r[2], "application_status": r[3],
+         "source": r[4][:32]} for r in records], constants={"status_time": now})
 
 
 #: :func:`status_of`'s query, built once (an expanding IN: the hot report path builds no

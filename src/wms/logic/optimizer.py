@@ -186,12 +186,29 @@ def optimise_new(
     enqueue: Enqueue,
     now: datetime,
     check_input_data: InputDataCheck | None = None,
+    logged: list[tuple[int, str, str, str, str]] | None = None,
 ) -> OptimiseResult:
     """Optimise jobs stored as Received moments ago in the caller's transaction ``conn``,
     with the descriptions validated at submission: no re-reading, one status update and one
     logging insert for the lot (Checking, then Waiting), then ``enqueue``. A single
     submission is thereby one transaction from request to Waiting.
+
+    ``logged``: the jobs' first logging records (job, status, minor, application, source),
+    not written yet (:func:`wms.logic.submission.submit`'s ``defer_logging``): they go first
+    into the optimiser's first logging INSERT, and the list is emptied.
     """
+    pending = list(logged or [])
+    if logged:
+        logged.clear()
+
+    def log(records: list[tuple[int, str, str, str]]) -> None:
+        nonlocal pending
+        if pending:  # the submission's records first, in the same INSERT
+            jobs_db.add_logging_rows(conn, pending + [(*r, SOURCE) for r in records], now=now)
+            pending = []
+        else:
+            jobs_db.add_logging(conn, records, now=now, source=SOURCE)
+
     result = OptimiseResult()
     described = dict(described)
     result.failed, data_sites = _schedule(described, check_input_data, {})
@@ -202,8 +219,7 @@ def optimise_new(
         failed = [j for j, r in result.failed.items() if r == reason]
         jobs_db.update_jobs(conn, failed, status=JobStatus.FAILED, minor_status=reason,
                             last_update_time=now, end_exec_time=now)
-        jobs_db.add_logging(conn, [(j, JobStatus.FAILED, reason, "Unknown") for j in failed],
-                            now=now, source=SOURCE)
+        log([(j, JobStatus.FAILED, reason, "Unknown") for j in failed])
     good = [j for j in described if j not in result.failed]
     if good:
         by_site: dict[str | None, list[int]] = {}
@@ -214,12 +230,12 @@ def optimise_new(
             jobs_db.update_jobs(conn, ids, status=JobStatus.WAITING,
                                 minor_status=MinorStatus.PILOT_AGENT_SUBMISSION,
                                 last_update_time=now, **extra)
-        jobs_db.add_logging(conn, [
-            rec for j in good for rec in (
-                (j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED, "Unknown"),
-                (j, JobStatus.WAITING, MinorStatus.PILOT_AGENT_SUBMISSION, "Unknown"))],
-            now=now, source=SOURCE)
+        log([rec for j in good for rec in (
+            (j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED, "Unknown"),
+            (j, JobStatus.WAITING, MinorStatus.PILOT_AGENT_SUBMISSION, "Unknown"))])
         enqueue(conn, [(j, described[j]) for j in good], now)
+    if pending:
+        jobs_db.add_logging_rows(conn, pending, now=now)
     result.waiting = sorted(good)
     return result
 

@@ -78,13 +78,16 @@ def optimise_in(ctx: ServerContext, conn: Connection, job_ids: Sequence[int],
 
 
 def optimise_new(ctx: ServerContext, conn: Connection, described: Mapping[int, JobDescription],
-                 now: datetime, *, stored_here: bool = False) -> OptimiseResult:
+                 now: datetime, *, stored_here: bool = False,
+                 logged: list[tuple[int, str, str, str, str]] | None = None
+                 ) -> OptimiseResult:
     """Optimise jobs just stored in ``conn``'s transaction (the submission request) or
     released from Standby; ``stored_here``: all were inserted in this transaction (no task
-    queue membership to remove first)."""
+    queue membership to remove first); ``logged``: their first logging records, still to
+    write (see :func:`wms.logic.optimizer.optimise_new`)."""
     return optimizer.optimise_new(conn, described, now=now,
                                   enqueue=enqueue_new if stored_here else enqueue,
-                                  check_input_data=input_data_check(ctx))
+                                  check_input_data=input_data_check(ctx), logged=logged)
 
 
 #: the optimiser reads the catalog with every right: a job's owner may not read a file it
