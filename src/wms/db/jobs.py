@@ -92,16 +92,23 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start:start + size]
 
 
+#: what ``insert_jobs``'s ``processed`` callback returns: the processed JDL, or (original,
+#: processed), or (original, processed, scheduling record)
+Texts = str | tuple[str, str] | tuple[str, str, str | None] | None
+
+
 def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
-                source: str,
-                processed: Callable[[int, int], str | tuple[str, str] | None] | None = None
-                ) -> list[int]:
+                source: str, processed: Callable[[int, int], Texts] | None = None,
+                log: bool = True) -> list[int]:
     """Insert jobs with their JDL, input data and first logging record; IDs in input order.
 
     ``processed(index, job_id)``, when given, is the processed JDL stored at once (saves an
     UPDATE per job when the caller can make it from the ID alone: on MariaDB an UPDATE
     executemany is one round trip per row), or an (original, processed) pair when the
-    original text depends on the ID too (a parametric child's ``%j``)."""
+    original text depends on the ID too (a parametric child's ``%j``), or an (original,
+    processed, scheduling) triple with the optimiser's record of the job
+    (:mod:`wms.logic.scheduling_record`). ``log=False``: the first logging records are
+    the caller's to write (with later ones, in one INSERT: :func:`add_logging_rows`)."""
     ids: list[int] = []
     for chunk in _chunks(new):
         rows = [{
@@ -123,14 +130,25 @@ def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
     texts = []
     for index, (job_id, j) in enumerate(zip(ids, new, strict=True)):
         made = processed(index, job_id) if processed is not None else None
-        original, text = made if isinstance(made, tuple) else (j.original_jdl, made)
-        texts.append({"job_id": job_id, "original_jdl": original, "processed_jdl": text})
+        original: str = j.original_jdl
+        text: str | None = None
+        record: str | None = None
+        if isinstance(made, tuple):
+            original, text = made[0], made[1]
+            if len(made) == 3:
+                record = made[2]
+        else:
+            text = made
+        texts.append({"job_id": job_id, "original_jdl": original, "processed_jdl": text,
+                      "scheduling": record})
     insert_rows(conn, job_jdls, texts)
     insert_rows(conn, input_data, [
         {"job_id": job_id, "lfn": lfn} for job_id, j in zip(ids, new, strict=True)
         for lfn in dict.fromkeys(j.input_data)])
-    add_logging(conn, [(job_id, j.status, j.minor_status, j.application_status)
-                       for job_id, j in zip(ids, new, strict=True)], now=now, source=source)
+    if log:
+        add_logging(conn, [(job_id, j.status, j.minor_status, j.application_status)
+                           for job_id, j in zip(ids, new, strict=True)], now=now,
+                    source=source)
     return ids
 
 
@@ -163,12 +181,16 @@ def replace_jdls(conn: Connection, texts: dict[int, tuple[str, str | None]]) -> 
 
 def set_jdls(conn: Connection, *, processed: dict[int, str],
              originals: dict[int, str] | None = None) -> None:
-    """Store processed JDLs (and replace original ones, e.g. after ``%j`` substitution)."""
+    """Store processed JDLs (and replace original ones, e.g. after ``%j`` substitution); a
+    new processed JDL drops the job's scheduling record (the optimiser reads the JDL then)."""
     for column, items in (("processed_jdl", processed), ("original_jdl", originals or {})):
         if not items:
             continue
+        values: dict[str, Any] = {column: sa.bindparam("b_jdl")}
+        if column == "processed_jdl":
+            values["scheduling"] = None
         statement = (sa.update(job_jdls).where(job_jdls.c.job_id == sa.bindparam("b_id"))
-                     .values({column: sa.bindparam("b_jdl")}))
+                     .values(values))
         pairs = list(items.items())
         for chunk in _chunks(pairs):
             conn.execute(statement, [{"b_id": job_id, "b_jdl": text} for job_id, text in chunk])
@@ -181,6 +203,15 @@ def add_logging(conn: Connection, records: Sequence[tuple[int, str, str, str]], 
         {"job_id": r[0], "status": r[1], "minor_status": r[2], "application_status": r[3]}
         for r in records],
         constants={"status_time": now, "source": source[:32]})
+
+
+def add_logging_rows(conn: Connection, records: Sequence[tuple[int, str, str, str, str]], *,
+                     now: datetime) -> None:
+    """Append (job_id, status, minor, application, source) records, each with its own
+    source, in one INSERT (in order: the log's order is by time, then insertion)."""
+    insert_rows(conn, job_logging, [
+        {"job_id": r[0], "status": r[1], "minor_status": r[2], "application_status": r[3],
+         "source": r[4][:32]} for r in records], constants={"status_time": now})
 
 
 #: :func:`status_of`'s query, built once (an expanding IN: the hot report path builds no
@@ -249,6 +280,17 @@ def jdls_of(conn: Connection, job_ids: Iterable[int],
                 sa.select(job_jdls.c.job_id, column).where(job_jdls.c.job_id.in_(chunk))):
             if text is not None:
                 out[job_id] = text
+    return out
+
+
+def scheduling_of(conn: Connection, job_ids: Iterable[int]) -> dict[int, str]:
+    """The scheduling records of the jobs that have one (:mod:`wms.logic.scheduling_record`)."""
+    out: dict[int, str] = {}
+    for chunk in _chunks(sorted(set(job_ids))):
+        for job_id, text in conn.execute(
+                sa.select(job_jdls.c.job_id, job_jdls.c.scheduling)
+                .where(job_jdls.c.job_id.in_(chunk), job_jdls.c.scheduling.is_not(None))):
+            out[job_id] = text
     return out
 
 

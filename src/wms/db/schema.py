@@ -16,17 +16,21 @@ Migrations (version N is reached by running migration N-1):
    from the index alone (bench/growth.py: the counts read every counter row of the owner,
    thousands at 10M jobs);
 5. one row per heartbeat: ``heartbeat_data`` (DIRAC's row per value) pivoted into
-   ``job_heartbeats`` (:mod:`wms.db.heartbeats`; reversible).
+   ``job_heartbeats`` (:mod:`wms.db.heartbeats`; reversible);
+6. ``job_jdls.scheduling``, the optimiser's record of a parametric child kept from its
+   submission (:mod:`wms.logic.scheduling_record`; nullable, reversible).
 
 Example::
 
     >>> WMS_SCHEMA.system, "jobs" in WMS_SCHEMA.metadata.tables, WMS_SCHEMA.latest
-    ('WorkloadManagement', True, 6)
+    ('WorkloadManagement', True, 7)
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from core.db import Reversible, Schema
@@ -110,6 +114,26 @@ def _one_row_per_heartbeat_value(conn: Connection) -> None:
     heartbeats.unpivot(conn)
 
 
+def _scheduling_column(conn: Connection) -> None:
+    """``job_jdls.scheduling``: the optimiser's record of a parametric child (nullable, so
+    instant on MariaDB; rows without one are described from their JDL as before)."""
+    if "scheduling" not in {c["name"] for c in sa.inspect(conn).get_columns("job_jdls")}:
+        Operations(MigrationContext.configure(conn)).add_column(
+            "job_jdls", sa.Column("scheduling", tables.LongText, nullable=True))
+
+
+def _drop_scheduling_column(conn: Connection) -> None:
+    """Undo :func:`_scheduling_column` (``pilotwms db downgrade``)."""
+    if "scheduling" in {c["name"] for c in sa.inspect(conn).get_columns("job_jdls")}:
+        with Operations(MigrationContext.configure(conn)).batch_alter_table(
+                "job_jdls") as batch:
+            batch.drop_column("scheduling")
+
+
+#: the step adding ``job_jdls.scheduling`` (tests find its place in the list by it)
+SCHEDULING_STEP = Reversible(_scheduling_column, _drop_scheduling_column)
+
+
 WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[
     _job_counters,
     outbox.create_table,  # 1 -> 2: monitoring_outbox (monitoring issue)
@@ -119,4 +143,5 @@ WMS_SCHEMA = Schema("WorkloadManagement", tables.metadata, migrations=[
     COUNTERS_INDEX_STEP,  # job counters by owner and status, from the index alone
     # one row per heartbeat instead of one per value (issues 16, 17: heartbeat ingestion)
     Reversible(_one_row_per_heartbeat, _one_row_per_heartbeat_value),
+    SCHEDULING_STEP,  # the optimiser's record of a parametric child (issue 17: bulk once)
 ], repairs={"job-counters": counters.repair})

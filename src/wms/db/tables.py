@@ -78,6 +78,9 @@ job_jdls = sa.Table(
               primary_key=True),
     sa.Column("original_jdl", LongText, nullable=False),
     sa.Column("processed_jdl", LongText, nullable=True),
+    #: what the optimiser needs of a parametric child, kept from its submission (JSON,
+    #: :mod:`wms.logic.scheduling_record`): its confirmation parses no JDL again
+    sa.Column("scheduling", LongText, nullable=True),
 )
 
 input_data = sa.Table(

@@ -177,9 +177,15 @@ def create_task_queues(conn: Connection, new: Sequence[NewTaskQueue],
     return ids
 
 
-def add_jobs(conn: Connection, members: Sequence[tuple[int, int, int, float]]) -> None:
-    """Put jobs in queues: (job_id, tq_id, priority, pick_key); a job already queued moves."""
-    remove_jobs(conn, [m[0] for m in members])
+def add_jobs(conn: Connection, members: Sequence[tuple[int, int, int, float]], *,
+             new: bool = False) -> None:
+    """Put jobs in queues: (job_id, tq_id, priority, pick_key); a job already queued moves.
+
+    ``new``: the jobs were stored in this transaction, so none is in a queue
+    (``tq_jobs.job_id`` references the job: no row can predate it) and the DELETE of their
+    memberships is skipped."""
+    if not new:
+        remove_jobs(conn, [m[0] for m in members])
     for chunk in _chunks(sorted(members)):
         conn.execute(sa.insert(tq_jobs), [
             {"job_id": j, "tq_id": t, "priority": p, "pick_key": k} for j, t, p, k in chunk])

@@ -4,7 +4,8 @@ For a batch of jobs (those just submitted or confirmed, or those a sweep finds p
 
 1. rescheduled jobs whose back-off delay has passed go back to ``Received``;
 2. sanity: the stored JDL parses and validates again for its owner (else ``Failed``/"Illegal
-   Job JDL");
+   Job JDL"), unless the job has a scheduling record made when it was validated at
+   submission under the same limits (a parametric child: :mod:`wms.logic.scheduling_record`);
 3. input data: a resolver passed in by the caller (see :mod:`wms.logic.input_data`) gives the
    sites holding all of a job's input files, and the job is queued for those only, or refuses
    it ("Input Data Not Available", ...); without a resolver, input data is accepted as is;
@@ -45,7 +46,7 @@ from core.db import utcnow, write_transaction
 from core.exceptions import InvalidJDLError
 from wms.db import jobs as jobs_db
 from wms.db.tables import jobs
-from wms.logic import input_data
+from wms.logic import input_data, scheduling_record
 from wms.logic.input_data import InputDataCheck
 from wms.logic.jdl import parse_jdl
 from wms.logic.job_description import DEFAULT_LIMITS, JobDescription, JobLimits, describe_job
@@ -100,26 +101,31 @@ def optimise_in(
     now = now or utcnow()
     result = OptimiseResult()
     rows = jobs_db.status_of(conn, job_ids, for_update=True)
+    rescheduled = [j for j, row in rows.items() if row.status == JobStatus.RESCHEDULED]
     times = dict(conn.execute(sa.select(jobs.c.job_id, jobs.c.reschedule_time)
-                              .where(jobs.c.job_id.in_(list(rows)))).all()) if rows else {}
+                              .where(jobs.c.job_id.in_(rescheduled))).all()) \
+        if rescheduled else {}  # a bulk confirmation has none: no query
     due = []
-    for job_id, row in rows.items():
-        if row.status == JobStatus.RESCHEDULED:
-            since = times.get(job_id) or now
-            wait = reschedule_delay(row.reschedule_counter, reschedule_delays)
-            if since + timedelta(seconds=wait) <= now:
-                due.append(job_id)
-    jobs_db.apply_status_changes(
-        conn, [jobs_db.StatusChange(j, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
-               for j in due], rows, now=now, source=SOURCE)
-    jobs_db.cancel_commands(conn, due, now)  # a new attempt starts: no Kill meant for the old
-    rows = jobs_db.status_of(conn, list(rows))
+    for job_id in rescheduled:
+        row = rows[job_id]
+        since = times.get(job_id) or now
+        wait = reschedule_delay(row.reschedule_counter, reschedule_delays)
+        if since + timedelta(seconds=wait) <= now:
+            due.append(job_id)
+    if due:  # else the rows just read are still the jobs' state
+        jobs_db.apply_status_changes(
+            conn, [jobs_db.StatusChange(j, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
+                   for j in due], rows, now=now, source=SOURCE)
+        jobs_db.cancel_commands(conn, due, now)  # a new attempt: no Kill meant for the old
+        rows = jobs_db.status_of(conn, list(rows))
     todo = [j for j, row in rows.items() if row.status in (JobStatus.RECEIVED,
                                                              JobStatus.CHECKING)]
     result.skipped = sorted(set(job_ids) - set(todo))
-    described: dict[int, JobDescription] = {}
-    texts = jobs_db.jdls_of(conn, todo)
+    described = _from_records(conn, todo, rows, limits)
+    texts = jobs_db.jdls_of(conn, [j for j in todo if j not in described])
     for job_id in todo:
+        if job_id in described:
+            continue
         row = rows[job_id]
         try:
             text = texts.get(job_id)
@@ -130,6 +136,7 @@ def optimise_in(
                                              limits=limits)
         except InvalidJDLError:
             result.failed[job_id] = MinorStatus.ILLEGAL_JOB_JDL
+    described = {j: described[j] for j in todo if j in described}  # in the jobs' order
     refused, data_sites = _schedule(described, check_input_data, result.failed)
     result.failed.update(refused)
     _restrict(conn, described, data_sites)
@@ -152,6 +159,26 @@ def optimise_in(
     return result
 
 
+def _from_records(conn: Connection, todo: Sequence[int], rows: Mapping[int, jobs_db.StatusRow],
+                  limits: JobLimits) -> dict[int, JobDescription]:
+    """The descriptions of the jobs whose scheduling record is valid under ``limits``
+    (the others are described from their JDL). Children with equal records and owners
+    share one description: nothing here or in ``enqueue`` changes one in place."""
+    made: dict[tuple[str, str, str, str], JobDescription | None] = {}
+    out: dict[int, JobDescription] = {}
+    for job_id, text in jobs_db.scheduling_of(conn, todo).items():
+        row = rows[job_id]
+        key = (text, row.owner, row.owner_group, row.vo)
+        if key not in made:
+            made[key] = scheduling_record.decode(text, owner=row.owner,
+                                                 owner_group=row.owner_group, vo=row.vo,
+                                                 limits=limits)
+        desc = made[key]
+        if desc is not None:
+            out[job_id] = desc
+    return out
+
+
 def optimise_new(
     conn: Connection,
     described: Mapping[int, JobDescription],
@@ -159,12 +186,29 @@ def optimise_new(
     enqueue: Enqueue,
     now: datetime,
     check_input_data: InputDataCheck | None = None,
+    logged: list[tuple[int, str, str, str, str]] | None = None,
 ) -> OptimiseResult:
     """Optimise jobs stored as Received moments ago in the caller's transaction ``conn``,
     with the descriptions validated at submission: no re-reading, one status update and one
     logging insert for the lot (Checking, then Waiting), then ``enqueue``. A single
     submission is thereby one transaction from request to Waiting.
+
+    ``logged``: the jobs' first logging records (job, status, minor, application, source),
+    not written yet (:func:`wms.logic.submission.submit`'s ``defer_logging``): they go first
+    into the optimiser's first logging INSERT, and the list is emptied.
     """
+    pending = list(logged or [])
+    if logged:
+        logged.clear()
+
+    def log(records: list[tuple[int, str, str, str]]) -> None:
+        nonlocal pending
+        if pending:  # the submission's records first, in the same INSERT
+            jobs_db.add_logging_rows(conn, pending + [(*r, SOURCE) for r in records], now=now)
+            pending = []
+        else:
+            jobs_db.add_logging(conn, records, now=now, source=SOURCE)
+
     result = OptimiseResult()
     described = dict(described)
     result.failed, data_sites = _schedule(described, check_input_data, {})
@@ -175,8 +219,7 @@ def optimise_new(
         failed = [j for j, r in result.failed.items() if r == reason]
         jobs_db.update_jobs(conn, failed, status=JobStatus.FAILED, minor_status=reason,
                             last_update_time=now, end_exec_time=now)
-        jobs_db.add_logging(conn, [(j, JobStatus.FAILED, reason, "Unknown") for j in failed],
-                            now=now, source=SOURCE)
+        log([(j, JobStatus.FAILED, reason, "Unknown") for j in failed])
     good = [j for j in described if j not in result.failed]
     if good:
         by_site: dict[str | None, list[int]] = {}
@@ -187,12 +230,12 @@ def optimise_new(
             jobs_db.update_jobs(conn, ids, status=JobStatus.WAITING,
                                 minor_status=MinorStatus.PILOT_AGENT_SUBMISSION,
                                 last_update_time=now, **extra)
-        jobs_db.add_logging(conn, [
-            rec for j in good for rec in (
-                (j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED, "Unknown"),
-                (j, JobStatus.WAITING, MinorStatus.PILOT_AGENT_SUBMISSION, "Unknown"))],
-            now=now, source=SOURCE)
+        log([rec for j in good for rec in (
+            (j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED, "Unknown"),
+            (j, JobStatus.WAITING, MinorStatus.PILOT_AGENT_SUBMISSION, "Unknown"))])
         enqueue(conn, [(j, described[j]) for j in good], now)
+    if pending:
+        jobs_db.add_logging_rows(conn, pending, now=now)
     result.waiting = sorted(good)
     return result
 

@@ -23,13 +23,14 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.engine import Connection, Engine
 
 from core.db import retry_conflicts, utcnow, write_transaction
 from wms.db import jobs as jobs_db
+from wms.logic import scheduling_record
 from wms.logic.jdl import JDL, parse_jdl
 from wms.logic.job_description import (
     DEFAULT_LIMITS,
@@ -62,6 +63,10 @@ class SubmitResult:
     input_sandboxes: dict[int, list[str]]
     #: job ID -> its validated description (lets the optimiser skip re-validation)
     descriptions: dict[int, JobDescription]
+    #: with ``defer_logging``: the jobs' first logging records (job, status, minor,
+    #: application, source), not yet written; ``on_stored`` may write them with its own
+    #: (emptying the list), else they are written once it returns
+    logging: list[tuple[int, str, str, str, str]] = field(default_factory=list)
 
 
 def sandbox_references(jdl_text: str) -> list[str]:
@@ -83,24 +88,29 @@ OnStored = Callable[[Connection, "SubmitResult", datetime], None]
 @retry_conflicts()
 def submit(engine: Engine, jdl_text: str, who: Submitter, limits: JobLimits,
            now: datetime | None = None, *, on_stored: OnStored | None = None,
-           initial: tuple[str, str] | None = None) -> SubmitResult:
+           initial: tuple[str, str] | None = None, defer_logging: bool = False
+           ) -> SubmitResult:
     """Validate and store the job(s) of ``jdl_text``; returns their IDs in order.
 
     ``on_stored(conn, result, now)`` runs in the same write transaction once the jobs are
     stored: what it writes commits with them, and if it raises nothing is stored.
     ``initial`` = (status, minor status) replaces Received/"Job accepted" (e.g. Standby for a
-    job subscribed to an event).
+    job subscribed to an event). ``defer_logging`` (single jobs only; ignored for a
+    parametric JDL): the first logging records are left in ``result.logging`` for
+    ``on_stored``, which must write no other logging record before them (the optimiser
+    writes them with its own: one INSERT instead of two).
     """
     jdl = parse_jdl(jdl_text)
     parametric = is_parametric(jdl)
     children = expand_parametric(jdl, limits.max_parametric_jobs) if parametric else [jdl]
     return store(engine, children, who, limits, now, on_stored=on_stored, initial=initial,
-                 parametric=parametric)
+                 parametric=parametric, defer_logging=defer_logging and not parametric)
 
 
 def store(engine: Engine, children: Sequence[JDL], who: Submitter, limits: JobLimits,
           now: datetime | None = None, *, on_stored: OnStored | None = None,
-          initial: tuple[str, str] | None = None, parametric: bool = False) -> SubmitResult:
+          initial: tuple[str, str] | None = None, parametric: bool = False,
+          defer_logging: bool = False) -> SubmitResult:
     """Validate and store already expanded JDLs (one job each) in one transaction.
 
     ``parametric`` children start in Submitting/"Bulk transaction confirmation" (and ``%j``
@@ -110,15 +120,16 @@ def store(engine: Engine, children: Sequence[JDL], who: Submitter, limits: JobLi
     descriptions = [_describe(child, who, limits) for child in children]
     with write_transaction(engine) as conn:
         return store_in(conn, children, descriptions, who, limits, now, on_stored=on_stored,
-                        initial=initial, parametric=parametric)
+                        initial=initial, parametric=parametric, defer_logging=defer_logging)
 
 
 def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[JobDescription],
              who: Submitter, limits: JobLimits, now: datetime, *,
              on_stored: OnStored | None = None, initial: tuple[str, str] | None = None,
-             parametric: bool = False) -> SubmitResult:
+             parametric: bool = False, defer_logging: bool = False) -> SubmitResult:
     """:func:`store` inside the caller's write transaction, with the children's
-    descriptions already made (by :func:`describe`)."""
+    descriptions already made (by :func:`describe`); ``defer_logging`` as in
+    :func:`submit`."""
     status: str
     minor: str
     if parametric:
@@ -136,25 +147,37 @@ def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[J
     ]
     final: dict[int, JobDescription] = {}
 
-    def texts(index: int, job_id: int) -> str | tuple[str, str]:
+    def texts(index: int, job_id: int) -> jobs_db.Texts:
         """The processed JDL, stored with the job's row (and the original one when ``%j``
-        makes it depend on the ID): no UPDATE per job afterwards."""
+        makes it depend on the ID): no UPDATE per job afterwards. A parametric child also
+        gets its scheduling record: its confirmation then parses no JDL again."""
         desc = descriptions[index]
-        if parametric and "%j" in new[index].original_jdl:
+        original = new[index].original_jdl
+        if parametric and "%j" in original:
             child = substitute_job_id(children[index], job_id)
-            desc = final[job_id] = _describe(child, who, limits)
-            return child.to_text(), processed_jdl(desc, job_id).to_text()
+            desc = _describe(child, who, limits)
+            original = child.to_text()
         final[job_id] = desc
+        if parametric:
+            return (original, processed_jdl(desc, job_id).to_text(),
+                    scheduling_record.encode(desc, limits))
         return processed_jdl(desc, job_id).to_text()
 
-    ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE, processed=texts)
+    ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE, processed=texts,
+                              log=not defer_logging)
     sandboxes = {job_id: [s for s in desc.input_sandbox if s.startswith("SB:")]
                  for job_id, desc in zip(ids, descriptions, strict=True)}
     result = SubmitResult(job_ids=ids, parametric=parametric,
                           input_sandboxes={j: s for j, s in sandboxes.items() if s},
                           descriptions=final)
+    if defer_logging:
+        result.logging.extend((job_id, j.status, j.minor_status, j.application_status, SOURCE)
+                              for job_id, j in zip(ids, new, strict=True))
     if on_stored is not None:
         on_stored(conn, result, now)
+    if result.logging:  # not written by on_stored
+        jobs_db.add_logging_rows(conn, result.logging, now=now)
+        result.logging.clear()
     return result
 
 

@@ -151,12 +151,13 @@ def pick_key(priority: int, rng: random.Random | None = None) -> float:
 
 
 def enqueue_jobs(conn: Connection, jobs: Sequence[TQJob], now: datetime, *,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, fresh: bool = False) -> None:
     """Put waiting jobs in their task queues, creating the queues that do not exist.
 
     Call it in the transaction that makes the jobs Waiting (on SQLite a
     :func:`~core.db.write_transaction`). A job already queued is moved. Statements: 1 when all
-    queues exist, 4 when some must be created, plus 2 per 1000 jobs.
+    queues exist, 4 when some must be created, plus 2 per 1000 jobs (1 with ``fresh``: jobs
+    stored in this transaction are in no queue yet).
     """
     if not jobs:
         return
@@ -172,7 +173,7 @@ def enqueue_jobs(conn: Connection, jobs: Sequence[TQJob], now: datetime, *,
                 requirements={k: v for k, v in _requirements(job).items() if v})
     ids = tq_db.create_task_queues(conn, list(new.values()), now)
     tq_db.add_jobs(conn, [(job.job_id, ids[key], int(job.priority), pick_key(job.priority, rng))
-                          for job, key in zip(jobs, keys, strict=True)])
+                          for job, key in zip(jobs, keys, strict=True)], new=fresh)
 
 
 def dequeue_jobs(conn: Connection, job_ids: Sequence[int]) -> None:

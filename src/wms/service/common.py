@@ -49,6 +49,14 @@ def enqueue(conn: Connection, items: Sequence[tuple[int, JobDescription]],
                                  for job_id, desc in items], now)
 
 
+def enqueue_new(conn: Connection, items: Sequence[tuple[int, JobDescription]],
+                now: datetime) -> None:
+    """:func:`enqueue` for jobs stored in this transaction: ``tq_jobs.job_id`` references
+    the job, so no membership can predate it and none is deleted first."""
+    matching.enqueue_jobs(conn, [matching.tq_job_from_description(job_id, desc)
+                                 for job_id, desc in items], now, fresh=True)
+
+
 def dequeue(conn: Connection, job_ids: Sequence[int]) -> None:
     matching.dequeue_jobs(conn, job_ids)
 
@@ -70,10 +78,16 @@ def optimise_in(ctx: ServerContext, conn: Connection, job_ids: Sequence[int],
 
 
 def optimise_new(ctx: ServerContext, conn: Connection, described: Mapping[int, JobDescription],
-                 now: datetime) -> OptimiseResult:
-    """Optimise jobs just stored in ``conn``'s transaction (the submission request)."""
-    return optimizer.optimise_new(conn, described, enqueue=enqueue, now=now,
-                                  check_input_data=input_data_check(ctx))
+                 now: datetime, *, stored_here: bool = False,
+                 logged: list[tuple[int, str, str, str, str]] | None = None
+                 ) -> OptimiseResult:
+    """Optimise jobs just stored in ``conn``'s transaction (the submission request) or
+    released from Standby; ``stored_here``: all were inserted in this transaction (no task
+    queue membership to remove first); ``logged``: their first logging records, still to
+    write (see :func:`wms.logic.optimizer.optimise_new`)."""
+    return optimizer.optimise_new(conn, described, now=now,
+                                  enqueue=enqueue_new if stored_here else enqueue,
+                                  check_input_data=input_data_check(ctx), logged=logged)
 
 
 #: the optimiser reads the catalog with every right: a job's owner may not read a file it

@@ -128,12 +128,14 @@ class JobManagerService(Service):
                                     {job_id: parsed.to_text() for job_id in result.job_ids},
                                     now)
             elif not result.parametric:
-                optimise_new(self.ctx, conn, result.descriptions, now)
+                optimise_new(self.ctx, conn, result.descriptions, now, stored_here=True,
+                             logged=result.logging)  # one logging INSERT for all rows
 
         initial = ((JobStatus.STANDBY, events.standby_minor(event)) if event is not None
                    else None)
         result = submission.submit(engine, jdl, who, limits_from(self.ctx.config),
-                                   on_stored=stored, initial=initial)
+                                   on_stored=stored, initial=initial,
+                                   defer_logging=event is None)
         value: Any = result.job_ids if result.parametric else result.job_ids[0]
         return Reply(value, {"JobID": value, "requireProxyUpload": False})
 

@@ -104,7 +104,7 @@ def store_jobs(ctx: Context, conn: Connection, jdls: list[JDL], who: submission.
         if parameters:
             jobs_db.set_parameters(conn, {j: dict(parameters) for j in result.job_ids},
                                    {j: 0 for j in result.job_ids})
-        common.optimise_new(_ctx(ctx), conn, result.descriptions, now)
+        common.optimise_new(_ctx(ctx), conn, result.descriptions, now, stored_here=True)
 
     return submission.store_in(conn, jdls, descriptions, who, limits, now, on_stored=stored)
 
