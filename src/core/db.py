@@ -168,6 +168,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             "isolation_level": "READ COMMITTED",
         }
         options.update(kwargs)
+        if parsed.get_driver_name() == "mysqldb":
+            options["connect_args"] = {"cursorclass": _mysqldb_cursor(),
+                                       **options.get("connect_args", {})}
         if "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
         failover = _failover_hosts(parsed)
@@ -189,6 +192,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 #: and recycling from :func:`make_engine`, and SQLAlchemy sets CLIENT.FOUND_ROWS for both, so
 #: an UPDATE's rowcount is the rows matched on either.
 MYSQL_DRIVERS = ("pymysql", "mysqldb")
+
+
+@functools.cache
+def _mysqldb_cursor() -> type:
+    """mysqlclient's cursor with pymysql's statement size for a rewritten INSERT executemany
+    (1 MB instead of 64 KB: a bulk submission's 10,000 JDL rows went in 190 round trips,
+    now ~10; MariaDB's max_allowed_packet is 16 MB)."""
+    from MySQLdb.cursors import Cursor
+
+    return type("PilotWMSCursor", (Cursor,), {"max_stmt_length": 1024000})
 
 
 def _failover_hosts(url: sa.engine.URL) -> list[tuple[str, int]]:
