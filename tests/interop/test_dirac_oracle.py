@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from wms.logic.states import (
     MinorStatus,
     allowed,
 )
+from wms.service.job_monitoring import heartbeat_row
 
 pytestmark = pytest.mark.dirac
 
@@ -182,3 +184,15 @@ def test_job_api_workflow_read_as_dirac_reads_it(offline: DiracClient) -> None:
             shlex.split(jdl.get_str("Arguments")))
         assert xml_name == "jobDescription.xml"
         assert options["LogLevel"] == ours.value("LogLevel")
+
+
+def test_heartbeat_data_as_diracs_job_db_answers(offline: DiracClient) -> None:
+    """``getJobHeartBeatData``: DIRAC's ``JobDB.getHeartBeatData`` run on the same stored
+    values gives the same rows as our service's encoding (one decimal, the time as text)."""
+    when = datetime(2026, 12, 4, 4, 5, 6, tzinfo=timezone.utc)
+    stored = [("CPUConsumed", "12.25"), ("RSS", "204800"), ("LoadAverage", "0.05"),
+              ("WallClockTime", '"3"'), ("MemoryUsed", "-1.5e3"), ("Vsize", "7")]
+    theirs = offline.script("heartbeat_rows.py", [
+        [name, value, when.strftime("%Y-%m-%d %H:%M:%S")] for name, value in stored])
+    ours = [list(heartbeat_row(name, value, when)) for name, value in stored]
+    assert ours == theirs

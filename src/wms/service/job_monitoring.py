@@ -227,7 +227,24 @@ class JobMonitoringService(Service):
     def get_job_heartbeat_data(self, call: Call, job_id: int | str) -> list[Any]:
         jid = self._one(call, job_id)
         with engine_of(self.ctx).connect() as conn:
-            return list(jobs_db.heartbeats_of(conn, jid))
+            return [heartbeat_row(*row) for row in jobs_db.heartbeats_of(conn, jid)]
+
+
+def heartbeat_row(name: str, value: str, when: datetime) -> tuple[str, str, str]:
+    """A heartbeat value as DIRAC's ``getJobHeartBeatData`` sends it: numbers with one decimal
+    ("%.01f", quotes dropped first), the time as ``YYYY-MM-DD HH:MM:SS`` text (UTC). DIRAC
+    fails the whole call on a value that is not a number; it is sent as stored here.
+
+    >>> heartbeat_row("CPUConsumed", "12.25", datetime(2026, 12, 4, 4, 5, 6, 789))
+    ('CPUConsumed', '12.2', '2026-12-04 04:05:06')
+    >>> heartbeat_row("Site", "LCG.CERN.cern", datetime(2026, 12, 4))[1]
+    'LCG.CERN.cern'
+    """
+    try:
+        text = "%.01f" % float(value.replace('"', ""))  # noqa: UP031 - DIRAC's exact format
+    except ValueError:
+        text = value
+    return name, text, when.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _when(value: datetime | str) -> datetime:
