@@ -5,6 +5,10 @@ Usage::
     python bench/heartbeats.py                          # in process, SQLite and a private MariaDB
     python bench/heartbeats.py --https --processes 2    # also over HTTPS (pilotwms serve, MariaDB)
     python bench/heartbeats.py --mysql-url mysql+pymysql://root:pw@127.0.0.1:3306/mysql
+    python bench/heartbeats.py --https --driver pymysql,mysqldb   # both MariaDB drivers
+
+``--driver``: the MariaDB driver(s) of the services, pymysql and/or mysqlclient's ``mysqldb``
+(comma-separated: measured one after the other in the same run, on the same server).
 
 **In process** (``wms.logic.reports.committer``, the queue each server process runs):
 ``--producers`` asyncio producers, each owning its slice of ``--jobs`` Running jobs, send
@@ -303,14 +307,15 @@ async def _https(port: int, ca_dir: Path, token: str, ids: list[int], *, clients
 
 def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, bulk: int,
                jobs: int, base: Path, mariadb_pid: int | None,
-               group_commit: bool = True) -> list[str]:
-    from tests.support.mariadb import free_port, fresh_database
+               group_commit: bool = True, driver: str = "pymysql") -> list[str]:
+    from tests.support.mariadb import free_port, fresh_database, with_driver
 
     from bench.load_server import prepare, proc_stat, serve, tree
     from core.security.tokens import TokenIssuer
 
     lines = []
-    with fresh_database(admin_url) as url:
+    with fresh_database(admin_url) as fresh:
+        url = with_driver(fresh, driver)
         config_path, config, _ = prepare(base, users=1, shares=(70, 30), processes=processes,
                                          database=url)
         assert config.auth.signing is not None
@@ -343,7 +348,8 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
                 wall = got["seconds"]
                 lat = got["latency"]
                 lines.append(
-                    f"  {label:22s} {got['calls'] / wall:7.0f} calls/s {got['beats'] / wall:7.0f}"
+                    f"  {driver:7s} {label:22s} {got['calls'] / wall:7.0f} calls/s "
+                    f"{got['beats'] / wall:7.0f}"
                     f" heartbeats/s  p50 {percentile(lat, .5) * 1e3:6.1f} ms  p99 "
                     f"{percentile(lat, .99) * 1e3:6.1f} ms  server CPU "
                     f"{cpu / max(got['calls'], 1) * 1e3:5.2f} ms/call "
@@ -426,6 +432,8 @@ def main() -> None:
     parser.add_argument("--writers", default="1,2",
                         help="processes writing in process (comma-separated runs)")
     parser.add_argument("--mysql-url", help="admin URL of a MariaDB server")
+    parser.add_argument("--driver", default="pymysql",
+                        help="MariaDB driver(s): pymysql, mysqldb or both comma-separated")
     parser.add_argument("--no-mariadb", action="store_true", help="SQLite only")
     parser.add_argument("--no-in-process", action="store_true")
     parser.add_argument("--https", action="store_true", help="also over HTTPS (MariaDB)")
@@ -439,6 +447,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="only: cProfile of the server's IOLoop thread under single calls")
     args = parser.parse_args()
+    drivers = [d.strip() for d in args.driver.split(",") if d.strip()]
+    if not drivers or set(drivers) - {"pymysql", "mysqldb"}:
+        parser.error("--driver: pymysql, mysqldb or both (comma-separated)")
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
             print("\n".join(profile_server(3000, 8, Path(tmp))))
@@ -461,9 +472,11 @@ def main() -> None:
                   f"{args.seconds:.0f} s each, linger {args.linger_ms} ms")
             targets = [(f"sqlite:///{base / 'bench.db'}", "SQLite")]
             if admin:
-                from tests.support.mariadb import fresh_database
+                from tests.support.mariadb import fresh_database, with_driver
 
-                targets.append((stack.enter_context(fresh_database(admin)), "MariaDB"))
+                for driver in drivers:
+                    targets.append((with_driver(stack.enter_context(fresh_database(admin)),
+                                                driver), f"MariaDB/{driver}"))
             for url, label in targets:
                 if args.stages:
                     print("\n".join(stages(url, label)), flush=True)
@@ -479,11 +492,12 @@ def main() -> None:
             print(f"over HTTPS: pilotwms serve --processes {args.processes}, MariaDB, "
                   f"{args.clients} kept-alive connections, {args.seconds:.0f} s each"
                   + (", GroupCommit off" if args.no_group_commit else ""))
-            for line in over_https(admin, processes=args.processes, clients=args.clients,
-                                   seconds=args.seconds, bulk=args.bulk, jobs=args.jobs,
-                                   base=base / "https", mariadb_pid=pid,
-                                   group_commit=not args.no_group_commit):
-                print(line, flush=True)
+            for driver in drivers:
+                for line in over_https(admin, processes=args.processes, clients=args.clients,
+                                       seconds=args.seconds, bulk=args.bulk, jobs=args.jobs,
+                                       base=base / f"https-{driver}", mariadb_pid=pid,
+                                       group_commit=not args.no_group_commit, driver=driver):
+                    print(line, flush=True)
 
 
 if __name__ == "__main__":

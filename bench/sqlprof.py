@@ -11,9 +11,9 @@ Usage (inside a benchmark)::
 Every statement SQLAlchemy sends (``before_cursor_execute``/``after_cursor_execute`` on all
 engines) is grouped under its text with the parameters and the repeated ``VALUES`` tuples /
 ``IN`` lists folded, and counted with its rows of parameters and its time in the driver. On
-pymysql the real round trips are counted too: ``Connection.query`` (one per statement
-sent: pymysql rewrites an INSERT executemany into multi-row INSERTs, but runs any other
-executemany row by row), ``commit``, ``rollback`` and ``ping`` (the pool's pre-ping), each
+pymysql and mysqlclient the real round trips are counted too: ``Connection.query`` (one per
+statement sent: both drivers rewrite an INSERT executemany into multi-row INSERTs, but run
+any other executemany row by row), ``commit``, ``rollback`` and ``ping`` (the pool's pre-ping), each
 with the time spent waiting for the server (send + server work + reading the reply).
 
 The report prints wall time, this process's CPU, the MariaDB server's CPU (from
@@ -135,6 +135,15 @@ class SqlProfile:
             self._wrap(pc.Connection, "commit", "COMMIT")
             self._wrap(pc.Connection, "rollback", "ROLLBACK")
             self._wrap(pc.Connection, "ping", "PING (pool pre-ping)")
+        try:  # mysqlclient: the same methods on its Python subclass of _mysql.connection
+            import MySQLdb.connections as mc
+        except ImportError:  # pragma: no cover - not installed
+            pass
+        else:
+            self._wrap(mc.Connection, "query", None)
+            self._wrap(mc.Connection, "commit", "COMMIT")
+            self._wrap(mc.Connection, "rollback", "ROLLBACK")
+            self._wrap(mc.Connection, "ping", "PING (pool pre-ping)")
         self._wall0, self._cpu0 = time.perf_counter(), time.process_time()
         self._server0 = cpu_seconds(self.server_pid) if self.server_pid else 0.0
         return self

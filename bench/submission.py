@@ -1,11 +1,13 @@
 """Submission speed: bulk parametric jobs/s to Waiting, and single submissions over HTTPS.
 
     python bench/submission.py [--jobs 10000] [--singles 600] [--mysql-url URL] [--singles-only]
-                               [--bulk-only] [--profile-sql]
+                               [--bulk-only] [--profile-sql] [--driver pymysql,mysqldb]
 
 Bulk: one parametric JDL of ``--jobs`` children, stored, confirmed and optimised into task
 queues (the real matcher code), directly against the database, on SQLite and on MariaDB
-(``--mysql-url``, or a private server started with tests.support.mariadb).
+(``--mysql-url``, or a private server started with tests.support.mariadb), with the MariaDB
+driver(s) of ``--driver`` (pymysql and/or mysqlclient's mysqldb, one after the other on the same
+server: side by side).
 Singles: ``--singles`` submitJob calls over HTTPS from 4 client processes to a
 ``pilotwms serve --processes 2`` on SQLite. Targets (issue 3): >= 2,000 jobs/s bulk,
 >= 300/s single. The CPU time of this process (and of the private MariaDB server) is printed
@@ -57,12 +59,14 @@ def bulk(url: str, count: int, server_pid: int | None = None, profile: bool = Fa
     cpu = time.process_time() - cpu
     assert len(result.waiting) == count, result.failed
     server_text = f", mariadbd CPU {cpu_seconds(server_pid) - server:.2f} s" if server_pid else ""
-    print(f"  bulk {count} jobs on {engine.dialect.name:6s}: stored in {stored - started:5.2f} s,"
+    where = engine.dialect.name if engine.dialect.name == "sqlite" else \
+        f"{engine.dialect.name}/{engine.dialect.driver}"
+    print(f"  bulk {count} jobs on {where:15s}: stored in {stored - started:5.2f} s,"
           f" Waiting after {done - started:5.2f} s = {count / (done - started):7.0f} jobs/s"
           f" (CPU of this process {cpu:.2f} s = {count / cpu:,.0f} jobs per CPU second"
           f"{server_text})")
     if prof is not None:
-        prof.report(f"bulk submission on {engine.dialect.name}")
+        prof.report(f"bulk submission on {where}")
     engine.dispose()
 
 
@@ -120,7 +124,12 @@ def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true", help="bulk on MariaDB only")
     parser.add_argument("--profile-sql", action="store_true",
                         help="per-statement profile of the bulk runs (bench/sqlprof.py)")
+    parser.add_argument("--driver", default="pymysql",
+                        help="MariaDB driver(s): pymysql, mysqldb or both comma-separated")
     args = parser.parse_args()
+    drivers = [d.strip() for d in args.driver.split(",") if d.strip()]
+    if not drivers or set(drivers) - {"pymysql", "mysqldb"}:
+        parser.error("--driver: pymysql, mysqldb or both (comma-separated)")
     if args.singles_only:
         singles(args.singles)
         return
@@ -128,7 +137,7 @@ def main() -> None:
     if not args.no_sqlite:
         with tempfile.TemporaryDirectory() as tmp:
             bulk(f"sqlite:///{tmp}/bench.db", args.jobs, profile=args.profile_sql)
-    from tests.support.mariadb import MariaDBServer, fresh_database
+    from tests.support.mariadb import MariaDBServer, fresh_database, with_driver
 
     server = None
     admin = args.mysql_url
@@ -137,9 +146,10 @@ def main() -> None:
         server.start()
         admin = server.admin_url
     try:
-        with fresh_database(admin) as url:
-            bulk(url, args.jobs, server.proc.pid if server and server.proc else None,
-                 args.profile_sql)
+        for driver in drivers:
+            with fresh_database(admin) as url:
+                bulk(with_driver(url, driver), args.jobs,
+                     server.proc.pid if server and server.proc else None, args.profile_sql)
     except PilotWMSError as exc:
         print("  MariaDB run failed:", exc)
     finally:

@@ -4,6 +4,7 @@ Usage::
 
     python bench/transformation.py                      # SQLite, the issue's sizes
     python bench/transformation.py --start-mariadb --no-sqlite
+    python bench/transformation.py --start-mariadb --no-sqlite --driver pymysql,mysqldb
     python bench/transformation.py --files 20000 --sizes 10000,100000   # quicker
 
 Figures printed, for each database:
@@ -22,7 +23,8 @@ Figures printed, for each database:
    are registered and the journal is followed: microseconds per file (goal: flat).
 
 Wall and CPU time of this process are printed; on SQLite the database works in this process.
-With a private MariaDB server (``--start-mariadb``) its CPU time is printed too.
+With a private MariaDB server (``--start-mariadb``) its CPU time is printed too. ``--driver``:
+the MariaDB driver(s), pymysql and/or mysqlclient's mysqldb (one after the other, same server).
 ``--profile-sql`` adds, for steps 1 and 2, the per-statement profile of ``bench/sqlprof.py``
 (statements, round trips, time waiting for the server).
 """
@@ -224,7 +226,12 @@ def main() -> None:
                         help="InnoDB buffer pool of the private MariaDB server")
     parser.add_argument("--profile-sql", action="store_true",
                         help="per-statement profile of steps 1 and 2 (bench/sqlprof.py)")
+    parser.add_argument("--driver", default="pymysql",
+                        help="MariaDB driver(s): pymysql, mysqldb or both comma-separated")
     args = parser.parse_args()
+    drivers = [d.strip() for d in args.driver.split(",") if d.strip()]
+    if not drivers or set(drivers) - {"pymysql", "mysqldb"}:
+        parser.error("--driver: pymysql, mysqldb or both (comma-separated)")
     global SERVER_PID, PROFILE_SQL
     PROFILE_SQL = args.profile_sql
     skip = set(args.skip.split(","))
@@ -244,9 +251,11 @@ def main() -> None:
             admin = server.admin_url
             SERVER_PID = server.proc.pid if server.proc is not None else None
         if admin:
-            from tests.support.mariadb import fresh_database
+            from tests.support.mariadb import fresh_database, with_driver
 
-            targets.append(("MariaDB", lambda n: stack.enter_context(fresh_database(admin))))
+            for driver in drivers:
+                targets.append((f"MariaDB/{driver}", lambda n, d=driver: with_driver(
+                    stack.enter_context(fresh_database(admin)), d)))
         for label, url_for in targets:
             print(f"{label} (load average {os.getloadavg()[0]:.1f} on "
                   f"{os.cpu_count()} cores):")

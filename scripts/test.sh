@@ -35,6 +35,9 @@ command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v xrootd >/dev/null 2>&1 || missing+=(xrootd-server)
 command -v xrdcp >/dev/null 2>&1 || missing+=(xrootd-client)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+# mysqlclient (the C MariaDB driver, mysql+mysqldb://) is built from source by pip
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+[[ -e /usr/include/mariadb/mysql.h ]] || missing+=(libmariadb-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)      # pgrep/ps in process-tree tests
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)       # ss: A-REX's listening check

@@ -2,7 +2,12 @@
 
 * ``db_url``: every test using it runs twice, on SQLite (a file in tmp_path) and on MariaDB (a
   fresh database on the private server this session starts, or on
-  ``$PILOTWMS_TEST_MYSQL_URL``, an admin URL allowed to create databases).
+  ``$PILOTWMS_TEST_MYSQL_URL``, an admin URL allowed to create databases), with the pymysql
+  driver, or mysqlclient's when ``PILOTWMS_TEST_MYSQL_DRIVER=mysqldb`` (the whole suite on it).
+* ``db_url_all_drivers``: three runs, SQLite, MariaDB with pymysql and with mysqldb; the
+  modules where driver-specific code is exercised (core DB, bulk, faults, heartbeats, bulk
+  statements) alias their ``db_url`` to it, so both drivers are always covered there without
+  doubling the MariaDB runs of the whole suite.
 * ``instance``: a ``pilotwms init`` instance (dev CA, host cert, users alice and admin, token key)
   made once per session; tests must not modify it.
 * ``slurm_cluster``, ``sshd_server``: a real single-node Slurm and a real sshd (session-wide,
@@ -21,7 +26,7 @@ from core.cli.instance import Instance, create_instance
 from core.config.loader import load_config
 from core.config.schema import Config
 from tests.support.credentials import Creds
-from tests.support.mariadb import MariaDBServer, fresh_database
+from tests.support.mariadb import MariaDBServer, fresh_database, with_driver
 from tests.support.oidc_idp import OIDCProvider
 from tests.support.slurm import SlurmCluster
 from tests.support.sshd import SSHServer
@@ -41,14 +46,25 @@ def mariadb_admin_url() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
+def _database(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> Iterator[str]:
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
+    driver = kind.partition("-")[2] or os.environ.get("PILOTWMS_TEST_MYSQL_DRIVER", "pymysql")
     admin_url = request.getfixturevalue("mariadb_admin_url")
     with fresh_database(admin_url) as url:
-        yield url
+        yield with_driver(url, driver)
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from _database(request, tmp_path, request.param)
+
+
+@pytest.fixture(params=["sqlite", "mariadb-pymysql", "mariadb-mysqldb"])
+def db_url_all_drivers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Like ``db_url``, with both MariaDB drivers (pymysql and mysqlclient's MySQLdb)."""
+    yield from _database(request, tmp_path, request.param)
 
 
 @pytest.fixture(scope="session")

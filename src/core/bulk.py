@@ -6,15 +6,17 @@ parameter dictionaries, tens of microseconds a row): in a bulk submission that c
 than the database's own work. :func:`insert_rows` compiles the SQLAlchemy statement once for
 the connection's dialect, converts the values common to every row (``constants``:
 timestamps...) once through their columns' types, and hands the rows to the driver: one
-``executemany`` per 1,000 rows, which pymysql sends as one multi-row INSERT (MariaDB) and
-sqlite3 runs in process.
+``executemany`` per 1,000 rows, which pymysql and mysqlclient (``MySQLdb``) send as multi-row
+INSERTs (MariaDB) and sqlite3 runs in process.
 
-On pymysql the statement is written out here rather than by the driver's executemany: the
-constants are escaped once and written into the row template as literals, so each row costs
-the escaping of its own values only (pymysql's rewrite would escape every constant again for
-every row: 9.5 us against 1.3 us per row of ``ts_files``, 8 values of which 6 constant), and
-the rows are joined into multi-row INSERTs of at most ``max_stmt_length`` bytes (pymysql's
-own limit, 1 MB), one round trip each.
+On MariaDB (either driver) the statement is written out here rather than by the driver's
+executemany: the constants are escaped once and written into the row template as literals, so
+each row costs the escaping of its own values only (pymysql's rewrite would escape every
+constant again for every row: 9.5 us against 1.3 us per row of ``ts_files``, 8 values of which
+6 constant), and the rows are joined into multi-row INSERTs of at most
+:data:`MAX_STATEMENT` bytes, one round trip each. Both drivers' cursors have the ``mogrify``
+this needs (the text the driver would send for a template and its values; mysqlclient since
+2.2).
 
 Caveat: the rows' own values go to the driver as they are, so they must be plain ``int``,
 ``str`` (a ``StrEnum`` member is a ``str``), ``float`` or None, for columns whose type needs no
@@ -52,9 +54,14 @@ __all__ = ["CHUNK", "insert_rows"]
 
 #: rows per ``executemany`` (keeps MariaDB's multi-row INSERTs under max_allowed_packet)
 CHUNK = 1000
-#: from this many rows on, pymysql gets the constants as literals (the statement is then
-#: compiled for each call, ~0.5 ms: worth it only when the rows save more escaping)
+#: from this many rows on, MariaDB's drivers get the constants as literals (the statement is
+#: then compiled for each call, ~0.5 ms: worth it only when the rows save more escaping)
 LITERAL_ROWS = 100
+#: the drivers whose cursors escape like MariaDB's client library (``mogrify``)
+LITERAL_DRIVERS = frozenset({"pymysql", "mysqldb"})
+#: bytes per written-out multi-row INSERT: pymysql's own ``max_stmt_length`` (mysqlclient's
+#: is 64 KB, 16 round trips where one does), far below MariaDB's max_allowed_packet (16 MB)
+MAX_STATEMENT = 1024000
 
 
 def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *,
@@ -74,9 +81,9 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
         processor = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
         fixed[key] = processor(value) if processor is not None else value
     keys = (*rows[0], *fixed)
-    if fixed and len(rows) >= LITERAL_ROWS and dialect.driver == "pymysql":
+    if fixed and len(rows) >= LITERAL_ROWS and dialect.driver in LITERAL_DRIVERS:
         stmt = statement if statement is not None else table.insert()
-        written = _pymysql_rows(conn, stmt, rows, fixed, chunk)
+        written = _literal_rows(conn, stmt, rows, fixed, chunk)
         if written is not None:
             return written
     if statement is None:  # compiled once per engine, table and keys: single jobs are hot too
@@ -99,7 +106,7 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
     return total
 
 
-def _pymysql_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]],
+def _literal_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]],
                   fixed: Mapping[str, Any], chunk: int) -> int | None:
     """Multi-row INSERTs with the constants written once as literals; None when the
     statement's shape is not a plain ``INSERT ... VALUES (...)`` (the caller then uses the
@@ -109,7 +116,7 @@ def _pymysql_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]
     raw = conn.connection.dbapi_connection
     assert raw is not None  # noqa: S101 - an open connection
     cursor = raw.cursor()
-    mogrify = cursor.mogrify  # the text pymysql would send for (template, values)
+    mogrify = cursor.mogrify  # the text the driver would send for (template, values)
     # the constants as the driver escapes them (literal_column keeps a '%' doubled for the
     # format paramstyle, which the row formatting undoes)
     values: dict[str, Any] = {k: sa.literal_column(str(mogrify("%s", (v,))))
@@ -120,7 +127,7 @@ def _pymysql_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]
     if not sep or not template.startswith("(") or not template.endswith(")"):
         return None
     marks = template.replace("%%", "")
-    if compiled.positional:  # format paramstyle: values by position
+    if compiled.positional:  # format paramstyle (MySQLdb's): values by position
         order = list(compiled.positiontup or [])
         if sorted(order) != sorted(names) or marks.count("%s") != len(names):
             return None
@@ -134,7 +141,7 @@ def _pymysql_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]
 
         def values_of(row: Mapping[str, Any]) -> Any:
             return row
-    limit = int(getattr(cursor, "max_stmt_length", 1024000))
+    limit = MAX_STATEMENT
     total = 0
     for start in range(0, len(rows), chunk):
         parts: list[str] = []
@@ -152,7 +159,7 @@ def _pymysql_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]
 
 def _send(conn: Connection, head: str, rows: list[str]) -> int:
     """One multi-row INSERT, already written out: ``no_parameters`` makes SQLAlchemy call
-    ``cursor.execute(sql)`` without parameters, so pymysql does not %-format it again."""
+    ``cursor.execute(sql)`` without parameters, so the driver does not %-format it again."""
     result = conn.exec_driver_sql(f"{head} VALUES {','.join(rows)}",
                                   execution_options={"no_parameters": True})
     return int(result.rowcount or 0)

@@ -44,7 +44,11 @@ MYSQL_GONE = frozenset({
     2006,  # server has gone away
     2013,  # lost connection during query
     2014, 2045, 2055,  # commands out of sync / lost connection variants
+    4031,  # disconnected by the server for inactivity (MariaDB's client library says so)
 })
+# pymysql and mysqlclient (MySQLdb) both raise OperationalError(code, message) with these
+# codes; a closed connection is pymysql's InterfaceError(0, '') and mysqlclient's
+# OperationalError(2006, '').
 _SQLITE_FULL = ("database or disk is full", "disk i/o error")
 _SQLITE_BUSY = ("database is locked", "unable to open database file")
 
@@ -63,7 +67,7 @@ def is_disconnect(exc: BaseException) -> bool:
     if exc.connection_invalidated:
         return True
     if isinstance(exc, sa.exc.InterfaceError):
-        return True  # pymysql: operation on a closed connection
+        return True  # pymysql: operation on a closed connection (MySQLdb: 2006)
     if isinstance(exc, sa.exc.OperationalError):
         code = _mysql_code(exc)
         if code is not None:

@@ -27,6 +27,12 @@ T = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("state", sa.String(16), nullable=False, server_default="New"),
 )
+@pytest.fixture
+def db_url(db_url_all_drivers: str) -> str:
+    """SQLite, and MariaDB with both drivers (pymysql, mysqlclient): driver-specific code."""
+    return db_url_all_drivers
+
+
 AT = datetime(2026, 12, 3, 16, 30, 1, tzinfo=timezone.utc)  # DATETIME: whole seconds on MariaDB
 
 

@@ -22,6 +22,12 @@ from core.exceptions import ConfigError, DatabaseError
 from core.tables import FRAMEWORK_SCHEMA, component_heartbeats
 
 
+@pytest.fixture
+def db_url(db_url_all_drivers: str) -> str:
+    """SQLite, and MariaDB with both drivers (pymysql, mysqlclient): driver-specific code."""
+    return db_url_all_drivers
+
+
 def _schema(extra_column: bool = False, migrations: int = 0) -> tuple[Schema, sa.Table]:
     md = sa.MetaData()
     cols = [sa.Column("id", sa.Integer, primary_key=True),
@@ -109,7 +115,7 @@ def test_framework_schema_and_concurrent_writers(db_url: str) -> None:
     engine.dispose()
 
 
-@pytest.mark.parametrize("url", ["postgresql://x/y", "mysql+mysqldb://u@h/d", "::nonsense"])
+@pytest.mark.parametrize("url", ["postgresql://x/y", "mysql+mysqlconnector://u@h/d", "::nonsense"])
 def test_unsupported_urls(url: str) -> None:
     with pytest.raises(ConfigError):
         make_engine(url)

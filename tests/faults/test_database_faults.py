@@ -3,13 +3,16 @@
 While the database is away, requests get a clean ``DatabaseUnavailableError`` (HTTP 503 with
 ``Retry-After``: nothing was written, the client may send it again), never a 500; once it is
 back the server reconnects by itself (pool pre-ping) and nothing accepted is lost or
-half-written. A server started while its database is down says so, retries, then serves."""
+half-written. A server started while its database is down says so, retries, then serves.
+Both MariaDB drivers (pymysql, mysqlclient's MySQLdb): their errors differ in class and code
+(a closed connection, a refused one), the outcome must not."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from core.cli.instance import Instance
@@ -23,15 +26,17 @@ from tests.faults.conftest import (
     wait_for,
 )
 from tests.support.credentials import Creds
-from tests.support.mariadb import MariaDBServer, fresh_database
+from tests.support.mariadb import MariaDBServer, fresh_database, with_driver
 
 
+@pytest.mark.parametrize("driver", ["pymysql", "mysqldb"])
 def test_mariadb_restarted_under_load_then_down_at_server_start(
-        instance: Instance, creds: Creds, tmp_path: Path) -> None:
+        driver: str, instance: Instance, creds: Creds, tmp_path: Path) -> None:
     db = MariaDBServer()
     db.start()
     try:
-        with fresh_database(db.admin_url) as url:
+        with fresh_database(db.admin_url) as admin_url:
+            url = with_driver(admin_url, driver)
             config = server_config(instance, url, tmp_path, DatabaseWaitSeconds=120)
             served = Served(config, processes=2, base=tmp_path).start()
             load = Load(lambda: served.url, creds).start(uploaders=1)

@@ -134,3 +134,14 @@ def fresh_database(admin_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
+
+
+def with_driver(url: str, driver: str) -> str:
+    """``url`` (a MariaDB URL) with the SQLAlchemy driver ``driver`` (pymysql or mysqldb).
+
+    >>> with_driver("mysql+pymysql://u:p@127.0.0.1:3306/db", "mysqldb")
+    'mysql+mysqldb://u:p@127.0.0.1:3306/db'
+    """
+    parsed = sa.engine.make_url(url)
+    return parsed.set(drivername=f"{parsed.get_backend_name()}+{driver}").render_as_string(
+        hide_password=False)

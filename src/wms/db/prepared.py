@@ -4,7 +4,8 @@
 for an upsert; only plain INSERTs are cached there): fine for a bulk submission of thousands
 of rows, a tenth of the cost of a batch of 40 heartbeats. :func:`executemany` keeps the
 compiled SQL text of each statement and hands the rows straight to the driver's
-``executemany`` (one multi-row INSERT per 1,000 rows on MariaDB with pymysql), values common
+``executemany`` (multi-row INSERTs per 1,000 rows on MariaDB with pymysql or mysqlclient, whose
+``executemany`` rewrites an ``INSERT ... VALUES`` alike), values common
 to all rows (``constants``: a timestamp) converted once through their columns' types.
 
 Caveat (as for :func:`core.bulk.insert_rows`): row values go to the driver as they are (plain
@@ -55,7 +56,7 @@ def executemany(conn: Connection, table: sa.Table, build: Callable[[Dialect], An
     sql, positions = _compiled(dialect, build, (*rows[0], *fixed))
     for start in range(0, len(rows), CHUNK):
         batch = rows[start:start + CHUNK]
-        if positions is None:  # named parameters (pymysql's pyformat)
+        if positions is None:  # named parameters (pyformat, %(name)s)
             params: Any = [{**row, **fixed} for row in batch] if fixed else list(batch)
         else:
             params = [tuple(row[n] if n in row else fixed[n] for n in positions)

@@ -27,6 +27,13 @@ from wms.db.schema import WMS_SCHEMA
 from wms.db.tables import job_heartbeats
 from wms.logic import reports, state_update
 
+
+@pytest.fixture
+def db_url(db_url_all_drivers: str) -> str:
+    """SQLite, and MariaDB with both drivers (pymysql, mysqlclient): driver-specific code."""
+    return db_url_all_drivers
+
+
 PILOT = Identity(auth_method="token", username="pilot", group="demo_pilot", vo="demo",
                  valid_dn=True, valid_group=True, properties=frozenset({"GenericPilot"}))
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)

@@ -18,6 +18,13 @@ from wms.logic import optimizer
 from wms.logic.job_description import JobLimits
 from wms.logic.submission import Submitter, confirm_bulk, submit
 
+
+@pytest.fixture
+def db_url(db_url_all_drivers: str) -> str:
+    """SQLite, and MariaDB with both drivers (pymysql, mysqlclient): driver-specific code."""
+    return db_url_all_drivers
+
+
 ALICE = Submitter("alice", "demo_user", "demo")
 
 
