@@ -335,7 +335,9 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
                        config.server.ca_dir or base)
         try:
             workers = tree(server.pid)
-            for label, size in (("sendHeartBeat", 1), (f"sendHeartBeats x{bulk}", bulk)):
+            # a client's batch holds at most its own slice of the jobs (one heartbeat each)
+            carried = min(bulk, max(1, jobs // clients))
+            for label, size in (("sendHeartBeat", 1), (f"sendHeartBeats x{carried}", bulk)):
                 rows0, locks0 = rows(engine), deadlocks(engine)
                 cpu0 = sum(proc_stat(p)[0] for p in workers)
                 db0 = proc_stat(mariadb_pid)[0] if mariadb_pid else 0.0
