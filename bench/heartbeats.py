@@ -366,7 +366,8 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
 
 
 def profile_server(calls: int, clients: int, base: Path, *, bulk: int = 1,
-                   database: str | None = None, top: int = 18) -> list[str]:
+                   database: str | None = None, top: int = 18,
+                   sort: str = "tottime") -> list[str]:
     """Where ``sendHeartBeat`` (``bulk`` 1) or ``sendHeartBeats`` of ``bulk`` jobs spends the
     server's CPU: a one-process server in a thread of this process (SQLite unless
     ``database``), its IOLoop thread and its write-behind flusher thread each under cProfile
@@ -462,8 +463,8 @@ def profile_server(calls: int, clients: int, base: Path, *, bulk: int = 1,
     engine.dispose()
     for label, prof in (("IOLoop thread", profiler), ("flusher thread", flusher)):
         out = io.StringIO()
-        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
-        lines.append(f"  {label}, top functions by own time:")
+        pstats.Stats(prof, stream=out).sort_stats(sort).print_stats(top)
+        lines.append(f"  {label}, top functions by {sort}:")
         lines += ["    " + line for line in out.getvalue().splitlines() if line.strip()][4:]
     return lines
 
@@ -489,6 +490,9 @@ def main() -> None:
                         help="over HTTPS: the server writes each report in its own transaction")
     parser.add_argument("--stages", action="store_true",
                         help="also: client CPU per heartbeat of one flush, by statement")
+    parser.add_argument("--profile-sort", default="tottime",
+                        help="--profile: pstats order (tottime, cumulative)")
+    parser.add_argument("--profile-top", type=int, default=18)
     parser.add_argument("--profile", action="store_true",
                         help="only: cProfile of the server's IOLoop and flusher threads "
                         "under single calls (with --bulk N > 1: sendHeartBeats of N jobs; "
@@ -509,7 +513,8 @@ def main() -> None:
                                        drivers[0])
             bulk = args.bulk if args.bulk_set else 1
             print(f"profile: load average {os.getloadavg()[0]:.1f}", flush=True)
-            print("\n".join(profile_server(3000, 8, tmp, bulk=bulk, database=database)))
+            print("\n".join(profile_server(3000, 8, tmp, bulk=bulk, database=database,
+                                           top=args.profile_top, sort=args.profile_sort)))
         return
     print(f"heartbeats: load average {os.getloadavg()[0]:.1f} at start, "
           f"{os.cpu_count()} CPUs")
