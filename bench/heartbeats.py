@@ -493,6 +493,8 @@ def main() -> None:
     parser.add_argument("--profile-sort", default="tottime",
                         help="--profile: pstats order (tottime, cumulative)")
     parser.add_argument("--profile-top", type=int, default=18)
+    parser.add_argument("--profile-mariadb", action="store_true",
+                        help="--profile on a private MariaDB (with --driver)")
     parser.add_argument("--profile", action="store_true",
                         help="only: cProfile of the server's IOLoop and flusher threads "
                         "under single calls (with --bulk N > 1: sendHeartBeats of N jobs; "
@@ -505,11 +507,18 @@ def main() -> None:
     if args.profile:
         with ExitStack() as stack:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            database = None
-            if args.mysql_url:
+            database, admin = None, args.mysql_url
+            if args.profile_mariadb and not admin:
+                from tests.support.mariadb import MariaDBServer
+
+                mariadb = MariaDBServer(buffer_pool="256M")
+                mariadb.start()
+                stack.callback(mariadb.stop)
+                admin = mariadb.admin_url
+            if admin:
                 from tests.support.mariadb import fresh_database, with_driver
 
-                database = with_driver(stack.enter_context(fresh_database(args.mysql_url)),
+                database = with_driver(stack.enter_context(fresh_database(admin)),
                                        drivers[0])
             bulk = args.bulk if args.bulk_set else 1
             print(f"profile: load average {os.getloadavg()[0]:.1f}", flush=True)
