@@ -342,9 +342,11 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
                 cpu0 = sum(proc_stat(p)[0] for p in workers)
                 db0 = proc_stat(mariadb_pid)[0] if mariadb_pid else 0.0
                 load0 = os.getloadavg()[0]
+                client0 = time.process_time()
                 got = asyncio.run(_https(port, config.server.ca_dir or base, token, ids,
                                          clients=clients, seconds=seconds, bulk=size))
                 cpu = sum(proc_stat(p)[0] for p in workers) - cpu0
+                client_cpu = time.process_time() - client0
                 db_cpu = (proc_stat(mariadb_pid)[0] - db0) if mariadb_pid else 0.0
                 written = rows(engine)[0] - rows0[0]
                 wall = got["seconds"]
@@ -356,6 +358,7 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
                     f"{percentile(lat, .99) * 1e3:6.1f} ms  server CPU "
                     f"{cpu / max(got['calls'], 1) * 1e3:5.2f} ms/call "
                     f"({cpu / wall * 100:.0f} % of a core), MariaDB {db_cpu / wall * 100:.0f} %"
+                    f", client {client_cpu / wall * 100:.0f} %"
                     f"  errors {got['errors']}  deadlocks {deadlocks(engine) - locks0}  lost "
                     f"{got['beats'] - written}  load {load0:.1f}->{os.getloadavg()[0]:.1f}")
         finally:
