@@ -26,7 +26,13 @@ data and logging rows in the database minus those acknowledged; target 0).
 MariaDB; ``--clients`` kept-alive connections with a pilot token send ``sendHeartBeat`` calls
 (one job each) for ``--seconds``, then ``sendHeartBeats`` calls of ``--bulk`` jobs; printed:
 calls/s, heartbeats/s, p50/p99 per call, server CPU (of the worker processes) per call,
-deadlocks and lost rows, load average.
+MariaDB's and this load generator's CPU, deadlocks and lost rows, load average.
+
+**Profile** (``--profile``, alone): a one-process server in a thread of this process (SQLite,
+or ``--profile-mariadb`` / ``--mysql-url`` with ``--driver``), single ``sendHeartBeat`` calls
+or, with ``--bulk N``, ``sendHeartBeats`` of N jobs; the IOLoop thread's and the flusher
+thread's CPU per heartbeat, first without then under cProfile, and their top functions
+(``--profile-sort cumulative``, ``--profile-top``).
 """
 
 from __future__ import annotations
