@@ -152,7 +152,9 @@ def test_bulk_heartbeats_check_each_job(wms: ThreadedServer, creds: Creds,
 
     # malformed calls fail as a whole
     for bad in ([{"JobID": mine[0]}, {"JobID": mine[0]}], [{"Dynamic": {}}],
-                [{"JobID": mine[0], "Dynamic": []}], [{"JobID": mine[0], "Token": 3}]):
+                [{"JobID": mine[0], "Dynamic": []}], [{"JobID": mine[0], "Token": 3}],
+                [{"JobID": True}], [{"JobID": 1.5}], [{"JobID": "12a"}],
+                [{"JobID": mine[0]}, {"JobID": str(mine[0])}]):
         reply = pilot("sendHeartBeats", bad)
         assert reply["OK"] is False and reply["Errno"] == 22, (bad, reply)
     anonymous = requests.post(f"{wms.url}/{STATE}", data={"method": "sendHeartBeats",
@@ -220,6 +222,7 @@ def test_bulk_call_spread_over_several_transactions(config: Config, creds: Creds
         pilot = Caller(server.url, creds, "pilot")
         items: list[dict[str, Any]] = [{"JobID": j, "Dynamic": {"CPUConsumed": n}}
                                        for n, j in enumerate(jobs[:10])]
+        items[2]["JobID"] = str(jobs[2])  # DIRAC clients may send digit strings
         items.insert(4, {"JobID": jobs[10], "Dynamic": {"CPUConsumed": 1}, "Token": token})
         items.insert(6, {"JobID": 10**9, "Dynamic": {}})
         before = queue_of(server).stats.batches
