@@ -26,7 +26,13 @@ data and logging rows in the database minus those acknowledged; target 0).
 MariaDB; ``--clients`` kept-alive connections with a pilot token send ``sendHeartBeat`` calls
 (one job each) for ``--seconds``, then ``sendHeartBeats`` calls of ``--bulk`` jobs; printed:
 calls/s, heartbeats/s, p50/p99 per call, server CPU (of the worker processes) per call,
-deadlocks and lost rows, load average.
+MariaDB's and this load generator's CPU, deadlocks and lost rows, load average.
+
+**Profile** (``--profile``, alone): a one-process server in a thread of this process (SQLite,
+or ``--profile-mariadb`` / ``--mysql-url`` with ``--driver``), single ``sendHeartBeat`` calls
+or, with ``--bulk N``, ``sendHeartBeats`` of N jobs; the IOLoop thread's and the flusher
+thread's CPU per heartbeat, first without then under cProfile, and their top functions
+(``--profile-sort cumulative``, ``--profile-top``).
 """
 
 from __future__ import annotations
@@ -342,9 +348,11 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
                 cpu0 = sum(proc_stat(p)[0] for p in workers)
                 db0 = proc_stat(mariadb_pid)[0] if mariadb_pid else 0.0
                 load0 = os.getloadavg()[0]
+                client0 = time.process_time()
                 got = asyncio.run(_https(port, config.server.ca_dir or base, token, ids,
                                          clients=clients, seconds=seconds, bulk=size))
                 cpu = sum(proc_stat(p)[0] for p in workers) - cpu0
+                client_cpu = time.process_time() - client0
                 db_cpu = (proc_stat(mariadb_pid)[0] - db0) if mariadb_pid else 0.0
                 written = rows(engine)[0] - rows0[0]
                 wall = got["seconds"]
@@ -356,6 +364,7 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
                     f"{percentile(lat, .99) * 1e3:6.1f} ms  server CPU "
                     f"{cpu / max(got['calls'], 1) * 1e3:5.2f} ms/call "
                     f"({cpu / wall * 100:.0f} % of a core), MariaDB {db_cpu / wall * 100:.0f} %"
+                    f", client {client_cpu / wall * 100:.0f} %"
                     f"  errors {got['errors']}  deadlocks {deadlocks(engine) - locks0}  lost "
                     f"{got['beats'] - written}  load {load0:.1f}->{os.getloadavg()[0]:.1f}")
         finally:
@@ -365,10 +374,14 @@ def over_https(admin_url: str, *, processes: int, clients: int, seconds: float, 
     return lines
 
 
-def profile_server(calls: int, clients: int, base: Path) -> list[str]:
-    """Where a single ``sendHeartBeat`` spends the server's CPU: a one-process server in a
-    thread of this process (SQLite), its IOLoop thread under cProfile, driven by ``clients``
-    kept-alive connections from this process's main thread."""
+def profile_server(calls: int, clients: int, base: Path, *, bulk: int = 1,
+                   database: str | None = None, top: int = 18,
+                   sort: str = "tottime") -> list[str]:
+    """Where ``sendHeartBeat`` (``bulk`` 1) or ``sendHeartBeats`` of ``bulk`` jobs spends the
+    server's CPU: a one-process server in a thread of this process (SQLite unless
+    ``database``), its IOLoop thread and its write-behind flusher thread each under cProfile
+    (thread CPU time), driven by ``clients`` kept-alive connections from this process's main
+    thread. Printed: CPU per heartbeat of each thread, and their top functions."""
     import cProfile
     import io
     import pstats
@@ -378,50 +391,90 @@ def profile_server(calls: int, clients: int, base: Path) -> list[str]:
 
     from bench.load_server import prepare
     from core.security.tokens import TokenIssuer
-    from wms.service.job_state_update import JobStateUpdateService
+    from wms.service import job_state_update
 
     config_path, config, _ = prepare(base, users=1, shares=(70, 30), processes=1,
-                                     database=f"sqlite:///{base / 'profile.db'}")
+                                     database=database or f"sqlite:///{base / 'profile.db'}")
     assert config.auth.signing is not None
     token = TokenIssuer(config.auth.signing).issue("pilot", group="demo_pilot", vo="demo",
                                                    lifetime=3600)
     engine = make_engine(str(config.database))
-    ids = make_jobs(engine, 1000)
+    ids = make_jobs(engine, max(1000, clients * bulk))
     profiler = cProfile.Profile(time.thread_time)  # CPU of the IOLoop thread, not waits
+    flusher = cProfile.Profile(time.thread_time)  # CPU of the flusher thread
+    flushing = {"on": False, "profile": False, "cpu": 0.0, "flushes": 0}
+    apply_reports = reports.apply_reports
+
+    def measured_apply(*args: Any, **kwargs: Any) -> Any:
+        if not flushing["on"]:
+            return apply_reports(*args, **kwargs)
+        began = time.thread_time()
+        if flushing["profile"]:
+            flusher.enable()
+        try:
+            return apply_reports(*args, **kwargs)
+        finally:
+            if flushing["profile"]:
+                flusher.disable()
+            flushing["cpu"] += time.thread_time() - began
+            flushing["flushes"] += 1
+
+    job_state_update.reports.apply_reports = measured_apply  # type: ignore[assignment]
     lines: list[str] = []
-    with ThreadedServer(config, [JobStateUpdateService]) as server:
-        assert server._loop is not None
-        loop = server._loop
-        started = threading.Event()
-        spent: dict[str, float] = {}
+    try:
+        with ThreadedServer(config, [job_state_update.JobStateUpdateService]) as server:
+            assert server._loop is not None
+            loop = server._loop
+            switched = threading.Event()
+            spent: dict[str, float] = {}
+            ca = config.server.ca_dir or base
 
-        def enable() -> None:
-            spent["cpu0"] = time.thread_time()
-            profiler.enable()
-            started.set()
+            def enable(profile: bool) -> None:
+                spent["cpu0"] = time.thread_time()
+                flushing.update(on=True, profile=profile, cpu=0.0, flushes=0)
+                if profile:
+                    profiler.enable()
+                switched.set()
 
-        def disable() -> None:
-            profiler.disable()
-            spent["cpu"] = time.thread_time() - spent["cpu0"]
-            started.set()
+            def disable() -> None:
+                profiler.disable()
+                spent["cpu"] = time.thread_time() - spent["cpu0"]
+                switched.set()
 
-        per = max(1, calls // clients)
-        asyncio.run(_https(server.port, config.server.ca_dir or base, token, ids,
-                           clients=clients, seconds=1.0, bulk=1))  # connections warm
-        loop.call_soon_threadsafe(enable)
-        started.wait(10)
-        started.clear()
-        got = asyncio.run(_https(server.port, config.server.ca_dir or base, token, ids,
-                                 clients=clients, seconds=per / 200, bulk=1))
-        loop.call_soon_threadsafe(disable)
-        started.wait(10)
+            def run(profile: bool) -> None:
+                switched.clear()
+                loop.call_soon_threadsafe(enable, profile)
+                switched.wait(10)
+                switched.clear()
+                got = asyncio.run(_https(server.port, ca, token, ids, clients=clients,
+                                         seconds=calls / clients / 200 if bulk == 1 else 4.0,
+                                         bulk=bulk))
+                loop.call_soon_threadsafe(disable)
+                switched.wait(10)
+                time.sleep(0.5)  # the last flush ends
+                flushing["on"] = False
+                done, beats = max(got["calls"], 1), max(got["beats"], 1)
+                method = "sendHeartBeat" if bulk == 1 else f"sendHeartBeats x{beats // done}"
+                lines.append(
+                    f"  {method}, {done} calls, {beats} heartbeats, errors {got['errors']}"
+                    f" ({'profiled' if profile else 'no profiler'}): IOLoop thread CPU "
+                    f"{spent['cpu'] / done * 1e3:.2f} ms per call, "
+                    f"{spent['cpu'] / beats * 1e6:.0f} us per heartbeat; flusher thread "
+                    f"{flushing['cpu'] / beats * 1e6:.0f} us per heartbeat "
+                    f"({flushing['flushes']} flushes)")
+
+            asyncio.run(_https(server.port, ca, token, ids, clients=clients, seconds=1.0,
+                               bulk=bulk))  # connections and caches warm
+            run(profile=False)
+            run(profile=True)
+    finally:
+        job_state_update.reports.apply_reports = apply_reports  # type: ignore[assignment]
     engine.dispose()
-    done = max(got["calls"], 1)
-    lines.append(f"  IOLoop thread CPU {spent['cpu'] / done * 1e3:.2f} ms per sendHeartBeat "
-                 f"({done} calls, profiler overhead included); top functions by own time:")
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
-    lines += ["    " + line for line in out.getvalue().splitlines() if line.strip()][4:]
+    for label, prof in (("IOLoop thread", profiler), ("flusher thread", flusher)):
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats(sort).print_stats(top)
+        lines.append(f"  {label}, top functions by {sort}:")
+        lines += ["    " + line for line in out.getvalue().splitlines() if line.strip()][4:]
     return lines
 
 
@@ -446,15 +499,40 @@ def main() -> None:
                         help="over HTTPS: the server writes each report in its own transaction")
     parser.add_argument("--stages", action="store_true",
                         help="also: client CPU per heartbeat of one flush, by statement")
+    parser.add_argument("--profile-sort", default="tottime",
+                        help="--profile: pstats order (tottime, cumulative)")
+    parser.add_argument("--profile-top", type=int, default=18)
+    parser.add_argument("--profile-mariadb", action="store_true",
+                        help="--profile on a private MariaDB (with --driver)")
     parser.add_argument("--profile", action="store_true",
-                        help="only: cProfile of the server's IOLoop thread under single calls")
+                        help="only: cProfile of the server's IOLoop and flusher threads "
+                        "under single calls (with --bulk N > 1: sendHeartBeats of N jobs; "
+                        "--mysql-url: on that MariaDB, with --driver)")
     args = parser.parse_args()
+    args.bulk_set = any(a == "--bulk" or a.startswith("--bulk=") for a in sys.argv[1:])
     drivers = [d.strip() for d in args.driver.split(",") if d.strip()]
     if not drivers or set(drivers) - {"pymysql", "mysqldb"}:
         parser.error("--driver: pymysql, mysqldb or both (comma-separated)")
     if args.profile:
-        with tempfile.TemporaryDirectory() as tmp:
-            print("\n".join(profile_server(3000, 8, Path(tmp))))
+        with ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            database, admin = None, args.mysql_url
+            if args.profile_mariadb and not admin:
+                from tests.support.mariadb import MariaDBServer
+
+                mariadb = MariaDBServer(buffer_pool="256M")
+                mariadb.start()
+                stack.callback(mariadb.stop)
+                admin = mariadb.admin_url
+            if admin:
+                from tests.support.mariadb import fresh_database, with_driver
+
+                database = with_driver(stack.enter_context(fresh_database(admin)),
+                                       drivers[0])
+            bulk = args.bulk if args.bulk_set else 1
+            print(f"profile: load average {os.getloadavg()[0]:.1f}", flush=True)
+            print("\n".join(profile_server(3000, 8, tmp, bulk=bulk, database=database,
+                                           top=args.profile_top, sort=args.profile_sort)))
         return
     print(f"heartbeats: load average {os.getloadavg()[0]:.1f} at start, "
           f"{os.cpu_count()} CPUs")

@@ -7,6 +7,10 @@ them all in one transaction and returns one result (or exception) per item. Each
 gets a future that resolves only once ``flush`` returned, that is once its item is committed:
 an acknowledged item is never lost, and an item whose write failed gets its own error.
 
+:meth:`~GroupCommitter.submit_many` queues several items behind ONE future, which resolves
+to their results in order (an exception instance in place of an item that failed), once the
+last of them is flushed: a bulk request pays one future, not one per item.
+
 Batching: the flusher takes everything queued, up to ``max_batch`` items. An item that finds
 the flusher idle waits at most ``linger`` seconds for company; items that queued up while a
 flush ran go in the next flush at once (classic group commit: the busier the database, the
@@ -24,9 +28,11 @@ Example::
     >>> committer = GroupCommitter(flush, max_batch=100, linger=0.001)
     >>> committer.submit(21).result(timeout=5)
     42
+    >>> committer.submit_many([1, 2, 3]).result(timeout=5)
+    [2, 4, 6]
     >>> committer.close()
     >>> committer.stats.items, committer.stats.batches
-    (1, 1)
+    (4, 2)
 
 Caveat: ``flush`` runs in the committer's thread: it must open its own connection and may
 block; it must return exactly one result per item (else every item of the batch gets an
@@ -68,6 +74,28 @@ class CommitterStats:
     failed_batches: int = 0
 
 
+class _Group(Generic[R]):
+    """Where the results of one :meth:`GroupCommitter.submit_many` gather: only the flusher
+    thread fills it, and resolves ``future`` with the last result."""
+
+    __slots__ = ("future", "left", "results")
+
+    def __init__(self, count: int) -> None:
+        self.future: Future[list[R | BaseException]] = Future()
+        self.results: list[R | BaseException | None] = [None] * count
+        self.left = count
+
+    def put(self, index: int, result: R | BaseException) -> None:
+        self.results[index] = result
+        self.left -= 1
+        if not self.left and not self.future.done():  # done: cancelled by its waiter
+            self.future.set_result(self.results)  # type: ignore[arg-type]
+
+
+#: where an item's result goes: its own future, or (group, index) of a submit_many
+_Sink = Future | tuple[_Group, int]
+
+
 class GroupCommitter(Generic[T, R]):
     """Queue items; one thread flushes them in batches (see the module docstring).
 
@@ -88,7 +116,7 @@ class GroupCommitter(Generic[T, R]):
         self.linger = linger
         self.name = name
         self.stats = CommitterStats()
-        self._queue: deque[tuple[T, Future[R], float]] = deque()
+        self._queue: deque[tuple[T, _Sink, float]] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -117,6 +145,28 @@ class GroupCommitter(Generic[T, R]):
                 self._cond.notify()
         return future
 
+    def submit_many(self, items: Sequence[T]) -> Future[list[R | BaseException]]:
+        """Queue ``items`` (in order, possibly flushed in more than one batch) behind one
+        future: it resolves once every item is committed or failed, to their results in
+        order, an exception instance for an item that failed (never raised)."""
+        group: _Group[R] = _Group(len(items))
+        if not items:
+            group.future.set_result([])
+            return group.future
+        now = time.monotonic()
+        with self._cond:
+            if self._closed:
+                raise CommitterClosedError(f"{self.name} is stopping: items not taken")
+            was_empty = not self._queue
+            self._queue.extend((item, (group, index), now) for index, item in enumerate(items))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self.name,
+                                                daemon=True)
+                self._thread.start()
+            if was_empty or len(self._queue) >= self.max_batch:
+                self._cond.notify()
+        return group.future
+
     async def run(self, item: T) -> R:
         """Queue ``item`` and wait for its result without blocking the event loop."""
         return await asyncio.wrap_future(self.submit(item))
@@ -135,7 +185,7 @@ class GroupCommitter(Generic[T, R]):
 
     # -- the flusher ------------------------------------------------------------------------
 
-    def _take(self) -> list[tuple[T, Future[R], float]] | None:
+    def _take(self) -> list[tuple[T, _Sink, float]] | None:
         """The next batch, waiting for it; None once closed and empty."""
         with self._cond:
             while not self._queue:
@@ -159,7 +209,7 @@ class GroupCommitter(Generic[T, R]):
                 return
             self._run(batch)
 
-    def _run(self, batch: list[tuple[T, Future[R], float]]) -> None:
+    def _run(self, batch: list[tuple[T, _Sink, float]]) -> None:
         items = [item for item, _, _ in batch]
         stats = self.stats
         stats.batches += 1
@@ -173,14 +223,18 @@ class GroupCommitter(Generic[T, R]):
         except BaseException as exc:  # noqa: BLE001 - every waiting request gets the error
             stats.failed_batches += 1
             log.warning("%s: a flush of %d item(s) failed: %s", self.name, len(items), exc)
-            for _, future, _ in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for _, sink, _ in batch:
+                if isinstance(sink, tuple):
+                    sink[0].put(sink[1], exc)
+                elif not sink.done():
+                    sink.set_exception(exc)
             return
-        for (_, future, _), result in zip(batch, results, strict=True):
-            if future.done():  # cancelled by its waiter: the item was written all the same
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
+        for (_, sink, _), result in zip(batch, results, strict=True):
+            if isinstance(sink, tuple):
+                sink[0].put(sink[1], result)
+            elif sink.done():
+                continue  # cancelled by its waiter: the item was written all the same
+            elif isinstance(result, BaseException):
+                sink.set_exception(result)
             else:
-                future.set_result(result)
+                sink.set_result(result)

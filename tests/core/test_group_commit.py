@@ -163,3 +163,70 @@ def test_bad_settings_are_refused() -> None:
         GroupCommitter(lambda items: list(items), max_batch=0)
     with pytest.raises(ValueError, match="linger"):
         GroupCommitter(lambda items: list(items), linger=-1)
+
+
+def test_submit_many_one_future_for_items_spread_over_batches() -> None:
+    """``submit_many``: the items keep their place among single items, may be flushed in
+    several batches (``max_batch``), and their one future resolves only after the last of
+    them, to every result in order, a refused item's exception as a value (not raised)."""
+    flush = Recorder()
+    committer = GroupCommitter(flush, max_batch=4, linger=0)
+    flush.gate.clear()
+    first = committer.submit(1)
+    assert flush.entered.wait(10)  # the flusher holds item 1: the rest queue up
+    group = committer.submit_many([2, -3, 4, 5, 6, 7])
+    last = committer.submit(8)
+    wait_for(lambda: committer.pending() == 7)
+    assert not group.done()
+    flush.gate.set()
+    results = group.result(10)
+    assert results[:1] + results[2:] == [20, 40, 50, 60, 70]
+    assert isinstance(results[1], ValueError) and str(results[1]) == "bad -3"
+    assert (first.result(10), last.result(10)) == (10, 80)
+    assert flush.batches == [[1], [2, -3, 4, 5], [6, 7, 8]]  # the group spans two flushes
+    assert committer.submit_many([]).result(0) == []
+    committer.close()
+    assert committer.stats.items == 8
+    with pytest.raises(CommitterClosedError):
+        committer.submit_many([9])
+
+
+def test_submit_many_held_across_two_flushes_resolves_after_the_second() -> None:
+    flush = Recorder()
+    committer = GroupCommitter(flush, max_batch=2, linger=0)
+    flush.gate.clear()
+    group = committer.submit_many([1, 2, 3])
+    assert flush.entered.wait(10)  # the first flush ([1, 2]) is held
+    assert not group.done()
+    flush.entered.clear()
+    flush.gate.set()
+    assert group.result(10) == [10, 20, 30]
+    assert flush.batches == [[1, 2], [3]]
+    committer.close()
+
+
+def test_submit_many_of_a_failing_flush_gives_the_error_per_item() -> None:
+    def broken(items: Sequence[int]) -> list[int]:
+        raise RuntimeError("database gone")
+
+    failing = GroupCommitter(broken, linger=0)
+    results = failing.submit_many([1, 2]).result(10)
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]
+    assert str(results[0]) == "database gone"
+    failing.close()
+
+
+def test_submit_many_cancelled_waiter_leaves_the_batch_whole() -> None:
+    flush = Recorder()
+    committer = GroupCommitter(flush, max_batch=100, linger=0)
+    flush.gate.clear()
+    held = committer.submit(1)
+    assert flush.entered.wait(10)
+    group = committer.submit_many([2, 3])
+    other = committer.submit(4)
+    wait_for(lambda: committer.pending() == 3)
+    assert group.cancel()
+    flush.gate.set()
+    assert (held.result(10), other.result(10)) == (10, 40)
+    committer.close()
+    assert flush.committed == {1, 2, 3, 4}  # written all the same

@@ -44,8 +44,9 @@ __all__ = ["add_heartbeat_rows", "add_logging_rows", "set_heartbeat_times",
 
 CHUNK = jobs_db.CHUNK
 
-# the statements of every batch, built once (expanding IN lists)
-_IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+# the statements of every batch, built once (expanding IN lists of integer IDs, rendered into
+# the SQL at execution: no bind name and no driver escaping per ID)
+_IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True, literal_execute=True)
 _SET_HEARTBEAT_TIME = (sa.update(jobs).where(jobs.c.job_id.in_(_IDS))
                        .values(heartbeat_time=sa.bindparam("when")))
 _PENDING_COMMANDS = (sa.select(job_commands.c.id, job_commands.c.job_id,

@@ -119,6 +119,7 @@ class _Batch:
     parameters: list[tuple[int, int, str, str]] = field(default_factory=list)
     #: report index -> job, for the heartbeats that take the job's commands
     command_takers: dict[int, int] = field(default_factory=dict)
+    taker_jobs: set[int] = field(default_factory=set)
     #: report index -> (job, refusal): heartbeats of the job's own pilot after a kill, sent
     #: the job's pending commands instead of the refusal when there are some
     killed: dict[int, tuple[int, Exception]] = field(default_factory=dict)
@@ -143,11 +144,12 @@ def _plan(batch: _Batch, index: int, report: Report) -> Any:
     result (commands are filled in later) or raises what a call of its own would."""
     row = batch.current.get(report.job_id)
     if isinstance(report, Heartbeat):
+        # raises what check_reporter(active=True) refuses, except the heartbeats of a killed
+        # job's own pilot (returned); None: check_reporter(active=True) passes too
         refused = killed_while_reporting(report.ident, report.job_id, row)
         if refused is not None:
             batch.killed[index] = (report.job_id, refused)
             return refused
-        check_reporter(report.ident, report.job_id, row, active=True)
         assert row is not None  # noqa: S101 - checked
         when = report.when
         batch.heartbeat_times[report.job_id] = when
@@ -160,7 +162,8 @@ def _plan(batch: _Batch, index: int, report: Report) -> Any:
                                          when))
         batch.parameters.extend((report.job_id, row.reschedule_counter, str(k), str(v))
                                 for k, v in report.static.items())
-        if report.job_id not in batch.command_takers.values():
+        if report.job_id not in batch.taker_jobs:
+            batch.taker_jobs.add(report.job_id)
             batch.command_takers[index] = report.job_id
         return {}
     if isinstance(report, StatusReport):
@@ -202,7 +205,7 @@ def _apply_batch(engine: Engine, reports: Sequence[Report], store: ParameterStor
             reports_db.add_heartbeat_rows(conn, batch.heartbeat_rows)
         if batch.parameters and store is None:
             reports_db.upsert_parameters(conn, batch.parameters)
-        takers = set(batch.command_takers.values())
+        takers = batch.taker_jobs
         killed = {index: job for index, (job, _) in batch.killed.items() if job not in takers}
         if takers or killed:
             commands = reports_db.take_commands_of(conn, takers | set(killed.values()), now)

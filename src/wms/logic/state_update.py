@@ -94,7 +94,8 @@ def killed_while_reporting(ident: Identity, job_id: int,
     """The refusal of a heartbeat from the job's own pilot when the job is no longer active
     (killed meanwhile) but its attempt is still this pilot's: the pilot is then sent the
     job's pending commands (the ``Kill``) instead, if there are any, as DIRAC sends them.
-    None: the usual rules apply (:func:`check_reporter` raises what they refuse)."""
+    Raises what ``check_reporter(..., active=True)`` refuses otherwise; None: it passes (the
+    caller need not check again)."""
     check_reporter(ident, job_id, row)
     assert row is not None  # noqa: S101 - checked above
     if not job_scope(ident) or row.status in ACTIVE:

@@ -43,7 +43,7 @@ from core.rpc.service import Call, Service, rpc_method
 from core.security.identity import Identity
 from core.security.rights import allowed
 from wms.logic import parameter_store, reports, state_update
-from wms.logic.job_policy import job_ids_argument
+from wms.logic.job_policy import MAX_JOB_ID, job_ids_argument
 from wms.service.common import SYSTEM, engine_of, wire_time
 
 log = logging.getLogger("pilotwms.wms.state_update")
@@ -76,6 +76,9 @@ def _queue_metrics() -> _QueueMetrics:
 REPORTERS = ["GenericPilot", "NormalUser", "ProductionManagement", "JobAdministrator"]
 #: heartbeats in one ``sendHeartBeats`` call
 MAX_BULK_HEARTBEATS = 10_000
+
+
+_MIN_JOB_ID = -MAX_JOB_ID - 1
 
 
 def _job(job_id: int | str) -> int:
@@ -242,29 +245,49 @@ class JobStateUpdateService(Service):
         if len(beats) > MAX_BULK_HEARTBEATS:
             raise InvalidArgumentError(f"{len(beats)} heartbeats in one call, at most "
                                        f"{MAX_BULK_HEARTBEATS}")
-        parsed = [self._bulk_item(call, item) for item in beats]
-        job_ids = [job_id for job_id, _ in parsed]
+        now = utcnow()
+        job_ids: list[int] = []
+        queued: list[reports.Report] = []
+        refused: dict[int, Exception] = {}
+        for item in beats:
+            job_id, found = self._bulk_item(call, item)
+            job_ids.append(job_id)
+            if isinstance(found, Exception):
+                refused[job_id] = found
+            else:
+                queued.append(reports.Heartbeat(found[0], job_id, found[1], found[2],
+                                                when=now))
         if len(set(job_ids)) != len(job_ids):
             raise InvalidArgumentError("each job may appear once per sendHeartBeats call")
-        now = utcnow()
-        waits: list[asyncio.Future[Any]] = []
-        for job_id, found in parsed:
-            if isinstance(found, BaseException):
-                failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                failed.set_result(found)
-                waits.append(failed)
-                continue
-            ident, dynamic, static = found
-            waits.append(self._submit(reports.Heartbeat(ident, job_id, dynamic, static,
-                                                        when=now)))
-        results = await asyncio.gather(*waits, return_exceptions=True)
+        results = iter(await self._submit_many(queued))
         out: dict[str, dict[int, Any]] = {"Successful": {}, "Failed": {}}
-        for job_id, result in zip(job_ids, results, strict=True):
+        successful, failed = out["Successful"], out["Failed"]
+        for job_id in job_ids:
+            result = refused[job_id] if job_id in refused else next(results)
             if isinstance(result, BaseException):
-                out["Failed"][job_id] = _failure(result, call)
+                failed[job_id] = _failure(result, call)
             else:
-                out["Successful"][job_id] = result
+                successful[job_id] = result
         return out
+
+    async def _submit_many(self, items: Sequence[reports.Report]) -> list[Any]:
+        """Results of ``items`` (an exception instance for each one refused), written through
+        the queue behind one future, or each in its own transaction when it is off."""
+        if not items:
+            return []
+        queue = self.reports_queue()
+        if queue is None:
+            return await asyncio.gather(*(self._submit(item) for item in items),
+                                        return_exceptions=True)
+        try:
+            future = queue.submit_many(items)
+        except CommitterClosedError:
+            raise DatabaseUnavailableError(
+                "this server is stopping: nothing was changed, try again") from None
+        queued, count = _queue_metrics().queued, len(items)
+        queued.inc(count)
+        future.add_done_callback(lambda _: queued.dec(count))
+        return await asyncio.wrap_future(future)
 
     def _bulk_item(self, call: Call, item: Any
                    ) -> tuple[int, tuple[Identity, dict[str, Any], dict[str, Any]] | Exception]:
@@ -273,13 +296,17 @@ class JobStateUpdateService(Service):
         if not isinstance(item, dict) or "JobID" not in item:
             raise InvalidArgumentError("each heartbeat must be a dict with JobID, Dynamic "
                                        "and optionally Static and Token")
-        job_id = _job(item["JobID"])
+        job_id = item["JobID"]
+        if type(job_id) is not int or not _MIN_JOB_ID <= job_id <= MAX_JOB_ID:
+            job_id = _job(job_id)  # digit strings; anything else refused there
         dynamic, static = item.get("Dynamic"), item.get("Static")
-        dynamic = {} if dynamic is None else dynamic
-        static = {} if static is None else static
+        if dynamic is None:
+            dynamic = {}
+        if static is None:
+            static = {}
         token = item.get("Token")
         if not isinstance(dynamic, dict) or not isinstance(static, dict) \
-                or not isinstance(token, str | None):
+                or not (token is None or isinstance(token, str)):
             raise InvalidArgumentError(f"heartbeat of job {job_id}: Dynamic and Static must "
                                        "be dicts, Token a string")
         ident = call.identity

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from core.exceptions import BadRequestError
-from core.rpc.jencode import decode, encode
+from core.rpc.jencode import REPLY_LIMITS, REQUEST_LIMITS, Limits, decode, encode
 
 UTC = timezone.utc
 
@@ -76,3 +76,21 @@ def test_bad_input_is_a_bad_request(text: str) -> None:
 def test_unsupported_type_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="object"):
         encode(object())
+
+
+@pytest.mark.parametrize("text", ["[1e999]", '{"a": [{"b": -1e999}]}', "2e308", "[1.5, 2e308]",
+                                  '[{"x": 1}, [3, -5e400]]'])
+def test_numbers_beyond_the_float_range_are_refused_by_the_walk(text: str) -> None:
+    """Server-side limits walk the data (no ``parse_float`` hook per number): an infinity
+    anywhere is refused; without a walk the hook refuses it; a reply may carry it."""
+    with pytest.raises(BadRequestError, match="floating point range"):
+        decode(text, REQUEST_LIMITS)
+    no_walk = Limits(max_depth=None, max_items=None, int_bits=None)
+    with pytest.raises(BadRequestError, match="floating point range"):
+        decode(text, no_walk)
+    assert "inf" in repr(decode(text, REPLY_LIMITS))
+
+
+def test_finite_floats_and_their_values_pass_the_walk() -> None:
+    assert decode("[1e308, -1.7976931348623157e308, 0.1, 5e-324]", REQUEST_LIMITS) == [
+        1e308, -1.7976931348623157e308, 0.1, 5e-324]

@@ -152,7 +152,9 @@ def test_bulk_heartbeats_check_each_job(wms: ThreadedServer, creds: Creds,
 
     # malformed calls fail as a whole
     for bad in ([{"JobID": mine[0]}, {"JobID": mine[0]}], [{"Dynamic": {}}],
-                [{"JobID": mine[0], "Dynamic": []}], [{"JobID": mine[0], "Token": 3}]):
+                [{"JobID": mine[0], "Dynamic": []}], [{"JobID": mine[0], "Token": 3}],
+                [{"JobID": True}], [{"JobID": 1.5}], [{"JobID": "12a"}],
+                [{"JobID": mine[0]}, {"JobID": str(mine[0])}]):
         reply = pilot("sendHeartBeats", bad)
         assert reply["OK"] is False and reply["Errno"] == 22, (bad, reply)
     anonymous = requests.post(f"{wms.url}/{STATE}", data={"method": "sendHeartBeats",
@@ -194,11 +196,46 @@ def test_queue_switched_off(config: Config, creds: Creds, db_url: str) -> None:
     with ThreadedServer(serve_config(config, db_url, GroupCommit=False), SERVICES) as server:
         pilot = Caller(server.url, creds, "pilot")
         assert pilot("sendHeartBeat", job, {"CPUConsumed": 1}, {}) == {"OK": True, "Value": {}}
+        # the bulk call without the queue: each heartbeat in its own transaction
+        reply = pilot("sendHeartBeats", [{"JobID": job, "Dynamic": {"CPUConsumed": 2}},
+                                         {"JobID": 10**9, "Dynamic": {"CPUConsumed": 2}}])
+        assert reply["Value"]["Successful"] == {str(job): {}}, reply
+        assert reply["Value"]["Failed"][str(10**9)]["ExceptionClass"] == "JobNotFoundError"
         assert pilot("setJobParameters", job, [["A", "1"]])["OK"]
         refused = pilot("setJobStatus", job, "Waiting", "back?", "Pilot")
         assert refused["OK"] is False and "Running -> Waiting" in refused["Message"]
         assert queue_of(server) is None
-    assert beats(db_url) == {job: 1}
+    assert beats(db_url) == {job: 2}
+
+
+def test_bulk_call_spread_over_several_transactions(config: Config, creds: Creds,
+                                                    db_url: str) -> None:
+    """A ``sendHeartBeats`` larger than ``GroupCommitMaxBatch`` is written in several
+    transactions and answered once, for every job, after the last; a refused job and a
+    killed one keep their own answers wherever their transaction falls."""
+    jobs = make_jobs(db_url, ["Running"] * 10 + ["Done"])
+    cfg = serve_config(config, db_url, GroupCommitMaxBatch=3, GroupCommitLingerMs=0)
+    with ThreadedServer(cfg, SERVICES) as server:
+        alice = Caller(server.url, creds, "alice")
+        assert alice("killJob", jobs[7], service="WorkloadManagement/JobManager")["OK"]
+        token = creds.job_token(creds.issuer, jobs[10], "alice", "demo_user")
+        pilot = Caller(server.url, creds, "pilot")
+        items: list[dict[str, Any]] = [{"JobID": j, "Dynamic": {"CPUConsumed": n}}
+                                       for n, j in enumerate(jobs[:10])]
+        items[2]["JobID"] = str(jobs[2])  # DIRAC clients may send digit strings
+        items.insert(4, {"JobID": jobs[10], "Dynamic": {"CPUConsumed": 1}, "Token": token})
+        items.insert(6, {"JobID": 10**9, "Dynamic": {}})
+        before = queue_of(server).stats.batches
+        reply = pilot("sendHeartBeats", items)
+        assert reply["OK"], reply
+        value = reply["Value"]
+        assert value["Successful"] == {str(j): ({"Kill": ""} if j == jobs[7] else {})
+                                       for j in jobs[:10]}
+        assert value["Failed"][str(jobs[10])]["ExceptionClass"] == "JobNotActiveError"
+        assert value["Failed"][str(10**9)]["ExceptionClass"] == "JobNotFoundError"
+        assert set(value["Failed"]) == {str(jobs[10]), str(10**9)}
+        assert queue_of(server).stats.batches - before >= 4  # 12 reports, 3 per transaction
+    assert beats(db_url) == {j: 1 for j in jobs[:10]}
 
 
 def test_graceful_stop_writes_and_answers_queued_reports(
