@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from core.db import utcnow, write_transaction
 from core.exceptions import InvalidArgumentError
+from core.in_values import in_values
 from transformation.db import queries as db
 from transformation.db.tables import files as files_t
 from transformation.logic import states
@@ -80,7 +81,7 @@ def get_files(engine: Engine, catalog: CatalogView | None, vo: str | None,
         if catalog is None:
             return []
         ids = catalog.file_ids([lfns] if isinstance(lfns, str) else lfns)
-        where.append(files_t.c.file_id.in_(list(ids.values())))
+        where.append(in_values(files_t.c.file_id, ids.values()))
     where += time_window(FILE_COLUMNS, time_stamp, older, newer)
     if order is not None and order not in FILE_COLUMNS:
         raise InvalidArgumentError(f"bad orderAttribute {order!r}")

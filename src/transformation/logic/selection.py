@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from core.db import UTCDateTime
 from core.exceptions import InvalidArgumentError
 from core.ids import as_id
+from core.in_values import in_values
 
 
 def _is_date(column: Any) -> bool:
@@ -61,7 +62,7 @@ def conditions(cond: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Any]
         elif isinstance(column.type, sa.Integer):
             values = [_whole(key, v) for v in values]
         if isinstance(value, (list, tuple)):
-            out.append(column.in_(values))
+            out.append(in_values(column, values))
         else:
             out.append(column == values[0])
     return out
@@ -150,3 +151,4 @@ def sort_order(sort: Any) -> tuple[str, bool] | None:
     if not isinstance(direction, str) or direction.upper() not in ("ASC", "DESC"):
         raise InvalidArgumentError(f"sort direction must be ASC or DESC, not {direction!r:.40}")
     return first[0], direction.upper() == "DESC"
+
