@@ -8,8 +8,9 @@ beyond, SQLite gets the whole list as ONE JSON text parameter read by ``json_eac
 MariaDB's drivers (pymysql, mysqlclient) interpolate parameters on the client: it keeps the
 plain list (the statement must fit the server's ``max_allowed_packet``, 16 MB by default).
 
-A list longer than :data:`MAX_VALUES` is refused with an
-:class:`~core.exceptions.InvalidArgumentError` naming the limit.
+A list longer than :data:`MAX_VALUES`, or whose values make more than :data:`MAX_TEXT` of
+text (so that the statement fits MariaDB's default 16 MB ``max_allowed_packet``), is refused
+on both backends with an :class:`~core.exceptions.InvalidArgumentError` naming the limit.
 
 Statements built once and executed with new values (expanding ``bindparam`` s) use
 :func:`in_param`: the caller says at build time whether the list it will bind is long
@@ -43,24 +44,33 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from core.exceptions import InvalidArgumentError
 
-__all__ = ["MAX_VALUES", "PLAIN_MAX", "in_param", "in_values", "is_long"]
+__all__ = ["MAX_TEXT", "MAX_VALUES", "PLAIN_MAX", "check_size", "in_param", "in_values",
+           "is_long"]
 
 #: lists up to this many values stay a plain ``IN (?, ?, ...)`` on every backend
 PLAIN_MAX = 1000
 #: the most values one IN list may hold (the RPC decoder allows 2,000,000 values per request)
 MAX_VALUES = 1_000_000
+#: the most text (characters of the values, written out) one IN list may carry
+MAX_TEXT = 8 * 1024 * 1024
 
 
-def check_count(count: int, what: str = "values") -> None:
-    """Refuse more than :data:`MAX_VALUES` values in one list."""
-    if count > MAX_VALUES:
+def check_size(values: Sequence[Any]) -> None:
+    """Refuse more than :data:`MAX_VALUES` values, or :data:`MAX_TEXT` of text, in one list."""
+    if len(values) > MAX_VALUES:
         raise InvalidArgumentError(
-            f"too many {what} in one selection: {count:,} (at most {MAX_VALUES:,})")
+            f"too many values in one selection: {len(values):,} (at most {MAX_VALUES:,})")
+    if len(values) > PLAIN_MAX:
+        text = sum(len(v) if isinstance(v, str) else 20 for v in values) + 4 * len(values)
+        if text > MAX_TEXT:
+            raise InvalidArgumentError(
+                f"the values of one selection make {text:,} characters "
+                f"(at most {MAX_TEXT:,}): select in several calls")
 
 
 def is_long(values: Sequence[Any]) -> bool:
-    """True when ``values`` needs the long form of :func:`in_param` (checks the limit)."""
-    check_count(len(values))
+    """True when ``values`` needs the long form of :func:`in_param` (checks the limits)."""
+    check_size(values)
     return len(values) > PLAIN_MAX
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from core.db import SQLITE_MAX_VARIABLES, UTCDateTime, make_engine
 from core.exceptions import InvalidArgumentError
-from core.in_values import MAX_VALUES, PLAIN_MAX, in_param, in_values, is_long
+from core.in_values import MAX_TEXT, MAX_VALUES, PLAIN_MAX, in_param, in_values, is_long
 
 LONG = 40_000
 md = sa.MetaData()
@@ -95,3 +95,12 @@ def test_short_lists_stay_plain_and_the_limit_is_named() -> None:
     assert not is_long(list(range(PLAIN_MAX))) and is_long(list(range(PLAIN_MAX + 1)))
     with pytest.raises(InvalidArgumentError, match=f"at most {MAX_VALUES:,}"):
         in_values(items.c.id, range(MAX_VALUES + 1))
+    with pytest.raises(InvalidArgumentError, match=f"at most {MAX_TEXT:,}"):
+        in_values(items.c.name, ["x" * 1000] * (MAX_TEXT // 1000))
+    assert is_long(["x" * 100] * 40_000)  # 4 MB: fits
+
+
+def test_the_longest_text_allowed_selects(engine: Engine) -> None:
+    """A list just under the text limit goes through (on MariaDB: within the packet)."""
+    names = [f"{i:0>200}" for i in range(MAX_TEXT // 210)] + ["n9"]
+    assert _ids(engine, in_values(items.c.name, names)) == [9]
