@@ -52,7 +52,7 @@ PLAIN_MAX = 1000
 #: the most values one IN list may hold (the RPC decoder allows 2,000,000 values per request)
 MAX_VALUES = 1_000_000
 #: the most text (characters of the values, written out) one IN list may carry
-MAX_TEXT = 8 * 1024 * 1024
+MAX_TEXT = 12 * 1024 * 1024
 
 
 def check_size(values: Sequence[Any]) -> None:
@@ -61,7 +61,8 @@ def check_size(values: Sequence[Any]) -> None:
         raise InvalidArgumentError(
             f"too many values in one selection: {len(values):,} (at most {MAX_VALUES:,})")
     if len(values) > PLAIN_MAX:
-        text = sum(len(v) if isinstance(v, str) else 20 for v in values) + 4 * len(values)
+        # as the SQL text carries them: quoted and separated ('a', 'b') or bare numbers
+        text = sum(len(v) + 4 if isinstance(v, str) else len(str(v)) + 2 for v in values)
         if text > MAX_TEXT:
             raise InvalidArgumentError(
                 f"the values of one selection make {text:,} characters "

@@ -98,6 +98,7 @@ def test_short_lists_stay_plain_and_the_limit_is_named() -> None:
     with pytest.raises(InvalidArgumentError, match=f"at most {MAX_TEXT:,}"):
         in_values(items.c.name, ["x" * 1000] * (MAX_TEXT // 1000))
     assert is_long(["x" * 100] * 40_000)  # 4 MB: fits
+    assert is_long(list(range(1, MAX_VALUES + 1)))  # a million job IDs: 9 MB of text
 
 
 def test_the_longest_text_allowed_selects(engine: Engine) -> None:
