@@ -137,7 +137,7 @@ def replica_status(engine: Engine, req: Requester, entries: Mapping[str, Any]) -
         ids = [row.file_id for row in ok.values()]
         found = {(f, names[s]): st for f, s, st in conn.execute(
             sa.select(replicas.c.file_id, replicas.c.se_id, replicas.c.status)
-            .where(replicas.c.file_id.in_(ids)))} if ids else {}
+            .where(in_values(replicas.c.file_id, ids)))} if ids else {}
     for path, row in ok.items():
         raw = wanted[path]
         se = entries.get(raw) if isinstance(entries, Mapping) else None
