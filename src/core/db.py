@@ -95,7 +95,16 @@ def utcnow() -> datetime:
 WAL_SWITCH_SECONDS = 30.0
 
 
+#: bound parameters one SQLite statement may hold: stock SQLite's default
+#: (SQLITE_MAX_VARIABLE_NUMBER since 3.32), set on every connection so that a build raising it
+#: (Debian's 250,000) behaves like any other; longer IN lists go as one JSON parameter
+#: (:func:`in_values`)
+SQLITE_MAX_VARIABLES = 32766
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    limit = sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
+    dbapi_conn.setlimit(limit, min(dbapi_conn.getlimit(limit), SQLITE_MAX_VARIABLES))
     cur = dbapi_conn.cursor()
     try:
         cur.execute("PRAGMA busy_timeout=30000")

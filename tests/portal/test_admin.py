@@ -79,7 +79,7 @@ def test_a_plain_user_cannot_change_the_site_mask(portal_env: PortalEnv, browser
           method: 'POST', headers: {'X-CSRF-Token': s.csrf},
           body: new URLSearchParams({method: 'banSite', args: '["LCG.Bob.test", "x"]'})});
         return [r.status, await r.json()]; }""")
-    assert reply[0] == 401 and reply[1]["ExceptionClass"] == "NotAuthorizedError"
+    assert reply[0] == 403 and reply[1]["ExceptionClass"] == "NotAuthorizedError"
     # signing out ends the session on the server, not only in this browser
     [cookie] = [c for c in page.context.cookies() if c["name"] == "__Host-pwms_session"]
     page.click("#sign-out")

@@ -163,3 +163,28 @@ def test_token_refresh_happens_once_under_concurrent_requests(portal_env: Portal
     finally:
         engine.dispose()
         auth.dispose()
+
+
+def test_a_signed_in_user_lacking_rights_gets_403(portal_env: PortalEnv) -> None:
+    """401 is for no (or an expired) session; a signed-in user refused a call is 403, the
+    envelope as the RPC wire gives it (the RPC wire itself keeps DIRAC's 401)."""
+    env = portal_env
+    http, info = cert_session(env)
+    assert info["group"] == "demo_user"
+    refused = http.post(f"{env.url}{GATEWAY}/WorkloadManagement/WMSAdministrator",
+                        data={"method": "banSite", "args": '["LCG.Alice.test", "x"]'},
+                        timeout=30)
+    body = refused.json()
+    assert refused.status_code == 403, refused.text
+    assert body["OK"] is False and body["ExceptionClass"] == "NotAuthorizedError"
+    assert "may not call banSite" in body["Message"]
+    # the same call over the RPC wire (a certificate, no portal): DIRAC's 401
+    wire = requests.post(f"{env.url}/WorkloadManagement/WMSAdministrator",
+                         data={"method": "banSite", "args": '["LCG.Alice.test", "x"]'},
+                         verify=env.ca, cert=http.cert, timeout=30)
+    assert wire.status_code == 401 and wire.json()["ExceptionClass"] == "NotAuthorizedError"
+    # no session at all: still 401
+    http.cookies.clear()
+    gone = http.post(f"{env.url}{GATEWAY}/WorkloadManagement/WMSAdministrator",
+                     data={"method": "banSite", "args": '["LCG.Alice.test", "x"]'}, timeout=30)
+    assert gone.status_code == 401 and gone.json()["ExceptionClass"] == "NotAuthenticatedError"

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.db import utcnow
+from core.in_values import in_values
 from dms.db.catalog import subtree_ids
 from dms.db.tables import (
     dir_closure,
@@ -214,8 +215,8 @@ def _conditions(column: Any, kind: str, spec: Any) -> list[Any]:
                 raise ValueError(f"unknown operator {op!r} (use one of {', '.join(OPS)})")
             if op in ("in", "nin") or (op in ("=", "!=") and isinstance(operand, list)):
                 values = many(operand)
-                out.append(column.in_(values) if op in ("in", "=") else
-                           sa.and_(column.is_not(None), column.not_in(values)))
+                out.append(in_values(column, values) if op in ("in", "=") else
+                           sa.and_(column.is_not(None), in_values(column, values, negate=True)))
             elif isinstance(operand, (list, tuple, Mapping)):
                 raise ValueError(f"Illegal query: list of values for {op!r}")
             else:
@@ -226,7 +227,7 @@ def _conditions(column: Any, kind: str, spec: Any) -> list[Any]:
                             ">=": column >= value}[op])
         return out
     if isinstance(spec, (list, tuple)):
-        return [column.in_(many(spec))]
+        return [in_values(column, many(spec))]
     if spec == "Any":
         return [column.is_not(None)]
     return [column == one(spec)]

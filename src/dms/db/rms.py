@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from core.db import Schema, UTCDateTime, utcnow, write_transaction
 from core.exceptions import InvalidArgumentError, NotFoundError
+from core.in_values import in_values
 
 metadata = sa.MetaData()
 
@@ -177,14 +178,14 @@ def insert_request(engine: Engine, req: NewRequest, not_before: datetime | None 
 def _load(conn: sa.Connection, ids: Sequence[int]) -> list[RequestRow]:
     if not ids:
         return []
-    rows = conn.execute(sa.select(rms_requests).where(rms_requests.c.request_id.in_(ids))
+    rows = conn.execute(sa.select(rms_requests).where(in_values(rms_requests.c.request_id, ids))
                         .order_by(rms_requests.c.request_id)).mappings().all()
     requests = {r["request_id"]: RequestRow(
         r["request_id"], r["name"], r["owner"], r["owner_group"], r["vo"], r["job_id"],
         r["status"], r["attempts"], r["error"], r["created"], r["last_update"],
         r["not_before"]) for r in rows}
     ops = conn.execute(sa.select(rms_operations)
-                       .where(rms_operations.c.request_id.in_(list(requests)))
+                       .where(in_values(rms_operations.c.request_id, requests))
                        .order_by(rms_operations.c.request_id, rms_operations.c.position)
                        ).mappings().all()
     by_op: dict[int, OperationRow] = {}
@@ -195,7 +196,7 @@ def _load(conn: sa.Connection, ids: Sequence[int]) -> list[RequestRow]:
         requests[o["request_id"]].operations.append(op)
     if by_op:
         for f in conn.execute(sa.select(rms_files)
-                              .where(rms_files.c.operation_id.in_(list(by_op)))
+                              .where(in_values(rms_files.c.operation_id, by_op))
                               .order_by(rms_files.c.file_id)).mappings():
             by_op[f["operation_id"]].files.append(FileRow(
                 f["file_id"], f["lfn"], f["pfn"], f["size"], f["checksum"], f["guid"],
@@ -217,7 +218,7 @@ def find_requests(engine: Engine, *, owner: str | None = None, job_ids: Sequence
     if owner is not None:
         query = query.where(rms_requests.c.owner == owner)
     if job_ids:
-        query = query.where(rms_requests.c.job_id.in_(list(job_ids)))
+        query = query.where(in_values(rms_requests.c.job_id, job_ids))
     if status is not None:
         query = query.where(rms_requests.c.status == status)
     with engine.connect() as conn:

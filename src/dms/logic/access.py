@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, Row
 
 from core.db import write_transaction
+from core.in_values import in_values
 from dms.bulk import NO_SUCH, BulkResult
 from dms.db import catalog as db
 from dms.db.tables import directories, files, replicas
@@ -102,7 +103,7 @@ def lfns_for_guids(engine: Engine, req: Requester, guids: Iterable[str]) -> Bulk
     wanted = sorted({str(g) for g in guids})
     with engine.connect() as conn:
         rows = conn.execute(sa.select(files.c.guid, files.c.dir_id, files.c.name)
-                            .where(files.c.guid.in_(wanted))).all() if wanted else []
+                            .where(in_values(files.c.guid, wanted))).all() if wanted else []
         dirs = db.get_dirs_by_id(conn, {r.dir_id for r in rows})
         lfns = {r.guid: join(dirs[r.dir_id].path, r.name) for r in rows if r.dir_id in dirs}
         res = namespace.resolve(conn, lfns.values(), full=False)
@@ -136,7 +137,7 @@ def replica_status(engine: Engine, req: Requester, entries: Mapping[str, Any]) -
         ids = [row.file_id for row in ok.values()]
         found = {(f, names[s]): st for f, s, st in conn.execute(
             sa.select(replicas.c.file_id, replicas.c.se_id, replicas.c.status)
-            .where(replicas.c.file_id.in_(ids)))} if ids else {}
+            .where(in_values(replicas.c.file_id, ids)))} if ids else {}
     for path, row in ok.items():
         raw = wanted[path]
         se = entries.get(raw) if isinstance(entries, Mapping) else None

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from core.db import utcnow, write_transaction
 from core.exceptions import InvalidArgumentError
+from core.in_values import in_values
 from dms.bulk import DENIED, EXISTS, NO_SUCH, BulkResult
 from dms.db import catalog as db
 from dms.db.tables import dataset_files, datasets, files
@@ -46,7 +47,7 @@ def datasets_in(conn: Connection, dir_ids: Iterable[int]) -> set[int]:
     if not ids:
         return set()
     return set(conn.execute(sa.select(datasets.c.dir_id).distinct()
-                            .where(datasets.c.dir_id.in_(ids))).scalars())
+                            .where(in_values(datasets.c.dir_id, ids))).scalars())
 
 
 def _describe(row: Row[Any], path: str) -> dict[str, Any]:

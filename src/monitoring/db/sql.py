@@ -32,6 +32,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from core.db import init_schema
+from core.in_values import in_values
 from monitoring.db.base import Aggregation, AggRow, Backend, BackendUnavailable, epoch, from_epoch
 from monitoring.db.tables import MONITORING_SCHEMA, record_table
 from monitoring.types import RecordType
@@ -156,7 +157,7 @@ class SQLBackend(Backend):
         clauses: list[Any] = [table.c.ts >= epoch(start), table.c.ts < epoch(end)]
         for name, values in (filters or {}).items():
             if values:
-                clauses.append(table.c[name].in_(list(values)))
+                clauses.append(in_values(table.c[name], values))
         return clauses
 
     def get(self, rtype: RecordType, ids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -132,6 +132,16 @@ class PortalHandler(RPCHandler):
         self.session, self.secret = session, secret
         return session
 
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        """A refusal of a signed-in user is 403 Forbidden, not 401: the RPC wire keeps
+        DIRAC's 401 for :class:`NotAuthorizedError`, but a browser's user IS authenticated
+        (401 is for a missing or expired session: :class:`NotAuthenticatedError`). The
+        envelope is unchanged (same ``ExceptionClass``)."""
+        exc_info = kwargs.get("exc_info")
+        if status_code == 401 and exc_info and isinstance(exc_info[1], NotAuthorizedError):
+            status_code = 403
+        super().send_error(status_code, **kwargs)
+
     def set_session_cookie(self, secret: str) -> None:
         self.set_cookie(SESSION_COOKIE, secret, path="/", secure=True, httponly=True,
                         samesite="Strict",

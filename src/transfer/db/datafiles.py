@@ -38,6 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from core.db import utcnow, write_transaction
 from core.exceptions import NotFoundError
+from core.in_values import in_values
 from transfer.db.tables import data_files as f
 from transfer.db.tables import locks, movers, retrievals
 
@@ -407,7 +408,7 @@ def retrieval_intervals(engine: Engine, file_ids: Sequence[int] | None = None
                       retrievals.c.ended_us).where(retrievals.c.started_us.is_not(None),
                                                    retrievals.c.ended_us.is_not(None))
     if file_ids is not None:
-        query = query.where(retrievals.c.file_id.in_(list(file_ids)))
+        query = query.where(in_values(retrievals.c.file_id, file_ids))
     with engine.connect() as conn:
         return [(m, h, int(s), int(e)) for m, h, s, e in conn.execute(query)]
 

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from core.db import utcnow, write_transaction
 from core.exceptions import NotFoundError
+from core.in_values import in_values
 from transfer.db.tables import attempts as a
 from transfer.db.tables import transfers as t
 
@@ -205,8 +206,8 @@ def cancel(engine: Engine, transfer_id: int) -> bool:
 
 def remove(engine: Engine, transfer_ids: Sequence[int]) -> int:
     with write_transaction(engine) as conn:
-        conn.execute(sa.delete(a).where(a.c.transfer_id.in_(list(transfer_ids))))
-        return int(conn.execute(sa.delete(t).where(t.c.transfer_id.in_(list(transfer_ids)))
+        conn.execute(sa.delete(a).where(in_values(a.c.transfer_id, transfer_ids)))
+        return int(conn.execute(sa.delete(t).where(in_values(t.c.transfer_id, transfer_ids))
                                 ).rowcount)
 
 

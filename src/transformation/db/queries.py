@@ -127,7 +127,7 @@ def find_transformations(conn: Connection, where: Sequence[Any] = (), *,
                          order: Any = None, limit: int | None = None,
                          offset: int | None = None) -> list[Row[Any]]:
     query = sa.select(transformations).where(*where).order_by(
-        order if order is not None else transformations.c.transformation_id)
+        *(order if order is not None else (transformations.c.transformation_id,)))
     if limit:
         query = query.limit(limit)
     if offset:
@@ -286,9 +286,10 @@ def assign_files(conn: Connection, tid: int, first: int, last: int, now: datetim
 
 
 def task_rows(conn: Connection, where: Sequence[Any], *, limit: int | None = None,
-              offset: int | None = None) -> list[Row[Any]]:
-    query = sa.select(tasks).where(*where).order_by(tasks.c.transformation_id,
-                                                    tasks.c.task_id)
+              offset: int | None = None, order: Sequence[Any] | None = None
+              ) -> list[Row[Any]]:
+    query = sa.select(tasks).where(*where).order_by(
+        *(order if order is not None else (tasks.c.transformation_id, tasks.c.task_id)))
     if limit:
         query = query.limit(limit)
     if offset:

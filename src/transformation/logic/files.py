@@ -26,11 +26,12 @@ from sqlalchemy.engine import Engine
 
 from core.db import utcnow, write_transaction
 from core.exceptions import InvalidArgumentError
+from core.in_values import in_values
 from transformation.db import queries as db
 from transformation.db.tables import files as files_t
 from transformation.logic import states
 from transformation.logic.catalog import CatalogView
-from transformation.logic.selection import check_page, conditions, time_window
+from transformation.logic.selection import check_page, conditions, order_by, time_window
 from transformation.logic.transformations import (
     Actor,
     _modifiable,
@@ -70,7 +71,7 @@ FILE_COLUMNS = {"TransformationID": files_t.c.transformation_id, "FileID": files
 
 def get_files(engine: Engine, catalog: CatalogView | None, vo: str | None,
               cond: Mapping[str, Any] | None = None, *, older: Any = None, newer: Any = None,
-              time_stamp: str = "LastUpdate", order: str | None = None,
+              time_stamp: str = "LastUpdate", order: Any = None,
               limit: int | None = None, offset: int | None = None,
               columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
     cond = dict(cond or {})
@@ -80,14 +81,13 @@ def get_files(engine: Engine, catalog: CatalogView | None, vo: str | None,
         if catalog is None:
             return []
         ids = catalog.file_ids([lfns] if isinstance(lfns, str) else lfns)
-        where.append(files_t.c.file_id.in_(list(ids.values())))
+        where.append(in_values(files_t.c.file_id, ids.values()))
     where += time_window(FILE_COLUMNS, time_stamp, older, newer)
-    if order is not None and order not in FILE_COLUMNS:
-        raise InvalidArgumentError(f"bad orderAttribute {order!r}")
+    ordered = order_by(order, FILE_COLUMNS, (files_t.c.transformation_id, files_t.c.file_id))
     check_page(limit, offset)
     with engine.connect() as conn:
         rows = db.file_rows(conn, where, limit=limit, offset=offset,
-                            order=[FILE_COLUMNS[order]] if order else None)
+                            order=ordered)
     names = catalog.lfns(r.file_id for r in rows) if catalog is not None else {}
     out = []
     for r in rows:

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine, Row
 
 from core.db import utcnow, write_transaction
 from core.ids import as_id
+from core.in_values import in_values
 from dms.db import rms as rms_db
 from transformation.db import queries as db
 from transformation.db.tables import files as files_t
@@ -105,7 +106,7 @@ def follow(engine: Engine, tid: int, fetch: Fetch, *, max_reset: int,
     now = utcnow()
     with write_transaction(engine) as conn:
         current = {r.task_id: r.status for r in db.task_rows(conn, [
-            tasks_t.c.transformation_id == tid, tasks_t.c.task_id.in_(list(changed))])}
+            tasks_t.c.transformation_id == tid, in_values(tasks_t.c.task_id, changed)])}
         apply = {t: s for t, s in changed.items()
                  if t in current and current[t] not in states.TASK_FINAL}
         db.update_task_statuses(conn, tid, apply, now)

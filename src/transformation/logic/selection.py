@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from core.db import UTCDateTime
 from core.exceptions import InvalidArgumentError
 from core.ids import as_id
+from core.in_values import in_values
 
 
 def _is_date(column: Any) -> bool:
@@ -61,7 +62,7 @@ def conditions(cond: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Any]
         elif isinstance(column.type, sa.Integer):
             values = [_whole(key, v) for v in values]
         if isinstance(value, (list, tuple)):
-            out.append(column.in_(values))
+            out.append(in_values(column, values))
         else:
             out.append(column == values[0])
     return out
@@ -150,3 +151,30 @@ def sort_order(sort: Any) -> tuple[str, bool] | None:
     if not isinstance(direction, str) or direction.upper() not in ("ASC", "DESC"):
         raise InvalidArgumentError(f"sort direction must be ASC or DESC, not {direction!r:.40}")
     return first[0], direction.upper() == "DESC"
+
+
+def order_by(order: Any, columns: Mapping[str, Any], tiebreak: Any = ()) -> list[Any] | None:
+    """DIRAC's ``orderAttribute``: a column name, ``"Name:ASC"``/``"Name:DESC"``, or a list
+    of them, as ORDER BY terms over ``columns`` followed by ``tiebreak`` (a stable order
+    for paging); None when no order is asked. Unknown names and directions are refused.
+
+    >>> from transformation.db.tables import tasks
+    >>> columns = {"TaskID": tasks.c.task_id, "CreationTime": tasks.c.created}
+    >>> [str(t) for t in order_by(["CreationTime:DESC", "TaskID"], columns)]
+    ['ts_tasks.created DESC', 'ts_tasks.task_id']
+    >>> order_by("Nope", columns)
+    Traceback (most recent call last):
+    ...
+    core.exceptions.InvalidArgumentError: bad orderAttribute 'Nope' (one of CreationTime, TaskID)
+    """
+    if order is None or order == [] or order == "":
+        return None
+    terms = []
+    for item in order if isinstance(order, list | tuple) else [order]:
+        name, _, direction = item.partition(":") if isinstance(item, str) else ("", "", "")
+        column = columns.get(name)
+        if column is None or direction.upper() not in ("", "ASC", "DESC"):
+            raise InvalidArgumentError(f"bad orderAttribute {item!r} "
+                                       f"(one of {', '.join(sorted(columns))})")
+        terms.append(column.desc() if direction.upper() == "DESC" else column)
+    return terms + list(tiebreak)

@@ -47,7 +47,7 @@ from transformation.db.tables import tasks as tasks_t
 from transformation.db.tables import transformations as trans_t
 from transformation.logic import definition, states
 from transformation.logic.catalog import CatalogView
-from transformation.logic.selection import check_page, conditions, time_window
+from transformation.logic.selection import check_page, conditions, order_by, time_window
 
 MANAGER = "ProductionManagement"
 #: DIRAC's finer production rights: the author group's members / the author change their own
@@ -137,19 +137,18 @@ TRANS_SELECT = {key: trans_t.c[col] for key, col in COLUMNS.items()}
 
 def listing(engine: Engine, vo: str | None, cond: Mapping[str, Any] | None = None, *,
             older: Any = None, newer: Any = None, time_stamp: str = "CreationDate",
-            order: str | None = None, limit: int | None = None, offset: int | None = None,
+            order: Any = None, limit: int | None = None, offset: int | None = None,
             extra_params: bool = False, columns: Sequence[str] | None = None
             ) -> list[dict[str, Any]]:
     where = conditions(cond or {}, TRANS_SELECT)
     if vo:
         where.append(trans_t.c.vo == vo)
     where += time_window(TRANS_SELECT, time_stamp, older, newer)
-    if order is not None and order not in TRANS_SELECT:
-        raise InvalidArgumentError(f"bad orderAttribute {order!r}")
+    ordered = order_by(order, TRANS_SELECT, (trans_t.c.transformation_id,))
     check_page(limit, offset)
     with engine.connect() as conn:
         rows = db.find_transformations(conn, where, limit=limit, offset=offset,
-                                       order=TRANS_SELECT[order] if order else None)
+                                       order=ordered)
         params = db.get_parameters(conn, [r.transformation_id for r in rows]) \
             if extra_params else {}
     out = []
@@ -354,12 +353,15 @@ def task_to_wire(r: Row[Any], input_vector: bool = False) -> dict[str, Any]:
 def get_tasks(engine: Engine, vo: str | None, cond: Mapping[str, Any] | None = None, *,
               older: Any = None, newer: Any = None, time_stamp: str = "CreationTime",
               limit: int | None = None, offset: int | None = None,
-              input_vector: bool = False) -> list[dict[str, Any]]:
+              input_vector: bool = False, order: Any = None) -> list[dict[str, Any]]:
+    """DIRAC's ``getTransformationTasks``: ``order`` is its ``orderAttribute`` (a task
+    attribute, ``"Attr:DESC"``, or a list of them; by transformation and task ID without)."""
     where = conditions(cond or {}, TASK_COLUMNS) + _vo_scope(tasks_t.c.transformation_id, vo)
     where += time_window(TASK_COLUMNS, time_stamp, older, newer)
+    ordered = order_by(order, TASK_COLUMNS, (tasks_t.c.transformation_id, tasks_t.c.task_id))
     check_page(limit, offset)
     with engine.connect() as conn:
-        rows = db.task_rows(conn, where, limit=limit, offset=offset)
+        rows = db.task_rows(conn, where, limit=limit, offset=offset, order=ordered)
     return [task_to_wire(r, input_vector) for r in rows]
 
 

@@ -109,9 +109,10 @@ class TransformationManagerService(Service):
     def get_transformations(self, call: Call, cond_dict: dict | None = None,
                             older: Any = None, newer: Any = None,
                             time_stamp: str | None = "CreationDate",
-                            order_attribute: str | None = None, limit: int | None = None,
-                            extra_params: bool = False, offset: int | None = None,
-                            columns: list | None = None) -> list[dict[str, Any]]:
+                            order_attribute: str | list | None = None,
+                            limit: int | None = None, extra_params: bool = False,
+                            offset: int | None = None, columns: list | None = None
+                            ) -> list[dict[str, Any]]:
         return logic.listing(self.engine, self._vo(call), cond_dict or {}, older=older,
                              newer=newer, time_stamp=time_stamp or "CreationDate",
                              order=order_attribute, limit=limit, offset=offset,
@@ -271,8 +272,9 @@ class TransformationManagerService(Service):
     def get_transformation_files(self, call: Call, cond_dict: dict | None = None,
                                  older: Any = None, newer: Any = None,
                                  time_stamp: str | None = "LastUpdate",
-                                 order_attribute: str | None = None, limit: int | None = None,
-                                 offset: int | None = None, columns: list | None = None
+                                 order_attribute: str | list | None = None,
+                                 limit: int | None = None, offset: int | None = None,
+                                 columns: list | None = None
                                  ) -> str:
         """As DIRAC: the value is the JEncoded ``{"OK": true, "Value": [...]}`` text."""
         found = files_logic.get_files(self.engine, self.catalog, self._vo(call), cond_dict or {},
@@ -288,12 +290,13 @@ class TransformationManagerService(Service):
     def get_transformation_tasks(self, call: Call, cond_dict: dict | None = None,
                                  older: Any = None, newer: Any = None,
                                  time_stamp: str | None = "CreationTime",
-                                 order_attribute: str | None = None, limit: int | None = None,
-                                 input_vector: bool = False, offset: int | None = None
-                                 ) -> list[dict[str, Any]]:
+                                 order_attribute: str | list | None = None,
+                                 limit: int | None = None, input_vector: bool = False,
+                                 offset: int | None = None) -> list[dict[str, Any]]:
         return logic.get_tasks(self.engine, self._vo(call), cond_dict or {}, older=older,
                                newer=newer, time_stamp=time_stamp or "CreationTime",
-                               limit=limit, offset=offset, input_vector=input_vector)
+                               limit=limit, offset=offset, input_vector=input_vector,
+                               order=order_attribute)
 
     @rpc_method("getTransformationTaskStats")
     def get_transformation_task_stats(self, call: Call, trans_name: Ident) -> dict[str, int]:

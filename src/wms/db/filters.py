@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.exceptions import InvalidArgumentError
+from core.in_values import in_param, in_values, is_long
 from wms.db.tables import JOB_ATTRIBUTES, jobs
 
 OPERATORS = ("eq", "neq", "in", "not in", "like", "gt", "lt", "ge", "le")
@@ -42,8 +43,10 @@ def column(name: str, columns: Columns | None = None) -> sa.ColumnElement[Any]:
         ) from None
 
 
-#: a condition's shape: the (attribute, operator) pairs, values left out
+#: a condition's shape: the (attribute, operator) pairs, values left out (an ``in``/``not in``
+#: whose list is long, :func:`core.in_values.is_long`, has the operator + :data:`LONG`)
 Shape = tuple[tuple[str, str], ...]
+LONG = " (long)"
 
 
 def shape_of(filters: Iterable[Filter], prefix: str = "f") -> tuple[Shape, dict[str, Any]]:
@@ -54,11 +57,13 @@ def shape_of(filters: Iterable[Filter], prefix: str = "f") -> tuple[Shape, dict[
         column(name)
         if op not in OPERATORS:
             raise InvalidArgumentError(f"unknown operator {op!r}; use one of {OPERATORS}")
+        shaped = op
         if op in ("in", "not in"):
             value = list(value) if isinstance(value, list | tuple | set) else [value]
+            shaped = op + LONG if is_long(value) else op
         elif op == "like":
             value = str(value)
-        shape.append((name, op))
+        shape.append((name, shaped))
         params[f"{prefix}{i}"] = value
     return tuple(shape), params
 
@@ -68,10 +73,8 @@ def _clause(col: sa.ColumnElement[Any], op: str, value: Any) -> sa.ColumnElement
         return col == value
     if op == "neq":
         return col != value
-    if op == "in":
-        return col.in_(value)
-    if op == "not in":
-        return col.not_in(value)
+    if op in ("in", "not in"):
+        return in_values(col, value, negate=op == "not in")
     if op == "like":
         return col.like(value)
     return {"gt": col.__gt__, "lt": col.__lt__, "ge": col.__ge__, "le": col.__le__}[op](value)
@@ -82,17 +85,23 @@ def shaped_condition(shape: Shape, columns: Columns | None = None, prefix: str =
     """The condition of ``shape`` with bound parameters named as :func:`shape_of` names them:
     built once per shape by callers that cache statements (the filter at position ``skip``
     left out)."""
-    return sa.and_(sa.true(), *[
-        _clause(column(name, columns), op,
-                sa.bindparam(f"{prefix}{i}", expanding=op in ("in", "not in")))
-        for i, (name, op) in enumerate(shape) if i != skip])
+    return sa.and_(sa.true(), *[_shaped_clause(column(name, columns), op, f"{prefix}{i}")
+                                for i, (name, op) in enumerate(shape) if i != skip])
+
+
+def _shaped_clause(col: sa.ColumnElement[Any], op: str, name: str) -> sa.ColumnElement[bool]:
+    listed = op.removesuffix(LONG)
+    if listed in ("in", "not in"):
+        return in_param(col, name, op.endswith(LONG), negate=listed == "not in")
+    return _clause(col, op, sa.bindparam(name))
 
 
 def condition(filters: Iterable[Filter], columns: Columns | None = None
               ) -> sa.ColumnElement[bool]:
     """All ``filters`` as one condition with their values (``true`` when there are none)."""
     shape, params = shape_of(filters)
-    return sa.and_(sa.true(), *[_clause(column(name, columns), op, params[f"f{i}"])
+    return sa.and_(sa.true(), *[_clause(column(name, columns), op.removesuffix(LONG),
+                                        params[f"f{i}"])
                                 for i, (name, op) in enumerate(shape)])
 
 

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.bulk import insert_rows
+from core.in_values import in_values
 from wms.db import heartbeats, outbox
 from wms.db.tables import (
     input_data,
@@ -317,7 +318,7 @@ def set_parameters(conn: Connection, params: dict[int, dict[str, str]],
     for job_id, values in params.items():  # one statement per job, not per parameter
         conn.execute(sa.delete(job_parameters).where(
             job_parameters.c.job_id == job_id, job_parameters.c.attempt == attempts[job_id],
-            job_parameters.c.name.in_([name[:100] for name in values])))
+            in_values(job_parameters.c.name, [name[:100] for name in values])))
     conn.execute(sa.insert(job_parameters), rows)
 
 
@@ -329,7 +330,7 @@ def delete_parameters(conn: Connection, names: dict[int, list[str]],
             conn.execute(sa.delete(job_parameters).where(
                 job_parameters.c.job_id == job_id,
                 job_parameters.c.attempt == attempts[job_id],
-                job_parameters.c.name.in_([name[:100] for name in wanted])))
+                in_values(job_parameters.c.name, [name[:100] for name in wanted])))
 
 
 def insert_parameters(conn: Connection, rows: Sequence[tuple[int, int, str, str]]) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.in_values import in_values
 from wms.db.pilot_tables import pilot_agents, pilot_jobs, pilot_output
 
 _WIRE = {
@@ -51,8 +52,8 @@ def _named(refs: Sequence[str]) -> sa.ColumnElement[bool]:
     """A pilot is named by its CE reference or by the stamp its site director gave it (the
     pilot knows only the stamp: the CE reference exists after submission)."""
     names = [r for r in refs if r]
-    return sa.or_(pilot_agents.c.pilot_reference.in_(names),
-                  pilot_agents.c.pilot_stamp.in_(names))
+    return sa.or_(in_values(pilot_agents.c.pilot_reference, names),
+                  in_values(pilot_agents.c.pilot_stamp, names))
 
 
 def pilot_ids(conn: Connection, refs: Sequence[str]) -> dict[str, int]:
@@ -77,7 +78,7 @@ def update_pilots(conn: Connection, refs: Sequence[str], **values: Any) -> int:
 
 def pilot_info(conn: Connection, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
     cols = [c.label(name) for name, c in _WIRE.items()]
-    query = sa.select(*cols).where(pilot_agents.c.pilot_reference.in_(list(refs)))
+    query = sa.select(*cols).where(in_values(pilot_agents.c.pilot_reference, refs))
     return {row["PilotJobReference"]: dict(row) for row in conn.execute(query).mappings()}
 
 
@@ -152,7 +153,7 @@ def select_pilots(conn: Connection, conditions: dict[str, Any], limit: int = 100
         if column is None:
             raise KeyError(name)
         values = wanted if isinstance(wanted, list | tuple) else [wanted]
-        query = query.where(column.in_([str(v) for v in values]))
+        query = query.where(in_values(column, [str(v) for v in values]))
     query = query.order_by(pilot_agents.c.pilot_id).limit(limit)
     return [ref for (ref,) in conn.execute(query)]
 
@@ -181,7 +182,8 @@ def _pilot_condition(filters: dict[str, Any]) -> sa.ColumnElement[bool]:
         if name not in SEARCHABLE:
             raise ValueError(f"pilots cannot be filtered on {name!r}")
         col = _WIRE[name]
-        clauses.append(col.in_(list(value)) if isinstance(value, list | tuple) else col == value)
+        clauses.append(in_values(col, value) if isinstance(value, list | tuple)
+                       else col == value)
     return sa.and_(sa.true(), *clauses)
 
 

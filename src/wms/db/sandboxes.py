@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.in_values import in_values
 from wms.db.sandbox_tables import sandbox_entities, sandboxes
 
 
@@ -75,7 +76,7 @@ def get_by_locations(conn: Connection, se_name: str, pfns: Collection[str], *,
     if not pfns:
         return {}
     query = sa.select(sandboxes).where(sandboxes.c.se_name == se_name,
-                                       sandboxes.c.pfn.in_(sorted(set(pfns))))
+                                       in_values(sandboxes.c.pfn, sorted(set(pfns))))
     if lock:
         query = query.with_for_update()
     return {r.pfn: r for r in map(SandboxRecord.from_row, conn.execute(query))}
@@ -107,7 +108,7 @@ def existing_mappings(conn: Connection, entity_ids: Collection[str]) -> set[tupl
         return set()
     rows = conn.execute(sa.select(sandbox_entities.c.entity_id, sandbox_entities.c.sb_id,
                                   sandbox_entities.c.sb_type)
-                        .where(sandbox_entities.c.entity_id.in_(sorted(set(entity_ids)))))
+                        .where(in_values(sandbox_entities.c.entity_id, sorted(set(entity_ids)))))
     return {(r.entity_id, int(r.sb_id), r.sb_type) for r in rows}
 
 
@@ -121,7 +122,7 @@ def insert_mappings(conn: Connection, rows: Iterable[tuple[str, int, str]]) -> i
 
 def mark_assigned(conn: Connection, sb_ids: Collection[int], now: datetime) -> None:
     if sb_ids:
-        conn.execute(sa.update(sandboxes).where(sandboxes.c.sb_id.in_(sorted(set(sb_ids))))
+        conn.execute(sa.update(sandboxes).where(in_values(sandboxes.c.sb_id, sorted(set(sb_ids))))
                      .values(was_assigned=True, last_access_time=now))
 
 
@@ -140,7 +141,7 @@ def sandbox_ids_of_entities(conn: Connection, entity_ids: Collection[str]) -> se
     if not entity_ids:
         return set()
     rows = conn.execute(sa.select(sandbox_entities.c.sb_id).distinct()
-                        .where(sandbox_entities.c.entity_id.in_(sorted(set(entity_ids)))))
+                        .where(in_values(sandbox_entities.c.entity_id, sorted(set(entity_ids)))))
     return {int(r.sb_id) for r in rows}
 
 
@@ -149,7 +150,7 @@ def delete_entities(conn: Connection, entity_ids: Collection[str]) -> int:
     if not entity_ids:
         return 0
     result = conn.execute(sa.delete(sandbox_entities)
-                          .where(sandbox_entities.c.entity_id.in_(sorted(set(entity_ids)))))
+                          .where(in_values(sandbox_entities.c.entity_id, sorted(set(entity_ids)))))
     return result.rowcount
 
 
@@ -157,7 +158,7 @@ def mark_unassigned_if_unused(conn: Connection, sb_ids: Collection[int], now: da
     """Start the grace period of those of ``sb_ids`` no entity uses any more."""
     if sb_ids:
         conn.execute(sa.update(sandboxes)
-                     .where(sandboxes.c.sb_id.in_(sorted(set(sb_ids))), _unused())
+                     .where(in_values(sandboxes.c.sb_id, sorted(set(sb_ids))), _unused())
                      .values(last_access_time=now))
 
 
@@ -191,7 +192,7 @@ def lock_sandboxes(conn: Connection, sb_ids: Collection[int]) -> None:
     """
     if sb_ids:
         conn.execute(sa.select(sandboxes.c.sb_id)
-                     .where(sandboxes.c.sb_id.in_(sorted(set(sb_ids)))).with_for_update())
+                     .where(in_values(sandboxes.c.sb_id, sorted(set(sb_ids)))).with_for_update())
 
 
 def still_deletable(conn: Connection, sb_ids: Collection[int], *, unassigned_before: datetime,
@@ -200,7 +201,7 @@ def still_deletable(conn: Connection, sb_ids: Collection[int], *, unassigned_bef
     if not sb_ids:
         return []
     rows = conn.execute(sa.select(sandboxes)
-                        .where(sandboxes.c.sb_id.in_(sorted(set(sb_ids))),
+                        .where(in_values(sandboxes.c.sb_id, sorted(set(sb_ids))),
                                _deletable(unassigned_before, never_assigned_before)))
     return [SandboxRecord.from_row(r) for r in rows]
 
@@ -208,5 +209,6 @@ def still_deletable(conn: Connection, sb_ids: Collection[int], *, unassigned_bef
 def delete_sandboxes(conn: Connection, sb_ids: Collection[int]) -> int:
     if not sb_ids:
         return 0
-    result = conn.execute(sa.delete(sandboxes).where(sandboxes.c.sb_id.in_(sorted(set(sb_ids)))))
+    result = conn.execute(sa.delete(sandboxes)
+                          .where(in_values(sandboxes.c.sb_id, sorted(set(sb_ids)))))
     return result.rowcount

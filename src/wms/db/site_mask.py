@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.in_values import in_values
 from wms.db.tables import JOB_ATTRIBUTES, jobs
 from wms.db.tq_tables import site_mask, site_mask_logging, tq_match_delays
 
@@ -49,7 +50,7 @@ def site_statuses(conn: Connection, sites: Sequence[str] | None = None,
     if sites is not None:
         if not sites:
             return {}
-        query = query.where(site_mask.c.site.in_(list(sites)))
+        query = query.where(in_values(site_mask.c.site, sites))
     if status is not None:
         query = query.where(site_mask.c.status == status)
     return {site: st for site, st in conn.execute(query)}
@@ -71,7 +72,7 @@ def site_logging(conn: Connection, sites: Sequence[str]) -> dict[str, list[dict[
     query = (sa.select(site_mask_logging.c.site, site_mask_logging.c.status,
                        site_mask_logging.c.update_time, site_mask_logging.c.author,
                        site_mask_logging.c.comment)
-             .where(site_mask_logging.c.site.in_(list(sites)))
+             .where(in_values(site_mask_logging.c.site, sites))
              .order_by(site_mask_logging.c.update_time, site_mask_logging.c.id))
     for row in conn.execute(query).mappings():
         out[row["site"]].append({k: row[k] for k in ("status", "update_time", "author",

@@ -44,6 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from core.db import utcnow, write_transaction
 from core.exceptions import InvalidJDLError
+from core.in_values import in_values
 from wms.db import jobs as jobs_db
 from wms.db.tables import jobs
 from wms.logic import input_data, scheduling_record
@@ -103,7 +104,7 @@ def optimise_in(
     rows = jobs_db.status_of(conn, job_ids, for_update=True)
     rescheduled = [j for j, row in rows.items() if row.status == JobStatus.RESCHEDULED]
     times = dict(conn.execute(sa.select(jobs.c.job_id, jobs.c.reschedule_time)
-                              .where(jobs.c.job_id.in_(rescheduled))).all()) \
+                              .where(in_values(jobs.c.job_id, rescheduled))).all()) \
         if rescheduled else {}  # a bulk confirmation has none: no query
     due = []
     for job_id in rescheduled:

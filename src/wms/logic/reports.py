@@ -56,9 +56,15 @@ from wms.db import heartbeats as heartbeats_db
 from wms.db import jobs as jobs_db
 from wms.db import outbox
 from wms.db import reports as reports_db
+from wms.db import task_queues as tq_db
 from wms.logic import parameter_store
 from wms.logic.parameter_store import ParameterStore
-from wms.logic.state_update import check_reporter, killed_while_reporting, plan_change
+from wms.logic.state_update import (
+    check_reporter,
+    killed_while_reporting,
+    leaves_queue,
+    plan_change,
+)
 from wms.logic.states import JobStatus
 
 log = logging.getLogger("pilotwms.wms.reports")
@@ -123,6 +129,8 @@ class _Batch:
     #: report index -> (job, refusal): heartbeats of the job's own pilot after a kill, sent
     #: the job's pending commands instead of the refusal when there are some
     killed: dict[int, tuple[int, Exception]] = field(default_factory=dict)
+    #: jobs a report took out of Waiting: out of their task queues too
+    dequeued: list[int] = field(default_factory=list)
 
     def change(self, change: jobs_db.StatusChange, extra: Mapping[str, Any], when: datetime,
                source: str) -> None:
@@ -172,6 +180,8 @@ def _plan(batch: _Batch, index: int, report: Report) -> Any:
         assert row is not None  # noqa: S101 - checked
         change, extra = plan_change(row, report.status, report.minor, report.application,
                                     report.when, report.force)
+        if leaves_queue(row, change):
+            batch.dequeued.append(report.job_id)
         batch.change(change, extra, report.when, report.source)
         return None
     check_reporter(report.ident, report.job_id, row)
@@ -197,6 +207,8 @@ def _apply_batch(engine: Engine, reports: Sequence[Report], store: ParameterStor
                 results.append(exc)
         if batch.heartbeat_times:
             reports_db.set_heartbeat_times(conn, batch.heartbeat_times)
+        if batch.dequeued:
+            tq_db.remove_jobs(conn, batch.dequeued)
         if batch.columns:
             reports_db.update_job_rows(conn, batch.columns, ended=batch.ended, now=now)
         if batch.logging:

@@ -5,6 +5,10 @@ Rules:
 * a status change must be allowed by DIRAC's table (:mod:`wms.logic.states`); setting the
   current status again (to change the minor status) is always allowed; ``force`` skips the
   check (administrators' repairs);
+* the task queues follow: a job leaving ``Waiting`` by a report, forced or not, leaves its task
+  queue in the same transaction; no report puts a job *into* ``Waiting`` (only the optimiser
+  does, queueing it: ``rescheduleJob`` sends a job back) or ``Standby`` (jobs are born in it,
+  subscribed to an event), even forced: the job would wait in no queue, for no event;
 * the first ``Running`` sets StartExecTime; a final status sets EndExecTime;
 * a heartbeat stores its dynamic data, sets HeartBeatTime, brings a ``Matched`` or ``Stalled``
   job to ``Running`` (as DIRAC does), and returns the job's pending commands (``Kill``);
@@ -42,12 +46,14 @@ from sqlalchemy.engine import Connection, Engine
 from core.db import retry_conflicts, utcnow, write_transaction
 from core.exceptions import (
     InvalidArgumentError,
+    InvalidTransitionError,
     JobNotActiveError,
     JobNotFoundError,
     NotAuthorizedError,
 )
 from core.security.identity import Identity
 from wms.db import jobs as jobs_db
+from wms.db import task_queues as tq_db
 from wms.logic import parameter_store
 from wms.logic.job_policy import job_attempt, job_scope, may_report
 from wms.logic.parameter_store import ParameterStore
@@ -118,6 +124,13 @@ def plan_change(row: jobs_db.StatusRow, status: str | None, minor: str | None,
         new = parse_status(status)
         if not force:
             check_transition(row.status, new)
+        if new != row.status and new in (JobStatus.WAITING, JobStatus.STANDBY):
+            why = ("a Waiting job is in a task queue: use rescheduleJob to queue it again"
+                   if new == JobStatus.WAITING else
+                   "Standby jobs are made by an event subscription")
+            raise InvalidTransitionError(
+                f"Job {row.job_id}: {row.status} -> {new} is not set by a status report "
+                f"({why})")
         if new == JobStatus.RUNNING and row.status != JobStatus.RUNNING:
             extra["start_exec_time"] = when
         if new in FINAL:
@@ -128,9 +141,17 @@ def plan_change(row: jobs_db.StatusRow, status: str | None, minor: str | None,
     return jobs_db.StatusChange(row.job_id, status or None, minor or None, app or None), extra
 
 
+def leaves_queue(row: jobs_db.StatusRow, change: jobs_db.StatusChange) -> bool:
+    """Whether ``change`` takes the job in ``row`` out of Waiting, hence out of its task
+    queue (the caller removes it there in the same transaction)."""
+    return row.status == JobStatus.WAITING and change.status not in (None, JobStatus.WAITING)
+
+
 def _apply(conn: Connection, row: jobs_db.StatusRow, status: str | None, minor: str | None,
            app: str | None, source: str, when: datetime, force: bool) -> None:
     change, extra = plan_change(row, status, minor, app, when, force)
+    if leaves_queue(row, change):
+        tq_db.remove_jobs(conn, [row.job_id])
     jobs_db.apply_status_changes(conn, [change], {row.job_id: row}, now=when, source=source,
                                  extra=extra)
 

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.exceptions import InvalidArgumentError
+from core.in_values import in_values
 from core.rpc.service import Call, Service, rpc_method
 from wms.db import site_mask as mask_db
 from wms.db.pilot_tables import pilot_agents
@@ -49,7 +50,7 @@ class QueueMonitoringService(Service):
             counts: dict[tuple[str, str], int] = {}
             if sites:
                 query = (sa.select(jobs.c.site, jobs.c.status, sa.func.count())
-                         .where(jobs.c.site.in_(sites),
+                         .where(in_values(jobs.c.site, sites),
                                 jobs.c.status.in_(["Running", "Matched"]))
                          .group_by(jobs.c.site, jobs.c.status))
                 counts = {(s, st): int(n) for s, st, n in conn.execute(query)}
@@ -57,7 +58,7 @@ class QueueMonitoringService(Service):
             if sites:
                 query = (sa.select(pilot_agents.c.site, pilot_agents.c.ce, pilot_agents.c.queue,
                                    pilot_agents.c.status, sa.func.count())
-                         .where(pilot_agents.c.site.in_(sites),
+                         .where(in_values(pilot_agents.c.site, sites),
                                 pilot_agents.c.status.in_(["Submitted", "Waiting", "Running"]))
                          .group_by(pilot_agents.c.site, pilot_agents.c.ce, pilot_agents.c.queue,
                                    pilot_agents.c.status))
