@@ -45,6 +45,7 @@ from dms.db.catalog import chunks  # noqa: E402
 from dms.db.schema import DMS_SCHEMA  # noqa: E402
 from dms.db.tables import file_meta, files  # noqa: E402
 from dms.logic import metadata, namespace  # noqa: E402
+from dms.logic.replicas import add_replicas, get_replicas  # noqa: E402
 from dms.logic.rights import CatalogSettings, Requester  # noqa: E402
 
 CFG = CatalogSettings(vo_groups={"demo": "demo_user"})
@@ -71,7 +72,7 @@ def fill(url: str, n_files: int) -> float:
                                                                             start + 5000))}
         result = namespace.add_files(engine, CFG, ALICE, batch)
         assert not result.failed, list(result.failed.items())[:3]  # noqa: S101
-        second = namespace.add_replicas(engine, ALICE, {k: {"SE": SES[(i + 1) % 4]} for i, k
+        second = add_replicas(engine, ALICE, {k: {"SE": SES[(i + 1) % 4]} for i, k
                                                         in enumerate(batch, start)})
         assert not second.failed  # noqa: S101
     rate = n_files / (time.perf_counter() - started)
@@ -100,7 +101,7 @@ def measure(url: str, n_files: int) -> dict[str, float]:
     sa.event.listen(engine, "before_cursor_execute", count)
     for _ in range(10):
         wanted = [lfn(rng.randrange(n_files)) for _ in range(10_000)]
-        result = namespace.get_replicas(engine, ALICE, wanted)
+        result = get_replicas(engine, ALICE, wanted)
         assert not result.failed and len(result.successful) == len(set(wanted))  # noqa: S101
         lookups += len(wanted)
     sa.event.remove(engine, "before_cursor_execute", count)

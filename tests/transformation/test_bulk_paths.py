@@ -7,7 +7,7 @@ import doctest
 
 import sqlalchemy as sa
 
-from dms.logic import namespace
+from dms.logic.replicas import add_replicas
 from tests.transformation.conftest import DATA, DM_ADMIN, MANAGER, World
 from transformation.agents.transformation_agent import TransformationAgent
 from transformation.db.tables import files as ts_files
@@ -71,7 +71,7 @@ def test_replica_changes_count_for_queries_on_ses_only(world: World) -> None:
         assert conn.execute(sa.select(sa.func.count()).select_from(ts_files).where(
             ts_files.c.transformation_id == on_se)).scalar_one() == 0
     # a replica on DISK-B: only the R+ journal change says so
-    added = namespace.add_replicas(world.engine, DM_ADMIN, {
+    added = add_replicas(world.engine, DM_ADMIN, {
         f"{DATA}/s/f1": {"SE": "DISK-B", "PFN": ""}})
     assert not added.failed
     report = inputs.follow_journal(world.engine, world.catalog)
@@ -84,7 +84,7 @@ def test_replica_changes_count_for_queries_on_ses_only(world: World) -> None:
     with world.engine.begin() as conn:  # the query on SEs no longer attaches files
         conn.execute(ts_trans.update().where(ts_trans.c.transformation_id == on_se)
                      .values(status="Completed"))
-    namespace.add_replicas(world.engine, DM_ADMIN, {f"{DATA}/s/f2": {"SE": "DISK-B",
+    add_replicas(world.engine, DM_ADMIN, {f"{DATA}/s/f2": {"SE": "DISK-B",
                                                                      "PFN": ""}})
     report = inputs.follow_journal(world.engine, world.catalog)
     assert report.changes == 1 and report.files == 0 and report.attached == {}

@@ -34,6 +34,7 @@ from core.rpc.server import ca_directory
 from dms.bulk import BulkResult
 from dms.db import rms as db
 from dms.logic import directories, namespace
+from dms.logic import replicas as replica_ops
 from dms.logic import rms as logic
 from dms.logic.data_manager import DataManager
 from dms.logic.rights import CatalogSettings, Requester
@@ -53,16 +54,16 @@ class OwnerCatalog:
         return namespace.add_files(self.engine, self.settings, self.req, files)
 
     def add_replica(self, replicas: Mapping[str, Mapping[str, Any]]) -> BulkResult:
-        return namespace.add_replicas(self.engine, self.req, replicas)
+        return replica_ops.add_replicas(self.engine, self.req, replicas)
 
     def remove_file(self, lfns: str | Iterable[str]) -> BulkResult:
         return namespace.remove_files(self.engine, self.req, namespace.as_list(lfns))
 
     def remove_replica(self, replicas: Mapping[str, Any]) -> BulkResult:
-        return namespace.remove_replicas(self.engine, self.req, replicas)
+        return replica_ops.remove_replicas(self.engine, self.req, replicas)
 
     def get_replicas(self, lfns: str | Iterable[str], all_status: bool = False) -> BulkResult:
-        return namespace.get_replicas(self.engine, self.req, namespace.as_list(lfns),
+        return replica_ops.get_replicas(self.engine, self.req, namespace.as_list(lfns),
                                       all_status)
 
     def get_file_metadata(self, lfns: str | Iterable[str]) -> BulkResult:

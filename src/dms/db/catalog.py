@@ -214,7 +214,7 @@ def lfns_of(conn: Connection, file_ids: Iterable[int]) -> dict[int, str]:
     """file_id -> LFN."""
     rows: list[tuple[int, int, str]] = []
     for batch in chunks(sorted(set(file_ids))):
-        rows.extend(conn.execute(_NAMES_BY_ID, {"ids": batch}).tuples())
+        rows.extend(tuple(r) for r in conn.execute(_NAMES_BY_ID, {"ids": batch}))
     paths = dir_paths(conn, {row[1] for row in rows})  # apart: see _GOOD_REPLICAS_BY_ID
     return {file_id: paths[dir_id] + "/" + name for file_id, dir_id, name in rows}
 
@@ -316,7 +316,7 @@ def good_replica_ses(conn: Connection, file_ids: Iterable[int]) -> dict[str, lis
     names = se_names(conn)
     rows: list[tuple[int, str, int | None]] = []
     for batch in chunks(sorted(set(file_ids))):
-        rows.extend(conn.execute(_GOOD_REPLICAS_BY_ID, {"ids": batch}).tuples())
+        rows.extend(tuple(r) for r in conn.execute(_GOOD_REPLICAS_BY_ID, {"ids": batch}))
     paths = dir_paths(conn, {row[0] for row in rows})
     out: dict[str, list[str]] = {}
     for dir_id, name, se_id in rows:

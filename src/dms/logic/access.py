@@ -40,6 +40,7 @@ from dms.bulk import NO_SUCH, BulkResult
 from dms.db import catalog as db
 from dms.db.tables import directories, files, replicas
 from dms.logic import metadata, namespace
+from dms.logic.replicas import REPLICA_STATUSES
 from dms.logic.rights import EXECUTE, READ, WRITE, Requester, may
 from dms.paths import ancestors, join, parent_of
 
@@ -159,9 +160,9 @@ def set_file_status(engine: Engine, req: Requester, entries: Mapping[str, Any]) 
                                              full=False)
         for path, row in ok.items():
             status = entries[wanted[path]]
-            if status not in namespace.REPLICA_STATUSES:
+            if status not in REPLICA_STATUSES:
                 result.fail(wanted[path], "Status must be one of "
-                            + ", ".join(namespace.REPLICA_STATUSES))
+                            + ", ".join(REPLICA_STATUSES))
                 continue
             conn.execute(files.update().where(files.c.file_id == row.file_id)
                          .values(status=status))

@@ -16,8 +16,10 @@ Example::
     >>> add_files(engine, cfg, alice, {"/demo/user/a/alice/f1": {
     ...     "PFN": "", "Size": 3, "SE": "DISK-SE", "GUID": "g1", "Checksum": "0a1b2c3d"}}).failed
     {}
-    >>> get_replicas(engine, alice, ["/demo/user/a/alice/f1"]).successful
-    {'/demo/user/a/alice/f1': {'DISK-SE': ''}}
+    >>> is_file(engine, alice, ["/demo/user/a/alice/f1", "/demo/user/a/alice"]).successful
+    {'/demo/user/a/alice/f1': True, '/demo/user/a/alice': False}
+
+Replicas (add, remove, mark, list) are :mod:`dms.logic.replicas`.
 """
 
 from __future__ import annotations
@@ -409,41 +411,6 @@ def _insert_replicas(conn: Connection, rows: Mapping[str, Row[Any]],
     return result
 
 
-@retry_conflicts
-def add_replicas(engine: Engine, req: Requester, entries: Mapping[str, Any]) -> BulkResult:
-    """Register replicas ``{lfn: {"SE": name, "PFN": url}}`` (write permission on the file)."""
-    result = BulkResult()
-    wanted = normalise(entries, result)
-    parsed: dict[str, dict[str, Any]] = {}
-    for path, raw in wanted.items():
-        info = entries[raw]
-        if not isinstance(info, Mapping) or not isinstance(info.get("SE"), str) or not info["SE"]:
-            result.fail(raw, "SE missing")
-        else:
-            parsed[path] = {"SE": info["SE"], "PFN": str(info.get("PFN") or "")}
-    with write_transaction(engine) as conn:
-        res = resolve(conn, parsed)
-        ok = {}
-        for path, info in parsed.items():
-            raw = wanted[path]
-            if not res.reachable(req, path):
-                result.fail(raw, DENIED if _exists_hidden(res, path) else NO_SUCH)
-            elif path not in res.files:
-                result.fail(raw, IS_DIR if path in res.dirs else NO_SUCH)
-            elif not may(req, res.files[path], WRITE):
-                result.fail(raw, DENIED)
-            else:
-                ok[path] = info
-        deltas: dict[tuple[int, int], tuple[int, int]] = defaultdict(lambda: (0, 0))
-        _insert_replicas(conn, res.files, ok, deltas, utcnow())
-        db.bump_usage(conn, deltas)
-        journal.record(conn, journal.REPLICA_ADDED,
-                       file_ids=[res.files[p].file_id for p in ok])
-    for path in ok:
-        result.ok(wanted[path])
-    return result
-
-
 def _exists_hidden(res: Resolved, path: str) -> bool:
     """Some ancestor blocks the way (so say 'Permission denied', not 'No such file')."""
     return all(a in res.dirs for a in ancestors(path))
@@ -517,89 +484,6 @@ def remove_files(engine: Engine, req: Requester, lfns: Iterable[str]) -> BulkRes
         db.bump_usage(conn, deltas)
         journal.record(conn, journal.FILE_REMOVED,
                        file_ids=[row.file_id for row in doomed.values()])
-    return result
-
-
-def remove_replicas(engine: Engine, req: Requester, entries: Mapping[str, Any]) -> BulkResult:
-    """Unregister replicas ``{lfn: {"SE": name}}`` (or ``{lfn: name}``); a missing replica
-    succeeds. The file itself stays, even without replicas."""
-    result = BulkResult()
-    wanted = normalise(entries, result)
-    targets: dict[str, str] = {}
-    for path, raw in wanted.items():
-        info = entries[raw]
-        se = info.get("SE") if isinstance(info, Mapping) else info
-        if not isinstance(se, str) or not se:
-            result.fail(raw, "SE missing")
-        else:
-            targets[path] = se
-    with write_transaction(engine) as conn:
-        _res, ok = _readable_files(conn, req, {p: wanted[p] for p in targets}, result,
-                                   need=WRITE)
-        reps = db.get_replicas(conn, [row.file_id for row in ok.values()])
-        ses = db.se_ids(conn, set(targets.values()))
-        pairs = []
-        deltas: dict[tuple[int, int], tuple[int, int]] = defaultdict(lambda: (0, 0))
-        for path, row in ok.items():
-            se = targets[path]
-            if se in reps.get(row.file_id, {}):
-                pairs.append((row.file_id, ses[se]))
-                size, count = deltas[(row.dir_id, ses[se])]
-                deltas[(row.dir_id, ses[se])] = (size - row.size, count - 1)
-            result.ok(wanted[path])
-        db.delete_replicas(conn, pairs)
-        db.bump_usage(conn, deltas)
-        journal.record(conn, journal.REPLICA_REMOVED, file_ids=[f for f, _se in pairs])
-    return result
-
-
-REPLICA_STATUSES = ("AprioriGood", "Trash", "Removing", "Problematic", "Bad")
-
-
-def set_replica_status(engine: Engine, req: Requester, entries: Mapping[str, Any]
-                       ) -> BulkResult:
-    """``{lfn: {"SE": name, "Status": status}}`` (``w`` on the file). Replicas not
-    ``AprioriGood`` are hidden from ``getReplicas`` unless ``allStatus``."""
-    from dms.db.tables import replicas
-
-    result = BulkResult()
-    wanted = normalise(entries, result)
-    targets: dict[str, tuple[str, str]] = {}
-    for path, raw in wanted.items():
-        info = entries[raw]
-        if not isinstance(info, Mapping) or not isinstance(info.get("SE"), str):
-            result.fail(raw, "SE missing")
-        elif info.get("Status") not in REPLICA_STATUSES:
-            result.fail(raw, f"Status must be one of {', '.join(REPLICA_STATUSES)}")
-        else:
-            targets[path] = (info["SE"], info["Status"])
-    with write_transaction(engine) as conn:
-        _res, ok = _readable_files(conn, req, {p: wanted[p] for p in targets}, result,
-                                   need=WRITE, full=False)
-        reps = db.get_replicas(conn, [row.file_id for row in ok.values()])
-        ses = db.se_ids(conn, {se for se, _status in targets.values()})
-        for path, row in ok.items():
-            se, status = targets[path]
-            if se not in reps.get(row.file_id, {}):
-                result.fail(wanted[path], f"No replica at {se}")
-                continue
-            conn.execute(replicas.update().where(replicas.c.file_id == row.file_id,
-                                                 replicas.c.se_id == ses[se])
-                         .values(status=status))
-            result.ok(wanted[path])
-    return result
-
-
-def get_replicas(engine: Engine, req: Requester, lfns: Iterable[str],
-                 all_status: bool = True) -> BulkResult:
-    """``{lfn: {SE: PFN}}`` for readable files."""
-    result = BulkResult()
-    wanted = normalise(lfns, result)
-    with engine.connect() as conn:
-        _res, ok = _readable_files(conn, req, wanted, result, full=False)
-        reps = db.get_replicas(conn, [row.file_id for row in ok.values()], all_status)
-    for path, row in ok.items():
-        result.ok(wanted[path], dict(reps.get(row.file_id, {})))
     return result
 
 

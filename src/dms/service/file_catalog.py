@@ -56,6 +56,7 @@ from dms.bulk import BulkResult
 from dms.db import changes, tables
 from dms.db import metadata as meta_db
 from dms.logic import access, ancestry, datasets, directories, metadata, namespace
+from dms.logic import replicas as replica_ops
 from dms.logic.namespace import as_list
 from dms.logic.rights import CatalogSettings, Requester
 
@@ -179,7 +180,7 @@ class FileCatalogService(Service):
 
     @rpc_method("addReplica")
     def add_replica(self, call: Call, lfns: dict) -> dict[str, Any]:
-        return _wire(namespace.add_replicas(self.engine, self.req(call), lfns))
+        return _wire(replica_ops.add_replicas(self.engine, self.req(call), lfns))
 
     @rpc_method("removeFile")
     def remove_file(self, call: Call, lfns: Bulk) -> dict[str, Any]:
@@ -187,15 +188,15 @@ class FileCatalogService(Service):
 
     @rpc_method("removeReplica")
     def remove_replica(self, call: Call, lfns: dict) -> dict[str, Any]:
-        return _wire(namespace.remove_replicas(self.engine, self.req(call), lfns))
+        return _wire(replica_ops.remove_replicas(self.engine, self.req(call), lfns))
 
     @rpc_method("setReplicaStatus")
     def set_replica_status(self, call: Call, lfns: dict) -> dict[str, Any]:
-        return _wire(namespace.set_replica_status(self.engine, self.req(call), lfns))
+        return _wire(replica_ops.set_replica_status(self.engine, self.req(call), lfns))
 
     @rpc_method("getReplicas")
     def get_replicas(self, call: Call, lfns: Bulk, all_status: bool = False) -> dict[str, Any]:
-        return _wire(namespace.get_replicas(self.engine, self.req(call), _paths(lfns),
+        return _wire(replica_ops.get_replicas(self.engine, self.req(call), _paths(lfns),
                                             all_status))
 
     @rpc_method("exists")
@@ -348,7 +349,7 @@ class FileCatalogService(Service):
                                  all_status: bool = False) -> dict[str, Any]:
         req = self.req(call)
         lfns = metadata.find_files(self.engine, req, query, path)
-        return _wire(namespace.get_replicas(self.engine, req, lfns, all_status))
+        return _wire(replica_ops.get_replicas(self.engine, req, lfns, all_status))
 
     # -- datasets -----------------------------------------------------------------------------
 

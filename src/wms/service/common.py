@@ -19,7 +19,7 @@ from core.db import utcnow
 from core.exceptions import InvalidArgumentError
 from core.rpc.context import ServerContext
 from core.security.identity import Identity
-from dms.logic import namespace
+from dms.logic.replicas import get_replicas
 from dms.logic.rights import Requester as CatalogRequester
 from wms.db import jobs as jobs_db
 from wms.logic import input_data, matching, optimizer
@@ -107,7 +107,7 @@ def input_data_check(ctx: ServerContext) -> InputDataCheck | None:
 
     def check(wanted: dict[int, list[str]]) -> dict[int, InputDataVerdict]:
         lfns = sorted({input_data.strip_lfn(x) for lfns in wanted.values() for x in lfns})
-        found = namespace.get_replicas(ctx.engine(DMS_SYSTEM), CATALOG_READER, lfns,
+        found = get_replicas(ctx.engine(DMS_SYSTEM), CATALOG_READER, lfns,
                                        all_status=False)
         replicas = {lfn: list(ses) for lfn, ses in found.successful.items()}
         return input_data.decide(wanted, replicas=replicas, se_sites=se_sites)

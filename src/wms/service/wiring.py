@@ -127,7 +127,8 @@ def dataset_files(ctx: Context, ident: Identity, source: Mapping[str, Any]
     """({lfn: [SEs]}, label) of a dataset (``{"Dataset": path}``) or a metadata query
     (``{"Query": {...}, "Path": "/"}``), read with the caller's catalog rights; a dataset
     that does not exist or a query without files is an error."""
-    from dms.logic import datasets, metadata, namespace
+    from dms.logic import datasets, metadata
+    from dms.logic.replicas import get_replicas
     from dms.logic.rights import CatalogSettings
     from dms.service.file_catalog import requester_of
 
@@ -160,7 +161,7 @@ def dataset_files(ctx: Context, ident: Identity, source: Mapping[str, Any]
         label = f"query {json.dumps(query, sort_keys=True)} in {path}"[:255]
     if not lfns:
         raise InvalidArgumentError(f"{label}: no files")
-    replicas = namespace.get_replicas(dms_engine, common.CATALOG_READER, lfns,
+    replicas = get_replicas(dms_engine, common.CATALOG_READER, lfns,
                                       all_status=False)
     return {lfn: list(replicas.successful.get(lfn, {})) for lfn in lfns}, label
 

@@ -14,6 +14,7 @@ from dms.db import changes
 from dms.db.catalog import get_replicas, good_replica_ses, lfns_of
 from dms.db.schema import DMS_SCHEMA
 from dms.logic import metadata, namespace
+from dms.logic.replicas import add_replicas, remove_replicas, set_replica_status
 from dms.logic.rights import CatalogSettings, Requester
 
 CFG = CatalogSettings(vo_groups={"demo": "demo_user"})
@@ -45,10 +46,10 @@ def test_every_change_is_journaled_with_its_transaction(engine: Engine) -> None:
     refused = namespace.add_files(engine, CFG, Requester("bob", "g", "demo"), {
         f"{H}/d/x": {"Size": 1, "SE": "A", "GUID": "gx"}})
     assert refused.failed  # bob may not write there: nothing journaled
-    namespace.add_replicas(engine, ALICE, {f"{H}/d/f0": {"SE": "B"}})
+    add_replicas(engine, ALICE, {f"{H}/d/f0": {"SE": "B"}})
     metadata.set_metadata(engine, ALICE, f"{H}/d", {"run": 3})
     metadata.set_metadata(engine, ALICE, f"{H}/d/f1", {"run": 3})  # same value: no change
-    namespace.remove_replicas(engine, ALICE, {f"{H}/d/f0": {"SE": "B"}})
+    remove_replicas(engine, ALICE, {f"{H}/d/f0": {"SE": "B"}})
     namespace.remove_files(engine, ALICE, [f"{H}/d/f1"])
     with engine.connect() as conn:
         dir_id = changes.file_facts(conn, [1])[1].dir_id
@@ -88,10 +89,10 @@ def test_good_replica_ses_is_the_lfn_and_replica_reads_joined(engine: Engine) ->
     not AprioriGood, several SEs, unknown IDs, more IDs than one chunk)."""
     lfns = {f"{H}/g/f{i}": {"Size": 1, "SE": "A", "GUID": f"gg{i}"} for i in range(1203)}
     assert not namespace.add_files(engine, CFG, ALICE, lfns).failed
-    namespace.add_replicas(engine, ALICE, {f"{H}/g/f0": {"SE": "B"}, f"{H}/g/f1": {"SE": "B"}})
-    assert not namespace.set_replica_status(
+    add_replicas(engine, ALICE, {f"{H}/g/f0": {"SE": "B"}, f"{H}/g/f1": {"SE": "B"}})
+    assert not set_replica_status(
         engine, ALICE, {f"{H}/g/f1": {"SE": "A", "Status": "Problematic"}}).failed
-    namespace.remove_replicas(engine, ALICE, {f"{H}/g/f2": {"SE": "A"}})
+    remove_replicas(engine, ALICE, {f"{H}/g/f2": {"SE": "A"}})
     with engine.connect() as conn:
         ids = list(lfns_of(conn, range(1, 1300)))
         got = good_replica_ses(conn, [*ids, ids[0], 999_999])

@@ -14,6 +14,7 @@ from core.exceptions import InvalidArgumentError, NotAuthorizedError
 from dms.db.schema import DMS_SCHEMA
 from dms.db.tables import files
 from dms.logic import ancestry, datasets, directories, metadata, namespace
+from dms.logic.replicas import get_replicas, set_replica_status
 from dms.logic.rights import CatalogSettings, Requester
 
 CFG = CatalogSettings(vo_groups={"demo": "demo_user"})
@@ -180,7 +181,7 @@ def test_statement_count(engine: Engine) -> None:
         counts.append(0)
         add(engine, *lfns)
         counts.append(0)
-        assert len(namespace.get_replicas(engine, ALICE, lfns).successful) == n
+        assert len(get_replicas(engine, ALICE, lfns).successful) == n
     sa.event.remove(engine, "before_cursor_execute", counting)
     add_small, get_small, add_big, get_big = counts
     assert add_big == add_small and get_big == get_small
@@ -206,15 +207,15 @@ def test_concurrent_writers_share_new_directories(engine: Engine) -> None:
 def test_admin_lookups(engine: Engine) -> None:
     """Administrators (e.g. the WMS reading replicas for scheduling) see every file."""
     add(engine, f"{H}/adm/f1")
-    namespace.set_replica_status(engine, ALICE, {f"{H}/adm/f1": {"SE": "DISK",
+    set_replica_status(engine, ALICE, {f"{H}/adm/f1": {"SE": "DISK",
                                                                   "Status": "AprioriGood"}})
     directories.change_path(engine, ALICE, "mode", {f"{H}/adm": 0o700, f"{H}/adm/f1": 0})
     other = Requester("bob", "demo_guest", "demo")
-    assert namespace.get_replicas(engine, other, [f"{H}/adm/f1"]).failed == {
+    assert get_replicas(engine, other, [f"{H}/adm/f1"]).failed == {
         f"{H}/adm/f1": "Permission denied"}
-    assert namespace.get_replicas(engine, ADMIN, [f"{H}/adm/f1"]).successful == {
+    assert get_replicas(engine, ADMIN, [f"{H}/adm/f1"]).successful == {
         f"{H}/adm/f1": {"DISK": ""}}
-    assert namespace.get_replicas(engine, ALICE, [f"{H}/adm/f1"]).failed == {
+    assert get_replicas(engine, ALICE, [f"{H}/adm/f1"]).failed == {
         f"{H}/adm/f1": "Permission denied"}  # mode 000: not even its owner reads it
 
 
