@@ -236,6 +236,16 @@ class DatabaseUnavailableError(DatabaseError):
     http_status = 503
 
 
+class ServerBusyError(PilotWMSError):
+    """The server process already serves its ``Server.MaxCallsInFlight`` calls: this one was
+    refused before anything was done (HTTP 503, ``Retry-After``); the client tries another
+    server, then again."""
+
+    errno = _errno.EBUSY
+    strerror = "Server busy"
+    http_status = 503
+
+
 class StorageFullError(PilotWMSError):
     """A file system of the server is full (or over quota): nothing of the request was kept."""
 

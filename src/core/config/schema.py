@@ -167,6 +167,9 @@ class ServerConfig(Section):
     processes: int = Field(default=1, ge=0)
     #: threads running blocking service code (DB, disk) off the IOLoop
     executor_threads: int = Field(default=16, ge=1)
+    #: calls one process serves at once (running or waiting for a thread or a commit); more
+    #: are refused with HTTP 503 and Retry-After, which clients follow (0: no limit)
+    max_calls_in_flight: int = Field(default=2000, ge=0)
     #: "System/Service" names to host; empty means every service the installation provides
     services: list[str] = Field(default_factory=list)
     #: addresses or networks of TLS-terminating balancers whose X-SSL-CERT header is trusted

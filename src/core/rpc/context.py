@@ -56,6 +56,8 @@ class ServerContext:
         #: ``System/Service`` -> its ``HostedService`` (instance and effective rules), for
         #: routes that call other services of this process in-process (the web portal)
         self.hosted: dict[str, Any] = {}
+        #: RPC calls being served by this process (kept by the handlers, on the IOLoop)
+        self.calls_in_flight = 0
 
     def database_url(self, system: str) -> str:
         return self.config.database_url(system)

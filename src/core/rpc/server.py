@@ -57,6 +57,7 @@ from core.exceptions import (
     NotAuthenticatedError,
     NotAuthorizedError,
     PilotWMSError,
+    ServerBusyError,
 )
 from core.faults import service_error
 from core.metrics import metrics
@@ -167,6 +168,7 @@ class RPCHandler(tornado.web.RequestHandler):
         self.request_id = uuid.uuid4().hex[:16]
         if not getattr(self, "_in_flight", False):  # some subclasses chain prepare twice
             metrics().rpc_in_flight.inc()
+            self.ctx.calls_in_flight += 1  # the IOLoop's thread only: no lock
             self._in_flight = True
 
     def on_finish(self) -> None:
@@ -180,6 +182,7 @@ class RPCHandler(tornado.web.RequestHandler):
         if getattr(self, "_in_flight", False):  # once; never before prepare (405...)
             self._in_flight = False
             metrics().rpc_in_flight.dec()
+            self.ctx.calls_in_flight -= 1
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -265,6 +268,7 @@ class RPCHandler(tornado.web.RequestHandler):
         method = self._form("method")
         if method is None:
             raise BadRequestError("No method given")
+        self._admit(method)
         raw_args = self._form("args")
         args = decode(raw_args, REQUEST_LIMITS) if raw_args is not None else []
         if not isinstance(args, list):
@@ -304,6 +308,17 @@ class RPCHandler(tornado.web.RequestHandler):
             body = await loop.run_in_executor(self.ctx.executor, work)
         self.finish(body)
 
+    def _admit(self, method: str) -> None:
+        """Refuse the call (HTTP 503, ``Retry-After``) when this process already serves
+        ``Server.MaxCallsInFlight`` calls: nothing of it is done, and the client tries another
+        server or again later instead of queueing behind the others (``ping`` is always
+        answered: a balancer's health check must not take a busy server out)."""
+        limit = self.ctx.config.server.max_calls_in_flight
+        if limit and self.ctx.calls_in_flight > limit and method != "ping":
+            raise ServerBusyError(
+                f"this server is busy ({self.ctx.calls_in_flight - 1} calls in progress, "
+                f"at most {limit}): nothing was done, try again")
+
     def _run_blocking(self, spec: MethodSpec, service: Service, call: Call,
                       args: list[Any]) -> bytes:
         # encoding happens here too, so a large reply never blocks the IOLoop
@@ -337,6 +352,8 @@ class RPCHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         if isinstance(exc, DatabaseUnavailableError):
             self.set_header("Retry-After", "2")
+        elif isinstance(exc, ServerBusyError):
+            self.set_header("Retry-After", "1")
         if isinstance(exc, PilotWMSError):
             body = {
                 "OK": False,
