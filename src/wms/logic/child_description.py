@@ -19,6 +19,7 @@ in full, so the error is exactly the one ``describe_job`` raises.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from core.exceptions import InvalidJDLError
@@ -99,6 +100,14 @@ class ChildDescriber:
                 self._constant.update(fields)
             self._mutable = [(name, value) for name, value in self._constant.items()
                              if isinstance(value, (list, dict, JDL))]
+
+    @property
+    def varying_fields(self) -> frozenset[str] | None:
+        """The fields of :class:`JobDescription` made for each child; None when every child
+        is described in full."""
+        if self._constant is None:
+            return None
+        return frozenset(f.name for f in dataclass_fields(JobDescription)) - self._constant.keys()
 
     def with_varying(self, more: Collection[str]) -> ChildDescriber:
         """The describer of the same children with the ``more`` attributes varying too (e.g.

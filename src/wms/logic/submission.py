@@ -46,6 +46,7 @@ from wms.logic.parametric import (
     job_id_attributes,
     substitute_job_id,
 )
+from wms.logic.processed_text import ProcessedTemplate
 from wms.logic.states import JobStatus, MinorStatus
 
 __all__ = ["DEFAULT_LIMITS", "SubmitResult", "Submitter", "confirm_bulk", "describe", "store",
@@ -167,8 +168,8 @@ def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[J
         for child, desc in zip(children, descriptions, strict=True)
     ]
     final: dict[int, JobDescription] = {}
-    describe_with_id = (_describe_with_id(describer, children, who, limits)
-                        if parametric else None)
+    describe_with_id, template = (_templates(describer, children, descriptions, who, limits)
+                                  if parametric else (None, None))
 
     def texts(index: int, job_id: int) -> jobs_db.Texts:
         """The processed JDL, stored with the job's row (and the original one when ``%j``
@@ -182,8 +183,9 @@ def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[J
             original = child.to_text()
         final[job_id] = desc
         if parametric:
-            return (original, processed_jdl(desc, job_id).to_text(),
-                    scheduling_record.encode(desc, limits))
+            processed = (template.text(desc, job_id) if template is not None
+                         else processed_jdl(desc, job_id).to_text())
+            return original, processed, scheduling_record.encode(desc, limits)
         return processed_jdl(desc, job_id).to_text()
 
     ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE, processed=texts,
@@ -204,13 +206,20 @@ def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[J
     return result
 
 
-def _describe_with_id(describer: ChildDescriber | None, children: Sequence[JDL],
-                      who: Submitter, limits: JobLimits) -> Callable[[JDL], JobDescription]:
-    """How to describe a child once its ``%j`` is replaced: from ``describer`` with the
-    attributes that replacement may change varying too, else in full."""
+def _templates(describer: ChildDescriber | None, children: Sequence[JDL],
+               descriptions: Sequence[JobDescription], who: Submitter, limits: JobLimits
+               ) -> tuple[Callable[[JDL], JobDescription], ProcessedTemplate | None]:
+    """How to describe a child once its ``%j`` is replaced, and the template of the children's
+    processed JDLs: from ``describer``, with the attributes the replacement may change
+    varying too (the others are the same in every child, before and after it); else each
+    child in full, and no template."""
     if describer is None or not children:
-        return lambda child: _describe(child, who, limits)
-    return describer.with_varying(job_id_attributes(children[0])).describe
+        return (lambda child: _describe(child, who, limits)), None
+    with_id = describer.with_varying(job_id_attributes(children[0]))
+    varying_fields = with_id.varying_fields
+    if varying_fields is None:
+        return with_id.describe, None
+    return with_id.describe, ProcessedTemplate(descriptions[0], varying_fields, with_id.varying)
 
 
 def describe(jdl: JDL, who: Submitter, limits: JobLimits) -> JobDescription:

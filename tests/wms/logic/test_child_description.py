@@ -1,4 +1,5 @@
-"""Parametric children described from one template give what describing each in full gives.
+"""Parametric children described (and their processed JDLs written) from one template give
+what describing and writing each in full gives.
 
 The template path (:mod:`wms.logic.child_description`, used by ``submit``) is compared with
 the old one (``describe_job`` of every child, and of every child again once ``%j`` is
@@ -9,6 +10,7 @@ logging rows, task queues), on SQLite and MariaDB against the old path on SQLite
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,13 +26,14 @@ from wms.db.tables import input_data, job_jdls, jobs
 from wms.logic import child_description
 from wms.logic.child_description import ChildDescriber, describe_children
 from wms.logic.jdl import parse_jdl
-from wms.logic.job_description import JobDescription, JobLimits, describe_job
+from wms.logic.job_description import JobDescription, JobLimits, describe_job, processed_jdl
 from wms.logic.parametric import (
     expand_parametric,
     expand_with_varying,
     job_id_attributes,
     substitute_job_id,
 )
+from wms.logic.processed_text import ProcessedTemplate
 from wms.logic.submission import store, submit
 
 LONG = "n" * 126
@@ -125,8 +128,59 @@ def test_descriptions_and_errors_as_describe_job(text: str, limits: JobLimits) -
     describer = ChildDescriber(kids[0], varying, owner="alice", owner_group="demo_user",
                                vo="demo", limits=limits).with_varying(job_id_attributes(kids[0]))
     with_ids = [substitute_job_id(kid, 100 + index) for index, kid in enumerate(kids)]
-    assert (_outcome(lambda: [describer.describe(kid) for kid in with_ids])
-            == _outcome(lambda: _full(with_ids, limits)))
+    final = _outcome(lambda: [describer.describe(kid) for kid in with_ids])
+    assert final == _outcome(lambda: _full(with_ids, limits))
+    if isinstance(final, tuple):
+        return
+    # the processed texts, from one template made of the first child's description
+    assert describer.varying_fields is not None
+    template = ProcessedTemplate(new[0], describer.varying_fields, describer.varying)
+    for index, desc in enumerate(final):
+        assert template.text(desc, 100 + index) == processed_jdl(desc, 100 + index).to_text()
+    for desc in new:
+        assert template.text(desc, 7) == processed_jdl(desc, 7).to_text()
+
+
+def _other(value: Any, name: str) -> Any:
+    """Another value of a description's field (valid or not: only written)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if value is None:
+        return "M2" if name == "gpu_model" else 2
+    if isinstance(value, str):
+        return value + "z" if value else "z"
+    if isinstance(value, list):
+        return [*value, "Zz"] if len(value) != 1 else []
+    if isinstance(value, dict):
+        return {**value, "Z": "1"}
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("base_jdl", [
+    '[Executable = "a"; Site = "S1"; InputData = "/demo/d/f"; Tags = {"t"}; MyAttr = 1;'
+    ' NumberOfProcessors = 2; MaxRAM = 100; ExecutionEnvironment = {"A=1"}; GPUModel = "M";'
+    ' Arguments = "x"; JobGroup = "g"; OutputPath = "/p"; OutputSE = "SE";'
+    ' GridCE = {"c1", "c2"}; Platform = "p"; OutputData = {"o"}; OutputSandbox = {"s"};'
+    ' InputSandbox = {"i"}; WholeNode = true; NumberOfGPUs = 1; MinRAM = 10;]',
+    '[Executable = "a"; BannedSites = {"S1", "S2"}; MinNumberOfProcessors = 2;'
+    ' MaxNumberOfProcessors = 4;]',
+])
+def test_processed_template_reads_what_processed_jdl_reads(base_jdl: str) -> None:
+    """Each field of a description changed alone, in both directions: a template whose only
+    varying field is that one writes what processed_jdl writes (its table of what each
+    attribute reads is complete)."""
+    base = describe_job(parse_jdl(base_jdl), owner="alice", owner_group="demo_user",
+                        vo="demo", limits=LIMITS)
+    for field in dataclasses.fields(JobDescription):
+        if field.name == "extra":
+            continue
+        other = dataclasses.replace(base, **{
+            field.name: _other(getattr(base, field.name), field.name)})
+        for sample, desc in ((base, other), (other, base)):
+            template = ProcessedTemplate(sample, {field.name}, ())
+            assert template.text(desc, 3) == processed_jdl(desc, 3).to_text(), field.name
 
 
 def test_the_corpus_has_errors_in_one_child_and_runs_steps_once(
