@@ -49,6 +49,7 @@ __all__ = [
     "Expr",
     "JDLValue",
     "format_jdl",
+    "format_top_attribute",
     "format_value",
     "parse_jdl",
 ]
@@ -463,26 +464,41 @@ def _format_record(jdl: JDL, pad: str, sorted_: bool) -> str:
     pairs = sorted(jdl._names.items(), key=_spelling) if sorted_ else jdl._names.items()
     lines = [pad + "["]
     for key, name in pairs:
-        value = values[key]
-        kind = type(value)
-        if kind is str:  # the common cases first
-            lines.append(f"{inner}{name} = {_quote(value)};")  # type: ignore[arg-type]
-        elif kind is int:
-            lines.append(f"{inner}{name} = {value};")
-        elif isinstance(value, list) and (
-            len(value) > 1 or (value and isinstance(value[0], (list, JDL)))
-        ):
-            lines.append(f"{inner}{name} =")
-            lines.append(_format_list(value, deeper, sorted_) + ";")
-        elif isinstance(value, JDL) and value:
-            lines.append(f"{inner}{name} =")
-            lines.append(_format_record(value, deeper, sorted_) + ";")
-        elif isinstance(value, list):
-            lines.append(f"{inner}{name} = {_format_list(value, deeper, sorted_)};")
-        else:
-            lines.append(f"{inner}{name} = {format_value(value)};")
+        lines.append(_format_attribute(name, values[key], inner, deeper, sorted_))
     lines.append(pad + "]")
     return "\n".join(lines)
+
+
+def _format_attribute(name: str, value: JDLValue, inner: str, deeper: str, sorted_: bool) -> str:
+    """One attribute of a record, at ``inner`` (its value's own lines at ``deeper``)."""
+    kind = type(value)
+    if kind is str:  # the common cases first
+        return f"{inner}{name} = {_quote(value)};"  # type: ignore[arg-type]
+    if kind is int:
+        return f"{inner}{name} = {value};"
+    if isinstance(value, list) and (
+        len(value) > 1 or (value and isinstance(value[0], (list, JDL)))
+    ):
+        return f"{inner}{name} =\n" + _format_list(value, deeper, sorted_) + ";"
+    if isinstance(value, JDL) and value:
+        return f"{inner}{name} =\n" + _format_record(value, deeper, sorted_) + ";"
+    if isinstance(value, list):
+        return f"{inner}{name} = {_format_list(value, deeper, sorted_)};"
+    return f"{inner}{name} = {format_value(value)};"
+
+
+def format_top_attribute(name: str, value: JDLValue) -> str:
+    """The text of one attribute of a top-level record, as :meth:`JDL.to_text` writes it
+    (its lines in the record's text are these, the record's being sorted by name).
+
+    >>> print(format_top_attribute("Site", ["A", "B"]))
+        Site =
+            {
+                "A",
+                "B"
+            };
+    """
+    return _format_attribute(name, value, _INDENT, _INDENT + _INDENT, True)
 
 
 def format_jdl(jdl: JDL, *, sorted_: bool = True) -> str:

@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeAlias
 
 from core.exceptions import InvalidJDLError
 from wms.logic.jdl import JDL, JDLValue
@@ -304,26 +306,40 @@ def _log_level(jdl: JDL) -> str:
 # -- the description ----------------------------------------------------------------------------
 
 
-def describe_job(
-    jdl: JDL, *, owner: str, owner_group: str, vo: str, limits: JobLimits = DEFAULT_LIMITS
-) -> JobDescription:
-    """Validate and normalise ``jdl`` submitted by ``owner`` in ``owner_group`` of ``vo``.
+class _Context(NamedTuple):
+    owner: str
+    owner_group: str
+    vo: str
+    limits: JobLimits
 
-    Raises :class:`~core.exceptions.InvalidJDLError` naming the attribute at fault. A parametric
-    JDL must be expanded first (:func:`wms.logic.parametric.expand_parametric`).
-    """
-    if is_parametric(jdl):
-        raise InvalidJDLError("a parametric JDL must be expanded into its jobs first")
-    _check_claims(jdl, owner, owner_group, vo)
+
+_Fields: TypeAlias = dict[str, Any]
+_Step: TypeAlias = Callable[[JDL, _Context], _Fields]
+
+
+
+def _claims(jdl: JDL, c: _Context) -> _Fields:
+    _check_claims(jdl, c.owner, c.owner_group, c.vo)
+    return {}
+
+
+def _executable(jdl: JDL, c: _Context) -> _Fields:
     executable = jdl.get_str("Executable", "").strip()
     if not executable:
         raise InvalidJDLError("attribute 'Executable' is mandatory and must not be empty")
+    return {"executable": executable}
+
+
+def _job_type(jdl: JDL, c: _Context) -> _Fields:
     job_type = _text(jdl, "JobType", "User")
-    if job_type not in limits.allowed_job_types:
-        raise InvalidJDLError(
-            f"JobType '{job_type}' is not allowed (allowed: {', '.join(limits.allowed_job_types)})"
-        )
-    maximum = limits.max_processors
+    if job_type not in c.limits.allowed_job_types:
+        raise InvalidJDLError(f"JobType '{job_type}' is not allowed "
+                              f"(allowed: {', '.join(c.limits.allowed_job_types)})")
+    return {"job_type": job_type}
+
+
+def _processors(jdl: JDL, c: _Context) -> _Fields:
+    maximum = c.limits.max_processors
     number = _optional_int(jdl, "NumberOfProcessors", 1, maximum)
     low = _optional_int(jdl, "MinNumberOfProcessors", 1, maximum)
     high = _optional_int(jdl, "MaxNumberOfProcessors", 1, maximum)
@@ -336,17 +352,34 @@ def describe_job(
             f"NumberOfProcessors ({number}) is outside MinNumberOfProcessors.."
             f"MaxNumberOfProcessors ({low or 1}..{high or maximum})"
         )
+    return {"number_of_processors": number, "min_number_of_processors": low,
+            "max_number_of_processors": high}
+
+
+def _ram(jdl: JDL, c: _Context) -> _Fields:
     max_ram = _optional_int(jdl, "MaxRAM", 1, 2**31 - 1)
     min_ram = _optional_int(jdl, "MinRAM", 1, 2**31 - 1)
     if min_ram is not None and max_ram is not None and min_ram > max_ram:
         raise InvalidJDLError(f"MinRAM ({min_ram}) must not be more than MaxRAM ({max_ram})")
+    return {"max_ram": max_ram, "min_ram": min_ram}
+
+
+def _gpus(jdl: JDL, c: _Context) -> _Fields:
     gpus = _optional_int(jdl, "NumberOfGPUs", 0, 64)
     if gpus is None:
         gpus = _optional_int(jdl, "GPUs", 0, 64)
+    return {"number_of_gpus": gpus or None}
+
+
+def _gpu_model(jdl: JDL, c: _Context) -> _Fields:
     gpu_model = jdl.get_str("GPUModel", "").strip() or None
     if gpu_model is not None and _GPU_MODEL.fullmatch(gpu_model) is None:
         raise InvalidJDLError(f"GPUModel: '{gpu_model}' is not a GPU model name "
                               "(letters, digits, '_.-+ ', up to 64)")
+    return {"gpu_model": gpu_model}
+
+
+def _sites(jdl: JDL, c: _Context) -> _Fields:
     sites = _names(jdl, "Site", drop_any=True)
     banned = _names(jdl, "BannedSites") or _names(jdl, "BannedSite")
     for site in sites:
@@ -357,57 +390,84 @@ def describe_job(
         if not allowed_sites:
             raise InvalidJDLError("Site: every requested site is also in BannedSites")
         sites, banned = allowed_sites, []
-    extra = jdl.copy(without=_KNOWN)  # the user's other attributes, verbatim
-    return JobDescription(
-        owner=owner,
-        owner_group=owner_group,
-        vo=vo,
-        executable=executable,
-        arguments=jdl.get_str("Arguments", ""),
-        std_output=_text(jdl, "StdOutput", "std.out") or "std.out",
-        std_error=_text(jdl, "StdError", "std.err") or "std.err",
-        input_sandbox=_input_sandbox(jdl),
-        output_sandbox=_strings(jdl, "OutputSandbox"),
-        input_data=_input_data(jdl, vo, limits),
-        output_data=_strings(jdl, "OutputData"),
-        output_se=_names(jdl, "OutputSE"),
-        output_path=_text(jdl, "OutputPath", ""),
-        job_name=_text(jdl, "JobName", "Name") or "Name",
-        job_group=_text(jdl, "JobGroup", ""),
-        job_type=job_type,
-        priority=_bounded(
-            jdl,
-            "Priority",
-            limits.default_priority,
-            limits.min_priority,
-            limits.max_priority,
-            clamp=limits.clamp,
-        ),
-        log_level=_log_level(jdl),
-        cpu_time=_bounded(
-            jdl,
-            "CPUTime",
-            limits.default_cpu_time,
-            limits.min_cpu_time,
-            limits.max_cpu_time,
-            clamp=limits.clamp,
-        ),
-        sites=sites,
-        banned_sites=banned,
-        grid_ces=_names(jdl, "GridCE"),
-        platforms=_names(jdl, "Platform", drop_any=True),
-        tags=_unique(_names(jdl, "Tags") + _names(jdl, "Tag")),
-        number_of_processors=number,
-        min_number_of_processors=low,
-        max_number_of_processors=high,
-        max_ram=max_ram,
-        min_ram=min_ram,
-        number_of_gpus=gpus or None,
-        gpu_model=gpu_model,
-        whole_node=jdl.get_bool("WholeNode", False),
-        execution_environment=_environment(jdl),
-        extra=extra,
-    )
+    return {"sites": sites, "banned_sites": banned}
+
+
+def _clamped(field_name: str, name: str, default: str, low: str, high: str) -> _Step:
+    def step(jdl: JDL, c: _Context) -> _Fields:
+        limits = c.limits
+        return {field_name: _bounded(jdl, name, getattr(limits, default), getattr(limits, low),
+                                     getattr(limits, high), clamp=limits.clamp)}
+    return step
+
+
+def _one(field_name: str, read: Callable[[JDL], object]) -> _Step:
+    def step(jdl: JDL, c: _Context) -> _Fields:
+        return {field_name: read(jdl)}
+    return step
+
+
+#: describe_job in steps, in the order it checks them: (the lower-case attributes a step reads,
+#: None for "every attribute describe_job does not know"; the step). A step's fields depend on
+#: those attributes (and the submitter and limits) only: :mod:`wms.logic.child_description` runs
+#: the steps whose attributes are the same in every child once.
+_STEPS: tuple[tuple[frozenset[str] | None, _Step], ...] = (
+    (frozenset({"owner", "ownergroup", "virtualorganization"}), _claims),
+    (frozenset({"executable"}), _executable),
+    (frozenset({"jobtype"}), _job_type),
+    (frozenset({"numberofprocessors", "minnumberofprocessors", "maxnumberofprocessors"}),
+     _processors),
+    (frozenset({"maxram", "minram"}), _ram),
+    (frozenset({"numberofgpus", "gpus"}), _gpus),
+    (frozenset({"gpumodel"}), _gpu_model),
+    (frozenset({"site", "bannedsites", "bannedsite"}), _sites),
+    (None, _one("extra", lambda jdl: jdl.copy(without=_KNOWN))),  # the others, verbatim
+    (frozenset({"arguments"}), _one("arguments", lambda jdl: jdl.get_str("Arguments", ""))),
+    (frozenset({"stdoutput"}), _one(
+        "std_output", lambda jdl: _text(jdl, "StdOutput", "std.out") or "std.out")),
+    (frozenset({"stderror"}), _one(
+        "std_error", lambda jdl: _text(jdl, "StdError", "std.err") or "std.err")),
+    (frozenset({"inputsandbox"}), _one("input_sandbox", _input_sandbox)),
+    (frozenset({"outputsandbox"}), _one(
+        "output_sandbox", lambda jdl: _strings(jdl, "OutputSandbox"))),
+    (frozenset({"inputdata"}), lambda jdl, c: {
+        "input_data": _input_data(jdl, c.vo, c.limits)}),
+    (frozenset({"outputdata"}), _one("output_data", lambda jdl: _strings(jdl, "OutputData"))),
+    (frozenset({"outputse"}), _one("output_se", lambda jdl: _names(jdl, "OutputSE"))),
+    (frozenset({"outputpath"}), _one("output_path", lambda jdl: _text(jdl, "OutputPath", ""))),
+    (frozenset({"jobname"}), _one(
+        "job_name", lambda jdl: _text(jdl, "JobName", "Name") or "Name")),
+    (frozenset({"jobgroup"}), _one("job_group", lambda jdl: _text(jdl, "JobGroup", ""))),
+    (frozenset({"priority"}), _clamped(
+        "priority", "Priority", "default_priority", "min_priority", "max_priority")),
+    (frozenset({"loglevel"}), _one("log_level", _log_level)),
+    (frozenset({"cputime"}), _clamped(
+        "cpu_time", "CPUTime", "default_cpu_time", "min_cpu_time", "max_cpu_time")),
+    (frozenset({"gridce"}), _one("grid_ces", lambda jdl: _names(jdl, "GridCE"))),
+    (frozenset({"platform"}), _one(
+        "platforms", lambda jdl: _names(jdl, "Platform", drop_any=True))),
+    (frozenset({"tags", "tag"}), _one(
+        "tags", lambda jdl: _unique(_names(jdl, "Tags") + _names(jdl, "Tag")))),
+    (frozenset({"wholenode"}), _one("whole_node", lambda jdl: jdl.get_bool("WholeNode", False))),
+    (frozenset({"executionenvironment"}), _one("execution_environment", _environment)),
+)
+
+
+def describe_job(
+    jdl: JDL, *, owner: str, owner_group: str, vo: str, limits: JobLimits = DEFAULT_LIMITS
+) -> JobDescription:
+    """Validate and normalise ``jdl`` submitted by ``owner`` in ``owner_group`` of ``vo``.
+
+    Raises :class:`~core.exceptions.InvalidJDLError` naming the attribute at fault. A parametric
+    JDL must be expanded first (:func:`wms.logic.parametric.expand_parametric`).
+    """
+    if is_parametric(jdl):
+        raise InvalidJDLError("a parametric JDL must be expanded into its jobs first")
+    context = _Context(owner, owner_group, vo, limits)
+    fields: _Fields = {}
+    for _attributes, step in _STEPS:
+        fields.update(step(jdl, context))
+    return JobDescription(owner=owner, owner_group=owner_group, vo=vo, **fields)
 
 
 def _one_or_list(items: list[str]) -> JDLValue:

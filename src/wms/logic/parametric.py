@@ -51,7 +51,9 @@ from wms.logic.jdl import JDL, Expr, JDLValue
 __all__ = [
     "DEFAULT_MAX_JOBS",
     "expand_parametric",
+    "expand_with_varying",
     "is_parametric",
+    "job_id_attributes",
     "parameter_vectors",
     "substitute_job_id",
 ]
@@ -374,9 +376,26 @@ def expand_parametric(jdl: JDL, max_jobs: int = DEFAULT_MAX_JOBS) -> list[JDL]:
     >>> [(k["JobName"], k["InputSandbox"], k["Parameter.f"]) for k in kids]
     [('job_0', ['a.txt'], 'a.txt'), ('job_1', ['b.txt'], 'b.txt')]
     """
+    return expand_with_varying(jdl, max_jobs)[0]
+
+
+def expand_with_varying(
+    jdl: JDL, max_jobs: int = DEFAULT_MAX_JOBS
+) -> tuple[list[JDL], frozenset[str]]:
+    """:func:`expand_parametric`, and the lower-case names of the attributes that may differ
+    between the children: those with a placeholder to fill, ``Parameter*`` and
+    ``ParameterNumber``. Every other attribute has the same value in every child (the
+    children hold the same attributes). A non-parametric JDL gives ``([jdl], frozenset())``.
+
+    >>> from wms.logic.jdl import parse_jdl
+    >>> kids, varying = expand_with_varying(parse_jdl(
+    ...     'Executable = "x"; Parameters = 2; Arguments = "%s %j"; JobName = "%j"'))
+    >>> sorted(varying)
+    ['arguments', 'parameter', 'parameternumber']
+    """
     vectors = parameter_vectors(jdl, max_jobs)
     if not vectors:
-        return [jdl]
+        return [jdl], frozenset()
     count = len(next(iter(vectors.values())))
     keys = {seq.lower(): seq for seq in vectors}
     base_values: dict[str, JDLValue] = {}
@@ -416,7 +435,8 @@ def expand_parametric(jdl: JDL, max_jobs: int = DEFAULT_MAX_JOBS) -> list[JDL]:
             values[name.lower()] = _copy(child_values[seq])
         values["parameternumber"] = index
         children.append(JDL._trusted(values, dict(base_names)))
-    return children
+    varying = {key for key, _plan in plans} | {name.lower() for name in extra_names.values()}
+    return children, frozenset(varying | {"parameternumber"})
 
 
 # -- job IDs ------------------------------------------------------------------------------------
@@ -435,6 +455,27 @@ def _substitute(value: JDLValue, job_id: str) -> JDLValue:
             {k: _substitute(v, job_id) for k, v in value._values.items()}, dict(value._names)
         )
     return value
+
+
+def _holds_percent(value: JDLValue) -> bool:
+    if isinstance(value, str):
+        return "%" in value
+    if isinstance(value, list):
+        return any(_holds_percent(item) for item in value)
+    if isinstance(value, JDL):
+        return any(_holds_percent(item) for item in value._values.values())
+    return False
+
+
+def job_id_attributes(jdl: JDL) -> frozenset[str]:
+    """The lower-case names of the attributes :func:`substitute_job_id` may change (a ``%``
+    somewhere in their value); the others it leaves as they are.
+
+    >>> from wms.logic.jdl import parse_jdl
+    >>> sorted(job_id_attributes(parse_jdl('A = "%j"; B = {"x", [C = "100%%"]}; D = "y"')))
+    ['a', 'b']
+    """
+    return frozenset(key for key, value in jdl._values.items() if _holds_percent(value))
 
 
 @overload

@@ -22,7 +22,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from core.db import retry_conflicts, utcnow, write_transaction
 from wms.db import jobs as jobs_db
 from wms.logic import scheduling_record
+from wms.logic.child_description import ChildDescriber
 from wms.logic.jdl import JDL, parse_jdl
 from wms.logic.job_description import (
     DEFAULT_LIMITS,
@@ -39,7 +40,13 @@ from wms.logic.job_description import (
     describe_job,
     processed_jdl,
 )
-from wms.logic.parametric import expand_parametric, is_parametric, substitute_job_id
+from wms.logic.parametric import (
+    expand_with_varying,
+    is_parametric,
+    job_id_attributes,
+    substitute_job_id,
+)
+from wms.logic.processed_text import ProcessedTemplate
 from wms.logic.states import JobStatus, MinorStatus
 
 __all__ = ["DEFAULT_LIMITS", "SubmitResult", "Submitter", "confirm_bulk", "describe", "store",
@@ -102,34 +109,49 @@ def submit(engine: Engine, jdl_text: str, who: Submitter, limits: JobLimits,
     """
     jdl = parse_jdl(jdl_text)
     parametric = is_parametric(jdl)
-    children = expand_parametric(jdl, limits.max_parametric_jobs) if parametric else [jdl]
+    children, varying = (expand_with_varying(jdl, limits.max_parametric_jobs) if parametric
+                         else ([jdl], None))
     return store(engine, children, who, limits, now, on_stored=on_stored, initial=initial,
-                 parametric=parametric, defer_logging=defer_logging and not parametric)
+                 parametric=parametric, defer_logging=defer_logging and not parametric,
+                 varying=varying)
 
 
 def store(engine: Engine, children: Sequence[JDL], who: Submitter, limits: JobLimits,
           now: datetime | None = None, *, on_stored: OnStored | None = None,
           initial: tuple[str, str] | None = None, parametric: bool = False,
-          defer_logging: bool = False) -> SubmitResult:
+          defer_logging: bool = False, varying: Collection[str] | None = None
+          ) -> SubmitResult:
     """Validate and store already expanded JDLs (one job each) in one transaction.
 
     ``parametric`` children start in Submitting/"Bulk transaction confirmation" (and ``%j``
     is replaced by each job's ID); others in ``initial`` or Received/"Job accepted".
+    ``varying``: the children hold the same attributes with the same values except these
+    (lower-case names, as :func:`~wms.logic.parametric.expand_with_varying` gives them);
+    they are then described from one template (:mod:`wms.logic.child_description`).
     """
     now = now or utcnow()
-    descriptions = [_describe(child, who, limits) for child in children]
+    describer: ChildDescriber | None = None
+    if varying is not None and children:
+        describer = ChildDescriber(children[0], varying, owner=who.owner,
+                                   owner_group=who.owner_group, vo=who.vo, limits=limits)
+        descriptions = [describer.describe(child) for child in children]
+    else:
+        descriptions = [_describe(child, who, limits) for child in children]
     with write_transaction(engine) as conn:
         return store_in(conn, children, descriptions, who, limits, now, on_stored=on_stored,
-                        initial=initial, parametric=parametric, defer_logging=defer_logging)
+                        initial=initial, parametric=parametric, defer_logging=defer_logging,
+                        describer=describer)
 
 
 def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[JobDescription],
              who: Submitter, limits: JobLimits, now: datetime, *,
              on_stored: OnStored | None = None, initial: tuple[str, str] | None = None,
-             parametric: bool = False, defer_logging: bool = False) -> SubmitResult:
+             parametric: bool = False, defer_logging: bool = False,
+             describer: ChildDescriber | None = None) -> SubmitResult:
     """:func:`store` inside the caller's write transaction, with the children's
     descriptions already made (by :func:`describe`); ``defer_logging`` as in
-    :func:`submit`."""
+    :func:`submit`; ``describer``: the one that described the children (then a child's
+    description after ``%j`` is replaced is made from it too)."""
     status: str
     minor: str
     if parametric:
@@ -146,6 +168,8 @@ def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[J
         for child, desc in zip(children, descriptions, strict=True)
     ]
     final: dict[int, JobDescription] = {}
+    describe_with_id, template = (_templates(describer, children, descriptions, who, limits)
+                                  if parametric else (None, None))
 
     def texts(index: int, job_id: int) -> jobs_db.Texts:
         """The processed JDL, stored with the job's row (and the original one when ``%j``
@@ -153,14 +177,15 @@ def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[J
         gets its scheduling record: its confirmation then parses no JDL again."""
         desc = descriptions[index]
         original = new[index].original_jdl
-        if parametric and "%j" in original:
+        if describe_with_id is not None and "%j" in original:
             child = substitute_job_id(children[index], job_id)
-            desc = _describe(child, who, limits)
+            desc = describe_with_id(child)
             original = child.to_text()
         final[job_id] = desc
         if parametric:
-            return (original, processed_jdl(desc, job_id).to_text(),
-                    scheduling_record.encode(desc, limits))
+            processed = (template.text(desc, job_id) if template is not None
+                         else processed_jdl(desc, job_id).to_text())
+            return original, processed, scheduling_record.encode(desc, limits)
         return processed_jdl(desc, job_id).to_text()
 
     ids = jobs_db.insert_jobs(conn, new, now=now, source=SOURCE, processed=texts,
@@ -179,6 +204,22 @@ def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[J
         jobs_db.add_logging_rows(conn, result.logging, now=now)
         result.logging.clear()
     return result
+
+
+def _templates(describer: ChildDescriber | None, children: Sequence[JDL],
+               descriptions: Sequence[JobDescription], who: Submitter, limits: JobLimits
+               ) -> tuple[Callable[[JDL], JobDescription], ProcessedTemplate | None]:
+    """How to describe a child once its ``%j`` is replaced, and the template of the children's
+    processed JDLs: from ``describer``, with the attributes the replacement may change
+    varying too (the others are the same in every child, before and after it); else each
+    child in full, and no template."""
+    if describer is None or not children:
+        return (lambda child: _describe(child, who, limits)), None
+    with_id = describer.with_varying(job_id_attributes(children[0]))
+    varying_fields = with_id.varying_fields
+    if varying_fields is None:
+        return with_id.describe, None
+    return with_id.describe, ProcessedTemplate(descriptions[0], varying_fields, with_id.varying)
 
 
 def describe(jdl: JDL, who: Submitter, limits: JobLimits) -> JobDescription:
