@@ -7,8 +7,9 @@ import doctest
 
 import sqlalchemy as sa
 
+from dms.logic import namespace
 from dms.logic.replicas import add_replicas
-from tests.transformation.conftest import DATA, DM_ADMIN, MANAGER, World
+from tests.transformation.conftest import CFG, DATA, DM_ADMIN, MANAGER, World
 from transformation.agents.transformation_agent import TransformationAgent
 from transformation.db.tables import files as ts_files
 from transformation.db.tables import tasks as ts_tasks
@@ -114,3 +115,62 @@ def test_task_batches_by_range_or_list(world: World) -> None:
                                  only_status=["Created"]) == 1
     assert [v[0] for _k, v in sorted(tasks_of(world, tid).items())] == [
         "Reserved", "Reserved", "Created", "Reserved"]
+
+
+def test_files_seen_again_by_later_batches_are_not_sent_again(world: World,
+                                                               monkeypatch: object) -> None:
+    """A directory's metadata change expands to every file below it; the files' own
+    registrations, read by later batches of the same call, do not evaluate or send them
+    again. Every file still ends attached once, to the transformations it matches."""
+    from transformation.db import queries
+
+    world.field("kind", "string")
+    world.field("run", "int")
+    namespace.create_directories(world.engine, CFG, DM_ADMIN, [f"{DATA}/dup"])
+    raw = make(world, Name="raw", InputMetaQuery={"kind": "raw"})
+    run7 = make(world, Name="run7", InputMetaQuery={"kind": "raw", "run": 7})
+    inputs.follow_journal(world.engine, world.catalog)  # the watermark: the journal's end
+    world.meta(f"{DATA}/dup", {"kind": "raw"})  # journaled before the files
+    lfns = [f"{DATA}/dup/f{i:02d}" for i in range(20)]
+    world.register(lfns)
+    world.meta(lfns[13], {"run": 7})
+    sent: list[tuple[int, int]] = []
+    evaluated: list[int] = []
+    add_files, facts = queries.add_files, world.catalog.facts
+
+    def spy_add(conn: object, tid: int, fids: list[int], *args: object, **kw: object) -> int:
+        sent.extend((tid, f) for f in fids)
+        return add_files(conn, tid, fids, *args, **kw)  # type: ignore[arg-type]
+
+    def spy_facts(fids: list[int], *args: object, **kw: object) -> object:
+        evaluated.extend(fids)
+        return facts(fids, *args, **kw)
+
+    monkeypatch.setattr(queries, "add_files", spy_add)  # type: ignore[attr-defined]
+    monkeypatch.setattr(world.catalog, "facts", spy_facts)  # type: ignore[attr-defined]
+    report = inputs.follow_journal(world.engine, world.catalog, batch=6)
+    assert report.attached == {raw: 20, run7: 1}
+    assert len(sent) == len(set(sent)) == 21  # 39 before: files again in later batches
+    both = world.catalog.file_ids([lfns[13]])[lfns[13]]  # attached to both: evaluated once
+    assert evaluated.count(both) == 1 and len(set(evaluated)) == 20
+    with world.engine.connect() as conn:
+        rows = conn.execute(sa.select(ts_files.c.transformation_id, sa.func.count())
+                            .group_by(ts_files.c.transformation_id)).all()
+    assert dict(rows) == {raw: 20, run7: 1}
+
+
+def test_attached_memory() -> None:
+    memory = inputs.Attached()
+    assert memory.unknown({1, 2, 3}, [10, 11]) == {1, 2, 3}
+    memory.remember(10, [1, 2])
+    assert memory.new(10, [1, 2, 3]) == [3] and memory.new(11, [1, 2]) == [1, 2]
+    assert memory.unknown({1, 2, 3}, [10]) == {3}
+    assert memory.unknown({1, 2, 3}, [10, 11]) == {1, 2, 3}  # not known attached to 11
+    memory.remember(11, [2, 3])
+    assert memory.unknown({1, 2, 3}, [10, 11]) == {1, 3}
+    assert memory.unknown({1, 2, 3}, []) == {1, 2, 3}
+    assert memory.size == 4
+    full = inputs.Attached()
+    full.size = inputs.ATTACHED_MEMORY - 1  # past the bound nothing more is remembered
+    full.remember(10, [1, 2])
+    assert full.new(10, [1, 2]) == [1, 2]

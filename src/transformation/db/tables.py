@@ -6,6 +6,8 @@
 * ``ts_files``: the files of each transformation, keyed by ``(transformation, catalog file
   id)``. There is no global table of every LFN ever seen (DIRAC's DataFiles, issue #7752):
   a row lives as long as its transformation, and LFNs are read from the catalog when shown.
+  ``task_id`` (the file's current task) is not indexed: grouping would move each file's entry
+  in such an index; the files of a task are found through ``ts_task_files``.
 * ``ts_tasks`` and ``ts_task_files``: tasks, their input files (a file may feed several tasks:
   ``Broadcast`` makes one per target SE), their external job/request ID; ``input_vector``
   keeps the task's LFNs so a task can be submitted and shown without the catalog.
@@ -103,7 +105,6 @@ files = sa.Table(
     sa.Column("last_update", UTCDateTime, nullable=False),
     sa.Column("inserted", UTCDateTime, nullable=False),
     sa.Index("ix_ts_files_status", "transformation_id", "status", "file_id"),
-    sa.Index("ix_ts_files_task", "transformation_id", "task_id"),
     sa.Index("ix_ts_files_file", "file_id"),
     mysql_engine="InnoDB", mysql_charset="utf8mb4",
 )

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.db import utcnow, write_transaction
@@ -29,6 +30,7 @@ from core.exceptions import InvalidArgumentError
 from core.in_values import in_values
 from transformation.db import queries as db
 from transformation.db.tables import files as files_t
+from transformation.db.tables import task_files
 from transformation.logic import states
 from transformation.logic.catalog import CatalogView
 from transformation.logic.selection import check_page, conditions, order_by, time_window
@@ -69,6 +71,18 @@ FILE_COLUMNS = {"TransformationID": files_t.c.transformation_id, "FileID": files
                 "InsertedTime": files_t.c.inserted}
 
 
+def _through_task_files(value: Any) -> list[Any]:
+    """For a selection on TaskID: the same files found through ``ts_task_files`` (indexed by
+    transformation and task; ``ts_files.task_id`` is not). A file's task always has its link
+    there, so the condition only narrows the search; not used when NULL is asked for."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values or None in values:
+        return []
+    return [files_t.c.file_id.in_(sa.select(task_files.c.file_id).where(
+        task_files.c.transformation_id == files_t.c.transformation_id,
+        *conditions({"TaskID": value}, {"TaskID": task_files.c.task_id})))]
+
+
 def get_files(engine: Engine, catalog: CatalogView | None, vo: str | None,
               cond: Mapping[str, Any] | None = None, *, older: Any = None, newer: Any = None,
               time_stamp: str = "LastUpdate", order: Any = None,
@@ -77,6 +91,7 @@ def get_files(engine: Engine, catalog: CatalogView | None, vo: str | None,
     cond = dict(cond or {})
     lfns = cond.pop("LFN", None)
     where = conditions(cond, FILE_COLUMNS) + _vo_scope(files_t.c.transformation_id, vo)
+    where += _through_task_files(cond.get("TaskID"))
     if lfns is not None:
         if catalog is None:
             return []

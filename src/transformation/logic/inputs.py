@@ -10,6 +10,12 @@ against the compiled input query of every transformation that attaches files
 transaction. Removed files still Unused become ``Removed``. Cost per file: a few indexed
 reads per batch of 1,000, whatever the size of the catalog.
 
+A journal change can only add a file to a transformation, never take it away, so within one
+call the (transformation, file) pairs already attached by an earlier batch are not evaluated
+or sent again (:class:`Attached`): a directory's metadata change expands to every file below
+it, and the later batches often bring the same files again through their own registrations
+(400,000 of 900,500 rows re-sent in bench/transformation.py before).
+
 The journal's IDs are given at insert time but transactions may commit out of order (MariaDB):
 a reader must not jump over an ID still in flight. So the batch stops at the first gap in the
 IDs until the gap is :data:`GAP_WAIT` seconds old (a rolled back registration leaves a gap
@@ -58,6 +64,8 @@ RECONCILED = "reconciled:"
 GAP_WAIT = 10.0
 #: files evaluated per statement batch
 FACTS_BATCH = 1000
+#: (transformation, file) pairs remembered per call of :func:`follow_journal` at most
+ATTACHED_MEMORY = 2_000_000
 #: journal kinds that change only a file's replicas: they matter to queries on SEs alone
 #: (a registration journals F+ and R+; re-evaluating and re-attaching the file for its R+
 #: in the next batch doubled the attach work)
@@ -78,6 +86,37 @@ class FollowReport:
     attached: dict[int, int] = field(default_factory=dict)
     removed: int = 0
     watermark: int = 0
+
+
+class Attached:
+    """The files known attached to each transformation during one :func:`follow_journal`
+    (rows written or found by a committed batch), at most :data:`ATTACHED_MEMORY` pairs:
+    past that, files are evaluated and sent again (insert-ignore keeps the result right)."""
+
+    def __init__(self) -> None:
+        self.by_tid: dict[int, set[int]] = {}
+        self.size = 0
+
+    def unknown(self, files: set[int], tids: list[int]) -> set[int]:
+        """The files among ``files`` not known attached to every one of ``tids``."""
+        known: set[int] | None = None
+        for tid in tids:
+            mine = self.by_tid.get(tid)
+            if not mine:
+                return files
+            known = mine if known is None else known & mine
+        return files - known if known else files
+
+    def new(self, tid: int, fids: list[int]) -> list[int]:
+        mine = self.by_tid.get(tid)
+        return [f for f in fids if f not in mine] if mine else fids
+
+    def remember(self, tid: int, fids: list[int]) -> None:
+        if self.size + len(fids) <= ATTACHED_MEMORY:
+            mine = self.by_tid.setdefault(tid, set())
+            before = len(mine)
+            mine.update(fids)
+            self.size += len(mine) - before
 
 
 def watches(engine: Engine, catalog: CatalogView) -> list[Watch]:
@@ -121,6 +160,7 @@ def follow_journal(engine: Engine, catalog: CatalogView, *, batch: int = 20_000,
                    rounds: int = 50) -> FollowReport:
     """Handle the journal from the watermark on (up to ``rounds`` batches)."""
     report = FollowReport()
+    attached = Attached()
     for _ in range(rounds):
         with engine.connect() as conn:
             after = db.get_state(conn, WATERMARK)
@@ -137,14 +177,14 @@ def follow_journal(engine: Engine, catalog: CatalogView, *, batch: int = 20_000,
         if not todo:
             report.watermark = after
             break
-        _handle(engine, catalog, after, todo, report)
+        _handle(engine, catalog, after, todo, report, attached)
         if len(found) < batch:
             break
     return report
 
 
 def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal.Change],
-            report: FollowReport) -> None:
+            report: FollowReport, attached: Attached) -> None:
     changed: set[int] = set()
     replica_only: set[int] = set()  # files whose replicas alone changed
     removed: set[int] = set()
@@ -182,7 +222,7 @@ def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal
         fields = set().union(*(w.query.fields for w in active))
         need_ses = any(w.query.needs_ses for w in active)
         columns = set().union(*(w.query.columns for w in active))
-        ordered = sorted(changed)
+        ordered = sorted(attached.unknown(changed, [w.tid for w in active]))
         for start in range(0, len(ordered), FACTS_BATCH):
             facts = catalog.facts(ordered[start:start + FACTS_BATCH], fields, ses=need_ses,
                                   columns=columns)
@@ -196,6 +236,8 @@ def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal
         if current != after:  # another copy moved it meanwhile: its work stands
             return
         for tid, fids in matches.items():
+            fids = attached.new(tid, fids)
+            matches[tid] = fids
             added = db.add_files(conn, tid, fids, now)
             if added:
                 report.attached[tid] = report.attached.get(tid, 0) + added
@@ -205,6 +247,8 @@ def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal
                     "status": states.REMOVED, "last_update": now},
                     only_status=[states.UNUSED])
         db.set_state(conn, WATERMARK, todo[-1].change_id, now)
+    for tid, fids in matches.items():  # committed: attached now, whatever happens next
+        attached.remember(tid, fids)
     report.watermark = todo[-1].change_id
 
 
