@@ -4,10 +4,13 @@ An agent is a class with a ``name`` and a :meth:`Agent.run_once` that does one c
 and returns True when there is nothing more to do right now (the loop then sleeps ``period``
 seconds) or False to run again at once. :meth:`Agent.run` loops until :meth:`Agent.stop` (or
 SIGTERM/SIGINT through ``pilotwms agent``) and writes a heartbeat row per cycle in
-``component_heartbeats``. Several copies of an agent can run: each sees its live peers
-(heartbeat younger than three periods) and :meth:`Agent.mine` splits keys (job IDs, queue
-names, ...) between them, so two copies never work on the same item at once; the work itself
-still re-checks state in its transactions, so an overlap during a peer change is harmless.
+``component_heartbeats``; while a cycle runs, a keep-alive thread refreshes that row every
+``max(period, 1)`` seconds, so a copy busy with a long cycle (a submission of thousands of
+tasks) never looks dead to its peers, which would take over its claims. Several copies of
+an agent can run: each sees its live peers (heartbeat younger than three periods) and
+:meth:`Agent.mine` splits keys (job IDs, queue names, ...) between them, so two copies never
+work on the same item at once; the work itself still re-checks state in its transactions,
+so an overlap during a peer change is harmless.
 
 Example::
 
@@ -104,6 +107,30 @@ class Agent(ABC):
         self._peers = sorted(set(rows) | {self.instance})
         return self._peers
 
+    def _touch(self) -> None:
+        """Refresh ``last_beat`` of this instance's row (made by :meth:`beat`), nothing else:
+        the peers, and so the split, change only at the start of a cycle."""
+        hb = component_heartbeats
+        with write_transaction(self.engine("Framework")) as conn:
+            conn.execute(sa.update(hb).where(hb.c.component == self.name,
+                                             hb.c.instance == self.instance)
+                         .values(last_beat=utcnow()))
+
+    def _keep_alive(self, done: threading.Event) -> None:
+        interval = max(self.period, 1.0)
+        while not done.wait(interval):
+            try:
+                self._touch()
+            except sa.exc.SQLAlchemyError:  # the next cycle's beat() retries; log only
+                log.warning("%s: could not refresh the heartbeat row", self.name)
+
+    def _start_keep_alive(self) -> tuple[threading.Event, threading.Thread]:
+        done = threading.Event()
+        thread = threading.Thread(target=self._keep_alive, args=(done,), daemon=True,
+                                  name=f"{self.name}-keep-alive")
+        thread.start()
+        return done, thread
+
     def mine(self, key: int) -> bool:
         """Whether this instance handles ``key`` among its live peers (stable split)."""
         return key % len(self._peers) == self._peers.index(self.instance)
@@ -167,6 +194,7 @@ class Agent(ABC):
         (``core.metrics``; ``/metrics`` when ``Monitoring.Metrics.AgentPort`` is set)."""
         listener = self.start_metrics()
         reporting = None if once else self.start_component_reports()
+        keep_alive, keeper = self._start_keep_alive()
         try:
             while not self.stopping:
                 started = time.monotonic()
@@ -183,6 +211,8 @@ class Agent(ABC):
                 if idle:
                     self._stop.wait(self.period)
         finally:
+            keep_alive.set()
+            keeper.join(30)  # a touch in flight ends before the row is removed
             if listener is not None:
                 listener.shutdown()
                 listener.server_close()

@@ -76,7 +76,10 @@ class _TaskAgent(TransformationAgentBase):
                 except Exception:
                     submit.release(engine, tid, token, [t.task_id for t in claimed])
                     raise
-                submit.record(engine, tid, token, {t: str(e) for t, e in made.items()})
+                kept = submit.record(engine, tid, token, {t: str(e) for t, e in made.items()})
+                if kept < len(made):  # a peer took the claim over: this copy looked dead
+                    log.error("transformation %d: %d of %d submitted tasks were no longer "
+                              "claimed by %s", tid, len(made) - kept, len(made), self.instance)
                 log.info("transformation %d: %d tasks submitted", tid, len(made))
                 busy = True
                 if len(claimed) < self.settings.submit_batch:
