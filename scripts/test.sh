@@ -120,8 +120,14 @@ if (($# == 0)); then
   log "doctests (every >>> example in src)"
   "$VENV/bin/python" -m coverage run -m pytest --doctest-modules src -q -p no:cacheprovider \
     || rc=$?
-  log "tests"
-  "$VENV/bin/python" -m coverage run -m pytest --durations=15 || rc=$?
+  # two pytest-xdist workers by default (PILOTWMS_TEST_WORKERS; 0: one process): most tests
+  # wait on servers, subprocesses and pilots, so a second worker uses the second core. Each
+  # worker starts its own session servers (MariaDB, Slurm, ...) on free ports; a test file
+  # stays on one worker (its module fixtures are made once)
+  workers=${PILOTWMS_TEST_WORKERS:-2}
+  log "tests ($workers pytest-xdist workers)"
+  "$VENV/bin/python" -m coverage run -m pytest -n "$workers" --dist loadfile --durations=15 \
+    || rc=$?
 else
   "$VENV/bin/python" -m coverage run -m pytest "$@" || rc=$?
 fi

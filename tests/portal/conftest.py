@@ -47,8 +47,12 @@ def portal_env(instance: Instance, oidc_idp: OIDCProvider,
         env.server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """Headless Chromium for the portal's tests. Package scope, not session: playwright's
+    sync API marks its event loop as running in this thread while it is open, so a later
+    test's ``asyncio.run()`` in the same process (the order differs under pytest-xdist)
+    would fail."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/test.sh (installs Debian's chromium)")
     from playwright.sync_api import sync_playwright

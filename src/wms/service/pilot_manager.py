@@ -78,8 +78,9 @@ class PilotManagerService(Service):
         wanted = [refs] if isinstance(refs, str) else [str(r) for r in refs]
         with engine_of(self.ctx).connect() as conn:
             info = pilots_db.pilot_info(conn, wanted)
-            for ref, row in info.items():
-                row["Jobs"] = pilots_db.jobs_of_pilot(conn, ref)
+            jobs = pilots_db.jobs_of_pilots(conn, list(info))
+        for ref, row in info.items():
+            row["Jobs"] = jobs.get(ref, [])
         return info
 
     @rpc_method("getPilotOutput", rights=DIRECTORS)

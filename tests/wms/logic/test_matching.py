@@ -304,7 +304,10 @@ def pilot_process(url: str, start: Any, out: Any) -> None:
 def test_no_double_match_with_50_processes(engine: Engine, db_url: str) -> None:
     ids = add_waiting(engine, [{"owner": f"u{i % 7}", "priority": i % 3} for i in range(JOBS)])
     engine.dispose()
-    ctx = multiprocessing.get_context("spawn")
+    # children forked from a fork server that has imported this module (and so SQLAlchemy
+    # and the matcher) once: 50 spawned interpreters would each import it all again
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
     start, out = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=pilot_process, args=(db_url, start, out))
              for _ in range(PROCESSES)]
