@@ -47,7 +47,7 @@ from typing import Any
 
 from core.agent import Agent
 from core.config.schema import CEConfig, Config, QueueConfig
-from core.db import utcnow
+from core.db import utcnow, write_transaction
 from core.exceptions import ConfigError, PilotWMSError
 from core.security.tokens import TokenIssuer
 from pilot.payload import PayloadRefusedError
@@ -216,7 +216,7 @@ class PushJobAgent(Agent):
                 break
             job_id = int(match["JobID"])
             matched += 1
-            with engine.begin() as conn:
+            with write_transaction(engine) as conn:
                 push_db.add_job(conn, job_id, site, ce_name, q_name, agent=self.instance,
                                 now=utcnow())
             log.info("%s/%s/%s: matched job %d", site, ce_name, q_name, job_id)
@@ -250,18 +250,18 @@ class PushJobAgent(Agent):
         """Prepare (reports, input sandboxes), copy the job directory, sbatch it."""
         job = self.wrapper(job_id, site, ce_name, q_name, queue)
         engine = self.engine()
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             attempt = push_db.count_attempt(conn, job_id)
         if attempt > MAX_SHIP_ATTEMPTS:
             job.report("Failed", SHIP_FAILED)
             job._send_log()
-            with engine.begin() as conn:
+            with write_transaction(engine) as conn:
                 push_db.forget(conn, job_id)
             return
         try:
             if not job.prepare():
                 job._send_log()
-                with engine.begin() as conn:
+                with write_transaction(engine) as conn:
                     push_db.forget(conn, job_id)
                 return
             remote = f"{self.base_dir(site, ce_name, slurm)}/{job_id}"
@@ -273,7 +273,7 @@ class PushJobAgent(Agent):
             except PayloadRefusedError as exc:  # a DIRAC workflow this site cannot run
                 job.refuse(exc)
                 job._send_log()
-                with engine.begin() as conn:
+                with write_transaction(engine) as conn:
                     push_db.forget(conn, job_id)
                 return
             slurm.runner.run(["/bin/sh", "-c", _UNPACK, "sh", remote], input=staged,
@@ -291,7 +291,7 @@ class PushJobAgent(Agent):
         finally:
             shutil.rmtree(job.dir, ignore_errors=True)
         now = utcnow()
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             won = push_db.set_phase(conn, job_id, "New", "Submitted", now=now, batch_ref=ref,
                                     remote_dir=remote, agent=self.instance,
                                     next_beat=now + timedelta(seconds=self.opts.heartbeat))
@@ -351,7 +351,7 @@ class PushJobAgent(Agent):
             self.collect(slurm, row, state, queue)
             return
         if state == PilotStatus.RUNNING and row.phase == "Submitted":
-            with engine.begin() as conn:
+            with write_transaction(engine) as conn:
                 moved = push_db.set_phase(conn, row.job_id, "Submitted", "Running", now=now)
             if moved:
                 self.job_rpc(row.job_id).call(STATE, "setJobStatus", row.job_id, "",
@@ -364,13 +364,13 @@ class PushJobAgent(Agent):
         except ValueError:
             dynamic = {}
         reply = self.job_rpc(row.job_id).call(STATE, "sendHeartBeat", row.job_id, dynamic, {})
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             push_db.set_next_beat(conn, row.job_id,
                                   now + timedelta(seconds=self.opts.heartbeat))
         if isinstance(reply, dict) and "Kill" in reply:
             log.info("job %d: Kill from the server: scancel %s", row.job_id, row.batch_ref)
             slurm.kill([row.batch_ref])
-            with engine.begin() as conn:
+            with write_transaction(engine) as conn:
                 push_db.set_phase(conn, row.job_id, row.phase, "Killed", now=now)
 
     def collect(self, slurm: SlurmComputingElement, row: push_db.PushRow, state: PilotStatus,
@@ -416,7 +416,7 @@ class PushJobAgent(Agent):
             slurm.cleanup([row.batch_ref])
         if row.remote_dir:
             slurm.runner.run(["rm", "-rf", "--", row.remote_dir], check=True)
-        with self.engine().begin() as conn:
+        with write_transaction(self.engine()) as conn:
             push_db.forget(conn, row.job_id)
         log.info("job %d: forgotten (%s)", row.job_id, why)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from core.agent import Agent
 from core.config.schema import CEConfig, Config, QueueConfig
+from core.db import write_transaction
 from core.exceptions import ConfigError, PilotWMSError
 from core.security.tokens import TokenIssuer
 from pilot.build import build as build_pilot
@@ -110,7 +111,7 @@ class SiteDirector(Agent):
             pilots.set_status(engine, [ref], new)
             if PilotStatus(new).is_final:
                 out, err = ce.output(ref) if new != "Deleted" else ("", "")
-                with engine.begin() as conn:
+                with write_transaction(engine) as conn:
                     pilots_db.store_output(conn, ref, out, err)
                 finished.append(ref)
         if finished:  # output kept here: the CE may forget them (files, job dirs, VMs)
