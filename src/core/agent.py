@@ -124,8 +124,14 @@ class Agent(ABC):
             except sa.exc.SQLAlchemyError:  # the next cycle's beat() retries; log only
                 log.warning("%s: could not refresh the heartbeat row", self.name)
 
-    def _start_keep_alive(self) -> tuple[threading.Event, threading.Thread]:
+    def _start_keep_alive(self) -> tuple[threading.Event, threading.Thread | None]:
+        """The keep-alive thread, except on an in-memory SQLite database: it has no peers
+        (no other process sees it), and its one shared connection must not be used by two
+        threads at once (a transaction of one would end the other's)."""
         done = threading.Event()
+        url = sa.engine.make_url(self.config.database_url("Framework"))
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return done, None
         thread = threading.Thread(target=self._keep_alive, args=(done,), daemon=True,
                                   name=f"{self.name}-keep-alive")
         thread.start()
@@ -212,7 +218,8 @@ class Agent(ABC):
                     self._stop.wait(self.period)
         finally:
             keep_alive.set()
-            keeper.join(30)  # a touch in flight ends before the row is removed
+            if keeper is not None:
+                keeper.join(30)  # a touch in flight ends before the row is removed
             if listener is not None:
                 listener.shutdown()
                 listener.server_close()

@@ -1,5 +1,5 @@
 """The agent loop (core.agent): a copy busy with one long cycle stays alive to its peers,
-and its heartbeat row goes when it stops."""
+and its heartbeat row goes when it stops; no keep-alive thread on an in-memory database."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def test_a_long_cycle_keeps_the_copy_alive_to_its_peers(tmp_path: Path) -> None:
     thread.start()
     try:
         assert busy.running.wait(10)
+        assert "Slow-keep-alive" in {t.name for t in threading.enumerate()}
         # live peers: heartbeat younger than 3 * max(period, 1 s) = 3 s; the busy copy's
         # cycle began with its only beat() more than 3 s ago
         time.sleep(4)
@@ -54,3 +55,18 @@ def test_a_long_cycle_keeps_the_copy_alive_to_its_peers(tmp_path: Path) -> None:
         rows = conn.execute(sa.select(component_heartbeats.c.instance)).scalars().all()
     engine.dispose()
     assert rows == ["peer"]  # the stopped copy removed its row; the peer's is left
+
+
+def test_no_keep_alive_thread_on_an_in_memory_database() -> None:
+    """No peer can see an in-memory database, and its one connection is shared by the
+    threads: a keep-alive transaction there would end the cycle's own."""
+    agent = Slow(Config.model_validate({"Database": "sqlite://"}), instance="alone")
+    agent.seconds = 0.2
+    thread = threading.Thread(target=agent.run, kwargs={"once": True}, daemon=True)
+    thread.start()
+    try:
+        assert agent.running.wait(10)
+        assert "Slow-keep-alive" not in {t.name for t in threading.enumerate()}
+    finally:
+        thread.join(30)
+    assert not thread.is_alive()
