@@ -41,7 +41,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.config.schema import Config
-from core.db import init_schema, make_engine, retry_conflicts, utcnow, write_transaction
+from core.db import (
+    init_schema,
+    make_engine,
+    memory_sqlite,
+    retry_conflicts,
+    utcnow,
+    write_transaction,
+)
 from core.tables import FRAMEWORK_SCHEMA, component_heartbeats
 
 log = logging.getLogger("pilotwms.agent")
@@ -129,8 +136,7 @@ class Agent(ABC):
         (no other process sees it), and its one shared connection must not be used by two
         threads at once (a transaction of one would end the other's)."""
         done = threading.Event()
-        url = sa.engine.make_url(self.config.database_url("Framework"))
-        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        if memory_sqlite(self.config.database_url("Framework")):
             return done, None
         thread = threading.Thread(target=self._keep_alive, args=(done,), daemon=True,
                                   name=f"{self.name}-keep-alive")

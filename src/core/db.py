@@ -146,6 +146,16 @@ def _sqlite_table_hint(element: sa.Table, compiler: Any, **kw: Any) -> str:
     return text
 
 
+def memory_sqlite(url: str | sa.engine.URL) -> bool:
+    """Whether ``url`` is an in-memory SQLite database (one connection, one process).
+
+    >>> memory_sqlite("sqlite://"), memory_sqlite("sqlite:///x.db"), memory_sqlite("mysql://h/d")
+    (True, False, False)
+    """
+    parsed = sa.engine.make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` with the settings pilotwms relies on."""
     try:
@@ -154,7 +164,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         raise ConfigError(f"bad database URL {url!r}: {exc}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        memory = parsed.database in (None, "", ":memory:")
+        memory = memory_sqlite(parsed)
         options: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
         if memory:
             options["poolclass"] = StaticPool

@@ -117,10 +117,6 @@ def pilots_of_job(conn: Connection, job_id: int) -> list[str]:
     return [str(x) for x in conn.execute(query).scalars()]
 
 
-def jobs_of_pilot(conn: Connection, ref: str) -> list[int]:
-    return jobs_of_pilots(conn, [ref]).get(ref, [])
-
-
 def jobs_of_pilots(conn: Connection, refs: Sequence[str]) -> dict[str, list[int]]:
     """reference -> its job IDs (ascending), in one query, for the pilots that ran any."""
     query = (sa.select(pilot_agents.c.pilot_reference, pilot_jobs.c.job_id)

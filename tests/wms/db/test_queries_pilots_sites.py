@@ -124,8 +124,6 @@ def test_pilot_records(engine: Engine) -> None:
         assert pilots_db.pilots_without_output(conn, ["Submitted", "Running"]) == [
             ("slurm://h/2", "LCG.A.org", "ce.a", "q")]
         assert pilots_db.pilots_of_job(conn, job) == ["slurm://h/1"]
-        assert pilots_db.jobs_of_pilot(conn, "slurm://h/1") == [job]
-        assert pilots_db.jobs_of_pilot(conn, "slurm://h/2") == []
         assert pilots_db.jobs_of_pilots(conn, ["slurm://h/1", "slurm://h/2", "nope"]) == {
             "slurm://h/1": [job]}
         assert pilots_db.output_of(conn, "slurm://h/1") == ("out", "err")
