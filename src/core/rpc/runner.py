@@ -90,7 +90,7 @@ async def _worker_main(config: Config, services: list[type[Service]],
     server = make_http_server(ctx, services, tls=tls)
     # what start-up built (modules, tables, statements, settings) lives as long as the process:
     # out of the collector's sight, a full collection no longer walks ~80,000 objects, which
-    # cost a page of 10,000 records 25 ms of every 50 (docs/performance.md, job search)
+    # cost a page of 10,000 records 25 ms of every 50 (docs/performance/search.md)
     gc.collect()
     gc.freeze()
     server.add_sockets(sockets)

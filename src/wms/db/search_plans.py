@@ -64,7 +64,7 @@ BY_STATUS_SUBMISSION = "ix_jobs_owner_status_submission"
 #: a walked row (pages of 10,000 among 100,000 jobs of one owner, bench/search.py); MariaDB:
 #: the branches read the secondary index alone (owner, status, job ID) while the walk reads a
 #: clustered row per entry, and the forced paths measured alike at 3 entries a row or fewer
-#: at 1M jobs (bench/growth.py --compare-plans; docs/performance.md)
+#: at 1M jobs (bench/growth.py --compare-plans; docs/performance/search.md)
 UNION_ENTRY_COST = {"sqlite": 3.0, "mysql": 1.0, "mariadb": 1.0}
 
 #: status lists longer than this are left to the database's planner
