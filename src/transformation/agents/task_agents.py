@@ -23,19 +23,26 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine, Row
 
+from core.ids import as_id
+from core.security.identity import Identity
 from dms.db import catalog as cat_db
+from dms.db import rms as rms_db
 from transformation.agents.base import TransformationAgentBase
 from transformation.logic import states, submit
 from transformation.logic.catalog import ensure_output_dir
 from transformation.logic.definition import job_limits
 from transformation.logic.tasks import files_by_task
 from wms.db.schema import WMS_SCHEMA
-from wms.logic import input_data, optimizer
+from wms.logic import input_data, job_manager, optimizer
 from wms.logic.input_data import InputDataCheck, InputDataVerdict
 from wms.logic.submission import SubmitResult
-from wms.service.common import enqueue, limits_from
+from wms.service.common import dequeue, enqueue, limits_from
 
 log = logging.getLogger("pilotwms.agents.tasks")
+#: who deletes a duplicate job (a job administrator of no VO: the agent itself)
+TASK_ADMIN = Identity(auth_method="x509", username="TransformationTaskAgent", group="",
+                      properties=frozenset({"JobAdministrator"}), valid_dn=True,
+                      valid_group=True)
 
 
 class _TaskAgent(TransformationAgentBase):
@@ -59,6 +66,18 @@ class _TaskAgent(TransformationAgentBase):
     def submit(self, trans: Row[Any], tasks: list[Row[Any]]) -> dict[int, int]:
         raise NotImplementedError
 
+    def withdraw(self, external_ids: list[str]) -> None:
+        """Remove jobs/requests this copy made for tasks a peer has since served."""
+        raise NotImplementedError
+
+    def _settle(self, tid: int, made: dict[int, str], kept: int) -> None:
+        adopted, duplicates = submit.settle_lost(self.ts(), tid, made)
+        if duplicates:
+            self.withdraw(duplicates)
+        log.error("transformation %d: %d of %d submitted tasks were no longer claimed by %s "
+                  "(a peer took this copy for dead): %d adopted back, %d duplicates withdrawn",
+                  tid, len(made) - kept, len(made), self.instance, adopted, len(duplicates))
+
     def run_once(self) -> bool:
         engine = self.ts()
         busy = False
@@ -76,10 +95,10 @@ class _TaskAgent(TransformationAgentBase):
                 except Exception:
                     submit.release(engine, tid, token, [t.task_id for t in claimed])
                     raise
-                kept = submit.record(engine, tid, token, {t: str(e) for t, e in made.items()})
-                if kept < len(made):  # a peer took the claim over: this copy looked dead
-                    log.error("transformation %d: %d of %d submitted tasks were no longer "
-                              "claimed by %s", tid, len(made) - kept, len(made), self.instance)
+                ids = {t: str(e) for t, e in made.items()}
+                kept = submit.record(engine, tid, token, ids)
+                if kept < len(made):  # a peer took claims over: this copy looked dead
+                    self._settle(tid, ids, kept)
                 log.info("transformation %d: %d tasks submitted", tid, len(made))
                 busy = True
                 if len(claimed) < self.settings.submit_batch:
@@ -108,6 +127,12 @@ class WorkflowTaskAgent(_TaskAgent):
 
     def lookup(self, tid: int, names: list[str]) -> dict[str, str]:
         return submit.find_jobs(self.target(), tid, names)
+
+    def withdraw(self, external_ids: list[str]) -> None:
+        numbers = [n for n in map(as_id, external_ids) if n is not None]
+        for start in range(0, len(numbers), 1000):
+            job_manager.delete_jobs(self.target(), TASK_ADMIN, numbers[start:start + 1000],
+                                    dequeue=dequeue)
 
     def _prepare_outputs(self, trans: Row[Any]) -> None:
         """The output directory belongs to the author and carries ``OutputMetadata``."""
@@ -172,6 +197,11 @@ class RequestTaskAgent(_TaskAgent):
 
     def lookup(self, tid: int, names: list[str]) -> dict[str, str]:
         return submit.find_requests(self.target(), tid, names)
+
+    def withdraw(self, external_ids: list[str]) -> None:
+        for number in map(as_id, external_ids):
+            if number is not None:
+                rms_db.cancel(self.target(), number)
 
     def submit(self, trans: Row[Any], tasks: list[Row[Any]]) -> dict[int, int]:
         return submit.submit_requests(self.target(), trans, tasks)

@@ -6,8 +6,11 @@ the batch (jobs: one bulk WMS transaction; requests: one RMS request per task), 
 Submitted with the external IDs, again conditionally on its own claim. A submitter that dies
 between the two leaves Reserved tasks: :func:`recover_reserved` looks for their jobs/requests
 by name (``<transformation:08d>_<task:08d>``, DIRAC's task name) once they are older than
-``ReservedTimeout`` and records what exists, or makes the task Created again. No task is ever
-submitted twice.
+``ReservedTimeout`` and records what exists, or makes the task Created again. A submitter
+that only *looked* dead (its cycle outlived its heartbeat) finds at record time that it lost
+some claims: :func:`settle_lost` then adopts the tasks released but not yet claimed again and
+names its jobs/requests that a peer has replaced, which the agent withdraws. No task keeps two
+live jobs or requests.
 
 A job's JDL is the transformation's template plus, per task: ``InputData`` (the task's
 files), ``JobName`` (the task name), ``JobGroup`` (the transformation ID, 8 digits),
@@ -44,6 +47,7 @@ from wms.db.tables import jobs as jobs_t
 from wms.logic import submission
 from wms.logic.jdl import JDL, parse_jdl
 from wms.logic.job_description import JobLimits
+from wms.logic.states import JobStatus
 
 OnStored = Callable[[Connection, submission.SubmitResult, Any], None]
 
@@ -145,6 +149,42 @@ def record(engine: Engine, tid: int, token: str, external: Mapping[int, str],
             total += conn.execute(stmt, [{"b_task": t, "b_ext": e} for t, e in
                                          rest.items()]).rowcount or 0
     return int(total)
+
+
+def settle_lost(engine: Engine, tid: int, made: Mapping[int, str]) -> tuple[int, list[str]]:
+    """After :func:`record` kept fewer tasks than were ``made`` (task ID -> this submitter's
+    external ID): a peer's :func:`recover_reserved` took some claims over. Per task:
+
+    * recorded with this submitter's own ID (the peer found the job by name): settled;
+    * Created again and not claimed since: adopted (Submitted with this ID);
+    * anything else (claimed again, or recorded with another ID): this submitter's
+      job/request duplicates the task's, and must be withdrawn.
+
+    Returns (adopted, external IDs to withdraw)."""
+    now = utcnow()
+    adopted = 0
+    duplicates: list[str] = []
+    with write_transaction(engine) as conn:
+        rows = db.task_rows(conn, [tasks_t.c.transformation_id == tid,
+                                   tasks_t.c.task_id.in_(list(made))])
+        for row in rows:
+            ours = made[row.task_id]
+            if row.external_id == ours:
+                continue
+            if row.status == states.CREATED and row.claimed_by is None and conn.execute(
+                    tasks_t.update().where(
+                        tasks_t.c.transformation_id == tid, tasks_t.c.task_id == row.task_id,
+                        tasks_t.c.status == states.CREATED, tasks_t.c.claimed_by.is_(None))
+                    .values(status=states.SUBMITTED, external_id=ours,
+                            last_update=now)).rowcount:
+                adopted += 1
+            else:
+                duplicates.append(ours)
+        if adopted or duplicates:
+            db.add_log(conn, tid, [f"Claims lost while submitting: adopted {adopted} tasks, "
+                                   f"withdrawing {len(duplicates)} duplicates"],
+                       "TaskAgent", now)
+    return adopted, duplicates
 
 
 def release(engine: Engine, tid: int, token: str, task_ids: Sequence[int]) -> None:
@@ -267,7 +307,8 @@ def find_jobs(wms_engine: Engine, tid: int, names: list[str]) -> dict[str, str]:
         for batch in db.chunks(names):
             for job_id, name in conn.execute(sa.select(jobs_t.c.job_id, jobs_t.c.job_name)
                                              .where(jobs_t.c.job_group == job_group(tid),
-                                                    jobs_t.c.job_name.in_(batch))):
+                                                    jobs_t.c.job_name.in_(batch),
+                                                    jobs_t.c.status != JobStatus.DELETED)):
                 out[name] = str(job_id)
     return out
 
@@ -303,6 +344,7 @@ def find_requests(rms_engine: Engine, tid: int, names: list[str]) -> dict[str, s
     with rms_engine.connect() as conn:
         for batch in db.chunks(names):
             for rid, name in conn.execute(sa.select(table.c.request_id, table.c.name)
-                                          .where(table.c.name.in_(batch))):
+                                          .where(table.c.name.in_(batch),
+                                                 table.c.status != rms_db.CANCELED)):
                 out[name] = str(rid)
     return out
