@@ -4,39 +4,17 @@ certificates it issues, checked against the real ``openssl`` CLI."""
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from tests.core.security.certs import CraftCert, Cred, Run, chain_of
 
 from core.exceptions import CredentialError, InvalidArgumentError
 from core.security.ca import CertificateAuthority, subject_hash, write_hashed_dir, write_pem
 from core.security.x509 import dn_string, key_matches, load_pem_chain
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
-CraftCert = Callable[..., x509.Certificate]
-
-
-class Cred(Protocol):
-    cert_pem: bytes
-    key_pem: bytes
-    cert_path: Path
-    key_path: Path
-
-
-def pem(*certs: x509.Certificate) -> bytes:
-    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
-
-
-def chain_of(cred: Cred) -> list[x509.Certificate]:
-    return load_pem_chain(cred.cert_pem)
-
 
 # -- the CA ------------------------------------------------------------------------------------
 

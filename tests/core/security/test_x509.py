@@ -3,17 +3,15 @@ checked against the real ``openssl`` CLI where it helps (the dev CA: test_ca.py)
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from tests.core.security.certs import CraftCert, Cred, Run, chain_of, pem
 
 from core.exceptions import CredentialError, InvalidArgumentError
 from core.security.ca import CertificateAuthority
@@ -48,20 +46,6 @@ from core.security.x509 import (
     verify_chain,
 )
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
-CraftCert = Callable[..., x509.Certificate]
-
-
-class Cred(Protocol):
-    cert_pem: bytes
-    key_pem: bytes
-    cert_path: Path
-    key_path: Path
-
-
-def pem(*certs: x509.Certificate) -> bytes:
-    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
-
 
 def plus_cn(name: x509.Name, value: str) -> x509.Name:
     extra = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, value)])
@@ -84,10 +68,6 @@ def user_key(cred: Cred) -> rsa.RSAPrivateKey:
     key = load_pem_key(cred.key_pem)
     assert isinstance(key, rsa.RSAPrivateKey)
     return key
-
-
-def chain_of(cred: Cred) -> list[x509.Certificate]:
-    return load_pem_chain(cred.cert_pem)
 
 
 # -- DER ---------------------------------------------------------------------------------------
