@@ -377,11 +377,12 @@ def _head_conditions(by_tq: bool, by_job: bool, by_tq_ids: bool, excluded: tuple
         conds.append(tq_jobs.c.job_id == sa.bindparam("job_id"))
     if by_tq_ids:
         conds.append(tq_jobs.c.tq_id.in_(sa.bindparam("tq_ids", expanding=True)))
+    other = jobs.alias("x")  # the statement may join ``jobs`` itself
     for i, name in enumerate(excluded):
         values: sa.BindParameter[Any] = sa.bindparam(f"ex_{i}", expanding=True)
         if correlated:  # a subquery: not locked, unlike a joined table
-            conds.append(~sa.exists().where(jobs.c.job_id == tq_jobs.c.job_id,
-                                            JOB_ATTRIBUTES[name].in_(values)))
+            conds.append(~sa.exists().where(other.c.job_id == tq_jobs.c.job_id,
+                                            other.c[JOB_ATTRIBUTES[name].name].in_(values)))
         else:
             conds.append(JOB_ATTRIBUTES[name].not_in(values))
     if mask == "not_banned":
@@ -396,34 +397,34 @@ def _head_conditions(by_tq: bool, by_job: bool, by_tq_ids: bool, excluded: tuple
 @functools.lru_cache(maxsize=256)
 def _joined_claim_statement(by_tq: bool, by_job: bool, by_tq_ids: bool,
                             excluded: tuple[str, ...], attributes: tuple[str, ...],
-                            mask: str) -> sa.Select[Any]:
-    """SQLite: one statement (the write lock is already held)."""
+                            mask: str, *, locking: bool = False) -> sa.Select[Any]:
+    """The queued job with the smallest pick key, its job row and its JDL, in one statement.
+
+    SQLite (not ``locking``): the write lock is already held. MariaDB (``locking``):
+    ``FOR UPDATE SKIP LOCKED`` locks the queue and job rows of the job it returns, skipping
+    jobs whose queue or job row another transaction holds (a held JDL row comes back as
+    NULL: the caller reads it unlocked). The plan is pinned (``STRAIGHT_JOIN``, primary keys
+    for ``jobs`` and ``job_jdls``, for one queue its ``(tq_id, pick_key)`` index): a walk of
+    the queue in pick-key order that stops at the first free job, so only that job's rows
+    (and the queue rows of jobs skipped on the way) are locked. Left to itself, MariaDB
+    10.11 joins small tables by a scan and a filesort, which locks every row of the queue
+    and serialises matchers. The exclusions are correlated subqueries, which lock nothing."""
     extra = [JOB_ATTRIBUTES[name].label(f"a_{i}") for i, name in enumerate(attributes)]
-    return (sa.select(tq_jobs.c.job_id, tq_jobs.c.tq_id, *_JOB_COLUMNS, *extra)
-            .select_from(tq_jobs.join(jobs, jobs.c.job_id == tq_jobs.c.job_id)
-                         .outerjoin(job_jdls, job_jdls.c.job_id == tq_jobs.c.job_id))
-            .where(*_head_conditions(by_tq, by_job, by_tq_ids, excluded, mask,
-                                     correlated=False))
-            .order_by(tq_jobs.c.pick_key).limit(1))
-
-
-@functools.lru_cache(maxsize=256)
-def _head_statement(by_tq: bool, by_job: bool, by_tq_ids: bool, excluded: tuple[str, ...],
-                    mask: str) -> sa.Select[Any]:
-    """MariaDB: lock the queue's head row only. (Joined to ``jobs``, a LIMIT 1 ... FOR UPDATE
-    SKIP LOCKED locks every row of the queue on MariaDB 10.11, which serialises matchers.)"""
-    return (sa.select(tq_jobs.c.job_id, tq_jobs.c.tq_id)
-            .where(*_head_conditions(by_tq, by_job, by_tq_ids, excluded, mask, correlated=True))
-            .order_by(tq_jobs.c.pick_key).limit(1).with_for_update(skip_locked=True))
-
-
-@functools.lru_cache(maxsize=64)
-def _job_statement(attributes: tuple[str, ...]) -> sa.Select[Any]:
-    extra = [JOB_ATTRIBUTES[name].label(f"a_{i}") for i, name in enumerate(attributes)]
-    return (sa.select(jobs.c.job_id, sa.literal(0), *_JOB_COLUMNS, *extra)
-            .select_from(jobs.outerjoin(job_jdls, job_jdls.c.job_id == jobs.c.job_id))
-            .where(jobs.c.job_id == sa.bindparam("job_id"))
-            .with_for_update(skip_locked=True))
+    query = (sa.select(tq_jobs.c.job_id, tq_jobs.c.tq_id, *_JOB_COLUMNS, *extra)
+             .select_from(tq_jobs.join(jobs, jobs.c.job_id == tq_jobs.c.job_id)
+                          .outerjoin(job_jdls, job_jdls.c.job_id == tq_jobs.c.job_id))
+             .where(*_head_conditions(by_tq, by_job, by_tq_ids, excluded, mask,
+                                      correlated=locking))
+             .order_by(tq_jobs.c.pick_key).limit(1))
+    if not locking:
+        return query
+    for dialect in ("mysql", "mariadb"):
+        query = (query.prefix_with("STRAIGHT_JOIN", dialect=dialect)
+                 .with_hint(jobs, "FORCE INDEX (PRIMARY)", dialect)
+                 .with_hint(job_jdls, "FORCE INDEX (PRIMARY)", dialect))
+        if by_tq and not (by_job or by_tq_ids):
+            query = query.with_hint(tq_jobs, "FORCE INDEX (ix_tq_jobs_tq_key)", dialect)
+    return query.with_for_update(skip_locked=True)
 
 
 def claim_next_job(conn: Connection, tq_id: int | None, *, job_id: int | None = None,
@@ -432,9 +433,10 @@ def claim_next_job(conn: Connection, tq_id: int | None, *, job_id: int | None = 
                    attributes: Sequence[str] = (), site: str | None = None,
                    site_mask_mode: str = "ignore") -> ClaimRow | None:
     """Lock and return the queued job with the smallest pick key in queue ``tq_id`` (or job
-    ``job_id`` in any of ``tq_ids``), skipping rows other transactions hold (MariaDB
-    ``SKIP LOCKED``: the queue row, then the job row, 2 statements; SQLite: 1 statement).
-    None when there is none, or when the job row is held by another transaction.
+    ``job_id`` in any of ``tq_ids``), in one statement. On MariaDB ``SKIP LOCKED`` skips jobs
+    whose queue or job row another transaction holds (the next job of the queue is taken
+    instead; a held JDL row gives ``jdl`` None); on SQLite the caller holds the write lock.
+    None when there is no such job.
 
     ``exclude`` maps DIRAC job attribute names to values the job must not have; ``attributes``
     are extra job attributes to return. ``site_mask_mode`` (see :class:`TQFilter`) checks
@@ -446,16 +448,9 @@ def claim_next_job(conn: Connection, tq_id: int | None, *, job_id: int | None = 
     params.update({f"ex_{i}": list((exclude or {})[name]) for i, name in enumerate(excluded)})
     shape = (tq_id is not None, job_id is not None, tq_ids is not None, excluded,
              site_mask_mode if site is not None else "ignore")
-    row: Sequence[Any] | None
-    if conn.dialect.name == "sqlite":
-        row = conn.execute(_joined_claim_statement(*shape[:4], tuple(attributes), shape[4]),
-                           params).first()
-    else:
-        head = conn.execute(_head_statement(*shape), params).first()
-        if head is None:
-            return None
-        found = conn.execute(_job_statement(tuple(attributes)), {"job_id": head[0]}).first()
-        row = None if found is None else (found[0], head[1], *found[2:])
+    statement = _joined_claim_statement(*shape[:4], tuple(attributes), shape[4],
+                                        locking=conn.dialect.name != "sqlite")
+    row = conn.execute(statement, params).first()
     if row is None:
         return None
     return ClaimRow(job_id=int(row[0]), tq_id=int(row[1]), status=row[2], minor_status=row[3],

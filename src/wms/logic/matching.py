@@ -29,17 +29,18 @@ weight (:func:`wms.logic.task_queues.tq_weights`: group JobShare split among the
 with waiting jobs, then among the owner's queues by job priority); in it, the job with the
 smallest pick key ``-ln(U)/priority`` is taken (weighted by priority).
 
-**Claim** (one transaction): on MariaDB ``SELECT ... FOR UPDATE SKIP LOCKED`` of the queue's
-head row, then of its job row (with the JDL); on SQLite one joined SELECT, writers being
+**Claim** (one transaction): one SELECT of the queue's head job joined to its job row and
+JDL; on MariaDB ``FOR UPDATE SKIP LOCKED`` locks them and skips a job whose queue or job row
+another transaction holds (the queue's next job is taken instead), on SQLite writers are
 serialised by ``BEGIN IMMEDIATE``. The site mask is checked in the same statement. Then a
 compare-and-set Waiting -> Matched / "Assigned" / ApplicationStatus "Unknown" with the pilot's
-Site, a logging record (source "Matcher") and the removal from the queue. A locked or empty
-queue is dropped and another drawn; a job no longer Waiting is removed from its queue and
-skipped.
+Site, a logging record (source "Matcher") and the removal from the queue. An empty queue (or
+one whose jobs are all held) is dropped and another drawn; a job no longer Waiting is removed
+from its queue and skipped.
 
-**SQL statements per match**: MariaDB 6 (matching queues, head row, job row, update, logging
-insert, queue delete) + COMMIT; SQLite 5 + BEGIN IMMEDIATE/COMMIT, the queues being read from a
-WAL snapshot before the write lock is taken (held for 4 statements). +1 every
+**SQL statements per match**: MariaDB 5 (matching queues, claim, update, logging insert, queue
+delete) + COMMIT; SQLite 5 + BEGIN IMMEDIATE/COMMIT, the queues being read from a WAL snapshot
+before the write lock is taken (held for 4 statements). +1 every
 ``share_refresh_seconds`` per process (owners' priority sums), +1 per limited attribute when
 the site has running limits, +2 with matching delays; the matching queues of a resource may be
 reused for ``candidate_cache_seconds`` (not at limited sites). Statements are built once and

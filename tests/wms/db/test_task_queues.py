@@ -171,3 +171,40 @@ def test_claims_skip_rows_locked_by_another_matcher(mariadb_engine: Engine) -> N
     finally:
         for conn in conns:
             conn.close()
+
+
+def test_a_claim_skips_a_job_whose_row_another_transaction_holds(mariadb_engine: Engine
+                                                                  ) -> None:
+    """The claim's one statement locks the head job's queue and job rows, and only those: a
+    job whose row a status change holds is passed over for the queue's next job (nobody
+    waits), and is claimable again once the row is released."""
+    ids = new_jobs(mariadb_engine, 4)
+    with write_transaction(mariadb_engine) as conn:
+        enqueue_jobs(conn, [job(j) for j in ids], NOW)
+        [tq_id] = tq_db.find_task_queues(conn, [tq_key(job(ids[0]))]).values()
+        order = [int(j) for j in conn.execute(sa.select(tq_jobs.c.job_id)
+                                              .order_by(tq_jobs.c.pick_key)).scalars()]
+    holder, matcher, other = (mariadb_engine.connect() for _ in range(3))
+    try:
+        holder.begin()
+        holder.exec_driver_sql("SELECT job_id FROM jobs WHERE job_id = %s FOR UPDATE",
+                               (order[0],))
+        matcher.begin()
+        matcher.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 5")
+        claimed = tq_db.claim_next_job(matcher, tq_id)
+        assert claimed is not None and claimed.job_id == order[1]
+        assert claimed.status == "Waiting"
+        # only the claimed job's rows (and the head's queue row) are held: a third
+        # transaction takes the third job at once
+        other.begin()
+        third = tq_db.claim_next_job(other, tq_id)
+        assert third is not None and third.job_id == order[2]
+        holder.rollback()
+        other.rollback()
+        matcher.rollback()
+        matcher.begin()
+        again = tq_db.claim_next_job(matcher, tq_id)
+        assert again is not None and again.job_id == order[0]
+    finally:
+        for conn in (holder, matcher, other):
+            conn.close()
