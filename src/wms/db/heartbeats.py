@@ -5,7 +5,8 @@ A heartbeat's dynamic data (what the watchdog samples: ``CPUConsumed``, ``RSS``,
 client sends) is stored as one JSON object in one text column, each value as the text
 ``str(value)``, in the order sent. DIRAC keeps a row per value (``HeartBeatLoggingInfo``:
 JobID, Name, Value, HeartBeatTime), which made a heartbeat seven rows and 35 values for the
-driver to escape; one row per heartbeat is 3 (bench/heartbeats.py, docs/performance/load-and-heartbeats.md).
+driver to escape; one row per heartbeat is 3 (bench/heartbeats.py,
+docs/performance/load-and-heartbeats.md).
 Why text values in JSON and not typed columns: the answer of ``getJobHeartBeatData`` stays
 exactly what the row-per-value layout gave (the text of each value as sent: ``"204800"``
 and not ``204800.0``, any name, non-numeric values), for a cost within a few microseconds of

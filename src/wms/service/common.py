@@ -155,9 +155,10 @@ def action_extra(result: ActionResult) -> dict[str, object]:
             "FailedJobIDs": sorted(result.failed)}
 
 
-def wire_time(value: datetime | str | None) -> datetime | None:
+def wire_time(value: datetime | str | None, name: str = "time") -> datetime | None:
     """A time from the wire: a datetime, DIRAC's ``YYYY-mm-dd HH:MM:SS`` text or a date
-    (``YYYY-mm-dd``, midnight UTC); None for None or ""."""
+    (``YYYY-mm-dd``, midnight UTC); None for None or "". ``name`` (the argument's) is
+    in the error."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -167,4 +168,4 @@ def wire_time(value: datetime | str | None) -> datetime | None:
             return datetime.strptime(value[:size], fmt).replace(tzinfo=timezone.utc)
         except ValueError:
             continue
-    raise InvalidArgumentError(f"bad time {value!r}")
+    raise InvalidArgumentError(f"bad {name} {value!r:.60}")
