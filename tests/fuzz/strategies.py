@@ -25,6 +25,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from core.rpc.service import MethodSpec
+from transformation.logic.files import FILE_COLUMNS
+from transformation.logic.transformations import TASK_COLUMNS, TRANS_SELECT
+from wms.db.pilots import SEARCHABLE as PILOT_SEARCHABLE
+from wms.db.tables import JOB_ATTRIBUTES
 
 DEFAULT_EXAMPLES = 12
 
@@ -54,6 +58,23 @@ EDGE_TEXT = ["", " ", "/", "//", "/..", "../../etc/passwd", "/demo/user/a/alice/
              "NaN", "null", "true", "-0",
              # digits str.isdigit() accepts and int() does not; IDs beyond a 64-bit column
              "²", "٣", "9" * 19, "1" * 25]
+
+
+#: selection and attribute names the services know (condDicts, job attributes, report keys):
+#: random keys are refused before the values are looked at, these reach the column checks
+KNOWN_KEYS = sorted({
+    *JOB_ATTRIBUTES, *TASK_COLUMNS, *FILE_COLUMNS, *TRANS_SELECT, *PILOT_SEARCHABLE,
+    "Tag", "Queue", "CE",
+    "LFN", "SE", "GUID", "Size", "Checksum", "ChecksumType", "Mode", "Name", "RequestID",
+    "RequestName", "PilotJobReference", "DestinationSite", "GridSite", "GridType", "Broker",
+    "Platform", "Tags", "InputData", "InputSandbox", "OutputSandbox", "Executable",
+    "Arguments", "CPUTime", "Priority", "Destination", "Parameters", "Sites", "BannedSites",
+    "grouping", "condDict", "startTime", "endTime", "extraArgs", "typeName", "reportName",
+})
+
+
+def keys() -> st.SearchStrategy[str]:
+    return st.text(max_size=20) | st.sampled_from(EDGE_TEXT[:10]) | st.sampled_from(KNOWN_KEYS)
 
 
 def long_text() -> st.SearchStrategy[str]:
@@ -88,8 +109,8 @@ def json_values() -> st.SearchStrategy[Any]:
     return st.recursive(
         scalars() | markers(),
         lambda inner: (st.lists(inner, max_size=5)
-                       | st.dictionaries(st.text(max_size=12) | st.sampled_from(EDGE_TEXT[:8]),
-                                         inner, max_size=5)),
+                       | st.dictionaries(st.text(max_size=12) | st.sampled_from(EDGE_TEXT[:8])
+                                         | st.sampled_from(KNOWN_KEYS), inner, max_size=5)),
         max_leaves=16)
 
 
@@ -106,8 +127,7 @@ def _typed(kind: type) -> st.SearchStrategy[Any]:
     if kind in (list, tuple):
         return st.lists(scalars() | json_values(), max_size=6)
     if kind is dict:
-        return st.dictionaries(st.text(max_size=20) | st.sampled_from(EDGE_TEXT[:10]),
-                               json_values(), max_size=6)
+        return st.dictionaries(keys(), json_values(), max_size=6)
     return json_values()
 
 

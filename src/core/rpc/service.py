@@ -8,8 +8,9 @@ positional arguments from the request's ``args``. They return a value or raise a
 
 Argument types are checked against the method's annotations before the call (``int``, ``str``,
 ``float``, ``bool``, ``list``, ``dict``, ``bytes``, ``datetime``, unions and ``X | None``;
-``list[X]`` and ``dict[K, V]`` have their items checked too, one level deep), so bad input is
-answered with a clear :class:`~core.exceptions.InvalidArgumentError`, not a crash. Integers
+``list[X]`` and ``dict[K, V]`` have their items checked too, nested ones in turn:
+``dict[str, str | list[str]]``), so bad input is answered with a clear
+:class:`~core.exceptions.InvalidArgumentError`, not a crash. Integers
 must fit in 64 bits (signed), what every database column holds; the decoder
 (:mod:`core.rpc.jencode`) has already bounded nesting, sizes and nested integers.
 
@@ -107,19 +108,37 @@ def _fits(value: Any, accepted: tuple[type, ...]) -> bool:
     return not (isinstance(value, bool) and bool not in accepted and object not in accepted)
 
 
-def _item_types(annotation: Any) -> tuple[tuple[type, ...], bool] | None:
-    """(accepted, nullable) of the items of ``list[X]`` / values of ``dict[K, V]``; None when
-    the items are not checked (no parameters, ``Any``, or not a list or dict)."""
-    origin = typing.get_origin(annotation)
-    params = typing.get_args(annotation)
-    if origin in (list, tuple) and len(params) == 1:
-        item = params[0]
-    elif origin is dict and len(params) == 2:
-        item = params[1]
-    else:
-        return None
-    accepted, nullable = _accepted(item)
-    return None if object in accepted else (accepted, nullable)
+@dataclass(frozen=True)
+class Items:
+    """What the items of a container must be: ``accepted`` types (None too when
+    ``nullable``), with their own items checked in turn (``list[str | list[str]]``)."""
+
+    container: tuple[type, ...]
+    accepted: tuple[type, ...]
+    nullable: bool
+    items: tuple[Items, ...] = ()
+
+
+def _item_checks(annotation: Any) -> tuple[Items, ...]:
+    """The item checks of ``annotation``'s containers (``list[X]``, ``dict[K, V]``, in a
+    union too): one per parameterised container whose items are not ``Any``."""
+    members = typing.get_args(annotation) if typing.get_origin(annotation) in (
+        typing.Union, types.UnionType) else (annotation,)
+    out = []
+    for member in members:
+        origin = typing.get_origin(member)
+        params = typing.get_args(member)
+        container: tuple[type, ...]
+        if origin in (list, tuple) and len(params) == 1:
+            item, container = params[0], (list, tuple)
+        elif origin is dict and len(params) == 2:
+            item, container = params[1], (dict,)
+        else:
+            continue
+        accepted, nullable = _accepted(item)
+        if object not in accepted:
+            out.append(Items(container, accepted, nullable, _item_checks(item)))
+    return tuple(out)
 
 
 def _accepted(annotation: Any) -> tuple[tuple[type, ...], bool]:
@@ -152,8 +171,8 @@ class Param:
     nullable: bool
     required: bool
     variadic: bool = False
-    #: item checks by container type: ``list`` -> (accepted, nullable) of its items
-    items: tuple[tuple[tuple[type, ...], tuple[type, ...], bool], ...] = ()
+    #: item checks by container type (nested containers checked in turn)
+    items: tuple[Items, ...] = ()
 
     def check(self, method: str, index: int, value: Any) -> None:
         where = f"{method}: argument {index} ({self.name!r})"
@@ -170,18 +189,26 @@ class Param:
         raise InvalidArgumentError(f"{where} must be {wanted}, not {_type_name(value)}")
 
     def _check_items(self, where: str, value: Any) -> None:
-        for container, accepted, nullable in self.items:
-            if not isinstance(value, container):
+        _check_items(where, value, self.items)
+
+
+def _check_items(where: str, value: Any, checks: tuple[Items, ...]) -> None:
+    """The items of ``value`` against the check of its container kind, recursively."""
+    for check in checks:
+        if not isinstance(value, check.container):
+            continue
+        held: Any = value
+        values: Iterable[Any] = held.values() if isinstance(held, dict) else held
+        for item in values:
+            if item is None and check.nullable:
                 continue
-            held: Any = value
-            values: Iterable[Any] = held.values() if isinstance(held, dict) else held
-            for item in values:
-                if (item is None and nullable) or (item is not None and _fits(item, accepted)):
-                    continue
-                wanted = " or ".join(sorted({t.__name__ for t in accepted}))
+            if item is None or not _fits(item, check.accepted):
+                wanted = " or ".join(sorted({t.__name__ for t in check.accepted}))
                 raise InvalidArgumentError(
                     f"{where}: items must be {wanted}, not {_type_name(item)}")
-            return
+            if check.items:
+                _check_items(where, item, check.items)
+        return
 
 
 @dataclass
@@ -235,15 +262,6 @@ def _build_spec(func: Callable[..., Any], wire_name: str, rights: Any, raw: bool
     for pname, param in list(sig.parameters.items())[2:]:  # skip self, call
         annotation = hints.get(pname, Any)
         accepted, nullable = _accepted(annotation)
-        members = typing.get_args(annotation) if typing.get_origin(annotation) in (
-            typing.Union, types.UnionType) else (annotation,)
-        items = []
-        for member in members:
-            checked = _item_types(member)
-            if checked is not None:
-                origin = typing.get_origin(member)
-                container = (dict,) if origin is dict else (list, tuple)
-                items.append((container, *checked))
         params.append(
             Param(
                 name=pname,
@@ -252,7 +270,7 @@ def _build_spec(func: Callable[..., Any], wire_name: str, rights: Any, raw: bool
                 required=param.default is inspect.Parameter.empty
                 and param.kind is not inspect.Parameter.VAR_POSITIONAL,
                 variadic=param.kind is inspect.Parameter.VAR_POSITIONAL,
-                items=tuple(items),
+                items=_item_checks(annotation),
             )
         )
     return MethodSpec(

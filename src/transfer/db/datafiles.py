@@ -201,10 +201,12 @@ def beat(engine: Engine, name: str, leases: Sequence[str] | dict[str, int]) -> l
             raise NotFoundError(f"mover {name} is not registered (register again)")
         held: set[str] = set()
         if leases:
+            # any number of leases (in_values): a list beyond SQLite's 32,766 bound
+            # parameters was an HTTP 500
             held = set(conn.execute(sa.select(f.c.lease).where(
-                f.c.lease.in_(list(leases)), f.c.mover == name,
+                in_values(f.c.lease, leases), f.c.mover == name,
                 f.c.status.in_([RETRIEVING, UPLOADING]))).scalars())
-            conn.execute(sa.update(f).where(f.c.lease.in_(list(held))).values(
+            conn.execute(sa.update(f).where(in_values(f.c.lease, sorted(held))).values(
                 last_update=now))
             for lease in held & set(progress):
                 conn.execute(sa.update(f).where(f.c.lease == lease).values(

@@ -151,14 +151,15 @@ def output_of(conn: Connection, ref: str) -> tuple[str, str] | None:
 def select_pilots(conn: Connection, conditions: dict[str, Any], limit: int = 100_000
                   ) -> list[str]:
     """References of the pilots whose wire attributes (``Status``, ``GridSite``,
-    ``DestinationSite``, ``OwnerGroup``...) equal the value, or one of the list's values."""
+    ``DestinationSite``, ``OwnerGroup``...) equal the value, or one of the list's values
+    (each of its column's type)."""
     query = sa.select(pilot_agents.c.pilot_reference)
     for name, wanted in conditions.items():
         column = _WIRE.get(name)
         if column is None:
             raise KeyError(name)
         values = wanted if isinstance(wanted, list | tuple) else [wanted]
-        query = query.where(in_values(column, [str(v) for v in values]))
+        query = query.where(in_values(column, list(values)))
     query = query.order_by(pilot_agents.c.pilot_id).limit(limit)
     return [ref for (ref,) in conn.execute(query)]
 

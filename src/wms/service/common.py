@@ -11,17 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from core.config.schema import Config
-from core.db import utcnow
+from core.db import UTCDateTime, utcnow
 from core.exceptions import InvalidArgumentError
+from core.ids import as_id
 from core.rpc.context import ServerContext
 from core.security.identity import Identity
 from dms.logic.replicas import get_replicas
 from dms.logic.rights import Requester as CatalogRequester
 from wms.db import jobs as jobs_db
+from wms.db.filters import Filter
+from wms.db.tables import JOB_ATTRIBUTES
 from wms.logic import input_data, matching, optimizer
 from wms.logic.input_data import InputDataCheck, InputDataVerdict
 from wms.logic.job_description import JobDescription, JobLimits
@@ -155,9 +160,10 @@ def action_extra(result: ActionResult) -> dict[str, object]:
             "FailedJobIDs": sorted(result.failed)}
 
 
-def wire_time(value: datetime | str | None) -> datetime | None:
+def wire_time(value: datetime | str | None, name: str = "time") -> datetime | None:
     """A time from the wire: a datetime, DIRAC's ``YYYY-mm-dd HH:MM:SS`` text or a date
-    (``YYYY-mm-dd``, midnight UTC); None for None or ""."""
+    (``YYYY-mm-dd``, midnight UTC); None for None or "". ``name`` (the argument's) is
+    in the error."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -167,4 +173,47 @@ def wire_time(value: datetime | str | None) -> datetime | None:
             return datetime.strptime(value[:size], fmt).replace(tzinfo=timezone.utc)
         except ValueError:
             continue
-    raise InvalidArgumentError(f"bad time {value!r}")
+    raise InvalidArgumentError(f"bad {name} {value!r:.60}")
+
+
+def typed_job_filters(filters: Sequence[Filter]) -> list[Filter]:
+    """Job filters with each value of its attribute's column type (a list of them for
+    ``in``/``not in``): times through :func:`wire_time`, whole numbers (or their decimal text)
+    for the integer columns, text for the others and for ``like`` patterns (numbers written
+    as text); None is NULL.
+    Anything else (a dict, a nested list, a boolean) is an :class:`InvalidArgumentError`
+    naming the attribute, not a database error. Unknown attributes are left to
+    :mod:`wms.db.filters`, which refuses them with the known names."""
+    out: list[Filter] = []
+    for name, op, value in filters:
+        column = JOB_ATTRIBUTES.get(name) if isinstance(name, str) else None
+        if column is None:
+            out.append((name, op, value))
+            continue
+        kind = sa.String() if op == "like" else column.type  # a pattern is text
+        if isinstance(value, list | tuple):
+            value = [_job_value(name, kind, v) for v in value]
+        else:
+            value = _job_value(name, kind, value)
+        out.append((name, op, value))
+    return out
+
+
+def _job_value(name: str, kind: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(kind, UTCDateTime):
+        if isinstance(value, str | datetime) and value != "":
+            return wire_time(value, name)
+        raise InvalidArgumentError(f"{name}: a time is expected, not {value!r:.40}")
+    if isinstance(kind, sa.Integer):
+        whole = value if isinstance(value, int) and not isinstance(value, bool) else (
+            as_id(value.strip()) if isinstance(value, str) else None)
+        if whole is None:
+            raise InvalidArgumentError(f"{name}: {value!r:.40} is not a whole number")
+        return whole
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidArgumentError(f"{name}: text is expected, not {type(value).__name__}")

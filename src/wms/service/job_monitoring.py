@@ -22,7 +22,7 @@ from wms.db import job_queries
 from wms.db import jobs as jobs_db
 from wms.logic import monitoring, parameter_store
 from wms.logic.job_policy import job_ids_argument
-from wms.service.common import SYSTEM, engine_of
+from wms.service.common import SYSTEM, engine_of, typed_job_filters
 
 IDS = int | str | list[Any]
 MAX_PAGE = 10_000
@@ -102,7 +102,7 @@ class JobMonitoringService(Service):
     @rpc_method("getJobs")
     def get_jobs(self, call: Call, cond: dict[str, Any] | None = None,
                  cut_date: datetime | str | None = None) -> list[int]:
-        filters = monitoring.filters_from_dict(cond)
+        filters = typed_job_filters(monitoring.filters_from_dict(cond))
         if cut_date:
             filters.append(("LastUpdateTime", "ge", _when(cut_date)))
         with engine_of(self.ctx).connect() as conn:
@@ -114,7 +114,7 @@ class JobMonitoringService(Service):
     def get_counters(self, call: Call, attributes: list[str],
                      cond: dict[str, Any] | None = None,
                      cut_date: datetime | str | None = None) -> list[list[Any]]:
-        filters = monitoring.filters_from_dict(cond)
+        filters = typed_job_filters(monitoring.filters_from_dict(cond))
         if cut_date:
             filters.append(("LastUpdateTime", "ge", _when(cut_date)))
         with engine_of(self.ctx).connect() as conn:
@@ -140,7 +140,7 @@ class JobMonitoringService(Service):
             raise InvalidArgumentError(f"page must be >= 1 and per_page in 1..{MAX_PAGE}")
         order = [(str(s["parameter"]), str(s.get("direction", "asc"))) for s in sort or []
                  if isinstance(s, dict) and "parameter" in s] or [("JobID", "asc")]
-        filters = monitoring.filters_from_search(search or [])
+        filters = typed_job_filters(monitoring.filters_from_search(search or []))
         scope = monitoring.scope_for(call.identity)
         columns = parameters or ["JobID", "Status", "MinorStatus", "Owner", "Site"]
         with engine_of(self.ctx).connect() as conn:
@@ -160,9 +160,9 @@ class JobMonitoringService(Service):
 
     def _distinct(self, call: Call, name: str, cond: dict[str, Any] | None = None
                   ) -> list[Any]:
+        filters = typed_job_filters(monitoring.filters_from_dict(cond))
         with engine_of(self.ctx).connect() as conn:
-            return job_queries.distinct(conn, name, monitoring.filters_from_dict(cond),
-                                        monitoring.scope_for(call.identity))
+            return job_queries.distinct(conn, name, filters, monitoring.scope_for(call.identity))
 
     @rpc_method("getStates")
     def get_states(self, call: Call) -> list[Any]:

@@ -20,11 +20,13 @@ Example (wire)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from core.db import write_transaction
 from core.exceptions import InvalidArgumentError, NotFoundError
+from core.ids import as_id
 from core.rpc.service import Call, Service, rpc_method
 from wms.db import pilots as pilots_db
 from wms.logic import pilots
@@ -34,6 +36,40 @@ from wms.service.common import SYSTEM, engine_of, wire_time
 DIRECTORS = ["TrustedHost", "Operator", "JobAdministrator"]
 MAX_PILOT_PAGE = 1000
 REPORTERS = [*DIRECTORS, "GenericPilot"]
+
+#: a pilot filter's value, or a list of them (the RPC layer checks the shape)
+FilterValue = str | int | float | bool | datetime
+Filters = dict[str, FilterValue | list[FilterValue]]
+_TIMES = ("SubmissionTime", "LastUpdateTime")
+
+
+def typed_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``{attribute: value or [values]}`` with each value of its column's type: the times
+    as datetimes (:func:`wire_time`), ``PilotID`` as an ID, ``OutputReady`` a boolean, the
+    rest text; anything else an :class:`InvalidArgumentError` naming the attribute."""
+    out: dict[str, Any] = {}
+    for name, value in (filters or {}).items():
+        many = isinstance(value, list | tuple)
+        typed = [_typed(name, v) for v in (value if many else [value])]
+        out[name] = typed if many else typed[0]
+    return out
+
+
+def _typed(name: str, value: Any) -> Any:
+    if name in _TIMES:
+        if not isinstance(value, str | datetime) or value == "":
+            raise InvalidArgumentError(f"filter {name!r}: a time is expected, "
+                                       f"not {value!r:.40}")
+        return wire_time(value, name)
+    if name == "PilotID":
+        found = as_id(value)
+        if found is None:
+            raise InvalidArgumentError(f"filter 'PilotID': {value!r:.40} is not a pilot ID")
+        return found
+    if (name == "OutputReady") != isinstance(value, bool) or isinstance(value, datetime):
+        raise InvalidArgumentError(f"filter {name!r}: {value!r:.40} is not a "
+                                   f"{'boolean' if name == 'OutputReady' else 'text'}")
+    return value if isinstance(value, bool | str) else str(value)
 
 
 class PilotManagerService(Service):
@@ -92,10 +128,10 @@ class PilotManagerService(Service):
         return {"StdOut": found[0], "StdErr": found[1]}
 
     @rpc_method("selectPilots", rights=DIRECTORS)
-    def select_pilots(self, call: Call, conditions: dict[str, Any] | None = None) -> list[str]:
+    def select_pilots(self, call: Call, conditions: Filters | None = None) -> list[str]:
         with engine_of(self.ctx).connect() as conn:
             try:
-                return pilots_db.select_pilots(conn, conditions or {})
+                return pilots_db.select_pilots(conn, typed_filters(conditions))
             except KeyError as exc:
                 raise InvalidArgumentError(f"no pilot attribute {exc.args[0]!r}") from None
 
@@ -126,7 +162,7 @@ class PilotManagerService(Service):
         return pilots.job_pilot_output(engine_of(self.ctx), call.identity, jid)
 
     @rpc_method("searchPilots", rights="authenticated")
-    def search_pilots(self, call: Call, filters: dict[str, Any] | None = None,
+    def search_pilots(self, call: Call, filters: Filters | None = None,
                       sort: str = "PilotID", descending: bool = True, page: int = 1,
                       per_page: int = 100) -> dict[str, Any]:
         if page < 1 or not 1 <= per_page <= MAX_PILOT_PAGE:
@@ -134,7 +170,7 @@ class PilotManagerService(Service):
         try:
             with engine_of(self.ctx).connect() as conn:
                 total, rows = pilots_db.search_pilots(
-                    conn, filters or {}, sort=sort, descending=descending, limit=per_page,
+                    conn, typed_filters(filters), sort=sort, descending=descending, limit=per_page,
                     offset=(page - 1) * per_page)
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
@@ -142,11 +178,11 @@ class PilotManagerService(Service):
 
     @rpc_method("getPilotCounters", rights="authenticated")
     def get_pilot_counters(self, call: Call, attributes: list[str],
-                           filters: dict[str, Any] | None = None) -> list[list[Any]]:
+                           filters: Filters | None = None) -> list[list[Any]]:
         try:
             with engine_of(self.ctx).connect() as conn:
                 counts = pilots_db.pilot_counters(conn, [str(a) for a in attributes],
-                                                  filters or {})
+                                                  typed_filters(filters))
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
         return [[values, count] for values, count in counts]

@@ -34,7 +34,7 @@ class QueueMonitoringService(Service):
     name = "QueueMonitoring"
 
     @rpc_method("getQueues", rights="authenticated")
-    def get_queues(self, call: Call, filters: dict[str, Any] | None = None
+    def get_queues(self, call: Call, filters: dict[str, str | None] | None = None
                    ) -> list[dict[str, Any]]:
         flt = dict(filters or {})
         unknown = set(flt) - {"Site", "Tag"}

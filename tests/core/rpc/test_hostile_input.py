@@ -208,6 +208,30 @@ def test_argument_check(args: list[Any], message: str) -> None:
     spec.check_args([0, (), None, 5])
 
 
+class Nested(Service):
+    system, name = "Test", "Nested"
+
+    @rpc_method("m", rights="all")
+    def m(self, call: Call, filters: dict[str, str | int | list[str | None]],
+          rows: list[list[int]] | None = None) -> None:
+        return None
+
+
+@pytest.mark.parametrize("args, message", [
+    # a dict or a list nested in a filter value reached SQL (searchPilots, HTTP 500)
+    ([{"a": {"b": 1}}], "items must be int or list or str or tuple, not dict"),
+    ([{"a": ["x", ["y"]]}], "items must be str, not list"),
+    ([{"a": ["x", 1]}], "items must be str, not int"),
+    ([{}, [[1], ["2"]]], "items must be int, not str"),
+    ([{}, [[1], None]], "items must be list or tuple, not NoneType"),
+])
+def test_nested_items_are_checked(args: list[Any], message: str) -> None:
+    spec = Nested.methods()["m"]
+    with pytest.raises(InvalidArgumentError, match=f"argument .*: {message}"):
+        spec.check_args(args)
+    spec.check_args([{"a": "x", "b": 2**63 - 1, "c": ["x", None], "d": []}, [[1, 2], []]])
+
+
 def test_config_untouched(config: Config, tmp_path: Path) -> None:
     """full_config keeps the session's instance intact (state goes to tmp_path)."""
     cfg = full_config(config, tmp_path)

@@ -233,3 +233,48 @@ def test_dirac_style_cut_date(wms: ThreadedServer, creds: Creds, tmp_path: Path)
     assert alice("JobMonitoring", "getJobs", {"Status": ["Waiting"]}, "2000-01-01")["Value"] \
         == [job]
     assert alice("JobMonitoring", "getJobs", {}, "2999-01-01")["Value"] == []
+
+
+#: each was an HTTP 500 for any user (found by hand after the fuzzer's pilot-filter findings:
+#: the same unchecked condition values): a dict or a nested list as a value reached SQL, and
+#: so did text or a number for a time column
+BAD_JOB_FILTERS: list[tuple[str, list[Any], str]] = [
+    ("getJobs", [{"Status": {"a": 1}}], "Status: text is expected, not dict"),
+    ("getJobs", [{"Status": [[1]]}], "Status: text is expected, not list"),
+    ("getJobs", [{"SubmissionTime": "x"}], "bad SubmissionTime 'x'"),
+    ("getJobs", [{"SubmissionTime": 5}], "SubmissionTime: a time is expected, not 5"),
+    ("getJobs", [{"JobID": ["1", "²"]}], "JobID: '²' is not a whole number"),
+    ("getCounters", [["Status"], {"Status": [{"a": 1}]}], "Status: text is expected"),
+    ("getCounters", [["Status"], {"LastUpdateTime": "x"}], "bad LastUpdateTime 'x'"),
+    ("getJobGroups", [{"Owner": {"a": 1}}], "Owner: text is expected, not dict"),
+    ("search", [None, [{"parameter": "Status", "operator": "eq", "value": {"a": 1}}]],
+     "Status: text is expected, not dict"),
+    ("search", [None, [{"parameter": "SubmissionTime", "operator": "gt", "value": "x"}]],
+     "bad SubmissionTime 'x'"),
+    ("search", [None, [{"parameter": "JobID", "operator": "in", "values": [[1]]}]],
+     "JobID: [1] is not a whole number"),
+]
+
+
+def test_bad_job_filter_values_are_clear_errors(wms: ThreadedServer, creds: Creds) -> None:
+    """Regression: the calls of BAD_JOB_FILTERS were HTTP 500s; typed values still select."""
+    alice = Caller(wms, creds, "alice")
+    job = alice("JobManager", "submitJob", JDL)["Value"]
+    for method, args, message in BAD_JOB_FILTERS:
+        reply = alice("JobMonitoring", method, *args)
+        assert reply["OK"] is False and reply["Errno"] == 22, (method, args, reply)
+        assert message in reply["Message"], (method, args, reply)
+    submitted = alice("JobMonitoring", "search", ["SubmissionTime"], [{
+        "parameter": "JobID", "operator": "eq", "value": str(job)}])["Value"]["Records"]
+    when = submitted[0]["SubmissionTime"]["obj"][:19]
+    for cond in ({"JobID": str(job)}, {"JobID": [f" {job} ", 0]}, {"SubmissionTime": when},
+                 {"SubmissionTime": [{"__dCls": "dt", "obj": when}]}, {"Status": None},
+                 {"UserPriority": ["1", 1]}):
+        expected = [] if cond == {"Status": None} else [job]
+        assert alice("JobMonitoring", "getJobs", cond)["Value"] == expected, cond
+    assert alice("JobMonitoring", "search", ["JobID"], [
+        {"parameter": "SubmissionTime", "operator": "ge", "value": "2000-01-01"},
+        {"parameter": "JobName", "operator": "neq", "value": 5}])["Value"]["Total"] == 1
+    # a like pattern is text whatever the column (JobID like '12%')
+    assert alice("JobMonitoring", "search", ["JobID"], [
+        {"parameter": "JobID", "operator": "like", "value": f"{job}%"}])["Value"]["Total"] == 1

@@ -161,3 +161,53 @@ def test_pilot_monitor_search_and_counters(server: ThreadedServer, creds: Creds)
     assert call(server, creds, "PilotManager", "searchPilots", {}, "PilotID", True, 1, 5000,
                 cert=alice)["OK"] is False
     assert call(server, creds, "PilotManager", "searchPilots", {})["OK"] is False  # anonymous
+
+
+#: each was an HTTP 500 (found by tests/fuzz/test_rpc_methods.py once its dictionaries had
+#: the attribute names the services know): a dict or a nested list as a filter value reached
+#: SQL, and so did text or a number for a time column (UTCDateTime wants a datetime)
+BAD_FILTERS: list[tuple[str, list[Any], str]] = [
+    ("searchPilots", [{"Status": {"a": 1}}], "items must be"),
+    ("searchPilots", [{"Status": [[1]]}], "items must be"),
+    ("searchPilots", [{"Status": [True]}], "'Status': True is not a text"),
+    ("searchPilots", [{"SubmissionTime": "x"}], "bad SubmissionTime 'x'"),
+    ("searchPilots", [{"SubmissionTime": 5}], "'SubmissionTime': a time is expected"),
+    ("searchPilots", [{"LastUpdateTime": [""]}], "'LastUpdateTime': a time is expected"),
+    ("searchPilots", [{"PilotID": "²"}], "'PilotID': '²' is not a pilot ID"),
+    ("getPilotCounters", [["Status"], {"Status": {"a": 1}}], "items must be"),
+    ("getPilotCounters", [["Status"], {"SubmissionTime": ["2026-01-01", 1.5]}],
+     "'SubmissionTime': a time is expected"),
+    ("selectPilots", [{"SubmissionTime": "x"}], "bad SubmissionTime 'x'"),
+    ("selectPilots", [{"OutputReady": "yes"}], "'OutputReady': 'yes' is not a boolean"),
+    ("selectPilots", [{"GridSite": {"__dCls": "b64", "obj": "AAEC"}}], "not bytes"),
+]
+
+
+def test_bad_pilot_filters_are_clear_errors(server: ThreadedServer, creds: Creds) -> None:
+    """Regression: the calls of BAD_FILTERS were HTTP 500s; the accepted forms select."""
+    host = tuple(map(str, creds.host))
+    assert call(server, creds, "PilotManager", "addPilotReferences", ["local://f/1"],
+                "demo_pilot", "Local", None, "Site.F", "ce-f", "q", cert=host)["OK"]
+    for method, args, message in BAD_FILTERS:
+        reply = call(server, creds, "PilotManager", method, *args, cert=host)
+        assert reply["OK"] is False and reply["Errno"] == 22, (method, args, reply)
+        assert message in reply["Message"], (method, args, reply)
+    queues = call(server, creds, "QueueMonitoring", "getQueues", {"Tag": {"a": 1}}, cert=host)
+    assert queues["OK"] is False and "items must be str, not dict" in queues["Message"], queues
+    # the accepted forms: DIRAC's time text, a JEncoded datetime, numbers for text columns
+    record = call(server, creds, "PilotManager", "searchPilots", {}, cert=host)
+    submitted = record["Value"]["Records"][0]["SubmissionTime"]["obj"][:19]
+    for when, total in ((submitted, 1), ([{"__dCls": "dt", "obj": submitted}], 1),
+                        ("2000-01-01", 0), (["2000-01-01 00:00:00", submitted], 1)):
+        reply = call(server, creds, "PilotManager", "searchPilots", {"SubmissionTime": when},
+                     cert=host)
+        assert reply["OK"] and reply["Value"]["Total"] == total, (when, reply)
+    counters = call(server, creds, "PilotManager", "getPilotCounters", ["GridSite"],
+                    {"SubmissionTime": submitted}, cert=host)
+    assert counters == {"OK": True, "Value": [[{"GridSite": "Site.F"}, 1]]}, counters
+    selected = call(server, creds, "PilotManager", "selectPilots",
+                    {"GridSite": "Site.F", "OutputReady": False, "PilotID": ["1", 1]},
+                    cert=host)
+    assert selected == {"OK": True, "Value": ["local://f/1"]}, selected
+    assert call(server, creds, "PilotManager", "searchPilots", {"Queue": 5, "GridSite": 1.5},
+                cert=host)["Value"]["Total"] == 0
