@@ -34,7 +34,9 @@ class TransformationAgent(TransformationAgentBase):
         engine = self.ts()
         catalog = self.catalog()
         busy = False
-        report = inputs.follow_journal(engine, catalog, batch=self.settings.journal_batch)
+        se_sites = self.se_sites()
+        report = inputs.follow_journal(engine, catalog, batch=self.settings.journal_batch,
+                                       grouper=tasks.Grouper(catalog, se_sites))
         if report.attached or report.removed:
             log.info("journal: %d changes, %d files attached %s, %d removed", report.changes,
                      sum(report.attached.values()), report.attached, report.removed)
@@ -43,7 +45,6 @@ class TransformationAgent(TransformationAgentBase):
             if self.mine(tid):
                 added, gone = inputs.reconcile(engine, catalog, tid)
                 busy = busy or bool(added or gone)
-        se_sites = self.se_sites()
         for row in self.transformations(states.PROCESSING):
             if self.stopping:
                 break
