@@ -1,7 +1,8 @@
 """``TransformationAgent``: catalog files reach transformations, and become tasks.
 
 Each cycle: (1) follow the catalog's change journal (new and re-described files matched
-against every active input query, within seconds); (2) reconcile the queries that are due
+against every active input query, within seconds; the files of Active transformations are
+grouped into tasks as they are attached); (2) reconcile the queries that are due
 (new transformations at once, then every ``ReconcilePeriod``); (3) for this copy's share of
 the active transformations, group the unused files into tasks with the plugin. Several copies
 split the transformations (:meth:`Agent.mine`); the journal is followed by one copy at a time

@@ -7,7 +7,10 @@ stored watermark (``ts_state``), in batches; collect the files registered or re-
 against the compiled input query of every transformation that attaches files
 (:mod:`transformation.logic.query`) using facts read for the batch only; attach the matches
 (insert-ignore: a file already attached keeps its status) and move the watermark, in one
-transaction. Removed files still Unused become ``Removed``. Cost per file: a few indexed
+transaction. Removed files still Unused become ``Removed``. With a
+:class:`~transformation.logic.tasks.Grouper` (the TransformationAgent's), the matches of an
+Active transformation are grouped into tasks before that transaction and stored in it already
+Assigned; a plan that no longer holds attaches them Unused. Cost per file: a few indexed
 reads per batch of 1,000, whatever the size of the catalog.
 
 A journal change can only add a file to a transformation, never take it away, so within one

@@ -7,6 +7,11 @@ counter) and then moves the files Unused -> Assigned only if they still are Unus
 on one transformation queue on the row, and a file can never enter two tasks (a conflict rolls
 the whole batch back; the next cycle regroups).
 
+:class:`Grouper` does the same as files are attached by the journal step: the new files of an
+Active transformation are grouped with its Unused ones and inserted already Assigned with their
+task, so grouping does not rewrite each file row a second time (on MariaDB, moving each row's
+``ix_ts_files_status`` entry and growing the row cost more than inserting it).
+
 Example::
 
     >>> from core.db import init_schema, make_engine, utcnow
