@@ -125,7 +125,7 @@ def count(engine: sa.Engine, table: sa.Table, *where: object) -> int:
                    .scalar_one())
 
 
-def attach_and_group(url: str, n_files: int) -> None:
+def attach_and_group(url: str, n_files: int, submission: bool = True) -> None:
     engine = make_engine(url)
     cfg = config(url)
     view = CatalogView(engine, CFG)
@@ -151,6 +151,9 @@ def attach_and_group(url: str, n_files: int) -> None:
           "(goal < 30 s)")
     if prof is not None:
         prof.report("attach and group")
+    if not submission:
+        engine.dispose()
+        return
 
     # 2. bulk submission of 10,000 tasks of the first transformation
     wta = WorkflowTaskAgent(cfg, instance="bench", period=0.1)
@@ -221,7 +224,8 @@ def main() -> None:
     parser.add_argument("--start-mariadb", action="store_true",
                         help="start a private MariaDB server (tests/support/mariadb.py)")
     parser.add_argument("--no-sqlite", action="store_true")
-    parser.add_argument("--skip", default="", help="comma list: attach,flat")
+    parser.add_argument("--skip", default="",
+                        help="comma list: attach,submit,flat (submit: step 2)")
     parser.add_argument("--buffer-pool", default="128M",
                         help="InnoDB buffer pool of the private MariaDB server")
     parser.add_argument("--profile-sql", action="store_true",
@@ -262,7 +266,7 @@ def main() -> None:
             if "attach" not in skip:
                 url = url_for(1)  # type: ignore[operator]
                 prepare(url)
-                attach_and_group(url, args.files)
+                attach_and_group(url, args.files, "submit" not in skip)
             if "flat" not in skip:
                 url = url_for(2)  # type: ignore[operator]
                 prepare(url)

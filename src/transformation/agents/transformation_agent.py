@@ -1,7 +1,8 @@
 """``TransformationAgent``: catalog files reach transformations, and become tasks.
 
 Each cycle: (1) follow the catalog's change journal (new and re-described files matched
-against every active input query, within seconds); (2) reconcile the queries that are due
+against every active input query, within seconds; the files of Active transformations are
+grouped into tasks as they are attached); (2) reconcile the queries that are due
 (new transformations at once, then every ``ReconcilePeriod``); (3) for this copy's share of
 the active transformations, group the unused files into tasks with the plugin. Several copies
 split the transformations (:meth:`Agent.mine`); the journal is followed by one copy at a time
@@ -34,7 +35,9 @@ class TransformationAgent(TransformationAgentBase):
         engine = self.ts()
         catalog = self.catalog()
         busy = False
-        report = inputs.follow_journal(engine, catalog, batch=self.settings.journal_batch)
+        se_sites = self.se_sites()
+        report = inputs.follow_journal(engine, catalog, batch=self.settings.journal_batch,
+                                       grouper=tasks.Grouper(catalog, se_sites))
         if report.attached or report.removed:
             log.info("journal: %d changes, %d files attached %s, %d removed", report.changes,
                      sum(report.attached.values()), report.attached, report.removed)
@@ -43,7 +46,6 @@ class TransformationAgent(TransformationAgentBase):
             if self.mine(tid):
                 added, gone = inputs.reconcile(engine, catalog, tid)
                 busy = busy or bool(added or gone)
-        se_sites = self.se_sites()
         for row in self.transformations(states.PROCESSING):
             if self.stopping:
                 break

@@ -18,7 +18,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -202,6 +202,31 @@ def add_files(conn: Connection, tid: int, file_ids: Iterable[int], now: datetime
     return bulk_insert(conn, files, rows, ignore=True, constants={
         "status": status, "error_count": 0, "target_se": "", "used_se": "",
         "last_update": now, "inserted": now})
+
+
+def attach_files(conn: Connection, tid: int, file_ids: Sequence[int], now: datetime,
+                 task_of: Mapping[int, tuple[int, str]], processed: Collection[int]) -> int:
+    """Attach files already grouped: those in ``task_of`` (file -> (task, target SE))
+    Assigned to their task, those in ``processed`` Processed, the others Unused; rows whose
+    key exists are skipped. Returns how many were inserted."""
+    assigned: list[dict[str, Any]] = []
+    done: list[dict[str, Any]] = []
+    unused: list[dict[str, Any]] = []
+    for f in file_ids:
+        if f in task_of:
+            task_id, target_se = task_of[f]
+            assigned.append({"transformation_id": tid, "file_id": f, "task_id": task_id,
+                             "target_se": target_se})
+        else:
+            (done if f in processed else unused).append({"transformation_id": tid,
+                                                         "file_id": f})
+    constants = {"error_count": 0, "used_se": "", "last_update": now, "inserted": now}
+    return (bulk_insert(conn, files, assigned, ignore=True,
+                        constants={**constants, "status": "Assigned"})
+            + bulk_insert(conn, files, done, ignore=True,
+                          constants={**constants, "status": "Processed", "target_se": ""})
+            + bulk_insert(conn, files, unused, ignore=True,
+                          constants={**constants, "status": "Unused", "target_se": ""}))
 
 
 def attached(conn: Connection, tid: int, file_ids: Iterable[int]) -> dict[int, Row[Any]]:

@@ -7,7 +7,10 @@ stored watermark (``ts_state``), in batches; collect the files registered or re-
 against the compiled input query of every transformation that attaches files
 (:mod:`transformation.logic.query`) using facts read for the batch only; attach the matches
 (insert-ignore: a file already attached keeps its status) and move the watermark, in one
-transaction. Removed files still Unused become ``Removed``. Cost per file: a few indexed
+transaction. Removed files still Unused become ``Removed``. With a
+:class:`~transformation.logic.tasks.Grouper` (the TransformationAgent's), the matches of an
+Active transformation are grouped into tasks before that transaction and stored in it already
+Assigned; a plan that no longer holds attaches them Unused. Cost per file: a few indexed
 reads per batch of 1,000, whatever the size of the catalog.
 
 A journal change can only add a file to a transformation, never take it away, so within one
@@ -43,10 +46,10 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from core.db import utcnow, write_transaction
 from dms.db import changes as journal
@@ -56,6 +59,7 @@ from transformation.db.tables import transformations as trans_t
 from transformation.logic import states
 from transformation.logic.catalog import CatalogView
 from transformation.logic.query import CompiledQuery, compile_query
+from transformation.logic.tasks import ConflictError, Grouper, Plan
 
 log = logging.getLogger("pilotwms.transformation.inputs")
 
@@ -157,8 +161,10 @@ def _contiguous(batch: list[journal.Change], after: int) -> list[journal.Change]
 
 
 def follow_journal(engine: Engine, catalog: CatalogView, *, batch: int = 20_000,
-                   rounds: int = 50) -> FollowReport:
-    """Handle the journal from the watermark on (up to ``rounds`` batches)."""
+                   rounds: int = 50, grouper: Grouper | None = None) -> FollowReport:
+    """Handle the journal from the watermark on (up to ``rounds`` batches). With ``grouper``
+    the files attached to Active transformations are grouped into tasks as they are
+    attached (:class:`~transformation.logic.tasks.Grouper`)."""
     report = FollowReport()
     attached = Attached()
     for _ in range(rounds):
@@ -177,14 +183,14 @@ def follow_journal(engine: Engine, catalog: CatalogView, *, batch: int = 20_000,
         if not todo:
             report.watermark = after
             break
-        _handle(engine, catalog, after, todo, report, attached)
+        _handle(engine, catalog, after, todo, report, attached, grouper)
         if len(found) < batch:
             break
     return report
 
 
 def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal.Change],
-            report: FollowReport, attached: Attached) -> None:
+            report: FollowReport, attached: Attached, grouper: Grouper | None) -> None:
     changed: set[int] = set()
     replica_only: set[int] = set()  # files whose replicas alone changed
     removed: set[int] = set()
@@ -230,15 +236,22 @@ def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal
                 for watch in active:
                     if watch.query.matches(fact, watch.path_dir):
                         matches[watch.tid].append(fid)
+    plans: dict[int, Plan] = {}
+    for tid, fids in matches.items():
+        matches[tid] = fids = attached.new(tid, fids)
+        plan = grouper.plan(engine, tid, fids) if grouper is not None else None
+        if plan is not None:
+            plans[tid] = plan
     now = utcnow()
     with write_transaction(engine) as conn:
         current = db.get_state(conn, WATERMARK, lock=True)
         if current != after:  # another copy moved it meanwhile: its work stands
             return
-        for tid, fids in matches.items():
-            fids = attached.new(tid, fids)
-            matches[tid] = fids
-            added = db.add_files(conn, tid, fids, now)
+        for tid in sorted(matches):  # transformation rows locked in one order
+            fids = matches[tid]
+            added = _attach_grouped(conn, grouper, plans.get(tid), now)
+            if added is None:
+                added = db.add_files(conn, tid, fids, now)
             if added:
                 report.attached[tid] = report.attached.get(tid, 0) + added
         if removed:
@@ -250,6 +263,20 @@ def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal
     for tid, fids in matches.items():  # committed: attached now, whatever happens next
         attached.remember(tid, fids)
     report.watermark = todo[-1].change_id
+
+
+def _attach_grouped(conn: Connection, grouper: Grouper | None, plan: Plan | None,
+                    now: datetime) -> int | None:
+    """The planned tasks and files stored (a savepoint); None when there is no plan or it no
+    longer holds (the files are then attached Unused, for :func:`make_tasks`)."""
+    if grouper is None or plan is None:
+        return None
+    try:
+        with conn.begin_nested():
+            return grouper.store(conn, plan, now)
+    except ConflictError as exc:
+        log.info("%s: files attached Unused", exc)
+        return None
 
 
 def _attached_to(conn: object, file_ids: set[int]) -> set[int]:

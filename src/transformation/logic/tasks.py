@@ -7,6 +7,11 @@ counter) and then moves the files Unused -> Assigned only if they still are Unus
 on one transformation queue on the row, and a file can never enter two tasks (a conflict rolls
 the whole batch back; the next cycle regroups).
 
+:class:`Grouper` does the same as files are attached by the journal step: the new files of an
+Active transformation are grouped with its Unused ones and inserted already Assigned with their
+task, so grouping does not rewrite each file row a second time (on MariaDB, moving each row's
+``ix_ts_files_status`` entry and growing the row cost more than inserting it).
+
 Example::
 
     >>> from core.db import init_schema, make_engine, utcnow
@@ -22,11 +27,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from core.db import utcnow, write_transaction
 from core.exceptions import InvalidArgumentError, NotFoundError
@@ -42,6 +49,9 @@ log = logging.getLogger("pilotwms.transformation")
 
 #: unused files read per transformation and cycle
 FILES_PER_CYCLE = 100_000
+#: grouping at attach time (:class:`Grouper`) only for transformations with at most this many
+#: Unused files (each journal batch reads them again)
+BACKLOG = 10_000
 
 
 class ConflictError(Exception):
@@ -52,61 +62,72 @@ def store_tasks(engine: Engine, tid: int, specs: Sequence[TaskSpec], lfns: Mappi
                 *, author: str = "TransformationAgent", processed: Sequence[int] = (),
                 removed: Sequence[int] = (), unflush: bool = False) -> list[int]:
     """Store tasks (files must still be Unused); returns the new task IDs."""
-    now = utcnow()
     with write_transaction(engine) as conn:
-        first = db.take_task_numbers(conn, tid, len(specs)) if specs else 0
-        if specs:
-            rows: list[dict[str, Any]] = []
-            links: list[dict[str, Any]] = []
-            for offset, spec in enumerate(specs):
-                task_id = first + offset
-                rows.append({"transformation_id": tid, "task_id": task_id,
-                             "status": states.CREATED, "target_se": spec.target_se,
-                             "site": spec.site,
-                             "input_vector": "\n".join(lfns.get(f, "") for f in spec.file_ids)})
-                links.extend({"transformation_id": tid, "task_id": task_id, "file_id": f}
-                             for f in spec.file_ids)
-            db.insert_tasks(conn, rows, links, now)
-            wanted = len({f for spec in specs for f in spec.file_ids})
-            changed = db.assign_files(conn, tid, first, first + len(specs) - 1, now)
-            if changed != wanted:  # another agent took some: roll everything back
-                raise ConflictError(f"transformation {tid}: {wanted - changed} files changed "
-                                    "meanwhile")
-        messages = []
-        if specs:
-            messages.append(f"Created {len(specs)} tasks ({first}..{first + len(specs) - 1})")
-        if processed:
-            db.set_files(conn, tid, list(processed), {"status": states.PROCESSED,
-                                                      "last_update": now},
-                         only_status=[states.UNUSED])
-            messages.append(f"{len(processed)} files need nothing: Processed")
-        if removed:
-            db.set_files(conn, tid, list(removed), {"status": states.REMOVED,
-                                                    "last_update": now},
-                         only_status=[states.UNUSED])
-            messages.append(f"{len(removed)} files no longer in the catalog: Removed")
-        if unflush:
-            if db.update_transformation(conn, tid, {"status": states.ACTIVE}, now,
-                                        status_was=states.FLUSH):
-                messages.append("Flushed: status back to Active")
-        db.add_log(conn, tid, messages, author, now)
+        return _store(conn, tid, specs, lfns, utcnow(), author=author, processed=processed,
+                      removed=removed, unflush=unflush)
+
+
+def _store(conn: Connection, tid: int, specs: Sequence[TaskSpec], lfns: Mapping[int, str],
+           now: datetime, *, author: str = "TransformationAgent",
+           processed: Sequence[int] = (), removed: Sequence[int] = (), unflush: bool = False,
+           new: Collection[int] = ()) -> list[int]:
+    """:func:`store_tasks` in the caller's transaction. ``new``: files of ``specs`` and
+    ``processed`` not attached yet, inserted here with their task (Assigned), Processed, or
+    Unused when the plugin left them; every other file of ``specs`` must be attached and
+    Unused. :class:`ConflictError` when a file is not as expected."""
+    first = db.take_task_numbers(conn, tid, len(specs)) if specs else 0
+    fresh = set(new)
+    task_of: dict[int, tuple[int, str]] = {}
+    if specs:
+        rows: list[dict[str, Any]] = []
+        links: list[dict[str, Any]] = []
+        for offset, spec in enumerate(specs):
+            task_id = first + offset
+            rows.append({"transformation_id": tid, "task_id": task_id,
+                         "status": states.CREATED, "target_se": spec.target_se,
+                         "site": spec.site,
+                         "input_vector": "\n".join(lfns.get(f, "") for f in spec.file_ids)})
+            links.extend({"transformation_id": tid, "task_id": task_id, "file_id": f}
+                         for f in spec.file_ids)
+            for f in spec.file_ids:
+                task_of.setdefault(f, (task_id, spec.target_se))
+        db.insert_tasks(conn, rows, links, now)
+        wanted = len(task_of.keys() - fresh)
+        changed = db.assign_files(conn, tid, first, first + len(specs) - 1, now) \
+            if wanted else 0
+        if changed != wanted:  # another agent took some: roll everything back
+            raise ConflictError(f"transformation {tid}: {wanted - changed} files changed "
+                                "meanwhile")
+    if fresh:
+        done = set(processed) & fresh
+        if db.attach_files(conn, tid, sorted(fresh), now, task_of, done) != len(fresh):
+            raise ConflictError(f"transformation {tid}: files attached meanwhile")
+    messages = []
+    if specs:
+        messages.append(f"Created {len(specs)} tasks ({first}..{first + len(specs) - 1})")
+    if processed:
+        db.set_files(conn, tid, [f for f in processed if f not in fresh],
+                     {"status": states.PROCESSED, "last_update": now},
+                     only_status=[states.UNUSED])
+        messages.append(f"{len(processed)} files need nothing: Processed")
+    if removed:
+        db.set_files(conn, tid, list(removed), {"status": states.REMOVED,
+                                                "last_update": now},
+                     only_status=[states.UNUSED])
+        messages.append(f"{len(removed)} files no longer in the catalog: Removed")
+    if unflush:
+        if db.update_transformation(conn, tid, {"status": states.ACTIVE}, now,
+                                    status_was=states.FLUSH):
+            messages.append("Flushed: status back to Active")
+    db.add_log(conn, tid, messages, author, now)
     return list(range(first, first + len(specs))) if specs else []
 
 
-def make_tasks(engine: Engine, catalog: CatalogView, tid: int,
-               se_sites: Mapping[str, str], *, limit: int = FILES_PER_CYCLE) -> int:
-    """Group the unused files of transformation ``tid`` into tasks; returns how many."""
-    with engine.connect() as conn:
-        row = db.get_transformation(conn, tid)
-        if row is None or row.status not in states.PROCESSING:
-            return 0
-        unused = db.unused_files(conn, tid, limit)
-        history = db.target_se_counts(conn, tid) if row.plugin == "ByShare" else {}
-    flush = row.status == states.FLUSH
-    if not unused:
-        if flush:
-            store_tasks(engine, tid, [], {}, unflush=True)
-        return 0
+def _group(catalog: CatalogView, row: Any, unused: Sequence[int], history: Mapping[str, int],
+           se_sites: Mapping[str, str], flush: bool
+           ) -> tuple[list[TaskSpec], list[int], list[int], dict[int, str]]:
+    """The plugin's grouping of ``unused``: (tasks within MaxTasks, files Processed, files
+    no longer in the catalog, LFNs)."""
     plugin_class = load_plugin(row.plugin)
     params = json.loads(row.plugin_params or "{}")
     keys = plugin_class.meta_keys(params)
@@ -128,13 +149,99 @@ def make_tasks(engine: Engine, catalog: CatalogView, tid: int,
     if row.max_tasks:
         room = max(0, row.max_tasks - (row.next_task - 1))
         specs = specs[:room]
+    return specs, list(grouping.processed), removed, lfns
+
+
+def make_tasks(engine: Engine, catalog: CatalogView, tid: int,
+               se_sites: Mapping[str, str], *, limit: int = FILES_PER_CYCLE) -> int:
+    """Group the unused files of transformation ``tid`` into tasks; returns how many."""
+    with engine.connect() as conn:
+        row = db.get_transformation(conn, tid)
+        if row is None or row.status not in states.PROCESSING:
+            return 0
+        unused = db.unused_files(conn, tid, limit)
+        history = db.target_se_counts(conn, tid) if row.plugin == "ByShare" else {}
+    flush = row.status == states.FLUSH
+    if not unused:
+        if flush:
+            store_tasks(engine, tid, [], {}, unflush=True)
+        return 0
+    specs, processed, removed, lfns = _group(catalog, row, unused, history, se_sites, flush)
     try:
-        made = store_tasks(engine, tid, specs, lfns, processed=grouping.processed,
+        made = store_tasks(engine, tid, specs, lfns, processed=processed,
                            removed=removed, unflush=flush)
     except ConflictError as exc:
         log.info("%s; regrouping next cycle", exc)
         return 0
     return len(made)
+
+
+@dataclass
+class Plan:
+    """Tasks planned for files about to be attached (:class:`Grouper`)."""
+
+    tid: int
+    status: str
+    next_task: int
+    specs: list[TaskSpec]
+    processed: list[int]
+    removed: list[int]
+    lfns: dict[int, str]
+    #: the files not attached yet (the rest of the plan's files were Unused)
+    new: set[int]
+
+
+class Grouper:
+    """Grouping at attach time (the TransformationAgent's journal step): the files a journal
+    batch attaches to an Active transformation are grouped with its Unused files before they
+    are stored, and inserted already Assigned with their task, instead of being inserted
+    Unused and then moved to Assigned by :func:`make_tasks` (on MariaDB that UPDATE moved
+    every file's entry in ``ix_ts_files_status`` and grew every row: most of the server's
+    time in grouping). :meth:`plan` reads and groups outside the transaction;
+    :meth:`store` runs in the attaching transaction, under the transformation row's lock,
+    and raises :class:`ConflictError` when anything changed (the caller then attaches the
+    files Unused, as without a grouper)."""
+
+    def __init__(self, catalog: CatalogView, se_sites: Mapping[str, str], *,
+                 backlog: int = BACKLOG) -> None:
+        self.catalog = catalog
+        self.se_sites = se_sites
+        self.backlog = backlog
+
+    def plan(self, engine: Engine, tid: int, files: Sequence[int]) -> Plan | None:
+        """The tasks of ``files`` (not attached yet) and of the Unused files; None when the
+        transformation is not Active, has no room for tasks (MaxTasks) or has more than
+        ``backlog`` Unused files (they are left to :func:`make_tasks`, the new files
+        attached Unused)."""
+        if not files:
+            return None
+        with engine.connect() as conn:
+            row = db.get_transformation(conn, tid)
+            if row is None or row.status != states.ACTIVE or \
+                    (row.max_tasks and row.next_task > row.max_tasks):
+                return None
+            unused = db.unused_files(conn, tid, self.backlog + 1)
+            if len(unused) > self.backlog:
+                return None
+            history = db.target_se_counts(conn, tid) if row.plugin == "ByShare" else {}
+        new = set(files) - set(unused)
+        specs, processed, removed, lfns = _group(self.catalog, row, sorted(new.union(unused)),
+                                                 history, self.se_sites, False)
+        return Plan(tid, row.status, row.next_task, specs, processed,
+                    [f for f in removed if f not in new], lfns, new)
+
+    def store(self, conn: Connection, plan: Plan, now: datetime) -> int:
+        """Store ``plan``; returns how many new files were attached."""
+        row = db.get_transformation(conn, plan.tid, lock=True)
+        if row is None or row.status != plan.status or \
+                (row.max_tasks and row.next_task != plan.next_task):
+            raise ConflictError(f"transformation {plan.tid} changed meanwhile")
+        made = _store(conn, plan.tid, plan.specs, plan.lfns, now, processed=plan.processed,
+                      removed=plan.removed, new=plan.new)
+        if made:
+            log.info("transformation %d: %d tasks made as files were attached", plan.tid,
+                     len(made))
+        return len(plan.new)
 
 
 def add_task(engine: Engine, catalog: CatalogView, actor: Actor, ident: int | str,
@@ -208,5 +315,5 @@ def files_by_task(engine: Engine, tid: int, task_ids: Sequence[int]) -> dict[int
         return db.files_of_tasks(conn, tid, task_ids)
 
 
-__all__ = ["ConflictError", "add_task", "delete_tasks", "files_by_task", "make_tasks",
-           "set_task_status", "store_tasks", "task_inputs"]
+__all__ = ["ConflictError", "Grouper", "Plan", "add_task", "delete_tasks", "files_by_task",
+           "make_tasks", "set_task_status", "store_tasks", "task_inputs"]
