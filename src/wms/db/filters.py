@@ -75,8 +75,9 @@ def _clause(col: sa.ColumnElement[Any], op: str, value: Any) -> sa.ColumnElement
         return col != value
     if op in ("in", "not in"):
         return in_values(col, value, negate=op == "not in")
-    if op == "like":
-        return col.like(value)
+    if op == "like":  # a pattern is text whatever the column (JobID like '12%')
+        text = col if isinstance(col.type, sa.String) else sa.cast(col, sa.String)
+        return text.like(value)
     return {"gt": col.__gt__, "lt": col.__lt__, "ge": col.__ge__, "le": col.__le__}[op](value)
 
 
