@@ -105,7 +105,18 @@ class OIDCProvider:
         self._stderr: list[str] = []
         self._discovery: dict[str, Any] | None = None
 
-    def start(self, timeout: float = 30.0) -> OIDCProvider:
+    def start(self, timeout: float = 60.0, attempts: int = 2) -> OIDCProvider:
+        """Start the IdP; a start-up that prints nothing within ``timeout`` s (node under a
+        loaded machine) or exits at once is tried again, ``attempts`` times in all."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start(timeout)
+            except IdPError:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start(self, timeout: float) -> OIDCProvider:
         ensure_installed()
         node = shutil.which("node") or shutil.which("nodejs")
         if node is None:
@@ -153,8 +164,13 @@ class OIDCProvider:
         reader.start()
         reader.join(timeout)
         if not box or not box[0].strip():
+            proc = self._proc
+            code = proc.poll()
             self.stop()
-            raise IdPError("the IdP did not start: " + " | ".join(self._stderr[-10:]))
+            time.sleep(0.2)  # the stderr reader's last lines
+            why = (f"exited with {code}" if code is not None
+                   else f"printed nothing in {timeout:.0f} s")
+            raise IdPError(f"the IdP did not start ({why}): " + " | ".join(self._stderr[-10:]))
         return box[0]
 
     def stop(self) -> None:
