@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -160,20 +161,46 @@ def action_extra(result: ActionResult) -> dict[str, object]:
             "FailedJobIDs": sorted(result.failed)}
 
 
+#: what :func:`wire_time` reads: a date, then optionally a time with fractions and an offset
+_WIRE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}"
+    r"(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:[Zz]|[+-]\d{2}:?\d{2})?)?")
+
+
 def wire_time(value: datetime | str | None, name: str = "time") -> datetime | None:
-    """A time from the wire: a datetime, DIRAC's ``YYYY-mm-dd HH:MM:SS`` text or a date
-    (``YYYY-mm-dd``, midnight UTC); None for None or "". ``name`` (the argument's) is
-    in the error."""
+    """A time from the wire, in UTC to the second; None for None or "".
+
+    Accepted: a datetime (naive means UTC), DIRAC's ``YYYY-mm-dd HH:MM:SS`` text with or
+    without fractions of a second (``str(datetime)`` as DIRAC's ``Time.toString`` writes it),
+    ``T`` instead of the space, an offset or ``Z``, or a date alone (midnight UTC). Fractions
+    of a text are dropped, as the job tables keep whole seconds. Anything else (trailing text
+    included) is an :class:`InvalidArgumentError` naming ``name``.
+
+    >>> wire_time("2026-12-04 10:20:30.123456")
+    datetime.datetime(2026, 12, 4, 10, 20, 30, tzinfo=datetime.timezone.utc)
+    >>> wire_time("2026-12-04T11:20:30+01:00", "StartTime").hour
+    10
+    >>> wire_time("2026-12-04garbage", "StartTime")
+    Traceback (most recent call last):
+    ...
+    core.exceptions.InvalidArgumentError: bad StartTime '2026-12-04garbage'
+    """
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value
-    for fmt, size in (("%Y-%m-%d %H:%M:%S", 19), ("%Y-%m-%d", 10)):
-        try:
-            return datetime.strptime(value[:size], fmt).replace(tzinfo=timezone.utc)
-        except ValueError:
-            continue
-    raise InvalidArgumentError(f"bad {name} {value!r:.60}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+    if not isinstance(value, str) or not _WIRE_TIME.fullmatch(value):
+        raise InvalidArgumentError(f"bad {name} {value!r:.60}")
+    text = value[:-1] + "+00:00" if value[-1] in "Zz" else value
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:  # the shape is right, a field is out of range (month 13)
+        raise InvalidArgumentError(f"bad {name} {value!r:.60}") from None
+    if when.tzinfo is None:
+        return when.replace(microsecond=0, tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).replace(microsecond=0)
 
 
 def typed_job_filters(filters: Sequence[Filter]) -> list[Filter]:
