@@ -40,6 +40,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.machine import machine_line  # noqa: E402
 from core.db import init_schema, make_engine, write_transaction  # noqa: E402
 from dms.db.catalog import chunks  # noqa: E402
 from dms.db.schema import DMS_SCHEMA  # noqa: E402
@@ -130,6 +131,7 @@ def main() -> None:
                         help="start a private MariaDB server (tests/support/mariadb.py)")
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     with ExitStack() as stack:
         targets: list[tuple[str, str]] = []
         if not args.no_sqlite:

@@ -20,6 +20,7 @@ import time
 
 import sqlalchemy as sa
 
+from bench.machine import machine_line
 from core.config.schema import Config
 from core.db import init_schema, make_engine, utcnow, write_transaction
 from wms.db import events as events_db
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--mysql-url", help="admin URL of a MariaDB allowed to create databases")
     parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     load = open("/proc/loadavg").read().split()[:3]  # noqa: SIM115 - one read
     print(f"notify an event with {args.jobs} subscribed jobs (load average {' '.join(load)}):")
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support.galera import GaleraCluster  # noqa: E402
 from tests.support.serve import ServeProcess, derived_config  # noqa: E402
 
+from bench.machine import machine_line  # noqa: E402
 from core.db import make_engine, write_transaction  # noqa: E402
 from core.exceptions import NoMatchError, PilotWMSError  # noqa: E402
 from core.rpc.client import Credentials, RPCClient  # noqa: E402
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--pilots", type=int, default=4, help="pilot threads per server")
     parser.add_argument("--kill", action="store_true", help="SIGKILL node 1 half-way")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp, GaleraCluster() as cluster:
         base = Path(tmp)

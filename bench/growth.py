@@ -53,6 +53,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Engine
 
+from bench.machine import machine_line
 from bench.matcher import RESOURCE
 from bench.submission import PARAMETRIC
 from core.config.loader import load_config
@@ -426,6 +427,7 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=45.0,
                         help="skip a step whose fill would end after this (estimated)")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     steps = [int(s) for s in args.steps.split(",")]
     began = time.monotonic()
     rng = random.Random(17)

@@ -58,6 +58,7 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resol
 
 import sqlalchemy as sa  # noqa: E402
 
+from bench.machine import machine_line  # noqa: E402
 from core.db import init_schema, make_engine, utcnow  # noqa: E402
 from core.security.identity import Identity  # noqa: E402
 from wms.db import jobs as jobs_db  # noqa: E402
@@ -405,6 +406,7 @@ def main() -> None:
                         "under single calls (with --bulk N > 1: sendHeartBeats of N jobs; "
                         "--mysql-url: on that MariaDB, with --driver)")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     args.bulk_set = any(a == "--bulk" or a.startswith("--bulk=") for a in sys.argv[1:])
     drivers = [d.strip() for d in args.driver.split(",") if d.strip()]
     if not drivers or set(drivers) - {"pymysql", "mysqldb"}:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from bench.machine import machine_line
 from wms.logic.jdl import JDL, parse_jdl
 from wms.logic.parametric import expand_parametric
 
@@ -71,6 +72,7 @@ def rate(label: str, count: int, func: object) -> None:
 
 
 def main() -> None:
+    print(machine_line(), flush=True)
     assert isinstance(TYPICAL, JDL)
     text = TYPICAL.to_text()
     rate("parse typical processed JDL", 5000, lambda: parse_jdl(text))

@@ -55,6 +55,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from bench.load_server import GROUPS, check_database, prepare, proc_stat, serve, tree  # noqa: E402
+from bench.machine import machine_line  # noqa: E402
 from core.security.tokens import TokenIssuer  # noqa: E402
 
 MATCHER = "WorkloadManagement/Matcher"
@@ -469,6 +470,7 @@ def main() -> None:
                              "writes to node 1 with the others as failover hosts")
     parser.add_argument("--buffer-pool", default="256M")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     a, b = (int(x) for x in args.shares.split(","))
     opts = LoadOptions(**{k: v for k, v in vars(args).items() if hasattr(defaults, k)
                           and k != "shares"}, shares=(a, b))

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.oidc_idp import PUBLIC_CLIENT, OIDCProvider  # noqa: E402
 
+from bench.machine import machine_line  # noqa: E402
 from core.client_config import ClientConfig, find_credentials  # noqa: E402
 from core.oauth_client import (  # noqa: E402
     DEVICE_GRANT,
@@ -49,6 +50,7 @@ def main() -> None:
     p.add_argument("--refreshes", type=int, default=30)
     p.add_argument("--lookups", type=int, default=1000)
     ns = p.parse_args()
+    print(machine_line(), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-login-"))
     t0 = time.perf_counter()
     with OIDCProvider(workdir=tmp) as idp:

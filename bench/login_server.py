@@ -23,6 +23,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from bench.machine import machine_line
 from core.auth import grants
 from core.auth.grants import AuthServer
 from core.config.loader import load_config
@@ -47,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     admin = [sys.executable, "-m", "core.cli.admin"]
     with tempfile.TemporaryDirectory() as tmp:
         inst = Path(tmp) / "inst"

@@ -38,6 +38,7 @@ sys.path[:] = [str(_HERE.parent), str(_HERE.parent / "src")] + [
 
 import sqlalchemy as sa  # noqa: E402
 
+from bench.machine import machine_line  # noqa: E402
 from core.bulk import insert_rows  # noqa: E402
 from core.db import UTCDateTime, make_engine  # noqa: E402
 
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--mysql-url", help="admin URL of a MariaDB server")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     from tests.support.mariadb import MariaDBServer, fresh_database, with_driver
 
     with ExitStack() as stack:

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.machine import machine_line  # noqa: E402
 from core.db import init_schema, make_engine, write_transaction  # noqa: E402
 from core.exceptions import NoMatchError  # noqa: E402
 from wms.db import jobs as jobs_db  # noqa: E402
@@ -135,6 +136,7 @@ def main() -> None:
                         help="InnoDB buffer pool of the private MariaDB (default 128M)")
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     limit = args.limit or args.jobs
     with ExitStack() as stack:
         if not args.no_sqlite:

@@ -45,6 +45,7 @@ import requests
 import yaml
 from tests.support.osmem import OsmemServer
 
+from bench.machine import machine_line
 from core.db import init_schema, make_engine
 from monitoring.db.base import Backend
 from monitoring.db.search import OpenSearchBackend
@@ -190,6 +191,7 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=50)
     parser.add_argument("--batch", type=int, default=100_000)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="pilotwms-bench-mon-") as tmp:
         base = Path(tmp)

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.servers import ThreadedServer  # noqa: E402
 
+from bench.machine import machine_line  # noqa: E402
 from core.cli.instance import create_instance  # noqa: E402
 from core.config.loader import load_config  # noqa: E402
 from core.rpc.runner import available_services  # noqa: E402
@@ -42,6 +43,7 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=20)
     p.add_argument("--python", default="/usr/bin/python3")
     args = p.parse_args()
+    print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         instance = create_instance(base / "inst", port=8443)

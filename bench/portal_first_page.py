@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from bench.machine import machine_line
 from core.config.loader import load_config
 from core.db import init_schema, make_engine, utcnow, write_transaction
 from core.security.tokens import TokenIssuer
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--active", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     from playwright.sync_api import sync_playwright
 
     pilotwms = [sys.executable, "-m", "core.cli.admin"]

@@ -32,6 +32,7 @@ from tests.support.servers import ThreadedServer  # noqa: E402
 from tests.support.slurm import SlurmCluster  # noqa: E402
 from tests.support.sshd import SSHServer  # noqa: E402
 
+from bench.machine import machine_line  # noqa: E402
 from core.cli.instance import create_instance  # noqa: E402
 from core.config.loader import load_config  # noqa: E402
 from core.config.schema import Config  # noqa: E402
@@ -49,6 +50,7 @@ def main() -> int:
     p.add_argument("--period", type=float, default=0.2)
     p.add_argument("--ssh", action="store_true", help="reach Slurm through the tests' sshd")
     args = p.parse_args()
+    print(machine_line(), flush=True)
     cluster, sshd = SlurmCluster(), SSHServer() if args.ssh else None
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)

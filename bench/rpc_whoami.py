@@ -20,6 +20,8 @@ from pathlib import Path
 
 import requests
 
+from bench.machine import machine_line
+
 
 def client(url: str, ca: str, cert: tuple[str, str] | None, token: str | None, calls: int,
            seconds: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
@@ -67,6 +69,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500, help="calls per client (max)")
     parser.add_argument("--seconds", type=float, default=30, help="time per client (max)")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     pilotwms = [sys.executable, "-m", "core.cli.admin"]
     with tempfile.TemporaryDirectory() as tmp:
         inst = Path(tmp) / "inst"

@@ -26,7 +26,9 @@ from tempfile import TemporaryDirectory
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import machine_line  # noqa: E402
 from core.cli.dbcmd import installed_schemas  # noqa: E402
 from core.db import init_schema, make_engine, upgrade_schema, utcnow, write_transaction  # noqa: E402
 from wms.db import counters, outbox, scheduling_tables  # noqa: E402
@@ -83,6 +85,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--mysql-url", help="an empty MariaDB database (instead of SQLite)")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     fresh, at_head = start_costs()
     print(f"fresh init of {len(installed_schemas())} schemas (in-memory SQLite): "
           f"{fresh * 1000:.1f} ms")

@@ -33,6 +33,7 @@ import requests
 import sqlalchemy as sa
 
 from bench.load_server import prepare, proc_stat, serve, tree
+from bench.machine import machine_line
 from core.db import make_engine
 from wms.db.tables import jobs
 
@@ -195,6 +196,7 @@ def main() -> None:
                         help="profile --calls single submissions, or --bulk-calls parametric "
                              "ones of --bulk jobs, in process instead (SQLite)")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
             if args.profile == "single":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.machine import machine_line
 from core.rpc.client import Credentials
 from dms.storage.https import HTTPSStorage
 
@@ -42,6 +43,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--mib", type=int, default=512, help="file size in MiB")
     args = p.parse_args()
+    print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-se-") as tmp:
         base = Path(tmp)
         port = free_port()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.machine import machine_line
 from core.auth.revocation import RevocationCache
 from core.auth.tables import AUTH_SCHEMA, revoked_tokens
 from core.config.schema import AuthConfig, SigningConfig
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--revoked", type=int, default=10000)
     parser.add_argument("--db", help="SQLAlchemy URL (default: a SQLite file)")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         key = Path(tmp) / "jwk.json"
         generate_signing_key(key)

@@ -39,6 +39,7 @@ from tests.support.credentials import Creds  # noqa: E402
 from tests.support.sshd import SSHServer  # noqa: E402
 from tests.transfer.env import SE, Movers, TransferEnv, max_overlap  # noqa: E402
 
+from bench.machine import machine_line  # noqa: E402
 from core.cli.instance import create_instance  # noqa: E402
 from core.config.loader import load_config  # noqa: E402
 from core.db import make_engine  # noqa: E402
@@ -84,6 +85,7 @@ def main() -> int:
     p.add_argument("--capacity", type=int, default=4, help="retrievals per mover")
     p.add_argument("--per-source", type=int, default=4, help="retrievals per source host")
     ns = p.parse_args()
+    print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp:
         base = Path(tmp)
         instance = create_instance(base / "inst", port=8443)

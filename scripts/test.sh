@@ -117,8 +117,9 @@ log "pytest, with coverage (coverage.py, subprocesses included: pyproject.toml)"
 rm -f .coverage .coverage.*
 rc=0
 if (($# == 0)); then
-  log "doctests (every >>> example in src)"
-  "$VENV/bin/python" -m coverage run -m pytest --doctest-modules src -q -p no:cacheprovider \
+  log "doctests (every >>> example in src, and bench/machine.py)"
+  "$VENV/bin/python" -m coverage run -m pytest --doctest-modules src bench/machine.py -q \
+    -p no:cacheprovider \
     || rc=$?
   # two pytest-xdist workers by default (PILOTWMS_TEST_WORKERS; 0: one process): most tests
   # wait on servers, subprocesses and pilots, so a second worker uses the second core. Each
