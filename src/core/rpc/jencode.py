@@ -39,9 +39,13 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Sequence
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from itertools import chain, repeat
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 from core.exceptions import BadRequestError
@@ -77,6 +81,12 @@ REPLY_LIMITS = Limits(max_depth=None, max_items=None, int_bits=None, allow_non_f
 
 
 def _default(obj: Any) -> Any:
+    if type(obj) is Records:
+        # written as text by Records.json(), put in place by encode() (the C encoder has no
+        # way to take text as it is)
+        texts = _pending.__dict__.setdefault("texts", [])
+        texts.append(obj.json())
+        return f"{_TOKEN}{len(texts) - 1}"
     if isinstance(obj, datetime):
         if obj.tzinfo is not None and obj.utcoffset():
             obj = obj.astimezone(timezone.utc)
@@ -145,9 +155,133 @@ def _hook_text(obj: dict[str, Any]) -> Any:
 _ENCODER = json.JSONEncoder(default=_default, separators=(", ", ": "))
 
 
+#: the placeholders of :class:`Records` texts in the encoder's output: random per process, so
+#: no data can spell one
+_TOKEN = f"__pilotwms_records_{secrets.token_hex(16)}_"
+#: the Records texts of the encode() running in this thread
+_pending = threading.local()
+
+
 def encode(obj: Any) -> str:
     """Serialise ``obj`` to JEncode text. Raises ``TypeError`` for types the wire cannot carry."""
-    return _ENCODER.encode(obj)
+    try:
+        text = _ENCODER.encode(obj)
+    finally:
+        texts = _pending.__dict__.pop("texts", None)
+    if texts:
+        for i in range(len(texts) - 1, -1, -1):  # the last first: it may hold earlier ones
+            text = text.replace(f'"{_TOKEN}{i}"', texts[i], 1)
+    return text
+
+
+def _value_text(value: Any) -> str:
+    """The JEncode text of one value, as it is written inside a list."""
+    return _ENCODER.encode(value)
+
+
+def _column_texts(values: Sequence[Any], marked: bool) -> Sequence[str]:
+    """The texts of one column's values, with a C call per value (the formatting is done once
+    per distinct value where equal values are sure to have equal texts); ``marked``: the
+    values are datetime texts to wrap in ``dt`` markers (None stays null)."""
+    kinds = set(map(type, values))
+    if not marked and kinds == {int}:
+        return list(map(int.__repr__, values))  # what the encoder writes for an int
+    if kinds <= {str, type(None)} or (kinds <= {int, type(None)} and not marked):
+        # equal str (or int) values have equal texts: one text per distinct value
+        if marked:
+            texts = {v: _DT_OPEN + _quote(v) + "}" for v in set(values) if v is not None}
+            texts[None] = "null"
+        else:
+            texts = {v: _value_text(v) for v in set(values)}
+        return list(map(texts.__getitem__, values))
+    if marked:  # anything else, value by value (1 and 1.0 are equal keys, not equal texts)
+        return [_value_text(None if v is None else {_MARK: "dt", "obj": v}) for v in values]
+    return [_value_text(v) for v in values]
+
+
+_DT_OPEN = '{"__dCls": "dt", "obj": '
+
+
+class Records(Sequence[Any]):
+    """A page of records (``rows``: tuples of values in ``names`` order, e.g. a DB cursor's),
+    which :func:`encode` writes as the list of ``dict(zip(names, row))`` (or, ``as_lists``,
+    of the rows as lists), the values at ``datetimes`` (UTC datetime texts as the database
+    writes them, ``YYYY-mm-dd HH:MM:SS``, or None) as ``dt`` markers: the very bytes of
+    encoding those records, without a dict per record (a page of 10,000: ~4x faster).
+
+    As a sequence it gives those records (dicts or tuples, the datetimes as markers).
+
+    >>> encode({"Records": Records(["JobID", "Time"], [(1, "2026-01-02 03:04:05")], [1])})
+    '{"Records": [{"JobID": 1, "Time": {"__dCls": "dt", "obj": "2026-01-02 03:04:05"}}]}'
+    >>> encode(Records(["JobID", "Status"], [(1, "Done"), (2, None)], as_lists=True))
+    '[[1, "Done"], [2, null]]'
+    >>> list(Records(["JobID"], [(7,)]))
+    [{'JobID': 7}]
+    """
+
+    __slots__ = ("names", "rows", "datetimes", "as_lists", "_records")
+
+    def __init__(self, names: Sequence[str], rows: Sequence[Sequence[Any]],
+                 datetimes: Sequence[int] = (), *, as_lists: bool = False) -> None:
+        self.names = list(names)
+        self.rows = rows
+        self.datetimes = list(datetimes)
+        self.as_lists = as_lists
+        self._records: list[Any] | None = None
+
+    def records(self) -> list[Any]:
+        """The records as plain data (what the encoder would be handed without this class)."""
+        if self._records is None:
+            rows = mark_datetimes(self.rows, self.datetimes)
+            self._records = (rows if self.as_lists else
+                             list(map(dict, map(zip, repeat(self.names), rows))))
+        return self._records
+
+    def json(self) -> str:
+        """The JEncode text of :meth:`records`."""
+        names, rows = self.names, self.rows
+        if not rows:
+            return "[]"
+        simple = (all(type(n) is str for n in names)
+                  and len(set(names)) == len(names))  # else dict() would merge the keys
+        if not names or not (simple or self.as_lists):
+            return _value_text(self.records())
+        columns = list(zip(*rows, strict=True))
+        if len(columns) != len(names):
+            raise ValueError(f"rows of {len(columns)} values for {len(names)} names")
+        if self.as_lists:
+            opens = ["[", *repeat(", ", len(names) - 1)]
+            close = "], "
+        else:
+            opens = ["{" + _quote(names[0]) + ": ", *(", " + _quote(n) + ": " for n in names[1:])]
+            close = "}, "
+        marked = set(self.datetimes)
+        parts: list[Any] = []
+        for i, (opening, values) in enumerate(zip(opens, columns, strict=True)):
+            parts += [repeat(opening), _column_texts(values, i in marked)]
+        parts.append(repeat(close))
+        pieces = list(chain.from_iterable(zip(*parts, strict=False)))  # repeat()s are endless
+        pieces[-1] = close[0]  # no separator after the last record
+        return "[" + "".join(pieces) + "]"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.records()[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.records())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Records):
+            other = other.records()
+        return self.records() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Records({self.records()!r})"
 
 
 def datetime_marker(text: str) -> dict[str, str]:

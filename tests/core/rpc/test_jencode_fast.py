@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from core.exceptions import BadRequestError
-from core.rpc.jencode import datetime_marker, decode, encode, mark_datetimes
+from core.rpc.jencode import Records, datetime_marker, decode, encode, mark_datetimes
 
 UTC = timezone.utc
 REPO = Path(__file__).resolve().parents[3]
@@ -113,6 +113,10 @@ def test_encoder_writes_dirac_s_bytes() -> None:
     # and the marked form of the page writes the same bytes again
     texts = [tuple(_as_db_text(v) for v in r) for r in page]
     assert encode(mark_datetimes(texts, [6])) == theirs[0]
+    # and so does a page written from the rows by Records, as dicts and as lists
+    names = ["JobID", "Name", "Status", "Site", "Big", "Nested", "Time"]
+    assert encode(Records(names, texts, [6], as_lists=True)) == theirs[0]
+    assert encode(Records(names, texts[:500], [6])) == theirs[1]
 
 
 @pytest.mark.parametrize("text", [
