@@ -137,6 +137,49 @@ def _hook(obj: dict[str, Any]) -> Any:
     raise BadRequestError(f"Unknown JEncode marker {kind!r}")
 
 
+def _cached_hooks() -> tuple[Any, Any]:
+    """:func:`_hook` and :func:`_hook_text` for one decode, which keep the last ``dt`` text
+    they turned into a value and give that value again for the same text: the records of a
+    page often come in runs of one time (a bulk submission's jobs share theirs), and a
+    comparison is several times cheaper than the checks and the parse (datetimes are
+    immutable: equal texts may share one). Another text costs what it did (the comparison
+    added, the parse inlined)."""
+    last: list[Any] = [None, None]
+    last_text: list[Any] = [None, None]
+
+    def hook(obj: dict[str, Any]) -> Any:
+        kind = obj.get(_MARK)
+        if kind is None:  # a plain dict: most of them
+            return obj
+        value = obj.get("obj")
+        if kind == "dt" and type(value) is str:
+            if value == last[0]:
+                return last[1]
+            if _DT_TEXT(value) is not None:
+                try:
+                    last[1] = found = _from_iso(value + "+00:00")
+                except ValueError:
+                    return _hook(obj)  # which says why
+                last[0] = value
+                return found
+        return _hook(obj)
+
+    def hook_text(obj: dict[str, Any]) -> Any:
+        kind = obj.get(_MARK)
+        if kind is None:
+            return obj
+        value = obj.get("obj")
+        if kind == "dt" and type(value) is str:
+            if value == last_text[0]:
+                return last_text[1]
+            found = _hook_text(obj)
+            last_text[:] = value, found
+            return found
+        return _hook(obj)
+
+    return hook, hook_text
+
+
 def _hook_text(obj: dict[str, Any]) -> Any:
     """:func:`_hook`, but a ``dt`` marker gives its text, to the second (``YYYY-mm-dd
     HH:MM:SS``, UTC): what a table shows, without a datetime made to be formatted back."""
@@ -426,7 +469,8 @@ def decode(text: str | bytes, limits: Limits = REPLY_LIMITS, *,
             kwargs["parse_float"] = _parse_float
         kwargs["parse_constant"] = _refuse_constant
     try:
-        value = json.loads(text, object_hook=_hook_text if datetimes_as_text else _hook,
+        hook, hook_text = _cached_hooks()
+        value = json.loads(text, object_hook=hook_text if datetimes_as_text else hook,
                            **kwargs)
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"Cannot decode JSON: {exc}") from exc
