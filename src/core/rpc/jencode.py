@@ -229,13 +229,19 @@ def _column_texts(values: Sequence[Any], marked: bool) -> Sequence[str]:
     kinds = set(map(type, values))
     if not marked and kinds == {int}:
         return list(map(int.__repr__, values))  # what the encoder writes for an int
-    if kinds <= {str, type(None)} or (kinds <= {int, type(None)} and not marked):
-        # equal str (or int) values have equal texts: one text per distinct value
+    if not marked and kinds == {str}:
+        return list(map(_quote, values))  # and for a str (ensure_ascii)
+    if kinds <= {str, _NONE} or (not marked and kinds <= {int, _NONE}):
+        # with None among them: equal values have equal texts, one text per distinct value
+        distinct = set(values)
+        distinct.discard(None)
+        texts: dict[Any, str]
         if marked:
-            texts = {v: _DT_OPEN + _quote(v) + "}" for v in set(values) if v is not None}
-            texts[None] = "null"
+            texts = {v: _DT_OPEN + _quote(v) + "}" for v in distinct}
         else:
-            texts = {v: _value_text(v) for v in set(values)}
+            texts = dict(zip(distinct, map(_quote if str in kinds else int.__repr__, distinct),
+                             strict=True))
+        texts[None] = "null"
         return list(map(texts.__getitem__, values))
     if marked:  # anything else, value by value (1 and 1.0 are equal keys, not equal texts)
         return [_value_text(None if v is None else {_MARK: "dt", "obj": v}) for v in values]
@@ -243,6 +249,7 @@ def _column_texts(values: Sequence[Any], marked: bool) -> Sequence[str]:
 
 
 _DT_OPEN = '{"__dCls": "dt", "obj": '
+_NONE = type(None)
 
 
 class Records(Sequence[Any]):

@@ -108,3 +108,14 @@ def test_threads_encode_their_own_records() -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+@pytest.mark.parametrize("column", [
+    [1, None, 2**70, 1, -5], [None, None], ["a", None, "a", "é"], ["a", "b\u2028", "a"],
+    [1, 1.0, True, None], [b"x", None], [datetime(2026, 1, 2, tzinfo=UTC), None]])
+@pytest.mark.parametrize("positions", [[], [0]])
+def test_one_column_of_each_kind(column: list[Any], positions: list[int]) -> None:
+    rows = [(v, i) for i, v in enumerate(column)]
+    for as_lists in (False, True):
+        assert encode(Records(["A", "B"], rows, positions, as_lists=as_lists)) == _general(
+            ["A", "B"], rows, positions, as_lists)
