@@ -10,6 +10,10 @@ The wire format every DIRAC HTTPS service speaks:
 Decoding gives timezone-aware UTC datetimes. A naive datetime handed to :func:`encode` is taken
 as UTC already (DIRAC stores naive UTC times); an aware one is converted to UTC.
 
+A page of records read from a database is best handed over as :class:`Records` (the rows'
+tuples and their names): :func:`encode` writes it as the list of dicts it stands for, the
+same bytes, column by column in C calls instead of a dict per record.
+
 Decoding is bounded (:class:`Limits`): what a server reads from a client
 (:data:`REQUEST_LIMITS`) may nest at most 64 levels, hold at most 2,000,000 values, carry
 integers of 64 bits (signed), no ``NaN``/``Infinity`` and no lone UTF-16 surrogates in text;
