@@ -67,6 +67,8 @@ jobs = sa.Table(
     sa.Index("ix_jobs_group_status", "owner_group", "status"),
     sa.Index("ix_jobs_submission", "submission_time"),
     sa.Index("ix_jobs_job_group", "job_group"),
+    # a user's jobs of one job group in JobID order (the job ID follows in the index)
+    sa.Index("ix_jobs_owner_job_group", "owner", "job_group"),
     sa.Index("ix_jobs_status_heartbeat", "status", "heartbeat_time"),
     sa.Index("ix_jobs_last_update", "last_update_time"),
 )

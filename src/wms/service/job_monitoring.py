@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from itertools import repeat
 from typing import Any
 
 from core.exceptions import InvalidArgumentError, JobNotFoundError
-from core.rpc.jencode import mark_datetimes
+from core.rpc.jencode import Records
 from core.rpc.service import Call, Service, rpc_method
 from wms.db import job_queries
 from wms.db import jobs as jobs_db
@@ -147,11 +146,10 @@ class JobMonitoringService(Service):
             total, rows = job_queries.search_jobs(
                 conn, filters, columns=columns, sort=order, scope=scope, limit=per_page,
                 offset=(page - 1) * per_page, with_total=with_total, datetimes_as_text=True)
-        # the records in wire form: datetimes written by the database, marked once here, so
-        # the encoder meets only its own types (the bytes are those of encoding datetimes)
-        rows = mark_datetimes(rows, job_queries.datetime_positions(columns))
-        records: list[Any] = (rows if as_lists
-                              else list(map(dict, map(zip, repeat(columns), rows))))
+        # the records straight from the cursor's tuples to their JEncode text (datetimes as
+        # the database wrote them): the bytes of encoding them as dicts, without the dicts
+        records = Records(columns, rows, job_queries.datetime_positions(columns),
+                          as_lists=as_lists)
         reply = {"Total": total, "Records": records,
                  "TotalIsExact": with_total and job_queries.total_is_exact(total, filters, scope)}
         if as_lists:

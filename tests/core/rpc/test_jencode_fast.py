@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from core.exceptions import BadRequestError
-from core.rpc.jencode import datetime_marker, decode, encode, mark_datetimes
+from core.rpc.jencode import Records, datetime_marker, decode, encode, mark_datetimes
 
 UTC = timezone.utc
 REPO = Path(__file__).resolve().parents[3]
@@ -113,6 +113,10 @@ def test_encoder_writes_dirac_s_bytes() -> None:
     # and the marked form of the page writes the same bytes again
     texts = [tuple(_as_db_text(v) for v in r) for r in page]
     assert encode(mark_datetimes(texts, [6])) == theirs[0]
+    # and so does a page written from the rows by Records, as dicts and as lists
+    names = ["JobID", "Name", "Status", "Site", "Big", "Nested", "Time"]
+    assert encode(Records(names, texts, [6], as_lists=True)) == theirs[0]
+    assert encode(Records(names, texts[:500], [6])) == theirs[1]
 
 
 @pytest.mark.parametrize("text", [
@@ -155,3 +159,29 @@ def test_datetimes_as_text_refuse_what_the_general_path_refuses(text: str) -> No
         decode(wire)
     with pytest.raises(BadRequestError):
         decode(wire, datetimes_as_text=True)
+
+
+@pytest.mark.parametrize("texts", [
+    ["2026-01-02 03:04:05"] * 3 + ["2026-01-02 03:04:06", "2026-01-02 03:04:05"],
+    ["2026-01-02 03:04:05", "2026-01-02 03:04:05.000001", "2026-01-02 03:04:05"],
+])
+def test_runs_of_one_time_decode_as_each_time_does(texts: list[str]) -> None:
+    """The last time decoded is given again for the same text: same values, same texts."""
+    wire = json.dumps([{"__dCls": "dt", "obj": t} for t in texts])
+    one_by_one = [decode(json.dumps({"__dCls": "dt", "obj": t})) for t in texts]
+    assert decode(wire) == one_by_one
+    assert all(v.tzinfo is UTC for v in decode(wire))
+    assert decode(wire, datetimes_as_text=True) == [v.isoformat(" ", "seconds")[:19]
+                                                    for v in one_by_one]
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_a_bad_time_after_good_ones_is_refused(as_text: bool) -> None:
+    good = {"__dCls": "dt", "obj": "2026-01-02 03:04:05"}
+    for bad in ("2026-02-30 00:00:00", "2026-01-02 03:04:05Z", 5):
+        with pytest.raises(BadRequestError):
+            decode(json.dumps([good, good, {"__dCls": "dt", "obj": bad}]),
+                   datetimes_as_text=as_text)
+    with pytest.raises(BadRequestError):  # an unknown marker with a known time's text
+        decode(json.dumps([good, {"__dCls": "nope", "obj": good["obj"]}]),
+               datetimes_as_text=as_text)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from core.db import init_schema, make_engine, utcnow
 from core.db import write_transaction as write
-from core.rpc.jencode import encode, mark_datetimes
+from core.rpc.jencode import Records, encode, mark_datetimes
 from wms.db import job_queries
 from wms.db import jobs as jobs_db
 from wms.db.filters import Scope
@@ -85,6 +85,10 @@ def test_wire_rows_encode_as_the_general_path(engine: Engine, columns: list[str]
     marked = mark_datetimes(texts, job_queries.datetime_positions(columns))
     assert encode(marked) == encode(general)
     assert encode([dict(zip(columns, r, strict=True)) for r in marked]) == encode(dicts)
+    # the service's form: the cursor's rows written by Records, no dict per record
+    positions = job_queries.datetime_positions(columns)
+    assert encode(Records(columns, texts, positions)) == encode(dicts)
+    assert encode(Records(columns, texts, positions, as_lists=True)) == encode(general)
 
 
 def test_datetime_positions() -> None:

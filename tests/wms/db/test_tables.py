@@ -10,7 +10,13 @@ from core import migrations
 from core.db import init_schema, make_engine, schema_version, upgrade_schema
 from wms.db import counters
 from wms.db.filters import Scope
-from wms.db.schema import COUNTERS_INDEX, COUNTERS_INDEX_STEP, WMS_SCHEMA
+from wms.db.schema import (
+    COUNTERS_INDEX,
+    COUNTERS_INDEX_STEP,
+    OWNER_JOB_GROUP_INDEX,
+    OWNER_JOB_GROUP_STEP,
+    WMS_SCHEMA,
+)
 from wms.db.tables import job_jdls, job_logging, jobs
 
 
@@ -89,3 +95,26 @@ def test_migration_adds_the_counters_owner_status_index_and_downgrade_drops_it(
 def _index_columns(conn: sa.engine.Connection, table: str) -> dict[str, list[str]]:
     return {str(ix["name"]): [str(c) for c in ix["column_names"]]
             for ix in sa.inspect(conn).get_indexes(table)}
+
+
+def test_migration_adds_the_owner_job_group_index_and_downgrade_drops_it(db_url: str) -> None:
+    """The (owner, job_group) index of the searches by job group (issue 17): added to a
+    database made before it, jobs kept; ``pilotwms db downgrade`` drops it again."""
+    engine = make_engine(db_url)
+    init_schema(engine, WMS_SCHEMA)
+    step = WMS_SCHEMA.migrations.index(OWNER_JOB_GROUP_STEP)  # its number may change on merges
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(jobs).values(
+            owner="alice", owner_group="demo_user", vo="demo", submission_time=now,
+            last_update_time=now, status="Done", minor_status="Execution Complete",
+            job_group="g1"))
+        assert _index_columns(conn, "jobs")[OWNER_JOB_GROUP_INDEX] == ["owner", "job_group"]
+    assert migrations.downgrade_schema(engine, WMS_SCHEMA, step) == step
+    with engine.connect() as conn:
+        assert OWNER_JOB_GROUP_INDEX not in _index_columns(conn, "jobs")
+    assert upgrade_schema(engine, WMS_SCHEMA) == WMS_SCHEMA.latest
+    with engine.connect() as conn:
+        assert _index_columns(conn, "jobs")[OWNER_JOB_GROUP_INDEX] == ["owner", "job_group"]
+        assert conn.execute(sa.select(sa.func.count()).select_from(jobs)).scalar() == 1
+    engine.dispose()
