@@ -49,7 +49,7 @@ def test_anything_else_is_refused_naming_the_argument(bad: object) -> None:
 def test_empty_is_none_and_datetimes_are_utc() -> None:
     assert wire_time(None) is None
     assert wire_time("") is None
-    naive = datetime(2026, 12, 4, 10, 20, 30, 500)
+    naive = datetime(2026, 12, 4, 10, 20, 30, 500, tzinfo=UTC).replace(tzinfo=None)
     assert wire_time(naive) == naive.replace(tzinfo=UTC)
     paris = timezone(timedelta(hours=1))
     got = wire_time(datetime(2026, 12, 4, 11, 0, tzinfo=paris))
