@@ -423,7 +423,17 @@ def build_application(ctx: ServerContext,
 
     routes.extend(instrument.routes(ctx, balancers))
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
-                                   compress_response=True, log_function=instrument.log_request)
+                                   transforms=[FastGzip], log_function=instrument.log_request)
+
+
+class FastGzip(tornado.web.GZipContentEncoding):
+    """Replies gzipped at level 1, not Tornado's 6, for clients that accept it: a search page
+    of 10,000 records (1.9-2.7 MB of JEncode) costs about 35 % less server CPU to compress
+    (e.g. 28.7 -> 18.8 ms) for a reply about 20 % larger (108 -> 134 KB); server CPU is what
+    runs out first, the bytes are few either way. Same rules as Tornado's otherwise
+    (compressible types, bodies of at least 1,000 bytes)."""
+
+    GZIP_LEVEL = 1
 
 
 @dataclasses.dataclass
