@@ -51,3 +51,35 @@ def test_grouped_files_need_no_second_read_of_their_names(
     monkeypatch.setattr(catalog_logic.cat_db, "lfns_of", real)
     assert view.lfns([ids[x] for x in lfns]) == {ids[x]: x for x in lfns}
     assert ids[f"{DATA}/other/g0"] not in view._lfns  # noqa: SLF001
+
+
+def test_facts_of_files_in_shared_directories(world: World) -> None:
+    # files of one directory share its ancestors and inherited values; a file's own values
+    # are added for that file only
+    world.field("kind", "string")
+    world.field("run", "int")
+    world.field("tag", "string")
+    lfns = [f"{DATA}/p/q/f{i}" for i in range(3)] + [f"{DATA}/p/r/g{i}" for i in range(2)]
+    world.register(lfns)
+    world.meta(f"{DATA}/p", {"kind": "raw"})
+    world.meta(f"{DATA}/p/q", {"run": 1})
+    world.meta(f"{DATA}/p/r", {"run": 2})
+    world.meta(f"{DATA}/p/q/f1", {"tag": "x"})
+    view = CatalogView(world.engine)
+    ids = view.file_ids(lfns)
+    facts = view.facts(list(ids.values()), ["kind", "run", "tag"], ses=True,
+                       columns=["size"])
+    metas = {x: facts[ids[x]].meta for x in lfns}
+    assert metas == {lfns[0]: {"kind": "raw", "run": 1},
+                     lfns[1]: {"kind": "raw", "run": 1, "tag": "x"},
+                     lfns[2]: {"kind": "raw", "run": 1}, lfns[3]: {"kind": "raw", "run": 2},
+                     lfns[4]: {"kind": "raw", "run": 2}}
+    q, r, p = (view.dir_id(f"{DATA}/p/{d}".rstrip("/")) for d in ("q", "r", ""))
+    assert {x: {p, q, r} & facts[ids[x]].dirs for x in lfns} == {
+        lfns[0]: {p, q}, lfns[1]: {p, q}, lfns[2]: {p, q}, lfns[3]: {p, r}, lfns[4]: {p, r}}
+    assert all(facts[f].ses == {"DISK-A"} and facts[f].columns == {"size": 10}
+               for f in ids.values())
+    plain = view.facts(list(ids.values()), ["tag"], columns=[])
+    assert all(plain[f].ses == set() for f in ids.values())
+    assert {x: plain[ids[x]].meta for x in lfns} == {x: {"tag": "x"} if x == lfns[1] else {}
+                                                     for x in lfns}
