@@ -9,14 +9,18 @@ timestamps...) once through their columns' types, and hands the rows to the driv
 ``executemany`` per 1,000 rows, which pymysql and mysqlclient (``MySQLdb``) send as multi-row
 INSERTs (MariaDB) and sqlite3 runs in process.
 
-On MariaDB (either driver) the statement is written out here rather than by the driver's
-executemany: the constants are escaped once and written into the row template as literals, so
-each row costs the escaping of its own values only (pymysql's rewrite would escape every
-constant again for every row: 9.5 us against 1.3 us per row of ``ts_files``, 8 values of which
-6 constant), and the rows are joined into multi-row INSERTs of at most
-:data:`MAX_STATEMENT` bytes, one round trip each. Both drivers' cursors have the ``mogrify``
-this needs (the text the driver would send for a template and its values; mysqlclient since
-2.2).
+On MariaDB (either driver), from :data:`LITERAL_ROWS` rows on, the statement is written out
+here rather than by the driver's executemany: the constants are escaped once and written into
+the row template as literals, a column of plain integers is formatted with ``%d`` (digits:
+nothing to escape), every other column is escaped by the driver (``mogrify``) once per
+distinct value, and the rows are joined into multi-row INSERTs of at most
+:data:`MAX_STATEMENT` bytes, one round trip each. pymysql's own rewrite escaped every value
+of every row in Python (9.5 us per ``ts_files`` row of 8 values; the 1.5 million integers of
+500,000 ``ts_task_files`` rows took 7.5 s of client time). Both drivers' cursors have the
+``mogrify`` this needs (mysqlclient since 2.2).
+
+Rows are mappings, or sequences of values in the order of ``columns=`` (tuples: no
+dictionary per row).
 
 Caveat: the rows' own values go to the driver as they are, so they must be plain ``int``,
 ``str`` (a ``StrEnum`` member is a ``str``), ``float`` or None, for columns whose type needs no
@@ -44,6 +48,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,14 +69,16 @@ LITERAL_DRIVERS = frozenset({"pymysql", "mysqldb"})
 MAX_STATEMENT = 1024000
 
 
-def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *,
+def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Any], *,
                 constants: Mapping[str, Any] | None = None, statement: Any = None,
-                chunk: int = CHUNK) -> int:
+                chunk: int = CHUNK, columns: Sequence[str] | None = None) -> int:
     """Insert ``rows`` (all with the same keys) plus ``constants`` into ``table``; returns
     the driver's count of inserted rows.
 
     ``statement``: the INSERT to run instead of ``table.insert()`` (e.g. an insert-ignore
     variant for the dialect); its values come from the rows as for a plain INSERT.
+    ``columns``: the rows are sequences of values in this column order (tuples: fewer objects
+    than a dictionary per row) instead of mappings.
     """
     if not rows:
         return 0
@@ -80,80 +87,158 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
     for key, value in (constants or {}).items():
         processor = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
         fixed[key] = processor(value) if processor is not None else value
-    keys = (*rows[0], *fixed)
-    if fixed and len(rows) >= LITERAL_ROWS and dialect.driver in LITERAL_DRIVERS:
+    names = list(columns) if columns is not None else list(rows[0])
+    keys = (*names, *fixed)
+    if len(rows) >= LITERAL_ROWS and dialect.driver in LITERAL_DRIVERS:
         stmt = statement if statement is not None else table.insert()
-        written = _literal_rows(conn, stmt, rows, fixed, chunk)
+        written = _literal_rows(conn, stmt, rows, names, columns is not None, fixed, chunk)
         if written is not None:
             return written
     if statement is None:  # compiled once per engine, table and keys: single jobs are hot too
         compiled = _compiled_insert(dialect, table, keys)
     else:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-    positions = compiled.positiontup if compiled.positional else None
-    total = 0
-    for start in range(0, len(rows), chunk):
-        batch = rows[start:start + chunk]
-        if positions is not None:
-            if fixed:
-                params: Any = [tuple(row[n] if n in row else fixed[n] for n in positions)
-                               for row in batch]
-            else:
-                params = [tuple(row[n] for n in positions) for row in batch]
+    if columns is not None:  # sequences: by position, or as mappings for pyformat
+        if not compiled.positional:
+            rows = [dict(zip(names, row, strict=True)) for row in rows]
         else:
-            params = [{**row, **fixed} for row in batch] if fixed else list(batch)
-        total += conn.exec_driver_sql(compiled.string, params).rowcount or 0
+            places = list(compiled.positiontup or ())
+            tail = tuple(fixed[n] for n in places[len(names):] if n in fixed)
+            if places[:len(names)] == names and len(places) == len(names) + len(tail):
+                shaped: Any = [(*row, *tail) for row in rows] if tail else rows
+            else:
+                at = {n: i for i, n in enumerate(names)}
+                shaped = [tuple(row[at[n]] if n in at else fixed[n] for n in places)
+                          for row in rows]
+            return _executemany(conn, compiled.string, shaped, chunk)
+    positions = compiled.positiontup if compiled.positional else None
+    if positions is not None:
+        if fixed:
+            params: Any = [tuple(row[n] if n in row else fixed[n] for n in positions)
+                           for row in rows]
+        else:
+            params = [tuple(row[n] for n in positions) for row in rows]
+    else:
+        params = [{**row, **fixed} for row in rows] if fixed else rows
+    return _executemany(conn, compiled.string, params, chunk)
+
+
+def _executemany(conn: Connection, sql: str, params: Sequence[Any], chunk: int) -> int:
+    total = 0
+    for start in range(0, len(params), chunk):
+        total += conn.exec_driver_sql(sql, list(params[start:start + chunk])).rowcount or 0
     return total
 
 
-def _literal_rows(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]],
-                  fixed: Mapping[str, Any], chunk: int) -> int | None:
-    """Multi-row INSERTs with the constants written once as literals; None when the
-    statement's shape is not a plain ``INSERT ... VALUES (...)`` (the caller then uses the
-    driver's executemany)."""
+#: a ``%`` of a compiled template: a doubled one, a named or a positional parameter
+_MARK = re.compile(r"%%|%\((\w+)\)s|%s")
+#: the types written with ``%d`` (exactly as the drivers escape them: digits, True as 1)
+_INT_TYPES = frozenset({int, bool})
+
+
+def _literal_rows(conn: Connection, stmt: Any, rows: Sequence[Any], names: list[str],
+                  as_sequences: bool, fixed: Mapping[str, Any], chunk: int) -> int | None:
+    """Multi-row INSERTs written out here, with the constants written once as literals; None
+    when the statement's shape is not a plain ``INSERT ... VALUES (...)`` or a value cannot
+    be written (the caller then uses the driver's executemany).
+
+    The values are converted column by column: a column of plain integers is formatted with
+    ``%d`` (no escaping needed: digits only), any other column is escaped by the driver
+    (``mogrify``), each distinct value once. The row texts are then made by one ``%`` per
+    row, in C."""
     if getattr(stmt, "_post_values_clause", None) is not None:
         return None  # e.g. ON DUPLICATE KEY UPDATE after the values
     raw = conn.connection.dbapi_connection
     assert raw is not None  # noqa: S101 - an open connection
-    cursor = raw.cursor()
-    mogrify = cursor.mogrify  # the text the driver would send for (template, values)
+    mogrify = raw.cursor().mogrify  # the text the driver would send for (template, values)
     # the constants as the driver escapes them (literal_column keeps a '%' doubled for the
     # format paramstyle, which the row formatting undoes)
     values: dict[str, Any] = {k: sa.literal_column(str(mogrify("%s", (v,))))
                               for k, v in fixed.items()}
-    names = list(rows[0])
     compiled = stmt.values(values).compile(dialect=conn.dialect, column_keys=names)
     head, sep, template = compiled.string.partition(" VALUES ")
     if not sep or not template.startswith("(") or not template.endswith(")"):
         return None
-    marks = template.replace("%%", "")
-    if compiled.positional:  # format paramstyle (MySQLdb's): values by position
-        order = list(compiled.positiontup or [])
-        if sorted(order) != sorted(names) or marks.count("%s") != len(names):
-            return None
+    positional = iter(compiled.positiontup or []) if compiled.positional else None
+    order: list[str] = []
 
-        def values_of(row: Mapping[str, Any]) -> Any:
-            return tuple(row[n] for n in order)
-    else:  # pyformat (pymysql's default): the rows are the parameters as they are
-        if marks.count("%(") != len(names) or \
-                any(f"%({n})s" not in marks for n in names):
-            return None
+    def mark(match: re.Match[str]) -> str:
+        if match.group(0) == "%%":
+            return "%%"
+        name = match.group(1) if positional is None else next(positional, None)
+        if name is None:
+            raise LookupError(match.group(0))
+        order.append(name)
+        return "\0"  # the column's format, filled in below
 
-        def values_of(row: Mapping[str, Any]) -> Any:
-            return row
-    limit = MAX_STATEMENT
+    try:
+        shape = _MARK.sub(mark, template)
+    except LookupError:
+        return None
+    if sorted(order) != sorted(names):
+        return None
+    position = {n: i for i, n in enumerate(names)}
+    by_column: list[Sequence[Any]]
+    if as_sequences:
+        try:
+            by_column = list(zip(*rows, strict=True))
+        except ValueError:  # rows of different lengths
+            return None
+        if len(by_column) != len(names):
+            return None
+    else:
+        by_column = [[row[n] for row in rows] for n in names]
+    formats: list[str] = []
+    args: list[Any] = []
+    for name in order:
+        column = by_column[position[name]]
+        written = _column(column, mogrify)
+        if written is None:
+            formats.append("%d")
+            args.append(column)
+        else:
+            formats.append("%s")
+            args.append(written)
+    parts = shape.split("\0")
+    fmt = parts[0] + "".join(f + p for f, p in zip(formats, parts[1:], strict=True))
+    texts = list(map(fmt.__mod__, zip(*args, strict=True)))
+    return _send_all(conn, head, texts, chunk)
+
+
+def _column(column: Sequence[Any], mogrify: Any) -> list[str] | None:
+    """The literals of one column's values; None for a column of plain integers (written
+    with ``%d``)."""
+    types = set(map(type, column))
+    if types <= _INT_TYPES:
+        return None
+    numeric = [t for t in types if not issubclass(t, str) and t is not type(None)]
+    if len(numeric) > 1:  # 1 == 1.0 == True: the literals are made value by value
+        return [str(mogrify("%s", (v,))) for v in column]
+    try:
+        literal = {v: str(mogrify("%s", (v,))) for v in set(column)}
+    except TypeError:  # an unhashable value
+        return [str(mogrify("%s", (v,))) for v in column]
+    return list(map(literal.__getitem__, column))
+
+
+def _send_all(conn: Connection, head: str, texts: list[str], chunk: int) -> int:
+    """``texts`` in multi-row INSERTs of at most ``chunk`` rows and :data:`MAX_STATEMENT`
+    bytes."""
     total = 0
-    for start in range(0, len(rows), chunk):
-        parts: list[str] = []
+    for start in range(0, len(texts), chunk):
+        part = texts[start:start + chunk]
+        if len(head) + sum(map(len, part)) + len(part) + 8 <= MAX_STATEMENT:
+            total += _send(conn, head, part)
+            continue
+        rows: list[str] = []
         size = len(head)
-        for row in rows[start:start + chunk]:
-            text = mogrify(template, values_of(row))
-            if parts and size + len(text) + 8 > limit:
-                total += _send(conn, head, parts)
-                parts, size = [], len(head)
-            parts.append(text)
+        for text in part:
+            if rows and size + len(text) + 8 > MAX_STATEMENT:
+                total += _send(conn, head, rows)
+                rows, size = [], len(head)
+            rows.append(text)
             size += len(text) + 1
-        total += _send(conn, head, parts)
+        total += _send(conn, head, rows)
     return total
 
 

@@ -32,7 +32,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from itertools import starmap
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -66,8 +67,9 @@ changes = sa.Table(
 )
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
+    """One journal row (a tuple: a batch is tens of thousands of them)."""
+
     change_id: int
     kind: str
     file_id: int | None
@@ -87,10 +89,9 @@ def record(conn: Connection, kind: str, *, file_ids: Iterable[int] = (),
 
 def read_since(conn: Connection, after: int, limit: int) -> list[Change]:
     """Up to ``limit`` changes with ``change_id > after``, in order."""
-    query = (sa.select(changes).where(changes.c.change_id > after)
-             .order_by(changes.c.change_id).limit(limit))
-    return [Change(r.change_id, r.kind, r.file_id, r.dir_id, r.created)
-            for r in conn.execute(query)]
+    query = (sa.select(*(changes.c[name] for name in Change._fields))
+             .where(changes.c.change_id > after).order_by(changes.c.change_id).limit(limit))
+    return list(starmap(Change, conn.execute(query)))
 
 
 def last_id(conn: Connection) -> int:
@@ -136,7 +137,9 @@ def file_facts(conn: Connection, file_ids: Sequence[int], fields: Iterable[str] 
                *, ses: bool = False, columns: Iterable[str] | None = None
                ) -> dict[int, FileFacts]:
     """Facts of the existing files among ``file_ids`` (missing ones are left out); only
-    ``columns`` of the file rows when given (reading fewer columns is much cheaper).
+    ``columns`` of the file rows when given (reading fewer columns is much cheaper). The
+    ``dirs`` and ``meta`` of the files of one directory may be one shared object, and
+    ``ses`` without ``ses=True`` one shared empty set: read them, do not change them.
 
     Statements: per chunk of 1,000 files, one for the rows, one for their own metadata, one
     for their directories' ancestors, one for inherited values and, with ``ses``, one for the
@@ -146,23 +149,28 @@ def file_facts(conn: Connection, file_ids: Sequence[int], fields: Iterable[str] 
     selected = [files] if names is None else [files.c.file_id, files.c.dir_id,
                                               *(files.c[n] for n in names)]
     out: dict[int, FileFacts] = {}
+    no_ses: set[str] = set()  # shared by every file when SEs are not asked for: never changed
     for batch in chunks(sorted(set(file_ids))):
         rows = conn.execute(sa.select(*selected).where(files.c.file_id.in_(batch))).fetchall()
-        here: dict[int, FileFacts] = {}
-        for row in rows:
-            cols = dict(row._mapping) if names is None else dict(zip(names, row[2:],
-                                                                     strict=True))
-            here[row[0]] = FileFacts(row[0], row[1], cols)
-        if not here:
+        if not rows:
             continue
-        dir_ids = {f.dir_id for f in here.values()}
-        ancestors: dict[int, set[int]] = defaultdict(set)
+        dir_ids = {row[1] for row in rows}
+        ancestors: dict[int, set[int]] = {d: {d} for d in dir_ids}
         for anc, desc in conn.execute(sa.select(dir_closure.c.ancestor_id,
                                                 dir_closure.c.descendant_id).where(
                 dir_closure.c.descendant_id.in_(dir_ids))):
             ancestors[desc].add(anc)
-        for facts in here.values():
-            facts.dirs = ancestors.get(facts.dir_id, {facts.dir_id}) | {facts.dir_id}
+        # the files of one directory share its set of ancestors and its inherited values
+        # (one object per directory, not per file: a batch is often 1,000 files of a few
+        # directories)
+        if names is None:
+            here = {row[0]: FileFacts(row[0], row[1], dict(row._mapping), {},
+                                      set() if ses else no_ses, ancestors[row[1]])
+                    for row in rows}
+        else:
+            here = {row[0]: FileFacts(row[0], row[1], dict(zip(names, row[2:], strict=True)),
+                                      {}, set() if ses else no_ses, ancestors[row[1]])
+                    for row in rows}
         if wanted:
             inherited: dict[int, dict[str, Any]] = defaultdict(dict)
             query = (sa.select(dir_closure.c.descendant_id, dir_meta)
@@ -176,7 +184,12 @@ def file_facts(conn: Connection, file_ids: Sequence[int], fields: Iterable[str] 
                     file_meta.c.file_id.in_(list(here)), file_meta.c.field.in_(wanted))):
                 own[row.file_id][row.field] = _value(row)
             for facts in here.values():
-                facts.meta = {**inherited.get(facts.dir_id, {}), **own.get(facts.file_id, {})}
+                mine = own.get(facts.file_id)
+                above = inherited.get(facts.dir_id)
+                if mine:
+                    facts.meta = {**above, **mine} if above else mine
+                elif above:
+                    facts.meta = above
         if ses:
             query = (sa.select(replicas.c.file_id, storage_elements.c.name)
                      .join(storage_elements, storage_elements.c.se_id == replicas.c.se_id)

@@ -63,16 +63,19 @@ def among(column: Any, batch: Sequence[int]) -> Any:
     return column.in_(batch)
 
 
-def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *,
-                constants: Mapping[str, Any] | None = None, ignore: bool = False) -> int:
+def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[Any], *,
+                constants: Mapping[str, Any] | None = None, ignore: bool = False,
+                columns: Sequence[str] | None = None) -> int:
     """Insert many rows fast; returns how many were inserted (``ignore``: rows whose key
     exists are skipped).
 
     The statement is SQLAlchemy's, compiled once for the dialect; the rows go straight to the
-    driver's ``executemany`` (one multi-row INSERT per 1,000 rows on MariaDB). Row values must
-    be plain ints and strings; ``constants`` (the same for every row: timestamps...) are
-    converted once by their column's type. This keeps SQLAlchemy's per-row parameter work
-    (tens of microseconds a row) out of the paths that insert 100,000 rows at a time.
+    driver (written out as multi-row INSERTs on MariaDB, :func:`core.bulk.insert_rows`). Row
+    values must be plain ints and strings; ``constants`` (the same for every row:
+    timestamps...) are converted once by their column's type; ``columns``: the rows are
+    tuples of values in this order instead of mappings. This keeps SQLAlchemy's per-row
+    parameter work (tens of microseconds a row) out of the paths that insert 100,000 rows at
+    a time.
     """
     if not rows:
         return 0
@@ -80,7 +83,8 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
     if ignore:
         stmt = sqlite.insert(table).on_conflict_do_nothing() if conn.dialect.name == "sqlite" \
             else mysql.insert(table).prefix_with("IGNORE")
-    return insert_rows(conn, table, rows, constants=constants, statement=stmt)
+    return insert_rows(conn, table, rows, constants=constants, statement=stmt,
+                       columns=columns)
 
 
 def insert_ignore(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> int:
@@ -198,10 +202,14 @@ def get_parameters(conn: Connection, tids: Iterable[int]) -> dict[int, dict[str,
 def add_files(conn: Connection, tid: int, file_ids: Iterable[int], now: datetime,
               status: str = "Unused") -> int:
     """Attach catalog files (already attached ones are left as they are)."""
-    rows = [{"transformation_id": tid, "file_id": f} for f in dict.fromkeys(file_ids)]
-    return bulk_insert(conn, files, rows, ignore=True, constants={
+    rows = [(tid, f) for f in dict.fromkeys(file_ids)]
+    return bulk_insert(conn, files, rows, ignore=True, columns=_FILE_KEY, constants={
         "status": status, "error_count": 0, "target_se": "", "used_se": "",
         "last_update": now, "inserted": now})
+
+
+_FILE_KEY = ("transformation_id", "file_id")
+_ASSIGNED = ("transformation_id", "file_id", "task_id", "target_se")
 
 
 def attach_files(conn: Connection, tid: int, file_ids: Sequence[int], now: datetime,
@@ -209,23 +217,21 @@ def attach_files(conn: Connection, tid: int, file_ids: Sequence[int], now: datet
     """Attach files already grouped: those in ``task_of`` (file -> (task, target SE))
     Assigned to their task, those in ``processed`` Processed, the others Unused; rows whose
     key exists are skipped. Returns how many were inserted."""
-    assigned: list[dict[str, Any]] = []
-    done: list[dict[str, Any]] = []
-    unused: list[dict[str, Any]] = []
+    assigned: list[tuple[int, int, int, str]] = []
+    done: list[tuple[int, int]] = []
+    unused: list[tuple[int, int]] = []
     for f in file_ids:
-        if f in task_of:
-            task_id, target_se = task_of[f]
-            assigned.append({"transformation_id": tid, "file_id": f, "task_id": task_id,
-                             "target_se": target_se})
+        grouped = task_of.get(f)
+        if grouped is not None:
+            assigned.append((tid, f, *grouped))
         else:
-            (done if f in processed else unused).append({"transformation_id": tid,
-                                                         "file_id": f})
+            (done if f in processed else unused).append((tid, f))
     constants = {"error_count": 0, "used_se": "", "last_update": now, "inserted": now}
-    return (bulk_insert(conn, files, assigned, ignore=True,
+    return (bulk_insert(conn, files, assigned, ignore=True, columns=_ASSIGNED,
                         constants={**constants, "status": "Assigned"})
-            + bulk_insert(conn, files, done, ignore=True,
+            + bulk_insert(conn, files, done, ignore=True, columns=_FILE_KEY,
                           constants={**constants, "status": "Processed", "target_se": ""})
-            + bulk_insert(conn, files, unused, ignore=True,
+            + bulk_insert(conn, files, unused, ignore=True, columns=_FILE_KEY,
                           constants={**constants, "status": "Unused", "target_se": ""}))
 
 
@@ -288,11 +294,18 @@ def target_se_counts(conn: Connection, tid: int) -> dict[str, int]:
 # -- tasks --------------------------------------------------------------------------------------
 
 def insert_tasks(conn: Connection, rows: list[dict[str, Any]],
-                 links: list[dict[str, Any]], now: datetime) -> None:
-    """Tasks (``created``/``last_update`` = ``now``) and their (task, file) links."""
+                 links: Sequence[Any], now: datetime) -> None:
+    """Tasks (``created``/``last_update`` = ``now``) and their (task, file) links: mappings,
+    or (transformation, task, file) tuples."""
     bulk_insert(conn, tasks, rows, constants={"created": now, "last_update": now,
                                               "parameters": "{}", "external_id": ""})
-    bulk_insert(conn, task_files, links)
+    if links and not isinstance(links[0], Mapping):
+        bulk_insert(conn, task_files, links, columns=_LINK)
+    else:
+        bulk_insert(conn, task_files, links)
+
+
+_LINK = ("transformation_id", "task_id", "file_id")
 
 
 def assign_files(conn: Connection, tid: int, first: int, last: int, now: datetime) -> int:

@@ -42,6 +42,7 @@ class CatalogView:
         self.engine = engine
         self.settings = settings or CatalogSettings()
         self._lfns: dict[int, str] = {}
+        self._dirs: dict[int, str] = {}
 
     def fields(self) -> dict[str, str]:
         with self.engine.connect() as conn:
@@ -73,6 +74,22 @@ class CatalogView:
             return {f: known[f] if f in known else found[f] for f in wanted
                     if f in known or f in found}
         return {f: self._lfns[f] for f in wanted}
+
+    def remember_lfns(self, names: Mapping[int, tuple[int, str]]) -> None:
+        """Remember the LFNs of files whose directory and name are known (``{file_id:
+        (dir_id, name)}``, read with their facts): a later :meth:`lfns` of them reads
+        nothing. One read of the directories' paths not yet known."""
+        if not names:
+            return
+        todo = {d for d, _name in names.values() if d not in self._dirs}
+        if todo:
+            with self.engine.connect() as conn:
+                self._dirs.update(cat_db.dir_paths(conn, todo))
+        if len(self._lfns) + len(names) > self.CACHE:
+            self._lfns.clear()
+        paths = self._dirs
+        self._lfns.update((f, paths[d] + "/" + name) for f, (d, name) in names.items()
+                          if d in paths)
 
     def facts(self, file_ids: Iterable[int], fields: Iterable[str] = (), *,
               ses: bool = False, columns: Iterable[str] | None = None

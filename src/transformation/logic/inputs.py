@@ -228,14 +228,22 @@ def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal
         fields = set().union(*(w.query.fields for w in active))
         need_ses = any(w.query.needs_ses for w in active)
         columns = set().union(*(w.query.columns for w in active))
+        # grouping needs the LFNs of the matching files: their names are read with the facts
+        # (the catalog's files are then read once, not twice)
+        names = grouper is not None and "name" not in columns
         ordered = sorted(attached.unknown(changed, [w.tid for w in active]))
         for start in range(0, len(ordered), FACTS_BATCH):
             facts = catalog.facts(ordered[start:start + FACTS_BATCH], fields, ses=need_ses,
-                                  columns=columns)
+                                  columns=columns | {"name"} if names else columns)
+            matched: dict[int, tuple[int, str]] = {}
             for fid, fact in facts.items():
                 for watch in active:
                     if watch.query.matches(fact, watch.path_dir):
                         matches[watch.tid].append(fid)
+                        if names:
+                            matched[fid] = (fact.dir_id, fact.columns["name"])
+            if names:
+                catalog.remember_lfns(matched)
     plans: dict[int, Plan] = {}
     for tid, fids in matches.items():
         matches[tid] = fids = attached.new(tid, fids)

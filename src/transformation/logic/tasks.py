@@ -80,17 +80,17 @@ def _store(conn: Connection, tid: int, specs: Sequence[TaskSpec], lfns: Mapping[
     task_of: dict[int, tuple[int, str]] = {}
     if specs:
         rows: list[dict[str, Any]] = []
-        links: list[dict[str, Any]] = []
+        links: list[tuple[int, int, int]] = []
         for offset, spec in enumerate(specs):
             task_id = first + offset
             rows.append({"transformation_id": tid, "task_id": task_id,
                          "status": states.CREATED, "target_se": spec.target_se,
                          "site": spec.site,
                          "input_vector": "\n".join(lfns.get(f, "") for f in spec.file_ids)})
-            links.extend({"transformation_id": tid, "task_id": task_id, "file_id": f}
-                         for f in spec.file_ids)
+            links.extend((tid, task_id, f) for f in spec.file_ids)
+            grouped = (task_id, spec.target_se)
             for f in spec.file_ids:
-                task_of.setdefault(f, (task_id, spec.target_se))
+                task_of.setdefault(f, grouped)
         db.insert_tasks(conn, rows, links, now)
         wanted = len(task_of.keys() - fresh)
         changed = db.assign_files(conn, tid, first, first + len(specs) - 1, now) \
