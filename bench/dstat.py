@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.machine import machine_line
 from core.db import make_engine, utcnow, write_transaction
 from wms.db import jobs as jobs_db
 
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--active", type=int, default=1000)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     pilotwms = [sys.executable, "-m", "core.cli.admin"]
     with tempfile.TemporaryDirectory() as tmp:
         inst = Path(tmp) / "inst"

@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
+from bench.machine import machine_line
 from core.config.loader import load_config
 from core.db import init_schema, make_engine, utcnow, write_transaction
 from core.rpc.jencode import encode
@@ -233,6 +234,7 @@ def main() -> None:
     parser.add_argument("--as-lists", action="store_true",
                         help="records as lists of values (dstat's shape) instead of dicts")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         inst = Path(tmp) / "inst"
         subprocess.run([sys.executable, "-m", "core.cli.admin", "init", str(inst),

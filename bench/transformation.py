@@ -48,6 +48,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 sys.path.insert(0, str(_HERE.parent / "src"))
 
+from bench.machine import machine_line  # noqa: E402
 from bench.sqlprof import SqlProfile, cpu_seconds  # noqa: E402
 from core.config.schema import Config  # noqa: E402
 from core.db import init_schema, make_engine  # noqa: E402
@@ -233,6 +234,7 @@ def main() -> None:
     parser.add_argument("--driver", default="pymysql",
                         help="MariaDB driver(s): pymysql, mysqldb or both comma-separated")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     drivers = [d.strip() for d in args.driver.split(",") if d.strip()]
     if not drivers or set(drivers) - {"pymysql", "mysqldb"}:
         parser.error("--driver: pymysql, mysqldb or both (comma-separated)")
