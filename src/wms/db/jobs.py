@@ -129,7 +129,8 @@ def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
                    .scalars().all())
     # the texts and input files go to the driver's executemany (see core.bulk): per-row
     # parameter processing of 10^5 rows costs more than the database's work
-    texts = []
+    texts: list[dict[str, Any]] = []
+    records: list[str | None] = []
     for index, (job_id, j) in enumerate(zip(ids, new, strict=True)):
         made = processed(index, job_id) if processed is not None else None
         original: str = j.original_jdl
@@ -141,9 +142,17 @@ def insert_jobs(conn: Connection, new: Sequence[NewJob], *, now: datetime,
                 record = made[2]
         else:
             text = made
-        texts.append({"job_id": job_id, "original_jdl": original, "processed_jdl": text,
-                      "scheduling": record})
-    insert_rows(conn, job_jdls, texts)
+        texts.append({"job_id": job_id, "original_jdl": original, "processed_jdl": text})
+        records.append(record)
+    # a parametric submission's children mostly share one scheduling record: then it is
+    # given once (on MariaDB written once into the INSERT, not escaped again for every row)
+    shared: dict[str, Any] = {}
+    if len(set(records)) == 1:
+        shared["scheduling"] = records[0]
+    else:
+        for row, record in zip(texts, records, strict=True):
+            row["scheduling"] = record
+    insert_rows(conn, job_jdls, texts, constants=shared)
     insert_rows(conn, input_data, [
         {"job_id": job_id, "lfn": lfn} for job_id, j in zip(ids, new, strict=True)
         for lfn in dict.fromkeys(j.input_data)])
