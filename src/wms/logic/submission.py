@@ -32,7 +32,7 @@ from core.db import retry_conflicts, utcnow, write_transaction
 from wms.db import jobs as jobs_db
 from wms.logic import optimizer, scheduling_record
 from wms.logic.child_description import ChildDescriber
-from wms.logic.jdl import JDL, parse_jdl
+from wms.logic.jdl import JDL, TextTemplate, parse_jdl
 from wms.logic.job_description import (
     DEFAULT_LIMITS,
     JobDescription,
@@ -158,10 +158,14 @@ def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[J
         status, minor = JobStatus.SUBMITTING, MinorStatus.BULK_TRANSACTION_CONFIRMATION
     else:
         status, minor = initial or (JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
+    # the children's texts written from one template (those of a parametric JDL hold the
+    # same attributes with the same values except the varying ones)
+    write = (TextTemplate(children[0], describer.varying).text
+             if describer is not None and children else JDL.to_text)
     new = [
         jobs_db.NewJob(
             owner=who.owner, owner_group=who.owner_group, vo=who.vo, status=status,
-            minor_status=minor, original_jdl=child.to_text(), job_type=desc.job_type,
+            minor_status=minor, original_jdl=write(child), job_type=desc.job_type,
             job_group=desc.job_group, job_name=desc.job_name, site=desc.site_summary,
             user_priority=desc.priority, input_data=desc.input_data,
         )
@@ -285,14 +289,14 @@ def submit_many(engine: Engine, jdls: Sequence[JDL], who: Submitter, limits: Job
     INSERT: the jobs to be Waiting are inserted Waiting (logged Received, Checking, Waiting
     as before), not updated afterwards."""
     now = now or utcnow()
-    descriptions, template = _describe_many(jdls, who, limits)
+    descriptions, template, write = _describe_many(jdls, who, limits)
     plan = (optimizer.plan_new(dict(enumerate(descriptions)), optimise.check_input_data)
             if optimise is not None else None)
     new = [
         jobs_db.NewJob(
             owner=who.owner, owner_group=who.owner_group, vo=who.vo,
             status=JobStatus.RECEIVED, minor_status=MinorStatus.JOB_ACCEPTED,
-            original_jdl=jdl.to_text(), job_type=desc.job_type, job_group=desc.job_group,
+            original_jdl=write(jdl), job_type=desc.job_type, job_group=desc.job_group,
             job_name=desc.job_name, site=desc.site_summary, user_priority=desc.priority,
             input_data=desc.input_data)
         for jdl, desc in zip(jdls, descriptions, strict=True)
@@ -330,22 +334,24 @@ def submit_many(engine: Engine, jdls: Sequence[JDL], who: Submitter, limits: Job
 
 
 def _describe_many(jdls: Sequence[JDL], who: Submitter, limits: JobLimits
-                   ) -> tuple[list[JobDescription], ProcessedTemplate | None]:
+                   ) -> tuple[list[JobDescription], ProcessedTemplate | None,
+                              Callable[[JDL], str]]:
     """The descriptions of single jobs (as :func:`describe` gives them, errors included) and,
     when the JDLs differ only in some attributes' values (a production system's tasks made
     from one template), the template of their processed JDLs: then the steps of the
     description that read only the attributes all JDLs share run once
-    (:class:`~wms.logic.child_description.ChildDescriber`)."""
+    (:class:`~wms.logic.child_description.ChildDescriber`); and how to write their texts
+    (``JDL.to_text``, from one :class:`~wms.logic.jdl.TextTemplate` when they differ so)."""
     varying = varying_attributes(jdls) if len(jdls) > 1 else None
     if varying is None:
-        return [_describe(jdl, who, limits) for jdl in jdls], None
+        return [_describe(jdl, who, limits) for jdl in jdls], None, JDL.to_text
     describer = ChildDescriber(jdls[0], varying, owner=who.owner, owner_group=who.owner_group,
                                vo=who.vo, limits=limits)
     descriptions = [describer.describe(jdl) for jdl in jdls]
     fields = describer.varying_fields
     template = (ProcessedTemplate(descriptions[0], fields, describer.varying)
                 if fields is not None else None)
-    return descriptions, template
+    return descriptions, template, TextTemplate(jdls[0], varying).text
 
 
 def varying_attributes(jdls: Sequence[JDL]) -> frozenset[str] | None:

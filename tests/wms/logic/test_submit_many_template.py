@@ -62,9 +62,10 @@ def test_varying_attributes() -> None:
 
 def test_template_descriptions_are_the_job_by_job_ones() -> None:
     jdls = task_jdls(6)
-    descriptions, template = submission._describe_many(jdls, WHO, DEFAULT_LIMITS)
+    descriptions, template, write = submission._describe_many(jdls, WHO, DEFAULT_LIMITS)
     assert template is not None
     for n, (jdl, desc) in enumerate(zip(jdls, descriptions, strict=True)):
+        assert write(jdl) == jdl.to_text()
         alone = describe_job(jdl, owner=WHO.owner, owner_group=WHO.owner_group, vo=WHO.vo,
                              limits=DEFAULT_LIMITS)
         assert desc == alone
