@@ -3,11 +3,11 @@
     python bench/submission.py [--jobs 10000] [--singles 600] [--mysql-url URL] [--singles-only]
                                [--bulk-only] [--profile-sql] [--driver pymysql,mysqldb]
 
-Bulk: one parametric JDL of ``--jobs`` children, stored, confirmed and optimised into task
-queues (the real matcher code), directly against the database, on SQLite and on MariaDB
-(``--mysql-url``, or a private server started with tests.support.mariadb), with the MariaDB
-driver(s) of ``--driver`` (pymysql and/or mysqlclient's mysqldb, one after the other on the same
-server: side by side).
+Bulk: one parametric JDL of ``--jobs`` children, stored, then confirmed and optimised into
+task queues in one transaction as ``confirmBulkSubmission`` does it (the real matcher code),
+directly against the database, on SQLite and on MariaDB (``--mysql-url``, or a private
+server started with tests.support.mariadb), with the MariaDB driver(s) of ``--driver``
+(pymysql and/or mysqlclient's mysqldb, one after the other on the same server: side by side).
 Singles: ``--singles`` submitJob calls over HTTPS from 4 client processes to a
 ``pilotwms serve --processes 2`` on SQLite. Targets (issue 3): >= 2,000 jobs/s bulk,
 >= 300/s single. The CPU time of this process (and of the private MariaDB server) is printed
@@ -24,13 +24,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import requests
+from sqlalchemy.engine import Connection
 
 from bench.sqlprof import SqlProfile, cpu_seconds
 from core.db import init_schema, make_engine
 from core.exceptions import PilotWMSError
+from wms.db.jobs import StatusRow
 from wms.db.schema import WMS_SCHEMA
 from wms.logic import optimizer
 from wms.logic.job_description import JobLimits
@@ -53,8 +56,15 @@ def bulk(url: str, count: int, server_pid: int | None = None, profile: bool = Fa
         ids = submit(engine, jdl, Submitter("alice", "demo_user", "demo"),
                      JobLimits(max_parametric_jobs=count)).job_ids
         stored = time.perf_counter()
-        confirm_bulk(engine, ids)
-        result = optimizer.optimise(engine, ids, enqueue=enqueue)
+        # as confirmBulkSubmission does it: confirmed and optimised in one transaction
+        result = optimizer.OptimiseResult()
+
+        def optimise(conn: Connection, todo: list[int], now: datetime,
+                     rows: dict[int, StatusRow]) -> None:
+            nonlocal result
+            result = optimizer.optimise_in(conn, todo, enqueue=enqueue, now=now, current=rows)
+
+        confirm_bulk(engine, ids, optimise=optimise)
     done = time.perf_counter()
     cpu = time.process_time() - cpu
     assert len(result.waiting) == count, result.failed

@@ -21,7 +21,7 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Engine, Row
 
 from core.ids import as_id
 from core.security.identity import Identity
@@ -35,8 +35,7 @@ from transformation.logic.tasks import files_by_task
 from wms.db.schema import WMS_SCHEMA
 from wms.logic import input_data, job_manager, optimizer
 from wms.logic.input_data import InputDataCheck, InputDataVerdict
-from wms.logic.submission import SubmitResult
-from wms.service.common import dequeue, enqueue, limits_from
+from wms.service.common import dequeue, enqueue_new, limits_from
 
 log = logging.getLogger("pilotwms.agents.tasks")
 #: who deletes a duplicate job (a job administrator of no VO: the agent itself)
@@ -169,14 +168,12 @@ class WorkflowTaskAgent(_TaskAgent):
         if "DataManagement" in self.config.systems:
             check = self._input_check(trans, tasks) if trans.input_query or any(
                 t.input_vector for t in tasks) else None
-
-        def stored(conn: Connection, result: SubmitResult, now: Any) -> None:
-            optimizer.optimise_new(conn, result.descriptions, enqueue=enqueue, now=now,
-                                   check_input_data=check)
-
+        # optimised in the storing transaction, the jobs to be Waiting inserted Waiting; they
+        # are new there, so they have no task queue membership to remove first
+        optimise = optimizer.NewJobsOptimiser(enqueue_new, check)
         limits = job_limits(self.settings, limits_from(self.config))
         return submit.submit_jobs(self.target(), trans, tasks, self.settings, limits,
-                                  on_stored=stored)
+                                  optimise=optimise)
 
 
 class RequestTaskAgent(_TaskAgent):

@@ -47,6 +47,7 @@ from wms.db.tables import jobs as jobs_t
 from wms.logic import submission
 from wms.logic.jdl import JDL, parse_jdl
 from wms.logic.job_description import JobLimits
+from wms.logic.optimizer import NewJobsOptimiser
 from wms.logic.states import JobStatus
 
 OnStored = Callable[[Connection, submission.SubmitResult, Any], None]
@@ -291,13 +292,16 @@ def job_for_task(template: JDL, trans: Row[Any], task: Row[Any],
 
 def submit_jobs(wms_engine: Engine, trans: Row[Any], tasks: Sequence[Row[Any]],
                 settings: TransformationsConfig, limits: JobLimits, *,
-                on_stored: OnStored | None = None) -> dict[int, int]:
-    """One bulk submission for ``tasks``; returns task ID -> job ID."""
+                on_stored: OnStored | None = None,
+                optimise: NewJobsOptimiser | None = None) -> dict[int, int]:
+    """One bulk submission for ``tasks`` (``on_stored``, ``optimise``: see
+    :func:`wms.logic.submission.submit_many`); returns task ID -> job ID."""
     template = parse_jdl(trans.body)
     keys = marked(template)
     jdls = [job_for_task(template, trans, task, settings, keys) for task in tasks]
     who = submission.Submitter(trans.author, trans.author_group, trans.vo)
-    result = submission.submit_many(wms_engine, jdls, who, limits, on_stored=on_stored)
+    result = submission.submit_many(wms_engine, jdls, who, limits, on_stored=on_stored,
+                                    optimise=optimise)
     return {task.task_id: job for task, job in zip(tasks, result.job_ids, strict=True)}
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "JDLValue",
     "format_jdl",
     "format_top_attribute",
+    "TextTemplate",
     "format_value",
     "parse_jdl",
 ]
@@ -518,3 +519,32 @@ def format_jdl(jdl: JDL, *, sorted_: bool = True) -> str:
     ]
     """
     return jdl.to_text(sorted_)
+
+
+class TextTemplate:
+    """``jdl.to_text()`` for JDLs holding the attributes of ``reference``, spelt the same, with
+    the same values except the lower-case ``varying`` ones (a bulk's children): the other
+    attributes are written once. A JDL with other attribute names is written in full.
+
+    >>> jdl = JDL({"Executable": "x", "Arguments": "1"})
+    >>> other = jdl.copy(); other["Arguments"] = "2"
+    >>> TextTemplate(jdl, {"arguments"}).text(other) == other.to_text()
+    True
+    """
+
+    __slots__ = ("_names", "_parts")
+
+    def __init__(self, reference: JDL, varying: Container[str]) -> None:
+        self._names = dict(reference._names)
+        values = reference._values
+        self._parts: list[tuple[str, str, str | None]] = [
+            (key, name, None if key in varying else format_top_attribute(name, values[key]))
+            for key, name in sorted(reference._names.items(), key=_spelling)]
+
+    def text(self, jdl: JDL) -> str:
+        if not self._parts or jdl._names != self._names:
+            return jdl.to_text()
+        values = jdl._values
+        return "[\n" + "\n".join([
+            made if made is not None else format_top_attribute(name, values[key])
+            for key, name, made in self._parts]) + "\n]"

@@ -96,12 +96,19 @@ def optimise_in(
     check_input_data: InputDataCheck | None = None,
     reschedule_delays: Sequence[int] = (60, 180, 300, 600),
     now: datetime | None = None,
+    current: Mapping[int, jobs_db.StatusRow] | None = None,
 ) -> OptimiseResult:
     """:func:`optimise` inside the caller's write transaction ``conn`` (e.g. the one that
-    confirms a bulk submission, so that a crash cannot leave the jobs Received)."""
+    confirms a bulk submission, so that a crash cannot leave the jobs Received).
+
+    ``current``: the rows of ``job_ids`` as the caller locked them in this transaction, with
+    a change it logged but did not write (a bulk confirmation: Received, still Submitting in
+    the table); they are not read again, and each job's row is written once, with its final
+    status (Waiting or Failed)."""
     now = now or utcnow()
     result = OptimiseResult()
-    rows = jobs_db.status_of(conn, job_ids, for_update=True)
+    rows = (dict(current) if current is not None
+            else jobs_db.status_of(conn, job_ids, for_update=True))
     rescheduled = [j for j, row in rows.items() if row.status == JobStatus.RESCHEDULED]
     times = dict(conn.execute(sa.select(jobs.c.job_id, jobs.c.reschedule_time)
                               .where(in_values(jobs.c.job_id, rescheduled))).all()) \
@@ -210,12 +217,80 @@ def optimise_new(
         else:
             jobs_db.add_logging(conn, records, now=now, source=SOURCE)
 
+    plan = plan_new(described, check_input_data)
+    result = _finish(conn, plan, log, enqueue=enqueue, now=now, write_waiting=True)
+    if pending:
+        jobs_db.add_logging_rows(conn, pending, now=now)
+    return result
+
+
+@dataclass(frozen=True)
+class NewJobsOptimiser:
+    """How a bulk submission optimises the jobs it stores (``submission.submit_many``'s
+    ``optimise``): as :func:`optimise_new` with these arguments, the jobs to be Waiting
+    inserted Waiting (no UPDATE of their rows, each firing the counters' trigger)."""
+
+    enqueue: Enqueue
+    check_input_data: InputDataCheck | None = None
+
+
+@dataclass
+class NewJobsPlan:
+    """What :func:`optimise_new` decides for jobs before they are stored (by
+    :func:`plan_new`), keyed as their descriptions were given (e.g. by index): a caller
+    that stores them afterwards inserts the jobs to be Waiting as Waiting, in their
+    :meth:`site`, and then calls :func:`finish_new`."""
+
+    #: the descriptions, those restricted to their data's sites changed accordingly
+    described: dict[int, JobDescription]
+    #: key -> minor status of the jobs that fail
+    failed: dict[int, str]
+    #: key -> Site of the jobs restricted to the sites holding their data
+    site_of: dict[int, str]
+
+    def waiting(self, key: int) -> bool:
+        return key not in self.failed
+
+    def site(self, key: int, default: str) -> str:
+        """The Site of a job to be Waiting (``default``: its description's)."""
+        return self.site_of.get(key, default)
+
+
+def plan_new(described: Mapping[int, JobDescription],
+             check_input_data: InputDataCheck | None = None) -> NewJobsPlan:
+    """:func:`optimise_new`'s decisions for the jobs of ``described`` (not read from the
+    database: they may not be stored yet)."""
+    plan = NewJobsPlan(dict(described), {}, {})
+    plan.failed, data_sites = _schedule(plan.described, check_input_data, {})
+    plan.site_of = {j: s for s, ids in _restrict(None, plan.described, data_sites,
+                                                 write=False).items() for j in ids}
+    return plan
+
+
+def finish_new(conn: Connection, plan: NewJobsPlan, job_ids: Mapping[int, int], *,
+               enqueue: Enqueue, now: datetime) -> OptimiseResult:
+    """What :func:`optimise_new` writes for jobs stored Received moments ago in ``conn``'s
+    transaction, except the status of those to be Waiting, stored Waiting already (with
+    :meth:`NewJobsPlan.site`): the failures, the logging records (the same rows, in the same
+    order) and the task queues. ``job_ids``: the plan's key -> the job's ID."""
+    plan = NewJobsPlan({job_ids[k]: d for k, d in plan.described.items()},
+                       {job_ids[k]: r for k, r in plan.failed.items()},
+                       {job_ids[k]: s for k, s in plan.site_of.items()})
+
+    def log(records: list[tuple[int, str, str, str]]) -> None:
+        jobs_db.add_logging(conn, records, now=now, source=SOURCE)
+
+    return _finish(conn, plan, log, enqueue=enqueue, now=now, write_waiting=False)
+
+
+def _finish(conn: Connection, plan: NewJobsPlan,
+            log: Callable[[list[tuple[int, str, str, str]]], None], *, enqueue: Enqueue,
+            now: datetime, write_waiting: bool) -> OptimiseResult:
+    """:func:`optimise_new`'s writes; ``write_waiting``: the jobs to be Waiting are still
+    Received (else stored Waiting already)."""
     result = OptimiseResult()
-    described = dict(described)
-    result.failed, data_sites = _schedule(described, check_input_data, {})
-    # the Site of jobs restricted to their data's sites is written with their status below
-    site_of = {j: s for s, ids in _restrict(conn, described, data_sites, write=False).items()
-               for j in ids}
+    result.failed = plan.failed
+    described = plan.described
     for reason in dict.fromkeys(result.failed.values()):
         failed = [j for j, r in result.failed.items() if r == reason]
         jobs_db.update_jobs(conn, failed, status=JobStatus.FAILED, minor_status=reason,
@@ -225,8 +300,9 @@ def optimise_new(
     if good:
         by_site: dict[str | None, list[int]] = {}
         for j in good:
-            by_site.setdefault(site_of.get(j), []).append(j)
-        for site, ids in by_site.items():  # one UPDATE per 1,000 jobs and distinct Site
+            by_site.setdefault(plan.site_of.get(j), []).append(j)
+        for site, ids in by_site.items() if write_waiting else ():
+            # one UPDATE per 1,000 jobs and distinct Site
             extra = {} if site is None else {"site": site}
             jobs_db.update_jobs(conn, ids, status=JobStatus.WAITING,
                                 minor_status=MinorStatus.PILOT_AGENT_SUBMISSION,
@@ -235,8 +311,6 @@ def optimise_new(
             (j, JobStatus.CHECKING, MinorStatus.JOB_ACCEPTED, "Unknown"),
             (j, JobStatus.WAITING, MinorStatus.PILOT_AGENT_SUBMISSION, "Unknown"))])
         enqueue(conn, [(j, described[j]) for j in good], now)
-    if pending:
-        jobs_db.add_logging_rows(conn, pending, now=now)
     result.waiting = sorted(good)
     return result
 
@@ -266,7 +340,7 @@ def _schedule(described: Mapping[int, JobDescription],
     return refused, restricted
 
 
-def _restrict(conn: Connection, described: dict[int, JobDescription],
+def _restrict(conn: Connection | None, described: dict[int, JobDescription],
               data_sites: Mapping[int, tuple[str, ...]], *,
               write: bool = True) -> dict[str, list[int]]:
     """Queue the jobs for the sites holding their data only; their Site attribute says so
@@ -276,7 +350,7 @@ def _restrict(conn: Connection, described: dict[int, JobDescription],
         desc = replace(described[job_id], sites=list(sites))
         described[job_id] = desc
         by_summary.setdefault(desc.site_summary, []).append(job_id)
-    if write:
+    if write and conn is not None:
         for summary, ids in by_summary.items():  # one statement per distinct Site value
             jobs_db.update_jobs(conn, ids, site=summary)
     return by_summary

@@ -23,16 +23,16 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy.engine import Connection, Engine
 
 from core.db import retry_conflicts, utcnow, write_transaction
 from wms.db import jobs as jobs_db
-from wms.logic import scheduling_record
+from wms.logic import optimizer, scheduling_record
 from wms.logic.child_description import ChildDescriber
-from wms.logic.jdl import JDL, parse_jdl
+from wms.logic.jdl import JDL, TextTemplate, parse_jdl
 from wms.logic.job_description import (
     DEFAULT_LIMITS,
     JobDescription,
@@ -158,10 +158,14 @@ def store_in(conn: Connection, children: Sequence[JDL], descriptions: Sequence[J
         status, minor = JobStatus.SUBMITTING, MinorStatus.BULK_TRANSACTION_CONFIRMATION
     else:
         status, minor = initial or (JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
+    # the children's texts written from one template (those of a parametric JDL hold the
+    # same attributes with the same values except the varying ones)
+    write = (TextTemplate(children[0], describer.varying).text
+             if describer is not None and children else JDL.to_text)
     new = [
         jobs_db.NewJob(
             owner=who.owner, owner_group=who.owner_group, vo=who.vo, status=status,
-            minor_status=minor, original_jdl=child.to_text(), job_type=desc.job_type,
+            minor_status=minor, original_jdl=write(child), job_type=desc.job_type,
             job_group=desc.job_group, job_name=desc.job_name, site=desc.site_summary,
             user_priority=desc.priority, input_data=desc.input_data,
         )
@@ -231,19 +235,39 @@ def describe(jdl: JDL, who: Submitter, limits: JobLimits) -> JobDescription:
 OnConfirmed = Callable[[Connection, list[int], datetime], object]
 
 
+#: called inside the confirming transaction with the jobs confirmed and their rows, Received
+#: and logged so but still Submitting in the table: it must write every one's final status
+OnConfirmedRows = Callable[[Connection, list[int], datetime, dict[int, jobs_db.StatusRow]],
+                           object]
+
+
 @retry_conflicts()
 def confirm_bulk(engine: Engine, job_ids: Sequence[int], now: datetime | None = None, *,
-                 on_confirmed: OnConfirmed | None = None) -> list[int]:
+                 on_confirmed: OnConfirmed | None = None,
+                 optimise: OnConfirmedRows | None = None) -> list[int]:
     """Submitting -> Received for the given jobs still in Submitting; returns those moved.
 
     ``on_confirmed(conn, ids, now)`` runs in the same write transaction (the service
     optimises the jobs there: a crash then leaves them Submitting or Waiting, never Received).
+    ``optimise(conn, ids, now, rows)`` instead: the Received status is logged but not
+    written, the rows (Received, as locked here) are handed over, and ``optimise`` writes
+    each job's final status (e.g. :func:`wms.logic.optimizer.optimise_in` with ``current``):
+    one UPDATE of each row, not two, and no second read of the rows.
     Callers check ownership first (see :mod:`wms.logic.job_policy`).
     """
     now = now or utcnow()
     with write_transaction(engine) as conn:
         rows = jobs_db.status_of(conn, job_ids, for_update=True)
         todo = [job_id for job_id, row in rows.items() if row.status == JobStatus.SUBMITTING]
+        if optimise is not None:
+            if todo:  # logged as apply_status_changes logs it (same rows, same order)
+                jobs_db.add_logging(conn, [(job_id, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED,
+                                            rows[job_id].application_status)
+                                           for job_id in todo], now=now, source=SOURCE)
+                optimise(conn, sorted(todo), now, {job_id: replace(
+                    rows[job_id], status=JobStatus.RECEIVED,
+                    minor_status=MinorStatus.JOB_ACCEPTED) for job_id in sorted(todo)})
+            return sorted(todo)
         changes = [jobs_db.StatusChange(job_id, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED)
                    for job_id in todo]
         jobs_db.apply_status_changes(conn, changes, rows, now=now, source=SOURCE)
@@ -253,32 +277,113 @@ def confirm_bulk(engine: Engine, job_ids: Sequence[int], now: datetime | None = 
 
 
 def submit_many(engine: Engine, jdls: Sequence[JDL], who: Submitter, limits: JobLimits,
-                now: datetime | None = None, *, on_stored: OnStored | None = None
-                ) -> SubmitResult:
+                now: datetime | None = None, *, on_stored: OnStored | None = None,
+                optimise: optimizer.NewJobsOptimiser | None = None) -> SubmitResult:
     """Store many single (non-parametric) jobs in one transaction: a bulk submission, as a
     production system makes one batch of tasks into jobs. Every JDL is validated first (a bad
     one fails the batch, nothing stored); the jobs go to ``Received`` and ``on_stored`` runs
-    in the storing transaction (e.g. to optimise them to Waiting at once). IDs in order."""
+    in the storing transaction (e.g. to optimise them to Waiting at once). IDs in order.
+
+    ``optimise``: the jobs are optimised in the storing transaction, before ``on_stored``,
+    as :func:`wms.logic.optimizer.optimise_new` does it, the decisions being made before the
+    INSERT: the jobs to be Waiting are inserted Waiting (logged Received, Checking, Waiting
+    as before), not updated afterwards."""
     now = now or utcnow()
-    descriptions = [_describe(jdl, who, limits) for jdl in jdls]
+    descriptions, template, write = _describe_many(jdls, who, limits)
+    plan = (optimizer.plan_new(dict(enumerate(descriptions)), optimise.check_input_data)
+            if optimise is not None else None)
     new = [
         jobs_db.NewJob(
             owner=who.owner, owner_group=who.owner_group, vo=who.vo,
             status=JobStatus.RECEIVED, minor_status=MinorStatus.JOB_ACCEPTED,
-            original_jdl=jdl.to_text(), job_type=desc.job_type, job_group=desc.job_group,
+            original_jdl=write(jdl), job_type=desc.job_type, job_group=desc.job_group,
             job_name=desc.job_name, site=desc.site_summary, user_priority=desc.priority,
             input_data=desc.input_data)
         for jdl, desc in zip(jdls, descriptions, strict=True)
     ]
+    if plan is not None:
+        for index, job in enumerate(new):
+            if plan.waiting(index):
+                job.status = JobStatus.WAITING
+                job.minor_status = MinorStatus.PILOT_AGENT_SUBMISSION
+                job.site = plan.site(index, job.site)
+
+    def processed(index: int, job_id: int) -> str:
+        if template is not None:
+            return template.text(descriptions[index], job_id)
+        return processed_jdl(descriptions[index], job_id).to_text()
+
     with write_transaction(engine) as conn:
         ids = jobs_db.insert_jobs(  # the processed JDLs are stored with the originals
-            conn, new, now=now, source=SOURCE,
-            processed=lambda index, job_id: processed_jdl(descriptions[index], job_id).to_text())
+            conn, new, now=now, source=SOURCE, processed=processed, log=plan is None)
+        if plan is not None:  # the first records say Received, whatever the row says now
+            jobs_db.add_logging(conn, [
+                (job_id, JobStatus.RECEIVED, MinorStatus.JOB_ACCEPTED, j.application_status)
+                for job_id, j in zip(ids, new, strict=True)], now=now, source=SOURCE)
         result = SubmitResult(job_ids=ids, parametric=False, input_sandboxes={
             job_id: [s for s in desc.input_sandbox if s.startswith("SB:")]
             for job_id, desc in zip(ids, descriptions, strict=True)
             if any(s.startswith("SB:") for s in desc.input_sandbox)},
             descriptions=dict(zip(ids, descriptions, strict=True)))
+        if plan is not None and optimise is not None:
+            optimizer.finish_new(conn, plan, dict(enumerate(ids)), enqueue=optimise.enqueue,
+                                 now=now)
         if on_stored is not None:
             on_stored(conn, result, now)
     return result
+
+
+def _describe_many(jdls: Sequence[JDL], who: Submitter, limits: JobLimits
+                   ) -> tuple[list[JobDescription], ProcessedTemplate | None,
+                              Callable[[JDL], str]]:
+    """The descriptions of single jobs (as :func:`describe` gives them, errors included) and,
+    when the JDLs differ only in some attributes' values (a production system's tasks made
+    from one template), the template of their processed JDLs: then the steps of the
+    description that read only the attributes all JDLs share run once
+    (:class:`~wms.logic.child_description.ChildDescriber`); and how to write their texts
+    (``JDL.to_text``, from one :class:`~wms.logic.jdl.TextTemplate` when they differ so)."""
+    varying = varying_attributes(jdls) if len(jdls) > 1 else None
+    if varying is None:
+        return [_describe(jdl, who, limits) for jdl in jdls], None, JDL.to_text
+    describer = ChildDescriber(jdls[0], varying, owner=who.owner, owner_group=who.owner_group,
+                               vo=who.vo, limits=limits)
+    descriptions = [describer.describe(jdl) for jdl in jdls]
+    fields = describer.varying_fields
+    template = (ProcessedTemplate(descriptions[0], fields, describer.varying)
+                if fields is not None else None)
+    return descriptions, template, TextTemplate(jdls[0], varying).text
+
+
+def varying_attributes(jdls: Sequence[JDL]) -> frozenset[str] | None:
+    """The lower-case names of the attributes whose values are not the same in all ``jdls``;
+    None unless all hold the same attributes, spelt the same, in the same order. Values are
+    the same when of the same types throughout (``1``, ``1.0`` and ``true`` differ)."""
+    first = jdls[0]
+    reference = first._values
+    keys = list(reference)
+    names = first._names
+    varying: set[str] = set()
+    for jdl in jdls[1:]:
+        values = jdl._values
+        if jdl._names != names or list(values) != keys:
+            return None
+        for key in keys:
+            if key not in varying and not _same(values[key], reference[key]):
+                varying.add(key)
+    return frozenset(varying)
+
+
+def _same(one: object, other: object) -> bool:
+    """``one == other`` with the same types at every level (and floats written alike)."""
+    if type(one) is not type(other):
+        return False
+    if isinstance(one, list):
+        assert isinstance(other, list)  # noqa: S101 - same type
+        return len(one) == len(other) and all(map(_same, one, other))
+    if isinstance(one, JDL):
+        assert isinstance(other, JDL)  # noqa: S101 - same type
+        return (list(one._names.items()) == list(other._names.items())
+                and all(_same(v, other._values[k]) for k, v in one._values.items()))
+    if isinstance(one, float):
+        return repr(one) == repr(other)
+    return one == other

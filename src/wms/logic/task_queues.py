@@ -163,8 +163,13 @@ def enqueue_jobs(conn: Connection, jobs: Sequence[TQJob], now: datetime, *,
         return
     new: dict[str, tq_db.NewTaskQueue] = {}
     keys: list[str] = []
+    #: the key of jobs with equal requirements, hashed once (a bulk's jobs mostly share one)
+    known: dict[tuple[Any, ...], str] = {}
     for job in jobs:
-        key = tq_key(job)
+        same = (job.owner, job.owner_group, job.vo, job.cpu_time, job.priority,
+                tuple(job.sites), tuple(job.banned_sites), tuple(job.grid_ces),
+                tuple(job.platforms), tuple(job.job_types), tuple(job.tags))
+        key = known.get(same) or known.setdefault(same, tq_key(job))
         keys.append(key)
         if key not in new:
             new[key] = tq_db.NewTaskQueue(

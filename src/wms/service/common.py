@@ -27,6 +27,7 @@ from dms.logic.replicas import get_replicas
 from dms.logic.rights import Requester as CatalogRequester
 from wms.db import jobs as jobs_db
 from wms.db.filters import Filter
+from wms.db.jobs import StatusRow
 from wms.db.tables import JOB_ATTRIBUTES
 from wms.logic import input_data, matching, optimizer
 from wms.logic.input_data import InputDataCheck, InputDataVerdict
@@ -75,12 +76,15 @@ def optimise(ctx: ServerContext, job_ids: Sequence[int]) -> OptimiseResult:
 
 
 def optimise_in(ctx: ServerContext, conn: Connection, job_ids: Sequence[int],
-                now: datetime) -> OptimiseResult:
-    """Optimise jobs inside the caller's write transaction (a bulk confirmation)."""
+                now: datetime, current: Mapping[int, StatusRow] | None = None
+                ) -> OptimiseResult:
+    """Optimise jobs inside the caller's write transaction (a bulk confirmation; ``current``:
+    see :func:`wms.logic.optimizer.optimise_in`)."""
     return optimizer.optimise_in(conn, job_ids, enqueue=enqueue, now=now,
                                  limits=limits_from(ctx.config),
                                  check_input_data=input_data_check(ctx),
-                                 reschedule_delays=ctx.config.operations.reschedule_delays)
+                                 reschedule_delays=ctx.config.operations.reschedule_delays,
+                                 current=current)
 
 
 def optimise_new(ctx: ServerContext, conn: Connection, described: Mapping[int, JobDescription],

@@ -148,7 +148,7 @@ class JobManagerService(Service):
         sel = select_jobs(call.identity, ids, rows)
         confirmed = submission.confirm_bulk(
             engine, sel.valid,
-            on_confirmed=lambda conn, ids, now: optimise_in(self.ctx, conn, ids, now))
+            optimise=lambda conn, ids, now, rows: optimise_in(self.ctx, conn, ids, now, rows))
         result = ActionResult(done=confirmed, invalid=sel.invalid,
                               nonauthorized=sel.nonauthorized)
         return self._reply(result, "confirmation")
