@@ -30,6 +30,7 @@ from pathlib import Path
 import requests
 from sqlalchemy.engine import Connection
 
+from bench.machine import machine_line
 from bench.sqlprof import SqlProfile, cpu_seconds
 from core.db import init_schema, make_engine
 from core.exceptions import PilotWMSError
@@ -137,6 +138,7 @@ def main() -> None:
     parser.add_argument("--driver", default="pymysql",
                         help="MariaDB driver(s): pymysql, mysqldb or both comma-separated")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     drivers = [d.strip() for d in args.driver.split(",") if d.strip()]
     if not drivers or set(drivers) - {"pymysql", "mysqldb"}:
         parser.error("--driver: pymysql, mysqldb or both (comma-separated)")
