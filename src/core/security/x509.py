@@ -18,13 +18,12 @@ names are re-exported here).
 
 Example::
 
-    >>> from core.security.x509 import der_ia5string, decode_dirac_group, der_oid
-    >>> der_ia5string("dirac_user").hex()
-    '160a64697261635f75736572'
-    >>> decode_dirac_group(der_ia5string("dirac_user"))
-    'dirac_user'
-    >>> der_oid("1.2.42.42").hex()
-    '06032a2a2a'
+    >>> from core.security import der, x509
+    >>> x509.DIRAC_GROUP_OID, x509.decode_dirac_group is der.decode_dirac_group
+    ('1.2.42.42', True)
+    >>> from cryptography.x509 import Name
+    >>> x509.dn_string(Name.from_rfc4514_string("CN=alice,O=demo"))  # DIRAC's DN form
+    '/O=demo/CN=alice'
 """
 
 from __future__ import annotations
