@@ -215,10 +215,37 @@ def _column(column: Sequence[Any], mogrify: Any) -> list[str] | None:
     if len(numeric) > 1:  # 1 == 1.0 == True: the literals are made value by value
         return [str(mogrify("%s", (v,))) for v in column]
     try:
-        literal = {v: str(mogrify("%s", (v,))) for v in set(column)}
+        distinct = list(set(column))
     except TypeError:  # an unhashable value
         return [str(mogrify("%s", (v,))) for v in column]
+    texts = _escaped_strings(distinct, mogrify) if types == {str} else None
+    if texts is None:
+        texts = [str(mogrify("%s", (v,))) for v in distinct]
+    literal = dict(zip(distinct, texts, strict=True))
     return list(map(literal.__getitem__, column))
+
+
+#: joins the strings escaped together: a control character that neither driver escapes and
+#: that no multi-byte character of MariaDB's charsets contains
+_JOIN = "\x01"
+
+
+def _escaped_strings(values: list[str], mogrify: Any) -> list[str] | None:
+    """The driver's literals of ``values`` (plain strs) from one ``mogrify`` of their join:
+    the escaping is character by character, so the literal of the joined text is the
+    joined escaped texts (one C-level pass instead of a call per value: 130,000 calls for
+    a batch of 10,000 jobs). None when a value holds the separator or the literal is not
+    one quoted text."""
+    joined = _JOIN.join(values)
+    if joined.count(_JOIN) != len(values) - 1:
+        return None
+    text = str(mogrify("%s", (joined,)))
+    if len(text) < 2 or text[0] != "'" or text[-1] != "'":
+        return None
+    parts = text[1:-1].split(_JOIN)
+    if len(parts) != len(values):  # pragma: no cover - the escaping added a separator?
+        return None
+    return [f"'{part}'" for part in parts]
 
 
 def _send_all(conn: Connection, head: str, texts: list[str], chunk: int) -> int:
