@@ -230,6 +230,25 @@ def _column(column: Sequence[Any], mogrify: Any) -> list[str] | None:
 _JOIN = "\x01"
 
 
+#: what both drivers escape in a string, and how (MariaDB's client library, pymysql's
+#: ``escape_string``): the backslash first, so that the others' backslashes stay single
+_BACKSLASHED = (("\\", "\\\\"), ("\0", "\\0"), ("\n", "\\n"), ("\r", "\\r"),
+                ("\x1a", "\\Z"), ('"', '\\"'), ("'", "\\'"))
+#: every character of :data:`_BACKSLASHED`, plain and non-ASCII ones: when the driver
+#: escapes this as :func:`_backslashed` does, it escapes any string so
+_PROBE = "a\\b\0c\nd\re\x1af\"g'h%i\u00e9\U0001f600\x01"
+
+
+def _backslashed(text: str) -> str:
+    """``text`` escaped as MariaDB's client escapes a string (without the quotes): a few
+    C-level ``replace`` passes, not pymysql's ``translate`` with a per-character table
+    (0.8 s for the 10 MB of JDL texts of 10,000 jobs)."""
+    for plain, escaped in _BACKSLASHED:
+        if plain in text:
+            text = text.replace(plain, escaped)
+    return text
+
+
 def _escaped_strings(values: list[str], mogrify: Any) -> list[str] | None:
     """The driver's literals of ``values`` (plain strs) from one ``mogrify`` of their join:
     the escaping is character by character, so the literal of the joined text is the
@@ -239,10 +258,14 @@ def _escaped_strings(values: list[str], mogrify: Any) -> list[str] | None:
     joined = _JOIN.join(values)
     if joined.count(_JOIN) != len(values) - 1:
         return None
-    text = str(mogrify("%s", (joined,)))
-    if len(text) < 2 or text[0] != "'" or text[-1] != "'":
-        return None
-    parts = text[1:-1].split(_JOIN)
+    if str(mogrify("%s", (_PROBE,))) == f"'{_backslashed(_PROBE)}'":
+        inner = _backslashed(joined)  # the driver's escaping, seen on every character it maps
+    else:  # e.g. NO_BACKSLASH_ESCAPES: the driver's own escaping of the whole text
+        text = str(mogrify("%s", (joined,)))
+        if len(text) < 2 or text[0] != "'" or text[-1] != "'":
+            return None
+        inner = text[1:-1]
+    parts = inner.split(_JOIN)
     if len(parts) != len(values):  # pragma: no cover - the escaping added a separator?
         return None
     return [f"'{part}'" for part in parts]
