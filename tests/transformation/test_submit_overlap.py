@@ -7,6 +7,7 @@ batches stay serial."""
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from tests.transformation.test_lifecycle import create, reco
 from transformation.agents.task_agents import WorkflowTaskAgent
 from transformation.agents.transformation_agent import TransformationAgent
 from transformation.db.tables import tasks as ts_tasks
+from transformation.logic import submit
 from wms.db.tables import input_data, job_jdls, job_logging, jobs
 from wms.db.tq_tables import tq_jobs
 
@@ -70,12 +72,15 @@ def _world(world: World, overlap: bool) -> tuple[World, int]:
 
 
 def _snapshot(world: World, tid: int) -> dict[str, Any]:
-    """Everything the submission wrote, with the job IDs replaced by task numbers."""
+    """Everything the submission wrote, with the job IDs replaced by task numbers (from the
+    job names)."""
     with world.engine.connect() as conn:
         tasks = {r.task_id: (r.status, r.external_id, r.claimed_by) for r in conn.execute(
             sa.select(ts_tasks).where(ts_tasks.c.transformation_id == tid))}
-        task_of = {int(ext): task for task, (_s, ext, _c) in tasks.items() if ext}
         rows = {r.job_id: r for r in conn.execute(sa.select(jobs))}
+        task_of = {j: int(r.job_name.rpartition("_")[2]) for j, r in rows.items()}
+        assert all(str(j) == tasks[task_of[j]][1] for j in rows  # recorded: this job
+                   if tasks[task_of[j]][0] == "Submitted")
 
         def by_task(table: sa.Table, *columns: sa.ColumnElement[Any]) -> list[tuple[Any, ...]]:
             return sorted((task_of[r[0]], *r[1:]) for r in conn.execute(
@@ -151,3 +156,32 @@ def test_a_failed_batch_leaves_nothing_half_done(world: World, fail_at: int) -> 
     state = _snapshot(overlapped, tid)
     assert state["tasks"] == {n: "Submitted" for n in range(1, 8)}
     assert [j[0] for j in state["jobs"]] == list(range(1, 8))
+
+
+def test_a_failed_record_leaves_reserved_tasks_that_recovery_finds(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # recording batch 1 fails while batch 2 is being stored (overlap) or before it is
+    # claimed (serial): the stored batches' tasks stay Reserved with their jobs, as after a
+    # crash between storing and recording; the recovery finds every job by its name
+    overlapped, tid = _world(world, True)
+    agent = Recording(overlapped.config, instance="o", period=0.1)
+    real = submit.record
+
+    def failing(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("the transformation database went away")
+
+    monkeypatch.setattr(submit, "record", failing)
+    with pytest.raises(RuntimeError, match="went away"):
+        agent.run_once()
+    monkeypatch.setattr(submit, "record", real)
+    state = _snapshot(overlapped, tid)
+    stored = 4 if agent.overlap() else 2
+    assert state["tasks"] == {n: "Reserved" if n <= stored else "Created" for n in range(1, 8)}
+    with overlapped.engine.begin() as conn:  # the claims are old, their agent gone
+        conn.execute(ts_tasks.update().values(
+            last_update=datetime(2020, 1, 1, tzinfo=timezone.utc)))
+    assert submit.recover_reserved(overlapped.engine, tid, 1, agent.lookup) == (stored, 0)
+    Recording(overlapped.config, instance="p", period=0.1).run(once=True)
+    state = _snapshot(overlapped, tid)
+    assert state["tasks"] == {n: "Submitted" for n in range(1, 8)}
+    assert [j[0] for j in state["jobs"]] == list(range(1, 8))  # one job per task

@@ -102,16 +102,20 @@ class _TaskAgent(TransformationAgentBase):
 
     def submit_tasks(self, trans: Row[Any]) -> int:
         """Claim, prepare, store and record batches of the transformation's Created tasks
-        until none is left; returns the number of tasks submitted. With :meth:`overlap`,
-        batch N+1 is claimed and prepared (reads and client work only) while a writer thread
-        with its own connection stores and records batch N; batch N+1 is stored only once
-        batch N is recorded, and if storing batch N fails, batch N+1's claims are released
-        too: every batch is all or nothing, as without overlap."""
+        until none is left; returns the number of tasks submitted.
+
+        With :meth:`overlap`, a writer thread with its own connection stores batch N while
+        this thread records batch N-1 and claims and prepares batch N+1 (reads and client
+        work only); batch N+1 is stored only once batch N is. If storing a batch fails, its
+        claims and those of the batch prepared meanwhile are released: every batch is all
+        or nothing, as without overlap. A failure to record a batch leaves its tasks
+        Reserved with their jobs stored, as a crash between the two always could
+        (:func:`~transformation.logic.submit.recover_reserved` finds the jobs by name)."""
         engine = self.ts()
         tid = trans.transformation_id
         writer = (ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-writer")
                   if self.overlap() else None)
-        pending: Future[int] | None = None
+        pending: tuple[str, Future[dict[int, int]]] | None = None  # batch N being stored
         done = 0
         try:
             while not self.stopping:
@@ -119,45 +123,50 @@ class _TaskAgent(TransformationAgentBase):
                                               self.settings.submit_batch)
                 if not claimed:
                     break
+                stored: tuple[str, dict[int, int]] | None = None
                 try:
                     prepared = self.prepare(trans, claimed)
-                    if pending is not None:  # batch N stored and recorded before N+1
-                        previous: Future[int] = pending
-                        pending = None
-                        done += previous.result()
+                    if pending is not None:  # batch N is stored before batch N+1
+                        (previous, future), pending = pending, None
+                        stored = previous, future.result()
                 except Exception:
                     submit.release(engine, tid, token, [t.task_id for t in claimed])
                     raise
                 if writer is None:
-                    done += self._store_batch(trans, token, claimed, prepared)
+                    done += self._record(tid, token,
+                                         self._store_batch(trans, token, claimed, prepared))
                 else:
-                    pending = writer.submit(self._store_batch, trans, token, claimed, prepared)
+                    pending = token, writer.submit(self._store_batch, trans, token, claimed,
+                                                   prepared)
+                if stored is not None:  # recorded while the next batch is being stored
+                    done += self._record(tid, *stored)
                 if len(claimed) < self.settings.submit_batch:
                     break
             if pending is not None:
-                last: Future[int] = pending
-                pending = None
-                done += last.result()
+                (previous, future), pending = pending, None
+                done += self._record(tid, previous, future.result())
         finally:
             if writer is not None:
                 writer.shutdown(wait=True)  # a batch being stored ends (and releases on error)
-            if pending is not None and pending.exception() is not None:
+            if pending is not None and pending[1].exception() is not None:
                 log.error("transformation %d: storing a batch failed too", tid,
-                          exc_info=pending.exception())
+                          exc_info=pending[1].exception())
         return done
 
     def _store_batch(self, trans: Row[Any], token: str, claimed: list[Row[Any]],
-                     prepared: Any) -> int:
-        """Store one claimed batch and record its tasks (claims released if it fails)."""
-        engine = self.ts()
-        tid = trans.transformation_id
+                     prepared: Any) -> dict[int, int]:
+        """Store one claimed batch (its claims released if that fails)."""
         try:
-            made = self.store(trans, prepared)
+            return self.store(trans, prepared)
         except Exception:
-            submit.release(engine, tid, token, [t.task_id for t in claimed])
+            submit.release(self.ts(), trans.transformation_id, token,
+                           [t.task_id for t in claimed])
             raise
+
+    def _record(self, tid: int, token: str, made: dict[int, int]) -> int:
+        """Record a stored batch's external IDs on its tasks (settling lost claims)."""
         ids = {t: str(e) for t, e in made.items()}
-        kept = submit.record(engine, tid, token, ids)
+        kept = submit.record(self.ts(), tid, token, ids)
         if kept < len(made):  # a peer took claims over: this copy looked dead
             self._settle(tid, ids, kept)
         log.info("transformation %d: %d tasks submitted", tid, len(made))
