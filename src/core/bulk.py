@@ -12,8 +12,8 @@ INSERTs (MariaDB) and sqlite3 runs in process.
 On MariaDB (either driver), from :data:`LITERAL_ROWS` rows on, the statement is written out
 here rather than by the driver's executemany: the constants are escaped once and written into
 the row template as literals, a column of plain integers is formatted with ``%d`` (digits:
-nothing to escape), every other column is escaped by the driver (``mogrify``) once per
-distinct value, and the rows are joined into multi-row INSERTs of at most
+nothing to escape), every other column is escaped once per distinct value (strings all
+together: see :func:`_escaped_strings`), and the rows are joined into multi-row INSERTs of at most
 :data:`MAX_STATEMENT` bytes, one round trip each. pymysql's own rewrite escaped every value
 of every row in Python (9.5 us per ``ts_files`` row of 8 values; the 1.5 million integers of
 500,000 ``ts_task_files`` rows took 7.5 s of client time). Both drivers' cursors have the
@@ -143,9 +143,9 @@ def _literal_rows(conn: Connection, stmt: Any, rows: Sequence[Any], names: list[
     be written (the caller then uses the driver's executemany).
 
     The values are converted column by column: a column of plain integers is formatted with
-    ``%d`` (no escaping needed: digits only), any other column is escaped by the driver
-    (``mogrify``), each distinct value once. The row texts are then made by one ``%`` per
-    row, in C."""
+    ``%d`` (no escaping needed: digits only), any other column is escaped as the driver
+    escapes it (``mogrify``), each distinct value once (a column of strings all together,
+    :func:`_escaped_strings`). The row texts are then made by one ``%`` per row, in C."""
     if getattr(stmt, "_post_values_clause", None) is not None:
         return None  # e.g. ON DUPLICATE KEY UPDATE after the values
     raw = conn.connection.dbapi_connection

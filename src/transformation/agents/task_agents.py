@@ -6,6 +6,9 @@ optimised to Waiting in it, as ``submitJob`` would (input data resolved in the c
 the matcher places them by their data). Requests go to the RMS database, owned by the
 transformation's author, and the RequestExecutingAgent runs them. Several copies split the
 transformations; each task is claimed by exactly one (see :mod:`transformation.logic.submit`).
+On MariaDB (``SubmitOverlap``) the WorkflowTaskAgent prepares the next batch (claim, JDLs,
+validation, input data) while a writer thread stores the previous one
+(:meth:`_TaskAgent.submit_tasks`).
 
 Run: ``pilotwms agent WorkflowTaskAgent --config server.yaml`` (and ``RequestTaskAgent``).
 

@@ -8,7 +8,10 @@ submission with an error naming the attribute, and nothing is kept.
 
 Database work for N jobs: one INSERT ... RETURNING per 1,000 jobs, one INSERT for the JDLs
 (original and processed: the processed one needs the job ID, so it is made between the two
-INSERTs), one for input data, one for the logging records, all in one transaction.
+INSERTs), one for input data, one for the logging records, all in one transaction. A bulk
+submission (:func:`submit_many`) is :func:`prepare_many` (no database writes) then
+:func:`store_prepared` (the transaction), so a caller may prepare one batch while storing
+another.
 
 Example::
 
