@@ -61,7 +61,7 @@ from transformation.agents.transformation_agent import TransformationAgent  # no
 from transformation.db.schema import TRANSFORMATION_SCHEMA  # noqa: E402
 from transformation.db.tables import files as ts_files  # noqa: E402
 from transformation.db.tables import tasks as ts_tasks  # noqa: E402
-from transformation.logic import inputs, submit  # noqa: E402
+from transformation.logic import inputs  # noqa: E402
 from transformation.logic import transformations as tlogic  # noqa: E402
 from transformation.logic.catalog import CatalogView  # noqa: E402
 from wms.db.schema import WMS_SCHEMA  # noqa: E402
@@ -160,16 +160,9 @@ def attach_and_group(url: str, n_files: int, submission: bool = True) -> None:
     wta = WorkflowTaskAgent(cfg, instance="bench", period=0.1)
     wta.beat()
     trans = tlogic.find(engine, tids[0], "demo")
-    n_jobs = 0
     started, cpu, server = time.perf_counter(), time.process_time(), server_cpu()
-    with profiled() as prof:
-        while n_jobs < 10_000:
-            token, claimed = submit.claim(engine, tids[0], "bench", 1000)
-            if not claimed:
-                break
-            made = wta.submit(trans, claimed)
-            submit.record(engine, tids[0], token, {t: str(j) for t, j in made.items()})
-            n_jobs += len(made)
+    with profiled() as prof:  # the agent's claim / prepare / store / record batches
+        n_jobs = wta.submit_tasks(trans)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(f"  bulk submission: {n_jobs:,} tasks -> Waiting jobs in {wall:.1f} s: "
           f"{n_jobs / wall:,.0f} jobs/s wall, {n_jobs / cpu:,.0f} per CPU second"

@@ -145,8 +145,41 @@ def test_integer_rows_are_written_out_without_escaping(engine: Engine,
         assert not parameters  # written out: the driver formats nothing
         assert "%s" not in statement
     assert "(1,1000,'p')" in "".join(s for s, _p in seen).replace(" ", "")
-    if engine.dialect.driver == "pymysql":
-        assert sorted(escaped) == ["p", "q"]
+    if engine.dialect.driver == "pymysql":  # the driver escapes only the probe
+        assert escaped == [bulk._PROBE]
+
+
+AWKWARD = ["plain", "it's", 'say "hi"', "back\\slash\\", "new\nline\r", "nul\0byte",
+           "ctrl-z\x1a", "100%", "%s %(x)s", "caf\u00e9 \u4e2d\u6587 \U0001f600", "", " ",
+           "\\'", "'"]
+
+
+@pytest.mark.parametrize("separator_inside", [False, True])
+@pytest.mark.parametrize("no_backslash", [False, True])
+def test_strings_escaped_together_are_stored_exactly(engine: Engine, separator_inside: bool,
+                                                     no_backslash: bool) -> None:
+    # the distinct strings of a column are escaped together (joined, split again
+    # afterwards): as the driver escapes its probe, or by the driver itself (quotes doubled
+    # under NO_BACKSLASH_ESCAPES); a value holding the join character is escaped on its own
+    names = [AWKWARD[n % len(AWKWARD)] + ("\x01" if separator_inside and n == 7 else "")
+             for n in range(300)]
+    rows = [(1, n, name) for n, name in enumerate(names)]
+    if no_backslash and engine.dialect.name == "sqlite":
+        pytest.skip("a MariaDB mode")
+    with engine.begin() as conn:
+        if no_backslash:
+            conn.exec_driver_sql("SET SESSION sql_mode = CONCAT(@@sql_mode, "
+                                 "',NO_BACKSLASH_ESCAPES')")
+        assert insert_rows(conn, T, rows, columns=("a", "b", "name")) == 300
+        if engine.dialect.name != "sqlite":
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            mogrify = raw.cursor().mogrify
+            one_by_one = [str(mogrify("%s", (v,))) for v in AWKWARD]
+            assert bulk._escaped_strings(list(AWKWARD), mogrify) == one_by_one
+            assert bulk._escaped_strings(["a\x01b", "c"], mogrify) is None
+    got = _stored(engine)
+    assert [got[(1, n)].name for n in range(300)] == names
 
 
 def test_written_out_statements_stay_under_the_limit(engine: Engine,

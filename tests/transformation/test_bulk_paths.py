@@ -12,6 +12,7 @@ from dms.logic.replicas import add_replicas
 from tests.transformation.conftest import CFG, DATA, DM_ADMIN, MANAGER, World
 from transformation.agents.transformation_agent import TransformationAgent
 from transformation.db.tables import files as ts_files
+from transformation.db.tables import task_files
 from transformation.db.tables import tasks as ts_tasks
 from transformation.db.tables import transformations as ts_trans
 from transformation.logic import inputs, submit
@@ -99,6 +100,7 @@ def test_task_batches_by_range_or_list(world: World) -> None:
     assert "IN" in str(sa.select(ts_tasks.c.task_id).where(
         queries.among(ts_tasks.c.task_id, [1, 2, 4])))
     world.field("kind", "string")
+    world.register([f"{DATA}/other/f{i}" for i in range(10)])  # the IDs below have 2 digits
     world.register([f"{DATA}/q/f{i}" for i in range(8)])
     world.meta(f"{DATA}/q", {"kind": "raw"})
     tid = make(world, InputMetaQuery={"kind": "raw"}, GroupSize=2)
@@ -109,6 +111,16 @@ def test_task_batches_by_range_or_list(world: World) -> None:
     assert sorted(every) == [1, 2, 3, 4] and all(len(f) == 2 for f in every.values())
     assert len({f for fs in every.values() for f in fs}) == 8
     assert some == {t: every[t] for t in (1, 3, 4)}
+    with world.engine.connect() as conn:  # the joined IDs, then row by row, agree
+        plain = {}
+        for task, file_id in conn.execute(sa.select(task_files.c.task_id, task_files.c.file_id)
+                                          .where(task_files.c.transformation_id == tid)):
+            plain.setdefault(task, []).append(file_id)
+        assert every == {t: sorted(f) for t, f in plain.items()}
+        if conn.dialect.name != "sqlite":  # "11,12" cut to "11,1": read row by row
+            conn.exec_driver_sql("SET SESSION group_concat_max_len = 4")
+            short = queries.files_of_tasks(conn, tid, [1, 2, 3, 4])
+            assert {t: sorted(f) for t, f in short.items()} == every
     with world.engine.begin() as conn:  # claims by range and by list
         assert queries.set_tasks(conn, tid, [1, 2], {"status": "Reserved"}) == 2
         assert queries.set_tasks(conn, tid, [2, 4], {"status": "Reserved"},

@@ -23,13 +23,15 @@ from wms.db.tables import jobs
 
 
 def interrupting(base: type) -> type:
-    """``base`` whose first submission lets a peer act first: the peer recovers this copy's
-    claims (as if its heartbeat had stopped), then claims and submits task 1 alone."""
+    """``base`` whose first submission (its store, once the batch is prepared) lets a peer
+    act first: the peer recovers this copy's claims (as if its heartbeat had stopped), then
+    claims and submits task 1 alone."""
 
     class Slow(base):  # type: ignore[misc, valid-type]
         interfered = False
 
-        def submit(self, trans: Any, tasks: list[Any]) -> dict[int, int]:
+        def store(self, trans: Any, prepared: Any) -> dict[int, int]:
+            tasks = getattr(prepared, "task_ids", prepared)  # a prepared job batch's
             if not self.interfered:
                 self.interfered = True
                 peer = base(self.config, instance="peer", period=0.1)
@@ -46,7 +48,7 @@ def interrupting(base: type) -> type:
                 made = peer.submit(trans, claimed)
                 assert submit.record(engine, tid, token,
                                      {t: str(e) for t, e in made.items()}) == 1
-            return super().submit(trans, tasks)  # type: ignore[no-any-return]
+            return super().store(trans, prepared)  # type: ignore[no-any-return]
     return Slow
 
 

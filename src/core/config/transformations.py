@@ -35,6 +35,9 @@ class TransformationsConfig(BaseModel):
     output_path: str = "/{vo}/prod/{transformation:08d}/{task:08d}"
     #: tasks per bulk submission (one WMS transaction / one request batch)
     submit_batch: int = Field(default=1000, ge=1, le=10_000)
+    #: job batches: prepare the next one while the previous one is being stored (a writer
+    #: thread with its own connection; never on SQLite, whose writes take one lock anyway)
+    submit_overlap: bool = True
     #: seconds between full reconciliations of the input queries with the catalog
     reconcile_period: float = Field(default=3600.0, ge=0)
     #: catalog changes read per journal step

@@ -6,6 +6,9 @@ optimised to Waiting in it, as ``submitJob`` would (input data resolved in the c
 the matcher places them by their data). Requests go to the RMS database, owned by the
 transformation's author, and the RequestExecutingAgent runs them. Several copies split the
 transformations; each task is claimed by exactly one (see :mod:`transformation.logic.submit`).
+On MariaDB (``SubmitOverlap``) the WorkflowTaskAgent prepares the next batch (claim, JDLs,
+validation, input data) while a writer thread stores the previous one
+(:meth:`_TaskAgent.submit_tasks`).
 
 Run: ``pilotwms agent WorkflowTaskAgent --config server.yaml`` (and ``RequestTaskAgent``).
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy.engine import Engine, Row
@@ -77,32 +81,99 @@ class _TaskAgent(TransformationAgentBase):
                   "(a peer took this copy for dead): %d adopted back, %d duplicates withdrawn",
                   tid, len(made) - kept, len(made), self.instance, adopted, len(duplicates))
 
+    def prepare(self, trans: Row[Any], tasks: list[Row[Any]]) -> Any:
+        """The batch's work before anything is written to the target (default: none)."""
+        return tasks
+
+    def store(self, trans: Row[Any], prepared: Any) -> dict[int, int]:
+        """Write a :meth:`prepare`'d batch to the target; task ID -> external ID."""
+        return self.submit(trans, prepared)
+
+    def overlap(self) -> bool:
+        """Whether the next batch is prepared while the previous one is stored."""
+        return False
+
     def run_once(self) -> bool:
-        engine = self.ts()
         busy = False
         for trans in self.transformations(states.SUBMITTING, self.types()):
-            tid = trans.transformation_id
-            submit.recover_reserved(engine, tid, self.settings.reserved_timeout, self.lookup,
+            submit.recover_reserved(self.ts(), trans.transformation_id,
+                                    self.settings.reserved_timeout, self.lookup,
                                     alive=set(self._peers))
+            if self.submit_tasks(trans):
+                busy = True
+        return not busy
+
+    def submit_tasks(self, trans: Row[Any]) -> int:
+        """Claim, prepare, store and record batches of the transformation's Created tasks
+        until none is left; returns the number of tasks submitted.
+
+        With :meth:`overlap`, a writer thread with its own connection stores batch N while
+        this thread records batch N-1 and claims and prepares batch N+1 (reads and client
+        work only); batch N+1 is stored only once batch N is. If storing a batch fails, its
+        claims and those of the batch prepared meanwhile are released: every batch is all
+        or nothing, as without overlap. A failure to record a batch leaves its tasks
+        Reserved with their jobs stored, as a crash between the two always could
+        (:func:`~transformation.logic.submit.recover_reserved` finds the jobs by name)."""
+        engine = self.ts()
+        tid = trans.transformation_id
+        writer = (ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-writer")
+                  if self.overlap() else None)
+        pending: tuple[str, Future[dict[int, int]]] | None = None  # batch N being stored
+        done = 0
+        try:
             while not self.stopping:
                 token, claimed = submit.claim(engine, tid, self.instance,
                                               self.settings.submit_batch)
                 if not claimed:
                     break
+                stored: tuple[str, dict[int, int]] | None = None
                 try:
-                    made = self.submit(trans, claimed)
+                    prepared = self.prepare(trans, claimed)
+                    if pending is not None:  # batch N is stored before batch N+1
+                        (previous, future), pending = pending, None
+                        stored = previous, future.result()
                 except Exception:
                     submit.release(engine, tid, token, [t.task_id for t in claimed])
                     raise
-                ids = {t: str(e) for t, e in made.items()}
-                kept = submit.record(engine, tid, token, ids)
-                if kept < len(made):  # a peer took claims over: this copy looked dead
-                    self._settle(tid, ids, kept)
-                log.info("transformation %d: %d tasks submitted", tid, len(made))
-                busy = True
+                if writer is None:
+                    done += self._record(tid, token,
+                                         self._store_batch(trans, token, claimed, prepared))
+                else:
+                    pending = token, writer.submit(self._store_batch, trans, token, claimed,
+                                                   prepared)
+                if stored is not None:  # recorded while the next batch is being stored
+                    done += self._record(tid, *stored)
                 if len(claimed) < self.settings.submit_batch:
                     break
-        return not busy
+            if pending is not None:
+                (previous, future), pending = pending, None
+                done += self._record(tid, previous, future.result())
+        finally:
+            if writer is not None:
+                writer.shutdown(wait=True)  # a batch being stored ends (and releases on error)
+            if pending is not None and pending[1].exception() is not None:
+                log.error("transformation %d: storing a batch failed too", tid,
+                          exc_info=pending[1].exception())
+        return done
+
+    def _store_batch(self, trans: Row[Any], token: str, claimed: list[Row[Any]],
+                     prepared: Any) -> dict[int, int]:
+        """Store one claimed batch (its claims released if that fails)."""
+        try:
+            return self.store(trans, prepared)
+        except Exception:
+            submit.release(self.ts(), trans.transformation_id, token,
+                           [t.task_id for t in claimed])
+            raise
+
+    def _record(self, tid: int, token: str, made: dict[int, int]) -> int:
+        """Record a stored batch's external IDs on its tasks (settling lost claims)."""
+        ids = {t: str(e) for t, e in made.items()}
+        kept = submit.record(self.ts(), tid, token, ids)
+        if kept < len(made):  # a peer took claims over: this copy looked dead
+            self._settle(tid, ids, kept)
+        log.info("transformation %d: %d tasks submitted", tid, len(made))
+        return len(made)
 
 
 class WorkflowTaskAgent(_TaskAgent):
@@ -162,7 +233,8 @@ class WorkflowTaskAgent(_TaskAgent):
             return input_data.decide(wanted, replicas=replicas, se_sites=se_sites)
         return check
 
-    def submit(self, trans: Row[Any], tasks: list[Row[Any]]) -> dict[int, int]:
+    def prepare(self, trans: Row[Any], tasks: list[Row[Any]]) -> submit.PreparedTasks:
+        """The batch's JDLs, validated and optimised (input data resolved): reads only."""
         self._prepare_outputs(trans)
         check = None
         if "DataManagement" in self.config.systems:
@@ -172,8 +244,17 @@ class WorkflowTaskAgent(_TaskAgent):
         # are new there, so they have no task queue membership to remove first
         optimise = optimizer.NewJobsOptimiser(enqueue_new, check)
         limits = job_limits(self.settings, limits_from(self.config))
-        return submit.submit_jobs(self.target(), trans, tasks, self.settings, limits,
-                                  optimise=optimise)
+        return submit.prepare_jobs(trans, tasks, self.settings, limits, optimise=optimise)
+
+    def store(self, trans: Row[Any], prepared: submit.PreparedTasks) -> dict[int, int]:
+        return submit.store_jobs(self.target(), prepared)
+
+    def submit(self, trans: Row[Any], tasks: list[Row[Any]]) -> dict[int, int]:
+        return self.store(trans, self.prepare(trans, tasks))
+
+    def overlap(self) -> bool:
+        return bool(self.settings.submit_overlap) and all(
+            engine.dialect.name != "sqlite" for engine in (self.ts(), self.target()))
 
 
 class RequestTaskAgent(_TaskAgent):

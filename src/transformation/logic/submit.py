@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -296,13 +297,38 @@ def submit_jobs(wms_engine: Engine, trans: Row[Any], tasks: Sequence[Row[Any]],
                 optimise: NewJobsOptimiser | None = None) -> dict[int, int]:
     """One bulk submission for ``tasks`` (``on_stored``, ``optimise``: see
     :func:`wms.logic.submission.submit_many`); returns task ID -> job ID."""
+    return store_jobs(wms_engine, prepare_jobs(trans, tasks, settings, limits,
+                                               optimise=optimise), on_stored=on_stored)
+
+
+@dataclass(frozen=True)
+class PreparedTasks:
+    """:func:`prepare_jobs`' batch: the tasks' jobs validated and optimised, not stored."""
+
+    task_ids: list[int]
+    jobs: submission.PreparedJobs
+    who: submission.Submitter
+
+
+def prepare_jobs(trans: Row[Any], tasks: Sequence[Row[Any]], settings: TransformationsConfig,
+                 limits: JobLimits, *, optimise: NewJobsOptimiser | None = None
+                 ) -> PreparedTasks:
+    """:func:`submit_jobs` up to its WMS transaction (JDLs, validation, the optimiser's
+    decisions): writes nothing, so a caller can prepare a batch while the previous one is
+    stored by :func:`store_jobs`."""
     template = parse_jdl(trans.body)
     keys = marked(template)
     jdls = [job_for_task(template, trans, task, settings, keys) for task in tasks]
     who = submission.Submitter(trans.author, trans.author_group, trans.vo)
-    result = submission.submit_many(wms_engine, jdls, who, limits, on_stored=on_stored,
-                                    optimise=optimise)
-    return {task.task_id: job for task, job in zip(tasks, result.job_ids, strict=True)}
+    return PreparedTasks([task.task_id for task in tasks],
+                         submission.prepare_many(jdls, who, limits, optimise=optimise), who)
+
+
+def store_jobs(wms_engine: Engine, prepared: PreparedTasks, *,
+               on_stored: OnStored | None = None) -> dict[int, int]:
+    """Store a :func:`prepare_jobs` batch (one WMS transaction); task ID -> job ID."""
+    result = submission.store_prepared(wms_engine, prepared.jobs, on_stored=on_stored)
+    return dict(zip(prepared.task_ids, result.job_ids, strict=True))
 
 
 def find_jobs(wms_engine: Engine, tid: int, names: list[str]) -> dict[str, str]:

@@ -8,7 +8,10 @@ submission with an error naming the attribute, and nothing is kept.
 
 Database work for N jobs: one INSERT ... RETURNING per 1,000 jobs, one INSERT for the JDLs
 (original and processed: the processed one needs the job ID, so it is made between the two
-INSERTs), one for input data, one for the logging records, all in one transaction.
+INSERTs), one for input data, one for the logging records, all in one transaction. A bulk
+submission (:func:`submit_many`) is :func:`prepare_many` (no database writes) then
+:func:`store_prepared` (the transaction), so a caller may prepare one batch while storing
+another.
 
 Example::
 
@@ -49,8 +52,9 @@ from wms.logic.parametric import (
 from wms.logic.processed_text import ProcessedTemplate
 from wms.logic.states import JobStatus, MinorStatus
 
-__all__ = ["DEFAULT_LIMITS", "SubmitResult", "Submitter", "confirm_bulk", "describe", "store",
-           "store_in", "submit", "submit_many"]
+__all__ = ["DEFAULT_LIMITS", "PreparedJobs", "SubmitResult", "Submitter", "confirm_bulk",
+           "describe", "prepare_many", "store", "store_in", "store_prepared", "submit",
+           "submit_many"]
 
 SOURCE = "JobManager"
 
@@ -287,8 +291,31 @@ def submit_many(engine: Engine, jdls: Sequence[JDL], who: Submitter, limits: Job
     ``optimise``: the jobs are optimised in the storing transaction, before ``on_stored``,
     as :func:`wms.logic.optimizer.optimise_new` does it, the decisions being made before the
     INSERT: the jobs to be Waiting are inserted Waiting (logged Received, Checking, Waiting
-    as before), not updated afterwards."""
-    now = now or utcnow()
+    as before), not updated afterwards.
+
+    The same as :func:`store_prepared` of :func:`prepare_many`: a caller may prepare the
+    next batch while the previous one is being stored."""
+    return store_prepared(engine, prepare_many(jdls, who, limits, optimise=optimise), now,
+                          on_stored=on_stored)
+
+
+@dataclass
+class PreparedJobs:
+    """A bulk submission validated, described and optimised, not stored yet
+    (:func:`prepare_many`; stored by :func:`store_prepared`)."""
+
+    new: list[jobs_db.NewJob]
+    descriptions: list[JobDescription]
+    template: ProcessedTemplate | None
+    plan: optimizer.NewJobsPlan | None
+    optimise: optimizer.NewJobsOptimiser | None
+
+
+def prepare_many(jdls: Sequence[JDL], who: Submitter, limits: JobLimits, *,
+                 optimise: optimizer.NewJobsOptimiser | None = None) -> PreparedJobs:
+    """:func:`submit_many`'s work before its transaction: validation (a bad JDL raises),
+    descriptions, the optimiser's decisions (its input data check reads the catalog) and
+    the rows to insert. Writes nothing."""
     descriptions, template, write = _describe_many(jdls, who, limits)
     plan = (optimizer.plan_new(dict(enumerate(descriptions)), optimise.check_input_data)
             if optimise is not None else None)
@@ -307,6 +334,17 @@ def submit_many(engine: Engine, jdls: Sequence[JDL], who: Submitter, limits: Job
                 job.status = JobStatus.WAITING
                 job.minor_status = MinorStatus.PILOT_AGENT_SUBMISSION
                 job.site = plan.site(index, job.site)
+    return PreparedJobs(new, descriptions, template, plan, optimise)
+
+
+def store_prepared(engine: Engine, prepared: PreparedJobs, now: datetime | None = None, *,
+                   on_stored: OnStored | None = None) -> SubmitResult:
+    """Store a :func:`prepare_many` batch in one write transaction (see :func:`submit_many`);
+    IDs in order."""
+    now = now or utcnow()
+    new, descriptions, template, plan = (prepared.new, prepared.descriptions,
+                                         prepared.template, prepared.plan)
+    optimise = prepared.optimise
 
     def processed(index: int, job_id: int) -> str:
         if template is not None:

@@ -104,3 +104,31 @@ def test_good_replica_ses_is_the_lfn_and_replica_reads_joined(engine: Engine) ->
     assert got[f"{H}/g/f1"] == ["B"]  # the Problematic replica at A is not good
     assert got[f"{H}/g/f2"] == []  # no replica left: present, with no SE
     assert got[f"{H}/g/f3"] == ["A"]
+
+
+@pytest.mark.parametrize("short_concat", [False, True])
+def test_good_replica_ses_grouped_reads_fall_back_exactly(engine: Engine,
+                                                          short_concat: bool) -> None:
+    """The names come grouped by directory and SE: a name holding the separator (a comma),
+    and on MariaDB a group_concat cut short (group_concat_max_len), make that batch read row
+    by row; runs of consecutive IDs and scattered IDs give the same answer."""
+    lfns = {f"{H}/c/{'a,b' if i % 7 == 0 else 'f'}{i}": {"Size": 1, "SE": "A", "GUID": f"c{i}"}
+            for i in range(60)}
+    lfns.update({f"{H}/e{i % 3}/f{i}": {"Size": 1, "SE": "A", "GUID": f"e{i}"}
+                 for i in range(60)})
+    assert not namespace.add_files(engine, CFG, ALICE, lfns).failed
+    add_replicas(engine, ALICE, {f"{H}/e1/f1": {"SE": "B"}, f"{H}/c/a,b0": {"SE": "B"}})
+    remove_replicas(engine, ALICE, {f"{H}/e2/f2": {"SE": "A"}})
+    with engine.connect() as conn:
+        if short_concat:
+            if engine.dialect.name == "sqlite":
+                pytest.skip("SQLite's group_concat has no length limit")
+            conn.exec_driver_sql("SET SESSION group_concat_max_len = 8")
+        every = sorted(lfns_of(conn, range(1, 200)))
+        for ids in (every, every[::2], every[5:9]):
+            got = good_replica_ses(conn, ids)
+            by_id = get_replicas(conn, ids, all_status=False)
+            want = {lfn: sorted(by_id.get(f, {})) for f, lfn in lfns_of(conn, ids).items()}
+            assert {lfn: sorted(ses) for lfn, ses in got.items()} == want
+            if ids is every:
+                assert sorted(got[f"{H}/c/a,b0"]) == ["A", "B"] and got[f"{H}/e2/f2"] == []
