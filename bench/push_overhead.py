@@ -26,7 +26,9 @@ from typing import Any
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# run as a script, sys.path[0] is bench/ itself, where bench/transformation.py shadows the
+# transformation package that the hosted services import: the repository root replaces it
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from tests.support.servers import ThreadedServer  # noqa: E402
 from tests.support.slurm import SlurmCluster  # noqa: E402
