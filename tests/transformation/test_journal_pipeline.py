@@ -58,6 +58,7 @@ def test_chunks_give_what_one_chunk_gives(world: World, chunk: int,
     world.meta(f"{DATA}/d1", {"kind": "raw", "run": 1})
     world.meta(f"{DATA}/d2", {"kind": "raw", "run": 2})
     monkeypatch.setattr(inputs, "CHUNK", chunk)
+    monkeypatch.setattr(inputs, "CHUNK_DEFERRED", chunk)  # SQLite's
     report = inputs.follow_journal(world.engine, world.catalog,
                                    grouper=tasks.Grouper(world.catalog, {}))
     assert report.attached == {a: 20, b: 10}
@@ -85,6 +86,7 @@ def test_a_failing_write_leaves_nothing(world: World,
     with world.engine.connect() as conn:
         before = db.get_state(conn, inputs.WATERMARK)
     monkeypatch.setattr(inputs, "CHUNK", 2)
+    monkeypatch.setattr(inputs, "CHUNK_DEFERRED", 2)
     calls = []
     real = db.add_files
 

@@ -17,7 +17,8 @@ The changed files of a batch are evaluated, planned and written by chunks of :da
 (a directory's metadata change can bring 100,000 files into one batch), still in the one
 transaction that moves the watermark: on MariaDB a writer thread with its own connection runs
 each chunk's INSERTs while the caller reads and plans the next chunk (:class:`_Writer`); on
-SQLite the writes run after the last chunk, as before. The files a chunk's plan leaves Unused
+SQLite the writes run after the planning, as before, and the batch is one chunk
+(:data:`CHUNK_DEFERRED`). The files a chunk's plan leaves Unused
 are grouped with the next chunk's (``Grouper.plan(pending=...)``), so the tasks are those of
 one chunk. Replica changes (``R+``/``R-``) are not read at all when no watched query tests
 SEs: a count of the IDs in the batch's range is enough for the gap check below.
@@ -84,6 +85,9 @@ GAP_WAIT = 10.0
 FACTS_BATCH = 1000
 #: files of a journal batch evaluated, planned and sent to the writer together
 CHUNK = 10_000
+#: the same where the writes run after the last chunk (SQLite): nothing to overlap, so one
+#: chunk (one plan and one store per transformation, the fewest statements)
+CHUNK_DEFERRED = 1_000_000
 #: chunks' jobs waiting for the writer at most (the next ones are prepared meanwhile)
 WRITER_QUEUE = 16
 #: (transformation, file) pairs remembered per call of :func:`follow_journal` at most
@@ -282,10 +286,11 @@ def _handle(engine: Engine, catalog: CatalogView, after: int, upto: int,
         if active and changed:
             ordered = sorted(attached.unknown(changed, [w.tid for w in active]))
             carried: dict[int, set[int]] = defaultdict(set)
-            for start in range(0, len(ordered), CHUNK):
+            size = CHUNK if writer.thread is not None else CHUNK_DEFERRED
+            for start in range(0, len(ordered), size):
                 if writer.stopped:
                     break
-                matches = _evaluate(catalog, active, ordered[start:start + CHUNK],
+                matches = _evaluate(catalog, active, ordered[start:start + size],
                                     grouper is not None)
                 for tid in sorted(matches):  # transformation rows locked in one order
                     fids = attached.new(tid, matches[tid])
