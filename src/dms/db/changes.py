@@ -29,7 +29,7 @@ Example::
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import starmap
@@ -87,11 +87,26 @@ def record(conn: Connection, kind: str, *, file_ids: Iterable[int] = (),
         conn.execute(changes.insert(), batch)
 
 
-def read_since(conn: Connection, after: int, limit: int) -> list[Change]:
-    """Up to ``limit`` changes with ``change_id > after``, in order."""
+def read_since(conn: Connection, after: int, limit: int, *, upto: int | None = None,
+               skip_kinds: Collection[str] = ()) -> list[Change]:
+    """Up to ``limit`` changes with ``change_id > after`` (and ``<= upto`` when given), in
+    order; changes of ``skip_kinds`` are left out (not read: use :func:`count_between` to
+    know whether the IDs in between are all there)."""
+    cond = [changes.c.change_id > after]
+    if upto is not None:
+        cond.append(changes.c.change_id <= upto)
+    if skip_kinds:
+        cond.append(changes.c.kind.not_in(sorted(skip_kinds)))
     query = (sa.select(*(changes.c[name] for name in Change._fields))
-             .where(changes.c.change_id > after).order_by(changes.c.change_id).limit(limit))
+             .where(*cond).order_by(changes.c.change_id).limit(limit))
     return list(starmap(Change, conn.execute(query)))
+
+
+def count_between(conn: Connection, after: int, upto: int) -> int:
+    """How many changes have ``after < change_id <= upto`` (``upto - after`` when no ID in
+    between is missing). One statement, no row read."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(changes).where(
+        changes.c.change_id > after, changes.c.change_id <= upto)).scalar_one())
 
 
 def last_id(conn: Connection) -> int:

@@ -13,6 +13,16 @@ Active transformation are grouped into tasks before that transaction and stored 
 Assigned; a plan that no longer holds attaches them Unused. Cost per file: a few indexed
 reads per batch of 1,000, whatever the size of the catalog.
 
+The changed files of a batch are evaluated, planned and written by chunks of :data:`CHUNK`
+(a directory's metadata change can bring 100,000 files into one batch), still in the one
+transaction that moves the watermark: on MariaDB a writer thread with its own connection runs
+each chunk's INSERTs while the caller reads and plans the next chunk (:class:`_Writer`); on
+SQLite the writes run after the planning, as before, and the batch is one chunk
+(:data:`CHUNK_DEFERRED`). The files a chunk's plan leaves Unused
+are grouped with the next chunk's (``Grouper.plan(pending=...)``), so the tasks are those of
+one chunk. Replica changes (``R+``/``R-``) are not read at all when no watched query tests
+SEs: a count of the IDs in the batch's range is enough for the gap check below.
+
 A journal change can only add a file to a transformation, never take it away, so within one
 call the (transformation, file) pairs already attached by an earlier batch are not evaluated
 or sent again (:class:`Attached`): a directory's metadata change expands to every file below
@@ -42,11 +52,16 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import queue
+import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -68,6 +83,13 @@ RECONCILED = "reconciled:"
 GAP_WAIT = 10.0
 #: files evaluated per statement batch
 FACTS_BATCH = 1000
+#: files of a journal batch evaluated, planned and sent to the writer together
+CHUNK = 10_000
+#: the same where the writes run after the last chunk (SQLite): nothing to overlap, so one
+#: chunk (one plan and one store per transformation, the fewest statements)
+CHUNK_DEFERRED = 1_000_000
+#: chunks' jobs waiting for the writer at most (the next ones are prepared meanwhile)
+WRITER_QUEUE = 16
 #: (transformation, file) pairs remembered per call of :func:`follow_journal` at most
 ATTACHED_MEMORY = 2_000_000
 #: journal kinds that change only a file's replicas: they matter to queries on SEs alone
@@ -160,6 +182,27 @@ def _contiguous(batch: list[journal.Change], after: int) -> list[journal.Change]
     return out
 
 
+def _read(catalog: CatalogView, after: int, batch: int, skip: frozenset[str]
+          ) -> tuple[list[journal.Change], int, int, bool]:
+    """The next changes to handle: (changes, the last ID they cover, how many changes that
+    is, more may follow). With
+    ``skip`` (replica kinds no watch needs) those changes are not read as rows: when the IDs
+    up to the last one covered are all there (one count), the batch covers them too; with a
+    gap, everything is read and :func:`_contiguous` decides."""
+    with catalog.engine.connect() as conn:
+        if skip:
+            top = journal.last_id(conn)
+            found = journal.read_since(conn, after, batch, upto=top, skip_kinds=skip)
+            upto = found[-1].change_id if len(found) == batch else top
+            if upto <= after:
+                return [], after, 0, False
+            if journal.count_between(conn, after, upto) == upto - after:
+                return found, upto, upto - after, len(found) == batch
+        found = journal.read_since(conn, after, batch)
+    todo = _contiguous(found, after)
+    return todo, todo[-1].change_id if todo else after, len(todo), len(found) == batch
+
+
 def follow_journal(engine: Engine, catalog: CatalogView, *, batch: int = 20_000,
                    rounds: int = 50, grouper: Grouper | None = None) -> FollowReport:
     """Handle the journal from the watermark on (up to ``rounds`` batches). With ``grouper``
@@ -177,20 +220,26 @@ def follow_journal(engine: Engine, catalog: CatalogView, *, batch: int = 20_000,
                 if db.get_state(conn, WATERMARK) is None:
                     db.set_state(conn, WATERMARK, start, utcnow())
             continue
-        with catalog.engine.connect() as conn:
-            found = journal.read_since(conn, after, batch)
-        todo = _contiguous(found, after)
-        if not todo:
+        # the watches of this batch, before it is read: whether replica changes matter
+        active = watches(engine, catalog)
+        skip = frozenset() if any(w.query.needs_ses for w in active) else REPLICA_KINDS
+        todo, upto, count, more = _read(catalog, after, batch, skip)
+        if upto == after:
             report.watermark = after
             break
-        _handle(engine, catalog, after, todo, report, attached, grouper)
-        if len(found) < batch:
+        report.changes += count
+        _handle(engine, catalog, after, upto, todo, active, report, attached, grouper)
+        if not more:
             break
     return report
 
 
-def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal.Change],
-            report: FollowReport, attached: Attached, grouper: Grouper | None) -> None:
+def _handle(engine: Engine, catalog: CatalogView, after: int, upto: int,
+            todo: list[journal.Change], active: list[Watch], report: FollowReport,
+            attached: Attached, grouper: Grouper | None) -> None:
+    """The changes ``todo`` (IDs ``after < id <= upto``) applied in one transaction, which
+    moves the watermark to ``upto``; evaluated, planned and sent by chunks of :data:`CHUNK`
+    files (:class:`_Writer`)."""
     changed: set[int] = set()
     replica_only: set[int] = set()  # files whose replicas alone changed
     removed: set[int] = set()
@@ -218,59 +267,186 @@ def _handle(engine: Engine, catalog: CatalogView, after: int, todo: list[journal
                     if len(page) < 10_000:
                         break
                     last = page[-1]
-    report.changes += len(todo)
-    matches: dict[int, list[int]] = defaultdict(list)
-    active = watches(engine, catalog) if changed or replica_only else []
+    if not changed and not replica_only:
+        active = []
     if any(w.query.needs_ses for w in active):
         changed |= replica_only  # a replica added or removed can change only an SE test
     report.files += len(changed)
-    if active and changed:
-        fields = set().union(*(w.query.fields for w in active))
-        need_ses = any(w.query.needs_ses for w in active)
-        columns = set().union(*(w.query.columns for w in active))
-        # grouping needs the LFNs of the matching files: their names are read with the facts
-        # (the catalog's files are then read once, not twice)
-        names = grouper is not None and "name" not in columns
-        ordered = sorted(attached.unknown(changed, [w.tid for w in active]))
-        for start in range(0, len(ordered), FACTS_BATCH):
-            facts = catalog.facts(ordered[start:start + FACTS_BATCH], fields, ses=need_ses,
-                                  columns=columns | {"name"} if names else columns)
-            matched: dict[int, tuple[int, str]] = {}
-            for fid, fact in facts.items():
-                for watch in active:
-                    if watch.query.matches(fact, watch.path_dir):
-                        matches[watch.tid].append(fid)
-                        if names:
-                            matched[fid] = (fact.dir_id, fact.columns["name"])
-            if names:
-                catalog.remember_lfns(matched)
-    plans: dict[int, Plan] = {}
-    for tid, fids in matches.items():
-        matches[tid] = fids = attached.new(tid, fids)
-        plan = grouper.plan(engine, tid, fids) if grouper is not None else None
-        if plan is not None:
-            plans[tid] = plan
-    now = utcnow()
-    with write_transaction(engine) as conn:
-        current = db.get_state(conn, WATERMARK, lock=True)
-        if current != after:  # another copy moved it meanwhile: its work stands
-            return
-        for tid in sorted(matches):  # transformation rows locked in one order
-            fids = matches[tid]
-            added = _attach_grouped(conn, grouper, plans.get(tid), now)
-            if added is None:
-                added = db.add_files(conn, tid, fids, now)
-            if added:
-                report.attached[tid] = report.attached.get(tid, 0) + added
-        if removed:
-            for tid in _attached_to(conn, removed):
-                report.removed += db.set_files(conn, tid, sorted(removed), {
-                    "status": states.REMOVED, "last_update": now},
-                    only_status=[states.UNUSED])
-        db.set_state(conn, WATERMARK, todo[-1].change_id, now)
-    for tid, fids in matches.items():  # committed: attached now, whatever happens next
+    writer = _Writer(engine, threaded=engine.dialect.name != "sqlite")
+    added: dict[int, int] = defaultdict(int)  # written by the writer's jobs
+    gone = [0]
+    sent: dict[int, list[int]] = defaultdict(list)
+
+    def check(conn: Connection) -> None:
+        if db.get_state(conn, WATERMARK, lock=True) != after:
+            raise _AbortError  # another copy moved it meanwhile: its work stands
+
+    writer.submit(check)
+    try:
+        if active and changed:
+            ordered = sorted(attached.unknown(changed, [w.tid for w in active]))
+            carried: dict[int, set[int]] = defaultdict(set)
+            size = CHUNK if writer.thread is not None else CHUNK_DEFERRED
+            for start in range(0, len(ordered), size):
+                if writer.stopped:
+                    break
+                matches = _evaluate(catalog, active, ordered[start:start + size],
+                                    grouper is not None)
+                for tid in sorted(matches):  # transformation rows locked in one order
+                    fids = attached.new(tid, matches[tid])
+                    sent[tid].extend(fids)
+                    plan = grouper.plan(engine, tid, fids, carried[tid]) \
+                        if grouper is not None else None
+                    if plan is not None:
+                        carried[tid] = plan.left
+                    writer.submit(partial(_attach, grouper, tid, fids, plan, added))
+        now = utcnow()
+
+        def finish(conn: Connection) -> None:
+            if removed:
+                for tid in _attached_to(conn, removed):
+                    gone[0] += db.set_files(conn, tid, sorted(removed), {
+                        "status": states.REMOVED, "last_update": now},
+                        only_status=[states.UNUSED])
+            db.set_state(conn, WATERMARK, upto, now)
+
+        writer.submit(finish)
+    except BaseException:
+        writer.cancel()
+        raise
+    if not writer.commit():
+        return
+    report.removed += gone[0]
+    for tid, count in added.items():
+        if count:
+            report.attached[tid] = report.attached.get(tid, 0) + count
+    for tid, fids in sent.items():  # committed: attached now, whatever happens next
         attached.remember(tid, fids)
-    report.watermark = todo[-1].change_id
+    report.watermark = upto
+
+
+def _evaluate(catalog: CatalogView, active: list[Watch], files: list[int], names: bool
+              ) -> dict[int, list[int]]:
+    """The files among ``files`` matching each watch's query (``{tid: [file_id]}``); with
+    ``names``, the LFNs of the matching files are remembered by the view (for grouping)."""
+    fields = set().union(*(w.query.fields for w in active))
+    need_ses = any(w.query.needs_ses for w in active)
+    columns = set().union(*(w.query.columns for w in active))
+    # grouping needs the LFNs of the matching files: their names are read with the facts
+    # (the catalog's files are then read once, not twice)
+    names = names and "name" not in columns
+    matches: dict[int, list[int]] = defaultdict(list)
+    for start in range(0, len(files), FACTS_BATCH):
+        facts = catalog.facts(files[start:start + FACTS_BATCH], fields, ses=need_ses,
+                              columns=columns | {"name"} if names else columns)
+        matched: dict[int, tuple[int, str]] = {}
+        for fid, fact in facts.items():
+            for watch in active:
+                if watch.query.matches(fact, watch.path_dir):
+                    matches[watch.tid].append(fid)
+                    if names:
+                        matched[fid] = (fact.dir_id, fact.columns["name"])
+        if names:
+            catalog.remember_lfns(matched)
+    return matches
+
+
+def _attach(grouper: Grouper | None, tid: int, fids: list[int], plan: Plan | None,
+            added: dict[int, int], conn: Connection) -> None:
+    """A writer's job: one transformation's files of one chunk, grouped or Unused."""
+    now = utcnow()
+    count = _attach_grouped(conn, grouper, plan, now)
+    if count is None:
+        count = db.add_files(conn, tid, fids, now)
+    added[tid] += count
+
+
+class _AbortError(Exception):
+    """The batch is given up (the watermark moved): its transaction is rolled back."""
+
+
+_COMMIT, _ROLLBACK = object(), object()
+
+
+class _Writer:
+    """The writes of one journal batch, in one transaction, as jobs (``job(conn)``) run in
+    the order given. ``threaded`` (MariaDB): a thread with its own connection runs them as
+    they come, so the server executes one chunk's INSERTs while the caller reads and plans
+    the next one (the driver releases the GIL while it waits for the server); otherwise
+    (SQLite: one writer at a time, and the caller's reads must not wait for it) they run
+    at :meth:`commit`. A job raising :class:`_AbortError` rolls everything back."""
+
+    def __init__(self, engine: Engine, *, threaded: bool) -> None:
+        self.engine = engine
+        self.jobs: list[Callable[[Connection], None]] = []
+        self.aborted = False
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+        if threaded:
+            self.queue: queue.Queue[object] = queue.Queue(maxsize=WRITER_QUEUE)
+            context = contextvars.copy_context()
+            self.thread = threading.Thread(target=context.run, args=(self._serve,),
+                                           name="journal-writer", daemon=True)
+            self.thread.start()
+
+    @property
+    def stopped(self) -> bool:
+        """The transaction already ended (given up or failed): no use preparing more."""
+        return self.done.is_set()
+
+    def submit(self, job: Callable[[Connection], None]) -> None:
+        if self.thread is None:
+            self.jobs.append(job)
+            return
+        self._put(job)
+
+    def commit(self) -> bool:
+        """Run what is left and commit; False when given up. Errors of the jobs are raised
+        here."""
+        if self.thread is None:
+            try:
+                with write_transaction(self.engine) as conn:
+                    for job in self.jobs:
+                        job(conn)
+            except _AbortError:
+                return False
+            return True
+        self._put(_COMMIT)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return not self.aborted
+
+    def cancel(self) -> None:
+        if self.thread is not None:
+            self._put(_ROLLBACK)
+            self.thread.join()
+
+    def _put(self, item: object) -> None:
+        while not self.done.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _serve(self) -> None:
+        try:
+            with write_transaction(self.engine) as conn:
+                while True:
+                    job = self.queue.get()
+                    if job is _COMMIT:
+                        break
+                    if job is _ROLLBACK:
+                        raise _AbortError
+                    job(conn)  # type: ignore[operator]
+        except _AbortError:
+            self.aborted = True
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            self.error = exc
+        finally:
+            self.done.set()
 
 
 def _attach_grouped(conn: Connection, grouper: Grouper | None, plan: Plan | None,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -189,6 +189,9 @@ class Plan:
     lfns: dict[int, str]
     #: the files not attached yet (the rest of the plan's files were Unused)
     new: set[int]
+    #: the files the plan leaves Unused among ``new`` and the pending ones given to
+    #: :meth:`Grouper.plan`
+    left: set[int] = field(default_factory=set)
 
 
 class Grouper:
@@ -208,11 +211,13 @@ class Grouper:
         self.se_sites = se_sites
         self.backlog = backlog
 
-    def plan(self, engine: Engine, tid: int, files: Sequence[int]) -> Plan | None:
+    def plan(self, engine: Engine, tid: int, files: Sequence[int],
+             pending: Collection[int] = ()) -> Plan | None:
         """The tasks of ``files`` (not attached yet) and of the Unused files; None when the
         transformation is not Active, has no room for tasks (MaxTasks) or has more than
         ``backlog`` Unused files (they are left to :func:`make_tasks`, the new files
-        attached Unused)."""
+        attached Unused). ``pending``: files attached Unused by the caller's transaction,
+        not committed yet (an earlier chunk's :attr:`Plan.left`), grouped as Unused ones."""
         if not files:
             return None
         with engine.connect() as conn:
@@ -220,15 +225,19 @@ class Grouper:
             if row is None or row.status != states.ACTIVE or \
                     (row.max_tasks and row.next_task > row.max_tasks):
                 return None
-            unused = db.unused_files(conn, tid, self.backlog + 1)
+            unused = set(db.unused_files(conn, tid, self.backlog + 1))
+            unused.update(pending)
             if len(unused) > self.backlog:
                 return None
             history = db.target_se_counts(conn, tid) if row.plugin == "ByShare" else {}
-        new = set(files) - set(unused)
-        specs, processed, removed, lfns = _group(self.catalog, row, sorted(new.union(unused)),
+        new = set(files) - unused
+        specs, processed, removed, lfns = _group(self.catalog, row, sorted(new | unused),
                                                  history, self.se_sites, False)
+        left = new.union(pending).difference(processed, removed)
+        for spec in specs:
+            left.difference_update(spec.file_ids)
         return Plan(tid, row.status, row.next_task, specs, processed,
-                    [f for f in removed if f not in new], lfns, new)
+                    [f for f in removed if f not in new], lfns, new, left)
 
     def store(self, conn: Connection, plan: Plan, now: datetime) -> int:
         """Store ``plan``; returns how many new files were attached."""
