@@ -164,10 +164,8 @@ def test_strings_escaped_together_are_stored_exactly(engine: Engine, separator_i
     names = [AWKWARD[n % len(AWKWARD)] + ("\x01" if separator_inside and n == 7 else "")
              for n in range(300)]
     rows = [(1, n, name) for n, name in enumerate(names)]
-    if no_backslash and engine.dialect.name == "sqlite":
-        pytest.skip("a MariaDB mode")
     with engine.begin() as conn:
-        if no_backslash:
+        if no_backslash and engine.dialect.name != "sqlite":  # SQLite: no such mode
             conn.exec_driver_sql("SET SESSION sql_mode = CONCAT(@@sql_mode, "
                                  "',NO_BACKSLASH_ESCAPES')")
         assert insert_rows(conn, T, rows, columns=("a", "b", "name")) == 300
