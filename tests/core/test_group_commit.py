@@ -39,6 +39,21 @@ class Recorder:
         return [ValueError(f"bad {x}") if x < 0 else x * 10 for x in items]
 
 
+def make_concurrent(committer: GroupCommitter, flush: Recorder) -> None:
+    """Concurrent traffic: two items queue behind a held flush and go out together, so the
+    committer lingers for company from then on."""
+    flush.gate.clear()
+    first = committer.submit(100)
+    assert flush.entered.wait(10)
+    rest = [committer.submit(101), committer.submit(102)]
+    wait_for(lambda: committer.pending() == 2)
+    flush.gate.set()
+    assert [f.result(10) for f in [first, *rest]] == [1000, 1010, 1020]
+    assert flush.batches[-2:] == [[100], [101, 102]]
+    flush.batches.clear()
+    flush.committed.clear()
+
+
 def test_items_queued_during_a_flush_go_in_one_batch() -> None:
     flush = Recorder()
     committer = GroupCommitter(flush, max_batch=1000, linger=0)
@@ -69,9 +84,21 @@ def test_max_batch_splits_and_keeps_order() -> None:
     assert max(len(b) for b in flush.batches) <= 7
 
 
+def test_a_lone_client_is_never_kept_waiting_for_company() -> None:
+    flush = Recorder()
+    committer = GroupCommitter(flush, max_batch=1000, linger=30.0)
+    # one item after another, each once the previous one is answered (a pilot's reports):
+    # a 30 s linger would make this take minutes and time the results out
+    assert [committer.submit(i).result(10) for i in range(5)] == [0, 10, 20, 30, 40]
+    committer.close()
+    assert flush.batches == [[i] for i in range(5)]
+    assert committer.stats.lingered == 0
+
+
 def test_linger_gathers_items_of_concurrent_threads() -> None:
     flush = Recorder()
     committer = GroupCommitter(flush, max_batch=1000, linger=0.5)
+    make_concurrent(committer, flush)
     start = threading.Barrier(20)
     results: dict[int, int] = {}
 
@@ -86,7 +113,8 @@ def test_linger_gathers_items_of_concurrent_threads() -> None:
         t.join(60)
     committer.close()
     assert results == {i: i * 10 for i in range(20)}
-    assert committer.stats.batches < 20  # grouped (one batch unless the machine stalls)
+    assert committer.stats.lingered >= 1  # the previous flush had company: it waited for more
+    assert committer.stats.batches < 2 + 20  # grouped (one batch unless the machine stalls)
 
 
 def test_a_refused_item_fails_alone_and_a_failing_flush_fails_its_batch() -> None:
@@ -118,6 +146,7 @@ def test_a_refused_item_fails_alone_and_a_failing_flush_fails_its_batch() -> Non
 def test_close_flushes_what_is_queued_then_refuses() -> None:
     flush = Recorder()
     committer = GroupCommitter(flush, max_batch=10_000, linger=600)  # would wait 10 min
+    make_concurrent(committer, flush)
     futures = [committer.submit(i) for i in range(100)]
     time.sleep(0.05)
     assert not any(f.done() for f in futures)

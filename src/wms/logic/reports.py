@@ -289,7 +289,8 @@ def apply_reports(engine: Engine, reports: Sequence[Report], *,
 class GroupCommitSettings:
     """``Systems.WorkloadManagement.Services.JobStateUpdate.Options``: ``GroupCommit``
     (default true), ``GroupCommitMaxBatch`` (reports per transaction, default 1000),
-    ``GroupCommitLingerMs`` (how long a report finding the writer idle waits for others,
+    ``GroupCommitLingerMs`` (how long a report finding the writer idle waits for others
+    while traffic is concurrent,
     default 2 ms).
 
     >>> GroupCommitSettings.from_options({"GroupCommitMaxBatch": "200"}).max_batch

@@ -201,9 +201,9 @@ def test_reports_of_one_job_keep_their_order_in_one_transaction(engine: Engine) 
         Heartbeat(token, job, {"CPUConsumed": 3}, {}),
         ParameterReport(token, job, {"HostName": "wn2"}),
     ]
-    futures = [committer.submit(r) for r in sequence]
-    committer.close()  # writes the queue at once instead of lingering a minute
-    results = [f.exception() or f.result() for f in futures]
+    # queued together (a lone item is flushed at once, without lingering for company)
+    results = committer.submit_many(sequence).result(30)
+    committer.close()
     assert counts.commits == 1 and committer.stats.batches == 1
     assert results[:7] == [None, None, None, {}, None, {}, None]
     assert isinstance(results[7], JobNotActiveError)  # a job token, the job is over
@@ -313,9 +313,10 @@ def test_answers_and_effects_are_those_of_the_direct_path(engine: Engine) -> Non
     queued_jobs = make_jobs(engine, SCENARIO_STATUSES)
     direct = _scenario(engine, direct_jobs, _direct(engine))
     committer = reports.committer(engine, settings=GroupCommitSettings(linger_ms=60_000))
-    futures = _scenario(engine, queued_jobs, committer.submit)
+    queue: list[Any] = []
+    _scenario(engine, queued_jobs, queue.append)
+    queued = committer.submit_many(queue).result(30)  # one batch: queued together
     committer.close()
-    queued = [f.exception() or f.result() for f in futures]
     assert committer.stats.batches == 1
     assert _answers(queued, queued_jobs) == _answers(direct, direct_jobs)
     assert _state(engine, queued_jobs) == _state(engine, direct_jobs)
