@@ -291,16 +291,6 @@ def job_for_task(template: JDL, trans: Row[Any], task: Row[Any],
     return jdl
 
 
-def submit_jobs(wms_engine: Engine, trans: Row[Any], tasks: Sequence[Row[Any]],
-                settings: TransformationsConfig, limits: JobLimits, *,
-                on_stored: OnStored | None = None,
-                optimise: NewJobsOptimiser | None = None) -> dict[int, int]:
-    """One bulk submission for ``tasks`` (``on_stored``, ``optimise``: see
-    :func:`wms.logic.submission.submit_many`); returns task ID -> job ID."""
-    return store_jobs(wms_engine, prepare_jobs(trans, tasks, settings, limits,
-                                               optimise=optimise), on_stored=on_stored)
-
-
 @dataclass(frozen=True)
 class PreparedTasks:
     """:func:`prepare_jobs`' batch: the tasks' jobs validated and optimised, not stored."""
@@ -313,9 +303,10 @@ class PreparedTasks:
 def prepare_jobs(trans: Row[Any], tasks: Sequence[Row[Any]], settings: TransformationsConfig,
                  limits: JobLimits, *, optimise: NewJobsOptimiser | None = None
                  ) -> PreparedTasks:
-    """:func:`submit_jobs` up to its WMS transaction (JDLs, validation, the optimiser's
-    decisions): writes nothing, so a caller can prepare a batch while the previous one is
-    stored by :func:`store_jobs`."""
+    """One bulk submission for ``tasks`` up to its WMS transaction (JDLs, validation, the
+    optimiser's decisions; ``optimise``: see :func:`wms.logic.submission.submit_many`):
+    writes nothing, so a caller can prepare a batch while the previous one is stored by
+    :func:`store_jobs`."""
     template = parse_jdl(trans.body)
     keys = marked(template)
     jdls = [job_for_task(template, trans, task, settings, keys) for task in tasks]
